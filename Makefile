@@ -1,0 +1,47 @@
+# Every target sets itself up: a pinned uv in .tools/, then .venv from uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced-stamp
+
+.PHONY: demo test check lint types bench clean lock
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+# requirements.lock pins every dependency (and dev tool) with hashes; the project itself
+# goes in editable, without resolving anything further.
+$(STAMP): pyproject.toml requirements.lock | $(UV)
+	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/sauti demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy contracts node hub sauti bench
+
+check: lint types test
+
+bench: $(STAMP)
+	$(BIN)/python bench/dp_count.py
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --group dev --generate-hashes --no-emit-index-url \
+		--no-header --python-version 3.11 --upgrade -o requirements.lock
+
+clean:
+	rm -rf .tools $(VENV) .mypy_cache .pytest_cache .ruff_cache sauti-demo-out

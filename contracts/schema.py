@@ -1,0 +1,35 @@
+"""JSON Schema export of the v1 wire models, for partners who implement Sauti elsewhere."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from contracts import v1
+
+EXPORTED: tuple[type[BaseModel], ...] = (
+    v1.QuerySpec,
+    v1.QueryRequest,
+    v1.Release,
+    v1.QueryResult,
+    v1.AgreementTerms,
+    v1.SignedAgreement,
+    v1.DatasetContract,
+    v1.NodeInfo,
+    v1.ErrorResponse,
+)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {model.__name__: model.model_json_schema() for model in EXPORTED}
+
+
+def write_json_schemas(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in json_schemas().items():
+        path = folder / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,87 @@
+"""Agreement (MoU) terms and the signatures each party puts on one version's digest."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from contracts.v1.base import WireModel
+from contracts.v1.query import MAX_GROUP_BY, Measure
+
+PartyRole = Literal["secretariat", "cso", "nso", "other"]
+Dissemination = Literal["public", "partners", "restricted"]
+
+
+class Party(WireModel):
+    """A signatory organisation; a CSO party names the node that holds its data."""
+
+    organisation: str = Field(min_length=1, max_length=200)
+    role: PartyRole
+    country: str | None = Field(default=None, pattern=r"^\d{3}$")
+    node_id: str | None = None
+
+
+class DatasetRef(WireModel):
+    name: str
+    contract_version: int = Field(ge=1)
+
+
+class AgreementTerms(WireModel):
+    """One version of an agreement. Its digest (canonical JSON, SHA-256) is what parties sign."""
+
+    agreement_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    version: int = Field(ge=1)
+    title: str
+    purpose: str
+    purpose_code: str = "sdg-monitoring"
+    hub_id: str
+    parties: tuple[Party, ...] = Field(min_length=2)
+    datasets: tuple[DatasetRef, ...] = Field(min_length=1)
+    measures: tuple[Measure, ...] = Field(min_length=1)
+    columns: tuple[str, ...] = Field(description="columns that may be measured")
+    dims: tuple[str, ...] = Field(description="columns that may be grouped on or filtered")
+    max_dims: int = Field(default=MAX_GROUP_BY, ge=0, le=MAX_GROUP_BY)
+    min_cell_size: int = Field(default=10, ge=0)
+    max_ci_relative_width: float | None = Field(default=None, gt=0)
+    rho_per_query_max: float = Field(gt=0)
+    rho_budget: float = Field(gt=0, description="total zCDP budget per node over the validity")
+    analyst_organisations: tuple[str, ...] = ()
+    dissemination: Dissemination = "partners"
+    valid_from: datetime
+    valid_until: datetime
+
+    @model_validator(mode="after")
+    def _check(self) -> "AgreementTerms":
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.rho_per_query_max > self.rho_budget:
+            raise ValueError("the per-query cap cannot exceed the budget")
+        return self
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        return tuple(p.node_id for p in self.parties if p.node_id is not None)
+
+
+class AgreementSignature(WireModel):
+    """A party's compact JWS over {agreement_id, version, digest, signer, signed_at}."""
+
+    signer: str
+    kid: str
+    jws: str
+
+
+class SignedAgreement(WireModel):
+    terms: AgreementTerms
+    digest: str
+    signatures: tuple[AgreementSignature, ...] = ()
+
+
+class SignaturePayload(WireModel):
+    """What a signature commits to: exactly one version of one agreement."""
+
+    agreement_id: str
+    version: int
+    digest: str
+    signer: str
+    signed_at: datetime

@@ -1,0 +1,88 @@
+"""Query wire models: what an analyst asks (QuerySpec) and what the hub sends a node."""
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, field_validator, model_validator
+
+from contracts.v1.base import WireModel
+
+Measure = Literal["count", "share", "sum", "mean", "quantile", "histogram"]
+MAX_GROUP_BY = 3
+
+
+class Filter(WireModel):
+    """Keep rows whose public categorical `column` is one of `levels`."""
+
+    column: str
+    levels: tuple[str, ...] = Field(min_length=1)
+
+
+class QuerySpec(WireModel):
+    """An aggregate question over one dataset, disaggregated by public dims.
+
+    `share` is the proportion of rows whose `column` equals `value` among rows where
+    `column` is not missing. `rho` is the zCDP cost each node spends on its own rows.
+    Hub-level dims (`country`, `node`) may appear in `group_by` at the hub; they are
+    answered by splitting on nodes and never sent to a node.
+    """
+
+    agreement_id: str = Field(min_length=1, max_length=100)
+    dataset: str = Field(min_length=1, max_length=63)
+    measure: Measure
+    column: str | None = None
+    value: str | None = None
+    group_by: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    rho: float = Field(gt=0, le=10)
+
+    @field_validator("group_by")
+    @classmethod
+    def _distinct_dims(cls, dims: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(dims)) != len(dims):
+            raise ValueError("group_by repeats a dim")
+        if len(dims) > MAX_GROUP_BY + 1:
+            raise ValueError(f"at most {MAX_GROUP_BY} data dims (plus country) per query")
+        return dims
+
+    @model_validator(mode="after")
+    def _measure_needs(self) -> "QuerySpec":
+        if self.measure == "share" and (self.column is None or self.value is None):
+            raise ValueError("share needs a column and the value whose share is wanted")
+        if self.measure == "count" and self.value is not None:
+            raise ValueError("count takes no value")
+        return self
+
+
+class QueryRequest(WireModel):
+    """One node's part of a query, signed by the hub (Ed25519 JWS over canonical JSON)."""
+
+    query_id: UUID
+    hub_id: str
+    node_id: str
+    agreement_id: str
+    agreement_version: int
+    agreement_digest: str
+    spec: QuerySpec
+    rho: float = Field(gt=0)
+    issued_at: datetime
+    expires_at: datetime
+    nonce: str = Field(min_length=16, max_length=64)
+
+
+class Signed(WireModel):
+    """A compact JWS carrying one wire model as canonical JSON."""
+
+    jws: str = Field(min_length=10, max_length=1_000_000)
+
+
+class ErrorBody(WireModel):
+    """Every refusal: a stable machine-readable code and a message that names no data value."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(WireModel):
+    error: ErrorBody

@@ -1,0 +1,1 @@
+"""Sauti hub: agreements, node registry and DP queries combined across nodes."""

@@ -1,0 +1,1 @@
+"""Agreements (MoUs) at the hub: drafts signed by the secretariat and every node."""

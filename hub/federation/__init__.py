@@ -1,0 +1,1 @@
+"""Node registry and fan-out of signed query requests; combination of releases."""

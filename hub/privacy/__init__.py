@@ -1,0 +1,1 @@
+"""Query planning at the hub: per-node costs and combined accuracy."""

@@ -1,0 +1,1 @@
+"""The `sauti` command line and the demo: thin wrappers over the node and hub packages."""

@@ -1,0 +1,17 @@
+"""Entry point of the `sauti` command: one sub-command group per role."""
+
+import typer
+
+from sauti import demo_cli, hub_cli, node_cli, query_cli
+
+app = typer.Typer(
+    help="Sauti: federated, differentially private citizen-data sharing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(node_cli.app, name="node", help="Run and govern a CSO node.")
+app.add_typer(hub_cli.app, name="hub", help="Run the secretariat's hub.")
+app.command("query", help="Ask the hub a DP aggregate question.")(query_cli.query)
+app.command("demo", help="Three CSO nodes and a hub answering DP questions end to end.")(
+    demo_cli.demo
+)

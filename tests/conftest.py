@@ -1,0 +1,51 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, a throwaway one per test."""
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout=3"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """A DSN on the `test` database to create and drop databases with.
+
+    Skips only when CI is unset and the server is absent; under CI a missing server fails.
+    """
+    for user in ("postgres", "root"):
+        dsn = PG_ADMIN_DSN.format(user=user)
+        try:
+            with psycopg.connect(dsn, autocommit=True):
+                return dsn
+        except psycopg.OperationalError:
+            continue
+    if os.environ.get("CI"):
+        pytest.fail("PostgreSQL on 127.0.0.1:5432 is required under CI")
+    pytest.skip("PostgreSQL on 127.0.0.1:5432 is not running")
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own, dropped afterwards."""
+    name = f"sauti_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    user = postgres_admin.split("user=")[1].split()[0]
+    try:
+        yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(postgres_admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """Each storage test runs on the embedded SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/sauti.sqlite"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
