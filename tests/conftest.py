@@ -34,7 +34,7 @@ def postgres_url(postgres_admin: str) -> Iterator[str]:
     name = f"sauti_test_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(postgres_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    user = postgres_admin.split("user=")[1].split()[0]
+    user = postgres_admin.split("user=")[1].split(maxsplit=1)[0]
     try:
         yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{name}"
     finally:
