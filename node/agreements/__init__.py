@@ -1,0 +1,1 @@
+"""Agreements this node has signed, and their lifecycle at the node."""

@@ -1,0 +1,1 @@
+"""HTTP routes of the node: parse, call one service, return."""

@@ -1,0 +1,78 @@
+"""The one place where node errors become HTTP answers: status per code, ErrorResponse body."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts.v1 import ErrorBody, ErrorResponse
+from node.exceptions import NodeError
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_CODE: dict[str, int] = {
+    "unsigned": 401,
+    "signature_invalid": 401,
+    "request_expired": 401,
+    "wrong_node": 403,
+    "agreement_unknown": 403,
+    "agreement_suspended": 403,
+    "agreement_revoked": 403,
+    "agreement_expired": 403,
+    "dataset_not_in_agreement": 403,
+    "measure_not_allowed": 403,
+    "column_not_allowed": 403,
+    "dim_not_allowed": 403,
+    "too_many_dims": 403,
+    "cost_over_cap": 403,
+    "budget_exhausted": 403,
+    "query_id_conflict": 409,
+    "unknown_dataset": 422,
+    "measure_not_supported": 422,
+    "unknown_column": 422,
+    "unknown_level": 422,
+    "column_not_queryable": 422,
+    "dim_not_categorical": 422,
+    "cost_check_failed": 422,
+}
+# Routes whose body must be a signed message: anything else there is "unsigned".
+SIGNED_ROUTES = ("/v1/queries",)
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+async def _node_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NodeError)
+    return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    if request.url.path in SIGNED_ROUTES:
+        return error_response(401, "unsigned", "the body must be a signed message {jws}")
+    # FastAPI's default body echoes the input; name the fields only.
+    fields = sorted({".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()})
+    return error_response(422, "invalid_request", f"invalid fields: {', '.join(fields)}")
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, f"http_{exc.status_code}", "request not served")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    # The type only: an exception's text could carry data.
+    log.error("internal error (%s)", type(exc).__name__)
+    return error_response(500, "internal_error", "the node could not answer")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(NodeError, _node_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

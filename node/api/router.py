@@ -1,0 +1,41 @@
+"""Node HTTP routes: /v1/info and /v1/queries."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from contracts.v1 import NodeInfo, Signed
+from node.datasets import service as datasets
+from node.home import load_identity
+from node.queries import service as queries
+from node.settings import NodeSettings
+
+router = APIRouter(prefix="/v1")
+
+
+def _settings(request: Request) -> NodeSettings:
+    settings: NodeSettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[NodeSettings, Depends(_settings)]
+
+
+@router.get("/info", response_model=NodeInfo)
+def info(settings: SettingsDep) -> NodeInfo:
+    identity = load_identity(settings.home)
+    return NodeInfo(
+        node_id=identity.node_id,
+        name=identity.name,
+        country=identity.country,
+        public_jwk=identity.public_jwk,
+        kid=identity.kid,
+        datasets=tuple(datasets.list_datasets(home=settings.home)),
+    )
+
+
+@router.post("/queries", response_model=Signed)
+async def query(body: Signed, settings: SettingsDep) -> Signed:
+    # Blocking work (DB, polars, OpenDP) runs in the thread pool, off the event loop.
+    return await run_in_threadpool(queries.handle_query, settings=settings, signed=body)

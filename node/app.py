@@ -1,0 +1,17 @@
+"""The node's FastAPI application."""
+
+from fastapi import FastAPI
+
+from node.api import errors
+from node.api.router import router
+from node.db import engine_for
+from node.settings import NodeSettings
+
+
+def create_app(settings: NodeSettings) -> FastAPI:
+    engine_for(settings.db_url)  # create tables up front, not on the first request
+    app = FastAPI(title="Sauti node", version="1")
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(router)
+    return app

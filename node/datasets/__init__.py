@@ -1,0 +1,1 @@
+"""Versioned, immutable dataset store: import, validate, bound contributions, load."""

@@ -1,0 +1,78 @@
+"""The node database: one engine per URL, the ORM base, and serialised write transactions."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from node.settings import NodeSettings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """The shared engine for `url`, with the node's tables created on first use."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _make_engine(url)
+            # Imported here, not at the top: the models import Base from this module.
+            from node.agreements import models as _agreements  # noqa: F401, PLC0415
+            from node.audit import models as _audit  # noqa: F401, PLC0415
+            from node.ledger import models as _ledger  # noqa: F401, PLC0415
+
+            Base.metadata.create_all(engine)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests drop their databases afterwards)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    # SQLAlchemy's documented pysqlite recipe: take over transaction control so that every
+    # transaction starts with BEGIN IMMEDIATE, which serialises writers (ledger, audit chain)
+    # up front instead of failing on lock upgrade.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=60000")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[Session]:
+    """One write transaction: committed on success, rolled back on any error."""
+    factory = sessionmaker(engine_for(url), expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session
+
+
+def url_for(*, home: Path, settings: NodeSettings | None = None) -> str:
+    """The database of the node at `home`: from `settings` if given, else NODE_* / default."""
+    return (settings or NodeSettings(home=home)).db_url

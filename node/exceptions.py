@@ -1,0 +1,74 @@
+"""Root of the node's exception hierarchy; every refusal carries a stable machine-readable code.
+
+NodeError                         code (HTTP status is mapped in node/api/errors.py only)
+├── HomeError                     home_invalid: a node home is missing, broken or already exists
+├── DatasetError
+│   ├── DatasetInvalid            dataset_invalid: an import does not satisfy its contract
+│   ├── DatasetExists             dataset_exists: that contract version was already imported
+│   └── UnknownDataset            unknown_dataset
+├── PrivacyError
+│   ├── UnknownColumn             unknown_column
+│   ├── UnknownLevel              unknown_level
+│   ├── ColumnNotQueryable        column_not_queryable (identifier, free text, unit key)
+│   ├── DimNotCategorical         dim_not_categorical
+│   ├── MeasureNotSupported       measure_not_supported
+│   └── CostCheckFailed           cost_check_failed: the measurement would cost more than allowed
+├── AgreementError
+│   ├── AgreementInvalid          agreement_invalid: digest, hub signature or party check failed
+│   ├── AgreementUnknown          agreement_unknown
+│   ├── AgreementSuspended        agreement_suspended
+│   ├── AgreementRevoked          agreement_revoked
+│   ├── AgreementExpired          agreement_expired
+│   ├── DatasetNotInAgreement     dataset_not_in_agreement
+│   ├── MeasureNotAllowed         measure_not_allowed
+│   ├── ColumnNotAllowed          column_not_allowed
+│   ├── DimNotAllowed             dim_not_allowed
+│   ├── TooManyDims               too_many_dims
+│   └── CostOverCap               cost_over_cap
+├── LedgerError
+│   ├── BudgetExhausted           budget_exhausted
+│   └── QueryIdConflict           query_id_conflict
+└── RequestError
+    ├── Unsigned                  unsigned: no or malformed signed body
+    ├── SignatureRejected         signature_invalid
+    ├── WrongNode                 wrong_node
+    └── RequestExpired            request_expired
+
+Messages name columns and rules, never a data value, a level typed by an analyst or a count.
+"""
+
+from typing import ClassVar
+
+
+class NodeError(Exception):
+    """Root of every error the node raises on purpose."""
+
+    code: ClassVar[str] = "node_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class HomeError(NodeError):
+    code = "home_invalid"
+
+
+class DatasetError(NodeError):
+    code = "dataset_error"
+
+
+class PrivacyError(NodeError):
+    code = "privacy_error"
+
+
+class AgreementError(NodeError):
+    code = "agreement_error"
+
+
+class LedgerError(NodeError):
+    code = "ledger_error"
+
+
+class RequestError(NodeError):
+    code = "request_error"

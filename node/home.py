@@ -1,0 +1,95 @@
+"""A node's home folder: identity (node.json), signing key and the pinned hub key."""
+
+import json
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import OKPKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts import signing
+from contracts.errors import ContractError
+from node.exceptions import HomeError
+
+IDENTITY_FILE = "node.json"
+KEY_FILE = Path("keys") / "node.jwk.json"
+
+
+class NodeIdentity(BaseModel):
+    """Who this node is, and which hub it answers to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    name: str
+    country: str = Field(pattern=r"^\d{3}$")
+    hub_id: str | None = None
+    hub_public_jwk: dict[str, Any] | None = None
+    kid: str
+    public_jwk: dict[str, Any]
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:100] or "node"
+
+
+def init_home(home: Path, *, name: str, country: str, node_id: str | None = None) -> NodeIdentity:
+    """Create a new node home; refuses to overwrite an existing one (its key is its identity)."""
+    if (home / IDENTITY_FILE).exists() or (home / KEY_FILE).exists():
+        raise HomeError("a node home already exists in that folder")
+    key = signing.generate_key()
+    try:
+        identity = NodeIdentity(
+            node_id=node_id or slugify(name),
+            name=name,
+            country=country,
+            kid=signing.key_id(key),
+            public_jwk=signing.public_jwk(key),
+        )
+    except ValidationError as exc:
+        fields = ", ".join(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+        raise HomeError(f"invalid node identity fields: {fields}") from exc
+    for folder in (home, home / "keys", home / "datasets"):
+        folder.mkdir(parents=True, exist_ok=True)
+    signing.save_private_key(key, home / KEY_FILE)
+    _write_identity(home, identity)
+    return identity
+
+
+def load_identity(home: Path) -> NodeIdentity:
+    try:
+        return NodeIdentity.model_validate_json((home / IDENTITY_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise HomeError("no node home in that folder (run `sauti node init`)") from exc
+    except ValidationError as exc:
+        raise HomeError("node.json is not a valid node identity") from exc
+
+
+def load_key(home: Path) -> OKPKey:
+    try:
+        return signing.load_private_key(home / KEY_FILE)
+    except (ContractError, FileNotFoundError) as exc:
+        raise HomeError("cannot read the node's private key") from exc
+
+
+def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any]) -> None:
+    """Pin the one hub whose signed requests and agreements this node will honour."""
+    identity = load_identity(home)
+    try:
+        key = signing.load_public_key(public_jwk)
+    except ContractError as exc:
+        raise HomeError("the hub key is not an Ed25519 public JWK") from exc
+    _write_identity(
+        home,
+        identity.model_copy(update={"hub_id": hub_id, "hub_public_jwk": signing.public_jwk(key)}),
+    )
+
+
+def _write_identity(home: Path, identity: NodeIdentity) -> None:
+    tmp = home / f".{IDENTITY_FILE}.tmp"
+    tmp.write_text(json.dumps(identity.model_dump(mode="json"), indent=2) + "\n")
+    tmp.replace(home / IDENTITY_FILE)

@@ -1,0 +1,1 @@
+"""Privacy budget ledger and stored releases (idempotent by query id)."""

@@ -1,0 +1,27 @@
+"""Errors of query planning against a dataset contract (see node.exceptions)."""
+
+from node.exceptions import PrivacyError
+
+
+class UnknownColumn(PrivacyError):
+    code = "unknown_column"
+
+
+class UnknownLevel(PrivacyError):
+    code = "unknown_level"
+
+
+class ColumnNotQueryable(PrivacyError):
+    code = "column_not_queryable"
+
+
+class DimNotCategorical(PrivacyError):
+    code = "dim_not_categorical"
+
+
+class MeasureNotSupported(PrivacyError):
+    code = "measure_not_supported"
+
+
+class CostCheckFailed(PrivacyError):
+    code = "cost_check_failed"

@@ -1,0 +1,1 @@
+"""Transport-agnostic handling of one signed query request."""

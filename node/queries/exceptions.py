@@ -1,0 +1,19 @@
+"""Errors of checking a signed query request (see node.exceptions)."""
+
+from node.exceptions import RequestError
+
+
+class Unsigned(RequestError):
+    code = "unsigned"
+
+
+class SignatureRejected(RequestError):
+    code = "signature_invalid"
+
+
+class WrongNode(RequestError):
+    code = "wrong_node"
+
+
+class RequestExpired(RequestError):
+    code = "request_expired"

@@ -1,0 +1,192 @@
+"""Handle one hub-signed query request, whatever transport brought it (push or pull)."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from contracts import signing
+from contracts.errors import ContractError
+from contracts.v1 import QueryRequest, Release, Signed
+from node.agreements import service as agreements
+from node.agreements.exceptions import AgreementUnknown
+from node.audit import service as audit
+from node.datasets import service as datasets
+from node.db import transaction
+from node.exceptions import NodeError
+from node.home import NodeIdentity, load_identity, load_key
+from node.ledger import service as ledger
+from node.ledger.schemas import Reservation
+from node.privacy import engine
+from node.queries.exceptions import RequestExpired, SignatureRejected, Unsigned, WrongNode
+from node.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+HUB = "hub"
+
+
+def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None = None) -> Signed:
+    """Check, charge, compute, store and sign one release; refusals are audited, charge nothing.
+
+    Raises a NodeError subclass (with its stable code) for every refusal.
+    """
+    now = now or datetime.now(UTC)
+    url = settings.db_url
+    identity = load_identity(settings.home)
+    try:
+        request = _verify(identity, signed)
+    except NodeError as exc:
+        _refused(url, code=exc.code, details={})
+        raise
+    base = {
+        "query_id": str(request.query_id),
+        "agreement_id": request.agreement_id,
+        "agreement_version": request.agreement_version,
+    }
+    request_digest = signing.digest(request)
+    try:
+        with transaction(url) as session:
+            _check_request(identity, request, settings=settings, now=now)
+            terms = agreements.honoured_terms(
+                session,
+                agreement_id=request.agreement_id,
+                version=request.agreement_version,
+                digest=request.agreement_digest,
+                now=now,
+            )
+            spec = request.spec
+            if spec.agreement_id != request.agreement_id:
+                raise AgreementUnknown("the query names another agreement")
+            contract_version = agreements.check_dataset(terms, dataset=spec.dataset)
+            dataset = datasets.load(home=settings.home, name=spec.dataset, version=contract_version)
+            agreements.check_measure(terms, spec=spec)
+            engine.check_spec(contract=dataset.contract, spec=spec)
+            agreements.check_columns(terms, spec=spec, rho=request.rho)
+            reservation = ledger.reserve(
+                session,
+                query_id=request.query_id,
+                request_digest=request_digest,
+                terms=terms,
+                rho=request.rho,
+            )
+            _audit_accepted(session, base, request, reservation)
+    except NodeError as exc:
+        _refused(url, code=exc.code, details=base)
+        raise
+    if reservation.outcome == "stored":
+        assert reservation.release_jws is not None
+        return Signed(jws=reservation.release_jws)
+
+    computed = engine.compute_release(
+        data=pl.scan_parquet(dataset.parquet_path),
+        contract=dataset.contract,
+        spec=spec,
+        rho=request.rho,
+        min_cell_size=terms.min_cell_size,
+        max_ci_relative_width=terms.max_ci_relative_width,
+    )
+    release = Release(
+        query_id=request.query_id,
+        node_id=identity.node_id,
+        agreement_id=request.agreement_id,
+        agreement_version=request.agreement_version,
+        dataset=spec.dataset,
+        contract_version=contract_version,
+        measure=spec.measure,
+        group_by=spec.group_by,
+        mechanism=computed.mechanism,
+        rho=request.rho,
+        noise_scale=computed.noise_scale,
+        request_digest=request_digest,
+        cells=computed.cells,
+        released_at=datetime.now(UTC),
+    )
+    token = signing.sign(release, load_key(settings.home))
+    with transaction(url) as session:
+        stored = ledger.store_release(session, query_id=request.query_id, release_jws=token)
+        # A concurrent twin may have stored first: its release wins and ours is discarded.
+        action = "release_stored" if stored == token else "release_discarded"
+        audit.append(
+            session, actor=identity.node_id, action=action, object=_obj(request), details=base
+        )
+    log.info("query %s answered", request.query_id)
+    return Signed(jws=stored)
+
+
+def _verify(identity: NodeIdentity, signed: Signed) -> QueryRequest:
+    try:
+        header = signing.unverified_header(signed.jws)
+    except ContractError as exc:
+        raise Unsigned("the request is not a compact JWS") from exc
+    if identity.hub_id is None or identity.hub_public_jwk is None:
+        raise SignatureRejected("no hub is pinned at this node")
+    hub_key = signing.load_public_key(identity.hub_public_jwk)
+    if header.get("kid") != signing.key_id(hub_key):
+        raise SignatureRejected("the request is not signed with the pinned hub key")
+    try:
+        request = signing.verify_model(signed.jws, hub_key, QueryRequest)
+    except ContractError as exc:
+        raise SignatureRejected("the request signature does not verify") from exc
+    if request.hub_id != identity.hub_id:
+        raise SignatureRejected("the request names another hub than the pinned one")
+    return request
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_request(
+    identity: NodeIdentity, request: QueryRequest, *, settings: NodeSettings, now: datetime
+) -> None:
+    if request.node_id != identity.node_id:
+        raise WrongNode("the request is addressed to another node")
+    skew = timedelta(seconds=settings.clock_skew_seconds)
+    issued, expires = _aware(request.issued_at), _aware(request.expires_at)
+    if expires + skew < now:
+        raise RequestExpired("the request has expired")
+    if issued - skew > now:
+        raise RequestExpired("the request is issued in the future beyond the allowed clock skew")
+    if now - issued > timedelta(seconds=settings.request_max_age_seconds):
+        raise RequestExpired("the request was issued too long ago")
+
+
+def _obj(request: QueryRequest) -> str:
+    return f"query:{request.query_id}"
+
+
+def _audit_accepted(
+    session: Any, base: dict[str, Any], request: QueryRequest, reservation: Reservation
+) -> None:
+    spec = request.spec
+    obj = _obj(request)
+    audit.append(session, actor=HUB, action="request_received", object=obj, details=base)
+    decision = {
+        **base,
+        "code": "accepted" if reservation.outcome != "stored" else "stored_release",
+        "measure": spec.measure,
+        "column": spec.column,
+        "group_by": list(spec.group_by),
+        "filter_columns": [f.column for f in spec.filters],
+    }
+    audit.append(session, actor=HUB, action="decision", object=obj, details=decision)
+    if reservation.outcome == "charged":
+        audit.append(
+            session,
+            actor=HUB,
+            action="budget_charged",
+            object=obj,
+            details={**base, "rho": request.rho},
+        )
+
+
+def _refused(url: str, *, code: str, details: dict[str, Any]) -> None:
+    """Audit a refusal in its own transaction: the refused one was rolled back whole."""
+    obj = f"query:{details['query_id']}" if "query_id" in details else "query:unverified"
+    with transaction(url) as session:
+        audit.append(session, actor=HUB, action="request_received", object=obj, details=details)
+        audit.append(
+            session, actor=HUB, action="decision", object=obj, details={**details, "code": code}
+        )
+    log.info("query refused: %s", code)

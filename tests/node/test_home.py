@@ -1,0 +1,31 @@
+import pytest
+
+from contracts import signing
+from node.exceptions import HomeError
+from node.home import init_home, load_identity, pin_hub
+
+
+def test_init_creates_identity_and_private_key(tmp_path):
+    identity = init_home(tmp_path / "h", name="Dalit Women's Forum", country="524")
+    assert identity.node_id == "dalit-women-s-forum"
+    assert load_identity(tmp_path / "h") == identity
+    key_file = tmp_path / "h" / "keys" / "node.jwk.json"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert signing.key_id(signing.load_private_key(key_file)) == identity.kid
+
+
+def test_init_refuses_to_overwrite(tmp_path):
+    init_home(tmp_path, name="A", country="524")
+    with pytest.raises(HomeError):
+        init_home(tmp_path, name="B", country="524")
+
+
+def test_pin_hub(tmp_path):
+    init_home(tmp_path, name="A", country="404", node_id="a1")
+    hub = signing.generate_key()
+    pin_hub(tmp_path, hub_id="hub", public_jwk=signing.public_jwk(hub))
+    identity = load_identity(tmp_path)
+    assert identity.hub_id == "hub"
+    assert identity.hub_public_jwk == signing.public_jwk(hub)
+    with pytest.raises(HomeError):
+        pin_hub(tmp_path, hub_id="hub", public_jwk={"kty": "OKP"})
