@@ -2,7 +2,8 @@
 
 import typer
 
-from sauti import demo_cli, hub_cli, node_cli, query_cli
+from sauti import hub_cli, node_cli, query_cli
+from sauti.demo import cli as demo_cli
 
 app = typer.Typer(
     help="Sauti: federated, differentially private citizen-data sharing.",

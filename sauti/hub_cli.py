@@ -1,5 +1,180 @@
-"""`sauti hub` sub-commands."""
+"""`sauti hub` sub-commands: thin wrappers over the hub's services."""
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import httpx
 import typer
+import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from contracts.v1 import AgreementSignature, AgreementTerms, NodeInfo
+from hub.agreements import service as agreements
+from hub.app import create_app
+from hub.auth.service import create_token
+from hub.db import init_db, make_engine
+from hub.exceptions import HubError
+from hub.federation import service as federation
+from hub.home import init_home, load_identity, load_key
+from hub.settings import HubSettings
 
 app = typer.Typer(no_args_is_help=True)
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once).")
+nodes_app = typer.Typer(no_args_is_help=True, help="The node registry.")
+agreements_app = typer.Typer(no_args_is_help=True, help="Agreements (MoUs).")
+app.add_typer(token_app, name="token")
+app.add_typer(nodes_app, name="nodes")
+app.add_typer(agreements_app, name="agreements")
+
+Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
+DEFAULT_HOME = Path("sauti-hub")
+M = TypeVar("M", AgreementTerms, AgreementSignature)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _session(home: Path) -> Iterator[Session]:
+    settings = HubSettings(home=home)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            yield session
+    except HubError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    finally:
+        engine.dispose()
+
+
+@app.command("init")
+def init(
+    hub_id: Annotated[str, typer.Option("--hub-id")] = "lnob-hub", home: Home = DEFAULT_HOME
+) -> None:
+    """Create the hub's identity, key and database."""
+    identity = init_home(home, hub_id=hub_id)
+    with _session(home):
+        pass
+    typer.echo(f"hub {identity.hub_id} (kid {identity.kid}) in {home}")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8400,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Serve the hub API with uvicorn."""
+    try:
+        application = create_app(HubSettings(home=home))
+    except HubError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    uvicorn.run(application, host=host, port=port)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name")],
+    org: Annotated[str, typer.Option("--org")],
+    role: Annotated[str, typer.Option("--role", help="admin|secretariat|analyst|auditor")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create an API token and print it once."""
+    with _session(home) as session:
+        typer.echo(create_token(session=session, name=name, organisation=org, role=role))
+
+
+@nodes_app.command("add")
+def nodes_add(url: Annotated[str, typer.Option("--url")], home: Home = DEFAULT_HOME) -> None:
+    """Fetch a node's /v1/info and pin its key (trust on first use)."""
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/v1/info", timeout=30)
+        response.raise_for_status()
+        info = NodeInfo.model_validate_json(response.content)
+    except (httpx.HTTPError, ValidationError) as exc:
+        raise _fail(f"node_info_unavailable: cannot read {url}/v1/info") from exc
+    with _session(home) as session:
+        node = federation.register_node(
+            session=session,
+            node_id=info.node_id,
+            name=info.name,
+            country=info.country,
+            url=url,
+            public_jwk=info.public_jwk,
+            actor="cli",
+        )
+    typer.echo(f"registered node {node.node_id} ({node.country}) kid {node.kid}")
+
+
+@nodes_app.command("list")
+def nodes_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False, home: Home = DEFAULT_HOME
+) -> None:
+    with _session(home) as session:
+        nodes = federation.list_nodes(session=session)
+    if as_json:
+        typer.echo(json.dumps([n.model_dump(mode="json") for n in nodes], indent=2))
+        return
+    for n in nodes:
+        typer.echo(f"{n.node_id}\t{n.country}\t{n.url}\t{n.kid}")
+
+
+@agreements_app.command("create")
+def agreements_create(
+    terms_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
+) -> None:
+    """Store TERMS.json as a new agreement version and sign it as the hub."""
+    terms = _read_model(terms_file, AgreementTerms)
+    with _session(home) as session:
+        read = agreements.create_agreement(
+            session=session,
+            terms=terms,
+            identity=load_identity(home),
+            key=load_key(home),
+            actor="cli",
+        )
+    typer.echo(read.model_dump_json(indent=2))
+
+
+@agreements_app.command("add-signature")
+def agreements_add_signature(
+    signature_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
+) -> None:
+    """Add a node steward's signature (SIGNATURE.json, an AgreementSignature)."""
+    signature = _read_model(signature_file, AgreementSignature)
+    with _session(home) as session:
+        read = agreements.add_signature(session=session, signature=signature, actor="cli")
+    terms = read.agreement.terms
+    typer.echo(f"{terms.agreement_id} v{terms.version}: {read.status}")
+
+
+@agreements_app.command("list")
+def agreements_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False, home: Home = DEFAULT_HOME
+) -> None:
+    with _session(home) as session:
+        reads = agreements.list_agreements(session=session)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in reads], indent=2))
+        return
+    for r in reads:
+        t = r.agreement.terms
+        typer.echo(f"{t.agreement_id}\tv{t.version}\t{r.status}\t{r.agreement.digest[:12]}")
+
+
+def _read_model(path: Path, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise _fail(f"cannot read {path}") from exc
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "(document)" for e in exc.errors()})
+        raise _fail(
+            f"invalid_document: {path.name} has invalid fields: {', '.join(fields)}"
+        ) from exc

@@ -1,5 +1,114 @@
 """`sauti query`: ask a hub a question and print the combined answer."""
 
+from typing import Annotated, Literal
 
-def query() -> None:
-    raise NotImplementedError
+import httpx
+import typer
+from pydantic import ValidationError
+
+from contracts.v1 import ErrorResponse, Filter, QueryResult, QuerySpec
+from sauti.render import render_result
+
+Measure = Literal["count", "share"]
+Format = Literal["table", "csv", "json"]
+
+
+def query(  # noqa: PLR0917 - typer maps each parameter to an option
+    hub: Annotated[str, typer.Option("--hub", envvar="SAUTI_HUB", help="The hub's base URL.")],
+    token: Annotated[str, typer.Option("--token", envvar="SAUTI_TOKEN", help="API token.")],
+    agreement: Annotated[str, typer.Option("--agreement")],
+    dataset: Annotated[str, typer.Option("--dataset")],
+    measure: Annotated[Measure, typer.Option("--measure")],
+    rho: Annotated[float, typer.Option("--rho", help="zCDP cost each node spends.")],
+    column: Annotated[str | None, typer.Option("--column")] = None,
+    value: Annotated[str | None, typer.Option("--value")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="DIM,DIM (country, node too)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="DIM=LEVEL[,LEVEL], repeatable")
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format")] = "table",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 120.0,
+) -> None:
+    spec = _spec(
+        agreement=agreement,
+        dataset=dataset,
+        measure=measure,
+        column=column,
+        value=value,
+        by=by,
+        where=where or [],
+        rho=rho,
+    )
+    try:
+        response = httpx.post(
+            f"{hub.rstrip('/')}/v1/queries",
+            json=spec.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"hub_unreachable: cannot reach the hub ({type(exc).__name__})")
+    if response.status_code >= 400:
+        try:
+            error = ErrorResponse.model_validate_json(response.content).error
+            _fail(f"{error.code}: {error.message}")
+        except ValidationError:
+            _fail(f"http_{response.status_code}: the hub refused the query")
+    try:
+        result = QueryResult.model_validate_json(response.content)
+    except ValidationError:
+        _fail("bad_response: the hub's answer is not a QueryResult")
+    typer.echo(render_result(result, fmt), nl=False)
+    missing = [n for n in result.nodes if n.outcome != "ok"]
+    for node in missing:
+        typer.echo(
+            f"note: node {node.node_id} {node.outcome} ({node.error_code}): {node.message}",
+            err=True,
+        )
+    if result.status == "failed":
+        _fail("query_failed: no node answered")
+
+
+def _spec(
+    *,
+    agreement: str,
+    dataset: str,
+    measure: str,
+    column: str | None,
+    value: str | None,
+    by: str | None,
+    where: list[str],
+    rho: float,
+) -> QuerySpec:
+    filters = []
+    for clause in where:
+        dim, sep, levels = clause.partition("=")
+        if not sep or not dim.strip() or not levels.strip():
+            raise typer.BadParameter("use DIM=LEVEL[,LEVEL]", param_hint="--where")
+        filters.append(
+            {
+                "column": dim.strip(),
+                "levels": [lv.strip() for lv in levels.split(",") if lv.strip()],
+            }
+        )
+    try:
+        return QuerySpec.model_validate(
+            {
+                "agreement_id": agreement,
+                "dataset": dataset,
+                "measure": measure,
+                "column": column,
+                "value": value,
+                "group_by": [d.strip() for d in by.split(",") if d.strip()] if by else [],
+                "filters": [Filter.model_validate(f) for f in filters],
+                "rho": rho,
+            }
+        )
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "query" for e in exc.errors()})
+        raise typer.BadParameter(f"invalid query: {', '.join(fields)}") from exc
+
+
+def _fail(reason: str) -> None:
+    typer.echo(f"error: {reason}", err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,54 @@
+"""The hub's FastAPI application: state, one shared HTTP client for fan-out, routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from hub.agreements.router import router as agreements_router
+from hub.db import init_db, make_engine
+from hub.deps import HubState
+from hub.errors import install_error_handlers
+from hub.federation.router import router as nodes_router
+from hub.home import load_identity, load_key
+from hub.queries.router import router as queries_router
+from hub.settings import HubSettings
+
+
+def create_app(
+    settings: HubSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """`transport` lets tests route node calls in process (e.g. to ASGI node apps)."""
+    engine = make_engine(settings.effective_database_url)
+    state = HubState(
+        settings=settings,
+        identity=load_identity(settings.home),
+        key=load_key(settings.home),
+        sessions=init_db(engine),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(
+            transport=transport, timeout=settings.node_timeout_seconds
+        ) as client:
+            state.client = client
+            try:
+                yield
+            finally:
+                state.client = None
+        engine.dispose()
+
+    app = FastAPI(title="Sauti hub", version="1", lifespan=lifespan)
+    app.state.hub = state
+    install_error_handlers(app)
+    app.include_router(nodes_router)
+    app.include_router(agreements_router)
+    app.include_router(queries_router)
+
+    @app.get("/v1/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "hub_id": state.identity.hub_id}
+
+    return app

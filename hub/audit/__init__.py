@@ -1,0 +1,1 @@
+"""The hub's append-only, hash-chained audit log."""

@@ -1,0 +1,58 @@
+"""The one place where the hub maps errors to HTTP answers `{"error": {"code", "message"}}`."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts.v1 import ErrorBody, ErrorResponse
+from hub.exceptions import HubError
+
+log = logging.getLogger("hub")
+
+HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def hub_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HubError)
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # FastAPI's default body echoes the input; name fields and error kinds only.
+        problems = sorted(
+            {
+                f"{'.'.join(str(p) for p in err.get('loc', ()))} ({err.get('type', 'invalid')})"
+                for err in exc.errors()
+            }
+        )
+        return error_response(422, "invalid_request", "invalid fields: " + ", ".join(problems))
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, code, code.replace("_", " "))
+
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return error_response(500, "internal_error", "the hub hit an internal error")
+
+    app.add_exception_handler(HubError, hub_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,58 @@
+"""The hub's exception hierarchy; each error carries its stable code and HTTP status.
+
+HubError                       root; `code` is machine-readable, messages name no data value
+├── NotFound (404)             agreement_not_found, node_not_found, query_not_found
+├── Unauthenticated (401)      unauthenticated: missing or unknown API token
+├── Forbidden (403)            forbidden (role or organisation), org_not_permitted,
+│                              agreement_not_active, cost_over_cap
+├── Invalid (422)              invalid_request, dataset_not_allowed, measure_not_allowed,
+│                              column_not_allowed, dim_not_allowed, too_many_dims,
+│                              node_not_registered, hub_mismatch, signature_invalid,
+│                              signer_not_party, digest_mismatch
+├── Conflict (409)             node_exists, agreement_version_exists, already_signed
+└── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key
+
+The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.
+"""
+
+
+class HubError(Exception):
+    """Root of every error the hub raises on purpose."""
+
+    status_code = 500
+    default_code = "hub_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class NotFound(HubError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class Unauthenticated(HubError):
+    status_code = 401
+    default_code = "unauthenticated"
+
+
+class Forbidden(HubError):
+    status_code = 403
+    default_code = "forbidden"
+
+
+class Invalid(HubError):
+    status_code = 422
+    default_code = "invalid_request"
+
+
+class Conflict(HubError):
+    status_code = 409
+    default_code = "conflict"
+
+
+class HubSetupError(HubError):
+    status_code = 500
+    default_code = "hub_not_initialised"

@@ -1,0 +1,1 @@
+"""Analyst queries at the hub: check, plan, fan out, combine, store."""

@@ -1,0 +1,18 @@
+"""Query listings out (a full answer is a `contracts.v1.QueryResult`)."""
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+
+class QuerySummary(BaseModel):
+    query_id: UUID
+    analyst: str
+    organisation: str
+    agreement_id: str
+    agreement_version: int
+    dataset: str
+    measure: str
+    status: str
+    created_at: datetime

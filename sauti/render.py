@@ -1,0 +1,159 @@
+"""Render a hub's combined `QueryResult` as an aligned text table, CSV or JSON."""
+
+import csv
+import io
+from typing import Literal
+
+from contracts.v1 import QueryResult, ResultCell
+
+Format = Literal["table", "csv", "json"]
+
+# UN M49 codes of the LNOB partnership countries, for readable `country` cells.
+M49_NAMES: dict[str, str] = {
+    "050": "Bangladesh",
+    "356": "India",
+    "404": "Kenya",
+    "454": "Malawi",
+    "524": "Nepal",
+    "566": "Nigeria",
+    "704": "Viet Nam",
+}
+
+REASON_TEXT: dict[str, str] = {
+    "below_min_cell_size": "below min cell size",
+    "interval_too_wide": "interval too wide",
+    "suppressed_at_node": "suppressed at a node",
+}
+
+CSV_COLUMNS = ("estimate", "ci95_low", "ci95_high", "status", "reason", "nodes")
+
+
+def render_result(result: QueryResult, fmt: Format) -> str:
+    """The result as text in `fmt`; every cell appears, suppressed ones without a number."""
+    if fmt == "table":
+        return _table(result)
+    if fmt == "csv":
+        return _csv(result)
+    if fmt == "json":
+        return result.model_dump_json(indent=2) + "\n"
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _number(value: float, measure: str) -> str:
+    if measure == "count":
+        return f"{round(value):,}"
+    if measure == "share":
+        return f"{100 * value:.1f}%"
+    return f"{value:,.2f}"
+
+
+def _key_label(dim: str, code: str) -> str:
+    if dim == "country" and code in M49_NAMES:
+        return f"{M49_NAMES[code]} ({code})"
+    return code
+
+
+def _status_text(cell: ResultCell) -> str:
+    if cell.status == "ok":
+        return "ok"
+    reason = REASON_TEXT.get(cell.reason or "", cell.reason or "no reason given")
+    return f"suppressed ({reason})"
+
+
+def _title(result: QueryResult) -> str:
+    spec = result.spec
+    if spec.measure == "count":
+        what = "count of respondents"
+    elif spec.measure == "share":
+        what = f"share with {spec.column} = {spec.value}"
+    else:
+        what = f"{spec.measure} of {spec.column}"
+    by = f" by {' × '.join(result.group_by)}" if result.group_by else ""
+    where = "".join(f"; {f.column} in {{{', '.join(f.levels)}}}" for f in spec.filters)
+    return (
+        f"{what}{by}{where}\n"
+        f"agreement {spec.agreement_id}, dataset {spec.dataset}, rho {spec.rho:g} per node, "
+        f"status {result.status}"
+    )
+
+
+def _table(result: QueryResult) -> str:
+    measure = result.spec.measure
+    header = [*result.group_by, "estimate", "95% interval", "status"]
+    rows: list[list[str]] = []
+    for cell in result.cells:
+        keys = [_key_label(dim, code) for dim, code in zip(result.group_by, cell.key, strict=True)]
+        if cell.status == "ok" and cell.estimate is not None:
+            estimate = _number(cell.estimate, measure)
+            if cell.ci95_low is not None and cell.ci95_high is not None:
+                low, high = _number(cell.ci95_low, measure), _number(cell.ci95_high, measure)
+                interval = f"{low} – {high}"
+            else:
+                interval = ""
+        else:
+            estimate, interval = "—", "—"
+        rows.append([*keys, estimate, interval, _status_text(cell)])
+
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    numeric = {len(result.group_by), len(result.group_by) + 1}
+
+    def line(row: list[str]) -> str:
+        parts = [
+            text.rjust(width) if i in numeric else text.ljust(width)
+            for i, (text, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [_title(result), "", line(header), "  ".join("-" * w for w in widths)]
+    out.extend(line(row) for row in rows)
+    out.append("")
+    out.extend(_footer(result))
+    return "\n".join(out) + "\n"
+
+
+def _footer(result: QueryResult) -> list[str]:
+    lines = ["nodes:"]
+    for node in result.nodes:
+        country = _key_label("country", node.country) if node.country else "country unknown"
+        outcome = f"{node.outcome} ({node.error_code})" if node.error_code else node.outcome
+        lines.append(f"  {node.node_id:<24} {country:<18} {outcome}")
+    missing = [n.node_id for n in result.nodes if n.outcome != "ok"]
+    if result.status == "partial":
+        lines.append(
+            f"WARNING: partial result: {len(missing)} of {len(result.nodes)} nodes did not "
+            f"answer ({', '.join(missing)}); their data are not included and never imputed."
+        )
+    elif result.status == "failed":
+        lines.append("WARNING: no node answered; there is no estimate.")
+    suppressed = sum(1 for c in result.cells if c.status == "suppressed")
+    if suppressed:
+        lines.append(
+            f"{suppressed} of {len(result.cells)} cells suppressed: shown without a number."
+        )
+    lines.append(
+        "Intervals describe the differential-privacy noise only, not survey sampling error."
+    )
+    return lines
+
+
+def _csv(result: QueryResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*result.group_by, *CSV_COLUMNS])
+    for cell in result.cells:
+        writer.writerow(
+            [
+                *cell.key,
+                _plain(cell.estimate),
+                _plain(cell.ci95_low),
+                _plain(cell.ci95_high),
+                cell.status,
+                cell.reason or "",
+                ";".join(cell.nodes),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _plain(value: float | None) -> str:
+    return "" if value is None else repr(float(value))

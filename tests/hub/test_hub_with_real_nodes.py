@@ -1,0 +1,216 @@
+"""End to end in process: the hub app asks two real node apps (node package) over ASGI."""
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from hub_support import DATASET, Hub, make_terms
+from typer.testing import CliRunner
+
+from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit, SignedAgreement
+from hub.home import HubIdentity
+from node import home as node_home
+from node.agreements import service as node_agreements
+from node.app import create_app as create_node_app
+from node.datasets import service as node_datasets
+from node.db import dispose_engines
+from node.settings import NodeSettings
+from sauti.cli import app as sauti_app
+from sauti.serve import serve_in_thread
+
+SEXES = ("female", "male")
+GROUPS = ("dalit", "none")
+
+
+def contract() -> DatasetContract:
+    return DatasetContract(
+        name=DATASET,
+        version=1,
+        title="LNOB household survey",
+        columns=(
+            Column(name="respondent", type="string", role="unit_key"),
+            Column(name="sex", type="categorical", levels=tuple(Level(code=c) for c in SEXES)),
+            Column(name="group", type="categorical", levels=tuple(Level(code=c) for c in GROUPS)),
+            Column(
+                name="violence_12m",
+                type="categorical",
+                levels=(Level(code="yes"), Level(code="no")),
+            ),
+        ),
+        privacy=PrivacyUnit(unit_key="respondent", max_contributions=1),
+    )
+
+
+def frame(rows: int, seed: int) -> pl.DataFrame:
+    rnd = random.Random(seed)
+    return pl.DataFrame(
+        {
+            "respondent": [f"r{seed}-{i}" for i in range(rows)],
+            "sex": [rnd.choice(SEXES) for _ in range(rows)],
+            "group": [rnd.choice(GROUPS) for _ in range(rows)],
+            "violence_12m": [rnd.choice(("yes", "no", "no")) for _ in range(rows)],
+        }
+    )
+
+
+@pytest.fixture
+def real_federation(
+    tmp_path: Path, hub_home: HubIdentity, make_hub: Callable[..., Hub]
+) -> Iterator[tuple[Hub, dict[str, pl.DataFrame]]]:
+    frames = {"ke-cso": frame(400, 1), "np-cso": frame(300, 2)}
+    countries = {"ke-cso": "404", "np-cso": "524"}
+    homes: dict[str, Path] = {}
+    routes: dict[str, httpx.AsyncBaseTransport] = {}
+    for node_id, data in frames.items():
+        home = tmp_path / node_id
+        node_home.init_home(
+            home, name=f"CSO {node_id}", country=countries[node_id], node_id=node_id
+        )
+        node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk)
+        node_datasets.import_frame(home=home, contract=contract(), frame=data)
+        homes[node_id] = home
+        routes[f"{node_id}.nodes.test"] = httpx.ASGITransport(
+            app=create_node_app(NodeSettings(home=home))
+        )
+    hub = make_hub([], extra=routes)
+    for node_id, home in homes.items():
+        identity = node_home.load_identity(home)
+        response = hub.client.post(
+            "/v1/nodes",
+            json={
+                "node_id": identity.node_id,
+                "name": identity.name,
+                "country": identity.country,
+                "url": f"http://{node_id}.nodes.test",
+                "public_jwk": identity.public_jwk,
+            },
+            headers=hub.headers("secretariat"),
+        )
+        assert response.status_code == 201, response.text
+    terms = make_terms(
+        list(countries.items()),
+        columns=("violence_12m",),
+        dims=("sex", "group"),
+        min_cell_size=0,
+        rho_per_query_max=2.0,
+        rho_budget=10.0,
+    )
+    created = hub.client.post(
+        "/v1/agreements", json=terms.model_dump(mode="json"), headers=hub.headers("secretariat")
+    )
+    assert created.status_code == 201, created.text
+    signed = SignedAgreement.model_validate(created.json()["agreement"])
+    for home in homes.values():
+        # The steward signs at the node, with the node key; the hub only collects it.
+        signature = node_agreements.sign(
+            home=home, agreement=signed, settings=NodeSettings(home=home)
+        )
+        response = hub.client.post(
+            f"/v1/agreements/{terms.agreement_id}/signatures",
+            json=signature.model_dump(mode="json"),
+            headers=hub.headers("secretariat"),
+        )
+        assert response.status_code == 201, response.text
+    assert response.json()["status"] == "active"
+    yield hub, frames
+    dispose_engines()
+
+
+def test_count_and_share_across_two_real_nodes(
+    real_federation: tuple[Hub, dict[str, pl.DataFrame]],
+) -> None:
+    hub, frames = real_federation
+    spec = {"agreement_id": "lnob-2026", "dataset": DATASET, "rho": 2.0}
+    count = hub.client.post(
+        "/v1/queries",
+        json={**spec, "measure": "count", "group_by": ["sex", "country"]},
+        headers=hub.headers("analyst"),
+    )
+    assert count.status_code == 201, count.text
+    result = count.json()
+    assert result["status"] == "complete", result["nodes"]
+    cells = {tuple(c["key"]): c for c in result["cells"]}
+    assert set(cells) == {(s, c) for s in SEXES for c in ("404", "524")}
+    exact = {
+        (s, c): frames[n].filter(pl.col("sex") == s).height
+        for n, c in (("ke-cso", "404"), ("np-cso", "524"))
+        for s in SEXES
+    }
+    for key, cell in cells.items():
+        assert cell["status"] == "ok"
+        # rho = 2 gives sigma = 0.5: a noisy count lands within a few units of the truth.
+        assert abs(cell["estimate"] - exact[key]) < 10
+        assert cell["ci95_low"] <= cell["estimate"] <= cell["ci95_high"]
+
+    share = hub.client.post(
+        "/v1/queries",
+        json={
+            **spec,
+            "measure": "share",
+            "column": "violence_12m",
+            "value": "yes",
+            "group_by": ["group"],
+        },
+        headers=hub.headers("analyst"),
+    )
+    assert share.status_code == 201, share.text
+    result = share.json()
+    assert result["status"] == "complete"
+    both = pl.concat(list(frames.values()))
+    for cell in result["cells"]:
+        (group,) = cell["key"]
+        rows = both.filter(pl.col("group") == group)
+        truth = rows.filter(pl.col("violence_12m") == "yes").height / rows.height
+        assert cell["status"] == "ok"
+        assert sorted(cell["nodes"]) == ["ke-cso", "np-cso"]
+        assert abs(cell["estimate"] - truth) < 0.05
+        assert 0 <= cell["ci95_low"] <= cell["estimate"] <= cell["ci95_high"] <= 1
+
+
+def test_node_refusal_comes_back_with_its_code(
+    real_federation: tuple[Hub, dict[str, pl.DataFrame]],
+) -> None:
+    hub, _ = real_federation
+    # The node refuses a filter level outside its contract; the hub passes the code on.
+    response = hub.client.post(
+        "/v1/queries",
+        json={
+            "agreement_id": "lnob-2026",
+            "dataset": DATASET,
+            "rho": 0.5,
+            "measure": "count",
+            "filters": [{"column": "group", "levels": ["no-such-level"]}],
+        },
+        headers=hub.headers("analyst"),
+    )
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["status"] == "failed"
+    assert {n["outcome"] for n in result["nodes"]} == {"refused"}
+    assert all(n["error_code"] for n in result["nodes"])
+    for node in result["nodes"]:
+        assert "no-such-level" not in (node["message"] or "")
+
+
+def test_nodes_add_pins_what_the_node_says(tmp_path: Path, hub_home: HubIdentity) -> None:
+    home = tmp_path / "np-cso"
+    identity = node_home.init_home(home, name="CSO Nepal", country="524", node_id="np-cso")
+    hub_dir = str(tmp_path / "hub")
+    runner = CliRunner()
+    with serve_in_thread(create_node_app(NodeSettings(home=home))) as server:
+        added = runner.invoke(
+            sauti_app, ["hub", "nodes", "add", "--home", hub_dir, "--url", server.url]
+        )
+    dispose_engines()
+    assert added.exit_code == 0, added.stderr
+    listed = runner.invoke(sauti_app, ["hub", "nodes", "list", "--home", hub_dir, "--json"])
+    (node,) = json.loads(listed.stdout)
+    assert (node["node_id"], node["country"], node["kid"]) == ("np-cso", "524", identity.kid)
+    assert node["url"] == server.url
+    gone = runner.invoke(sauti_app, ["hub", "nodes", "add", "--home", hub_dir, "--url", server.url])
+    assert gone.exit_code == 1
+    assert "node_info_unavailable" in gone.stderr
