@@ -10,6 +10,7 @@ from contracts.v1.query import MAX_GROUP_BY, Measure
 
 PartyRole = Literal["secretariat", "cso", "nso", "other"]
 Dissemination = Literal["public", "partners", "restricted"]
+Suppression = Literal["per_node", "combined"]
 
 
 class Party(WireModel):
@@ -43,6 +44,14 @@ class AgreementTerms(WireModel):
     max_dims: int = Field(default=MAX_GROUP_BY, ge=0, le=MAX_GROUP_BY)
     min_cell_size: int = Field(default=10, ge=0)
     max_ci_relative_width: float | None = Field(default=None, gt=0)
+    suppression: Suppression = Field(
+        default="per_node",
+        description=(
+            "per_node: each node withholds its own small cells, and a combined cell any node"
+            " withheld is withheld. combined: nodes release every noisy cell to the hub, which"
+            " applies the rules to the combined cells before anything is published."
+        ),
+    )
     rho_per_query_max: float = Field(gt=0)
     rho_budget: float = Field(gt=0, description="total zCDP budget per node over the validity")
     analyst_organisations: tuple[str, ...] = ()

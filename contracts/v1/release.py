@@ -18,7 +18,10 @@ class Cell(WireModel):
 
     For `share`, `numerator` and `denominator` are the node's noisy counts (each a DP
     release of its own) so that the hub can combine nodes; `estimate` is their ratio.
-    A suppressed cell carries no estimate and no components.
+    A suppressed cell carries no estimate and no components. Under an agreement with
+    `suppression: combined` the node suppresses nothing (the hub applies the rules after
+    combining); a share cell whose noisy denominator is not positive then carries its
+    components but no estimate or interval.
     """
 
     key: tuple[str, ...]

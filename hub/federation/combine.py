@@ -7,9 +7,10 @@ Node datasets are disjoint, so counts add and their noise variances add. Per hub
 - share: Σ numerators / Σ denominators, delta-method interval with s2 = Σσ².
 - A key absent from a node's release is a level outside that node's contract: a structural
   zero (contributes 0 with variance 0), not a missing answer.
-- A cell suppressed by any contributing node is suppressed in the combination
-  (`suppressed_at_node`). Conservative: adding the other nodes' cells would let a reader
-  subtract them from a later, unsplit answer and recover the suppressed one.
+- Under `suppression: per_node`, a cell suppressed by any contributing node is suppressed
+  in the combination (`suppressed_at_node`): adding the other nodes' cells would let a
+  reader subtract them from a later, unsplit answer and recover the withheld one. Under
+  `suppression: combined` nodes withhold nothing and only the combined cell is judged.
 - Then the agreement's suppression rules apply to every combined cell.
 - A single contributor's cell keeps the node's own estimate and interval.
 """

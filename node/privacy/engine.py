@@ -24,6 +24,7 @@ Privacy argument (why the noise below suffices):
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import opendp.prelude as dp
 import polars as pl
@@ -34,6 +35,7 @@ from contracts.accuracy import (
     suppression_reason,
 )
 from contracts.v1 import Cell, Column, DatasetContract, QuerySpec
+from contracts.v1.release import SuppressionReason
 from node.privacy.exceptions import (
     ColumnNotQueryable,
     CostCheckFailed,
@@ -85,9 +87,13 @@ def compute_release(
     rho: float,
     min_cell_size: int,
     max_ci_relative_width: float | None,
+    suppress: bool = True,
 ) -> ComputedRelease:
     """One DP release of `spec` over `data` (already contribution-bounded at import).
 
+    With `suppress=False` (agreements with `suppression: combined`) every noisy cell is
+    released, negative counts included, so that the hub's sums stay unbiased; the hub then
+    applies the agreement's suppression rules to the combined cells.
     OpenDP samples from the OS CSPRNG, so there is deliberately no seed.
     """
     check_spec(contract=contract, spec=spec)
@@ -125,10 +131,11 @@ def compute_release(
         counts = [int(frame.select(pl.len()).collect().item())]
     noisy: list[int] = meas(counts)
 
+    rules = _Rules(min_cell_size, max_ci_relative_width) if suppress else None
     if spec.measure == "share":
-        cells = _share_cells(keys, noisy, sigma, min_cell_size, max_ci_relative_width)
+        cells = _share_cells(keys, noisy, sigma, rules)
     else:
-        cells = _count_cells(keys, noisy, sigma, min_cell_size, max_ci_relative_width)
+        cells = _count_cells(keys, noisy, sigma, rules)
     return ComputedRelease(cells=tuple(cells), noise_scale=sigma)
 
 
@@ -137,25 +144,39 @@ def count_accuracy(sigma: float) -> float:
     return float(dp.discrete_gaussian_scale_to_accuracy(sigma, alpha=0.05))
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The agreement's suppression terms, when the node applies them itself."""
+
+    min_cell_size: int
+    max_ci_relative_width: float | None
+
+    def reason(
+        self, *, cell_size: float, estimate: float, low: float, high: float
+    ) -> SuppressionReason | None:
+        return suppression_reason(
+            cell_size=cell_size,
+            estimate=estimate,
+            ci95_low=low,
+            ci95_high=high,
+            min_cell_size=self.min_cell_size,
+            max_ci_relative_width=self.max_ci_relative_width,
+        )
+
+
 def _count_cells(
     keys: Sequence[tuple[str, ...]],
     noisy: Sequence[int],
     sigma: float,
-    min_cell_size: int,
-    max_width: float | None,
+    rules: _Rules | None,
 ) -> list[Cell]:
     half = count_accuracy(sigma)
     cells = []
     for key, value in zip(keys, noisy, strict=True):
         low, high = value - half, value + half
-        reason = suppression_reason(
-            cell_size=value,
-            estimate=value,
-            ci95_low=low,
-            ci95_high=high,
-            min_cell_size=min_cell_size,
-            max_ci_relative_width=max_width,
-        )
+        reason = None
+        if rules is not None:
+            reason = rules.reason(cell_size=value, estimate=value, low=low, high=high)
         if reason is None:
             cells.append(
                 Cell(key=key, status="ok", estimate=float(value), ci95_low=low, ci95_high=high)
@@ -169,27 +190,27 @@ def _share_cells(
     keys: Sequence[tuple[str, ...]],
     noisy: Sequence[int],
     sigma: float,
-    min_cell_size: int,
-    max_width: float | None,
+    rules: _Rules | None,
 ) -> list[Cell]:
     cells = []
     # Entries come in (match, other) pairs per key: MATCH's cross join puts True first.
     for i, key in enumerate(keys):
         numerator, other = noisy[2 * i], noisy[2 * i + 1]
         denominator = numerator + other
-        if denominator < max(min_cell_size, 1):
-            cells.append(Cell(key=key, status="suppressed", reason="below_min_cell_size"))
+        if denominator < 1:
+            if rules is None:
+                # No ratio over a non-positive size, but the hub still needs the components.
+                cells.append(
+                    Cell(key=key, status="ok", numerator=numerator, denominator=denominator)
+                )
+            else:
+                cells.append(Cell(key=key, status="suppressed", reason="below_min_cell_size"))
             continue
         estimate = share_estimate(numerator, denominator)
         low, high = share_interval(numerator, denominator, sigma**2)
-        reason = suppression_reason(
-            cell_size=denominator,
-            estimate=estimate,
-            ci95_low=low,
-            ci95_high=high,
-            min_cell_size=min_cell_size,
-            max_ci_relative_width=max_width,
-        )
+        reason = None
+        if rules is not None:
+            reason = rules.reason(cell_size=denominator, estimate=estimate, low=low, high=high)
         if reason is None:
             cells.append(
                 Cell(

@@ -85,6 +85,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         rho=request.rho,
         min_cell_size=terms.min_cell_size,
         max_ci_relative_width=terms.max_ci_relative_width,
+        suppress=terms.suppression == "per_node",
     )
     release = Release(
         query_id=request.query_id,

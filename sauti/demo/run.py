@@ -150,6 +150,9 @@ def demo_terms(
         max_dims=3,
         min_cell_size=30,
         max_ci_relative_width=1.0,
+        # Small groups are the point of the partnership: judge the pooled cell, not each
+        # CSO's share of it, so a group small at one CSO still shows across CSOs.
+        suppression="combined",
         rho_per_query_max=0.1,
         rho_budget=1.0,
         analyst_organisations=tuple(org for org, _ in NSOS),

@@ -108,3 +108,29 @@ def test_bad_specs_raise_typed_errors(fields, error) -> None:
         release(spec(**fields))
     assert "secret-level" not in str(info.value)
     assert "nope" not in str(info.value)
+
+
+def test_combined_suppression_releases_every_noisy_cell_for_the_hub() -> None:
+    """Under `suppression: combined` nothing is withheld at the node, negatives included."""
+    s = spec(group_by=("sex", "district", "group"), rho=0.01)
+    withheld = release(s, min_cell_size=1000)
+    assert all(c.status == "suppressed" for c in withheld.cells)
+    kept = release(s, min_cell_size=1000, suppress=False)
+    assert all(c.status == "ok" and c.estimate is not None for c in kept.cells)
+    # The "other" sex level has no rows: with sigma ~7 some of its noisy counts fall below
+    # zero over a few releases, and they must be released as they are, not clipped.
+    values = [
+        c.estimate
+        for _ in range(5)
+        for c in release(s, suppress=False).cells
+        if c.key[0] == "other"
+    ]
+    assert min(values) < 0
+
+
+def test_combined_share_keeps_components_even_without_a_ratio() -> None:
+    s = spec(measure="share", column="disability", value="yes", group_by=("sex",), rho=0.01)
+    cells = release(s, suppress=False).cells
+    assert all(c.numerator is not None and c.denominator is not None for c in cells)
+    assert all(c.status == "ok" for c in cells)
+    assert all((c.estimate is None) == (c.denominator < 1) for c in cells)
