@@ -4,7 +4,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import httpx
 import typer
@@ -21,6 +21,7 @@ from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import init_home, load_identity, load_key
 from hub.settings import HubSettings
+from sauti.cli_common import read_model
 
 app = typer.Typer(no_args_is_help=True)
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once).")
@@ -32,7 +33,6 @@ app.add_typer(agreements_app, name="agreements")
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 DEFAULT_HOME = Path("sauti-hub")
-M = TypeVar("M", AgreementTerms, AgreementSignature)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -130,7 +130,7 @@ def agreements_create(
     terms_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Store TERMS.json as a new agreement version and sign it as the hub."""
-    terms = _read_model(terms_file, AgreementTerms)
+    terms = read_model(terms_file, AgreementTerms)
     with _session(home) as session:
         read = agreements.create_agreement(
             session=session,
@@ -147,7 +147,7 @@ def agreements_add_signature(
     signature_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Add a node steward's signature (SIGNATURE.json, an AgreementSignature)."""
-    signature = _read_model(signature_file, AgreementSignature)
+    signature = read_model(signature_file, AgreementSignature)
     with _session(home) as session:
         read = agreements.add_signature(session=session, signature=signature, actor="cli")
     terms = read.agreement.terms
@@ -166,15 +166,3 @@ def agreements_list(
     for r in reads:
         t = r.agreement.terms
         typer.echo(f"{t.agreement_id}\tv{t.version}\t{r.status}\t{r.agreement.digest[:12]}")
-
-
-def _read_model(path: Path, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise _fail(f"cannot read {path}") from exc
-    except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "(document)" for e in exc.errors()})
-        raise _fail(
-            f"invalid_document: {path.name} has invalid fields: {', '.join(fields)}"
-        ) from exc
