@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from node.api import errors
+from node.api import errors, steward
 from node.api.router import router
 from node.db import engine_for
 from node.settings import NodeSettings
@@ -14,4 +14,5 @@ def create_app(settings: NodeSettings) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(router)
+    app.include_router(steward.router)
     return app

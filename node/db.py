@@ -29,6 +29,7 @@ def engine_for(url: str) -> Engine:
             # Imported here, not at the top: the models import Base from this module.
             from node.agreements import models as _agreements  # noqa: F401, PLC0415
             from node.audit import models as _audit  # noqa: F401, PLC0415
+            from node.auth import models as _auth  # noqa: F401, PLC0415
             from node.ledger import models as _ledger  # noqa: F401, PLC0415
 
             Base.metadata.create_all(engine)

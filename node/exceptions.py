@@ -2,6 +2,7 @@
 
 NodeError                         code (HTTP status is mapped in node/api/errors.py only)
 ├── HomeError                     home_invalid: a node home is missing, broken or already exists
+├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 ├── DatasetError
 │   ├── DatasetInvalid            dataset_invalid: an import does not satisfy its contract
 │   ├── DatasetExists             dataset_exists: that contract version was already imported

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from node.audit import service as audit
+from node.auth import service as auth
 from node.exceptions import NodeError
 from node.home import init_home, pin_hub
 from node.ledger import service as ledger
@@ -16,6 +17,8 @@ from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(node_agreements_cli.app, name="agreements")
+token_app = typer.Typer(no_args_is_help=True, help="Steward API tokens (shown once).")
+app.add_typer(token_app, name="token")
 app.registered_commands.extend(node_datasets_cli.app.registered_commands)
 
 
@@ -86,3 +89,22 @@ def serve(
     from node.app import create_app  # noqa: PLC0415
 
     uvicorn.run(create_app(settings_for(home)), host=host, port=port)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Create a steward token for the node's admin API; it is shown only this once."""
+    typer.echo(auth.create_token(database_url=settings_for(home).db_url, name=name))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int, home: Home = DEFAULT_HOME) -> None:
+    """Revoke a steward token at once."""
+    try:
+        auth.revoke_token(database_url=settings_for(home).db_url, token_id=token_id)
+    except NodeError as exc:
+        fail(exc.message)
+    typer.echo(f"steward token {token_id} revoked")

@@ -13,6 +13,7 @@ from node.exceptions import NodeError
 log = logging.getLogger(__name__)
 
 STATUS_BY_CODE: dict[str, int] = {
+    "unauthenticated": 401,
     "unsigned": 401,
     "signature_invalid": 401,
     "request_expired": 401,

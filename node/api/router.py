@@ -1,25 +1,15 @@
 """Node HTTP routes: /v1/info and /v1/queries."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from contracts.v1 import NodeInfo, Signed
+from node.api.deps import SettingsDep
 from node.datasets import service as datasets
 from node.home import load_identity
 from node.queries import service as queries
-from node.settings import NodeSettings
 
 router = APIRouter(prefix="/v1")
-
-
-def _settings(request: Request) -> NodeSettings:
-    settings: NodeSettings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[NodeSettings, Depends(_settings)]
 
 
 @router.get("/info", response_model=NodeInfo)

@@ -1,0 +1,1 @@
+"""Steward access to the node's own admin API: hashed bearer tokens, no hub involved."""
