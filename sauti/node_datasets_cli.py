@@ -1,45 +1,377 @@
-"""`sauti node import` and `sauti node datasets`: the steward's datasets."""
+"""`sauti node import|datasets|dataset-delete` and `sauti node contract ...`: the steward's data."""
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from contracts.v1 import DatasetContract
 from node.datasets import service as datasets
+from node.datasets.exceptions import DatasetInvalid
+from node.datasets.schemas import FileFormat, ValidationReport
+from node.datasets.sources import Progress as ProgressCallback
 from node.exceptions import NodeError
-from sauti.cli_common import echo_json, fail, read_model
+from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
 app = typer.Typer()
+contract_app = typer.Typer(
+    no_args_is_help=True, help="Dataset contracts: draft, show, validate, publish."
+)
+
+Format = Annotated[
+    FileFormat | None,
+    typer.Option("--format", help="kobo, odk, csv, xlsx or parquet (default: from the file)."),
+]
+Codebook = Annotated[
+    Path | None, typer.Option("--codebook", help="The XLSForm (.xlsx) of the survey.")
+]
+Repeat = Annotated[
+    str | None, typer.Option("--repeat", help="ODK: import this repeat group's rows.")
+]
+Encoding = Annotated[
+    str | None, typer.Option("--encoding", help="Text encoding, if detection fails.")
+]
+Delimiter = Annotated[str | None, typer.Option("--delimiter", help="CSV field separator.")]
+Sheet = Annotated[str | None, typer.Option("--sheet", help="XLSX: the sheet to read.")]
+
+
+def _read_contract(path: Path) -> DatasetContract:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fail(f"cannot read {path} as JSON")
+    if not isinstance(document, dict):
+        fail(f"{path.name} is not a contract document")
+    try:
+        return datasets.parse_contract(document)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+
+
+def _print_report(report: ValidationReport, *, err: bool) -> None:
+    console = Console(stderr=err, width=120, highlight=False)
+    source = report.source
+    if source is not None:
+        details = ", ".join(
+            f"{k} {v}"
+            for k, v in (
+                ("format", source.format),
+                ("encoding", source.encoding),
+                ("delimiter", repr(source.delimiter) if source.delimiter else None),
+                ("sheet", source.sheet),
+                ("repeat", source.repeat),
+            )
+            if v
+        )
+        console.print(f"{source.filename}: {details}; sha256 {source.sha256[:16]}…")
+    console.print(
+        f"contract {report.dataset} v{report.contract_version}: {report.rows_read} rows read,"
+        f" {report.rows_kept} kept"
+    )
+    if report.issues:
+        table = Table("severity", "rule", "column", "count", "rows (first)", "what")
+        for issue in report.issues:
+            table.add_row(
+                issue.severity,
+                issue.rule,
+                issue.column or "",
+                str(issue.count or ""),
+                ", ".join(str(r) for r in issue.rows),
+                issue.message,
+            )
+        console.print(table)
+    if report.ignored_columns:
+        console.print(
+            "columns not in the contract (not imported): " + ", ".join(report.ignored_columns)
+        )
+    if report.derived_columns:
+        console.print("columns derived from the codebook: " + ", ".join(report.derived_columns))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A progress bar on the terminal (stderr); nothing when output is not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total)
+        bar.update(tasks[phase], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _refused(exc: NodeError, *, as_json: bool) -> None:
+    report = exc.report if isinstance(exc, DatasetInvalid) else None
+    if report is not None:
+        if as_json:
+            echo_json(report.model_dump(mode="json"))
+        else:
+            _print_report(report, err=True)
+        fail(f"{exc.code}: nothing was imported; fix the rows and columns listed above")
+    fail(f"{exc.code}: {exc.message}")
 
 
 @app.command("import")
-def import_command(
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet export.")],
+def import_command(  # noqa: PLR0917 - typer maps each parameter to an option
+    file: Annotated[Path, typer.Argument(help="Kobo, ODK Central, CSV, XLSX or Parquet export.")],
     dataset: Annotated[str, typer.Option("--dataset")],
-    contract: Annotated[Path, typer.Option("--contract", help="Dataset contract JSON.")],
     home: Home = DEFAULT_HOME,
+    fmt: Format = None,
+    codebook: Codebook = None,
+    contract: Annotated[
+        Path | None,
+        typer.Option("--contract", help="Contract JSON (published with the import)."),
+    ] = None,
+    contract_version: Annotated[
+        int | None, typer.Option("--contract-version", help="Default: the newest published.")
+    ] = None,
+    repeat: Repeat = None,
+    encoding: Encoding = None,
+    delimiter: Delimiter = None,
+    sheet: Sheet = None,
+    keep_first: Annotated[
+        bool,
+        typer.Option(
+            "--keep-first",
+            help="Keep the first max_contributions rows of each unit instead of refusing.",
+        ),
+    ] = False,
+    as_json: Json = False,
 ) -> None:
-    """Validate an export against its contract and store it as a new version."""
-    parsed: DatasetContract = read_model(contract, DatasetContract)
-    if parsed.name != dataset:
-        fail("the contract's name differs from --dataset")
+    """Validate an export against its contract and store it as a new immutable version."""
+    parsed = _read_contract(contract) if contract is not None else None
     try:
-        info = datasets.import_file(
-            home=home, contract=parsed, path=file, settings=settings_for(home)
-        )
+        with _progress(not as_json) as progress:
+            result = datasets.import_file(
+                home=home,
+                path=file,
+                dataset=dataset,
+                contract=parsed,
+                contract_version=contract_version,
+                fmt=fmt,
+                codebook_path=codebook,
+                repeat=repeat,
+                encoding=encoding,
+                delimiter=delimiter,
+                sheet=sheet,
+                excess="keep_first" if keep_first else "refuse",
+                settings=settings_for(home),
+                progress=progress,
+            )
     except NodeError as exc:
-        fail(exc.message)
-    typer.echo(f"imported {info.contract.name} v{info.contract.version} ({info.contract_digest})")
+        _refused(exc, as_json=as_json)
+    assert not isinstance(result, ValidationReport)
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+        return
+    _print_report(result.report, err=False)
+    v = result.version
+    typer.echo(
+        f"imported {v.name} version {v.version} (contract v{v.contract_version},"
+        f" {v.rows} rows, sha256 {v.data_sha256[:16]}…)"
+    )
 
 
 @app.command("datasets")
-def datasets_command(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
-    """Datasets and versions stored at this node."""
-    infos = datasets.list_datasets(home=home)
+def datasets_command(
+    home: Home = DEFAULT_HOME,
+    name: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Datasets and their import versions at this node (* marks what queries use)."""
+    try:
+        versions = datasets.list_versions(home=home, name=name)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
     if as_json:
-        echo_json([i.model_dump(mode="json") for i in infos])
+        echo_json([v.model_dump(mode="json") for v in versions])
         return
-    for info in infos:
-        typer.echo(f"{info.contract.name:<24} v{info.contract.version:<4} {info.contract_digest}")
+    typer.echo(f"{'dataset':<24} {'ver':>4} {'contract':>8} {'rows':>10}  {'imported':<25} by")
+    for v in versions:
+        mark = "*" if v.current else " "
+        typer.echo(
+            f"{v.name:<24} {v.version:>3}{mark} {'v' + str(v.contract_version):>8} {v.rows:>10}"
+            f"  {v.created_at[:19]:<25} {v.imported_by}"
+        )
+
+
+@app.command("dataset-delete")
+def dataset_delete(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    version: Annotated[int, typer.Argument(help="Import version to delete.")],
+    home: Home = DEFAULT_HOME,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
+    """Delete one import version for good (logged in the audit chain)."""
+    if not yes:
+        typer.confirm(f"delete {name} version {version} for good?", abort=True)
+    try:
+        datasets.delete_version(home=home, name=name, version=version, settings=settings_for(home))
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    typer.echo(f"deleted {name} version {version}")
+
+
+@contract_app.command("draft")
+def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
+    file: Annotated[Path, typer.Argument(help="An export to propose a contract for.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (a-z, 0-9, _).")],
+    home: Home = DEFAULT_HOME,
+    fmt: Format = None,
+    codebook: Codebook = None,
+    repeat: Repeat = None,
+    encoding: Encoding = None,
+    delimiter: Delimiter = None,
+    sheet: Sheet = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the draft here.")] = None,
+    native: Annotated[
+        bool, typer.Option("--native", help="Sauti JSON instead of a Table Schema.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Propose a contract (Table Schema + x-privacy) to edit; identifiers are flagged."""
+    try:
+        proposed = datasets.draft_contract(
+            home=home,
+            path=file,
+            name=dataset,
+            fmt=fmt,
+            codebook_path=codebook,
+            repeat=repeat,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
+            settings=settings_for(home),
+        )
+    except NodeError as exc:
+        _refused(exc, as_json=as_json)
+    document = (
+        proposed.contract.model_dump(mode="json") if native else proposed.contract.to_table_schema()
+    )
+    if as_json:
+        echo_json({"contract": document, "notes": [n.model_dump() for n in proposed.notes]})
+        return
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+    console = Console(stderr=True, width=120, highlight=False)
+    table = Table("column", "flag", "review")
+    for note in proposed.notes:
+        table.add_row(note.column, note.flag, note.note)
+    console.print(table)
+    if out is not None:
+        console.print(f"draft written to {out}: edit it, then `sauti node contract publish`")
+
+
+@contract_app.command("show")
+def contract_show(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    home: Home = DEFAULT_HOME,
+    version: Annotated[int | None, typer.Option("--version")] = None,
+    table_schema: Annotated[
+        bool, typer.Option("--table-schema", help="As a Frictionless Table Schema.")
+    ] = False,
+) -> None:
+    """Print a published contract (the newest version unless --version)."""
+    try:
+        contract = datasets.get_contract(home=home, name=name, version=version)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    echo_json(contract.to_table_schema() if table_schema else contract.model_dump(mode="json"))
+
+
+@contract_app.command("publish")
+def contract_publish(
+    contract: Annotated[Path, typer.Argument(help="Contract JSON (either form).")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Publish a contract version; published versions never change."""
+    parsed = _read_contract(contract)
+    try:
+        created = datasets.publish_contract(home=home, contract=parsed, settings=settings_for(home))
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    state = "published" if created else "already published (same text)"
+    typer.echo(f"contract {parsed.name} v{parsed.version} {state}")
+
+
+@contract_app.command("validate")
+def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
+    file: Annotated[
+        Path | None, typer.Argument(help="An export to check (nothing is stored).")
+    ] = None,
+    home: Home = DEFAULT_HOME,
+    contract: Annotated[Path | None, typer.Option("--contract", help="Contract JSON.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Use this dataset's published contract.")
+    ] = None,
+    contract_version: Annotated[int | None, typer.Option("--contract-version")] = None,
+    fmt: Format = None,
+    codebook: Codebook = None,
+    repeat: Repeat = None,
+    encoding: Encoding = None,
+    delimiter: Delimiter = None,
+    sheet: Sheet = None,
+    keep_first: Annotated[bool, typer.Option("--keep-first")] = False,
+    as_json: Json = False,
+) -> None:
+    """Check a contract document, and a file against it: a report, exit 1 on any error."""
+    parsed = _read_contract(contract) if contract is not None else None
+    if file is None:
+        if parsed is None:
+            fail("give --contract, or a FILE to check against --dataset's contract")
+        queryable = sum(1 for c in parsed.columns if c.queryable)
+        typer.echo(
+            f"contract {parsed.name} v{parsed.version} is valid: {len(parsed.columns)} columns,"
+            f" {queryable} queryable"
+        )
+        return
+    try:
+        report = datasets.validate_file(
+            home=home,
+            path=file,
+            dataset=dataset,
+            contract=parsed,
+            contract_version=contract_version,
+            fmt=fmt,
+            codebook_path=codebook,
+            repeat=repeat,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
+            excess="keep_first" if keep_first else "refuse",
+            settings=settings_for(home),
+        )
+    except NodeError as exc:
+        _refused(exc, as_json=as_json)
+    if as_json:
+        echo_json(report.model_dump(mode="json"))
+    else:
+        _print_report(report, err=False)
+    if not report.ok:
+        fail(f"{len(report.errors)} problems: the file would not be imported")
+    if not as_json:
+        typer.echo("the file satisfies the contract")

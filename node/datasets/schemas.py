@@ -1,14 +1,18 @@
-"""What the dataset store hands to the rest of the node."""
+"""What the dataset store hands to the rest of the node, and what stewards see of imports."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from contracts.v1 import DatasetContract
 
+FileFormat = Literal["kobo", "odk", "csv", "xlsx", "parquet"]
+Severity = Literal["error", "warning"]
+
 
 class LoadedDataset(BaseModel):
-    """One stored dataset version, ready to scan. Internal: never sent over the wire."""
+    """One stored import version, ready to scan. Internal: never sent over the wire."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -16,16 +20,126 @@ class LoadedDataset(BaseModel):
     contract_digest: str
     parquet_path: Path
     data_sha256: str
+    version: int = 0
+
+
+class SourceInfo(BaseModel):
+    """Where an import came from: the file as received, before any change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filename: str
+    format: FileFormat
+    bytes: int
+    sha256: str
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    repeat: str | None = None
 
 
 class Manifest(BaseModel):
-    """manifest.json of a version. `rows` is exact and stays on disk at the node."""
+    """manifest.json of an import version. `rows` is exact and stays at the node (steward only)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     version: int
+    contract_version: int
     rows: int
     data_sha256: str
     contract_digest: str
     created_at: str
+    imported_by: str = "steward"
+    source: SourceInfo | None = None
+    rows_dropped_over_contribution_limit: int = 0
+
+
+class Issue(BaseModel):
+    """One problem or remark: where (column, rows) and which rule; never a cell value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    severity: Severity
+    rule: str
+    column: str | None = None
+    count: int = 0
+    rows: tuple[int, ...] = ()
+    message: str
+
+
+class ValidationReport(BaseModel):
+    """The outcome of checking one file against one contract version (steward only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    contract_version: int
+    source: SourceInfo | None = None
+    rows_read: int
+    rows_kept: int
+    ok: bool
+    issues: tuple[Issue, ...] = ()
+    ignored_columns: tuple[str, ...] = ()
+    derived_columns: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> tuple[Issue, ...]:
+        return tuple(i for i in self.issues if i.severity == "error")
+
+    def summary(self) -> str:
+        """One line for an exception message: rules, columns and row numbers only."""
+        parts = []
+        for issue in self.errors:
+            where = f"column {issue.column}: " if issue.column else ""
+            rows = f" ({_rows_text(issue)})" if issue.rows else ""
+            parts.append(f"{where}{issue.message}{rows}")
+        return "; ".join(parts) or "no errors"
+
+
+def _rows_text(issue: Issue) -> str:
+    shown = ", ".join(str(r) for r in issue.rows)
+    more = f" and {issue.count - len(issue.rows)} more" if issue.count > len(issue.rows) else ""
+    return f"rows {shown}{more}"
+
+
+class VersionInfo(BaseModel):
+    """One import version as the steward lists it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    contract_version: int
+    contract_digest: str
+    rows: int
+    data_sha256: str
+    created_at: str
+    imported_by: str
+    current: bool
+    source: SourceInfo | None = None
+
+
+class ImportResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: VersionInfo
+    report: ValidationReport
+
+
+class DraftNote(BaseModel):
+    """Why the draft chose what it chose for a column, for the steward to review."""
+
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    note: str
+    flag: Literal["identifier", "free_text", "levels_from_data", "needs_bounds", "info"]
+
+
+class ContractDraft(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    contract: DatasetContract
+    notes: tuple[DraftNote, ...]
+    source: SourceInfo | None = None

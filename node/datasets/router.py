@@ -1,0 +1,200 @@
+"""Steward routes for datasets: contracts, dry-run validation, imports, versions. No raw rows."""
+
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from node.api.deps import SettingsDep, StewardDep
+from node.auth.schemas import Steward
+from node.datasets import service, store
+from node.datasets.exceptions import ContractInvalid, FileTooLarge
+from node.datasets.schemas import FileFormat, ImportResult, ValidationReport, VersionInfo
+from node.settings import NodeSettings
+
+router = APIRouter(prefix="/v1/steward/datasets", tags=["steward", "datasets"])
+Name = Annotated[str, "dataset name"]
+FormatQ = Annotated[FileFormat | None, Query(alias="format")]
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _by(steward: Steward) -> str:
+    return f"steward:{steward.name}"
+
+
+@contextmanager
+def _upload_dir(settings: NodeSettings) -> Iterator[Path]:
+    folder = store.root(settings.home) / ".uploads" / secrets.token_hex(8)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _receive(request: Request, folder: Path, filename: str, limit: int) -> Path:
+    """Stream the request body to disk, refusing it once it passes the node's size limit."""
+    target = folder / (_SAFE.sub("_", Path(filename).name) or "upload")
+    size = 0
+    with target.open("wb") as f:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise FileTooLarge(
+                    f"the upload is larger than this node's import limit of {limit} bytes"
+                )
+            f.write(chunk)
+    return target
+
+
+@router.get("", response_model=list[VersionInfo])
+async def list_versions(settings: SettingsDep, _steward: StewardDep) -> list[VersionInfo]:
+    """Every import version: contract version, rows, digests, who imported it and when."""
+    return await run_in_threadpool(service.list_versions, home=settings.home)
+
+
+@router.get("/{name}/contract")
+async def show_contract(
+    name: Name,
+    settings: SettingsDep,
+    _steward: StewardDep,
+    version: int | None = None,
+    table_schema: bool = False,
+) -> dict[str, Any]:
+    """A published contract, natively or as a Frictionless Table Schema with x-privacy."""
+    contract = service.get_contract(home=settings.home, name=name, version=version)
+    return contract.to_table_schema() if table_schema else contract.model_dump(mode="json")
+
+
+@router.post("/{name}/contracts", status_code=201)
+async def publish_contract(
+    name: Name,
+    document: Annotated[dict[str, Any], Body()],
+    settings: SettingsDep,
+    steward: StewardDep,
+) -> dict[str, Any]:
+    """Publish a contract version (either form). The same text again is accepted, once."""
+    contract = service.parse_contract(document)
+    if contract.name != name:
+        raise ContractInvalid("the contract's name differs from the dataset in the path")
+    created = await run_in_threadpool(
+        service.publish_contract,
+        home=settings.home,
+        contract=contract,
+        settings=settings,
+        by=_by(steward),
+    )
+    return {"name": contract.name, "version": contract.version, "created": created}
+
+
+@router.post("/{name}/draft")
+async def draft_contract(
+    name: Name,
+    request: Request,
+    *,
+    settings: SettingsDep,
+    _steward: StewardDep,
+    filename: str = "upload.csv",
+    fmt: FormatQ = None,
+    repeat: str | None = None,
+) -> dict[str, Any]:
+    """Propose a contract from an uploaded export (request body = the file)."""
+    with _upload_dir(settings) as folder:
+        path = await _receive(request, folder, filename, settings.import_max_bytes)
+        draft = await run_in_threadpool(
+            service.draft_contract,
+            home=settings.home,
+            path=path,
+            name=name,
+            fmt=fmt,
+            repeat=repeat,
+            settings=settings,
+        )
+    return {
+        "contract": draft.contract.model_dump(mode="json"),
+        "table_schema": draft.contract.to_table_schema(),
+        "notes": [n.model_dump() for n in draft.notes],
+    }
+
+
+@router.post("/{name}/validate", response_model=ValidationReport)
+async def validate_upload(
+    name: Name,
+    request: Request,
+    *,
+    settings: SettingsDep,
+    _steward: StewardDep,
+    filename: str = "upload.csv",
+    fmt: FormatQ = None,
+    contract_version: int | None = None,
+    repeat: str | None = None,
+    keep_first: bool = False,
+) -> ValidationReport:
+    """Check an uploaded export against a published contract; nothing is stored."""
+    with _upload_dir(settings) as folder:
+        path = await _receive(request, folder, filename, settings.import_max_bytes)
+        return await run_in_threadpool(
+            service.validate_file,
+            home=settings.home,
+            path=path,
+            dataset=name,
+            contract_version=contract_version,
+            fmt=fmt,
+            repeat=repeat,
+            excess="keep_first" if keep_first else "refuse",
+            settings=settings,
+        )
+
+
+@router.post("/{name}/imports", response_model=ImportResult, status_code=201)
+async def import_upload(
+    name: Name,
+    request: Request,
+    *,
+    settings: SettingsDep,
+    steward: StewardDep,
+    filename: str = "upload.csv",
+    fmt: FormatQ = None,
+    contract_version: int | None = None,
+    repeat: str | None = None,
+    keep_first: bool = False,
+) -> ImportResult:
+    """Import an uploaded export as a new version, whole or not at all (422 with a summary)."""
+    with _upload_dir(settings) as folder:
+        path = await _receive(request, folder, filename, settings.import_max_bytes)
+        result = await run_in_threadpool(
+            service.import_file,
+            home=settings.home,
+            path=path,
+            dataset=name,
+            contract_version=contract_version,
+            fmt=fmt,
+            repeat=repeat,
+            excess="keep_first" if keep_first else "refuse",
+            settings=settings,
+            imported_by=_by(steward),
+        )
+    assert isinstance(result, ImportResult)
+    return result
+
+
+@router.delete("/{name}/versions/{version}", status_code=204)
+async def delete_version(
+    name: Name, version: int, settings: SettingsDep, steward: StewardDep
+) -> Response:
+    """Delete one import version for good; the deletion is logged in the audit chain."""
+    await run_in_threadpool(
+        service.delete_version,
+        home=settings.home,
+        name=name,
+        version=version,
+        settings=settings,
+        by=_by(steward),
+    )
+    return Response(status_code=204)
