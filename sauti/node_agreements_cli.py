@@ -1,21 +1,27 @@
-"""`sauti node agreements ...`: what the steward signs, suspends and revokes at the node."""
+"""`sauti node agreements ...`: what the steward reviews, signs, suspends and revokes."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from contracts.agreement_rules import summary_text
 from contracts.v1 import SignedAgreement
 from node.agreements import service as agreements
+from node.agreements.schemas import NoticeReport, StatusOutcome
 from node.exceptions import NodeError
+from node.ledger import service as ledger
 from sauti.cli_common import echo_json, fail, read_model
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
 app = typer.Typer(no_args_is_help=True, help="Agreements this node honours.")
+Reason = Annotated[str, typer.Option("--reason", help="Why; sent to the hub with the notice.")]
 
 
 @app.command("list")
 def agreements_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
+    """Every signed version and its status at this node."""
     records = agreements.list_agreements(home=home, settings=settings_for(home))
     if as_json:
         echo_json([r.model_dump(mode="json") for r in records])
@@ -25,26 +31,55 @@ def agreements_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
 
 
 @app.command("show")
-def agreements_show(agreement_id: str, home: Home = DEFAULT_HOME) -> None:
+def agreements_show(agreement_id: str, home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
+    """The signed versions of one agreement, the newest in plain language."""
     try:
         records = agreements.show(home=home, agreement_id=agreement_id, settings=settings_for(home))
     except NodeError as exc:
         fail(exc.message)
-    echo_json([r.model_dump(mode="json") for r in records])
+    if as_json:
+        echo_json([r.model_dump(mode="json") for r in records])
+        return
+    for r in records:
+        typer.echo(f"v{r.version}  {r.status:<10} signed {r.signed_at:%Y-%m-%d}  digest {r.digest}")
+    typer.echo("")
+    typer.echo(summary_text(records[-1].terms))
 
 
 @app.command("sign")
 def agreements_sign(
-    file: Annotated[Path, typer.Argument(help="A SignedAgreement JSON from the hub.")],
+    source: Annotated[
+        str, typer.Argument(help="An agreement id (fetched from the pinned hub) or a JSON file.")
+    ],
     home: Home = DEFAULT_HOME,
-    out: Annotated[Path | None, typer.Option("--out")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the signature here.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Sign without asking after the summary.")] = (
+        False
+    ),
 ) -> None:
-    """Check a hub-signed agreement and sign it with the node key."""
-    agreement: SignedAgreement = read_model(file, SignedAgreement)
+    """Review an agreement version in plain language, then sign it with the node key."""
+    settings = settings_for(home)
+    path = Path(source)
     try:
-        signature = agreements.sign(home=home, agreement=agreement, settings=settings_for(home))
+        agreement: SignedAgreement = (
+            read_model(path, SignedAgreement)
+            if path.is_file()
+            else agreements.fetch_from_hub(home=home, agreement_id=source)
+        )
+        preview = agreements.preview(home=home, agreement=agreement, settings=settings)
     except NodeError as exc:
-        fail(exc.message)
+        fail(f"{exc.code}: {exc.message}")
+    typer.echo(preview.summary)
+    typer.echo(f"Digest: {preview.digest}")
+    if preview.already_signed:
+        typer.echo("This version is already signed at this node.")
+    # A script (no terminal) signs after printing the summary; a person is asked.
+    elif not yes and sys.stdin.isatty() and not typer.confirm("Sign this version?"):
+        fail("not signed")
+    try:
+        signature = agreements.sign(home=home, agreement=agreement, settings=settings)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
     text = signature.model_dump_json(indent=2)
     if out is None:
         typer.echo(text)
@@ -53,19 +88,123 @@ def agreements_sign(
         typer.echo(f"signature written to {out}")
 
 
-@app.command("suspend")
-def agreements_suspend(agreement_id: str, home: Home = DEFAULT_HOME) -> None:
+def _changed(outcome: StatusOutcome, verb: str) -> None:
+    if not outcome.changed:
+        typer.echo(f"agreement {outcome.agreement_id} was already {outcome.status}")
+        return
+    typer.echo(f"agreement {outcome.agreement_id} {verb}: in force at this node from now on")
+    _report(outcome.report)
+
+
+def _report(report: NoticeReport | None) -> None:
+    if report is None:
+        return
+    if report.pending:
+        typer.echo(
+            f"the hub is not told yet ({report.message or 'unreachable'}); "
+            "`sauti node agreements report` retries"
+        )
+    elif report.sent:
+        typer.echo(f"reported to the hub ({report.sent} notice(s))")
+    if report.refused:
+        typer.echo(f"the hub refused {report.refused} notice(s); see the audit log")
+
+
+def _status(action: str, agreement_id: str, home: Path, reason: str) -> None:
+    settings = settings_for(home)
+    change = {
+        "suspended": agreements.suspend,
+        "resumed": agreements.resume,
+        "revoked": agreements.revoke,
+    }[action]
     try:
-        agreements.suspend(home=home, agreement_id=agreement_id, settings=settings_for(home))
+        outcome = change(home=home, agreement_id=agreement_id, settings=settings, reason=reason)
     except NodeError as exc:
-        fail(exc.message)
-    typer.echo(f"agreement {agreement_id} suspended")
+        fail(f"{exc.code}: {exc.message}")
+    if outcome.changed:
+        outcome = outcome.model_copy(
+            update={"report": agreements.report_notices(home=home, settings=settings)}
+        )
+    _changed(outcome, action)
+
+
+@app.command("suspend")
+def agreements_suspend(agreement_id: str, home: Home = DEFAULT_HOME, reason: Reason = "") -> None:
+    """Refuse every request under the agreement from the next one on, until resumed."""
+    _status("suspended", agreement_id, home, reason)
+
+
+@app.command("resume")
+def agreements_resume(agreement_id: str, home: Home = DEFAULT_HOME, reason: Reason = "") -> None:
+    """Honour a suspended agreement again."""
+    _status("resumed", agreement_id, home, reason)
 
 
 @app.command("revoke")
-def agreements_revoke(agreement_id: str, home: Home = DEFAULT_HOME) -> None:
+def agreements_revoke(agreement_id: str, home: Home = DEFAULT_HOME, reason: Reason = "") -> None:
+    """Refuse every version of the agreement for good, hub reachable or not."""
+    _status("revoked", agreement_id, home, reason)
+
+
+@app.command("report")
+def agreements_report(home: Home = DEFAULT_HOME) -> None:
+    """Tell the hub about suspensions and revocations it has not heard of yet."""
+    report = agreements.report_notices(home=home, settings=settings_for(home))
+    if not (report.sent or report.pending or report.refused):
+        typer.echo("nothing to report")
+    _report(report)
+    if report.pending:
+        raise typer.Exit(1)
+
+
+@app.command("budget")
+def agreements_budget(
+    agreement_id: Annotated[str | None, typer.Argument()] = None,
+    home: Home = DEFAULT_HOME,
+    as_json: Json = False,
+) -> None:
+    """What was spent this period, by whom, on what, and what is left."""
+    settings = settings_for(home)
+    if agreement_id is None:
+        lines = ledger.budget_report(home=home, settings=settings)
+        if as_json:
+            echo_json([line.model_dump(mode="json") for line in lines])
+            return
+        typer.echo(
+            f"{'agreement':<24} {'ver':>3} {'period':<9} {'budget':>8} {'spent':>8} "
+            f"{'left':>8} {'queries':>7} status"
+        )
+        for ln in lines:
+            typer.echo(
+                f"{ln.agreement_id:<24} {ln.version:>3} {ln.period:<9} {ln.rho_budget:>8.4f} "
+                f"{ln.rho_spent:>8.4f} {ln.rho_remaining:>8.4f} {ln.queries:>7} {ln.status}"
+            )
+        return
     try:
-        agreements.revoke(home=home, agreement_id=agreement_id, settings=settings_for(home))
+        detail = ledger.budget_detail(home=home, agreement_id=agreement_id, settings=settings)
     except NodeError as exc:
-        fail(exc.message)
-    typer.echo(f"agreement {agreement_id} revoked")
+        fail(f"{exc.code}: {exc.message}")
+    if as_json:
+        echo_json(detail.model_dump(mode="json"))
+        return
+    ln = detail.line
+    typer.echo(
+        f"{ln.agreement_id} v{ln.version} ({ln.status}), period {ln.period}: "
+        f"spent rho {ln.rho_spent:.4f} of {ln.rho_budget:.4f}, {ln.rho_remaining:.4f} left "
+        f"after {ln.queries} queries (all time: {ln.rho_spent_all_time:.4f})"
+    )
+    for title, rows in (
+        ("by organisation", detail.by_organisation),
+        ("by version", detail.by_version),
+        ("by period", detail.by_period),
+    ):
+        typer.echo(f"\n{title}:")
+        for row in rows:
+            typer.echo(f"  {row.key:<32} rho {row.rho:.4f} in {row.queries} queries")
+    typer.echo("\ncharges:")
+    for c in detail.charges:
+        on = f"{c.measure}({c.column or ''}) by {','.join(c.group_by) or '-'}"
+        typer.echo(
+            f"  {c.charged_at:%Y-%m-%d %H:%M} v{c.version} rho {c.rho:.4f} "
+            f"{c.requested_by} ({c.organisation or 'hub'}) {c.dataset}: {on}"
+        )

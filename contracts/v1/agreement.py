@@ -1,9 +1,9 @@
 """Agreement (MoU) terms and the signatures each party puts on one version's digest."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from contracts.v1.base import WireModel
 from contracts.v1.query import MAX_GROUP_BY, Measure
@@ -11,6 +11,13 @@ from contracts.v1.query import MAX_GROUP_BY, Measure
 PartyRole = Literal["secretariat", "cso", "nso", "other"]
 Dissemination = Literal["public", "partners", "restricted"]
 Suppression = Literal["per_node", "combined"]
+BudgetPeriod = Literal["validity", "calendar_year", "quarter"]
+NodeAgreementStatus = Literal["active", "suspended", "revoked"]
+# Broadest first: a request may ask for the agreement's level or a narrower one.
+DISSEMINATION_ORDER: tuple[Dissemination, ...] = ("public", "partners", "restricted")
+# Fields added after the first release of v1, with their defaults. They are left out of the
+# canonical JSON while at their default, so every digest signed before they existed still holds.
+_ADDED_TERM_DEFAULTS: dict[str, Any] = {"budget_period": "validity", "amends_digest": None}
 
 
 class Party(WireModel):
@@ -53,7 +60,22 @@ class AgreementTerms(WireModel):
         ),
     )
     rho_per_query_max: float = Field(gt=0)
-    rho_budget: float = Field(gt=0, description="total zCDP budget per node over the validity")
+    rho_budget: float = Field(
+        gt=0, description="zCDP budget per node for each budget period (see budget_period)"
+    )
+    budget_period: BudgetPeriod = Field(
+        default="validity",
+        description=(
+            "validity: rho_budget covers the whole life of the agreement, amendments included."
+            " calendar_year / quarter: rho_budget is granted afresh each UTC calendar year or"
+            " quarter; unspent budget does not carry over."
+        ),
+    )
+    amends_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="digest of the version this one amends (version > 1)",
+    )
     analyst_organisations: tuple[str, ...] = ()
     dissemination: Dissemination = "partners"
     valid_from: datetime
@@ -65,7 +87,28 @@ class AgreementTerms(WireModel):
             raise ValueError("valid_until must be after valid_from")
         if self.rho_per_query_max > self.rho_budget:
             raise ValueError("the per-query cap cannot exceed the budget")
+        nodes = self.node_ids
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("a node is named by more than one party")
+        for name, values in (
+            ("datasets", [d.name for d in self.datasets]),
+            ("measures", list(self.measures)),
+            ("columns", list(self.columns)),
+            ("dims", list(self.dims)),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} repeats an entry")
+        if self.version == 1 and self.amends_digest is not None:
+            raise ValueError("version 1 amends nothing")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name, default in _ADDED_TERM_DEFAULTS.items():
+            if name in data and data[name] == default:
+                del data[name]
+        return data
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -84,6 +127,30 @@ class SignedAgreement(WireModel):
     terms: AgreementTerms
     digest: str
     signatures: tuple[AgreementSignature, ...] = ()
+
+
+class AgreementNotice(WireModel):
+    """A node's signed report of its steward suspending, resuming or revoking an agreement.
+
+    The node signs it with its own key; the hub accepts it only from a node party, and keeps
+    the newest per node (by `at`), so a replayed older notice changes nothing.
+    """
+
+    agreement_id: str
+    node_id: str
+    status: NodeAgreementStatus
+    at: datetime
+    reason: str = Field(default="", max_length=500)
+
+
+class AgreementFetch(WireModel):
+    """A node asking its hub for the newest version of an agreement that names it (node-signed)."""
+
+    agreement_id: str
+    node_id: str
+    hub_id: str
+    issued_at: datetime
+    nonce: str = Field(min_length=16, max_length=64)
 
 
 class SignaturePayload(WireModel):

@@ -1,10 +1,16 @@
 """Query wire models: what an analyst asks (QuerySpec) and what the hub sends a node."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from contracts.v1.base import WireModel
 
@@ -69,6 +75,20 @@ class QueryRequest(WireModel):
     issued_at: datetime
     expires_at: datetime
     nonce: str = Field(min_length=16, max_length=64)
+    # Added after v1's first release (left out of the canonical JSON while None): who asks
+    # and for what audience, so the node checks the agreement's analyst organisations and
+    # dissemination level itself, and its ledger says by whom a budget was spent.
+    analyst: str | None = Field(default=None, max_length=200)
+    analyst_organisation: str | None = Field(default=None, max_length=200)
+    dissemination: Literal["public", "partners", "restricted"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ("analyst", "analyst_organisation", "dissemination"):
+            if name in data and data[name] is None:
+                del data[name]
+        return data
 
 
 class Signed(WireModel):

@@ -1,4 +1,4 @@
-"""Agreement versions (terms + digest) and the signatures collected on each version."""
+"""Agreement versions (terms + digest), their signatures, and status changes by each party."""
 
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,9 @@ class AgreementVersion(Base):
     terms: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # draft: editable, unsigned, invisible to analysts; proposed: the hub signed this text.
+    state: Mapped[str] = mapped_column(String(20), default="proposed")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
 
 
 class AgreementSignatureRow(Base):
@@ -32,3 +35,20 @@ class AgreementSignatureRow(Base):
     kid: Mapped[str] = mapped_column(String(100))
     jws: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgreementStatusRow(Base):
+    """A party's suspension, resumption or revocation: the secretariat's at the hub, or a
+    node's, received as a notice the node signed (kept verbatim in `jws`)."""
+
+    __tablename__ = "agreement_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[str] = mapped_column(String(100), index=True)
+    party: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(200))
+    jws: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

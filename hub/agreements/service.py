@@ -1,4 +1,11 @@
-"""Store agreement versions, sign them as the hub, collect node signatures, derive status."""
+"""The MoU lifecycle at the hub: draft, propose (hub signs), collect signatures, suspend, revoke.
+
+Status of a version, derived, never stored: `draft` until the secretariat proposes it (the
+hub signs its digest), `proposed` until every node party signed, then by the validity window
+(`not_yet_valid`, `active`, `expired`); `suspended`/`revoked` when the secretariat said so at
+the hub; `superseded` once a newer version is active. A node's own suspension or revocation
+is kept as that party's standing: that node refuses, the others still answer.
+"""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,72 +17,256 @@ from sqlalchemy.orm import Session
 
 from contracts import signing
 from contracts.errors import ContractError
-from contracts.v1 import AgreementSignature, AgreementTerms, SignaturePayload, SignedAgreement
+from contracts.v1 import (
+    AgreementFetch,
+    AgreementNotice,
+    AgreementSignature,
+    AgreementTerms,
+    SignaturePayload,
+    SignedAgreement,
+)
 from hub.agreements.exceptions import (
     AgreementNotActive,
+    AgreementNotDraft,
     AgreementNotFound,
+    AgreementNotProposed,
+    AgreementRevoked,
     AgreementVersionExists,
+    AmendsMismatch,
     HubMismatch,
+    NotAParty,
+    NoticeRejected,
     PartyNodeNotRegistered,
     SignatureRejected,
+    TermsMismatch,
+    VersionNotNext,
 )
-from hub.agreements.models import AgreementSignatureRow, AgreementVersion
-from hub.agreements.schemas import AgreementRead, AgreementStatus
+from hub.agreements.models import AgreementSignatureRow, AgreementStatusRow, AgreementVersion
+from hub.agreements.schemas import (
+    AgreementRead,
+    AgreementStatus,
+    PartyStanding,
+    PartyStatus,
+    SignerRead,
+)
 from hub.audit import service as audit
+from hub.auth.schemas import User
+from hub.federation import service as federation
 from hub.federation.models import Node
 from hub.home import HubIdentity
+from hub.queries.models import QueryRow
+
+# Roles that see every agreement, drafts included; analysts see those naming their organisation.
+READ_ALL_ROLES = ("admin", "secretariat", "auditor")
 
 
-def create_agreement(
-    *, session: Session, terms: AgreementTerms, identity: HubIdentity, key: OKPKey, actor: str
-) -> AgreementRead:
-    """Store one version and put the hub's signature on its digest."""
+def _aware(value: datetime) -> datetime:
+    # Terms written without a zone are read as UTC rather than failing the comparison.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# --- drafting and proposing ----------------------------------------------------------------
+
+
+def _versions(session: Session, agreement_id: str) -> list[AgreementVersion]:
+    return list(
+        session.scalars(
+            select(AgreementVersion)
+            .where(AgreementVersion.agreement_id == agreement_id)
+            .order_by(AgreementVersion.version)
+        )
+    )
+
+
+def _hub_standing(session: Session, agreement_id: str, hub_id: str) -> str | None:
+    row = session.scalars(
+        select(AgreementStatusRow)
+        .where(AgreementStatusRow.agreement_id == agreement_id, AgreementStatusRow.party == hub_id)
+        .order_by(AgreementStatusRow.at.desc(), AgreementStatusRow.id.desc())
+    ).first()
+    return row.status if row is not None else None
+
+
+def _checked_terms(
+    session: Session, *, terms: AgreementTerms, identity: HubIdentity
+) -> AgreementTerms:
+    """Refuse terms the hub cannot stand behind; fill in `amends_digest` for an amendment."""
     if terms.hub_id != identity.hub_id:
         raise HubMismatch()
     for node_id in terms.node_ids:
         if session.get(Node, node_id) is None:
             raise PartyNodeNotRegistered()
-    digest = signing.digest(terms)
-    now = datetime.now(UTC)
-    payload = SignaturePayload(
-        agreement_id=terms.agreement_id,
-        version=terms.version,
-        digest=digest,
-        signer=identity.hub_id,
-        signed_at=now,
+    if _hub_standing(session, terms.agreement_id, identity.hub_id) == "revoked":
+        raise AgreementRevoked()
+    existing = _versions(session, terms.agreement_id)
+    expected = existing[-1].version + 1 if existing else 1
+    if terms.version < expected:
+        raise AgreementVersionExists()
+    if terms.version > expected:
+        raise VersionNotNext(expected)
+    if existing:
+        previous = existing[-1]
+        if previous.state == "draft":
+            raise AgreementNotProposed()
+        if terms.amends_digest is None:
+            # Chains the versions: each node can check the amendment builds on what it signed.
+            terms = AgreementTerms.model_validate(
+                {**terms.model_dump(mode="json"), "amends_digest": previous.digest}
+            )
+        elif terms.amends_digest != previous.digest:
+            raise AmendsMismatch()
+    return terms
+
+
+def create_draft(
+    *, session: Session, terms: AgreementTerms, identity: HubIdentity, actor: str
+) -> AgreementRead:
+    """Store a new version as an unsigned draft (the first, or an amendment of the latest)."""
+    terms = _checked_terms(session, terms=terms, identity=identity)
+    row = _add_version(session, terms=terms, actor=actor, state="draft")
+    audit.append(
+        session=session,
+        actor=actor,
+        action="agreement.drafted",
+        object=f"agreement:{terms.agreement_id}:v{terms.version}",
+        details={"digest": row.digest, "nodes": list(terms.node_ids)},
     )
-    try:
-        with session.begin_nested():
-            session.add(
-                AgreementVersion(
-                    agreement_id=terms.agreement_id,
-                    version=terms.version,
-                    terms=terms.model_dump(mode="json"),
-                    digest=digest,
-                    created_at=now,
-                )
+    session.commit()
+    return _read(session, row)
+
+
+def update_draft(
+    *,
+    session: Session,
+    agreement_id: str,
+    version: int,
+    terms: AgreementTerms,
+    identity: HubIdentity,
+    actor: str,
+) -> AgreementRead:
+    """Replace a draft's terms; once proposed a version never changes."""
+    if terms.agreement_id != agreement_id or terms.version != version:
+        raise TermsMismatch()
+    row = _version(session, agreement_id, version)
+    if row.state != "draft":
+        raise AgreementNotDraft()
+    if terms.hub_id != identity.hub_id:
+        raise HubMismatch()
+    for node_id in terms.node_ids:
+        if session.get(Node, node_id) is None:
+            raise PartyNodeNotRegistered()
+    if version > 1:
+        previous = _version(session, agreement_id, version - 1)
+        if terms.amends_digest is None:
+            terms = AgreementTerms.model_validate(
+                {**terms.model_dump(mode="json"), "amends_digest": previous.digest}
             )
-            session.add(
-                AgreementSignatureRow(
-                    agreement_id=terms.agreement_id,
-                    version=terms.version,
-                    signer=identity.hub_id,
-                    kid=identity.kid,
-                    jws=signing.sign(payload, key),
-                    signed_at=now,
-                )
-            )
-    except IntegrityError as exc:
-        raise AgreementVersionExists() from exc
+        elif terms.amends_digest != previous.digest:
+            raise AmendsMismatch()
+    row.terms = terms.model_dump(mode="json")
+    row.digest = signing.digest(terms)
+    audit.append(
+        session=session,
+        actor=actor,
+        action="agreement.draft_updated",
+        object=f"agreement:{agreement_id}:v{version}",
+        details={"digest": row.digest},
+    )
+    session.commit()
+    return _read(session, row)
+
+
+def propose(
+    *,
+    session: Session,
+    agreement_id: str,
+    version: int,
+    identity: HubIdentity,
+    key: OKPKey,
+    actor: str,
+) -> AgreementRead:
+    """Freeze a draft: the hub signs its digest for the secretariat; parties may now sign."""
+    row = _version(session, agreement_id, version)
+    if row.state != "draft":
+        raise AgreementNotDraft()
+    if _hub_standing(session, agreement_id, identity.hub_id) == "revoked":
+        raise AgreementRevoked()
+    _hub_sign(session, row=row, identity=identity, key=key)
+    row.state = "proposed"
+    audit.append(
+        session=session,
+        actor=actor,
+        action="agreement.proposed",
+        object=f"agreement:{agreement_id}:v{version}",
+        details={"digest": row.digest},
+    )
+    session.commit()
+    return _read(session, row)
+
+
+def create_agreement(
+    *, session: Session, terms: AgreementTerms, identity: HubIdentity, key: OKPKey, actor: str
+) -> AgreementRead:
+    """Draft and propose in one step: store the version and put the hub's signature on it."""
+    terms = _checked_terms(session, terms=terms, identity=identity)
+    row = _add_version(session, terms=terms, actor=actor, state="proposed")
+    _hub_sign(session, row=row, identity=identity, key=key)
     audit.append(
         session=session,
         actor=actor,
         action="agreement.created",
         object=f"agreement:{terms.agreement_id}:v{terms.version}",
-        details={"digest": digest, "nodes": list(terms.node_ids)},
+        details={"digest": row.digest, "nodes": list(terms.node_ids)},
     )
     session.commit()
-    return _read(session, _version(session, terms.agreement_id, terms.version))
+    return _read(session, row)
+
+
+def _add_version(
+    session: Session, *, terms: AgreementTerms, actor: str, state: str
+) -> AgreementVersion:
+    row = AgreementVersion(
+        agreement_id=terms.agreement_id,
+        version=terms.version,
+        terms=terms.model_dump(mode="json"),
+        digest=signing.digest(terms),
+        created_at=datetime.now(UTC),
+        state=state,
+        created_by=actor,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise AgreementVersionExists() from exc
+    return row
+
+
+def _hub_sign(
+    session: Session, *, row: AgreementVersion, identity: HubIdentity, key: OKPKey
+) -> None:
+    now = datetime.now(UTC)
+    payload = SignaturePayload(
+        agreement_id=row.agreement_id,
+        version=row.version,
+        digest=row.digest,
+        signer=identity.hub_id,
+        signed_at=now,
+    )
+    session.add(
+        AgreementSignatureRow(
+            agreement_id=row.agreement_id,
+            version=row.version,
+            signer=identity.hub_id,
+            kid=identity.kid,
+            jws=signing.sign(payload, key),
+            signed_at=now,
+        )
+    )
+    session.flush()
+
+
+# --- signatures and status changes from nodes ----------------------------------------------
 
 
 def add_signature(
@@ -85,7 +276,11 @@ def add_signature(
     actor: str,
     agreement_id: str | None = None,
 ) -> AgreementRead:
-    """Accept a node steward's signature if it verifies with that node's pinned key."""
+    """Accept a node steward's signature if it verifies with that node's pinned key.
+
+    The signature itself is the steward's authority: only the node's key can make it, and
+    it covers exactly one version's digest. Whoever delivers it changes nothing.
+    """
     node = session.get(Node, signature.signer)
     if node is None:
         raise SignatureRejected("the signer is not a registered node", code="signer_not_party")
@@ -107,6 +302,8 @@ def add_signature(
     ).first()
     if row is None:
         raise AgreementNotFound()
+    if row.state == "draft":
+        raise AgreementNotProposed()
     if payload.digest != row.digest:
         raise SignatureRejected(
             "the signed digest is not this version's digest", code="digest_mismatch"
@@ -144,49 +341,197 @@ def add_signature(
     return _read(session, row)
 
 
-def get_agreement(*, session: Session, agreement_id: str) -> AgreementRead:
-    """The latest version."""
-    row = session.scalars(
-        select(AgreementVersion)
-        .where(AgreementVersion.agreement_id == agreement_id)
-        .order_by(AgreementVersion.version.desc())
-    ).first()
-    if row is None:
+def receive_notice(
+    *, session: Session, agreement_id: str, token: str, now: datetime | None = None
+) -> AgreementRead:
+    """Record a node's signed suspension, resumption or revocation; older notices change nothing."""
+    moment = now or datetime.now(UTC)
+    node, notice = federation.verify_node_message(
+        session=session, token=token, model=AgreementNotice, now=moment
+    )
+    if notice.agreement_id != agreement_id:
+        raise NoticeRejected("the notice is for another agreement")
+    versions = _versions(session, agreement_id)
+    if not versions:
         raise AgreementNotFound()
-    return _read(session, row)
-
-
-def list_agreements(*, session: Session) -> list[AgreementRead]:
-    """The latest version of every agreement."""
-    latest = (
-        select(AgreementVersion.agreement_id, func.max(AgreementVersion.version).label("v"))
-        .group_by(AgreementVersion.agreement_id)
-        .subquery()
-    )
-    rows = session.scalars(
-        select(AgreementVersion)
-        .join(
-            latest,
-            (AgreementVersion.agreement_id == latest.c.agreement_id)
-            & (AgreementVersion.version == latest.c.v),
+    if not any(node.node_id in AgreementTerms.model_validate(v.terms).node_ids for v in versions):
+        raise NotAParty()
+    latest = session.scalars(
+        select(AgreementStatusRow)
+        .where(
+            AgreementStatusRow.agreement_id == agreement_id,
+            AgreementStatusRow.party == node.node_id,
         )
-        .order_by(AgreementVersion.agreement_id)
+        .order_by(AgreementStatusRow.at.desc(), AgreementStatusRow.id.desc())
+    ).first()
+    fresh = latest is None or _aware(latest.at) < _aware(notice.at)
+    if fresh and not (latest is not None and latest.status == "revoked"):
+        session.add(
+            AgreementStatusRow(
+                agreement_id=agreement_id,
+                party=node.node_id,
+                status=notice.status,
+                at=notice.at,
+                reason=notice.reason,
+                actor=f"node:{node.node_id}",
+                jws=token,
+                received_at=moment,
+            )
+        )
+        session.flush()
+        audit.append(
+            session=session,
+            actor=f"node:{node.node_id}",
+            action=f"agreement.node_{notice.status}",
+            object=f"agreement:{agreement_id}",
+            details={"node": node.node_id, "at": notice.at.isoformat()},
+        )
+        session.commit()
+    return _read(session, versions[-1])
+
+
+def set_hub_status(
+    *,
+    session: Session,
+    agreement_id: str,
+    status: PartyStatus,
+    identity: HubIdentity,
+    actor: str,
+    reason: str = "",
+) -> AgreementRead:
+    """The secretariat's suspension, resumption or (final) revocation of the whole agreement."""
+    versions = _versions(session, agreement_id)
+    if not versions:
+        raise AgreementNotFound()
+    current = _hub_standing(session, agreement_id, identity.hub_id) or "active"
+    if current == "revoked":
+        raise AgreementRevoked()
+    if current != status:
+        now = datetime.now(UTC)
+        session.add(
+            AgreementStatusRow(
+                agreement_id=agreement_id,
+                party=identity.hub_id,
+                status=status,
+                at=now,
+                reason=reason,
+                actor=actor,
+                jws=None,
+                received_at=now,
+            )
+        )
+        session.flush()
+        audit.append(
+            session=session,
+            actor=actor,
+            action=f"agreement.hub_{status}",
+            object=f"agreement:{agreement_id}",
+            details={},
+        )
+        session.commit()
+    return _read(session, versions[-1])
+
+
+def fetch_for_node(
+    *, session: Session, token: str, identity: HubIdentity, skew_seconds: int
+) -> SignedAgreement:
+    """The newest proposed version naming the node that signed the fetch (for its steward)."""
+    now = datetime.now(UTC)
+    node, fetch = federation.verify_node_message(
+        session=session, token=token, model=AgreementFetch, now=now
     )
-    return [_read(session, r) for r in rows]
+    if fetch.hub_id != identity.hub_id:
+        raise NoticeRejected("the request names another hub")
+    federation.check_fresh(
+        session=session,
+        node_id=node.node_id,
+        nonce=fetch.nonce,
+        issued_at=fetch.issued_at,
+        now=now,
+        skew_seconds=skew_seconds,
+    )
+    session.commit()
+    for row in reversed(_versions(session, fetch.agreement_id)):
+        if row.state == "draft":
+            continue
+        read = _read(session, row)
+        if node.node_id in read.agreement.terms.node_ids:
+            return read.agreement
+        raise NotAParty()
+    raise AgreementNotFound()
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def visible(user: User | None, read: AgreementRead) -> bool:
+    """Secretariat, admins and auditors see all; analysts only versions naming their org."""
+    if user is None or user.role in READ_ALL_ROLES:
+        return True
+    return (
+        user.role == "analyst"
+        and read.status != "draft"
+        and user.organisation in read.agreement.terms.analyst_organisations
+    )
+
+
+def list_versions(
+    *, session: Session, agreement_id: str, user: User | None = None
+) -> list[AgreementRead]:
+    """Every version, oldest first, each with its status; older texts stay readable."""
+    reads = [_read(session, r) for r in _versions(session, agreement_id)]
+    newest_active = max((i for i, r in enumerate(reads) if r.status == "active"), default=None)
+    if newest_active is not None:
+        reads = [
+            r.model_copy(update={"status": "superseded"})
+            if i < newest_active and r.status == "active"
+            else r
+            for i, r in enumerate(reads)
+        ]
+    shown = [r for r in reads if visible(user, r)]
+    if not shown:
+        raise AgreementNotFound()
+    return shown
+
+
+def get_version(
+    *, session: Session, agreement_id: str, version: int, user: User | None = None
+) -> AgreementRead:
+    for read in list_versions(session=session, agreement_id=agreement_id, user=user):
+        if read.agreement.terms.version == version:
+            return read
+    raise AgreementNotFound()
+
+
+def get_agreement(
+    *, session: Session, agreement_id: str, user: User | None = None
+) -> AgreementRead:
+    """The latest version the user may see."""
+    return list_versions(session=session, agreement_id=agreement_id, user=user)[-1]
+
+
+def list_agreements(*, session: Session, user: User | None = None) -> list[AgreementRead]:
+    """The latest visible version of every agreement."""
+    ids = session.scalars(
+        select(AgreementVersion.agreement_id).distinct().order_by(AgreementVersion.agreement_id)
+    ).all()
+    out = []
+    for agreement_id in ids:
+        try:
+            out.append(get_agreement(session=session, agreement_id=agreement_id, user=user))
+        except AgreementNotFound:
+            continue
+    return out
 
 
 def active_version(
     *, session: Session, agreement_id: str, at: datetime | None = None
 ) -> tuple[AgreementTerms, str]:
     """The newest version that is active now: its terms and digest."""
-    rows = session.scalars(
-        select(AgreementVersion)
-        .where(AgreementVersion.agreement_id == agreement_id)
-        .order_by(AgreementVersion.version.desc())
-    ).all()
+    rows = _versions(session, agreement_id)
     if not rows:
         raise AgreementNotFound()
-    for row in rows:
+    for row in reversed(rows):
         read = _read(session, row, at=at)
         if read.status == "active":
             return read.agreement.terms, row.digest
@@ -209,17 +554,31 @@ def status_of(
     return "active", ()
 
 
-def _aware(value: datetime) -> datetime:
-    # Terms written without a zone are read as UTC rather than failing the comparison.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def _version(session: Session, agreement_id: str, version: int) -> AgreementVersion:
-    return session.scalars(
+    row = session.scalars(
         select(AgreementVersion).where(
             AgreementVersion.agreement_id == agreement_id, AgreementVersion.version == version
         )
-    ).one()
+    ).first()
+    if row is None:
+        raise AgreementNotFound()
+    return row
+
+
+def _standings(session: Session, agreement_id: str) -> dict[str, PartyStanding]:
+    rows = session.scalars(
+        select(AgreementStatusRow)
+        .where(AgreementStatusRow.agreement_id == agreement_id)
+        .order_by(AgreementStatusRow.at, AgreementStatusRow.id)
+    )
+    latest: dict[str, PartyStanding] = {}
+    for row in rows:
+        if row.party in latest and latest[row.party].status == "revoked":
+            continue  # revocation is final
+        latest[row.party] = PartyStanding(
+            party=row.party, status=row.status, at=_aware(row.at), reason=row.reason
+        )
+    return latest
 
 
 def _read(session: Session, row: AgreementVersion, *, at: datetime | None = None) -> AgreementRead:
@@ -232,7 +591,36 @@ def _read(session: Session, row: AgreementVersion, *, at: datetime | None = None
         .order_by(AgreementSignatureRow.id)
     ).all()
     terms = AgreementTerms.model_validate(row.terms)
-    status, missing = status_of(terms, [s.signer for s in sigs], at=at)
+    status: AgreementStatus
+    if row.state == "draft":
+        status, missing = "draft", (terms.hub_id, *terms.node_ids)
+    else:
+        status, missing = status_of(terms, [s.signer for s in sigs], at=at)
+    standings = _standings(session, row.agreement_id)
+    hub = standings.pop(terms.hub_id, None)
+    if hub is not None and hub.status == "revoked":
+        status = "revoked"
+    elif hub is not None and hub.status == "suspended" and status not in ("expired", "draft"):
+        status = "suspended"
+    spent = session.scalar(
+        select(func.count()).where(
+            QueryRow.agreement_id == row.agreement_id,
+            QueryRow.agreement_version == row.version,
+        )
+    )
+    rho = (
+        sum(
+            float(spec.get("rho", 0.0))
+            for spec in session.scalars(
+                select(QueryRow.spec).where(
+                    QueryRow.agreement_id == row.agreement_id,
+                    QueryRow.agreement_version == row.version,
+                )
+            )
+        )
+        if spent
+        else 0.0
+    )
     return AgreementRead(
         agreement=SignedAgreement(
             terms=terms,
@@ -243,4 +631,11 @@ def _read(session: Session, row: AgreementVersion, *, at: datetime | None = None
         ),
         status=status,
         missing_signers=missing,
+        signers=tuple(
+            SignerRead(signer=s.signer, kid=s.kid, signed_at=_aware(s.signed_at)) for s in sigs
+        ),
+        standings=tuple(
+            standing for party, standing in standings.items() if party in terms.node_ids
+        ),
+        rho_spent_at_hub=rho,
     )

@@ -45,3 +45,27 @@ class TooManyDims(AgreementError):
 
 class CostOverCap(AgreementError):
     code = "cost_over_cap"
+
+
+class AgreementNotYetValid(AgreementError):
+    code = "agreement_not_yet_valid"
+
+
+class AgreementSuperseded(AgreementError):
+    code = "agreement_superseded"
+
+
+class AnalystOrgNotPermitted(AgreementError):
+    code = "analyst_org_not_permitted"
+
+
+class DisseminationNotAllowed(AgreementError):
+    code = "dissemination_not_allowed"
+
+
+class TermNotInContract(AgreementError):
+    code = "term_not_in_contract"
+
+
+class HubUnreachable(AgreementError):
+    code = "hub_unreachable"

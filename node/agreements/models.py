@@ -1,6 +1,6 @@
 """Table of agreement versions this node has signed, and their status here."""
 
-from sqlalchemy import String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base
@@ -17,3 +17,22 @@ class AgreementRow(Base):
     # active | suspended | revoked; suspension and revocation apply to every version.
     status: Mapped[str] = mapped_column(String(20))
     signed_at: Mapped[str] = mapped_column(String(40))
+
+
+class AgreementNoticeRow(Base):
+    """Outbox of the steward's status changes, signed by the node, until the hub has them.
+
+    Suspension and revocation take effect at the node when the row is written; telling the
+    hub is a courtesy that may wait until it is reachable again.
+    """
+
+    __tablename__ = "agreement_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agreement_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    at: Mapped[str] = mapped_column(String(40))
+    jws: Mapped[str] = mapped_column(Text)
+    reported_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The hub's refusal code, if it refused the notice for good (then it is not retried).
+    hub_answer: Mapped[str | None] = mapped_column(String(100), nullable=True)

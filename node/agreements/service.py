@@ -1,51 +1,84 @@
-"""Sign agreement versions at the node, list them, suspend or revoke them, and enforce terms."""
+"""Sign agreement versions at the node, suspend or revoke them, tell the hub, enforce terms.
 
+The node is the trust anchor: it honours a version only if its own steward signed exactly
+that text (digest) with the node key, the pinned hub signed it too, the node has not
+suspended or revoked the agreement, and now is inside the version's validity window. Every
+term is checked again on every request; each refusal names the term that refused it.
+"""
+
+import logging
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts import signing
+from contracts.agreement_rules import summary_text
 from contracts.errors import ContractError
 from contracts.v1 import (
+    AgreementFetch,
+    AgreementNotice,
     AgreementSignature,
     AgreementTerms,
+    DatasetContract,
+    QueryRequest,
     QuerySpec,
     SignaturePayload,
     SignedAgreement,
 )
+from contracts.v1.agreement import DISSEMINATION_ORDER
 from node.agreements.exceptions import (
     AgreementExpired,
     AgreementInvalid,
+    AgreementNotYetValid,
     AgreementRevoked,
+    AgreementSuperseded,
     AgreementSuspended,
     AgreementUnknown,
+    AnalystOrgNotPermitted,
     ColumnNotAllowed,
     CostOverCap,
     DatasetNotInAgreement,
     DimNotAllowed,
+    DisseminationNotAllowed,
+    HubUnreachable,
     MeasureNotAllowed,
+    TermNotInContract,
     TooManyDims,
 )
-from node.agreements.models import AgreementRow
-from node.agreements.schemas import AgreementRecord, AgreementStatus
+from node.agreements.models import AgreementNoticeRow, AgreementRow
+from node.agreements.schemas import (
+    AgreementRecord,
+    AgreementStatus,
+    NoticeReport,
+    SigningPreview,
+    StatusOutcome,
+)
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
-from node.home import load_identity, load_key
-from node.ledger.models import BudgetRow
+from node.home import NodeIdentity, load_identity, load_key
+from node.ledger.models import BudgetCharge, BudgetRow
 from node.settings import NodeSettings
 
+log = logging.getLogger(__name__)
 STEWARD = "steward"
+NOTICE_TIMEOUT_SECONDS = 10.0
 
 
-def sign(
-    *, home: Path, agreement: SignedAgreement, settings: NodeSettings | None = None
-) -> AgreementSignature:
-    """Check a hub-signed agreement version, sign it with the node key and honour it."""
-    identity = load_identity(home)
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_signable(
+    *, home: Path, identity: NodeIdentity, agreement: SignedAgreement, now: datetime
+) -> None:
+    """Everything that must hold before the node key goes on a version (no database)."""
     terms = agreement.terms
     if signing.digest(terms) != agreement.digest:
         raise AgreementInvalid("the agreement digest does not match its terms")
@@ -58,12 +91,78 @@ def sign(
         raise AgreementInvalid("this node is not a party to the agreement")
     for ref in terms.datasets:
         try:
-            datasets.load(home=home, name=ref.name, version=ref.contract_version)
+            dataset = datasets.load(home=home, name=ref.name, version=ref.contract_version)
         except UnknownDataset as exc:
             raise AgreementInvalid(
-                f"dataset {ref.name} version {ref.contract_version} is not at this node"
+                f"term datasets: dataset {ref.name} version {ref.contract_version} is not at "
+                "this node"
             ) from exc
+        _check_terms_against_contract(terms, dataset.contract)
 
+
+def _check_terms_against_contract(terms: AgreementTerms, contract: DatasetContract) -> None:
+    """A column or dim the contract does not have is refused at signing.
+
+    Columns the contract has but never releases (identifiers, free text, the unit key) are
+    refused by the DP engine on every request whatever the terms say.
+    """
+    for term, names in (("columns", terms.columns), ("dims", terms.dims)):
+        for name in names:
+            if contract.column(name) is None:
+                raise TermNotInContract(
+                    f"term {term}: {name} is not a column of dataset {contract.name}"
+                )
+
+
+def preview(
+    *,
+    home: Path,
+    agreement: SignedAgreement,
+    settings: NodeSettings | None = None,
+    now: datetime | None = None,
+) -> SigningPreview:
+    """Check a hub-signed version as `sign` would, and give the steward its plain-language rules."""
+    identity = load_identity(home)
+    _check_signable(
+        home=home, identity=identity, agreement=agreement, now=_aware(now or datetime.now(UTC))
+    )
+    terms = agreement.terms
+    with transaction(url_for(home=home, settings=settings)) as session:
+        row = session.get(AgreementRow, (terms.agreement_id, terms.version))
+        _check_amendment(session, terms)
+    return SigningPreview(
+        agreement_id=terms.agreement_id,
+        version=terms.version,
+        digest=agreement.digest,
+        already_signed=row is not None and row.digest == agreement.digest,
+        summary=summary_text(terms),
+    )
+
+
+def _check_amendment(session: Session, terms: AgreementTerms) -> None:
+    if _status_of(session, terms.agreement_id) == "revoked":
+        raise AgreementRevoked("the agreement is revoked at this node; revocation is final")
+    if terms.amends_digest is None:
+        return
+    previous = session.get(AgreementRow, (terms.agreement_id, terms.version - 1))
+    if previous is not None and previous.digest != terms.amends_digest:
+        raise AgreementInvalid(
+            "term amends_digest: it is not the digest of the version signed here"
+        )
+
+
+def sign(
+    *,
+    home: Path,
+    agreement: SignedAgreement,
+    settings: NodeSettings | None = None,
+    now: datetime | None = None,
+) -> AgreementSignature:
+    """Check a hub-signed agreement version, sign it with the node key and honour it."""
+    moment = _aware(now or datetime.now(UTC))
+    identity = load_identity(home)
+    _check_signable(home=home, identity=identity, agreement=agreement, now=moment)
+    terms = agreement.terms
     url = url_for(home=home, settings=settings)
     with transaction(url) as session:
         row = session.get(AgreementRow, (terms.agreement_id, terms.version))
@@ -71,6 +170,7 @@ def sign(
             if row.digest != agreement.digest:
                 raise AgreementInvalid("another text of this agreement version is signed here")
             return AgreementSignature.model_validate_json(row.signature)
+        _check_amendment(session, terms)
         status = _status_of(session, terms.agreement_id) or "active"
         key = load_key(home)
         payload = SignaturePayload(
@@ -78,7 +178,7 @@ def sign(
             version=terms.version,
             digest=agreement.digest,
             signer=identity.node_id,
-            signed_at=datetime.now(UTC),
+            signed_at=moment,
         )
         signature = AgreementSignature(
             signer=identity.node_id, kid=signing.key_id(key), jws=signing.sign(payload, key)
@@ -138,7 +238,7 @@ def list_agreements(*, home: Path, settings: NodeSettings | None = None) -> list
 def show(
     *, home: Path, agreement_id: str, settings: NodeSettings | None = None
 ) -> list[AgreementRecord]:
-    """Every signed version of one agreement."""
+    """Every signed version of one agreement, oldest first."""
     found = [
         r for r in list_agreements(home=home, settings=settings) if r.agreement_id == agreement_id
     ]
@@ -147,32 +247,103 @@ def show(
     return found
 
 
-def suspend(*, home: Path, agreement_id: str, settings: NodeSettings | None = None) -> None:
-    _set_status(home=home, settings=settings, agreement_id=agreement_id, status="suspended")
+def suspend(
+    *,
+    home: Path,
+    agreement_id: str,
+    settings: NodeSettings | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> StatusOutcome:
+    """Refuse every request under the agreement from the next one on, until resumed."""
+    return _set_status(
+        home=home,
+        settings=settings,
+        agreement_id=agreement_id,
+        status="suspended",
+        reason=reason,
+        now=now,
+    )
 
 
-def resume(*, home: Path, agreement_id: str, settings: NodeSettings | None = None) -> None:
-    _set_status(home=home, settings=settings, agreement_id=agreement_id, status="active")
+def resume(
+    *,
+    home: Path,
+    agreement_id: str,
+    settings: NodeSettings | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> StatusOutcome:
+    return _set_status(
+        home=home,
+        settings=settings,
+        agreement_id=agreement_id,
+        status="active",
+        reason=reason,
+        now=now,
+    )
 
 
-def revoke(*, home: Path, agreement_id: str, settings: NodeSettings | None = None) -> None:
+def revoke(
+    *,
+    home: Path,
+    agreement_id: str,
+    settings: NodeSettings | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> StatusOutcome:
     """Takes effect at once for every version: later requests are refused, hub reachable or not."""
-    _set_status(home=home, settings=settings, agreement_id=agreement_id, status="revoked")
+    return _set_status(
+        home=home,
+        settings=settings,
+        agreement_id=agreement_id,
+        status="revoked",
+        reason=reason,
+        now=now,
+    )
 
 
 def _set_status(
-    *, home: Path, settings: NodeSettings | None, agreement_id: str, status: AgreementStatus
-) -> None:
+    *,
+    home: Path,
+    settings: NodeSettings | None,
+    agreement_id: str,
+    status: AgreementStatus,
+    reason: str,
+    now: datetime | None,
+) -> StatusOutcome:
+    """Change the status and queue a node-signed notice for the hub, in one transaction."""
+    moment = _aware(now or datetime.now(UTC))
+    identity = load_identity(home)
     with transaction(url_for(home=home, settings=settings)) as session:
         current = _status_of(session, agreement_id)
         if current is None:
             raise AgreementUnknown("no such agreement is signed at this node")
         if current == "revoked":
             raise AgreementRevoked("the agreement is revoked at this node; revocation is final")
+        if current == status:
+            return StatusOutcome(agreement_id=agreement_id, status=status, changed=False)
         session.execute(
             update(AgreementRow)
             .where(AgreementRow.agreement_id == agreement_id)
             .values(status=status)
+        )
+        notice = AgreementNotice(
+            agreement_id=agreement_id,
+            node_id=identity.node_id,
+            status=status,
+            at=moment,
+            reason=reason,
+        )
+        session.add(
+            AgreementNoticeRow(
+                agreement_id=agreement_id,
+                status=status,
+                at=moment.isoformat(),
+                jws=signing.sign(notice, load_key(home)),
+                reported_at=None,
+                hub_answer=None,
+            )
         )
         action = {"suspended": "agreement_suspended", "revoked": "agreement_revoked"}.get(
             status, "agreement_resumed"
@@ -180,6 +351,127 @@ def _set_status(
         audit.append(
             session, actor=STEWARD, action=action, object=f"agreement:{agreement_id}", details={}
         )
+    return StatusOutcome(agreement_id=agreement_id, status=status, changed=True)
+
+
+def report_notices(
+    *,
+    home: Path,
+    settings: NodeSettings | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout_seconds: float = NOTICE_TIMEOUT_SECONDS,
+) -> NoticeReport:
+    """Send queued status notices to the hub, oldest first; stop at the first network failure.
+
+    A notice the hub refuses with a 4xx is kept with the hub's code and not retried; one
+    that meets a network error or a 5xx stays queued for the next attempt.
+    """
+    url = url_for(home=home, settings=settings)
+    identity = load_identity(home)
+    with transaction(url) as session:
+        queued = [
+            (row.id, row.agreement_id, row.jws)
+            for row in session.execute(
+                select(AgreementNoticeRow)
+                .where(AgreementNoticeRow.reported_at.is_(None))
+                .order_by(AgreementNoticeRow.id)
+            ).scalars()
+        ]
+    if not queued:
+        return NoticeReport(sent=0, pending=0, refused=0, hub_reachable=True)
+    if identity.hub_url is None:
+        return NoticeReport(
+            sent=0,
+            pending=len(queued),
+            refused=0,
+            hub_reachable=False,
+            message="no hub URL is pinned (sauti node pin-hub --url)",
+        )
+    sent = refused = 0
+    reachable = True
+    message = ""
+    with httpx.Client(
+        base_url=identity.hub_url, transport=transport, timeout=timeout_seconds
+    ) as client:
+        for notice_id, agreement_id, jws in queued:
+            try:
+                response = client.post(f"/v1/agreements/{agreement_id}/notices", json={"jws": jws})
+            except httpx.HTTPError:
+                reachable, message = False, "the hub is unreachable; notices stay queued"
+                break
+            if response.status_code >= 500:
+                reachable, message = False, f"the hub answered {response.status_code}"
+                break
+            answer = None if response.is_success else _error_code(response)
+            refused += answer is not None
+            sent += answer is None
+            with transaction(url) as session:
+                row = session.get(AgreementNoticeRow, notice_id)
+                if row is not None:
+                    row.reported_at = datetime.now(UTC).isoformat()
+                    row.hub_answer = answer
+                    audit.append(
+                        session,
+                        actor=identity.node_id,
+                        action="agreement_notice_reported",
+                        object=f"agreement:{agreement_id}",
+                        details={"notice": notice_id, "hub_answer": answer},
+                    )
+    log.info("agreement notices: %d sent, %d refused", sent, refused)
+    return NoticeReport(
+        sent=sent,
+        pending=len(queued) - sent - refused,
+        refused=refused,
+        hub_reachable=reachable,
+        message=message,
+    )
+
+
+def fetch_from_hub(
+    *,
+    home: Path,
+    agreement_id: str,
+    transport: httpx.BaseTransport | None = None,
+    timeout_seconds: float = NOTICE_TIMEOUT_SECONDS,
+) -> SignedAgreement:
+    """Ask the pinned hub, with a node-signed request, for the version this node should sign.
+
+    Nothing is trusted from the answer until `preview`/`sign` check the digest, the hub's
+    signature and every term, exactly as for a file.
+    """
+    identity = load_identity(home)
+    if identity.hub_url is None or identity.hub_id is None:
+        raise HubUnreachable("no hub URL is pinned (sauti node pin-hub --url)")
+    fetch = AgreementFetch(
+        agreement_id=agreement_id,
+        node_id=identity.node_id,
+        hub_id=identity.hub_id,
+        issued_at=datetime.now(UTC),
+        nonce=secrets.token_hex(16),
+    )
+    body = {"jws": signing.sign(fetch, load_key(home))}
+    try:
+        with httpx.Client(
+            base_url=identity.hub_url, transport=transport, timeout=timeout_seconds
+        ) as client:
+            response = client.post("/v1/agreements/fetch", json=body)
+    except httpx.HTTPError as exc:
+        raise HubUnreachable("the hub is unreachable") from exc
+    if response.status_code >= 500:
+        raise HubUnreachable(f"the hub answered {response.status_code}")
+    if not response.is_success:
+        raise AgreementUnknown(f"the hub refused: {_error_code(response)}")
+    try:
+        return SignedAgreement.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise AgreementInvalid("the hub's answer is not a signed agreement") from exc
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])[:100]
+    except (ValueError, KeyError, TypeError):
+        return f"http_{response.status_code}"
 
 
 def _status_of(session: Session, agreement_id: str) -> AgreementStatus | None:
@@ -209,18 +501,32 @@ def _record(row: AgreementRow) -> AgreementRecord:
 def honoured_terms(
     session: Session, *, agreement_id: str, version: int, digest: str, now: datetime
 ) -> AgreementTerms:
-    """The terms of a version this node signed, if the agreement is in force now."""
+    """The terms of a version this node signed, if the agreement is in force now.
+
+    A version is superseded once the hub has used a newer version this node signed: the hub
+    only moves on when every party signed the amendment, so the old text is done with.
+    """
     row = session.get(AgreementRow, (agreement_id, version))
     if row is None or row.digest != digest:
-        raise AgreementUnknown("this agreement version is not signed at this node")
+        raise AgreementUnknown("this agreement version (and digest) is not signed at this node")
     status = _status_of(session, agreement_id)
     if status == "revoked":
         raise AgreementRevoked("the agreement is revoked at this node")
     if status == "suspended":
         raise AgreementSuspended("the agreement is suspended at this node")
     terms = AgreementTerms.model_validate_json(row.terms)
-    if not terms.valid_from <= now <= terms.valid_until:
-        raise AgreementExpired("the agreement is not within its validity window")
+    moment = _aware(now)
+    if moment < _aware(terms.valid_from):
+        raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")
+    if moment > _aware(terms.valid_until):
+        raise AgreementExpired("term valid_until: the agreement has expired")
+    newer = session.execute(
+        select(BudgetCharge.id)
+        .where(BudgetCharge.agreement_id == agreement_id, BudgetCharge.version > version)
+        .limit(1)
+    ).first()
+    if newer is not None:
+        raise AgreementSuperseded("a newer version of this agreement is in use at this node")
     return terms
 
 
@@ -229,22 +535,39 @@ def check_dataset(terms: AgreementTerms, *, dataset: str) -> int:
     for ref in terms.datasets:
         if ref.name == dataset:
             return ref.contract_version
-    raise DatasetNotInAgreement("the agreement does not cover that dataset")
+    raise DatasetNotInAgreement("term datasets: the agreement does not cover that dataset")
 
 
 def check_measure(terms: AgreementTerms, *, spec: QuerySpec) -> None:
     if spec.measure not in terms.measures:
-        raise MeasureNotAllowed(f"the agreement does not allow the measure {spec.measure}")
+        raise MeasureNotAllowed(f"term measures: the agreement does not allow {spec.measure}")
 
 
 def check_columns(terms: AgreementTerms, *, spec: QuerySpec, rho: float) -> None:
     """Columns, dims and cost against the terms (run after the contract knows them all)."""
     if spec.column is not None and spec.column not in terms.columns:
-        raise ColumnNotAllowed(f"the agreement does not allow measuring {spec.column}")
+        raise ColumnNotAllowed(
+            f"term columns: the agreement does not allow measuring {spec.column}"
+        )
     for dim in (*spec.group_by, *(f.column for f in spec.filters)):
         if dim not in terms.dims:
-            raise DimNotAllowed(f"the agreement does not allow grouping or filtering on {dim}")
+            raise DimNotAllowed(
+                f"term dims: the agreement does not allow grouping or filtering on {dim}"
+            )
     if len(spec.group_by) > terms.max_dims:
-        raise TooManyDims(f"the agreement allows at most {terms.max_dims} group-by dims")
+        raise TooManyDims(f"term max_dims: the agreement allows at most {terms.max_dims} dims")
     if rho > terms.rho_per_query_max:
-        raise CostOverCap("the query's rho is above the agreement's per-query cap")
+        raise CostOverCap("term rho_per_query_max: the query's rho is above the per-query cap")
+
+
+def check_requester(terms: AgreementTerms, *, request: QueryRequest) -> None:
+    """Who asks and for what audience, as the hub declares it in the signed request."""
+    if request.analyst_organisation not in terms.analyst_organisations:
+        raise AnalystOrgNotPermitted(
+            "term analyst_organisations: the requesting organisation is not permitted"
+        )
+    wanted = request.dissemination or terms.dissemination
+    if DISSEMINATION_ORDER.index(wanted) < DISSEMINATION_ORDER.index(terms.dissemination):
+        raise DisseminationNotAllowed(
+            f"term dissemination: outputs may be at most {terms.dissemination}, not {wanted}"
+        )

@@ -1,6 +1,8 @@
 """Tables of the privacy budget ledger and of stored releases keyed by query id."""
 
-from sqlalchemy import Float, Integer, String, Text
+from datetime import datetime
+
+from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base
@@ -27,3 +29,28 @@ class ReleaseRow(Base):
     rho: Mapped[float] = mapped_column(Float)
     created_at: Mapped[str] = mapped_column(String(40))
     release: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BudgetCharge(Base):
+    """One charge: which version, when (for the period calendar), by whom and on what.
+
+    Written in the same transaction as the release intent; `rho_spent` on BudgetRow is the
+    lifetime sum of these (plus charges from before this table existed).
+    """
+
+    __tablename__ = "budget_charges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    query_id: Mapped[str] = mapped_column(String(36), unique=True)
+    agreement_id: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    rho: Mapped[float] = mapped_column(Float)
+    # Naive UTC on SQLite, timestamptz on PostgreSQL: compared only with UTC bounds.
+    charged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    period: Mapped[str] = mapped_column(String(20))
+    analyst: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    organisation: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    dataset: Mapped[str] = mapped_column(String(63))
+    measure: Mapped[str] = mapped_column(String(20))
+    column: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    group_by: Mapped[str] = mapped_column(Text)

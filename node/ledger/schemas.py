@@ -1,12 +1,15 @@
-"""Ledger outputs: budget lines and the outcome of reserving a query."""
+"""Ledger outputs: budget lines, charges, and the outcome of reserving a query."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 
 class BudgetLine(BaseModel):
+    """One agreement's budget in the current period, under the newest version signed here."""
+
     model_config = ConfigDict(frozen=True)
 
     agreement_id: str
@@ -15,6 +18,63 @@ class BudgetLine(BaseModel):
     rho_spent: float
     rho_remaining: float
     queries: int
+    budget_period: str = "validity"
+    period: str = "validity"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    rho_spent_all_time: float = 0.0
+    status: str = "active"
+
+
+class ChargeRead(BaseModel):
+    """What one charge was spent on and by whom (`hub` when the request named nobody)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    query_id: str
+    version: int
+    rho: float
+    charged_at: datetime
+    period: str
+    requested_by: str
+    organisation: str | None
+    dataset: str
+    measure: str
+    column: str | None
+    group_by: tuple[str, ...]
+
+
+class SpendBy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    rho: float
+    queries: int
+
+
+class BudgetDetail(BaseModel):
+    """A steward's view of one agreement's budget: period, by whom, per version, per charge."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: BudgetLine
+    by_organisation: tuple[SpendBy, ...]
+    by_version: tuple[SpendBy, ...]
+    by_period: tuple[SpendBy, ...]
+    charges: tuple[ChargeRead, ...]
+
+
+@dataclass(frozen=True)
+class ChargeInfo:
+    """Who asks and what, recorded with the charge (ids and column names only)."""
+
+    version: int
+    dataset: str
+    measure: str
+    column: str | None = None
+    group_by: tuple[str, ...] = ()
+    analyst: str | None = None
+    organisation: str | None = None
 
 
 @dataclass(frozen=True)

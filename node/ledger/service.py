@@ -1,32 +1,79 @@
-"""Reserve-and-charge budget with the release intent, store releases once, report budgets."""
+"""Reserve-and-charge budget per period with the release intent, store releases, report budgets."""
 
+import json
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from contracts.agreement_rules import budget_window, period_label
 from contracts.v1 import AgreementTerms
+from node.agreements.exceptions import AgreementUnknown
 from node.agreements.models import AgreementRow
 from node.db import transaction, url_for
 from node.ledger.exceptions import BudgetExhausted, QueryIdConflict
-from node.ledger.models import BudgetRow, ReleaseRow
-from node.ledger.schemas import BudgetLine, Reservation
+from node.ledger.models import BudgetCharge, BudgetRow, ReleaseRow
+from node.ledger.schemas import (
+    BudgetDetail,
+    BudgetLine,
+    ChargeInfo,
+    ChargeRead,
+    Reservation,
+    SpendBy,
+)
 from node.settings import NodeSettings
 
 # Float sums of costs may land a hair above the budget they exactly fill.
 RHO_TOLERANCE = 1e-12
+# Who spent a budget when the request does not say (requests from hubs before v1 carried it).
+HUB = "hub"
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything the ledger stores is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def spent_in_period(
+    session: Session, *, terms: AgreementTerms, now: datetime, lifetime: float
+) -> tuple[float, int]:
+    """Rho spent and queries charged under this agreement (any version) in `now`'s period."""
+    start, end = budget_window(terms, now)
+    stmt = select(func.coalesce(func.sum(BudgetCharge.rho), 0.0), func.count()).where(
+        BudgetCharge.agreement_id == terms.agreement_id
+    )
+    if start is not None and end is not None:
+        stmt = stmt.where(BudgetCharge.charged_at >= start, BudgetCharge.charged_at < end)
+    rho, queries = session.execute(stmt).one()
+    if start is None:
+        # The whole validity is one period: the lifetime total also holds charges made
+        # before per-charge rows existed.
+        return max(float(rho), lifetime), int(queries)
+    return float(rho), int(queries)
 
 
 def reserve(
-    session: Session, *, query_id: UUID, request_digest: str, terms: AgreementTerms, rho: float
+    session: Session,
+    *,
+    query_id: UUID,
+    request_digest: str,
+    terms: AgreementTerms,
+    rho: float,
+    now: datetime | None = None,
+    charge: ChargeInfo | None = None,
 ) -> Reservation:
     """In the caller's transaction: look up the query id, else charge `rho` and record intent.
 
     The budget row is locked first (FOR UPDATE; BEGIN IMMEDIATE on SQLite), so concurrent
-    requests under one agreement are serialised and can never overspend.
+    requests under one agreement are serialised and can never overspend. The budget is the
+    one of `now`'s period by the agreement's calendar, spent by every version alike, so an
+    amendment never resets what was spent.
     """
+    now = _utc(now or datetime.now(UTC))
     budget = session.execute(
         select(BudgetRow).where(BudgetRow.agreement_id == terms.agreement_id).with_for_update()
     ).scalar_one_or_none()
@@ -41,8 +88,12 @@ def reserve(
         if existing.release is not None:
             return Reservation(outcome="stored", release_jws=existing.release)
         return Reservation(outcome="pending")
-    if budget.rho_spent + rho > terms.rho_budget + RHO_TOLERANCE:
-        raise BudgetExhausted("the agreement's privacy budget at this node cannot cover this query")
+    spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=budget.rho_spent)
+    if spent + rho > terms.rho_budget + RHO_TOLERANCE:
+        raise BudgetExhausted(
+            "term rho_budget: the agreement's privacy budget at this node for the current "
+            "period cannot cover this query"
+        )
     budget.rho_spent += rho
     budget.queries += 1
     session.add(
@@ -51,8 +102,25 @@ def reserve(
             agreement_id=terms.agreement_id,
             request_digest=request_digest,
             rho=rho,
-            created_at=datetime.now(UTC).isoformat(),
+            created_at=now.isoformat(),
             release=None,
+        )
+    )
+    info = charge or ChargeInfo(version=terms.version, dataset="", measure="")
+    session.add(
+        BudgetCharge(
+            query_id=str(query_id),
+            agreement_id=terms.agreement_id,
+            version=info.version,
+            rho=rho,
+            charged_at=now,
+            period=period_label(terms, now),
+            analyst=info.analyst,
+            organisation=info.organisation,
+            dataset=info.dataset,
+            measure=info.measure,
+            column=info.column,
+            group_by=json.dumps(list(info.group_by)),
         )
     )
     session.flush()
@@ -75,28 +143,102 @@ def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:
     return stored
 
 
-def budget_report(*, home: Path, settings: NodeSettings | None = None) -> list[BudgetLine]:
-    """Budget per agreement, under the terms of its latest version signed here."""
+def _status(rows: list[AgreementRow]) -> str:
+    statuses = {r.status for r in rows}
+    return next((s for s in ("revoked", "suspended") if s in statuses), "active")
+
+
+def _line(session: Session, rows: list[AgreementRow], now: datetime) -> BudgetLine:
+    latest = rows[-1]
+    terms = AgreementTerms.model_validate_json(latest.terms)
+    budget = session.get(BudgetRow, latest.agreement_id)
+    lifetime = budget.rho_spent if budget else 0.0
+    spent, queries = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
+    if terms.budget_period == "validity" and budget is not None:
+        queries = max(queries, budget.queries)
+    start, end = budget_window(terms, now)
+    return BudgetLine(
+        agreement_id=latest.agreement_id,
+        version=latest.version,
+        rho_budget=terms.rho_budget,
+        rho_spent=spent,
+        rho_remaining=max(0.0, terms.rho_budget - spent),
+        queries=queries,
+        budget_period=terms.budget_period,
+        period=period_label(terms, now),
+        period_start=start,
+        period_end=end,
+        rho_spent_all_time=lifetime,
+        status=_status(rows),
+    )
+
+
+def _grouped(session: Session) -> dict[str, list[AgreementRow]]:
+    rows = session.execute(
+        select(AgreementRow).order_by(AgreementRow.agreement_id, AgreementRow.version)
+    ).scalars()
+    grouped: dict[str, list[AgreementRow]] = defaultdict(list)
+    for row in rows:
+        grouped[row.agreement_id].append(row)
+    return grouped
+
+
+def budget_report(
+    *, home: Path, settings: NodeSettings | None = None, now: datetime | None = None
+) -> list[BudgetLine]:
+    """Budget per agreement in the current period, under the newest version signed here."""
+    moment = _utc(now or datetime.now(UTC))
     with transaction(url_for(home=home, settings=settings)) as session:
-        rows = session.execute(
-            select(AgreementRow).order_by(AgreementRow.agreement_id, AgreementRow.version)
-        ).scalars()
-        latest: dict[str, AgreementRow] = {}
-        for row in rows:
-            latest[row.agreement_id] = row
-        lines = []
-        for agreement_id, row in latest.items():
-            terms = AgreementTerms.model_validate_json(row.terms)
-            budget = session.get(BudgetRow, agreement_id)
-            spent = budget.rho_spent if budget else 0.0
-            lines.append(
-                BudgetLine(
-                    agreement_id=agreement_id,
-                    version=row.version,
-                    rho_budget=terms.rho_budget,
-                    rho_spent=spent,
-                    rho_remaining=max(0.0, terms.rho_budget - spent),
-                    queries=budget.queries if budget else 0,
-                )
+        return [_line(session, rows, moment) for rows in _grouped(session).values()]
+
+
+def budget_detail(
+    *,
+    home: Path,
+    agreement_id: str,
+    settings: NodeSettings | None = None,
+    now: datetime | None = None,
+) -> BudgetDetail:
+    """What was spent under one agreement: this period, by whom, per version, per charge."""
+    moment = _utc(now or datetime.now(UTC))
+    with transaction(url_for(home=home, settings=settings)) as session:
+        rows = _grouped(session).get(agreement_id)
+        if not rows:
+            raise AgreementUnknown("no such agreement is signed at this node")
+        line = _line(session, rows, moment)
+        charges = [
+            ChargeRead(
+                query_id=c.query_id,
+                version=c.version,
+                rho=c.rho,
+                charged_at=_utc(c.charged_at),
+                period=c.period,
+                requested_by=c.analyst or HUB,
+                organisation=c.organisation,
+                dataset=c.dataset,
+                measure=c.measure,
+                column=c.column,
+                group_by=tuple(json.loads(c.group_by)),
             )
-        return lines
+            for c in session.execute(
+                select(BudgetCharge)
+                .where(BudgetCharge.agreement_id == agreement_id)
+                .order_by(BudgetCharge.charged_at, BudgetCharge.id)
+            ).scalars()
+        ]
+    return BudgetDetail(
+        line=line,
+        by_organisation=_sums(charges, lambda c: c.organisation or HUB),
+        by_version=_sums(charges, lambda c: f"v{c.version}"),
+        by_period=_sums(charges, lambda c: c.period),
+        charges=tuple(charges),
+    )
+
+
+def _sums(charges: list[ChargeRead], key: Callable[[ChargeRead], str]) -> tuple[SpendBy, ...]:
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for charge in charges:
+        entry = totals[key(charge)]
+        entry[0] += charge.rho
+        entry[1] += 1
+    return tuple(SpendBy(key=k, rho=v[0], queries=int(v[1])) for k, v in sorted(totals.items()))

@@ -1,0 +1,189 @@
+"""What an agreement's terms mean: its budget calendar and its rules in plain language.
+
+Hub and node both import this, so the MoU a ministry files, the summary a steward reads
+before signing and the periods the node's ledger charges against can never disagree.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from contracts.v1.agreement import AgreementTerms
+
+PURPOSE_CODES: dict[str, str] = {
+    "sdg-monitoring": "monitoring Sustainable Development Goal indicators",
+    "lnob-assessment": "a Leave No One Behind cross-country assessment",
+    "policy-research": "policy research",
+    "service-planning": "planning public services",
+    "official-statistics": "producing official statistics",
+}
+MEASURE_TEXT: dict[str, str] = {
+    "count": "counts of respondents",
+    "share": "shares (proportions) of respondents",
+    "sum": "sums",
+    "mean": "means",
+    "quantile": "quantiles (such as medians)",
+    "histogram": "histograms",
+}
+DISSEMINATION_TEXT: dict[str, str] = {
+    "public": "may be published openly",
+    "partners": "may be shared only among the partners to this agreement",
+    "restricted": "stay with the permitted analyst organisations and may not be passed on",
+}
+PERIOD_TEXT: dict[str, str] = {
+    "validity": "for the whole validity of the agreement, amendments included",
+    "calendar_year": "for each calendar year (UTC), granted afresh every 1 January",
+    "quarter": "for each calendar quarter (UTC), granted afresh every January, April, July "
+    "and October",
+}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def budget_window(terms: AgreementTerms, at: datetime) -> tuple[datetime | None, datetime | None]:
+    """The budget period containing `at`, as [start, end) in UTC; (None, None) for `validity`.
+
+    `validity` has one period for the agreement's whole life: every charge under any version
+    counts, so an amendment that widens the window cannot hand out the budget again.
+    """
+    moment = _utc(at)
+    if terms.budget_period == "calendar_year":
+        start = datetime(moment.year, 1, 1, tzinfo=UTC)
+        return start, datetime(moment.year + 1, 1, 1, tzinfo=UTC)
+    if terms.budget_period == "quarter":
+        first_month = 3 * ((moment.month - 1) // 3) + 1
+        start = datetime(moment.year, first_month, 1, tzinfo=UTC)
+        end = (
+            datetime(moment.year + 1, 1, 1, tzinfo=UTC)
+            if first_month == 10
+            else datetime(moment.year, first_month + 3, 1, tzinfo=UTC)
+        )
+        return start, end
+    return None, None
+
+
+def period_label(terms: AgreementTerms, at: datetime) -> str:
+    """A short name of the budget period containing `at`: `2026`, `2026-Q3` or `validity`."""
+    moment = _utc(at)
+    if terms.budget_period == "calendar_year":
+        return f"{moment.year}"
+    if terms.budget_period == "quarter":
+        return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
+    return "validity"
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    lines: tuple[str, ...]
+
+
+def _date(moment: datetime) -> str:
+    return _utc(moment).strftime("%d %B %Y, %H:%M UTC")
+
+
+def _names(values: tuple[str, ...], empty: str) -> str:
+    return ", ".join(values) if values else empty
+
+
+def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
+    """The terms as sentences a steward or a ministry official can check line by line."""
+    purpose = PURPOSE_CODES.get(terms.purpose_code, f"the coded purpose {terms.purpose_code!r}")
+    parties = tuple(
+        f"{p.organisation} ({p.role}"
+        + (f", country {p.country}" if p.country else "")
+        + (f", node {p.node_id}" if p.node_id else "")
+        + ")"
+        for p in terms.parties
+    )
+    datasets = tuple(f"{d.name}, contract version {d.contract_version}" for d in terms.datasets)
+    measures = ", ".join(MEASURE_TEXT.get(m, m) for m in terms.measures)
+    width = (
+        f"Cells whose 95% interval is wider than {terms.max_ci_relative_width:g} times their "
+        "estimate are withheld."
+        if terms.max_ci_relative_width is not None
+        else "No limit on interval width is set."
+    )
+    where = (
+        "each node withholds its own small or imprecise cells"
+        if terms.suppression == "per_node"
+        else "nodes send every noisy cell to the hub, which withholds small or imprecise"
+        " combined cells before anything is published"
+    )
+    return (
+        Section(
+            "Agreement",
+            (
+                f"{terms.title}",
+                f"Agreement {terms.agreement_id}, version {terms.version}, hub {terms.hub_id}.",
+                *(
+                    (f"This version amends the version with digest {terms.amends_digest}.",)
+                    if terms.amends_digest
+                    else ()
+                ),
+            ),
+        ),
+        Section("Parties", parties),
+        Section("Purpose", (terms.purpose, f"Coded purpose: {purpose}.")),
+        Section("Data covered", datasets),
+        Section(
+            "What may be asked",
+            (
+                f"Only these statistics: {measures}.",
+                f"Columns that may be measured: {_names(terms.columns, 'none')}.",
+                f"Columns that may be used to break results down or filter them: "
+                f"{_names(terms.dims, 'none')}.",
+                f"At most {terms.max_dims} break-down columns in one question.",
+                "Only differentially private aggregates leave a node; no record, no exact count.",
+            ),
+        ),
+        Section(
+            "Who may ask",
+            (
+                "Analysts of: "
+                + _names(terms.analyst_organisations, "no organisation (nobody may ask)")
+                + ".",
+            ),
+        ),
+        Section(
+            "Small groups",
+            (
+                f"Cells with fewer than about {terms.min_cell_size} respondents are withheld.",
+                width,
+                f"Where this is applied: {where}.",
+            ),
+        ),
+        Section(
+            "Privacy budget",
+            (
+                f"Each question may cost at most rho = {terms.rho_per_query_max:g} (zCDP).",
+                f"Each node grants at most rho = {terms.rho_budget:g} "
+                f"{PERIOD_TEXT[terms.budget_period]}.",
+                "When a node's budget is spent, that node answers no more questions under this "
+                "agreement until the next period.",
+            ),
+        ),
+        Section(
+            "Use of results",
+            (f"Results {DISSEMINATION_TEXT[terms.dissemination]}.",),
+        ),
+        Section(
+            "Validity",
+            (
+                f"From {_date(terms.valid_from)} until {_date(terms.valid_until)}.",
+                "Each CSO steward may suspend or revoke this agreement at their own node at any"
+                " time; it then takes effect at that node immediately.",
+            ),
+        ),
+    )
+
+
+def summary_text(terms: AgreementTerms) -> str:
+    """The plain-language rules as terminal text."""
+    out: list[str] = []
+    for section in plain_language(terms):
+        out.append(section.heading.upper())
+        out.extend(f"  {line}" for line in section.lines)
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
