@@ -27,6 +27,9 @@ class NodeIdentity(BaseModel):
     country: str = Field(pattern=r"^\d{3}$")
     hub_id: str | None = None
     hub_public_jwk: dict[str, Any] | None = None
+    # Where the node reaches its hub on its own initiative (e.g. publishing audit checkpoints);
+    # optional because a node only ever answers the hub otherwise.
+    hub_url: str | None = None
     kid: str
     public_jwk: dict[str, Any]
 
@@ -76,16 +79,28 @@ def load_key(home: Path) -> OKPKey:
         raise HomeError("cannot read the node's private key") from exc
 
 
-def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any]) -> None:
-    """Pin the one hub whose signed requests and agreements this node will honour."""
+def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any], url: str | None = None) -> None:
+    """Pin the one hub whose signed requests and agreements this node will honour.
+
+    `url` is optional: the node only needs it to call the hub itself (audit checkpoints).
+    Re-pinning the same hub without a URL keeps the one already pinned.
+    """
     identity = load_identity(home)
     try:
         key = signing.load_public_key(public_jwk)
     except ContractError as exc:
         raise HomeError("the hub key is not an Ed25519 public JWK") from exc
+    if url is not None:
+        url = url.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise HomeError("the hub URL must start with http:// or https://")
+    elif identity.hub_id == hub_id:
+        url = identity.hub_url
     _write_identity(
         home,
-        identity.model_copy(update={"hub_id": hub_id, "hub_public_jwk": signing.public_jwk(key)}),
+        identity.model_copy(
+            update={"hub_id": hub_id, "hub_public_jwk": signing.public_jwk(key), "hub_url": url}
+        ),
     )
 
 

@@ -1,14 +1,21 @@
-"""Hash-chained audit entries, computed the same way at hub and node."""
+"""Hash-chained audit entries, checkpoints and exports, computed the same way at hub and node."""
 
-from datetime import datetime
-from typing import Any
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
+from contracts import signing
+from contracts.errors import ContractError
 from contracts.signing import digest
 from contracts.v1.base import WireModel
 
 GENESIS = "0" * 64
+EXPORT_FORMAT: Final = "sauti.audit.export/1"
 
 
 class AuditEntry(WireModel):
@@ -49,11 +56,103 @@ def entry_hash(
     return digest(body)
 
 
-def first_bad_seq(entries: list[AuditEntry]) -> int | None:
-    """The first sequence number whose link or hash is wrong, or None if the chain holds."""
-    prev = GENESIS
-    for expected_seq, entry in enumerate(entries, start=1):
-        recomputed = entry_hash(
+def utc(moment: datetime) -> datetime:
+    """The same instant in UTC; naive values are taken as UTC (how both sides write them)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def at_text(moment: datetime) -> str:
+    """How both sides store `at`: text that parses back to the exact instant the hash covers.
+
+    Fixed microsecond precision keeps lexicographic order equal to time order, so period
+    searches can compare stored text directly.
+    """
+    return utc(moment).isoformat(timespec="microseconds")
+
+
+def next_entry(
+    *,
+    prev_seq: int,
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    action: str,
+    object: str,
+    details: dict[str, Any],
+) -> AuditEntry:
+    """The entry that extends a chain whose head is (`prev_seq`, `prev_hash`).
+
+    The one place hub and node build entries, so both hash them identically. `at` is
+    normalised to UTC microseconds: what the stores round-trip exactly as text.
+    """
+    at = datetime.fromisoformat(at_text(at))
+    seq = prev_seq + 1
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        object=object,
+        details=details,
+        prev_hash=prev_hash,
+        hash=entry_hash(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            object=object,
+            details=details,
+            prev_hash=prev_hash,
+        ),
+    )
+
+
+class ChainProblem(WireModel):
+    """Why a chain does not verify, naming the first sequence number that is wrong."""
+
+    seq: int
+    kind: Literal[
+        "hash_mismatch",  # the entry was edited after it was written
+        "broken_link",  # an entry before it was deleted, inserted or reordered
+        "sequence_gap",  # a sequence number is missing, repeated or out of order
+        "head_mismatch",  # entries at the end were deleted (or the head was edited)
+        "checkpoint_mismatch",  # the chain differs from what its owner signed earlier
+        "checkpoint_invalid",  # a checkpoint's signature does not verify (forged)
+    ]
+    message: str
+
+
+class ChainChecker:
+    """Checks a chain entry by entry (constant memory), so a million entries can stream."""
+
+    def __init__(self, *, watch: set[int] | None = None) -> None:
+        self.count = 0
+        self.prev_hash = GENESIS
+        self.problem: ChainProblem | None = None
+        # Hashes of the entries at these sequence numbers are kept (checkpoint checks).
+        self.watch = watch or set()
+        self.seen: dict[int, str] = {}
+
+    def feed(self, entry: AuditEntry) -> None:
+        self.count += 1
+        expected = self.count
+        if entry.seq in self.watch:
+            self.seen[entry.seq] = entry.hash
+        if self.problem is not None:
+            return
+        if entry.seq != expected:
+            self.problem = ChainProblem(
+                seq=expected,
+                kind="sequence_gap",
+                message=f"entry {expected} is missing; found entry {entry.seq} in its place",
+            )
+        elif entry.prev_hash != self.prev_hash:
+            self.problem = ChainProblem(
+                seq=expected,
+                kind="broken_link",
+                message=f"entry {expected} does not link to entry {expected - 1}",
+            )
+        elif entry.hash != entry_hash(
             seq=entry.seq,
             at=entry.at,
             actor=entry.actor,
@@ -61,8 +160,274 @@ def first_bad_seq(entries: list[AuditEntry]) -> int | None:
             object=entry.object,
             details=entry.details,
             prev_hash=entry.prev_hash,
+        ):
+            self.problem = ChainProblem(
+                seq=expected,
+                kind="hash_mismatch",
+                message=f"entry {expected} does not match its hash (edited)",
+            )
+        self.prev_hash = entry.hash
+
+    def finish(self, head: tuple[int, str] | None) -> ChainProblem | None:
+        if (
+            self.problem is None
+            and head is not None
+            and tuple(head)
+            != (
+                self.count,
+                self.prev_hash,
+            )
+        ):
+            seq = self.count + 1
+            self.problem = ChainProblem(
+                seq=seq,
+                kind="head_mismatch",
+                message=f"the chain's head is entry {head[0]} but the entries end before "
+                f"entry {seq}",
+            )
+        return self.problem
+
+
+def check_chain(
+    entries: Iterable[AuditEntry], *, head: tuple[int, str] | None = None
+) -> ChainProblem | None:
+    """The first problem in `entries` (ordered by seq), or None if the chain holds.
+
+    `head` is the (seq, hash) the store believes is its tip: a chain cut short at the end
+    still links, so only the head (or a checkpoint) can show the missing tail.
+    """
+    checker = ChainChecker()
+    for entry in entries:
+        checker.feed(entry)
+    return checker.finish(head)
+
+
+def first_bad_seq(entries: Iterable[AuditEntry]) -> int | None:
+    """The first sequence number whose link or hash is wrong, or None if the chain holds."""
+    problem = check_chain(entries)
+    return problem.seq if problem else None
+
+
+class AuditCheckpoint(WireModel):
+    """A chain head its owner signs (compact JWS) and publishes, so it cannot rewrite its past."""
+
+    node_id: str
+    seq: int = Field(ge=0)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signed_at: datetime
+
+
+def check_checkpoint(seen: dict[int, str], checkpoint: AuditCheckpoint) -> ChainProblem | None:
+    """Does the chain still hold the head that was signed? `seen`: hash by seq in the chain."""
+    if checkpoint.seq == 0:
+        return None
+    found = seen.get(checkpoint.seq)
+    if found is None:
+        return ChainProblem(
+            seq=checkpoint.seq,
+            kind="checkpoint_mismatch",
+            message=f"entry {checkpoint.seq}, signed in a checkpoint, is no longer in the chain",
         )
-        if entry.seq != expected_seq or entry.prev_hash != prev or entry.hash != recomputed:
-            return expected_seq
-        prev = entry.hash
+    if found != checkpoint.hash:
+        return ChainProblem(
+            seq=checkpoint.seq,
+            kind="checkpoint_mismatch",
+            message=f"entry {checkpoint.seq} differs from the one signed in a checkpoint "
+            "(the chain was rewritten up to here)",
+        )
     return None
+
+
+class BudgetState(WireModel):
+    """A node's ledger for one agreement, exported beside its log for reconciliation."""
+
+    agreement_id: str
+    rho_spent: float
+    queries: int
+
+
+class AuditExportHeader(WireModel):
+    """First line of an audit export (JSON Lines); every further line is one AuditEntry."""
+
+    format: Literal["sauti.audit.export/1"] = EXPORT_FORMAT
+    side: Literal["hub", "node"]
+    owner_id: str = Field(description="the node_id or hub_id whose log this is")
+    public_jwk: dict[str, Any]
+    exported_at: datetime
+    head_seq: int = Field(ge=0)
+    head_hash: str
+    # False when search filters were applied: a partial export cannot be chain-verified.
+    complete: bool = True
+    budgets: tuple[BudgetState, ...] = ()
+    # Compact JWS of AuditCheckpoint: the node's own (node side), every node's (hub side).
+    checkpoints: tuple[str, ...] = ()
+
+
+class AuditFilter(WireModel):
+    """What an auditor searches by; every field is optional and they combine with AND."""
+
+    agreement_id: str | None = None
+    analyst: str | None = None
+    node_id: str | None = None
+    query_id: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def entry_agreement(entry: AuditEntry) -> str | None:
+    """The agreement an entry concerns, from the conventions both sides write."""
+    if isinstance(entry.details.get("agreement_id"), str):
+        return str(entry.details["agreement_id"])
+    agreement = entry.details.get("agreement")
+    if isinstance(agreement, str):
+        return agreement.split(":v", 1)[0]
+    if entry.object.startswith("agreement:"):
+        return entry.object.removeprefix("agreement:").split(":v", 1)[0]
+    return None
+
+
+def entry_nodes(entry: AuditEntry) -> set[str]:
+    """The nodes an entry concerns (hub side: the nodes asked or answering)."""
+    found: set[str] = set()
+    for key in ("node", "node_id"):
+        if isinstance(entry.details.get(key), str):
+            found.add(str(entry.details[key]))
+    nodes = entry.details.get("nodes")
+    if isinstance(nodes, list):
+        found.update(str(n) for n in nodes)
+    if entry.object.startswith("node:"):
+        found.add(entry.object.removeprefix("node:"))
+    return found
+
+
+def matches(entry: AuditEntry, flt: AuditFilter, *, owner_id: str | None = None) -> bool:
+    """Does `entry` pass the filter? On a node log every entry concerns `owner_id`."""
+    if flt.agreement_id is not None and entry_agreement(entry) != flt.agreement_id:
+        return False
+    if flt.analyst is not None and entry.actor != f"user:{flt.analyst}":
+        return False
+    if (
+        flt.node_id is not None
+        and flt.node_id != owner_id
+        and flt.node_id not in entry_nodes(entry)
+    ):
+        return False
+    if flt.query_id is not None and entry.object != f"query:{flt.query_id}":
+        return False
+    if flt.action is not None and entry.action != flt.action:
+        return False
+    if flt.since is not None and entry.at < utc(flt.since):
+        return False
+    return not (flt.until is not None and entry.at >= utc(flt.until))
+
+
+class AuditVerification(WireModel):
+    """The outcome of verifying one log: how much was checked and the first problem, if any."""
+
+    side: Literal["hub", "node"]
+    owner_id: str
+    entries: int
+    head_seq: int
+    checkpoints_checked: int
+    problem: ChainProblem | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify_log(
+    *,
+    side: Literal["hub", "node"],
+    owner_id: str,
+    entries: Iterable[AuditEntry],
+    head: tuple[int, str] | None,
+    checkpoints: list[str],
+    public_jwk: dict[str, Any] | None,
+) -> AuditVerification:
+    """Chain, head and every signed checkpoint of a node (JWS by `public_jwk`), in one pass.
+
+    A checkpoint that does not verify with the owner's key, or names another owner, is
+    a forgery; one that verifies but disagrees with the chain shows a rewritten past.
+    """
+    forged: ChainProblem | None = None
+    valid: list[AuditCheckpoint] = []
+    key = signing.load_public_key(public_jwk) if public_jwk and checkpoints else None
+    for token in checkpoints:
+        try:
+            if key is None:
+                raise ContractError("no key to verify checkpoints with")
+            checkpoint = signing.verify_model(token, key, AuditCheckpoint)
+        except ContractError:
+            forged = forged or ChainProblem(
+                seq=0,
+                kind="checkpoint_invalid",
+                message="a checkpoint's signature does not verify with the owner's key (forged)",
+            )
+            continue
+        if checkpoint.node_id != owner_id:
+            forged = forged or ChainProblem(
+                seq=checkpoint.seq,
+                kind="checkpoint_invalid",
+                message="a checkpoint names another node than the log's owner",
+            )
+            continue
+        valid.append(checkpoint)
+    checker = ChainChecker(watch={c.seq for c in valid})
+    for entry in entries:
+        checker.feed(entry)
+    problem = checker.finish(head)
+    for checkpoint in valid:
+        mismatch = check_checkpoint(checker.seen, checkpoint)
+        if mismatch is not None and (problem is None or mismatch.seq < problem.seq):
+            problem = mismatch
+    return AuditVerification(
+        side=side,
+        owner_id=owner_id,
+        entries=checker.count,
+        head_seq=head[0] if head else checker.count,
+        checkpoints_checked=len(valid),
+        problem=forged or problem,
+    )
+
+
+CSV_COLUMNS = ("seq", "at", "actor", "action", "object", "details", "prev_hash", "hash")
+
+
+def csv_row(entry: AuditEntry) -> list[str | int]:
+    """One CSV row per entry (hub and node exports alike), `details` as compact JSON."""
+    return [
+        entry.seq,
+        at_text(entry.at),
+        _cell(entry.actor),
+        _cell(entry.action),
+        _cell(entry.object),
+        _cell(_compact(entry.details)),
+        entry.prev_hash,
+        entry.hash,
+    ]
+
+
+def csv_chunks(entries: Iterable[AuditEntry]) -> Iterator[str]:
+    """A CSV document (header row first) in chunks of about 64 kB, for streaming."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for entry in entries:
+        writer.writerow(csv_row(entry))
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    # Spreadsheets run cells starting with these as formulas (CSV injection); names are
+    # typed by users, so neutralise them the way OWASP recommends.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

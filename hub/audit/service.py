@@ -1,5 +1,7 @@
-"""Append to and read the hub's audit chain (entries as `contracts.v1.audit.AuditEntry`)."""
+"""Append to, search, verify and export the hub's audit chain; receive node checkpoints."""
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -7,8 +9,26 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts.v1.audit import GENESIS, AuditEntry, entry_hash, first_bad_seq
-from hub.audit.models import AuditHead, AuditRow
+from contracts.v1.audit import (
+    GENESIS,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditExportHeader,
+    AuditFilter,
+    AuditVerification,
+    at_text,
+    csv_chunks,
+    first_bad_seq,
+    matches,
+    next_entry,
+    verify_log,
+)
+from hub.audit.exceptions import CheckpointConflict, CheckpointInvalid
+from hub.audit.models import AuditHead, AuditRow, CheckpointRow
+from hub.audit.schemas import CheckpointRead
+from hub.home import HubIdentity
+
+BATCH = 5000
 
 
 def append(
@@ -16,60 +36,30 @@ def append(
 ) -> AuditEntry:
     """Add one entry in the caller's transaction; `details` holds ids, codes and costs only."""
     head = _locked_head(session)
-    at = datetime.now(UTC)
-    body = details or {}
-    seq = head.seq + 1
-    digest = entry_hash(
-        seq=seq, at=at, actor=actor, action=action, object=object, details=body, prev_hash=head.hash
-    )
-    session.add(
-        AuditRow(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            object=object,
-            details=body,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    entry = AuditEntry(
-        seq=seq,
-        at=at,
+    entry = next_entry(
+        prev_seq=head.seq,
+        prev_hash=head.hash,
+        at=datetime.now(UTC),
         actor=actor,
         action=action,
         object=object,
-        details=body,
-        prev_hash=head.hash,
-        hash=digest,
+        details=details or {},
     )
-    head.seq = seq
-    head.hash = digest
+    session.add(
+        AuditRow(
+            seq=entry.seq,
+            at=at_text(entry.at),
+            actor=entry.actor,
+            action=entry.action,
+            object=entry.object,
+            details=json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
+            prev_hash=entry.prev_hash,
+            hash=entry.hash,
+        )
+    )
+    head.seq, head.hash = entry.seq, entry.hash
     session.flush()
     return entry
-
-
-def entries(*, session: Session) -> list[AuditEntry]:
-    rows = session.scalars(select(AuditRow).order_by(AuditRow.seq))
-    return [
-        AuditEntry(
-            seq=r.seq,
-            at=_utc(r.at),
-            actor=r.actor,
-            action=r.action,
-            object=r.object,
-            details=r.details,
-            prev_hash=r.prev_hash,
-            hash=r.hash,
-        )
-        for r in rows
-    ]
-
-
-def verify_chain(*, session: Session) -> int | None:
-    """The first broken sequence number, or None when the chain holds."""
-    return first_bad_seq(entries(session=session))
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -84,7 +74,189 @@ def _locked_head(session: Session) -> AuditHead:
     return session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands timestamps back naive (they were written in UTC), PostgreSQL in the
-    # session's zone: the hash covers the UTC isoformat, so normalise both.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _from_row(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=datetime.fromisoformat(row.at),
+        actor=row.actor,
+        action=row.action,
+        object=row.object,
+        details=json.loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def iter_entries(*, session: Session, flt: AuditFilter | None = None) -> Iterator[AuditEntry]:
+    """Entries in sequence order, in batches, so a long chain streams in constant memory."""
+    after = 0
+    while True:
+        stmt = select(AuditRow).where(AuditRow.seq > after)
+        if flt is not None and flt.since is not None:
+            stmt = stmt.where(AuditRow.at >= at_text(flt.since))
+        if flt is not None and flt.until is not None:
+            stmt = stmt.where(AuditRow.at < at_text(flt.until))
+        if flt is not None and flt.analyst is not None:
+            stmt = stmt.where(AuditRow.actor == f"user:{flt.analyst}")
+        if flt is not None and flt.action is not None:
+            stmt = stmt.where(AuditRow.action == flt.action)
+        batch = [_from_row(r) for r in session.scalars(stmt.order_by(AuditRow.seq).limit(BATCH))]
+        if not batch:
+            return
+        after = batch[-1].seq
+        for entry in batch:
+            if flt is None or matches(entry, flt):
+                yield entry
+
+
+def entries(*, session: Session) -> list[AuditEntry]:
+    return list(iter_entries(session=session))
+
+
+def search(
+    *, session: Session, flt: AuditFilter, after_seq: int = 0, limit: int = 100
+) -> list[AuditEntry]:
+    """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
+    found: list[AuditEntry] = []
+    for entry in iter_entries(session=session, flt=flt):
+        if entry.seq > after_seq:
+            found.append(entry)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def head(*, session: Session) -> tuple[int, str]:
+    row = session.get(AuditHead, 1)
+    return (row.seq, row.hash) if row is not None else (0, GENESIS)
+
+
+def verify_chain(*, session: Session) -> int | None:
+    """The first broken sequence number, or None when the chain holds."""
+    return first_bad_seq(iter_entries(session=session))
+
+
+def verify(*, session: Session, identity: HubIdentity) -> AuditVerification:
+    """The hub's own chain against its head (node checkpoints are checked per node log)."""
+    return verify_log(
+        side="hub",
+        owner_id=identity.hub_id,
+        entries=iter_entries(session=session),
+        head=head(session=session),
+        checkpoints=[],
+        public_jwk=None,
+    )
+
+
+# --- node checkpoints ---------------------------------------------------------------------
+
+
+def receive_checkpoint(*, session: Session, node_id: str, jws: str) -> CheckpointRead:
+    """Keep a node's signed chain head, verified against its pinned key.
+
+    The same head again is accepted (idempotent); a different hash for a sequence number
+    the node already signed is refused and recorded: that node rewrote its log.
+    """
+    # Imported here: federation's service imports this module (to append) at import time.
+    from hub.federation.service import verify_node_message  # noqa: PLC0415
+
+    node, checkpoint = verify_node_message(
+        session=session, token=jws, model=AuditCheckpoint, now=datetime.now(UTC)
+    )
+    if node.node_id != node_id:
+        raise CheckpointInvalid("the checkpoint is signed by another node than the one in the path")
+    existing = session.scalars(
+        select(CheckpointRow).where(
+            CheckpointRow.node_id == node_id, CheckpointRow.seq == checkpoint.seq
+        )
+    ).first()
+    if existing is not None:
+        if existing.hash == checkpoint.hash:
+            return _checkpoint_read(existing)
+        append(
+            session=session,
+            actor=f"node:{node_id}",
+            action="audit.checkpoint_conflict",
+            object=f"node:{node_id}",
+            details={"node": node_id, "seq": checkpoint.seq, "hash": checkpoint.hash},
+        )
+        session.commit()
+        raise CheckpointConflict()
+    row = CheckpointRow(
+        node_id=node_id,
+        seq=checkpoint.seq,
+        hash=checkpoint.hash,
+        signed_at=at_text(checkpoint.signed_at),
+        received_at=at_text(datetime.now(UTC)),
+        jws=jws,
+    )
+    session.add(row)
+    append(
+        session=session,
+        actor=f"node:{node_id}",
+        action="audit.checkpoint_received",
+        object=f"node:{node_id}",
+        details={"node": node_id, "seq": checkpoint.seq, "hash": checkpoint.hash},
+    )
+    session.commit()
+    return _checkpoint_read(row)
+
+
+def _checkpoint_read(row: CheckpointRow) -> CheckpointRead:
+    return CheckpointRead(
+        node_id=row.node_id,
+        seq=row.seq,
+        hash=row.hash,
+        signed_at=datetime.fromisoformat(row.signed_at),
+        received_at=datetime.fromisoformat(row.received_at),
+        jws=row.jws,
+    )
+
+
+def list_checkpoints(*, session: Session, node_id: str | None = None) -> list[CheckpointRead]:
+    stmt = select(CheckpointRow).order_by(CheckpointRow.node_id, CheckpointRow.seq)
+    if node_id is not None:
+        stmt = stmt.where(CheckpointRow.node_id == node_id)
+    return [_checkpoint_read(r) for r in session.scalars(stmt)]
+
+
+# --- exports -------------------------------------------------------------------------------
+
+
+def record_export(*, session: Session, actor: str, fmt: str, flt: AuditFilter) -> None:
+    """Who took a copy of the log, in what form and filtered how, goes in the log itself."""
+    append(
+        session=session,
+        actor=actor,
+        action="audit.exported",
+        object="audit",
+        details={"format": fmt, "filter": flt.model_dump(mode="json", exclude_none=True)},
+    )
+    session.commit()
+
+
+def export_jsonl(
+    *, session: Session, identity: HubIdentity, flt: AuditFilter | None = None
+) -> Iterator[str]:
+    """JSON Lines: an AuditExportHeader (with every node checkpoint), then one entry a line."""
+    seq, digest = head(session=session)
+    header = AuditExportHeader(
+        side="hub",
+        owner_id=identity.hub_id,
+        public_jwk=identity.public_jwk,
+        exported_at=datetime.now(UTC),
+        head_seq=seq,
+        head_hash=digest,
+        complete=flt is None or flt == AuditFilter(),
+        checkpoints=tuple(c.jws for c in list_checkpoints(session=session)),
+    )
+    yield header.model_dump_json() + "\n"
+    for entry in iter_entries(session=session, flt=flt):
+        if entry.seq > seq:
+            break  # appended during the export: the header's head is where it ends
+        yield entry.model_dump_json() + "\n"
+
+
+def export_csv(*, session: Session, flt: AuditFilter | None = None) -> Iterator[str]:
+    """CSV for spreadsheets: one row per entry, `details` as compact JSON."""
+    return csv_chunks(iter_entries(session=session, flt=flt))

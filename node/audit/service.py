@@ -1,16 +1,43 @@
-"""Append to and verify the node's hash-chained audit log."""
+"""Append to, search, verify, checkpoint and export the node's hash-chained audit log."""
 
 import json
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts.v1.audit import GENESIS, AuditEntry, entry_hash, first_bad_seq
-from node.audit.models import AuditHead, AuditRow
-from node.db import engine_for, transaction
+from contracts import signing
+from contracts.v1 import Signed
+from contracts.v1.audit import (
+    GENESIS,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditExportHeader,
+    AuditFilter,
+    AuditVerification,
+    BudgetState,
+    at_text,
+    first_bad_seq,
+    matches,
+    next_entry,
+    verify_log,
+)
+from node.audit.exceptions import CheckpointNotPublished
+from node.audit.models import AuditHead, AuditRow, CheckpointRow
+from node.db import transaction
+from node.home import load_identity, load_key
+from node.ledger.models import BudgetRow
+from node.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+BATCH = 5000
+PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
 def append(
@@ -21,69 +48,280 @@ def append(
     `details` holds ids, codes, column names and costs only, never a data value.
     """
     head = _locked_head(session)
-    at = datetime.now(UTC)
-    seq = head.seq + 1
-    digest = entry_hash(
-        seq=seq,
-        at=at,
+    entry = next_entry(
+        prev_seq=head.seq,
+        prev_hash=head.hash,
+        at=datetime.now(UTC),
         actor=actor,
         action=action,
         object=object,
         details=details,
-        prev_hash=head.hash,
     )
-    session.add(
-        AuditRow(
-            seq=seq,
-            at=at.isoformat(),
-            actor=actor,
-            action=action,
-            object=object,
-            details=json.dumps(details, sort_keys=True),
-            prev_hash=head.hash,
-            hash=digest,
-        )
+    # A Core insert, not an ORM add: appends sit on the query path, so skip unit-of-work cost.
+    session.execute(insert(AuditRow), [_row_values(entry)])
+    head.seq, head.hash = entry.seq, entry.hash
+    return entry.seq
+
+
+def _row_values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": at_text(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "object": entry.object,
+        "details": json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def _from_row(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=datetime.fromisoformat(row.at),
+        actor=row.actor,
+        action=row.action,
+        object=row.object,
+        details=json.loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
     )
-    head.seq, head.hash = seq, digest
-    session.flush()
-    return seq
 
 
 def _locked_head(session: Session) -> AuditHead:
+    # Locked once per transaction: later appends in it reuse the row it already holds.
+    cached = session.info.get("audit_head")
+    if isinstance(cached, AuditHead) and cached in session:
+        return cached
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one_or_none()
-    if head is not None:
-        return head
-    try:
-        with session.begin_nested():
-            session.add(AuditHead(id=1, seq=0, hash=GENESIS))
-    except IntegrityError:
-        pass  # another writer created it first; lock theirs
-    return session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
+    if head is None:
+        try:
+            with session.begin_nested():
+                session.add(AuditHead(id=1, seq=0, hash=GENESIS))
+        except IntegrityError:
+            pass  # another writer created it first; lock theirs
+        head = session.execute(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        ).scalar_one()
+    session.info["audit_head"] = head
+    return head
+
+
+def iter_entries(*, database_url: str, flt: AuditFilter | None = None) -> Iterator[AuditEntry]:
+    """Entries in sequence order, read in batches so a long chain streams in constant memory."""
+    after = 0
+    while True:
+        with transaction(database_url) as session:
+            stmt = select(AuditRow).where(AuditRow.seq > after)
+            if flt is not None and flt.since is not None:
+                stmt = stmt.where(AuditRow.at >= at_text(flt.since))
+            if flt is not None and flt.until is not None:
+                stmt = stmt.where(AuditRow.at < at_text(flt.until))
+            rows = session.execute(stmt.order_by(AuditRow.seq).limit(BATCH)).scalars().all()
+            batch = [_from_row(r) for r in rows]
+        if not batch:
+            return
+        after = batch[-1].seq
+        for entry in batch:
+            if flt is None or matches(entry, flt):
+                yield entry
 
 
 def entries(*, database_url: str) -> list[AuditEntry]:
+    return list(iter_entries(database_url=database_url))
+
+
+def search(
+    *, database_url: str, flt: AuditFilter, after_seq: int = 0, limit: int = 100
+) -> list[AuditEntry]:
+    """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
+    found: list[AuditEntry] = []
+    for entry in iter_entries(database_url=database_url, flt=flt):
+        if entry.seq > after_seq:
+            found.append(entry)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def head(*, database_url: str) -> tuple[int, str]:
     with transaction(database_url) as session:
-        rows = session.execute(select(AuditRow).order_by(AuditRow.seq)).scalars().all()
-        return [
-            AuditEntry(
-                seq=row.seq,
-                at=datetime.fromisoformat(row.at),
-                actor=row.actor,
-                action=row.action,
-                object=row.object,
-                details=json.loads(row.details),
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
-            for row in rows
-        ]
+        row = session.get(AuditHead, 1)
+        return (row.seq, row.hash) if row is not None else (0, GENESIS)
 
 
 def verify_chain(*, database_url: str) -> int | None:
     """The first sequence number whose link or hash is wrong, or None if the chain holds."""
-    engine_for(database_url)
-    return first_bad_seq(entries(database_url=database_url))
+    return first_bad_seq(iter_entries(database_url=database_url))
+
+
+def checkpoints(*, database_url: str) -> list[str]:
+    with transaction(database_url) as session:
+        return list(
+            session.execute(select(CheckpointRow.jws).order_by(CheckpointRow.seq)).scalars()
+        )
+
+
+def verify(
+    *, home: Path, settings: NodeSettings, hub_checkpoints: list[str] | None = None
+) -> AuditVerification:
+    """Chain, head, this node's own checkpoints and any the hub holds (e.g. from its export)."""
+    identity = load_identity(home)
+    url = settings.db_url
+    return verify_log(
+        side="node",
+        owner_id=identity.node_id,
+        entries=iter_entries(database_url=url),
+        head=head(database_url=url),
+        checkpoints=checkpoints(database_url=url) + list(hub_checkpoints or []),
+        public_jwk=identity.public_jwk,
+    )
+
+
+def budgets(*, database_url: str) -> list[BudgetState]:
+    with transaction(database_url) as session:
+        rows = session.execute(select(BudgetRow).order_by(BudgetRow.agreement_id)).scalars()
+        return [
+            BudgetState(agreement_id=r.agreement_id, rho_spent=r.rho_spent, queries=r.queries)
+            for r in rows
+        ]
+
+
+def export_lines(
+    *, home: Path, settings: NodeSettings, flt: AuditFilter | None = None
+) -> Iterator[str]:
+    """JSON Lines: an AuditExportHeader, then one AuditEntry per line."""
+    identity = load_identity(home)
+    url = settings.db_url
+    seq, digest = head(database_url=url)
+    header = AuditExportHeader(
+        side="node",
+        owner_id=identity.node_id,
+        public_jwk=identity.public_jwk,
+        exported_at=datetime.now(UTC),
+        head_seq=seq,
+        head_hash=digest,
+        complete=flt is None or flt == AuditFilter(),
+        budgets=tuple(budgets(database_url=url)),
+        checkpoints=tuple(checkpoints(database_url=url)),
+    )
+    yield header.model_dump_json()
+    for entry in iter_entries(database_url=url, flt=flt):
+        if entry.seq > seq:
+            break  # appended during the export: the header's head is where it ends
+        yield entry.model_dump_json()
+
+
+def record_export(*, database_url: str, actor: str, fmt: str, flt: AuditFilter) -> None:
+    """Who took a copy of the log, in what form and filtered how, goes in the log itself."""
+    with transaction(database_url) as session:
+        append(
+            session,
+            actor=actor,
+            action="audit_exported",
+            object="audit",
+            details={"format": fmt, "filter": flt.model_dump(mode="json", exclude_none=True)},
+        )
+
+
+def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
+    """Sign the current chain head with the node's key and keep it, pending publication."""
+    identity = load_identity(home)
+    key = load_key(home)
+    with transaction(settings.db_url) as session:
+        tip = _locked_head(session)
+        existing = session.get(CheckpointRow, tip.seq)
+        if existing is not None:
+            return signing.verify_model(
+                existing.jws, signing.load_public_key(identity.public_jwk), AuditCheckpoint
+            )
+        checkpoint = AuditCheckpoint(
+            node_id=identity.node_id, seq=tip.seq, hash=tip.hash, signed_at=datetime.now(UTC)
+        )
+        session.add(
+            CheckpointRow(
+                seq=checkpoint.seq,
+                hash=checkpoint.hash,
+                jws=signing.sign(checkpoint, key),
+                signed_at=at_text(checkpoint.signed_at),
+                published_at=None,
+            )
+        )
+        append(
+            session,
+            actor="node",
+            action="checkpoint_signed",
+            object=f"checkpoint:{checkpoint.seq}",
+            details={"seq": checkpoint.seq, "hash": checkpoint.hash},
+        )
+    return checkpoint
+
+
+def publish_pending(
+    *, home: Path, settings: NodeSettings, transport: httpx.BaseTransport | None = None
+) -> int:
+    """Send every unpublished checkpoint to the pinned hub URL; returns how many it accepted."""
+    identity = load_identity(home)
+    if identity.hub_url is None:
+        raise CheckpointNotPublished(
+            "no hub URL is pinned (sauti node pin-hub --url); checkpoints stay pending"
+        )
+    with transaction(settings.db_url) as session:
+        pending = session.execute(
+            select(CheckpointRow.seq, CheckpointRow.jws)
+            .where(CheckpointRow.published_at.is_(None))
+            .order_by(CheckpointRow.seq)
+        ).all()
+    sent = 0
+    endpoint = f"{identity.hub_url}/v1/nodes/{identity.node_id}/audit/checkpoints"
+    with httpx.Client(transport=transport, timeout=PUBLISH_TIMEOUT_SECONDS) as client:
+        for seq, jws in pending:
+            try:
+                response = client.post(endpoint, json=Signed(jws=jws).model_dump())
+            except httpx.HTTPError as exc:
+                raise CheckpointNotPublished("the hub could not be reached") from exc
+            if response.status_code not in (200, 201):
+                code = _error_code(response)
+                raise CheckpointNotPublished(f"the hub refused checkpoint {seq} ({code})")
+            with transaction(settings.db_url) as session:
+                row = session.get(CheckpointRow, seq)
+                if row is not None:
+                    row.published_at = at_text(datetime.now(UTC))
+            sent += 1
+    return sent
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"http_{response.status_code}"
+
+
+def maybe_checkpoint(
+    *, home: Path, settings: NodeSettings, transport: httpx.BaseTransport | None = None
+) -> None:
+    """Checkpoint every `audit_checkpoint_every` entries and publish when the hub is reachable.
+
+    Runs after the response (a background task), never in the query's own path; failures
+    are logged and retried next time, since pending checkpoints are kept.
+    """
+    every = settings.audit_checkpoint_every
+    if every <= 0:
+        return
+    url = settings.db_url
+    seq, _ = head(database_url=url)
+    with transaction(url) as session:
+        last = session.execute(select(CheckpointRow.seq).order_by(CheckpointRow.seq.desc())).first()
+    if seq - (last[0] if last else 0) < every:
+        return
+    make_checkpoint(home=home, settings=settings)
+    if load_identity(home).hub_url is None:
+        return
+    try:
+        publish_pending(home=home, settings=settings, transport=transport)
+    except CheckpointNotPublished as exc:
+        log.warning("audit checkpoint not published: %s", exc.message)

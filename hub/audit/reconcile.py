@@ -1,0 +1,252 @@
+"""Reconcile the hub's audit log with each node's: pure logic over exports, for auditors.
+
+Rules (each broken rule is one listed difference):
+- every release a node stored answers a query the hub sent to that node;
+- every answer the hub combined ("ok" outcome) is a release the node stored;
+- every charge a node made is for a query the hub sent it, once, at the rho it asked;
+- each node's spent budget per agreement equals the sum of its charges in its log;
+- each log's chain holds, and the hub's copies of a node's checkpoints match its chain.
+"""
+
+import base64
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from contracts.v1.audit import AuditEntry, AuditExportHeader, AuditVerification, verify_log
+
+# Float sums of costs may differ from the ledger's running total in the last bits.
+RHO_TOLERANCE = 1e-9
+
+Kind = Literal[
+    "chain_invalid",
+    "export_incomplete",
+    "node_log_missing",
+    "release_without_hub_query",
+    "hub_result_without_node_release",
+    "charge_without_hub_query",
+    "extra_charge",
+    "charge_rho_mismatch",
+    "budget_mismatch",
+]
+
+
+class Difference(BaseModel):
+    kind: Kind
+    node_id: str | None = None
+    query_id: str | None = None
+    agreement_id: str | None = None
+    message: str
+
+
+class Reconciliation(BaseModel):
+    hub_id: str
+    nodes: list[str]
+    hub_queries: int
+    node_releases: int
+    verifications: list[AuditVerification]
+    differences: list[Difference]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+@dataclass
+class AuditLog:
+    """One side's export, parsed: the header line and the entries after it."""
+
+    header: AuditExportHeader
+    entries: list[AuditEntry] = field(default_factory=list)
+
+
+def parse_export(lines: list[str]) -> AuditLog:
+    """Raises ValueError (pydantic's ValidationError) on a malformed export."""
+    rows = [line for line in lines if line.strip()]
+    if not rows:
+        raise ValueError("the export is empty")
+    header = AuditExportHeader.model_validate_json(rows[0])
+    return AuditLog(header, [AuditEntry.model_validate_json(r) for r in rows[1:]])
+
+
+def verify_export(log: AuditLog, *, checkpoints: list[str] | None = None) -> AuditVerification:
+    header = log.header
+    own = list(header.checkpoints) if header.side == "node" else []
+    return verify_log(
+        side=header.side,
+        owner_id=header.owner_id,
+        entries=log.entries,
+        head=(header.head_seq, header.head_hash) if header.complete else None,
+        checkpoints=own + list(checkpoints or []),
+        public_jwk=header.public_jwk if header.side == "node" else None,
+    )
+
+
+def _query(entry: AuditEntry) -> str | None:
+    return entry.object.removeprefix("query:") if entry.object.startswith("query:") else None
+
+
+def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
+    if hub.header.side != "hub" or any(n.header.side != "node" for n in nodes):
+        raise ValueError("expected one hub export and node exports")
+    diffs: list[Difference] = []
+    # What the hub sent: (query, node) -> rho; what it combined: (query, node) with "ok".
+    sent: dict[tuple[str, str], float] = {}
+    combined: set[tuple[str, str]] = set()
+    for e in hub.entries:
+        qid = _query(e)
+        if qid is None:
+            continue
+        if e.action == "query.submitted":
+            for node_id in e.details.get("nodes", []):
+                sent[(qid, str(node_id))] = float(e.details.get("rho", 0.0))
+        elif e.action == "query.node_outcome" and e.details.get("outcome") == "ok":
+            combined.add((qid, str(e.details.get("node"))))
+
+    by_id = {n.header.owner_id: n for n in nodes}
+    hub_checkpoints: dict[str, list[str]] = defaultdict(list)
+    for token in hub.header.checkpoints:
+        hub_checkpoints[_checkpoint_owner(token)].append(token)
+
+    verifications = [verify_export(hub)]
+    releases = 0
+    for node_id, log in sorted(by_id.items()):
+        check, node_diffs = _reconcile_node(
+            node_id, log, sent=sent, combined=combined, checkpoints=hub_checkpoints[node_id]
+        )
+        verifications.append(check)
+        diffs.extend(node_diffs)
+        releases += sum(1 for e in log.entries if e.action == "release_stored")
+    for node_id in sorted({n for _, n in sent} - set(by_id)):
+        diffs.append(
+            Difference(
+                kind="node_log_missing",
+                node_id=node_id,
+                message="the hub sent queries to this node but no export of its log was given",
+            )
+        )
+    if verifications[0].problem is not None:
+        diffs.insert(0, Difference(kind="chain_invalid", message=verifications[0].problem.message))
+    return Reconciliation(
+        hub_id=hub.header.owner_id,
+        nodes=sorted(by_id),
+        hub_queries=len({q for q, _ in sent}),
+        node_releases=releases,
+        verifications=verifications,
+        differences=diffs,
+    )
+
+
+def _reconcile_node(
+    node_id: str,
+    log: AuditLog,
+    *,
+    sent: dict[tuple[str, str], float],
+    combined: set[tuple[str, str]],
+    checkpoints: list[str],
+) -> tuple[AuditVerification, list[Difference]]:
+    diffs: list[Difference] = []
+    check = verify_export(log, checkpoints=checkpoints)
+    if check.problem is not None:
+        diffs.append(
+            Difference(kind="chain_invalid", node_id=node_id, message=check.problem.message)
+        )
+    if not log.header.complete:
+        diffs.append(
+            Difference(
+                kind="export_incomplete",
+                node_id=node_id,
+                message="a filtered export cannot be reconciled; export the whole log",
+            )
+        )
+    stored: set[str] = set()
+    charges: Counter[str] = Counter()
+    charged_by_agreement: dict[str, float] = defaultdict(float)
+    for e in log.entries:
+        qid = _query(e)
+        if qid is None:
+            continue
+        if e.action == "release_stored":
+            stored.add(qid)
+            if (qid, node_id) not in sent:
+                diffs.append(
+                    Difference(
+                        kind="release_without_hub_query",
+                        node_id=node_id,
+                        query_id=qid,
+                        message="the node released an answer to a query the hub has no "
+                        "record of sending it",
+                    )
+                )
+        elif e.action == "budget_charged":
+            rho = float(e.details.get("rho", 0.0))
+            agreement = str(e.details.get("agreement_id", ""))
+            charged_by_agreement[agreement] += rho
+            charges[qid] += 1
+            if (qid, node_id) not in sent:
+                diffs.append(
+                    Difference(
+                        kind="charge_without_hub_query",
+                        node_id=node_id,
+                        query_id=qid,
+                        agreement_id=agreement,
+                        message="the node charged budget for a query the hub never sent it",
+                    )
+                )
+            elif abs(sent[(qid, node_id)] - rho) > RHO_TOLERANCE:
+                diffs.append(
+                    Difference(
+                        kind="charge_rho_mismatch",
+                        node_id=node_id,
+                        query_id=qid,
+                        agreement_id=agreement,
+                        message="the node charged another rho than the hub asked for",
+                    )
+                )
+    for qid, count in sorted(charges.items()):
+        if count > 1:
+            diffs.append(
+                Difference(
+                    kind="extra_charge",
+                    node_id=node_id,
+                    query_id=qid,
+                    message=f"the node charged this query {count} times",
+                )
+            )
+    for budget in log.header.budgets:
+        logged = charged_by_agreement.get(budget.agreement_id, 0.0)
+        if abs(budget.rho_spent - logged) > RHO_TOLERANCE:
+            diffs.append(
+                Difference(
+                    kind="budget_mismatch",
+                    node_id=node_id,
+                    agreement_id=budget.agreement_id,
+                    message="the node's spent budget differs from the sum of the charges "
+                    "in its log",
+                )
+            )
+    for qid, answered_by in sorted(combined):
+        if answered_by == node_id and qid not in stored:
+            diffs.append(
+                Difference(
+                    kind="hub_result_without_node_release",
+                    node_id=node_id,
+                    query_id=qid,
+                    message="the hub combined an answer from this node that the node's "
+                    "log does not show it released",
+                )
+            )
+    return check, diffs
+
+
+def _checkpoint_owner(token: str) -> str:
+    """The node a checkpoint names, read without verifying (verification follows per node)."""
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(data.get("node_id", ""))
+    except (IndexError, ValueError, AttributeError):
+        return ""

@@ -1,0 +1,179 @@
+"""Reconciliation of hub and node logs from their exports, and the `sauti audit` commands."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from contracts import signing
+from contracts.v1.audit import (
+    GENESIS,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditExportHeader,
+    BudgetState,
+    next_entry,
+)
+from hub.audit.reconcile import AuditLog, parse_export, reconcile
+from sauti.cli import app
+
+NODE = "ke-a"
+KEY = signing.generate_key()
+
+
+def _log(events: list[tuple[str, str, dict[str, Any]]]) -> list[AuditEntry]:
+    chain: list[AuditEntry] = []
+    seq, prev = 0, GENESIS
+    for action, obj, details in events:
+        entry = next_entry(
+            prev_seq=seq,
+            prev_hash=prev,
+            at=datetime.now(UTC),
+            actor="x",
+            action=action,
+            object=obj,
+            details=details,
+        )
+        chain.append(entry)
+        seq, prev = entry.seq, entry.hash
+    return chain
+
+
+def _export(side: str, owner: str, chain: list[AuditEntry], **extra: Any) -> AuditLog:
+    header = AuditExportHeader(
+        side=side,  # type: ignore[arg-type]
+        owner_id=owner,
+        public_jwk=signing.public_jwk(KEY),
+        exported_at=datetime.now(UTC),
+        head_seq=chain[-1].seq if chain else 0,
+        head_hash=chain[-1].hash if chain else GENESIS,
+        **extra,
+    )
+    return AuditLog(header, chain)
+
+
+def _hub(queries: dict[str, str]) -> AuditLog:
+    """`queries`: query id -> the hub's recorded outcome at the node."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    for qid, outcome in queries.items():
+        events.append(
+            (
+                "query.submitted",
+                f"query:{qid}",
+                {"agreement": "mou:v1", "nodes": [NODE], "rho": 0.1},
+            )
+        )
+        events.append(("query.node_outcome", f"query:{qid}", {"node": NODE, "outcome": outcome}))
+    return _export("hub", "test-hub", _log(events))
+
+
+def _node_events(
+    qid: str, *, charges: int = 1, release: bool = True
+) -> list[tuple[str, str, dict[str, Any]]]:
+    base = {"query_id": qid, "agreement_id": "mou"}
+    events = [
+        ("request_received", f"query:{qid}", base),
+        ("decision", f"query:{qid}", {**base, "code": "accepted"}),
+    ]
+    events += [("budget_charged", f"query:{qid}", {**base, "rho": 0.1})] * charges
+    if release:
+        events.append(("release_stored", f"query:{qid}", base))
+    return events
+
+
+def _node(events: list[tuple[str, str, dict[str, Any]]], spent: float, queries: int) -> AuditLog:
+    return _export(
+        "node",
+        NODE,
+        _log(events),
+        budgets=(BudgetState(agreement_id="mou", rho_spent=spent, queries=queries),),
+    )
+
+
+def _kinds(hub: AuditLog, node: AuditLog) -> list[tuple[str, str | None]]:
+    return [(d.kind, d.query_id) for d in reconcile(hub, [node]).differences]
+
+
+def test_matching_logs_reconcile() -> None:
+    hub = _hub({"q1": "ok", "q2": "ok"})
+    node = _node(_node_events("q1") + _node_events("q2"), spent=0.2, queries=2)
+    result = reconcile(hub, [node])
+    assert result.differences == []
+    assert (result.hub_queries, result.node_releases) == (2, 2)
+
+
+def test_missing_release_is_found() -> None:
+    hub = _hub({"q1": "ok", "q2": "ok"})
+    node = _node(_node_events("q1") + _node_events("q2", release=False), spent=0.2, queries=2)
+    assert _kinds(hub, node) == [("hub_result_without_node_release", "q2")]
+
+
+def test_extra_charge_and_budget_mismatch_are_found() -> None:
+    hub = _hub({"q1": "ok"})
+    node = _node(_node_events("q1", charges=2), spent=0.1, queries=1)
+    assert _kinds(hub, node) == [("extra_charge", "q1"), ("budget_mismatch", None)]
+
+
+def test_query_answered_without_hub_record_is_found() -> None:
+    hub = _hub({"q1": "ok"})
+    node = _node(_node_events("q1") + _node_events("q9"), spent=0.2, queries=2)
+    assert _kinds(hub, node) == [
+        ("charge_without_hub_query", "q9"),
+        ("release_without_hub_query", "q9"),
+    ]
+
+
+def test_a_node_log_rewritten_after_its_checkpoint_is_found() -> None:
+    events = _node_events("q1")
+    original = _log(events)
+    signed = signing.sign(
+        AuditCheckpoint(node_id=NODE, seq=4, hash=original[3].hash, signed_at=datetime.now(UTC)),
+        KEY,
+    )
+    hub = _hub({"q1": "ok"})
+    hub = AuditLog(hub.header.model_copy(update={"checkpoints": (signed,)}), hub.entries)
+    rewritten = _node(
+        [
+            (a, o, {**d, "code": "rewritten"}) if a == "decision" else (a, o, d)
+            for a, o, d in events
+        ],
+        spent=0.1,
+        queries=1,
+    )
+    result = reconcile(hub, [rewritten])
+    assert [d.kind for d in result.differences] == ["chain_invalid"]
+    problem = result.verifications[1].problem
+    assert problem is not None
+    assert (problem.kind, problem.seq) == ("checkpoint_mismatch", 4)
+
+
+def _write(path: Path, log: AuditLog) -> Path:
+    lines = [log.header.model_dump_json(), *(e.model_dump_json() for e in log.entries)]
+    path.write_text("\n".join(lines) + "\n")
+    assert parse_export(path.read_text().splitlines()).header == log.header
+    return path
+
+
+def test_cli_reconcile_and_verify_exports(tmp_path: Path) -> None:
+    runner = CliRunner()
+    hub = _write(tmp_path / "hub.jsonl", _hub({"q1": "ok", "q2": "ok"}))
+    good = _write(tmp_path / "good.jsonl", _node(_node_events("q1") + _node_events("q2"), 0.2, 2))
+    bad = _write(tmp_path / "bad.jsonl", _node(_node_events("q1"), 0.1, 1))
+    ok = runner.invoke(app, ["audit", "reconcile", "--hub-export", str(hub), str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "reconcile" in ok.output
+    found = runner.invoke(app, ["audit", "reconcile", "--hub-export", str(hub), str(bad)])
+    assert found.exit_code == 1
+    assert "hub_result_without_node_release" in found.output
+    assert runner.invoke(app, ["audit", "verify", "--export", str(good)]).exit_code == 0
+    # Bad input: not an export, a missing file, a home that is neither side.
+    (tmp_path / "junk.jsonl").write_text('{"hello": 1}\n')
+    junk = runner.invoke(app, ["audit", "verify", "--export", str(tmp_path / "junk.jsonl")])
+    assert junk.exit_code == 1
+    assert "invalid_export" in junk.output
+    missing = runner.invoke(app, ["audit", "verify", "--export", str(tmp_path / "nope")])
+    assert missing.exit_code == 1
+    nowhere = runner.invoke(app, ["audit", "verify", "--home", str(tmp_path)])
+    assert nowhere.exit_code == 1
+    assert "neither a node home" in nowhere.output
