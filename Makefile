@@ -37,6 +37,9 @@ check: lint types test
 
 bench: $(STAMP)
 	$(BIN)/python bench/dp_count.py
+	$(BIN)/python bench/federation.py
+	$(BIN)/python bench/import_csv.py
+	$(BIN)/python bench/audit.py
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: | $(UV)

@@ -18,6 +18,14 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     v1.DatasetContract,
     v1.NodeInfo,
     v1.ErrorResponse,
+    v1.EnrollmentRequest,
+    v1.EnrollmentSubmission,
+    v1.EnrollmentAccepted,
+    v1.NodePoll,
+    v1.TaskBatch,
+    v1.TaskRefusal,
+    v1.KeyRotation,
+    v1.KeyRotationSubmission,
 )
 
 

@@ -7,9 +7,12 @@ import httpx
 from fastapi import FastAPI
 
 from hub.agreements.router import router as agreements_router
+from hub.audit.router import checkpoints_router as audit_checkpoints_router
+from hub.audit.router import router as audit_router
 from hub.db import init_db, make_engine
 from hub.deps import HubState
 from hub.errors import install_error_handlers
+from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher
 from hub.federation.router import router as nodes_router
 from hub.home import load_identity, load_key
 from hub.queries.router import router as queries_router
@@ -34,9 +37,12 @@ def create_app(
             transport=transport, timeout=settings.node_timeout_seconds
         ) as client:
             state.client = client
+            state.dispatcher = make_dispatcher(settings, client=client, state=state)
             try:
                 yield
             finally:
+                await state.dispatcher.close()
+                state.dispatcher = None
                 state.client = None
         engine.dispose()
 
@@ -46,9 +52,24 @@ def create_app(
     app.include_router(nodes_router)
     app.include_router(agreements_router)
     app.include_router(queries_router)
+    app.include_router(audit_router)
+    app.include_router(audit_checkpoints_router)
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, str]:
         return {"status": "ok", "hub_id": state.identity.hub_id}
 
     return app
+
+
+def make_dispatcher(
+    settings: HubSettings, *, client: httpx.AsyncClient, state: HubState
+) -> Dispatcher:
+    """Celery when a broker is configured; else deliveries run in this process."""
+    if settings.celery_enabled:
+        from hub.federation.worker import create_celery  # noqa: PLC0415 - only with a broker
+
+        return CeleryDispatcher(app=create_celery(settings), settings=settings)
+    return InProcessDispatcher(
+        client=client, sessions=state.sessions, settings=settings, signals=state.signals
+    )

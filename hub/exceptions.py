@@ -1,15 +1,25 @@
 """The hub's exception hierarchy; each error carries its stable code and HTTP status.
 
 HubError                       root; `code` is machine-readable, messages name no data value
-├── NotFound (404)             agreement_not_found, node_not_found, query_not_found
-├── Unauthenticated (401)      unauthenticated: missing or unknown API token
+├── NotFound (404)             agreement_not_found, node_not_found, query_not_found,
+│                              task_unknown (no open task of that node has the query id)
+├── Unauthenticated (401)      unauthenticated: missing or unknown API token;
+│                              enrollment_token_invalid, node_signature_invalid,
+│                              node_key_mismatch, message_stale, key_unchanged
 ├── Forbidden (403)            forbidden (role or organisation), org_not_permitted,
-│                              agreement_not_active, cost_over_cap
+│                              agreement_not_active, cost_over_cap, not_a_party,
+│                              node_removed
 ├── Invalid (422)              invalid_request, dataset_not_allowed, measure_not_allowed,
 │                              column_not_allowed, dim_not_allowed, too_many_dims,
 │                              node_not_registered, hub_mismatch, signature_invalid,
-│                              signer_not_party, digest_mismatch
-├── Conflict (409)             node_exists, agreement_version_exists, already_signed
+│                              signer_not_party, digest_mismatch, version_not_next,
+│                              amends_mismatch, terms_mismatch, notice_invalid,
+│                              enrollment_invalid, release_invalid, ttl_too_long,
+│                              node_mismatch
+├── Conflict (409)             node_exists, agreement_version_exists, already_signed,
+│                              agreement_not_draft, agreement_not_proposed, agreement_revoked,
+│                              replayed (a node-signed message seen before)
+├── BodyTooLarge (413)         too_large: a node-facing body over HUB_NODE_BODY_MAX_BYTES
 └── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key
 
 The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.

@@ -2,8 +2,10 @@
 
 from fastapi import FastAPI
 
-from node.api import errors, steward
+from node.api import agreements as steward_agreements
+from node.api import audit, errors, steward
 from node.api.router import router
+from node.datasets.router import router as datasets_router
 from node.db import engine_for
 from node.settings import NodeSettings
 
@@ -15,4 +17,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(steward.router)
+    app.include_router(datasets_router)
+    app.include_router(steward_agreements.router)
+    app.include_router(audit.router)
     return app

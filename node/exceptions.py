@@ -5,8 +5,13 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 ├── DatasetError
 │   ├── DatasetInvalid            dataset_invalid: an import does not satisfy its contract
-│   ├── DatasetExists             dataset_exists: that contract version was already imported
-│   └── UnknownDataset            unknown_dataset
+│   ├── DatasetExists             dataset_exists
+│   ├── UnknownDataset            unknown_dataset: no such dataset, contract or import version
+│   ├── ContractInvalid           contract_invalid: a contract document that does not parse
+│   ├── ContractConflict          contract_conflict: that contract version has another text
+│   ├── FileUnreadable            file_unreadable: empty, wrong type, unknown encoding
+│   ├── FileTooLarge              file_too_large: over NODE_IMPORT_MAX_BYTES
+│   └── CodebookInvalid           codebook_invalid: an XLSForm without a usable survey sheet
 ├── PrivacyError
 │   ├── UnknownColumn             unknown_column
 │   ├── UnknownLevel              unknown_level
@@ -25,15 +30,25 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── ColumnNotAllowed          column_not_allowed
 │   ├── DimNotAllowed             dim_not_allowed
 │   ├── TooManyDims               too_many_dims
-│   └── CostOverCap               cost_over_cap
+│   ├── CostOverCap               cost_over_cap
+│   ├── AgreementNotYetValid      agreement_not_yet_valid
+│   ├── AgreementSuperseded       agreement_superseded: a newer signed version is in use
+│   ├── AnalystOrgNotPermitted    analyst_org_not_permitted
+│   ├── DisseminationNotAllowed   dissemination_not_allowed
+│   ├── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
+│   └── HubUnreachable            hub_unreachable: the steward asked for a fetch from the hub
 ├── LedgerError
 │   ├── BudgetExhausted           budget_exhausted
 │   └── QueryIdConflict           query_id_conflict
-└── RequestError
-    ├── Unsigned                  unsigned: no or malformed signed body
-    ├── SignatureRejected         signature_invalid
-    ├── WrongNode                 wrong_node
-    └── RequestExpired            request_expired
+├── RequestError
+│   ├── Unsigned                  unsigned: no or malformed signed body
+│   ├── SignatureRejected         signature_invalid
+│   ├── WrongNode                 wrong_node
+│   └── RequestExpired            request_expired
+└── SyncError                     (node/sync: enrollment and pull mode, CLI-side only)
+    ├── EnrollmentFailed          enrollment_failed: the hub refused, or its answer did not verify
+    ├── NotEnrolled               not_enrolled: no hub URL and key pinned for pull mode
+    └── HubNotReached             hub_unreachable: the hub did not answer
 
 Messages name columns and rules, never a data value, a level typed by an analyst or a count.
 """

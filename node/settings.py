@@ -13,6 +13,10 @@ class NodeSettings(BaseSettings):
     database_url: str | None = None
     request_max_age_seconds: int = 86400
     clock_skew_seconds: int = 300
+    # Largest file `sauti node import` or the steward API accepts (bytes); larger is refused.
+    import_max_bytes: int = 1 << 30
+    # Sign and publish the audit chain head after this many new entries (0: only on command).
+    audit_checkpoint_every: int = 100
 
     @model_validator(mode="after")
     def _default_database(self) -> "NodeSettings":

@@ -2,7 +2,7 @@
 
 import typer
 
-from sauti import hub_cli, node_cli, query_cli
+from sauti import audit_cli, hub_cli, node_cli, query_cli
 from sauti.demo import cli as demo_cli
 
 app = typer.Typer(
@@ -12,6 +12,9 @@ app = typer.Typer(
 )
 app.add_typer(node_cli.app, name="node", help="Run and govern a CSO node.")
 app.add_typer(hub_cli.app, name="hub", help="Run the secretariat's hub.")
+app.add_typer(
+    audit_cli.app, name="audit", help="Verify, search, export and reconcile audit logs."
+)
 app.command("query", help="Ask the hub a DP aggregate question.")(query_cli.query)
 app.command("demo", help="Three CSO nodes and a hub answering DP questions end to end.")(
     demo_cli.demo

@@ -21,6 +21,7 @@ from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import init_home, load_identity, load_key
 from hub.settings import HubSettings
+from sauti import hub_agreements_cli, hub_federation_cli
 from sauti.cli_common import read_model
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,6 +31,10 @@ agreements_app = typer.Typer(no_args_is_help=True, help="Agreements (MoUs).")
 app.add_typer(token_app, name="token")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(agreements_app, name="agreements")
+agreements_app.registered_commands.extend(hub_agreements_cli.app.registered_commands)
+app.registered_commands.extend(hub_federation_cli.app.registered_commands)
+app.add_typer(hub_federation_cli.enroll_token_app, name="enroll-token")
+nodes_app.registered_commands.extend(hub_federation_cli.nodes_app.registered_commands)
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 DEFAULT_HOME = Path("sauti-hub")

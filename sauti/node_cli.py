@@ -6,12 +6,11 @@ from typing import Annotated
 
 import typer
 
-from node.audit import service as audit
 from node.auth import service as auth
 from node.exceptions import NodeError
 from node.home import init_home, pin_hub
 from node.ledger import service as ledger
-from sauti import node_agreements_cli, node_datasets_cli
+from sauti import node_agreements_cli, node_datasets_cli, node_sync_cli
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
@@ -20,6 +19,8 @@ app.add_typer(node_agreements_cli.app, name="agreements")
 token_app = typer.Typer(no_args_is_help=True, help="Steward API tokens (shown once).")
 app.add_typer(token_app, name="token")
 app.registered_commands.extend(node_datasets_cli.app.registered_commands)
+app.add_typer(node_datasets_cli.contract_app, name="contract")
+app.registered_commands.extend(node_sync_cli.app.registered_commands)
 
 
 @app.command("init")
@@ -42,10 +43,13 @@ def pin_hub_command(
     hub_id: Annotated[str, typer.Option("--hub-id")],
     jwk_file: Annotated[Path, typer.Argument(help="The hub's public JWK (JSON).")],
     home: Home = DEFAULT_HOME,
+    url: Annotated[
+        str | None, typer.Option("--url", help="The hub's base URL, e.g. https://hub.example.org")
+    ] = None,
 ) -> None:
     """Pin the hub whose requests and agreements this node honours."""
     try:
-        pin_hub(home, hub_id=hub_id, public_jwk=json.loads(jwk_file.read_text()))
+        pin_hub(home, hub_id=hub_id, public_jwk=json.loads(jwk_file.read_text()), url=url)
     except (NodeError, OSError, ValueError) as exc:
         fail(exc.message if isinstance(exc, NodeError) else "cannot read the hub JWK file")
     typer.echo(f"pinned hub {hub_id}")
@@ -66,15 +70,6 @@ def budget_command(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
             f"{ln.agreement_id:<24} {ln.version:>3} {ln.rho_budget:>8.4f} {ln.rho_spent:>8.4f} "
             f"{ln.rho_remaining:>8.4f} {ln.queries:>7}"
         )
-
-
-@app.command("audit-verify")
-def audit_verify(home: Home = DEFAULT_HOME) -> None:
-    """Verify the node's audit hash chain."""
-    bad = audit.verify_chain(database_url=settings_for(home).db_url)
-    if bad is not None:
-        fail(f"the audit chain breaks at entry {bad}")
-    typer.echo("audit chain verifies")
 
 
 @app.command("serve")

@@ -1,5 +1,6 @@
 """`sauti query`: ask a hub a question and print the combined answer."""
 
+import time
 from typing import Annotated, Literal
 
 import httpx
@@ -39,25 +40,20 @@ def query(  # noqa: PLR0917 - typer maps each parameter to an option
         where=where or [],
         rho=rho,
     )
-    try:
-        response = httpx.post(
-            f"{hub.rstrip('/')}/v1/queries",
-            json=spec.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
-    except httpx.HTTPError as exc:
-        _fail(f"hub_unreachable: cannot reach the hub ({type(exc).__name__})")
-    if response.status_code >= 400:
-        try:
-            error = ErrorResponse.model_validate_json(response.content).error
-            _fail(f"{error.code}: {error.message}")
-        except ValidationError:
-            _fail(f"http_{response.status_code}: the hub refused the query")
-    try:
-        result = QueryResult.model_validate_json(response.content)
-    except ValidationError:
-        _fail("bad_response: the hub's answer is not a QueryResult")
+    give_up = time.monotonic() + timeout
+    base = hub.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"}
+    # The hub answers at once or after a short wait (202 while nodes are still answering);
+    # then long-poll the stored result until it completes or --timeout runs out.
+    result = _parse(
+        _call("POST", f"{base}/v1/queries", headers, spec.model_dump(mode="json"), give_up)
+    )
+    while result.status == "running" and time.monotonic() < give_up:
+        url = f"{base}/v1/queries/{result.query_id}"
+        result = _parse(_call("GET", url, headers, None, give_up))
+    if result.status == "running":
+        typer.echo(render_result(result, fmt), nl=False)
+        _fail(f"query_running: not complete within --timeout; query id {result.query_id}")
     typer.echo(render_result(result, fmt), nl=False)
     missing = [n for n in result.nodes if n.outcome != "ok"]
     for node in missing:
@@ -107,6 +103,33 @@ def _spec(
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in e["loc"]) or "query" for e in exc.errors()})
         raise typer.BadParameter(f"invalid query: {', '.join(fields)}") from exc
+
+
+def _call(
+    method: str, url: str, headers: dict[str, str], body: object, give_up: float
+) -> httpx.Response:
+    wait = max(min(give_up - time.monotonic(), 30.0), 0.0)
+    try:
+        response = httpx.request(
+            method, url, json=body, headers=headers, params={"wait": wait}, timeout=wait + 30
+        )
+    except httpx.HTTPError as exc:
+        _fail(f"hub_unreachable: cannot reach the hub ({type(exc).__name__})")
+    if response.status_code >= 400:
+        try:
+            error = ErrorResponse.model_validate_json(response.content).error
+            _fail(f"{error.code}: {error.message}")
+        except ValidationError:
+            _fail(f"http_{response.status_code}: the hub refused the query")
+    return response
+
+
+def _parse(response: httpx.Response) -> QueryResult:
+    try:
+        return QueryResult.model_validate_json(response.content)
+    except ValidationError:
+        _fail("bad_response: the hub's answer is not a QueryResult")
+    raise AssertionError  # unreachable: _fail exits
 
 
 def _fail(reason: str) -> None:

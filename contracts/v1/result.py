@@ -8,7 +8,9 @@ from contracts.v1.base import WireModel
 from contracts.v1.query import QuerySpec
 from contracts.v1.release import CellStatus, SuppressionReason
 
-NodeOutcome = Literal["ok", "refused", "failed", "timeout"]
+# ok: answered; pending: asked, no answer yet; timeout: no answer by the deadline (or the
+# node's own timeout); expired: a pull task nobody collected before it expired.
+NodeOutcome = Literal["ok", "refused", "failed", "timeout", "pending", "expired"]
 
 
 class NodeStatus(WireModel):
@@ -35,12 +37,16 @@ class QueryResult(WireModel):
     """Combined cells (sums of noisy counts; shares as ratios with propagated intervals).
 
     Nodes that did not answer are listed in `nodes` with their outcome and never imputed.
+    While `status` is `running` the cells cover the nodes that have answered so far; at the
+    `deadline` the query completes with whatever arrived.
     """
 
     query_id: UUID
     spec: QuerySpec
     group_by: tuple[str, ...]
-    status: Literal["complete", "partial", "failed"]
+    status: Literal["complete", "partial", "failed", "running"]
     nodes: tuple[NodeStatus, ...]
     cells: tuple[ResultCell, ...]
     created_at: datetime
+    deadline: datetime | None = None
+    completed_at: datetime | None = None

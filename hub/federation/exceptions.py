@@ -1,6 +1,6 @@
-"""Node registry errors (see the tree in `hub.exceptions`)."""
+"""Node registry, enrollment and node-message errors (see the tree in `hub.exceptions`)."""
 
-from hub.exceptions import Conflict, Invalid, NotFound
+from hub.exceptions import Conflict, Forbidden, HubError, Invalid, NotFound, Unauthenticated
 
 
 class NodeNotFound(NotFound):
@@ -18,3 +18,50 @@ class NodeExists(Conflict):
 class NodeKeyInvalid(Invalid):
     def __init__(self) -> None:
         super().__init__("public_jwk is not an Ed25519 public key", code="key_invalid")
+
+
+class NodeRemoved(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("this node was removed from the federation", code="node_removed")
+
+
+class EnrollmentTokenInvalid(Unauthenticated):
+    """Unknown, used or expired: one code, so a guesser learns nothing about which."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the enrollment token is unknown, already used or expired",
+            code="enrollment_token_invalid",
+        )
+
+
+class EnrollmentInvalid(Invalid):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="enrollment_invalid")
+
+
+class NodeMessageRejected(Unauthenticated):
+    """A node-signed message that does not verify, is stale, or names another node."""
+
+    def __init__(self, message: str, *, code: str = "node_signature_invalid") -> None:
+        super().__init__(message, code=code)
+
+
+class ReplayedMessage(Conflict):
+    def __init__(self) -> None:
+        super().__init__("this signed message was already received", code="replayed")
+
+
+class TaskUnknown(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no open task of this node has this query id", code="task_unknown")
+
+
+class ReleaseRejected(Invalid):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="release_invalid")
+
+
+class BodyTooLarge(HubError):
+    status_code = 413
+    default_code = "too_large"

@@ -1,93 +1,180 @@
-"""Send signed requests to nodes concurrently, retry what is safe to retry, verify releases."""
+"""Push delivery: send one node its signed request, retry what is safe, record the outcome.
+
+The same coroutine runs in the hub's own event loop (the embedded default) and on a Celery
+worker's loop; each has one shared `httpx.AsyncClient`.
+"""
 
 import asyncio
+import logging
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
 
+import anyio.to_thread
 import httpx
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from contracts import signing
-from contracts.errors import ContractError
-from contracts.v1 import ErrorResponse, Release, Signed
+from contracts.v1 import ErrorResponse, QueryRequest, Release, Signed
 from contracts.v1.result import NodeOutcome
-from hub.privacy.planning import Plan, PlannedCall
+from hub.federation.exceptions import ReleaseRejected
+from hub.federation.models import Node
+from hub.federation.releases import sent_request, verify_release
+from hub.federation.service import node_keys
+from hub.queries import service as queries
+from hub.queries.models import QueryNodeRow, QueryRow
+from hub.settings import HubSettings
 
+log = logging.getLogger("hub.federation")
 MAX_NODE_MESSAGE = 300
 
 
 @dataclass(frozen=True)
 class CallOutcome:
     node_id: str
-    country: str
     outcome: NodeOutcome
     error_code: str | None = None
     message: str | None = None
     release: Release | None = None
     release_jws: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class PushCall:
+    """Everything one delivery needs, read from the database before any network I/O."""
+
+    query_id: str
+    node_id: str
+    url: str
+    jws: str
+    request: QueryRequest
+    keys: dict[str, dict[str, Any]]
+    contract_version: int | None
+    deadline: datetime
 
 
 class _Retryable(Exception):
     """A 5xx answer: the node may succeed on the same (idempotent) request."""
 
 
-async def fan_out(
-    *,
-    client: httpx.AsyncClient,
-    plan: Plan,
-    timeout_seconds: float,
-    retries: int,
-    backoff_seconds: float,
-    contract_versions: dict[str, int],
-) -> list[CallOutcome]:
-    """One outcome per planned call, in plan order; never raises for a node's failure."""
-    return list(
-        await asyncio.gather(
-            *(
-                _call(
-                    client=client,
-                    call=call,
-                    timeout_seconds=timeout_seconds,
-                    retries=retries,
-                    backoff_seconds=backoff_seconds,
-                    contract_version=contract_versions.get(plan.spec.dataset),
-                )
-                for call in plan.calls
+def load_push_calls(
+    *, session: Session, query_id: str, node_ids: Sequence[str] | None = None
+) -> list[PushCall]:
+    """The pending tasks of push nodes (all, or `node_ids`), read in one go before any I/O."""
+    now = datetime.now(UTC)
+    query = session.get(QueryRow, query_id)
+    stmt = select(QueryNodeRow).where(
+        QueryNodeRow.query_id == query_id, QueryNodeRow.outcome == "pending"
+    )
+    if node_ids is not None:
+        stmt = stmt.where(QueryNodeRow.node_id.in_(node_ids))
+    tasks = list(session.scalars(stmt))
+    nodes = {
+        n.node_id: n
+        for n in session.scalars(select(Node).where(Node.node_id.in_([t.node_id for t in tasks])))
+    }
+    session.rollback()
+    if query is None or query.deadline is None:
+        return []
+    rules = query.rules or {}
+    version = rules.get("contract_version")
+    calls = []
+    for task in tasks:
+        node = nodes.get(task.node_id)
+        if node is None or node.status != "active" or node.mode == "pull" or not node.url:
+            continue
+        calls.append(
+            PushCall(
+                query_id=query_id,
+                node_id=task.node_id,
+                url=node.url,
+                jws=task.request_jws,
+                request=sent_request(task.request_jws),
+                keys=dict(node_keys(node, now=now)),
+                contract_version=int(version) if version is not None else None,
+                deadline=queries._aware(query.deadline),
             )
         )
+    return calls
+
+
+def to_outcome(call: PushCall, result: CallOutcome) -> queries.Outcome:
+    return queries.Outcome(
+        query_id=call.query_id,
+        node_id=call.node_id,
+        outcome=result.outcome,
+        error_code=result.error_code,
+        message=result.message,
+        release=result.release,
+        release_jws=result.release_jws,
+        attempts=result.attempts,
     )
 
 
-async def _call(
+async def deliver(
     *,
     client: httpx.AsyncClient,
-    call: PlannedCall,
-    timeout_seconds: float,
-    retries: int,
-    backoff_seconds: float,
-    contract_version: int | None,
+    sessions: sessionmaker[Session],
+    settings: HubSettings,
+    query_id: str,
+    node_id: str,
+) -> bool:
+    """Deliver one task and record its outcome (a Celery task's work); True if stored."""
+
+    def load() -> list[PushCall]:
+        with sessions() as session:
+            return load_push_calls(session=session, query_id=query_id, node_ids=[node_id])
+
+    calls = await anyio.to_thread.run_sync(load)
+    if not calls:
+        return False
+    (call,) = calls
+    outcome = to_outcome(call, await post_with_retries(client=client, call=call, settings=settings))
+
+    def record() -> bool:
+        with sessions() as session:
+            (stored,) = queries.record_outcomes(session=session, outcomes=[outcome])
+            return stored
+
+    stored = await anyio.to_thread.run_sync(record)
+    if not stored:
+        log.warning("late or duplicate answer from node %s for query %s dropped", node_id, query_id)
+    return stored
+
+
+async def post_with_retries(
+    *, client: httpx.AsyncClient, call: PushCall, settings: HubSettings
 ) -> CallOutcome:
-    target = call.target
+    """One outcome; never raises for a node's failure. Stops retrying at the deadline."""
 
     def outcome(kind: NodeOutcome, code: str, message: str) -> CallOutcome:
-        return CallOutcome(
-            node_id=target.node_id,
-            country=target.country,
-            outcome=kind,
-            error_code=code,
-            message=message,
-        )
+        return CallOutcome(node_id=call.node_id, outcome=kind, error_code=code, message=message)
 
-    url = f"{target.url}/v1/queries"
+    url = f"{call.url}/v1/queries"
     body = Signed(jws=call.jws).model_dump(mode="json")
-    last: CallOutcome = outcome("failed", "node_unreachable", "the node could not be reached")
-    for attempt in range(retries + 1):
+    last = outcome("failed", "node_unreachable", "the node could not be reached")
+    attempts = 0
+    for attempt in range(settings.node_retries + 1):
         if attempt:
             # Exponential backoff with full jitter; resending the same signed request is
             # safe because the node answers a known query id from its stored release.
-            await asyncio.sleep(random.uniform(0, backoff_seconds * 2 ** (attempt - 1)))  # noqa: S311
+            delay = settings.node_backoff_seconds * 2 ** (attempt - 1)
+            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
+        remaining = (call.deadline - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return replace(
+                outcome("timeout", "node_timeout", "the node did not answer before the deadline"),
+                attempts=max(attempts, 1),
+            )
+        attempts += 1
         try:
-            response = await client.post(url, json=body, timeout=timeout_seconds)
+            response = await client.post(
+                url, json=body, timeout=min(settings.node_timeout_seconds, remaining)
+            )
             if response.status_code >= 500:
                 raise _Retryable
         except httpx.TimeoutException:
@@ -100,65 +187,34 @@ async def _call(
             last = outcome("failed", "node_error", "the node answered with a server error")
             continue
         if response.status_code >= 400:
-            return _refused(call, response)
-        return _verified(call, response, contract_version)
-    return last
+            return replace(_refused(call, response), attempts=attempts)
+        return replace(_verified(call, response), attempts=attempts)
+    return replace(last, attempts=max(attempts, 1))
 
 
-def _refused(call: PlannedCall, response: httpx.Response) -> CallOutcome:
+def _refused(call: PushCall, response: httpx.Response) -> CallOutcome:
     try:
         error = ErrorResponse.model_validate_json(response.content).error
         code, message = error.code[:100], error.message[:MAX_NODE_MESSAGE]
     except ValidationError:
         code, message = f"http_{response.status_code}", "the node refused the request"
-    return CallOutcome(
-        node_id=call.target.node_id,
-        country=call.target.country,
-        outcome="refused",
-        error_code=code,
-        message=message,
-    )
+    return CallOutcome(node_id=call.node_id, outcome="refused", error_code=code, message=message)
 
 
-def _verified(
-    call: PlannedCall, response: httpx.Response, contract_version: int | None
-) -> CallOutcome:
+def _verified(call: PushCall, response: httpx.Response) -> CallOutcome:
     """Accept only a release signed by the pinned key that answers exactly what was sent."""
-    request = call.request
     try:
         token = Signed.model_validate_json(response.content).jws
-        key = signing.load_public_key(call.target.public_jwk)
-        release = signing.verify_model(token, key, Release)
-    except (ValidationError, ContractError):
-        return _invalid(call, "the node's release does not verify with its pinned key")
-    matches = (
-        release.query_id == request.query_id
-        and release.node_id == request.node_id
-        and release.agreement_id == request.agreement_id
-        and release.agreement_version == request.agreement_version
-        and release.request_digest == signing.digest(request)
-        and release.dataset == request.spec.dataset
-        and release.measure == request.spec.measure
-        and release.group_by == request.spec.group_by
-        and abs(release.rho - request.rho) <= 1e-12
-        and (contract_version is None or release.contract_version == contract_version)
-    )
-    if not matches:
-        return _invalid(call, "the node's release does not answer the request that was sent")
-    return CallOutcome(
-        node_id=call.target.node_id,
-        country=call.target.country,
-        outcome="ok",
-        release=release,
-        release_jws=token,
-    )
-
-
-def _invalid(call: PlannedCall, message: str) -> CallOutcome:
-    return CallOutcome(
-        node_id=call.target.node_id,
-        country=call.target.country,
-        outcome="failed",
-        error_code="release_invalid",
-        message=message,
-    )
+        release = verify_release(
+            token=token,
+            request=call.request,
+            keys=call.keys,
+            contract_version=call.contract_version,
+        )
+    except (ValidationError, ReleaseRejected) as exc:
+        message = exc.message if isinstance(exc, ReleaseRejected) else "not a signed release"
+        log.warning("node %s sent an invalid release for query %s", call.node_id, call.query_id)
+        return CallOutcome(
+            node_id=call.node_id, outcome="failed", error_code="release_invalid", message=message
+        )
+    return CallOutcome(node_id=call.node_id, outcome="ok", release=release, release_jws=token)

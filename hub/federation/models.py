@@ -1,9 +1,9 @@
-"""The node registry: each node's pinned public key, URL and country."""
+"""The node registry (pinned keys, mode, status), enrollment tokens and seen node nonces."""
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import JSON, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
@@ -15,7 +15,44 @@ class Node(Base):
     node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     country: Mapped[str] = mapped_column(String(3))
+    # Empty for a pull node: it opens no port and the hub never calls it.
     url: Mapped[str] = mapped_column(String(500))
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     kid: Mapped[str] = mapped_column(String(100))
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    mode: Mapped[str] = mapped_column(String(10), default="push")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Key rotation overlap: the replaced key still verifies releases until this moment, so
+    # answers signed (and stored at the node) before the rotation are not lost.
+    previous_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    previous_kid: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+
+
+class EnrollmentToken(Base):
+    """A one-time enrollment token; only its SHA-256 is stored."""
+
+    __tablename__ = "enrollment_tokens"
+
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+class NodeNonce(Base):
+    """Nonces of node-signed messages seen within their freshness window (replay guard)."""
+
+    __tablename__ = "node_nonces"
+
+    node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

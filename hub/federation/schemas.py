@@ -1,7 +1,7 @@
-"""Node registry in and out."""
+"""Node registry and enrollment tokens, in and out."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,3 +24,36 @@ class NodeRead(BaseModel):
     kid: str
     public_jwk: dict[str, Any]
     registered_at: datetime
+    mode: Literal["push", "pull"] = "push"
+    status: Literal["active", "removed"] = "active"
+    previous_kid: str | None = None
+    previous_valid_until: datetime | None = None
+
+
+class EnrollmentTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$",
+        description="If set, only a node with this id can use the token.",
+    )
+    note: str = Field(default="", max_length=200)
+    ttl_hours: float = Field(default=72, gt=0, le=24 * 30)
+
+
+class EnrollmentTokenRead(BaseModel):
+    token_id: int
+    node_id: str | None
+    note: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    used_by: str | None
+
+
+class EnrollmentTokenIssued(EnrollmentTokenRead):
+    """Returned once, at creation: the only time the token itself is shown."""
+
+    token: str

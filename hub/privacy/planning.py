@@ -115,6 +115,8 @@ def plan_query(
     key: OKPKey,
     now: datetime,
     ttl_seconds: int,
+    analyst: str | None = None,
+    analyst_organisation: str | None = None,
 ) -> Plan:
     """One signed request per node. Node datasets are disjoint, so by parallel composition
     each node spends the full `rho` on its own rows and the combination costs `rho`."""
@@ -133,6 +135,10 @@ def plan_query(
             issued_at=now,
             expires_at=now + timedelta(seconds=ttl_seconds),
             nonce=secrets.token_hex(16),
+            # The node checks these against the agreement itself and records who spent.
+            analyst=analyst,
+            analyst_organisation=analyst_organisation,
+            dissemination=terms.dissemination,
         )
         calls.append(PlannedCall(target=target, request=request, jws=signing.sign(request, key)))
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

@@ -1,6 +1,6 @@
 """Query errors (see the tree in `hub.exceptions`)."""
 
-from hub.exceptions import Conflict, Forbidden, NotFound
+from hub.exceptions import Conflict, Forbidden, Invalid, NotFound
 
 
 class QueryNotFound(NotFound):
@@ -16,3 +16,10 @@ class QueryOfOtherOrg(Forbidden):
 class QueryNotFinished(Conflict):
     def __init__(self) -> None:
         super().__init__("the query has not finished", code="query_not_finished")
+
+
+class TtlTooLong(Invalid):
+    def __init__(self, max_seconds: int) -> None:
+        super().__init__(
+            f"ttl_seconds may be at most {max_seconds} on this hub", code="ttl_too_long"
+        )

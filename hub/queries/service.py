@@ -1,70 +1,49 @@
-"""Run an analyst's query: check and plan (DB), fan out (async HTTP), combine and store (DB)."""
+"""Analyst queries: check and plan, record one task per node, update the result as releases
+arrive, and complete at the deadline with what arrived (never imputing the rest).
 
-from datetime import UTC, datetime
+Every function here is synchronous and takes a session; the transport (push deliveries in
+process or on a Celery worker, pull hand-outs) lives in `hub.federation`.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
-import anyio.to_thread
-import httpx
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from contracts.v1 import AgreementTerms, NodeStatus, QueryResult, QuerySpec
+from contracts.v1 import NodeStatus, QueryResult, QuerySpec, Release
+from contracts.v1.result import NodeOutcome
 from hub.agreements.service import active_version
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.federation.combine import NodeAnswer, combine, result_status
-from hub.federation.fanout import CallOutcome, fan_out
 from hub.federation.models import Node
 from hub.home import HubIdentity
-from hub.privacy.planning import NodeTarget, Plan, check_spec, plan_query, select_targets
-from hub.queries.exceptions import QueryNotFinished, QueryNotFound, QueryOfOtherOrg
+from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
+from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.schemas import QuerySummary
-from hub.settings import HubSettings
 
 # Roles that may read every organisation's queries.
 READ_ALL_ROLES = ("admin", "secretariat", "auditor")
+TERMINAL = ("ok", "refused", "failed", "timeout", "expired")
 
 
-async def run_query(
-    *,
-    sessions: sessionmaker[Session],
-    client: httpx.AsyncClient,
-    settings: HubSettings,
-    identity: HubIdentity,
-    key: OKPKey,
-    user: User,
-    spec: QuerySpec,
-) -> QueryResult:
-    """Every check runs before any node is contacted; refusals raise and send nothing."""
+@dataclass(frozen=True)
+class Prepared:
+    """A recorded query: which push nodes to deliver to, and when it completes regardless."""
 
-    def prepare() -> tuple[Plan, AgreementTerms]:
-        with sessions() as session:
-            return prepare_query(
-                session=session,
-                spec=spec,
-                user=user,
-                identity=identity,
-                key=key,
-                ttl_seconds=settings.request_ttl_seconds,
-            )
+    query_id: UUID
+    push_nodes: tuple[str, ...]
+    pull_nodes: tuple[str, ...]
+    deadline: datetime
 
-    plan, terms = await anyio.to_thread.run_sync(prepare)
-    outcomes = await fan_out(
-        client=client,
-        plan=plan,
-        timeout_seconds=settings.node_timeout_seconds,
-        retries=settings.node_retries,
-        backoff_seconds=settings.node_backoff_seconds,
-        contract_versions={d.name: d.contract_version for d in terms.datasets},
-    )
 
-    def finish() -> QueryResult:
-        with sessions() as session:
-            return finish_query(session=session, plan=plan, terms=terms, outcomes=outcomes)
-
-    return await anyio.to_thread.run_sync(finish)
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def prepare_query(
@@ -75,12 +54,19 @@ def prepare_query(
     identity: HubIdentity,
     key: OKPKey,
     ttl_seconds: int,
+    max_ttl_seconds: int,
     query_id: UUID | None = None,
-) -> tuple[Plan, AgreementTerms]:
-    """Check the spec, sign one request per node and record the submission."""
+    now: datetime | None = None,
+) -> Prepared:
+    """Check the spec, sign one request per node, record the query and its pending tasks."""
+    if ttl_seconds > max_ttl_seconds:
+        raise TtlTooLong(max_ttl_seconds)
     terms, digest = active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
-    nodes = session.scalars(select(Node).where(Node.node_id.in_(terms.node_ids))).all()
+    nodes = session.scalars(
+        select(Node).where(Node.node_id.in_(terms.node_ids), Node.status == "active")
+    ).all()
+    modes = {n.node_id: n.mode for n in nodes}
     targets = select_targets(
         spec=spec,
         terms=terms,
@@ -89,7 +75,7 @@ def prepare_query(
             for n in nodes
         ],
     )
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     plan = plan_query(
         query_id=query_id or uuid4(),
         spec=spec,
@@ -100,21 +86,46 @@ def prepare_query(
         key=key,
         now=now,
         ttl_seconds=ttl_seconds,
+        # The node checks the agreement's analyst organisations itself and records who spent.
+        analyst=user.name,
+        analyst_organisation=user.organisation,
     )
     qid = str(plan.query_id)
-    session.add(
-        QueryRow(
-            query_id=qid,
-            analyst=user.name,
-            organisation=user.organisation,
-            agreement_id=terms.agreement_id,
-            agreement_version=terms.version,
-            spec=spec.model_dump(mode="json"),
-            status="running",
-            result=None,
-            created_at=now,
-        )
+    deadline = now + timedelta(seconds=ttl_seconds)
+    dataset = next(d for d in terms.datasets if d.name == spec.dataset)
+    row = QueryRow(
+        query_id=qid,
+        analyst=user.name,
+        organisation=user.organisation,
+        agreement_id=terms.agreement_id,
+        agreement_version=terms.version,
+        spec=spec.model_dump(mode="json"),
+        status="running",
+        result=None,
+        created_at=now,
+        deadline=deadline,
+        rules={
+            "min_cell_size": terms.min_cell_size,
+            "max_ci_relative_width": terms.max_ci_relative_width,
+            "contract_version": dataset.contract_version,
+        },
     )
+    session.add(row)
+    session.flush()
+    tasks = [
+        QueryNodeRow(
+            query_id=qid,
+            node_id=call.target.node_id,
+            country=call.target.country,
+            mode=modes.get(call.target.node_id, "push"),
+            outcome="pending",
+            request_jws=call.jws,
+            expires_at=call.request.expires_at,
+            attempts=0,
+        )
+        for call in plan.calls
+    ]
+    session.add_all(tasks)
     audit.append(
         session=session,
         actor=f"user:{user.name}",
@@ -130,89 +141,244 @@ def prepare_query(
             "filter_columns": [f.column for f in spec.filters],
             "rho": spec.rho,
             "nodes": [c.target.node_id for c in plan.calls],
+            "deadline": deadline.isoformat(),
         },
     )
+    session.flush()
+    _refresh(session, row, tasks, now=now)
     session.commit()
-    return plan, terms
-
-
-def finish_query(
-    *, session: Session, plan: Plan, terms: AgreementTerms, outcomes: list[CallOutcome]
-) -> QueryResult:
-    """Combine the verified releases, store the result and each node's outcome."""
-    qid = str(plan.query_id)
-    answers = [
-        NodeAnswer(node_id=o.node_id, country=o.country, release=o.release)
-        for o in outcomes
-        if o.outcome == "ok" and o.release is not None
-    ]
-    result = QueryResult(
+    return Prepared(
         query_id=plan.query_id,
-        spec=plan.spec,
-        group_by=plan.spec.group_by,
-        status=result_status(asked=len(outcomes), answered=len(answers)),
-        nodes=tuple(
-            NodeStatus(
-                node_id=o.node_id,
-                country=o.country,
-                outcome=o.outcome,
-                error_code=o.error_code,
-                message=o.message,
-            )
-            for o in outcomes
-        ),
-        cells=combine(
-            spec=plan.spec,
-            answers=answers,
-            min_cell_size=terms.min_cell_size,
-            max_ci_relative_width=terms.max_ci_relative_width,
-        ),
-        created_at=datetime.now(UTC),
+        push_nodes=tuple(t.node_id for t in tasks if t.mode != "pull"),
+        pull_nodes=tuple(t.node_id for t in tasks if t.mode == "pull"),
+        deadline=deadline,
     )
-    jws_by_node = {c.target.node_id: c.jws for c in plan.calls}
-    for o in outcomes:
-        session.add(
-            QueryNodeRow(
-                query_id=qid,
-                node_id=o.node_id,
-                outcome=o.outcome,
-                error_code=o.error_code,
-                request_jws=jws_by_node[o.node_id],
-                release_jws=o.release_jws,
-            )
+
+
+def _locked_query(session: Session, query_id: str) -> QueryRow:
+    # One writer per query at a time (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE
+    # already serialises), so concurrent arrivals never overwrite each other's result.
+    row = session.get(QueryRow, query_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise QueryNotFound()
+    return row
+
+
+def _tasks(session: Session, query_id: str) -> list[QueryNodeRow]:
+    return list(
+        session.scalars(
+            select(QueryNodeRow)
+            .where(QueryNodeRow.query_id == query_id)
+            .order_by(QueryNodeRow.id)
+            .execution_options(populate_existing=True)
         )
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One node's answer (or failure) to one query, ready to be recorded."""
+
+    query_id: str
+    node_id: str
+    outcome: NodeOutcome
+    error_code: str | None = None
+    message: str | None = None
+    release: Release | None = None
+    release_jws: str | None = None
+    attempts: int | None = None
+
+
+def record_outcome(
+    *,
+    session: Session,
+    query_id: str,
+    node_id: str,
+    outcome: NodeOutcome,
+    error_code: str | None = None,
+    message: str | None = None,
+    release: Release | None = None,
+    release_jws: str | None = None,
+    attempts: int | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Close one node's task. False (nothing stored) if it was already closed: a duplicate,
+    or an answer that arrived after the deadline."""
+    item = Outcome(
+        query_id=query_id,
+        node_id=node_id,
+        outcome=outcome,
+        error_code=error_code,
+        message=message,
+        release=release,
+        release_jws=release_jws,
+        attempts=attempts,
+    )
+    (stored,) = record_outcomes(session=session, outcomes=[item], now=now)
+    return stored
+
+
+def record_outcomes(
+    *, session: Session, outcomes: list[Outcome], now: datetime | None = None
+) -> list[bool]:
+    """Record answers that arrived together in one transaction (group commit).
+
+    The verified release is stored with its task at once and progress reads combine what
+    has arrived; the combined result itself is written when a query's last task closes, so
+    N arrivals cost O(N) combining work, not O(N^2), under the query's lock."""
+    now = now or datetime.now(UTC)
+    stored = [_apply(session, item, now=now) for item in outcomes]
+    session.commit()
+    return stored
+
+
+def _apply(session: Session, item: Outcome, *, now: datetime) -> bool:
+    row = _locked_query(session, item.query_id)
+    tasks = _tasks(session, item.query_id)
+    task = next((t for t in tasks if t.node_id == item.node_id), None)
+    if task is None or task.outcome != "pending":
+        return False
+    task.outcome, task.error_code, task.message = item.outcome, item.error_code, item.message
+    task.answered_at = now
+    if item.attempts is not None:
+        task.attempts, task.sent_at = task.attempts + item.attempts, task.sent_at or now
+    if item.release is not None and item.release_jws is not None:
+        task.release_jws = item.release_jws
+        task.release = item.release.model_dump(mode="json")
+    audit.append(
+        session=session,
+        actor="hub",
+        action="query.node_outcome",
+        object=f"query:{item.query_id}",
+        details={"node": item.node_id, "outcome": item.outcome, "error_code": item.error_code},
+    )
+    if not any(t.outcome == "pending" for t in tasks):
+        _refresh(session, row, tasks, now=now)
+    return True
+
+
+def finalize_due(*, session: Session, query_id: str, now: datetime | None = None) -> bool:
+    """At (or after) the deadline, close every pending task and complete the query."""
+    now = now or datetime.now(UTC)
+    row = _locked_query(session, query_id)
+    if row.status != "running" or row.deadline is None or _aware(row.deadline) > now:
+        session.rollback()
+        return False
+    tasks = _tasks(session, query_id)
+    for task in tasks:
+        if task.outcome != "pending":
+            continue
+        if task.mode == "pull" and task.sent_at is None:
+            task.outcome, task.error_code = "expired", "task_expired"
+            task.message = "the node did not collect the task before it expired"
+        else:
+            task.outcome, task.error_code = "timeout", "node_timeout"
+            task.message = "the node did not answer before the deadline"
+        task.answered_at = now
         audit.append(
             session=session,
             actor="hub",
             action="query.node_outcome",
-            object=f"query:{qid}",
-            details={"node": o.node_id, "outcome": o.outcome, "error_code": o.error_code},
+            object=f"query:{query_id}",
+            details={"node": task.node_id, "outcome": task.outcome, "error_code": task.error_code},
         )
-    row = session.get(QueryRow, qid)
-    if row is None:  # pragma: no cover - prepare_query committed it
-        raise QueryNotFound()
+    _refresh(session, row, tasks, now=now)
+    session.commit()
+    return True
+
+
+def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now: datetime) -> None:
+    """Recombine what has arrived and store it; complete the query once no task is pending."""
+    pending = any(t.outcome == "pending" for t in tasks)
+    if not pending and row.completed_at is None:
+        row.completed_at = now
+    result = _build(row, tasks)
+    if not pending:
+        audit.append(
+            session=session,
+            actor="hub",
+            action="query.completed",
+            object=f"query:{row.query_id}",
+            details={
+                "status": result.status,
+                "answered": sum(1 for t in tasks if t.outcome == "ok"),
+                "asked": len(tasks),
+            },
+        )
     row.status = result.status
     row.result = result.model_dump(mode="json")
-    audit.append(
-        session=session,
-        actor="hub",
-        action="query.completed",
-        object=f"query:{qid}",
-        details={"status": result.status},
+
+
+def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+    """The result as the tasks stand: combined over the nodes that answered, none imputed."""
+    spec = QuerySpec.model_validate(row.spec)
+    rules: dict[str, Any] = row.rules or {}
+    answers = [
+        NodeAnswer(
+            node_id=t.node_id, country=t.country or "", release=Release.model_validate(t.release)
+        )
+        for t in tasks
+        if t.outcome == "ok" and t.release is not None
+    ]
+    pending = any(t.outcome == "pending" for t in tasks)
+    status = "running" if pending else result_status(asked=len(tasks), answered=len(answers))
+    return QueryResult(
+        query_id=UUID(row.query_id),
+        spec=spec,
+        group_by=spec.group_by,
+        status=status,
+        nodes=tuple(
+            NodeStatus(
+                node_id=t.node_id,
+                country=t.country,
+                outcome=t.outcome,
+                error_code=t.error_code,
+                message=t.message,
+            )
+            for t in tasks
+        ),
+        cells=combine(
+            spec=spec,
+            answers=answers,
+            min_cell_size=int(rules.get("min_cell_size", 0)),
+            max_ci_relative_width=rules.get("max_ci_relative_width"),
+        ),
+        created_at=_aware(row.created_at),
+        deadline=_aware(row.deadline) if row.deadline is not None else None,
+        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
     )
-    session.commit()
-    return result
 
 
-def get_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
-    row = session.get(QueryRow, str(query_id))
+def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
+    """The stored result, with progress while running; a passed deadline is applied first."""
+    qid = str(query_id)
+    row = session.get(QueryRow, qid, populate_existing=True)
     if row is None:
         raise QueryNotFound()
     if user.role not in READ_ALL_ROLES and row.organisation != user.organisation:
         raise QueryOfOtherOrg()
-    if row.result is None:
-        raise QueryNotFinished()
-    return QueryResult.model_validate(row.result)
+    due = row.deadline is not None and _aware(row.deadline) <= datetime.now(UTC)
+    if row.status == "running" and due:
+        # A lost timer (a hub restart, a worker down) must not leave a query running.
+        session.rollback()
+        finalize_due(session=session, query_id=qid)
+        row = session.get(QueryRow, qid, populate_existing=True)
+        assert row is not None
+    if row.status == "running":
+        # Progress: combine what has arrived so far (stored releases, already verified).
+        result = _build(row, _tasks(session, qid))
+    else:
+        assert row.result is not None
+        result = QueryResult.model_validate(row.result)
+    session.rollback()
+    return result
+
+
+def is_running(*, session: Session, query_id: UUID) -> bool:
+    row = session.get(QueryRow, str(query_id), populate_existing=True)
+    running = row is not None and row.status == "running"
+    session.rollback()
+    return running
 
 
 def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
@@ -233,3 +399,8 @@ def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
         )
         for r in session.scalars(stmt)
     ]
+
+
+def open_tasks(*, session: Session, query_id: str) -> list[QueryNodeRow]:
+    """Pending tasks of a query (used by deliveries to find what to send)."""
+    return [t for t in _tasks(session, query_id) if t.outcome == "pending"]

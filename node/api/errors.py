@@ -28,6 +28,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "dim_not_allowed": 403,
     "too_many_dims": 403,
     "cost_over_cap": 403,
+    "agreement_not_yet_valid": 403,
+    "agreement_superseded": 403,
+    "analyst_org_not_permitted": 403,
+    "dissemination_not_allowed": 403,
+    "agreement_invalid": 422,
+    "term_not_in_contract": 422,
+    "hub_unreachable": 502,
     "budget_exhausted": 403,
     "query_id_conflict": 409,
     "unknown_dataset": 422,
@@ -37,6 +44,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "column_not_queryable": 422,
     "dim_not_categorical": 422,
     "cost_check_failed": 422,
+    "dataset_invalid": 422,
+    "dataset_exists": 409,
+    "contract_invalid": 422,
+    "contract_conflict": 409,
+    "file_unreadable": 422,
+    "file_too_large": 413,
+    "codebook_invalid": 422,
 }
 # Routes whose body must be a signed message: anything else there is "unsigned".
 SIGNED_ROUTES = ("/v1/queries",)

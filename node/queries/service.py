@@ -17,7 +17,7 @@ from node.db import transaction
 from node.exceptions import NodeError
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger import service as ledger
-from node.ledger.schemas import Reservation
+from node.ledger.schemas import ChargeInfo, Reservation
 from node.privacy import engine
 from node.queries.exceptions import RequestExpired, SignatureRejected, Unsigned, WrongNode
 from node.settings import NodeSettings
@@ -63,12 +63,23 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
             agreements.check_measure(terms, spec=spec)
             engine.check_spec(contract=dataset.contract, spec=spec)
             agreements.check_columns(terms, spec=spec, rho=request.rho)
+            agreements.check_requester(terms, request=request)
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
                 request_digest=request_digest,
                 terms=terms,
                 rho=request.rho,
+                now=now,
+                charge=ChargeInfo(
+                    version=request.agreement_version,
+                    dataset=spec.dataset,
+                    measure=spec.measure,
+                    column=spec.column,
+                    group_by=spec.group_by,
+                    analyst=request.analyst,
+                    organisation=request.analyst_organisation,
+                ),
             )
             _audit_accepted(session, base, request, reservation)
     except NodeError as exc:

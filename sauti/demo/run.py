@@ -234,6 +234,11 @@ def federation(
                 create_hub_app(hub_settings), log_level=log_level, access_log=access_log
             )
         ).url
+        # The hub's URL is known only once it serves: re-pin so nodes can reach it themselves.
+        for home in node_homes.values():
+            node_home.pin_hub(
+                home, hub_id=identity.hub_id, public_jwk=identity.public_jwk, url=hub_url
+            )
 
         admin = _create_token(
             hub_settings, name="demo admin", organisation=SECRETARIAT, role="admin"
@@ -266,13 +271,21 @@ def federation(
             )
 
         terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
-        created = _check(
+        # The secretariat drafts the MoU, then proposes it: the hub signs the frozen text.
+        _check(
             client.post(
-                f"{hub_url}/v1/agreements",
+                f"{hub_url}/v1/agreements/drafts",
                 headers=_bearer(secretariat),
                 json=terms.model_dump(mode="json"),
             ),
-            "creating the agreement",
+            "drafting the agreement",
+        )
+        created = _check(
+            client.post(
+                f"{hub_url}/v1/agreements/{terms.agreement_id}/versions/{terms.version}/propose",
+                headers=_bearer(secretariat),
+            ),
+            "proposing the agreement",
         )
         signed = SignedAgreement.model_validate(created["agreement"])
         for node_id, home in node_homes.items():
@@ -309,7 +322,16 @@ def ask(client: httpx.Client, fed: Federation, spec: QuerySpec) -> QueryResult:
         headers=_bearer(fed.analyst_token),
         json=spec.model_dump(mode="json"),
     )
-    return QueryResult.model_validate(_check(response, "the query"))
+    result = QueryResult.model_validate(_check(response, "the query"))
+    # 202: still running after the hub's wait; long-poll until it completes (or its deadline).
+    while result.status == "running":
+        response = client.get(
+            f"{fed.hub_url}/v1/queries/{result.query_id}",
+            headers=_bearer(fed.analyst_token),
+            params={"wait": 30},
+        )
+        result = QueryResult.model_validate(_check(response, "the query"))
+    return result
 
 
 def run_demo(

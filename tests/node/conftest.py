@@ -38,6 +38,7 @@ from node.home import NodeIdentity, init_home, load_identity, pin_hub
 from node.settings import NodeSettings
 
 HUB_ID = "test-hub"
+ANALYST_ORG = "NSO Nepal"
 SEXES = ("female", "male", "other")
 DISTRICTS = ("north", "south")
 GROUPS = ("dalit", "adivasi", "none")
@@ -113,6 +114,7 @@ def terms(node_id: str, **overrides: Any) -> AgreementTerms:
         "min_cell_size": 0,
         "rho_per_query_max": 1.0,
         "rho_budget": 5.0,
+        "analyst_organisations": (ANALYST_ORG,),
         "valid_from": now - timedelta(days=1),
         "valid_until": now + timedelta(days=365),
     }
@@ -188,6 +190,8 @@ class Node:
             "issued_at": now,
             "expires_at": now + timedelta(minutes=10),
             "nonce": uuid.uuid4().hex,
+            "analyst": "analyst",
+            "analyst_organisation": ANALYST_ORG,
         }
         fields.update(overrides)
         return QueryRequest(**fields)

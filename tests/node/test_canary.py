@@ -7,6 +7,8 @@ import polars as pl
 from sqlalchemy import text
 
 from contracts.v1 import Column, Filter
+from contracts.v1.audit import csv_chunks
+from node.audit import service as node_audit
 from node.audit.models import AuditRow
 from node.db import dispose_engines, transaction
 from tests.node.conftest import contract, frame, make_node
@@ -82,12 +84,19 @@ def test_planted_values_never_leave_the_node(tmp_path, db_url, caplog, capsys) -
     assert statuses[:3] == [200, 200, 200]
     assert all(s >= 400 for s in statuses[3:])
     bodies.append(n.post(n.request(node_id=TEXT_CANARY)).text)
+    # What leaves the node for auditors and the hub: exports and the signed checkpoint.
+    checkpoint = node_audit.make_checkpoint(home=n.home, settings=n.settings)
+    exports = [
+        *node_audit.export_lines(home=n.home, settings=n.settings),
+        *csv_chunks(node_audit.iter_entries(database_url=n.settings.db_url)),
+        checkpoint.model_dump_json(),
+    ]
 
     with transaction(n.settings.db_url) as session:
-        tables = [AuditRow.__tablename__, "releases", "budgets", "agreements"]
+        tables = [AuditRow.__tablename__, "audit_checkpoints", "releases", "budgets", "agreements"]
         dump = "\n".join(
             str(row) for t in tables for row in session.execute(text(f"SELECT * FROM {t}"))
-        )
+        ) + "\n".join(exports)
     dispose_engines()
     captured = capsys.readouterr()
     everything = "\n".join(

@@ -24,7 +24,16 @@ def test_node_cli_flow(tmp_path, monkeypatch) -> None:
     run("init", "--home", home, "--name", "Test CSO", "--country", "404")
     hub_key = signing.generate_key()
     (tmp_path / "hub.jwk").write_text(json.dumps(signing.public_jwk(hub_key)))
-    run("pin-hub", "--home", home, "--hub-id", HUB_ID, str(tmp_path / "hub.jwk"))
+    run(
+        "pin-hub",
+        "--home",
+        home,
+        "--hub-id",
+        HUB_ID,
+        "--url",
+        "http://hub.test",
+        str(tmp_path / "hub.jwk"),
+    )
     frame(50).write_csv(tmp_path / "survey.csv")
     (tmp_path / "contract.json").write_text(contract().model_dump_json())
     run(
@@ -38,7 +47,7 @@ def test_node_cli_flow(tmp_path, monkeypatch) -> None:
         str(tmp_path / "contract.json"),
     )
     listed = json.loads(run("datasets", "--home", home, "--json"))
-    assert listed[0]["contract"]["name"] == "survey"
+    assert (listed[0]["name"], listed[0]["version"], listed[0]["current"]) == ("survey", 1, True)
 
     agreement = hub_signed(terms("test-cso"), hub_key)
     (tmp_path / "mou.json").write_text(agreement.model_dump_json())
@@ -57,7 +66,9 @@ def test_node_cli_flow(tmp_path, monkeypatch) -> None:
     assert budget[0]["rho_remaining"] == 5.0
     run("agreements", "revoke", "mou-1", "--home", home)
     assert "revoked" in run("agreements", "list", "--home", home)
-    assert "verifies" in run("audit-verify", "--home", home)
+    verified = runner.invoke(app, ["audit", "verify", "--home", home])
+    assert verified.exit_code == 0, verified.output
+    assert "verifies" in verified.output
 
     refused = runner.invoke(app, ["node", "agreements", "suspend", "mou-1", "--home", home])
     assert refused.exit_code == 1

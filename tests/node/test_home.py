@@ -29,3 +29,17 @@ def test_pin_hub(tmp_path):
     assert identity.hub_public_jwk == signing.public_jwk(hub)
     with pytest.raises(HomeError):
         pin_hub(tmp_path, hub_id="hub", public_jwk={"kty": "OKP"})
+
+
+def test_pin_hub_url(tmp_path):
+    init_home(tmp_path, name="A", country="404", node_id="a1")
+    jwk = signing.public_jwk(signing.generate_key())
+    pin_hub(tmp_path, hub_id="hub", public_jwk=jwk, url="https://hub.example.org/")
+    assert load_identity(tmp_path).hub_url == "https://hub.example.org"
+    # Re-pinning the same hub without a URL keeps it; another hub clears it.
+    pin_hub(tmp_path, hub_id="hub", public_jwk=jwk)
+    assert load_identity(tmp_path).hub_url == "https://hub.example.org"
+    pin_hub(tmp_path, hub_id="other", public_jwk=jwk)
+    assert load_identity(tmp_path).hub_url is None
+    with pytest.raises(HomeError, match="hub URL"):
+        pin_hub(tmp_path, hub_id="hub", public_jwk=jwk, url="ftp://x")

@@ -1,0 +1,201 @@
+"""Benchmark: hub query latency over N in-process nodes (N = 1, 5, 20, 50), 100k rows each.
+
+Every node is a real node app (its own home, SQLite ledger, Parquet data, Ed25519 key),
+reached through `httpx.ASGITransport`; the hub is the real hub app with its in-process
+dispatcher. Latency is measured at the hub's API: from POST /v1/queries to the complete
+result. Prints p50 and p95 per N and the ratio to N = 1 (target: 20 nodes <= 1.5x one).
+
+All nodes share this machine's cores, so node compute that would run on N machines in a
+deployment runs here on two (and partly under one GIL). The second series ("hub path")
+has every node answer at once with a correctly signed release, so it measures what the hub
+itself adds per node: signing, fan-out, verification, storing and combining.
+"""
+
+import asyncio
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from contracts import signing
+from contracts.v1 import QueryRequest, Release, Signed, SignedAgreement
+from hub import home as hub_home
+from hub.app import create_app as create_hub_app
+from hub.auth.service import create_token
+from hub.db import init_db, make_engine
+from hub.settings import HubSettings
+from node import home as node_home
+from node.agreements import service as node_agreements
+from node.app import create_app as create_node_app
+from node.datasets import service as node_datasets
+from node.settings import NodeSettings
+from sauti.demo.data import DemoNode, demo_nodes
+from sauti.demo.run import ANALYST_ORG, SECRETARIAT, demo_terms
+
+ROWS = 100_000
+SIZES = (1, 5, 20, 50)
+QUERIES = int(os.environ.get("BENCH_QUERIES", "15"))
+WARMUP = 2
+RHO = 0.0005
+
+
+class Routes(httpx.AsyncBaseTransport):
+    def __init__(self, routes: dict[str, httpx.AsyncBaseTransport]) -> None:
+        self.routes = routes
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.routes[request.url.host].handle_async_request(request)
+
+
+class Instant(httpx.AsyncBaseTransport):
+    """A node that answers at once: it verifies the hub's request, then signs a release whose
+    cells are its first real release's (computed by the real node app). What is left is the
+    hub's own per-node work: signing, fan-out, verification, storing and combining."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, home: Path, hub_jwk: dict[str, Any]):
+        self.inner = inner
+        self.key = node_home.load_key(home)
+        self.hub_key = signing.load_public_key(hub_jwk)
+        self.template: Release | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        if self.template is None:
+            real = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            response = await self.inner.handle_async_request(real)
+            token = Signed.model_validate_json(await response.aread()).jws
+            self.template = Release.model_validate_json(signing.unverified_payload(token))
+            return httpx.Response(200, json={"jws": token})
+        query = signing.verify_model(
+            Signed.model_validate_json(body).jws, self.hub_key, QueryRequest
+        )
+        release = self.template.model_copy(
+            update={"query_id": query.query_id, "request_digest": signing.digest(query)}
+        )
+        return httpx.Response(200, json={"jws": signing.sign(release, self.key)})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_size(work: Path, base: list[DemoNode], n: int, *, replay: bool) -> list[float]:
+    hub_dir = work / f"hub-{n}-{int(replay)}"
+    identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
+    settings = HubSettings(home=hub_dir, request_ttl_seconds=600)
+    nodes = [
+        dataclasses.replace(base[i % len(base)], node_id=f"node-{i:02d}", organisation=f"CSO {i}")
+        for i in range(n)
+    ]
+    routes: dict[str, httpx.AsyncBaseTransport] = {}
+    homes: dict[str, Path] = {}
+    for node in nodes:
+        home = work / f"nodes-{n}-{int(replay)}" / node.node_id
+        node_home.init_home(
+            home, name=node.organisation, country=node.country, node_id=node.node_id
+        )
+        node_home.pin_hub(home, hub_id=identity.hub_id, public_jwk=identity.public_jwk)
+        node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
+        homes[node.node_id] = home
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(
+            app=create_node_app(NodeSettings(home=home))
+        )
+        routes[f"{node.node_id}.bench"] = (
+            Instant(transport, home, identity.public_jwk) if replay else transport
+        )
+    engine = make_engine(settings.effective_database_url)
+    with init_db(engine)() as s:
+        admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
+        analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
+    engine.dispose()
+    app = create_hub_app(settings, transport=Routes(routes))
+    latencies: list[float] = []
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hub.bench", timeout=600
+        ) as hub,
+    ):
+        for node in nodes:
+            info = node_home.load_identity(homes[node.node_id])
+            r = await hub.post(
+                "/v1/nodes",
+                json={
+                    "node_id": node.node_id,
+                    "name": node.organisation,
+                    "country": node.country,
+                    "url": f"http://{node.node_id}.bench",
+                    "public_jwk": info.public_jwk,
+                },
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            r.raise_for_status()
+        terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
+        terms = terms.model_copy(update={"rho_budget": 10.0})
+        r = await hub.post(
+            "/v1/agreements",
+            json=terms.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        r.raise_for_status()
+        signed = SignedAgreement.model_validate(r.json()["agreement"])
+        for node in nodes:
+            signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
+            r = await hub.post(
+                f"/v1/agreements/{terms.agreement_id}/signatures",
+                json=signature.model_dump(mode="json"),
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            r.raise_for_status()
+        spec: dict[str, Any] = {
+            "agreement_id": terms.agreement_id,
+            "dataset": nodes[0].contract.name,
+            "measure": "count",
+            "group_by": ["group", "sex"],
+            "rho": RHO,
+        }
+        for i in range(WARMUP + QUERIES):
+            start = time.perf_counter()
+            r = await hub.post(
+                "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
+            )
+            elapsed = time.perf_counter() - start
+            body = r.json()
+            if body.get("status") != "complete":
+                raise RuntimeError(f"query not complete: {body.get('status')} {body.get('nodes')}")
+            if i >= WARMUP:
+                latencies.append(elapsed)
+    return latencies
+
+
+def main() -> None:
+    sizes = tuple(int(s) for s in sys.argv[1:]) or SIZES
+    print(f"generating {ROWS:,} rows per node (3 distinct CSO datasets, reused)...")
+    base = demo_nodes(rows=ROWS)
+    with tempfile.TemporaryDirectory(prefix="sauti-bench-fed-") as tmp:
+        for replay, label in (
+            (False, "real nodes: each computes a DP release, all on this machine's cores"),
+            (True, "hub path: nodes answer at once (the hub's own per-node work)"),
+        ):
+            print(f"\n{label}: {QUERIES} queries per N, count by group x sex")
+            print(f"{'N':>4} {'p50 ms':>9} {'p95 ms':>9} {'p50 / N=1':>10}")
+            one: float | None = None
+            for n in sizes:
+                lat = asyncio.run(run_size(Path(tmp), base, n, replay=replay))
+                p50, p95 = statistics.median(lat) * 1000, percentile(lat, 0.95) * 1000
+                one = one or p50
+                print(f"{n:>4} {p50:>9.1f} {p95:>9.1f} {p50 / one:>9.2f}x", flush=True)
+                if n == 20:
+                    verdict = "within" if p50 / one <= 1.5 else "OVER"
+                    print(f"     20 nodes: {verdict} the 1.5x target", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Wake waiting requests in this process when a query progresses or a pull task appears.
+
+Progress written by another process (a Celery worker) is not signalled: waiters also re-read
+the database every `progress_poll_seconds`, so a missed signal costs at most that long.
+"""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+
+class Signals:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    @contextmanager
+    def listen(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set by the next `notify(key)`; register before checking the state."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(key, set()).add(entry)
+        try:
+            yield entry[1]
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(entry)
+                    if not waiters:
+                        del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        """Safe from any thread."""
+        with self._lock:
+            waiters = list(self._waiters.get(key, ()))
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` at most `timeout` seconds, then clear it for the next round."""
+    with suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=max(timeout, 0))
+    event.clear()
+
+
+def query_key(query_id: str) -> str:
+    return f"query:{query_id}"
+
+
+def node_key(node_id: str) -> str:
+    return f"node:{node_id}"

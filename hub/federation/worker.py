@@ -1,0 +1,115 @@
+"""The hub's Celery app: Redis broker and result backend from HubSettings, two tasks.
+
+`sauti.hub.deliver(query_id, node_id)` pushes one node its request (one task per node per
+query); `sauti.hub.finalize(query_id)` completes a query at its deadline. Both are
+idempotent: a task redelivered after a worker crash finds the node's task already closed,
+or resends the same signed request, which the node answers from its stored release.
+
+Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
+Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`.
+"""
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+from celery import Celery  # type: ignore[import-untyped]
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db import init_db, make_engine
+from hub.federation import fanout
+from hub.federation.dispatch import DELIVER_TASK, FINALIZE_TASK
+from hub.queries import service as queries
+from hub.settings import HubSettings
+
+T = TypeVar("T")
+
+
+class WorkerRuntime:
+    """Per-process resources, created on first use (after the pool has started)."""
+
+    def __init__(self, settings: HubSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = init_db(make_engine(self.settings.effective_database_url))
+            return self._sessions
+
+    def _start(self) -> tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]:
+        with self._lock:
+            if self._loop is None or self._client is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="hub-worker-loop", daemon=True
+                ).start()
+
+                async def make() -> httpx.AsyncClient:
+                    return httpx.AsyncClient(timeout=self.settings.node_timeout_seconds)
+
+                self._client = asyncio.run_coroutine_threadsafe(make(), loop).result()
+                self._loop = loop
+            return self._loop, self._client
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop, _ = self._start()
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._start()[1]
+
+
+def create_celery(settings: HubSettings) -> Celery:
+    if settings.celery_broker_url is None:
+        raise ValueError("HUB_CELERY_BROKER_URL is not set")
+    app = Celery(
+        "sauti-hub",
+        broker=settings.celery_broker_url,
+        backend=settings.celery_result_backend or settings.celery_broker_url,
+    )
+    transport: dict[str, Any] = {}
+    if settings.celery_key_prefix:
+        transport["global_keyprefix"] = settings.celery_key_prefix
+    app.conf.update(
+        task_default_queue=settings.celery_queue,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_expires=3600,
+        # Redelivered if a worker dies mid-task: safe, every task is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport,
+        worker_hijack_root_logger=False,
+    )
+    runtime = WorkerRuntime(settings)
+
+    @app.task(name=DELIVER_TASK)  # type: ignore[untyped-decorator]
+    def deliver(query_id: str, node_id: str) -> bool:
+        return runtime.run(
+            fanout.deliver(
+                client=runtime.client,
+                sessions=runtime.sessions,
+                settings=settings,
+                query_id=query_id,
+                node_id=node_id,
+            )
+        )
+
+    @app.task(name=FINALIZE_TASK)  # type: ignore[untyped-decorator]
+    def finalize(query_id: str) -> bool:
+        with runtime.sessions() as session:
+            return queries.finalize_due(session=session, query_id=query_id)
+
+    return app

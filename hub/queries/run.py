@@ -1,0 +1,77 @@
+"""Submit a query and wait (a bounded time) for it: the async side of `hub.queries.service`."""
+
+import time
+from uuid import UUID
+
+import anyio.to_thread
+from joserfc.jwk import OKPKey
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts.v1 import QueryResult, QuerySpec
+from hub.auth.schemas import User
+from hub.federation.dispatch import Dispatcher
+from hub.federation.signals import Signals, node_key, query_key, wait_event
+from hub.home import HubIdentity
+from hub.queries import service
+from hub.settings import HubSettings
+
+
+async def submit(
+    *,
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    signals: Signals,
+    settings: HubSettings,
+    identity: HubIdentity,
+    key: OKPKey,
+    user: User,
+    spec: QuerySpec,
+    ttl_seconds: int | None,
+) -> UUID:
+    """Every check runs before any node is contacted; refusals raise and send nothing."""
+
+    def prepare() -> service.Prepared:
+        with sessions() as session:
+            return service.prepare_query(
+                session=session,
+                spec=spec,
+                user=user,
+                identity=identity,
+                key=key,
+                ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
+                max_ttl_seconds=settings.max_request_ttl_seconds,
+            )
+
+    prepared = await anyio.to_thread.run_sync(prepare)
+    qid = str(prepared.query_id)
+    await dispatcher.dispatch(
+        query_id=qid, push_nodes=prepared.push_nodes, deadline=prepared.deadline
+    )
+    for node_id in prepared.pull_nodes:
+        signals.notify(node_key(node_id))
+    return prepared.query_id
+
+
+async def wait_for(
+    *,
+    sessions: sessionmaker[Session],
+    signals: Signals,
+    settings: HubSettings,
+    query_id: UUID,
+    user: User,
+    wait_seconds: float,
+) -> QueryResult:
+    """The result once complete, or its progress after `wait_seconds`."""
+    give_up = time.monotonic() + wait_seconds
+
+    def read() -> QueryResult:
+        with sessions() as session:
+            return service.read_query(session=session, query_id=query_id, user=user)
+
+    with signals.listen(query_key(str(query_id))) as event:
+        while True:
+            result = await anyio.to_thread.run_sync(read)
+            remaining = give_up - time.monotonic()
+            if result.status != "running" or remaining <= 0:
+                return result
+            await wait_event(event, min(settings.progress_poll_seconds, remaining))

@@ -1,0 +1,19 @@
+"""Errors of enrollment and pull mode (see node.exceptions)."""
+
+from node.exceptions import NodeError
+
+
+class SyncError(NodeError):
+    code = "sync_error"
+
+
+class EnrollmentFailed(SyncError):
+    code = "enrollment_failed"
+
+
+class NotEnrolled(SyncError):
+    code = "not_enrolled"
+
+
+class HubNotReached(SyncError):
+    code = "hub_unreachable"

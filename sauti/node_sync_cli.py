@@ -1,0 +1,68 @@
+"""`sauti node enroll` and `sauti node pull`: join a hub, and answer it without opening a port."""
+
+import logging
+import signal
+import threading
+from typing import Annotated, Literal
+
+import httpx
+import typer
+
+from node.exceptions import NodeError
+from node.sync import service as sync
+from sauti.cli_common import fail
+from sauti.node_options import DEFAULT_HOME, Home, settings_for
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("enroll")
+def enroll(
+    hub: Annotated[str, typer.Option("--hub", help="The hub's base URL.")],
+    token: Annotated[str, typer.Option("--token", help="The secretariat's one-time token.")],
+    home: Home = DEFAULT_HOME,
+    mode: Annotated[
+        Literal["push", "pull"],
+        typer.Option("--mode", help="push: the hub calls --url; pull: this node polls the hub."),
+    ] = "pull",
+    url: Annotated[
+        str | None, typer.Option("--url", help="Where the hub reaches this node (push only).")
+    ] = None,
+) -> None:
+    """Enroll with a hub: register this node's key and pin the hub key the token names."""
+    try:
+        accepted = sync.enroll(home=home, hub_url=hub, token=token, mode=mode, url=url)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    typer.echo(
+        f"enrolled {accepted.node_id} with hub {accepted.hub_id} ({accepted.mode} mode); "
+        f"pinned hub key {accepted.hub_kid}"
+    )
+
+
+@app.command("pull")
+def pull(
+    home: Home = DEFAULT_HOME,
+    once: Annotated[bool, typer.Option("--once", help="Poll once, answer, exit.")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, max=60, help="Long-poll seconds.")] = 20,
+) -> None:
+    """Answer the hub's tasks by polling it (pull mode; no port is opened)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = settings_for(home)
+    try:
+        if once:
+            with httpx.Client() as client:
+                stats = sync.poll_once(settings=settings, client=client, wait_seconds=wait)
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                stats = sync.run_pull(settings=settings, stop=stop, wait_seconds=wait)
+            except KeyboardInterrupt:
+                return
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    typer.echo(
+        f"tasks received {stats.received}, answered {stats.answered}, refused {stats.refused}, "
+        f"skipped {stats.skipped}, undelivered {stats.undelivered}"
+    )

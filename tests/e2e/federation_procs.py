@@ -1,0 +1,105 @@
+"""Real processes for federation tests: the hub under uvicorn, a Celery worker, pull nodes."""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+SAUTI = str(Path(sys.executable).with_name("sauti"))
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def require_redis() -> str:
+    """Redis URL; skips only when CI is unset and Redis is absent, fails under CI."""
+    if redis_available():
+        return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    if os.environ.get("CI"):
+        pytest.fail("Redis on 127.0.0.1:6379 is required under CI")
+    pytest.skip("Redis on 127.0.0.1:6379 is not running")
+
+
+def celery_env(redis_url: str, database_url: str) -> dict[str, str]:
+    """A broker key prefix and queue of this test's own, so parallel runs never collide."""
+    run = f"sauti-test-{os.getpid()}-{secrets.token_hex(4)}"
+    return {
+        "HUB_DATABASE_URL": database_url,
+        "HUB_CELERY_BROKER_URL": redis_url,
+        "HUB_CELERY_KEY_PREFIX": f"{run}:",
+        "HUB_CELERY_QUEUE": run,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def process(
+    args: list[str], *, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` with its output in `log`; terminate (then kill) it at the end."""
+    full_env = {**os.environ, "POLARS_MAX_THREADS": "2", **env}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@contextmanager
+def hub_server(
+    home: Path, *, env: dict[str, str], log: Path, port: int | None = None
+) -> Iterator[str]:
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [SAUTI, "hub", "serve", "--home", str(home), "--port", str(port)]
+    with process(args, env=env, log=log) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the hub did not start; see {log}")
+            time.sleep(0.2)
+        yield url
+
+
+@contextmanager
+def celery_worker(home: Path, *, env: dict[str, str], log: Path) -> Iterator[None]:
+    args = [SAUTI, "hub", "worker", "--home", str(home), "--pool", "threads", "--concurrency", "8"]
+    with process(args, env=env, log=log) as proc:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start; see {log}")
+            time.sleep(0.2)
+        yield
