@@ -44,7 +44,7 @@ bench: $(STAMP)
 # Re-pin after changing dependencies in pyproject.toml.
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml --group dev --generate-hashes --no-emit-index-url \
-		--no-header --python-version 3.11 --upgrade -o requirements.lock
+		--no-header --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf .tools $(VENV) .mypy_cache .pytest_cache .ruff_cache sauti-demo-out
