@@ -1,5 +1,6 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -10,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.auth.exceptions import RoleForbidden
+from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
-from hub.auth.service import authenticate
+from hub.auth.service import authenticate, authenticate_session, session_cookie_name
 from hub.federation.dispatch import Dispatcher
 from hub.federation.signals import Signals
 from hub.home import HubIdentity
@@ -49,13 +50,47 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 _bearer = HTTPBearer(auto_error=False)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# What a session whose password was reset by an admin may still do.
+_PASSWORD_CHANGE_PATHS = frozenset({"/v1/auth/password", "/v1/auth/logout", "/v1/auth/session"})
+
+
+async def _form_csrf(request: Request) -> str | None:
+    """The csrf_token field of a form post (the form is parsed once and cached by Starlette)."""
+    if request.method in _SAFE_METHODS:
+        return None
+    if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
+        return None
+    value = (await request.form()).get("csrf_token")
+    return value if isinstance(value, str) else None
 
 
 def get_current_user(
+    request: Request,
+    state: StateDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    form_csrf: Annotated[str | None, Depends(_form_csrf)],
 ) -> User:
-    user = authenticate(session=session, token=credentials.credentials if credentials else None)
+    """A bearer API token, else the browser session cookie (with CSRF on state changes)."""
+    cookie = request.cookies.get(session_cookie_name(state.settings))
+    if credentials is not None or not cookie:
+        user = authenticate(session=session, token=credentials.credentials if credentials else None)
+    else:
+        user, csrf, must_change = authenticate_session(
+            session=session, cookie=cookie, settings=state.settings
+        )
+        request.state.sauti_user = user
+        if request.method not in _SAFE_METHODS:
+            # Cookies ride along on cross-site requests; a bearer token never does, so only
+            # cookie-authenticated state changes must prove they come from our own pages.
+            presented = request.headers.get("x-csrf-token") or form_csrf or ""
+            if not secrets.compare_digest(presented.encode(), csrf.encode()):
+                raise CsrfFailed()
+        if must_change and request.url.path not in _PASSWORD_CHANGE_PATHS:
+            raise PasswordChangeRequired()
+    request.state.sauti_user = user
     # Release the read transaction (and SQLite's write lock) before the route's own work.
     session.rollback()
     return user
@@ -65,16 +100,19 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def get_optional_user(
+    request: Request,
+    state: StateDep,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    form_csrf: Annotated[str | None, Depends(_form_csrf)],
 ) -> User | None:
-    """The caller if a token is given (a wrong token is still refused); None if anonymous.
+    """The caller if a token or session is given (a wrong one is still refused); else None.
 
     For routes whose body carries its own authority, such as a node-signed message.
     """
-    if credentials is None:
+    if credentials is None and not request.cookies.get(session_cookie_name(state.settings)):
         return None
-    return get_current_user(session, credentials)
+    return get_current_user(request, state, session, credentials, form_csrf)
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
@@ -84,7 +122,7 @@ def require(*roles: Role) -> Callable[[User], User]:
     """A dependency that lets only `roles` through (403 `forbidden` otherwise)."""
 
     def check(user: CurrentUser) -> User:
-        if user.role not in roles:
+        if not any(user.has(role) for role in roles):
             raise RoleForbidden(roles)
         return user
 
@@ -96,3 +134,6 @@ Secretariat = Annotated[User, Depends(require("secretariat", "admin"))]
 Analyst = Annotated[User, Depends(require("analyst"))]
 # Read-only access to the audit log, its checkpoints and exports.
 Auditor = Annotated[User, Depends(require("auditor", "admin"))]
+# Accounts and roles; reading them is open to auditors too.
+Admin = Annotated[User, Depends(require("admin"))]
+AdminOrAuditor = Annotated[User, Depends(require("admin", "auditor"))]

@@ -5,9 +5,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.v1 import ErrorBody, ErrorResponse
+from hub.auth.refusals import record_refusal
 from hub.exceptions import HubError
 
 log = logging.getLogger("hub")
@@ -28,8 +30,17 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def hub_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def hub_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HubError)
+        if exc.status_code in (401, 403):
+            # Every refusal is logged; those tied to an account also go to the audit chain.
+            state = getattr(request.app.state, "hub", None)
+            await run_in_threadpool(
+                record_refusal,
+                request=request,
+                exc=exc,
+                sessions=state.sessions if state is not None else None,
+            )
         return error_response(exc.status_code, exc.code, exc.message)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from node.auth import service as auth
+from node.auth.exceptions import PasswordChangeRequired
 from node.auth.schemas import Steward
 from node.settings import NodeSettings
 
@@ -20,12 +21,20 @@ def _settings(request: Request) -> NodeSettings:
 SettingsDep = Annotated[NodeSettings, Depends(_settings)]
 
 
+# What a steward whose password was reset may still do before changing it.
+_PASSWORD_CHANGE_PATHS = frozenset({"/v1/steward/password", "/v1/steward/logout"})
+
+
 def _steward(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Steward:
     token = credentials.credentials if credentials is not None else None
-    return auth.authenticate(database_url=settings.db_url, token=token)
+    steward = auth.authenticate(database_url=settings.db_url, token=token)
+    if steward.must_change_password and request.url.path not in _PASSWORD_CHANGE_PATHS:
+        raise PasswordChangeRequired("the password was reset: change it before anything else")
+    return steward
 
 
 StewardDep = Annotated[Steward, Depends(_steward)]

@@ -1,6 +1,9 @@
-"""Who is calling the node's steward API."""
+"""Who is calling the node's steward API, and the steward account API's in/out types."""
 
-from pydantic import BaseModel, ConfigDict
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Steward(BaseModel):
@@ -8,3 +11,46 @@ class Steward(BaseModel):
 
     token_id: int
     name: str
+    via: Literal["token", "session"] = "token"
+    account_id: int | None = None
+    must_change_password: bool = False
+
+
+class StewardAccountRead(BaseModel):
+    account_id: int
+    username: str
+    display_name: str
+    must_change_password: bool
+    totp_enabled: bool
+    locked_until: datetime | None
+    disabled: bool
+    created_at: datetime
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=12)
+
+
+class LoginResult(BaseModel):
+    """A bearer session token, shown once; send it as `Authorization: Bearer ...`."""
+
+    token: str
+    expires_at: datetime
+    username: str
+    must_change_password: bool
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpSetup(BaseModel):
+    secret: str
+    uri: str
