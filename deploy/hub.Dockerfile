@@ -1,0 +1,33 @@
+# The Sauti hub: `sauti hub serve` (web), `sauti hub worker` (Celery), `sauti hub migrate` (job).
+# Build from the repository root: docker build -f deploy/hub.Dockerfile -t sauti-hub .
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/sauti
+COPY requirements.lock pyproject.toml README.md ./
+# Every dependency pinned by hash; the dev tools share the lock file and are removed after.
+RUN /opt/sauti/bin/pip install --require-hashes -r requirements.lock \
+ && /opt/sauti/bin/pip uninstall -y mypy ruff pytest pytest-timeout scipy pypdf types-openpyxl types-pyyaml
+COPY contracts contracts
+COPY node node
+COPY hub hub
+COPY sauti sauti
+RUN /opt/sauti/bin/pip install --no-deps .
+
+FROM python:3.11-slim-bookworm
+# WeasyPrint (printable MoUs) needs Pango at run time.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/sauti --create-home sauti \
+ && install -d -o sauti -g sauti -m 0700 /var/lib/sauti/hub
+COPY --from=build /opt/sauti /opt/sauti
+ENV PATH=/opt/sauti/bin:$PATH PYTHONUNBUFFERED=1 SAUTI_HOME=/var/lib/sauti/hub \
+    HUB_HOME=/var/lib/sauti/hub POLARS_MAX_THREADS=2
+USER 10001:10001
+WORKDIR /var/lib/sauti
+EXPOSE 8400
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8400/v1/health', timeout=4)"]
+ENTRYPOINT ["sauti"]
+CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8400"]

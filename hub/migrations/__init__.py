@@ -1,0 +1,1 @@
+"""Alembic migrations of the hub database; `schema` runs them, `regenerate` writes 0001."""

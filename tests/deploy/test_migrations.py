@@ -1,0 +1,147 @@
+"""Alembic migrations of hub and node: empty -> head -> empty, models match, start-up policy."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from typer.testing import CliRunner
+
+from hub.db import make_engine as hub_engine
+from hub.exceptions import SchemaOutOfDate as HubSchemaOutOfDate
+from hub.migrations import regenerate as hub_regenerate
+from hub.migrations import schema as hub_schema
+from node.db import make_engine as node_engine
+from node.exceptions import SchemaOutOfDate as NodeSchemaOutOfDate
+from node.migrations import regenerate as node_regenerate
+from node.migrations import schema as node_schema
+from sauti.cli import app as cli
+
+APPS = {
+    "hub": (hub_schema, hub_engine, HubSchemaOutOfDate),
+    "node": (node_schema, node_engine, NodeSchemaOutOfDate),
+}
+
+
+@pytest.fixture(params=sorted(APPS))
+def app(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def engine(app: str, db_url: str) -> Iterator[Engine]:
+    made = APPS[app][1](db_url)
+    yield made
+    made.dispose()
+
+
+def schema_of(app: str) -> ModuleType:
+    return APPS[app][0]
+
+
+def tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def diff(engine: Engine, app: str) -> list[object]:
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), schema_of(app).metadata()))
+
+
+def test_every_migration_up_and_down_and_models_match(app: str, engine: Engine) -> None:
+    schema = schema_of(app)
+    assert schema.migrate(engine) == (None, schema.head())
+    assert diff(engine, app) == []
+    assert tables(engine) == set(schema.metadata().tables)
+
+    schema.downgrade(engine, "base")
+    assert tables(engine) == set()
+    assert schema.state(engine) == (None, schema.head())
+
+    assert schema.migrate(engine) == (None, schema.head())
+    assert diff(engine, app) == []
+    assert schema.migrate(engine) == (schema.head(), schema.head())  # a no-op the second time
+
+
+def test_start_up_builds_an_empty_database_at_head(app: str, engine: Engine) -> None:
+    schema = schema_of(app)
+    schema.ensure_schema(engine, upgrade=False)
+    assert schema.state(engine) == (schema.head(), schema.head())
+    assert diff(engine, app) == []
+    schema.ensure_schema(engine, upgrade=False)  # at head: nothing to do
+
+
+def test_start_up_refuses_an_old_schema_unless_allowed(
+    app: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = schema_of(app)
+    schema.migrate(engine)
+    # A later release would ship revision 0002; its head is what the code then asks for.
+    monkeypatch.setattr(schema, "head", lambda: "0002")
+    with pytest.raises(APPS[app][2], match=f"sauti {app} migrate"):
+        schema.ensure_schema(engine, upgrade=False)
+
+
+def test_start_up_refuses_a_schema_newer_than_the_code(app: str, engine: Engine) -> None:
+    schema = schema_of(app)
+    schema.migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    for upgrade in (False, True):
+        with pytest.raises(APPS[app][2], match="does not know"):
+            schema.ensure_schema(engine, upgrade=upgrade)
+
+
+def test_tables_without_history_are_adopted_only_by_migrate(app: str, engine: Engine) -> None:
+    schema = schema_of(app)
+    schema.metadata().create_all(engine)  # a database from before migrations existed
+    with pytest.raises(APPS[app][2], match="no migration history"):
+        schema.ensure_schema(engine, upgrade=True)
+    assert schema.migrate(engine) == (None, schema.head())
+    schema.ensure_schema(engine, upgrade=False)
+
+
+def test_migrate_refuses_to_adopt_tables_that_differ(app: str, engine: Engine) -> None:
+    schema = schema_of(app)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE stray (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(APPS[app][2], match="differ"):
+        schema.migrate(engine)
+
+
+@pytest.mark.parametrize("name", ["hub", "node"])
+def test_regenerating_revision_0001_is_deterministic(name: str) -> None:
+    module = hub_regenerate if name == "hub" else node_regenerate
+    assert module.render() == module.render()
+    committed = module.TARGET.read_text()
+    assert 'revision = "0001"' in committed
+    assert "Create Date" not in committed
+
+
+def test_cli_migrate_status_and_upgrade(tmp_path: Path) -> None:
+    runner = CliRunner()
+    node_home, hub_home = tmp_path / "node", tmp_path / "hub"
+    assert (
+        runner.invoke(
+            cli, ["node", "init", "--home", str(node_home), "--name", "N", "--country", "524"]
+        ).exit_code
+        == 0
+    )
+    missing = runner.invoke(cli, ["hub", "migrate", "--home", str(hub_home)])
+    assert missing.exit_code == 1
+    assert "cannot open the hub database" in missing.output
+    hub_home.mkdir()
+    for role, home in (("node", node_home), ("hub", hub_home)):
+        status = runner.invoke(cli, [role, "migrate", "--home", str(home), "--status"])
+        assert status.exit_code == 1
+        assert "database revision none" in status.output
+        done = runner.invoke(cli, [role, "migrate", "--home", str(home)])
+        assert done.exit_code == 0, done.output
+        assert "migrated from revision none" in done.output
+        again = runner.invoke(cli, [role, "migrate", "--home", str(home), "--status"])
+        assert again.exit_code == 0
+        assert "already at" in runner.invoke(cli, [role, "migrate", "--home", str(home)]).output
