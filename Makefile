@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: demo test check lint types bench clean lock
+.PHONY: demo test check lint types bench clean lock migrations settings-doc
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -40,6 +40,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/migrations.py
+
+# Rewrite revision 0001 of both databases from the current models (until the first release)
+# and the settings reference page; both are deterministic, so unchanged code changes nothing.
+migrations: $(STAMP)
+	$(BIN)/python -m node.migrations.regenerate
+	$(BIN)/python -m hub.migrations.regenerate
+
+settings-doc: $(STAMP)
+	$(BIN)/python -m sauti.settings_doc
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: | $(UV)

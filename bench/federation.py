@@ -8,7 +8,10 @@ result. Prints p50 and p95 per N and the ratio to N = 1 (target: 20 nodes <= 1.5
 All nodes share this machine's cores, so node compute that would run on N machines in a
 deployment runs here on two (and partly under one GIL). The second series ("hub path")
 has every node answer at once with a correctly signed release, so it measures what the hub
-itself adds per node: signing, fan-out, verification, storing and combining.
+itself adds per node: signing, fan-out, verification, storing and combining. The third
+("remote nodes") has each node answer the same way after a fixed delay
+(BENCH_NODE_LATENCY_MS, default 100: a WAN round trip plus the node's own compute on its own
+machine), which is what the hub sees in a deployment.
 """
 
 import asyncio
@@ -43,6 +46,7 @@ SIZES = (1, 5, 20, 50)
 QUERIES = int(os.environ.get("BENCH_QUERIES", "15"))
 WARMUP = 2
 RHO = 0.0005
+NODE_LATENCY = float(os.environ.get("BENCH_NODE_LATENCY_MS", "100")) / 1000
 
 
 class Routes(httpx.AsyncBaseTransport):
@@ -58,8 +62,15 @@ class Instant(httpx.AsyncBaseTransport):
     cells are its first real release's (computed by the real node app). What is left is the
     hub's own per-node work: signing, fan-out, verification, storing and combining."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, home: Path, hub_jwk: dict[str, Any]):
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        home: Path,
+        hub_jwk: dict[str, Any],
+        latency: float = 0.0,
+    ):
         self.inner = inner
+        self.latency = latency
         self.key = node_home.load_key(home)
         self.hub_key = signing.load_public_key(hub_jwk)
         self.template: Release | None = None
@@ -72,6 +83,8 @@ class Instant(httpx.AsyncBaseTransport):
             token = Signed.model_validate_json(await response.aread()).jws
             self.template = Release.model_validate_json(signing.unverified_payload(token))
             return httpx.Response(200, json={"jws": token})
+        if self.latency:
+            await asyncio.sleep(self.latency)
         query = signing.verify_model(
             Signed.model_validate_json(body).jws, self.hub_key, QueryRequest
         )
@@ -86,8 +99,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_size(work: Path, base: list[DemoNode], n: int, *, replay: bool) -> list[float]:
-    hub_dir = work / f"hub-{n}-{int(replay)}"
+async def run_size(
+    work: Path, base: list[DemoNode], n: int, *, replay: bool, latency: float = 0.0
+) -> list[float]:
+    """Latencies at the hub; `replay`: stub nodes answering after `latency` seconds."""
+    tag = f"{n}-{int(replay)}-{int(latency * 1000)}"
+    hub_dir = work / f"hub-{tag}"
     identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
     settings = HubSettings(home=hub_dir, request_ttl_seconds=600)
     nodes = [
@@ -97,7 +114,7 @@ async def run_size(work: Path, base: list[DemoNode], n: int, *, replay: bool) ->
     routes: dict[str, httpx.AsyncBaseTransport] = {}
     homes: dict[str, Path] = {}
     for node in nodes:
-        home = work / f"nodes-{n}-{int(replay)}" / node.node_id
+        home = work / f"nodes-{tag}" / node.node_id
         node_home.init_home(
             home, name=node.organisation, country=node.country, node_id=node.node_id
         )
@@ -108,7 +125,7 @@ async def run_size(work: Path, base: list[DemoNode], n: int, *, replay: bool) ->
             app=create_node_app(NodeSettings(home=home))
         )
         routes[f"{node.node_id}.bench"] = (
-            Instant(transport, home, identity.public_jwk) if replay else transport
+            Instant(transport, home, identity.public_jwk, latency) if replay else transport
         )
     engine = make_engine(settings.effective_database_url)
     with init_db(engine)() as s:
@@ -180,15 +197,21 @@ def main() -> None:
     print(f"generating {ROWS:,} rows per node (3 distinct CSO datasets, reused)...")
     base = demo_nodes(rows=ROWS)
     with tempfile.TemporaryDirectory(prefix="sauti-bench-fed-") as tmp:
-        for replay, label in (
-            (False, "real nodes: each computes a DP release, all on this machine's cores"),
-            (True, "hub path: nodes answer at once (the hub's own per-node work)"),
+        for replay, latency, label in (
+            (False, 0.0, "real nodes: each computes a DP release, all on this machine's cores"),
+            (True, 0.0, "hub path: nodes answer at once (the hub's own per-node work)"),
+            (
+                True,
+                NODE_LATENCY,
+                f"remote nodes: each answers after {NODE_LATENCY * 1000:.0f} ms "
+                "(network + its own compute elsewhere)",
+            ),
         ):
             print(f"\n{label}: {QUERIES} queries per N, count by group x sex")
             print(f"{'N':>4} {'p50 ms':>9} {'p95 ms':>9} {'p50 / N=1':>10}")
             one: float | None = None
             for n in sizes:
-                lat = asyncio.run(run_size(Path(tmp), base, n, replay=replay))
+                lat = asyncio.run(run_size(Path(tmp), base, n, replay=replay, latency=latency))
                 p50, p95 = statistics.median(lat) * 1000, percentile(lat, 0.95) * 1000
                 one = one or p50
                 print(f"{n:>4} {p50:>9.1f} {p95:>9.1f} {p50 / one:>9.2f}x", flush=True)

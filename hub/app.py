@@ -6,9 +6,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from hub import metrics
 from hub.agreements.router import router as agreements_router
 from hub.audit.router import checkpoints_router as audit_checkpoints_router
 from hub.audit.router import router as audit_router
+from hub.auth.router import router as auth_router
 from hub.db import init_db, make_engine
 from hub.deps import HubState
 from hub.errors import install_error_handlers
@@ -49,11 +51,13 @@ def create_app(
     app = FastAPI(title="Sauti hub", version="1", lifespan=lifespan)
     app.state.hub = state
     install_error_handlers(app)
+    metrics.install(app, settings, state.sessions)
     app.include_router(nodes_router)
     app.include_router(agreements_router)
     app.include_router(queries_router)
     app.include_router(audit_router)
     app.include_router(audit_checkpoints_router)
+    app.include_router(auth_router)
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -2,12 +2,21 @@
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def make_engine(url: str) -> Engine:
@@ -34,17 +43,37 @@ def _begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction marked read-only (`read_only`) begins deferred: in WAL mode it reads
+        # a snapshot without the write lock, so progress reads never make the recorder of node
+        # answers sleep in SQLite's coarse busy steps (nor wait for it).
+        deferred = conn.get_execution_options().get(READ_ONLY_OPTION)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "sauti_read_only"
+
+
+def read_only(session: Session) -> Session:
+    """Mark the session's next transaction as one that only reads; returns the session.
+
+    Call before the transaction's first statement. On SQLite it then takes no write lock
+    (a write in it would fail, not wait); on PostgreSQL it changes nothing.
+    """
+    session.connection(execution_options={READ_ONLY_OPTION: True})
+    return session
 
 
 def init_db(engine: Engine) -> sessionmaker[Session]:
-    """Create every table (Alembic comes later) and return a session factory."""
+    """Check (or create) the schema and return a session factory."""
     # Imported for their side effect of registering tables on Base.metadata.
     from hub.agreements import models as _agreements  # noqa: F401, PLC0415
     from hub.audit import models as _audit  # noqa: F401, PLC0415
     from hub.auth import models as _auth  # noqa: F401, PLC0415
     from hub.federation import models as _federation  # noqa: F401, PLC0415
+    from hub.migrations.schema import ensure_schema  # noqa: PLC0415 - it imports this module
     from hub.queries import models as _queries  # noqa: F401, PLC0415
 
-    Base.metadata.create_all(engine)
+    # The embedded SQLite is this hub's alone: bring it up to date. A PostgreSQL database is
+    # upgraded by its operator (`sauti hub migrate`, the Helm chart's job), after a backup.
+    ensure_schema(engine, upgrade=engine.dialect.name == "sqlite")
     return sessionmaker(engine, expire_on_commit=False)

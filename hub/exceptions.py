@@ -2,11 +2,19 @@
 
 HubError                       root; `code` is machine-readable, messages name no data value
 ├── NotFound (404)             agreement_not_found, node_not_found, query_not_found,
-│                              task_unknown (no open task of that node has the query id)
+│                              task_unknown (no open task of that node has the query id),
+│                              organisation_not_found, user_not_found, token_not_found,
+│                              oidc_provider_unknown
 ├── Unauthenticated (401)      unauthenticated: missing or unknown API token;
+│                              token_expired, token_revoked, session_expired, login_failed,
+│                              account_locked, oidc_state_invalid, oidc_nonce_mismatch,
+│                              oidc_token_invalid, oidc_token_expired, oidc_idp_error,
+│                              oidc_provider_unreachable, oidc_provider_invalid;
 │                              enrollment_token_invalid, node_signature_invalid,
 │                              node_key_mismatch, message_stale, key_unchanged
 ├── Forbidden (403)            forbidden (role or organisation), org_not_permitted,
+│                              node_scope_forbidden, csrf_failed, password_change_required,
+│                              no_role, oidc_no_roles, oidc_no_organisation,
 │                              agreement_not_active, cost_over_cap, not_a_party,
 │                              node_removed
 ├── Invalid (422)              invalid_request, dataset_not_allowed, measure_not_allowed,
@@ -15,12 +23,15 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              signer_not_party, digest_mismatch, version_not_next,
 │                              amends_mismatch, terms_mismatch, notice_invalid,
 │                              enrollment_invalid, release_invalid, ttl_too_long,
-│                              node_mismatch
-├── Conflict (409)             node_exists, agreement_version_exists, already_signed,
+│                              node_mismatch, role_unknown, scope_invalid, password_rejected,
+│                              totp_invalid
+├── Conflict (409)             organisation_exists, user_exists, node_exists,
+│                              agreement_version_exists, already_signed,
 │                              agreement_not_draft, agreement_not_proposed, agreement_revoked,
 │                              replayed (a node-signed message seen before)
 ├── BodyTooLarge (413)         too_large: a node-facing body over HUB_NODE_BODY_MAX_BYTES
 └── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key
+    └── SchemaOutOfDate        schema_out_of_date: the database needs `sauti hub migrate`
 
 The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.
 """
@@ -66,3 +77,7 @@ class Conflict(HubError):
 class HubSetupError(HubError):
     status_code = 500
     default_code = "hub_not_initialised"
+
+
+class SchemaOutOfDate(HubSetupError):
+    default_code = "schema_out_of_date"

@@ -2,15 +2,56 @@
 
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from hub import config_sources
+
+
+class OidcProviderSettings(BaseModel):
+    """One OpenID Connect identity provider and how its claims map to Sauti accounts.
+
+    Set as JSON in `HUB_OIDC_PROVIDERS`, e.g. `[{"name": "kenya-gov", "issuer": "https://...",
+    "client_id": "sauti", "client_secret": "...", "organisation": "knbs",
+    "roles_claim": "groups", "role_map": {"sauti-analysts": ["analyst"]}}]`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str = ""
+    # Discovery reads {issuer}/.well-known/openid-configuration; the ID token's `iss` must match.
+    issuer: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    # The organisation every user of this IdP belongs to (a government IdP: one ministry) ...
+    organisation: str | None = None
+    # ... or a claim whose value names it, through organisation_map (claim value -> org slug).
+    organisation_claim: str | None = None
+    organisation_map: dict[str, str] = {}
+    # A claim holding a list of groups (or one string); role_map: group -> roles, each
+    # "analyst", "auditor", ... or "steward:<node_id>".
+    roles_claim: str = "groups"
+    role_map: dict[str, tuple[str, ...]] = {}
+    default_roles: tuple[str, ...] = ()
+    username_claim: str = "preferred_username"
+    clock_skew_seconds: int = 60
 
 
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
 
+    # The hub's folder: identity, signing key and (by default) its SQLite database.
     home: Path
-    database_url: str | None = None
+    # SQLAlchemy URL, e.g. postgresql://sauti@db/hub; default: SQLite file in the home.
+    database_url: SecretStr | None = None
+    # Merged into database_url, so the URL can be logged while the password stays a secret.
+    database_password: SecretStr | None = None
+    # Default lifetime of a signed request to a node (analysts may ask for longer).
     request_ttl_seconds: int = 300
+    # Timeout of one call to a push node, and how many times a failed call is retried.
     node_timeout_seconds: float = 30
     node_retries: int = 2
     # First retry waits about this long, doubling each time (plus jitter).
@@ -36,11 +77,53 @@ class HubSettings(BaseSettings):
     pull_max_wait_seconds: float = 30
     # A collected pull task is handed out again after this long without an answer.
     pull_lease_seconds: float = 60
+    # Bearer token for GET /metrics (Prometheus); unset: no /metrics route at all.
+    metrics_token: SecretStr | None = None
+    # Identity and access (hub/auth): shortest password accepted for a local account.
+    password_min_length: int = 12
+    # Failed logins in a row that lock an account (an admin can unlock it earlier).
+    login_max_failures: int = 5
+    # How long a locked account stays locked.
+    login_lock_minutes: float = 15
+    # API tokens expire after this many days unless a shorter life is asked for.
+    token_default_days: float = 90
+    # No API token lives longer than this many days.
+    token_max_days: float = 366
+    # Browser sessions end this long after login, whatever the activity.
+    session_hours: float = 12
+    # Browser sessions end after this long without a request.
+    session_idle_minutes: float = 60
+    # Off only for plain-HTTP development: browsers drop Secure cookies sent over http.
+    session_cookie_secure: bool = True
+    # The hub's URL as browsers see it (OIDC redirect URIs); else taken from each request.
+    public_url: str | None = None
+    # OpenID Connect identity providers (JSON list; see OidcProviderSettings in hub/settings.py).
+    oidc_providers: tuple[OidcProviderSettings, ...] = ()
+    # The name authenticator apps show next to a TOTP code.
+    totp_issuer: str = "Sauti hub"
 
     @property
     def celery_enabled(self) -> bool:
         return self.celery_broker_url is not None
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return config_sources.sources(settings_cls, init_settings, env_settings)
+
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home}/hub.sqlite"
+        """The database URL with its password: for the engine only, never for a log."""
+        if self.database_url is None:
+            return f"sqlite:///{self.home}/hub.sqlite"
+        url = self.database_url.get_secret_value()
+        if self.database_password is None:
+            return url
+        password = self.database_password.get_secret_value()
+        return make_url(url).set(password=password).render_as_string(hide_password=False)

@@ -2,9 +2,11 @@
 
 from fastapi import FastAPI
 
+from node import metrics
 from node.api import agreements as steward_agreements
 from node.api import audit, errors, steward
 from node.api.router import router
+from node.auth.router import router as steward_auth_router
 from node.datasets.router import router as datasets_router
 from node.db import engine_for
 from node.settings import NodeSettings
@@ -15,9 +17,11 @@ def create_app(settings: NodeSettings) -> FastAPI:
     app = FastAPI(title="Sauti node", version="1")
     app.state.settings = settings
     errors.install(app)
+    metrics.install(app, settings)
     app.include_router(router)
     app.include_router(steward.router)
     app.include_router(datasets_router)
     app.include_router(steward_agreements.router)
     app.include_router(audit.router)
+    app.include_router(steward_auth_router)
     return app

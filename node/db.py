@@ -6,14 +6,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from node.settings import NodeSettings
 
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 _engines: dict[str, Engine] = {}
@@ -21,18 +30,21 @@ _lock = threading.Lock()
 
 
 def engine_for(url: str) -> Engine:
-    """The shared engine for `url`, with the node's tables created on first use."""
+    """The shared engine for `url`, its schema checked (or created) on first use."""
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _make_engine(url)
+            engine = make_engine(url)
             # Imported here, not at the top: the models import Base from this module.
-            from node.agreements import models as _agreements  # noqa: F401, PLC0415
-            from node.audit import models as _audit  # noqa: F401, PLC0415
-            from node.auth import models as _auth  # noqa: F401, PLC0415
-            from node.ledger import models as _ledger  # noqa: F401, PLC0415
+            from node.migrations.schema import ensure_schema  # noqa: PLC0415
 
-            Base.metadata.create_all(engine)
+            # The embedded SQLite is this node's alone: bring it up to date. A PostgreSQL
+            # database is upgraded by its operator (`sauti node migrate`), after a backup.
+            try:
+                ensure_schema(engine, upgrade=url.startswith("sqlite"))
+            except Exception:
+                engine.dispose()
+                raise
             _engines[url] = engine
         return engine
 
@@ -45,8 +57,11 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
-def _make_engine(url: str) -> Engine:
+def make_engine(url: str) -> Engine:
+    """A new engine for `url` (no schema check: `engine_for` is what services use)."""
     if not url.startswith("sqlite"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
 

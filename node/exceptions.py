@@ -2,7 +2,16 @@
 
 NodeError                         code (HTTP status is mapped in node/api/errors.py only)
 ├── HomeError                     home_invalid: a node home is missing, broken or already exists
+├── SchemaOutOfDate               schema_out_of_date: the database needs `sauti node migrate`
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
+│   ├── TokenExpired              token_expired: a steward token or login session past its end
+│   ├── LoginFailed               login_failed: user name, password or TOTP code wrong
+│   └── AccountLocked             account_locked: too many failed logins
+├── PasswordChangeRequired        password_change_required: reset password not yet changed
+├── PasswordRejected              password_rejected: too short, common, contains the name
+├── TotpInvalid                   totp_invalid: wrong or replayed one-time code
+├── StewardExists                 steward_exists
+├── AccountUnknown                steward_unknown
 ├── DatasetError
 │   ├── DatasetInvalid            dataset_invalid: an import does not satisfy its contract
 │   ├── DatasetExists             dataset_exists
@@ -68,6 +77,10 @@ class NodeError(Exception):
 
 class HomeError(NodeError):
     code = "home_invalid"
+
+
+class SchemaOutOfDate(NodeError):
+    code = "schema_out_of_date"
 
 
 class DatasetError(NodeError):

@@ -4,7 +4,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -63,20 +63,46 @@ def init_home(home: Path, *, name: str, country: str, node_id: str | None = None
     return identity
 
 
+# Parsed identity and key, keyed by the file's text: every request needs both, and reading a
+# small file is far cheaper than validating JSON and importing a key. Keyed by content (not
+# mtime), so a rewritten file is never served stale.
+_parsed: dict[tuple[str, str], Any] = {}
+_PARSED_MAX = 64
+
+
+def _remember(kind: str, text: str, value: Any) -> None:
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[(kind, text)] = value
+
+
 def load_identity(home: Path) -> NodeIdentity:
     try:
-        return NodeIdentity.model_validate_json((home / IDENTITY_FILE).read_text())
+        text = (home / IDENTITY_FILE).read_text()
+        cached = _parsed.get(("identity", text))
+        if cached is not None:
+            return cast(NodeIdentity, cached)
+        identity = NodeIdentity.model_validate_json(text)
     except FileNotFoundError as exc:
         raise HomeError("no node home in that folder (run `sauti node init`)") from exc
     except ValidationError as exc:
         raise HomeError("node.json is not a valid node identity") from exc
+    _remember("identity", text, identity)
+    return identity
 
 
 def load_key(home: Path) -> OKPKey:
+    path = home / KEY_FILE
     try:
-        return signing.load_private_key(home / KEY_FILE)
+        text = path.read_text()
+        cached = _parsed.get(("key", text))
+        if cached is not None:
+            return cast(OKPKey, cached)
+        key = signing.load_private_key(path)
     except (ContractError, FileNotFoundError) as exc:
         raise HomeError("cannot read the node's private key") from exc
+    _remember("key", text, key)
+    return key
 
 
 def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any], url: str | None = None) -> None:

@@ -2,30 +2,64 @@
 
 from pathlib import Path
 
-from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from node import config_sources
 
 
 class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NODE_", frozen=True)
 
+    # The node's folder: identity, keys, datasets and (by default) its SQLite database.
     home: Path
-    database_url: str | None = None
+    # SQLAlchemy URL, e.g. postgresql://sauti@db/node; default: SQLite file in the home.
+    database_url: SecretStr | None = None
+    # Merged into database_url, so the URL can be logged while the password stays a secret.
+    database_password: SecretStr | None = None
+    # A signed hub request older than this is refused, whatever its expiry says.
     request_max_age_seconds: int = 86400
+    # Tolerated clock difference with the hub when checking issued-at and expiry times.
     clock_skew_seconds: int = 300
     # Largest file `sauti node import` or the steward API accepts (bytes); larger is refused.
     import_max_bytes: int = 1 << 30
     # Sign and publish the audit chain head after this many new entries (0: only on command).
     audit_checkpoint_every: int = 100
+    # Bearer token for GET /metrics (Prometheus); unset: no /metrics route at all.
+    metrics_token: SecretStr | None = None
+    # `sauti node pull` opens no API, so it serves /metrics (no token) on this port if set;
+    # bind it to loopback or a monitoring network only.
+    metrics_port: int | None = None
+    # Address that port listens on (0.0.0.0 in a container, behind its network).
+    metrics_host: str = "127.0.0.1"
+    # Steward accounts (node/auth): shortest password accepted (the hub's rules).
+    password_min_length: int = 12
+    # Failed steward logins in a row that lock the account (`sauti node steward unlock`).
+    login_max_failures: int = 5
+    # How long a locked steward account stays locked.
+    login_lock_minutes: float = 15
+    # A password login gives a bearer session token valid this long.
+    steward_session_hours: float = 8
 
-    @model_validator(mode="after")
-    def _default_database(self) -> "NodeSettings":
-        if self.database_url is None:
-            # frozen model: set through object.__setattr__ once, at construction.
-            object.__setattr__(self, "database_url", f"sqlite:///{self.home}/node.sqlite")
-        return self
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return config_sources.sources(settings_cls, init_settings, env_settings)
 
     @property
     def db_url(self) -> str:
-        assert self.database_url is not None
-        return self.database_url
+        """The database URL with its password: for the engine only, never for a log."""
+        if self.database_url is None:
+            return f"sqlite:///{self.home}/node.sqlite"
+        url = self.database_url.get_secret_value()
+        if self.database_password is None:
+            return url
+        password = self.database_password.get_secret_value()
+        return make_url(url).set(password=password).render_as_string(hide_password=False)

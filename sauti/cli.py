@@ -12,9 +12,7 @@ app = typer.Typer(
 )
 app.add_typer(node_cli.app, name="node", help="Run and govern a CSO node.")
 app.add_typer(hub_cli.app, name="hub", help="Run the secretariat's hub.")
-app.add_typer(
-    audit_cli.app, name="audit", help="Verify, search, export and reconcile audit logs."
-)
+app.add_typer(audit_cli.app, name="audit", help="Verify, search, export and reconcile audit logs.")
 app.command("query", help="Ask the hub a DP aggregate question.")(query_cli.query)
 app.command("demo", help="Three CSO nodes and a hub answering DP questions end to end.")(
     demo_cli.demo

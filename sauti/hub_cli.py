@@ -15,26 +15,28 @@ from sqlalchemy.orm import Session
 from contracts.v1 import AgreementSignature, AgreementTerms, NodeInfo
 from hub.agreements import service as agreements
 from hub.app import create_app
-from hub.auth.service import create_token
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import init_home, load_identity, load_key
 from hub.settings import HubSettings
-from sauti import hub_agreements_cli, hub_federation_cli
+from sauti import hub_agreements_cli, hub_auth_cli, hub_federation_cli, migrate_cli
 from sauti.cli_common import read_model
 
 app = typer.Typer(no_args_is_help=True)
-token_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once).")
+token_app = hub_auth_cli.token_app
 nodes_app = typer.Typer(no_args_is_help=True, help="The node registry.")
 agreements_app = typer.Typer(no_args_is_help=True, help="Agreements (MoUs).")
 app.add_typer(token_app, name="token")
+app.add_typer(hub_auth_cli.org_app, name="org")
+app.add_typer(hub_auth_cli.user_app, name="user")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(agreements_app, name="agreements")
 agreements_app.registered_commands.extend(hub_agreements_cli.app.registered_commands)
 app.registered_commands.extend(hub_federation_cli.app.registered_commands)
 app.add_typer(hub_federation_cli.enroll_token_app, name="enroll-token")
 nodes_app.registered_commands.extend(hub_federation_cli.nodes_app.registered_commands)
+app.command("migrate")(migrate_cli.hub_migrate)
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 DEFAULT_HOME = Path("sauti-hub")
@@ -81,18 +83,6 @@ def serve(
     except HubError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
     uvicorn.run(application, host=host, port=port)
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option("--name")],
-    org: Annotated[str, typer.Option("--org")],
-    role: Annotated[str, typer.Option("--role", help="admin|secretariat|analyst|auditor")],
-    home: Home = DEFAULT_HOME,
-) -> None:
-    """Create an API token and print it once."""
-    with _session(home) as session:
-        typer.echo(create_token(session=session, name=name, organisation=org, role=role))
 
 
 @nodes_app.command("add")

@@ -10,7 +10,14 @@ from node.auth import service as auth
 from node.exceptions import NodeError
 from node.home import init_home, pin_hub
 from node.ledger import service as ledger
-from sauti import node_agreements_cli, node_datasets_cli, node_sync_cli
+from sauti import (
+    migrate_cli,
+    node_agreements_cli,
+    node_backup_cli,
+    node_datasets_cli,
+    node_steward_cli,
+    node_sync_cli,
+)
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
@@ -18,9 +25,12 @@ app = typer.Typer(no_args_is_help=True)
 app.add_typer(node_agreements_cli.app, name="agreements")
 token_app = typer.Typer(no_args_is_help=True, help="Steward API tokens (shown once).")
 app.add_typer(token_app, name="token")
+app.add_typer(node_steward_cli.app, name="steward")
 app.registered_commands.extend(node_datasets_cli.app.registered_commands)
 app.add_typer(node_datasets_cli.contract_app, name="contract")
 app.registered_commands.extend(node_sync_cli.app.registered_commands)
+app.command("migrate")(migrate_cli.node_migrate)
+app.registered_commands.extend(node_backup_cli.app.registered_commands)
 
 
 @app.command("init")
@@ -90,9 +100,16 @@ def serve(
 def token_create(
     name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")],
     home: Home = DEFAULT_HOME,
+    expires_days: Annotated[
+        float | None, typer.Option("--expires-days", min=0.001, help="Default 365.")
+    ] = None,
 ) -> None:
     """Create a steward token for the node's admin API; it is shown only this once."""
-    typer.echo(auth.create_token(database_url=settings_for(home).db_url, name=name))
+    typer.echo(
+        auth.create_token(
+            database_url=settings_for(home).db_url, name=name, expires_in_days=expires_days
+        )
+    )
 
 
 @token_app.command("revoke")

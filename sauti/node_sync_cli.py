@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import httpx
 import typer
 
+from node import metrics as node_metrics
 from node.exceptions import NodeError
 from node.sync import service as sync
 from sauti.cli_common import fail
@@ -56,6 +57,7 @@ def pull(
         else:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            node_metrics.serve_separately(settings)
             try:
                 stats = sync.run_pull(settings=settings, stop=stop, wait_seconds=wait)
             except KeyboardInterrupt:

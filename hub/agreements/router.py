@@ -10,6 +10,7 @@ from contracts.v1 import AgreementSignature, AgreementTerms, Signed, SignedAgree
 from hub.agreements import document, service
 from hub.agreements.schemas import AgreementRead, StatusChange
 from hub.auth.schemas import User
+from hub.auth.service import check_node_scope
 from hub.deps import CurrentUser, OptionalUser, Secretariat, SessionDep, StateDep
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
@@ -83,6 +84,8 @@ def add_signature(
     agreement_id: str, signature: AgreementSignature, user: OptionalUser, session: SessionDep
 ) -> AgreementRead:
     """A node steward's signature; its node key is its authority, whoever delivers it."""
+    # A signed-in steward delivering for another node than theirs is an escalation attempt.
+    check_node_scope(user, signature.signer)
     return service.add_signature(
         session=session,
         signature=signature,

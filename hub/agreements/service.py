@@ -465,14 +465,16 @@ def fetch_for_node(
 
 
 def visible(user: User | None, read: AgreementRead) -> bool:
-    """Secretariat, admins and auditors see all; analysts only versions naming their org."""
+    """Secretariat, admins and auditors see all; analysts only versions naming their org;
+    stewards only versions their node is a party to."""
     if user is None or user.role in READ_ALL_ROLES:
         return True
-    return (
-        user.role == "analyst"
-        and read.status != "draft"
-        and user.organisation in read.agreement.terms.analyst_organisations
-    )
+    if read.status == "draft":
+        return False
+    terms = read.agreement.terms
+    analyst = user.has("analyst") and user.organisation in terms.analyst_organisations
+    steward = user.has("steward") and any(n in terms.node_ids for n in user.node_ids)
+    return analyst or steward
 
 
 def list_versions(
@@ -532,7 +534,7 @@ def active_version(
     if not rows:
         raise AgreementNotFound()
     for row in reversed(rows):
-        read = _read(session, row, at=at)
+        read = _read(session, row, at=at, usage=False)
         if read.status == "active":
             return read.agreement.terms, row.digest
     raise AgreementNotActive()
@@ -581,7 +583,11 @@ def _standings(session: Session, agreement_id: str) -> dict[str, PartyStanding]:
     return latest
 
 
-def _read(session: Session, row: AgreementVersion, *, at: datetime | None = None) -> AgreementRead:
+def _read(
+    session: Session, row: AgreementVersion, *, at: datetime | None = None, usage: bool = True
+) -> AgreementRead:
+    """The version with its status; `usage=False` skips summing the rho spent under it (a
+    scan of every query asked under the version), which the query path does not need."""
     sigs = session.scalars(
         select(AgreementSignatureRow)
         .where(
@@ -602,7 +608,7 @@ def _read(session: Session, row: AgreementVersion, *, at: datetime | None = None
         status = "revoked"
     elif hub is not None and hub.status == "suspended" and status not in ("expired", "draft"):
         status = "suspended"
-    spent = session.scalar(
+    spent = usage and session.scalar(
         select(func.count()).where(
             QueryRow.agreement_id == row.agreement_id,
             QueryRow.agreement_version == row.version,

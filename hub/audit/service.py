@@ -1,11 +1,12 @@
 """Append to, search, verify and export the hub's audit chain; receive node checkpoints."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,47 +32,105 @@ from hub.home import HubIdentity
 BATCH = 5000
 
 
+@dataclass(frozen=True)
+class Event:
+    """One entry to append: `details` holds ids, codes and costs only, never data."""
+
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Tip:
+    """The chain head as locked by one transaction (kept in `session.info` for that txn)."""
+
+    transaction: object
+    seq: int
+    hash: str
+
+
+# Built once and run through Core: appends sit on the federation's per-answer path, so no
+# ORM unit of work, one multi-row insert and one head update per call.
+_INSERT = insert(AuditRow)
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_READ_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
+)
+_TIP_KEY = "audit_tip"
+
+
 def append(
     *, session: Session, actor: str, action: str, object: str, details: dict[str, Any] | None = None
 ) -> AuditEntry:
     """Add one entry in the caller's transaction; `details` holds ids, codes and costs only."""
-    head = _locked_head(session)
-    entry = next_entry(
-        prev_seq=head.seq,
-        prev_hash=head.hash,
-        at=datetime.now(UTC),
-        actor=actor,
-        action=action,
-        object=object,
-        details=details or {},
-    )
-    session.add(
-        AuditRow(
-            seq=entry.seq,
-            at=at_text(entry.at),
-            actor=entry.actor,
-            action=entry.action,
-            object=entry.object,
-            details=json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
+    event = Event(actor=actor, action=action, object=object, details=details or {})
+    return append_many(session=session, events=[event])[-1]
+
+
+def append_many(*, session: Session, events: Sequence[Event]) -> list[AuditEntry]:
+    """Add entries in order in the caller's transaction (the head is locked once per txn)."""
+    if not events:
+        return []
+    tip = _locked_tip(session)
+    entries_: list[AuditEntry] = []
+    for event in events:
+        entry = next_entry(
+            prev_seq=tip.seq,
+            prev_hash=tip.hash,
+            at=datetime.now(UTC),
+            actor=event.actor,
+            action=event.action,
+            object=event.object,
+            details=event.details,
         )
+        entries_.append(entry)
+        tip.seq, tip.hash = entry.seq, entry.hash
+    connection = session.connection()
+    connection.execute(
+        _INSERT,
+        [
+            {
+                "seq": e.seq,
+                "at": at_text(e.at),
+                "actor": e.actor,
+                "action": e.action,
+                "object": e.object,
+                "details": json.dumps(e.details, sort_keys=True, separators=(",", ":")),
+                "prev_hash": e.prev_hash,
+                "hash": e.hash,
+            }
+            for e in entries_
+        ],
     )
-    head.seq, head.hash = entry.seq, entry.hash
-    session.flush()
-    return entry
+    connection.execute(_MOVE_HEAD, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+    return entries_
 
 
-def _locked_head(session: Session) -> AuditHead:
-    head = session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
-    if head is not None:
-        return head
-    try:
-        with session.begin_nested():
-            session.add(AuditHead(id=1, seq=0, hash=GENESIS))
-    except IntegrityError:
-        pass  # another writer created it first; lock theirs
-    return session.scalars(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+def _locked_tip(session: Session) -> _Tip:
+    # Locked once per transaction (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE holds SQLite's
+    # write lock); keyed by the innermost transaction, so a rolled-back savepoint or a later
+    # transaction of the same session always reads the head again.
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    cached = session.info.get(_TIP_KEY)
+    if isinstance(cached, _Tip) and cached.transaction is transaction:
+        return cached
+    connection = session.connection()
+    found = connection.execute(_LOCK_HEAD).first()
+    if found is None:
+        try:
+            with session.begin_nested():
+                session.connection().execute(insert(AuditHead).values(id=1, seq=0, hash=GENESIS))
+        except IntegrityError:
+            pass  # another writer created it first; lock theirs
+        found = connection.execute(_LOCK_HEAD).one()
+    tip = _Tip(transaction=transaction, seq=found[0], hash=found[1])
+    session.info[_TIP_KEY] = tip
+    return tip
 
 
 def _from_row(row: AuditRow) -> AuditEntry:
@@ -127,8 +186,9 @@ def search(
 
 
 def head(*, session: Session) -> tuple[int, str]:
-    row = session.get(AuditHead, 1)
-    return (row.seq, row.hash) if row is not None else (0, GENESIS)
+    # Core, not session.get: appends move the head through Core, so an ORM copy could be stale.
+    row = session.execute(_READ_HEAD).first()
+    return (row[0], row[1]) if row is not None else (0, GENESIS)
 
 
 def verify_chain(*, session: Session) -> int | None:

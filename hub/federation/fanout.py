@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1 import ErrorResponse, QueryRequest, Release, Signed
 from contracts.v1.result import NodeOutcome
+from hub.db import read_only
 from hub.federation.exceptions import ReleaseRejected
 from hub.federation.models import Node
 from hub.federation.releases import sent_request, verify_release
@@ -66,7 +67,7 @@ def load_push_calls(
 ) -> list[PushCall]:
     """The pending tasks of push nodes (all, or `node_ids`), read in one go before any I/O."""
     now = datetime.now(UTC)
-    query = session.get(QueryRow, query_id)
+    query = read_only(session).get(QueryRow, query_id)
     stmt = select(QueryNodeRow).where(
         QueryNodeRow.query_id == query_id, QueryNodeRow.outcome == "pending"
     )
@@ -77,28 +78,30 @@ def load_push_calls(
         n.node_id: n
         for n in session.scalars(select(Node).where(Node.node_id.in_([t.node_id for t in tasks])))
     }
-    session.rollback()
-    if query is None or query.deadline is None:
-        return []
-    rules = query.rules or {}
-    version = rules.get("contract_version")
+    # Everything is read before the transaction ends: rollback expires the rows, and touching
+    # one afterwards would reload it with a query of its own (two per node per query).
     calls = []
-    for task in tasks:
-        node = nodes.get(task.node_id)
-        if node is None or node.status != "active" or node.mode == "pull" or not node.url:
-            continue
-        calls.append(
-            PushCall(
-                query_id=query_id,
-                node_id=task.node_id,
-                url=node.url,
-                jws=task.request_jws,
-                request=sent_request(task.request_jws),
-                keys=dict(node_keys(node, now=now)),
-                contract_version=int(version) if version is not None else None,
-                deadline=queries._aware(query.deadline),
+    if query is not None and query.deadline is not None:
+        rules = query.rules or {}
+        version = rules.get("contract_version")
+        deadline = queries._aware(query.deadline)
+        for task in tasks:
+            node = nodes.get(task.node_id)
+            if node is None or node.status != "active" or node.mode == "pull" or not node.url:
+                continue
+            calls.append(
+                PushCall(
+                    query_id=query_id,
+                    node_id=task.node_id,
+                    url=node.url,
+                    jws=task.request_jws,
+                    request=sent_request(task.request_jws),
+                    keys=dict(node_keys(node, now=now)),
+                    contract_version=int(version) if version is not None else None,
+                    deadline=deadline,
+                )
             )
-        )
+    session.rollback()
     return calls
 
 

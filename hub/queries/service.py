@@ -19,6 +19,7 @@ from contracts.v1.result import NodeOutcome
 from hub.agreements.service import active_version
 from hub.audit import service as audit
 from hub.auth.schemas import User
+from hub.db import read_only
 from hub.federation.combine import NodeAnswer, combine, result_status
 from hub.federation.models import Node
 from hub.home import HubIdentity
@@ -223,19 +224,33 @@ def record_outcomes(
 ) -> list[bool]:
     """Record answers that arrived together in one transaction (group commit).
 
-    The verified release is stored with its task at once and progress reads combine what
-    has arrived; the combined result itself is written when a query's last task closes, so
-    N arrivals cost O(N) combining work, not O(N^2), under the query's lock."""
+    Per query in the batch, the query row is locked and its tasks read once, whatever the
+    number of answers; the verified release is stored with its task at once and progress
+    reads combine what has arrived; the combined result itself is written when a query's
+    last task closes, so N arrivals cost O(N) work, not O(N^2), under the query's lock."""
     now = now or datetime.now(UTC)
-    stored = [_apply(session, item, now=now) for item in outcomes]
+    by_query: dict[str, list[int]] = {}
+    for index, item in enumerate(outcomes):
+        by_query.setdefault(item.query_id, []).append(index)
+    stored = [False] * len(outcomes)
+    for query_id, indexes in by_query.items():
+        row = _locked_query(session, query_id)
+        tasks = _tasks(session, query_id)
+        by_node = {t.node_id: t for t in tasks}
+        events: list[audit.Event] = []
+        for index in indexes:
+            stored[index] = _apply(by_node, outcomes[index], now=now, events=events)
+        audit.append_many(session=session, events=events)
+        if events and not any(t.outcome == "pending" for t in tasks):
+            _refresh(session, row, tasks, now=now)
     session.commit()
     return stored
 
 
-def _apply(session: Session, item: Outcome, *, now: datetime) -> bool:
-    row = _locked_query(session, item.query_id)
-    tasks = _tasks(session, item.query_id)
-    task = next((t for t in tasks if t.node_id == item.node_id), None)
+def _apply(
+    by_node: dict[str, QueryNodeRow], item: Outcome, *, now: datetime, events: list[audit.Event]
+) -> bool:
+    task = by_node.get(item.node_id)
     if task is None or task.outcome != "pending":
         return False
     task.outcome, task.error_code, task.message = item.outcome, item.error_code, item.message
@@ -245,15 +260,18 @@ def _apply(session: Session, item: Outcome, *, now: datetime) -> bool:
     if item.release is not None and item.release_jws is not None:
         task.release_jws = item.release_jws
         task.release = item.release.model_dump(mode="json")
-    audit.append(
-        session=session,
-        actor="hub",
-        action="query.node_outcome",
-        object=f"query:{item.query_id}",
-        details={"node": item.node_id, "outcome": item.outcome, "error_code": item.error_code},
+    events.append(
+        audit.Event(
+            actor="hub",
+            action="query.node_outcome",
+            object=f"query:{item.query_id}",
+            details={
+                "node": item.node_id,
+                "outcome": item.outcome,
+                "error_code": item.error_code,
+            },
+        )
     )
-    if not any(t.outcome == "pending" for t in tasks):
-        _refresh(session, row, tasks, now=now)
     return True
 
 
@@ -352,7 +370,7 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
 def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
     """The stored result, with progress while running; a passed deadline is applied first."""
     qid = str(query_id)
-    row = session.get(QueryRow, qid, populate_existing=True)
+    row = read_only(session).get(QueryRow, qid, populate_existing=True)
     if row is None:
         raise QueryNotFound()
     if user.role not in READ_ALL_ROLES and row.organisation != user.organisation:
@@ -375,7 +393,7 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
 
 
 def is_running(*, session: Session, query_id: UUID) -> bool:
-    row = session.get(QueryRow, str(query_id), populate_existing=True)
+    row = read_only(session).get(QueryRow, str(query_id), populate_existing=True)
     running = row is not None and row.status == "running"
     session.rollback()
     return running

@@ -6,6 +6,7 @@ suspended or revoked the agreement, and now is inside the version's validity win
 term is checked again on every request; each refusal names the term that refused it.
 """
 
+import functools
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -498,6 +499,13 @@ def _record(row: AgreementRow) -> AgreementRecord:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed_terms(text: str) -> AgreementTerms:
+    # Keyed by the stored text (which its digest pins): every request reads the same terms,
+    # and the model is frozen, so sharing one parsed copy is safe.
+    return AgreementTerms.model_validate_json(text)
+
+
 def honoured_terms(
     session: Session, *, agreement_id: str, version: int, digest: str, now: datetime
 ) -> AgreementTerms:
@@ -514,7 +522,7 @@ def honoured_terms(
         raise AgreementRevoked("the agreement is revoked at this node")
     if status == "suspended":
         raise AgreementSuspended("the agreement is suspended at this node")
-    terms = AgreementTerms.model_validate_json(row.terms)
+    terms = _parsed_terms(row.terms)
     moment = _aware(now)
     if moment < _aware(terms.valid_from):
         raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")

@@ -14,6 +14,14 @@ log = logging.getLogger(__name__)
 
 STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
+    "token_expired": 401,
+    "login_failed": 401,
+    "account_locked": 401,
+    "password_change_required": 403,
+    "password_rejected": 422,
+    "totp_invalid": 422,
+    "steward_exists": 409,
+    "steward_unknown": 404,
     "unsigned": 401,
     "signature_invalid": 401,
     "request_expired": 401,

@@ -1,16 +1,27 @@
-"""Node HTTP routes: /v1/info and /v1/queries."""
+"""Node HTTP routes: /v1/health, /v1/info and /v1/queries."""
 
 from fastapi import APIRouter, BackgroundTasks
+from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from contracts.v1 import NodeInfo, Signed
+from node import metrics
 from node.api.deps import SettingsDep
 from node.audit import service as audit
 from node.datasets import service as datasets
+from node.db import transaction
 from node.home import load_identity
-from node.queries import service as queries
 
 router = APIRouter(prefix="/v1")
+
+
+@router.get("/health", tags=["meta"])
+def health(settings: SettingsDep) -> dict[str, str]:
+    """Liveness for containers and monitors: the home loads and the database answers."""
+    identity = load_identity(settings.home)
+    with transaction(settings.db_url) as session:
+        session.execute(text("SELECT 1"))
+    return {"status": "ok", "node_id": identity.node_id}
 
 
 @router.get("/info", response_model=NodeInfo)
@@ -31,4 +42,4 @@ async def query(body: Signed, settings: SettingsDep, background: BackgroundTasks
     # Blocking work (DB, polars, OpenDP) runs in the thread pool, off the event loop.
     # Audit checkpoints are signed and published after the response, off the query path.
     background.add_task(audit.maybe_checkpoint, home=settings.home, settings=settings)
-    return await run_in_threadpool(queries.handle_query, settings=settings, signed=body)
+    return await run_in_threadpool(metrics.observed_handle_query, settings=settings, signed=body)

@@ -2,13 +2,14 @@
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,37 @@ BATCH = 5000
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
+@dataclass(frozen=True)
+class Event:
+    """One entry to append: `details` holds ids, codes, column names and costs, never data."""
+
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Any]
+
+
+@dataclass
+class _Tip:
+    """The chain head as locked by one transaction (kept in `session.info` for that txn)."""
+
+    transaction: object
+    seq: int
+    hash: str
+
+
+# Built once: appends sit on the query path, so they go through Core with cached statements
+# (no ORM unit of work, no identity map), one multi-row insert and one head update per call.
+_INSERT = insert(AuditRow)
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
+)
+_TIP_KEY = "audit_tip"
+
+
 def append(
     session: Session, *, actor: str, action: str, object: str, details: dict[str, Any]
 ) -> int:
@@ -47,20 +79,37 @@ def append(
 
     `details` holds ids, codes, column names and costs only, never a data value.
     """
-    head = _locked_head(session)
-    entry = next_entry(
-        prev_seq=head.seq,
-        prev_hash=head.hash,
-        at=datetime.now(UTC),
-        actor=actor,
-        action=action,
-        object=object,
-        details=details,
-    )
-    # A Core insert, not an ORM add: appends sit on the query path, so skip unit-of-work cost.
-    session.execute(insert(AuditRow), [_row_values(entry)])
-    head.seq, head.hash = entry.seq, entry.hash
-    return entry.seq
+    return append_many(
+        session, [Event(actor=actor, action=action, object=object, details=details)]
+    )[-1]
+
+
+def append_many(session: Session, events: Sequence[Event]) -> list[int]:
+    """Append entries in order inside the caller's transaction; returns their sequence numbers.
+
+    The head is locked once per transaction, so events that belong to one decision (request
+    received, decision, budget charged) cost one round of statements and commit with it.
+    """
+    if not events:
+        return []
+    tip = _locked_tip(session)
+    rows = []
+    for event in events:
+        entry = next_entry(
+            prev_seq=tip.seq,
+            prev_hash=tip.hash,
+            at=datetime.now(UTC),
+            actor=event.actor,
+            action=event.action,
+            object=event.object,
+            details=event.details,
+        )
+        rows.append(_row_values(entry))
+        tip.seq, tip.hash = entry.seq, entry.hash
+    connection = session.connection()
+    connection.execute(_INSERT, rows)
+    connection.execute(_MOVE_HEAD, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+    return [row["seq"] for row in rows]
 
 
 def _row_values(entry: AuditEntry) -> dict[str, Any]:
@@ -89,25 +138,26 @@ def _from_row(row: AuditRow) -> AuditEntry:
     )
 
 
-def _locked_head(session: Session) -> AuditHead:
-    # Locked once per transaction: later appends in it reuse the row it already holds.
-    cached = session.info.get("audit_head")
-    if isinstance(cached, AuditHead) and cached in session:
+def _locked_tip(session: Session) -> _Tip:
+    # Locked once per transaction (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE already holds
+    # SQLite's write lock): later appends in the same transaction continue from the cache.
+    # Keyed by the innermost transaction, so a rolled-back savepoint never leaves it stale.
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    cached = session.info.get(_TIP_KEY)
+    if isinstance(cached, _Tip) and cached.transaction is transaction:
         return cached
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
+    connection = session.connection()
+    found = connection.execute(_LOCK_HEAD).first()
+    if found is None:
         try:
             with session.begin_nested():
-                session.add(AuditHead(id=1, seq=0, hash=GENESIS))
+                session.connection().execute(insert(AuditHead).values(id=1, seq=0, hash=GENESIS))
         except IntegrityError:
             pass  # another writer created it first; lock theirs
-        head = session.execute(
-            select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        ).scalar_one()
-    session.info["audit_head"] = head
-    return head
+        found = connection.execute(_LOCK_HEAD).one()
+    tip = _Tip(transaction=transaction, seq=found[0], hash=found[1])
+    session.info[_TIP_KEY] = tip
+    return tip
 
 
 def iter_entries(*, database_url: str, flt: AuditFilter | None = None) -> Iterator[AuditEntry]:
@@ -232,7 +282,7 @@ def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
     identity = load_identity(home)
     key = load_key(home)
     with transaction(settings.db_url) as session:
-        tip = _locked_head(session)
+        tip = _locked_tip(session)
         existing = session.get(CheckpointRow, tip.seq)
         if existing is not None:
             return signing.verify_model(
@@ -313,9 +363,11 @@ def maybe_checkpoint(
     if every <= 0:
         return
     url = settings.db_url
-    seq, _ = head(database_url=url)
+    # One short transaction for both reads: this runs after every query response.
     with transaction(url) as session:
+        tip = session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).first()
         last = session.execute(select(CheckpointRow.seq).order_by(CheckpointRow.seq.desc())).first()
+    seq = tip[0] if tip is not None else 0
     if seq - (last[0] if last else 0) < every:
         return
     make_checkpoint(home=home, settings=settings)

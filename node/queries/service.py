@@ -171,9 +171,10 @@ def _obj(request: QueryRequest) -> str:
 def _audit_accepted(
     session: Any, base: dict[str, Any], request: QueryRequest, reservation: Reservation
 ) -> None:
+    # One append for the three entries: they share the reservation's transaction (and its
+    # one commit), so the log says "charged" exactly when the ledger does.
     spec = request.spec
     obj = _obj(request)
-    audit.append(session, actor=HUB, action="request_received", object=obj, details=base)
     decision = {
         **base,
         "code": "accepted" if reservation.outcome != "stored" else "stored_release",
@@ -182,23 +183,33 @@ def _audit_accepted(
         "group_by": list(spec.group_by),
         "filter_columns": [f.column for f in spec.filters],
     }
-    audit.append(session, actor=HUB, action="decision", object=obj, details=decision)
+    events = [
+        audit.Event(actor=HUB, action="request_received", object=obj, details=base),
+        audit.Event(actor=HUB, action="decision", object=obj, details=decision),
+    ]
     if reservation.outcome == "charged":
-        audit.append(
-            session,
-            actor=HUB,
-            action="budget_charged",
-            object=obj,
-            details={**base, "rho": request.rho},
+        events.append(
+            audit.Event(
+                actor=HUB,
+                action="budget_charged",
+                object=obj,
+                details={**base, "rho": request.rho},
+            )
         )
+    audit.append_many(session, events)
 
 
 def _refused(url: str, *, code: str, details: dict[str, Any]) -> None:
     """Audit a refusal in its own transaction: the refused one was rolled back whole."""
     obj = f"query:{details['query_id']}" if "query_id" in details else "query:unverified"
     with transaction(url) as session:
-        audit.append(session, actor=HUB, action="request_received", object=obj, details=details)
-        audit.append(
-            session, actor=HUB, action="decision", object=obj, details={**details, "code": code}
+        audit.append_many(
+            session,
+            [
+                audit.Event(actor=HUB, action="request_received", object=obj, details=details),
+                audit.Event(
+                    actor=HUB, action="decision", object=obj, details={**details, "code": code}
+                ),
+            ],
         )
     log.info("query refused: %s", code)

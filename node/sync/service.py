@@ -35,7 +35,7 @@ from contracts.v1 import (
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
 from node.exceptions import NodeError
 from node.home import NodeIdentity, load_identity, load_key, pin_hub
-from node.queries.service import handle_query
+from node.metrics import observed_handle_query
 from node.settings import NodeSettings
 from node.sync.exceptions import EnrollmentFailed, HubNotReached, NotEnrolled
 
@@ -177,7 +177,7 @@ def _answer(
         return
     key = load_key(settings.home)
     try:
-        answer = handle_query(settings=settings, signed=task)
+        answer = observed_handle_query(settings=settings, signed=task)
         path, kind = "/v1/federation/releases", "answered"
     except NodeError as exc:
         refusal = TaskRefusal(

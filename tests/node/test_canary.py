@@ -4,14 +4,16 @@ import base64
 import logging
 
 import polars as pl
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from contracts.v1 import Column, Filter
 from contracts.v1.audit import csv_chunks
+from node.app import create_app
 from node.audit import service as node_audit
 from node.audit.models import AuditRow
 from node.db import dispose_engines, transaction
-from tests.node.conftest import contract, frame, make_node
+from tests.node.conftest import AppClient, contract, frame, make_node
 
 TEXT_CANARY = "zq-canary-7731-text"
 LEVEL_CANARY = "zqcanarylevel"
@@ -84,6 +86,12 @@ def test_planted_values_never_leave_the_node(tmp_path, db_url, caplog, capsys) -
     assert statuses[:3] == [200, 200, 200]
     assert all(s >= 400 for s in statuses[3:])
     bodies.append(n.post(n.request(node_id=TEXT_CANARY)).text)
+    # Prometheus scrapes leave the node too: labels are templates, codes and agreement ids.
+    scraper = create_app(n.settings.model_copy(update={"metrics_token": SecretStr("m")}))
+    bodies.append(
+        AppClient(scraper).request("GET", "/metrics", headers={"Authorization": "Bearer m"}).text
+    )
+    assert "sauti_node_queries_total" in bodies[-1]
     # What leaves the node for auditors and the hub: exports and the signed checkpoint.
     checkpoint = node_audit.make_checkpoint(home=n.home, settings=n.settings)
     exports = [
