@@ -72,7 +72,7 @@ async def get_query(
     query_id: UUID, user: CurrentUser, state: StateDep, wait: Wait = None
 ) -> QueryResult:
     """The result, or its progress (`status: running`, per-node `pending`); `wait` long-polls."""
-    return await run.wait_for(
+    return await run.view(
         sessions=state.sessions,
         signals=state.signals,
         settings=state.settings,

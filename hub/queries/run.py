@@ -75,3 +75,31 @@ async def wait_for(
             if result.status != "running" or remaining <= 0:
                 return result
             await wait_event(event, min(settings.progress_poll_seconds, remaining))
+
+
+async def view(
+    *,
+    sessions: sessionmaker[Session],
+    signals: Signals,
+    settings: HubSettings,
+    query_id: UUID,
+    user: User,
+    wait_seconds: float,
+) -> QueryResult:
+    """`wait_for`, and a completed result's reading is logged (progress reads are not)."""
+    result = await wait_for(
+        sessions=sessions,
+        signals=signals,
+        settings=settings,
+        query_id=query_id,
+        user=user,
+        wait_seconds=wait_seconds,
+    )
+    if result.status != "running":
+
+        def record() -> None:
+            with sessions() as session:
+                service.record_view(session=session, query_id=query_id, user=user)
+
+        await anyio.to_thread.run_sync(record)
+    return result

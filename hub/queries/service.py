@@ -422,3 +422,15 @@ def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
 def open_tasks(*, session: Session, query_id: str) -> list[QueryNodeRow]:
     """Pending tasks of a query (used by deliveries to find what to send)."""
     return [t for t in _tasks(session, query_id) if t.outcome == "pending"]
+
+
+def record_view(*, session: Session, query_id: UUID, user: User) -> None:
+    """Log that a completed result was read: auditors must see who saw which numbers."""
+    audit.append(
+        session=session,
+        actor=f"user:{user.name}",
+        action="result.viewed",
+        object=f"query:{query_id}",
+        details={"organisation": user.organisation, "role": user.role},
+    )
+    session.commit()

@@ -40,6 +40,16 @@ def test_count_sums_nodes_and_is_stored(federation: Hub) -> None:
     )
     assert stored.status_code == 200
     assert stored.json() == result
+    # Reading a completed result is logged for auditors: who saw which numbers.
+    viewed = federation.client.get(
+        "/v1/audit/entries",
+        params={"action": "result.viewed"},
+        headers=federation.headers("auditor"),
+    )
+    assert viewed.status_code == 200, viewed.text
+    entries = viewed.json()
+    entries = entries.get("entries", entries) if isinstance(entries, dict) else entries
+    assert [e["object"] for e in entries] == [f"query:{result['query_id']}"]
     listed = federation.client.get("/v1/queries", headers=federation.headers("analyst")).json()
     assert [q["query_id"] for q in listed] == [result["query_id"]]
 
