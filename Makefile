@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: demo test check lint types bench clean lock migrations settings-doc
+.PHONY: demo test check lint types bench clean lock migrations settings-doc system-deps
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -23,7 +23,18 @@ $(STAMP): pyproject.toml requirements.lock | $(UV)
 demo: $(STAMP)
 	$(BIN)/sauti demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here) and the
+# fact-sheet tests render PDFs with pdftoppm: install both from Debian when they are missing.
+SYSTEM_PACKAGES := chromium poppler-utils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v chromium >/dev/null && command -v pdftoppm >/dev/null || \
+		{ $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null || \
+		  { $(SUDO) apt-get update >/dev/null && \
+		    $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } || \
+		  echo "warning: could not install $(SYSTEM_PACKAGES); browser and PDF tests will skip"; }
+
+test: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
