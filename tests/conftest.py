@@ -5,9 +5,13 @@ import os
 import secrets
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout=3"
 
@@ -68,3 +72,44 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
         return f"sqlite:///{tmp_path}/sauti.sqlite"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator["Browser"]:
+    """Debian's Chromium under Playwright (it cannot download its own browsers here).
+
+    `make test` installs Chromium; without it browser tests skip locally and fail under CI.
+    """
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is required under CI (make system-deps installs it)")
+        pytest.skip(f"{CHROMIUM} is not installed (make system-deps installs it)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only browser tests pay
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: "Browser") -> Iterator["Page"]:
+    """A fresh browser context and page per test (no cookies shared between tests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
