@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: demo test check lint types bench clean lock migrations settings-doc system-deps
+.PHONY: demo test check lint types bench clean lock settings-doc system-deps
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -53,12 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/migrations.py
 
-# Rewrite revision 0001 of both databases from the current models (until the first release)
-# and the settings reference page; both are deterministic, so unchanged code changes nothing.
-migrations: $(STAMP)
-	$(BIN)/python -m node.migrations.regenerate
-	$(BIN)/python -m hub.migrations.regenerate
-
+# The settings reference page is generated; unchanged code changes nothing.
 settings-doc: $(STAMP)
 	$(BIN)/python -m sauti.settings_doc
 

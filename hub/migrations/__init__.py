@@ -1,1 +1,1 @@
-"""Alembic migrations of the hub database; `schema` runs them, `regenerate` writes 0001."""
+"""Alembic migrations of the hub database; `schema` runs them."""

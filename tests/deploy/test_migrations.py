@@ -1,5 +1,6 @@
 """Alembic migrations of hub and node: empty -> head -> empty, models match, start-up policy."""
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -12,13 +13,17 @@ from typer.testing import CliRunner
 
 from hub.db import make_engine as hub_engine
 from hub.exceptions import SchemaOutOfDate as HubSchemaOutOfDate
-from hub.migrations import regenerate as hub_regenerate
 from hub.migrations import schema as hub_schema
 from node.db import make_engine as node_engine
 from node.exceptions import SchemaOutOfDate as NodeSchemaOutOfDate
-from node.migrations import regenerate as node_regenerate
 from node.migrations import schema as node_schema
 from sauti.cli import app as cli
+
+ROOT = Path(__file__).parents[2]
+FROZEN_0001 = {
+    "hub": "c5a0c02418e821a562b7f0481c3cbb69a5dc2a1dc2d13c8dacf6967c5a6e2cad",
+    "node": "b4a479fd36160c5a66e86b93d3d447126ad8210a1bf9227895926c07d5c91c64",
+}
 
 APPS = {
     "hub": (hub_schema, hub_engine, HubSchemaOutOfDate),
@@ -113,13 +118,11 @@ def test_migrate_refuses_to_adopt_tables_that_differ(app: str, engine: Engine) -
         schema.migrate(engine)
 
 
-@pytest.mark.parametrize("name", ["hub", "node"])
-def test_regenerating_revision_0001_is_deterministic(name: str) -> None:
-    module = hub_regenerate if name == "hub" else node_regenerate
-    assert module.render() == module.render()
-    committed = module.TARGET.read_text()
-    assert 'revision = "0001"' in committed
-    assert "Create Date" not in committed
+def test_revision_0001_is_frozen() -> None:
+    """0001 landed on 2026-11-27: schema changes since then are new revisions, never edits."""
+    for app in ("hub", "node"):
+        text = (ROOT / app / "migrations" / "versions" / "0001_initial.py").read_text()
+        assert hashlib.sha256(text.encode()).hexdigest() == FROZEN_0001[app], app
 
 
 def test_cli_migrate_status_and_upgrade(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The hub's first schema: `python -m hub.migrations.regenerate` writes it.
+"""The hub's first schema: generated from the models, frozen since it landed.
 
 Revision ID: 0001
 Revises:

@@ -1,4 +1,4 @@
-"""The node's first schema: `python -m node.migrations.regenerate` writes it.
+"""The node's first schema: generated from the models, frozen since it landed.
 
 Revision ID: 0001
 Revises:
