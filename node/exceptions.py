@@ -54,10 +54,22 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── SignatureRejected         signature_invalid
 │   ├── WrongNode                 wrong_node
 │   └── RequestExpired            request_expired
+├── WebError                      (node/web: the steward's browser pages)
+│   ├── LoginRequired             login_required: no valid browser session (redirect to login)
+│   ├── CsrfRejected              csrf_failed: a form without this session's CSRF token
+│   └── FormInvalid               form_invalid: a missing or malformed form field
+├── HarmonisationError            (node/harmonisation: shared modules and mappings)
+│   ├── ModuleNotHeld             module_not_held: that module version is not fetched here
+│   ├── ModuleInvalid             module_invalid: not signed by the pinned hub, or unparsable
+│   ├── ModuleNotInAgreement      module_not_in_agreement
+│   ├── MappingMissing            mapping_missing: no mapping onto that module version
+│   ├── MappingInvalid            mapping_invalid: names the variable that does not fit
+│   └── VariableNotCollected      variable_not_collected: names the variables not collected
 └── SyncError                     (node/sync: enrollment and pull mode, CLI-side only)
     ├── EnrollmentFailed          enrollment_failed: the hub refused, or its answer did not verify
     ├── NotEnrolled               not_enrolled: no hub URL and key pinned for pull mode
-    └── HubNotReached             hub_unreachable: the hub did not answer
+    ├── HubNotReached             hub_unreachable: the hub did not answer
+    └── KeyRotationFailed         key_rotation_failed: the hub refused the node's new key
 
 Messages name columns and rules, never a data value, a level typed by an analyst or a count.
 """

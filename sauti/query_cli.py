@@ -29,6 +29,14 @@ def query(  # noqa: PLR0917 - typer maps each parameter to an option
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = "table",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = 120.0,
+    module_version: Annotated[
+        int | None,
+        typer.Option("--module-version", help="--dataset names a shared module at this version."),
+    ] = None,
+    quantiles: Annotated[str | None, typer.Option("--quantiles", help="P,P (quantile)")] = None,
+    candidates: Annotated[str | None, typer.Option("--candidates", help="X,X (quantile)")] = None,
+    edges: Annotated[str | None, typer.Option("--edges", help="X,X,X (histogram)")] = None,
+    weighted: Annotated[bool, typer.Option("--weighted", help="Use survey weights.")] = False,
 ) -> None:
     spec = _spec(
         agreement=agreement,
@@ -39,6 +47,9 @@ def query(  # noqa: PLR0917 - typer maps each parameter to an option
         by=by,
         where=where or [],
         rho=rho,
+        module_version=module_version,
+        grids={"quantiles": quantiles, "candidates": candidates, "edges": edges},
+        weighted=weighted,
     )
     give_up = time.monotonic() + timeout
     base = hub.rstrip("/")
@@ -61,6 +72,12 @@ def query(  # noqa: PLR0917 - typer maps each parameter to an option
             f"note: node {node.node_id} {node.outcome} ({node.error_code}): {node.message}",
             err=True,
         )
+    for answer in result.variables:
+        if answer.not_collected:
+            typer.echo(
+                f"note: {answer.variable} is not collected at {', '.join(answer.not_collected)}",
+                err=True,
+            )
     if result.status == "failed":
         _fail("query_failed: no node answered")
 
@@ -75,6 +92,9 @@ def _spec(
     by: str | None,
     where: list[str],
     rho: float,
+    module_version: int | None = None,
+    grids: dict[str, str | None] | None = None,
+    weighted: bool = False,
 ) -> QuerySpec:
     filters = []
     for clause in where:
@@ -98,11 +118,22 @@ def _spec(
                 "group_by": [d.strip() for d in by.split(",") if d.strip()] if by else [],
                 "filters": [Filter.model_validate(f) for f in filters],
                 "rho": rho,
+                "module_version": module_version,
+                # Numbers lists for quantile/histogram (docs/privacy.md); unset stay unset.
+                **{k: _numbers(v, k) for k, v in (grids or {}).items() if v is not None},
+                "weighted": weighted,
             }
         )
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in e["loc"]) or "query" for e in exc.errors()})
         raise typer.BadParameter(f"invalid query: {', '.join(fields)}") from exc
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter("use comma-separated numbers", param_hint=f"--{option}") from exc
 
 
 def _call(

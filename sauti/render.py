@@ -23,7 +23,10 @@ REASON_TEXT: dict[str, str] = {
     "below_min_cell_size": "below min cell size",
     "interval_too_wide": "interval too wide",
     "suppressed_at_node": "suppressed at a node",
+    "grids_differ": "nodes used different grids",
 }
+# Reserved inner dims of histogram and quantile cells (contracts.v1.release).
+DIM_TEXT: dict[str, str] = {"@bin": "bin", "@quantile": "quantile"}
 
 CSV_COLUMNS = ("estimate", "ci95_low", "ci95_high", "status", "reason", "nodes")
 
@@ -40,8 +43,10 @@ def render_result(result: QueryResult, fmt: Format) -> str:
 
 
 def _number(value: float, measure: str) -> str:
-    if measure == "count":
+    if measure in ("count", "histogram"):
         return f"{round(value):,}"
+    if measure == "quantile":
+        return f"{value:,g}"
     if measure == "share":
         return f"{100 * value:.1f}%"
     return f"{value:,.2f}"
@@ -66,20 +71,32 @@ def _title(result: QueryResult) -> str:
         what = "count of respondents"
     elif spec.measure == "share":
         what = f"share with {spec.column} = {spec.value}"
+    elif spec.measure == "histogram":
+        what = f"distribution of {spec.column}"
+    elif spec.measure == "quantile":
+        what = f"quantiles of {spec.column}"
     else:
         what = f"{spec.measure} of {spec.column}"
-    by = f" by {' × '.join(result.group_by)}" if result.group_by else ""
+    if spec.weighted:
+        what += " (survey-weighted)"
+    dims = [DIM_TEXT.get(d, d) for d in result.group_by]
+    by = f" by {' × '.join(dims)}" if dims else ""
     where = "".join(f"; {f.column} in {{{', '.join(f.levels)}}}" for f in spec.filters)
+    source = (
+        f"dataset {spec.dataset}"
+        if spec.module_version is None
+        else f"module {spec.dataset} v{spec.module_version}"
+    )
     return (
         f"{what}{by}{where}\n"
-        f"agreement {spec.agreement_id}, dataset {spec.dataset}, rho {spec.rho:g} per node, "
+        f"agreement {spec.agreement_id}, {source}, rho {spec.rho:g} per node, "
         f"status {result.status}"
     )
 
 
 def _table(result: QueryResult) -> str:
     measure = result.spec.measure
-    header = [*result.group_by, "estimate", "95% interval", "status"]
+    header = [*(DIM_TEXT.get(d, d) for d in result.group_by), "estimate", "95% interval", "status"]
     rows: list[list[str]] = []
     for cell in result.cells:
         keys = [_key_label(dim, code) for dim, code in zip(result.group_by, cell.key, strict=True)]

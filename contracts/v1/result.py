@@ -5,6 +5,7 @@ from typing import Literal
 from uuid import UUID
 
 from contracts.v1.base import WireModel
+from contracts.v1.harmonisation import VariableAnswer
 from contracts.v1.query import QuerySpec
 from contracts.v1.release import CellStatus, SuppressionReason
 
@@ -50,3 +51,6 @@ class QueryResult(WireModel):
     created_at: datetime
     deadline: datetime | None = None
     completed_at: datetime | None = None
+    # Added for module queries: per queried variable, the nodes that answered it and those
+    # that do not collect it (never imputed as zero). Empty for dataset queries.
+    variables: tuple[VariableAnswer, ...] = ()

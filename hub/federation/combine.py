@@ -3,8 +3,17 @@
 Node datasets are disjoint, so counts add and their noise variances add. Per hub-dim split
 (`country`, `node`) and per key, over the nodes that answered:
 
-- count: Σ estimates, variance Σσ² (σ = each release's `noise_scale`), normal interval.
-- share: Σ numerators / Σ denominators, delta-method interval with s2 = Σσ².
+- count, histogram bins: Σ estimates, variance Σ of each cell's `variance` (σ² from the
+  release's `noise_scale` for releases that predate it), normal interval.
+- sum: Σ numerators with variance Σ numerator variances; its cell size is Σ denominators.
+- share, mean: Σ numerators / Σ denominators, delta-method interval from the summed
+  numerator and denominator variances and covariances (a share from a release without
+  them: s2 = Σσ², Var N = s2, Var D = 2 s2, Cov = s2). A mean is not clipped at the hub.
+- quantile: the nodes' noisy counts over the candidate grid add bin by bin (so do their
+  variances) and the quantile is re-estimated from the pooled counts with the nodes' own
+  method (`contracts.accuracy.quantile_from_bins`); never a median of medians.
+- Histogram and quantile releases over different grids cannot be pooled: such cells come
+  back suppressed (`grids_differ`).
 - A key absent from a node's release is a level outside that node's contract: a structural
   zero (contributes 0 with variance 0), not a missing answer.
 - Under `suppression: per_node`, a cell suppressed by any contributing node is suppressed
@@ -19,9 +28,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from contracts.accuracy import count_interval, share_estimate, share_interval, suppression_reason
+from contracts.accuracy import (
+    count_interval,
+    quantile_from_bins,
+    ratio_half_width,
+    share_estimate,
+    suppression_reason,
+)
 from contracts.v1 import Cell, QuerySpec, Release, ResultCell
-from contracts.v1.release import SuppressionReason
+from contracts.v1.release import BIN_DIM, QUANTILE_DIM, SuppressionReason
 
 HUB_DIMS = ("country", "node")
 
@@ -39,6 +54,16 @@ def result_status(*, asked: int, answered: int) -> Literal["complete", "partial"
     if answered == 0:
         return "failed"
     return "complete" if answered == asked else "partial"
+
+
+def result_dims(spec: QuerySpec) -> tuple[str, ...]:
+    """The dims of the combined cells' keys: the analyst's, plus the reserved inner dim of
+    histogram (bin label) and quantile (probability) cells."""
+    if spec.measure == "histogram":
+        return (*spec.group_by, BIN_DIM)
+    if spec.measure == "quantile":
+        return (*spec.group_by, QUANTILE_DIM)
+    return spec.group_by
 
 
 def combine(
@@ -74,7 +99,7 @@ def combine(
                 min_cell_size=min_cell_size,
                 max_ci_relative_width=max_ci_relative_width,
             )
-            key = _merge_key(spec.group_by, split, data_key)
+            key = _merge_key(result_dims(spec), split, data_key)
             cells.append(combined.model_copy(update={"key": key}))
     return tuple(cells)
 
@@ -89,28 +114,55 @@ def _combine_cell(
     nodes = tuple(m.node_id for m, _ in contributors)
     if any(c.status == "suppressed" for _, c in contributors):
         return ResultCell(key=(), status="suppressed", reason="suppressed_at_node", nodes=nodes)
-    s2 = sum(m.release.noise_scale**2 for m, _ in contributors)
     single = contributors[0][1] if len(contributors) == 1 else None
-    if spec.measure == "share":
-        numerator = float(sum(c.numerator or 0 for _, c in contributors))
-        denominator = float(sum(c.denominator or 0 for _, c in contributors))
+    grids = {m.release.grid for m, _ in contributors}
+    if spec.measure in ("histogram", "quantile") and len(grids) > 1:
+        return _suppressed("grids_differ", nodes)
+    low: float | None
+    high: float | None
+    if spec.measure in ("share", "mean"):
+        numerator, denominator, vn, vd, cov = _ratio_parts(contributors)
         size = denominator
         if denominator < max(min_cell_size, 1):
             return _suppressed("below_min_cell_size", nodes)
         if single is not None and single.estimate is not None:
             estimate, low, high = single.estimate, single.ci95_low, single.ci95_high
         else:
-            estimate = share_estimate(numerator, denominator)
-            low, high = share_interval(numerator, denominator, s2)
+            ratio = numerator / denominator
+            half = ratio_half_width(
+                ratio, denominator, numerator_variance=vn, denominator_variance=vd, covariance=cov
+            )
+            estimate, low, high = ratio, ratio - half, ratio + half
+            if spec.measure == "share":
+                estimate = share_estimate(numerator, denominator)
+                low, high = max(0.0, estimate - half), min(1.0, estimate + half)
+    elif spec.measure == "quantile":
+        parts = [c.bins or () for _, c in contributors]
+        bins = [sum(values) for values in zip(*parts, strict=True)]
+        grid = next(iter(grids)) or ()
+        size = sum(bins)
+        s2 = sum(_variance(m, c) for m, c in contributors)
+        q = float(contributors[0][1].key[-1])
+        estimate, low, high = quantile_from_bins(bins, grid, q, s2)
+        if single is not None and single.estimate is not None:
+            estimate, low, high = single.estimate, single.ci95_low, single.ci95_high
+    elif spec.measure == "sum":
+        estimate = float(sum(_numerator(c) for _, c in contributors))
+        size = float(sum(c.denominator or 0.0 for _, c in contributors))
+        variance = sum(c.numerator_variance or 0.0 for _, c in contributors)
+        low, high = count_interval(estimate, variance)
+        if single is not None:
+            low, high = single.ci95_low, single.ci95_high
     else:
         estimate = float(sum(c.estimate or 0.0 for _, c in contributors))
         size = estimate
+        s2 = sum(_variance(m, c) for m, c in contributors)
         if single is not None:
             low, high = single.ci95_low, single.ci95_high
         else:
             low, high = count_interval(estimate, s2)
     if low is None or high is None:
-        low, high = count_interval(estimate, s2)
+        return _suppressed("below_min_cell_size", nodes)
     reason = suppression_reason(
         cell_size=size,
         estimate=estimate,
@@ -124,6 +176,32 @@ def _combine_cell(
     return ResultCell(
         key=(), status="ok", estimate=estimate, ci95_low=low, ci95_high=high, nodes=nodes
     )
+
+
+def _variance(member: NodeAnswer, cell: Cell) -> float:
+    """A cell's noise variance; releases from before per-cell variances: σ²."""
+    return cell.variance if cell.variance is not None else member.release.noise_scale**2
+
+
+def _numerator(cell: Cell) -> float:
+    if cell.numerator is not None:
+        return cell.numerator
+    return cell.estimate or 0.0
+
+
+def _ratio_parts(
+    contributors: Sequence[tuple[NodeAnswer, Cell]],
+) -> tuple[float, float, float, float, float]:
+    """Σ numerators, Σ denominators, and the summed noise (co)variances (nodes independent)."""
+    numerator = denominator = vn = vd = cov = 0.0
+    for member, cell in contributors:
+        s2 = member.release.noise_scale**2
+        numerator += cell.numerator or 0.0
+        denominator += cell.denominator or 0.0
+        vn += cell.numerator_variance if cell.numerator_variance is not None else s2
+        vd += cell.denominator_variance if cell.denominator_variance is not None else 2 * s2
+        cov += cell.covariance if cell.covariance is not None else s2
+    return numerator, denominator, vn, vd, cov
 
 
 def _suppressed(reason: SuppressionReason, nodes: tuple[str, ...]) -> ResultCell:

@@ -46,7 +46,12 @@ def check_spec(*, spec: QuerySpec, terms: AgreementTerms, organisation: str) -> 
     """Refuse, before any node is contacted, whatever the agreement does not allow."""
     if organisation not in terms.analyst_organisations:
         raise OrgNotPermitted()
-    if spec.dataset not in {d.name for d in terms.datasets}:
+    if spec.module_version is not None:
+        if (spec.dataset, spec.module_version) not in {(m.name, m.version) for m in terms.modules}:
+            raise TermViolation(
+                "the module version is not in the agreement", code="module_not_allowed"
+            )
+    elif spec.dataset not in {d.name for d in terms.datasets}:
         raise TermViolation("the dataset is not in the agreement", code="dataset_not_allowed")
     if spec.measure not in terms.measures:
         raise TermViolation(

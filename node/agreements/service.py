@@ -63,6 +63,8 @@ from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
+from node.harmonisation import store as harmonisation_store
+from node.harmonisation.exceptions import HarmonisationError
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger.models import BudgetCharge, BudgetRow
 from node.settings import NodeSettings
@@ -99,6 +101,20 @@ def _check_signable(
                 "this node"
             ) from exc
         _check_terms_against_contract(terms, dataset.contract)
+    for module_ref in terms.modules:
+        try:
+            module = harmonisation_store.load_module(home, module_ref.name, module_ref.version)
+        except HarmonisationError as exc:
+            raise AgreementInvalid(
+                f"term modules: module {module_ref.name} version {module_ref.version} is not "
+                "held at this node (sauti node modules fetch)"
+            ) from exc
+        for term, names in (("columns", terms.columns), ("dims", terms.dims)):
+            for name in names:
+                if module.variable(name) is None:
+                    raise TermNotInContract(
+                        f"term {term}: {name} is not a variable of module {module.name}"
+                    )
 
 
 def _check_terms_against_contract(terms: AgreementTerms, contract: DatasetContract) -> None:

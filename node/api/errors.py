@@ -52,6 +52,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "column_not_queryable": 422,
     "dim_not_categorical": 422,
     "cost_check_failed": 422,
+    "column_not_numeric": 422,
+    "bounds_missing": 422,
+    "no_weight_column": 422,
+    "release_too_large": 422,
     "dataset_invalid": 422,
     "dataset_exists": 409,
     "contract_invalid": 422,
@@ -59,6 +63,15 @@ STATUS_BY_CODE: dict[str, int] = {
     "file_unreadable": 422,
     "file_too_large": 413,
     "codebook_invalid": 422,
+    "module_not_held": 422,
+    "module_invalid": 422,
+    "module_not_in_agreement": 403,
+    "mapping_missing": 422,
+    "mapping_invalid": 422,
+    "variable_not_collected": 422,
+    "login_required": 401,
+    "csrf_failed": 403,
+    "form_invalid": 422,
 }
 # Routes whose body must be a signed message: anything else there is "unsigned".
 SIGNED_ROUTES = ("/v1/queries",)

@@ -25,3 +25,19 @@ class MeasureNotSupported(PrivacyError):
 
 class CostCheckFailed(PrivacyError):
     code = "cost_check_failed"
+
+
+class ColumnNotNumeric(PrivacyError):
+    code = "column_not_numeric"
+
+
+class BoundsMissing(PrivacyError):
+    code = "bounds_missing"
+
+
+class NoWeightColumn(PrivacyError):
+    code = "no_weight_column"
+
+
+class ReleaseTooLarge(PrivacyError):
+    code = "release_too_large"

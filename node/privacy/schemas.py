@@ -1,10 +1,9 @@
 """What the DP engine returns: the noisy cells and how they were made."""
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict
 
-from contracts.v1 import Cell
+from contracts.v1 import Cell, Component
+from contracts.v1.release import Mechanism
 
 
 class ComputedRelease(BaseModel):
@@ -12,4 +11,10 @@ class ComputedRelease(BaseModel):
 
     cells: tuple[Cell, ...]
     noise_scale: float
-    mechanism: Literal["discrete_gaussian"] = "discrete_gaussian"
+    mechanism: Mechanism = "discrete_gaussian"
+    group_by: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+    epsilon: float | None = None
+    delta: float | None = None
+    weighted: bool = False
+    grid: tuple[float, ...] | None = None

@@ -1,7 +1,9 @@
 """Handle one hub-signed query request, whatever transport brought it (push or pull)."""
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -15,6 +17,7 @@ from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction
 from node.exceptions import NodeError
+from node.harmonisation import service as harmonisation
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger import service as ledger
 from node.ledger.schemas import ChargeInfo, Reservation
@@ -58,10 +61,20 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
             spec = request.spec
             if spec.agreement_id != request.agreement_id:
                 raise AgreementUnknown("the query names another agreement")
-            contract_version = agreements.check_dataset(terms, dataset=spec.dataset)
-            dataset = datasets.load(home=settings.home, name=spec.dataset, version=contract_version)
+            scan: Callable[[], pl.LazyFrame]
+            if spec.module_version is None:
+                contract_version = agreements.check_dataset(terms, dataset=spec.dataset)
+                dataset = datasets.load(
+                    home=settings.home, name=spec.dataset, version=contract_version
+                )
+                contract, scan = dataset.contract, partial(pl.scan_parquet, dataset.parquet_path)
+            else:
+                # A shared module: answered through this node's mapping (never charged when
+                # the module, the mapping or a queried variable is missing here).
+                view = harmonisation.query_view(home=settings.home, terms=terms, spec=spec)
+                contract_version, contract, scan = view.version, view.contract, view.scan
             agreements.check_measure(terms, spec=spec)
-            engine.check_spec(contract=dataset.contract, spec=spec)
+            engine.check_spec(contract=contract, spec=spec)
             agreements.check_columns(terms, spec=spec, rho=request.rho)
             agreements.check_requester(terms, request=request)
             reservation = ledger.reserve(
@@ -90,13 +103,16 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         return Signed(jws=reservation.release_jws)
 
     computed = engine.compute_release(
-        data=pl.scan_parquet(dataset.parquet_path),
-        contract=dataset.contract,
+        data=scan(),
+        contract=contract,
         spec=spec,
         rho=request.rho,
         min_cell_size=terms.min_cell_size,
         max_ci_relative_width=terms.max_ci_relative_width,
         suppress=terms.suppression == "per_node",
+        # The stored file itself (not a module's mapped view): its observed value range is
+        # cached per file version, so the engine skips clamps that cannot change a value.
+        source=dataset.parquet_path if spec.module_version is None else None,
     )
     release = Release(
         query_id=request.query_id,
@@ -106,13 +122,18 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         dataset=spec.dataset,
         contract_version=contract_version,
         measure=spec.measure,
-        group_by=spec.group_by,
+        group_by=computed.group_by,
         mechanism=computed.mechanism,
         rho=request.rho,
         noise_scale=computed.noise_scale,
         request_digest=request_digest,
         cells=computed.cells,
         released_at=datetime.now(UTC),
+        components=computed.components,
+        epsilon=computed.epsilon,
+        delta=computed.delta,
+        weighted=computed.weighted,
+        grid=computed.grid,
     )
     token = signing.sign(release, load_key(settings.home))
     with transaction(url) as session:

@@ -125,9 +125,11 @@ def test_spec_checks(node: Node) -> None:
     assert spent(node) == 0
 
 
-def test_measure_not_supported(tmp_path, db_url) -> None:
+def test_mean_of_a_categorical_column_is_refused(tmp_path, db_url) -> None:
+    # Every measure is built (tests/node/test_privacy_api.py); a wrong column type is not.
     n = make_node(tmp_path / "n", db_url, measures=("count", "mean"))
-    refused(n.post(n.request(n.spec(measure="mean", column="age"))), 422, "measure_not_supported")
+    refused(n.post(n.request(n.spec(measure="mean", column="sex"))), 422, "column_not_numeric")
+    assert spent(n) == 0
 
 
 def test_dim_not_allowed_and_unknown_dataset(tmp_path, db_url) -> None:

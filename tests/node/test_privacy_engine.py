@@ -8,9 +8,11 @@ import pytest
 from contracts.v1 import Filter, QuerySpec
 from node.privacy import engine
 from node.privacy.exceptions import (
+    ColumnNotNumeric,
     ColumnNotQueryable,
     DimNotCategorical,
     MeasureNotSupported,
+    NoWeightColumn,
     UnknownColumn,
     UnknownLevel,
 )
@@ -100,7 +102,10 @@ def test_suppression_below_min_cell_size_and_wide_intervals() -> None:
         ({"filters": (Filter(column="sex", levels=("secret-level",)),)}, UnknownLevel),
         ({"measure": "share", "column": "sex", "value": "secret-level"}, UnknownLevel),
         ({"measure": "share", "column": "age", "value": "3"}, MeasureNotSupported),
-        ({"measure": "mean", "column": "age"}, MeasureNotSupported),
+        ({"measure": "mean", "column": "sex"}, ColumnNotNumeric),
+        ({"measure": "histogram", "column": "disability"}, ColumnNotNumeric),
+        ({"measure": "sum", "column": "comment"}, ColumnNotQueryable),
+        ({"measure": "count", "weighted": True}, NoWeightColumn),
     ],
 )
 def test_bad_specs_raise_typed_errors(fields, error) -> None:

@@ -1,0 +1,142 @@
+"""End to end in process: the hub asks two real node apps for mean, quantile and histogram,
+and pools them (quantiles from the pooled noisy grid)."""
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+import pytest
+from hub_support import DATASET, Hub, make_terms
+
+from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit, SignedAgreement
+from hub.home import HubIdentity
+from node import home as node_home
+from node.agreements import service as node_agreements
+from node.app import create_app as create_node_app
+from node.datasets import service as node_datasets
+from node.db import dispose_engines
+from node.settings import NodeSettings
+
+SEXES = ("female", "male")
+
+
+def contract() -> DatasetContract:
+    return DatasetContract(
+        name=DATASET,
+        version=1,
+        title="LNOB household survey",
+        columns=(
+            Column(name="respondent", type="string", role="unit_key"),
+            Column(name="sex", type="categorical", levels=tuple(Level(code=c) for c in SEXES)),
+            Column(name="age", type="integer", role="measure", lower=0, upper=100),
+        ),
+        privacy=PrivacyUnit(unit_key="respondent", max_contributions=1),
+    )
+
+
+def frame(rows: int, seed: int, offset: int) -> pl.DataFrame:
+    rnd = random.Random(seed)
+    return pl.DataFrame(
+        {
+            "respondent": [f"r{seed}-{i}" for i in range(rows)],
+            "sex": [rnd.choice(SEXES) for _ in range(rows)],
+            "age": [min(100, offset + rnd.randint(0, 30)) for _ in range(rows)],
+        }
+    )
+
+
+@pytest.fixture
+def federation(
+    tmp_path: Path, hub_home: HubIdentity, make_hub: Callable[..., Hub]
+) -> Iterator[tuple[Hub, pl.DataFrame]]:
+    frames = {"ke-cso": frame(400, 1, 18), "np-cso": frame(200, 2, 50)}
+    countries = {"ke-cso": "404", "np-cso": "524"}
+    homes: dict[str, Path] = {}
+    routes: dict[str, httpx.AsyncBaseTransport] = {}
+    for node_id, data in frames.items():
+        home = tmp_path / node_id
+        node_home.init_home(
+            home, name=f"CSO {node_id}", country=countries[node_id], node_id=node_id
+        )
+        node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk)
+        node_datasets.import_frame(home=home, contract=contract(), frame=data)
+        homes[node_id] = home
+        routes[f"{node_id}.nodes.test"] = httpx.ASGITransport(
+            app=create_node_app(NodeSettings(home=home))
+        )
+    hub = make_hub([], extra=routes)
+    for node_id, home in homes.items():
+        identity = node_home.load_identity(home)
+        response = hub.client.post(
+            "/v1/nodes",
+            json={
+                "node_id": identity.node_id,
+                "name": identity.name,
+                "country": identity.country,
+                "url": f"http://{node_id}.nodes.test",
+                "public_jwk": identity.public_jwk,
+            },
+            headers=hub.headers("secretariat"),
+        )
+        assert response.status_code == 201, response.text
+    terms = make_terms(
+        list(countries.items()),
+        measures=("count", "mean", "quantile", "histogram"),
+        columns=("age",),
+        dims=("sex",),
+        min_cell_size=0,
+        rho_per_query_max=5.0,
+        rho_budget=20.0,
+    )
+    created = hub.client.post(
+        "/v1/agreements", json=terms.model_dump(mode="json"), headers=hub.headers("secretariat")
+    )
+    assert created.status_code == 201, created.text
+    signed = SignedAgreement.model_validate(created.json()["agreement"])
+    for home in homes.values():
+        signature = node_agreements.sign(
+            home=home, agreement=signed, settings=NodeSettings(home=home)
+        )
+        response = hub.client.post(
+            f"/v1/agreements/{terms.agreement_id}/signatures",
+            json=signature.model_dump(mode="json"),
+            headers=hub.headers("secretariat"),
+        )
+        assert response.status_code == 201, response.text
+    yield hub, pl.concat(list(frames.values()))
+    dispose_engines()
+
+
+def ask(hub: Hub, **fields: object) -> dict:  # type: ignore[type-arg]
+    spec = {"agreement_id": "lnob-2026", "dataset": DATASET, "rho": 5.0, **fields}
+    response = hub.client.post("/v1/queries", json=spec, headers=hub.headers("analyst"))
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["status"] == "complete", result["nodes"]
+    return result  # type: ignore[no-any-return]
+
+
+def test_mean_quantile_histogram_across_two_real_nodes(
+    federation: tuple[Hub, pl.DataFrame],
+) -> None:
+    hub, both = federation
+    mean = ask(hub, measure="mean", column="age", group_by=["sex"])
+    for cell in mean["cells"]:
+        truth = both.filter(pl.col("sex") == cell["key"][0])["age"].mean()
+        assert cell["nodes"] == ["ke-cso", "np-cso"]
+        assert abs(cell["estimate"] - truth) < 1.0
+    quantile = ask(hub, measure="quantile", column="age", quantiles=[0.5, 0.9])
+    assert quantile["group_by"] == ["@quantile"]
+    ages = np.sort(both["age"].to_numpy())
+    for cell in quantile["cells"]:
+        q = float(cell["key"][0])
+        truth = next(c for c in range(101) if (ages <= c).sum() >= q * len(ages))
+        assert cell["ci95_low"] <= truth <= cell["ci95_high"]
+    histogram = ask(hub, measure="histogram", column="age", group_by=["country"])
+    assert histogram["group_by"] == ["country", "@bin"]
+    assert len(histogram["cells"]) == 2 * 10
+    total = sum(c["estimate"] or 0 for c in histogram["cells"])
+    assert abs(total - both.height) < 30
