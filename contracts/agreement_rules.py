@@ -98,6 +98,11 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
         for p in terms.parties
     )
     datasets = tuple(f"{d.name}, contract version {d.contract_version}" for d in terms.datasets)
+    datasets += tuple(
+        f"shared module {m.name}, version {m.version}: each node answers through its own"
+        " mapping, which stays at the node"
+        for m in terms.modules
+    )
     measures = ", ".join(MEASURE_TEXT.get(m, m) for m in terms.measures)
     width = (
         f"Cells whose 95% interval is wider than {terms.max_ci_relative_width:g} times their "

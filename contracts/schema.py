@@ -26,6 +26,9 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     v1.TaskRefusal,
     v1.KeyRotation,
     v1.KeyRotationSubmission,
+    v1.Module,
+    v1.CoverageReport,
+    v1.ModuleCoverageView,
 )
 
 

@@ -31,9 +31,18 @@ from contracts.v1.federation import (
     TaskBatch,
     TaskRefusal,
 )
+from contracts.v1.harmonisation import (
+    CoverageReport,
+    MappingCoverage,
+    Module,
+    ModuleCoverageView,
+    ModuleRef,
+    ModuleVariable,
+    VariableAnswer,
+)
 from contracts.v1.info import NodeInfo
 from contracts.v1.query import ErrorBody, ErrorResponse, Filter, QueryRequest, QuerySpec, Signed
-from contracts.v1.release import Cell, Release
+from contracts.v1.release import Cell, Component, Release
 from contracts.v1.result import NodeStatus, QueryResult, ResultCell
 
 __all__ = [
@@ -43,6 +52,8 @@ __all__ = [
     "AgreementTerms",
     "Cell",
     "Column",
+    "Component",
+    "CoverageReport",
     "DatasetContract",
     "DatasetInfo",
     "DatasetRef",
@@ -56,7 +67,12 @@ __all__ = [
     "KeyRotation",
     "KeyRotationSubmission",
     "Level",
+    "MappingCoverage",
     "Methodology",
+    "Module",
+    "ModuleCoverageView",
+    "ModuleRef",
+    "ModuleVariable",
     "NodeInfo",
     "NodePoll",
     "NodeStatus",
@@ -74,4 +90,5 @@ __all__ = [
     "SignedAgreement",
     "TaskBatch",
     "TaskRefusal",
+    "VariableAnswer",
 ]

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from contracts.v1.base import WireModel
+from contracts.v1.harmonisation import ModuleRef
 from contracts.v1.query import MAX_GROUP_BY, Measure
 
 PartyRole = Literal["secretariat", "cso", "nso", "other"]
@@ -17,7 +18,11 @@ NodeAgreementStatus = Literal["active", "suspended", "revoked"]
 DISSEMINATION_ORDER: tuple[Dissemination, ...] = ("public", "partners", "restricted")
 # Fields added after the first release of v1, with their defaults. They are left out of the
 # canonical JSON while at their default, so every digest signed before they existed still holds.
-_ADDED_TERM_DEFAULTS: dict[str, Any] = {"budget_period": "validity", "amends_digest": None}
+_ADDED_TERM_DEFAULTS: dict[str, Any] = {
+    "budget_period": "validity",
+    "amends_digest": None,
+    "modules": (),
+}
 
 
 class Party(WireModel):
@@ -44,7 +49,12 @@ class AgreementTerms(WireModel):
     purpose_code: str = "sdg-monitoring"
     hub_id: str
     parties: tuple[Party, ...] = Field(min_length=2)
-    datasets: tuple[DatasetRef, ...] = Field(min_length=1)
+    datasets: tuple[DatasetRef, ...] = Field(
+        description="node datasets covered; may be empty when `modules` names at least one"
+    )
+    modules: tuple[ModuleRef, ...] = Field(
+        default=(), description="shared harmonisation modules covered (each node maps its own)"
+    )
     measures: tuple[Measure, ...] = Field(min_length=1)
     columns: tuple[str, ...] = Field(description="columns that may be measured")
     dims: tuple[str, ...] = Field(description="columns that may be grouped on or filtered")
@@ -100,13 +110,18 @@ class AgreementTerms(WireModel):
                 raise ValueError(f"{name} repeats an entry")
         if self.version == 1 and self.amends_digest is not None:
             raise ValueError("version 1 amends nothing")
+        if not self.datasets and not self.modules:
+            raise ValueError("an agreement covers at least one dataset or module")
+        if len({m.name for m in self.modules}) != len(self.modules):
+            raise ValueError("modules repeats an entry")
         return self
 
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         for name, default in _ADDED_TERM_DEFAULTS.items():
-            if name in data and data[name] == default:
+            # An empty tuple serialises as [] in JSON mode.
+            if name in data and (data[name] == default or (default == () and data[name] == [])):
                 del data[name]
         return data
 

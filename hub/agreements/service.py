@@ -53,6 +53,7 @@ from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.federation import service as federation
 from hub.federation.models import Node
+from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
 from hub.queries.models import QueryRow
 
@@ -96,6 +97,7 @@ def _checked_terms(
     for node_id in terms.node_ids:
         if session.get(Node, node_id) is None:
             raise PartyNodeNotRegistered()
+    check_shipped(terms.modules)
     if _hub_standing(session, terms.agreement_id, identity.hub_id) == "revoked":
         raise AgreementRevoked()
     existing = _versions(session, terms.agreement_id)
@@ -155,6 +157,7 @@ def update_draft(
     for node_id in terms.node_ids:
         if session.get(Node, node_id) is None:
             raise PartyNodeNotRegistered()
+    check_shipped(terms.modules)
     if version > 1:
         previous = _version(session, agreement_id, version - 1)
         if terms.amends_digest is None:

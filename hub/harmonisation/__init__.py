@@ -1,0 +1,1 @@
+"""Shared harmonisation modules: shipped definitions, signed publication and node coverage."""

@@ -1,0 +1,1 @@
+"""Node-side harmonisation: pinned shared modules and the steward's mappings onto them."""
