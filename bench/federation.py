@@ -12,6 +12,9 @@ itself adds per node: signing, fan-out, verification, storing and combining. The
 ("remote nodes") has each node answer the same way after a fixed delay
 (BENCH_NODE_LATENCY_MS, default 100: a WAN round trip plus the node's own compute on its own
 machine), which is what the hub sees in a deployment.
+
+Environment: BENCH_QUERIES (default 15), BENCH_ROWS (default 100000), BENCH_NODE_LATENCY_MS,
+BENCH_SERIES ("real nodes", "hub path" or "remote nodes": run only that series).
 """
 
 import asyncio
@@ -41,7 +44,7 @@ from node.settings import NodeSettings
 from sauti.demo.data import DemoNode, demo_nodes
 from sauti.demo.run import ANALYST_ORG, SECRETARIAT, demo_terms
 
-ROWS = 100_000
+ROWS = int(os.environ.get("BENCH_ROWS", "100000"))
 SIZES = (1, 5, 20, 50)
 QUERIES = int(os.environ.get("BENCH_QUERIES", "15"))
 WARMUP = 2
@@ -101,8 +104,9 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run_size(
     work: Path, base: list[DemoNode], n: int, *, replay: bool, latency: float = 0.0
-) -> list[float]:
-    """Latencies at the hub; `replay`: stub nodes answering after `latency` seconds."""
+) -> tuple[list[float], list[float]]:
+    """Latencies at the hub and this process's CPU seconds per query (hub and in-process
+    nodes together); `replay`: stub nodes answering after `latency` seconds."""
     tag = f"{n}-{int(replay)}-{int(latency * 1000)}"
     hub_dir = work / f"hub-{tag}"
     identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
@@ -134,6 +138,7 @@ async def run_size(
     engine.dispose()
     app = create_hub_app(settings, transport=Routes(routes))
     latencies: list[float] = []
+    cpu_times: list[float] = []
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -179,45 +184,80 @@ async def run_size(
             "rho": RHO,
         }
         for i in range(WARMUP + QUERIES):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             r = await hub.post(
                 "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
             )
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             body = r.json()
             if body.get("status") != "complete":
                 raise RuntimeError(f"query not complete: {body.get('status')} {body.get('nodes')}")
             if i >= WARMUP:
                 latencies.append(elapsed)
-    return latencies
+                cpu_times.append(cpu)
+    return latencies, cpu_times
+
+
+SERIES = (
+    (
+        "real nodes",
+        False,
+        0.0,
+        "every node is a real node app in this process computing a DP release over its own "
+        "100k rows; N nodes' compute shares this machine's cores (and partly one GIL), so "
+        "this series grows with N whatever the hub does",
+    ),
+    (
+        "hub path",
+        True,
+        0.0,
+        "stub nodes answer at once with a correctly signed release (they still verify the "
+        "request and sign, in this process): what the hub itself adds per node, i.e. "
+        "signing, fan-out, verification, storing and combining",
+    ),
+    (
+        "remote nodes",
+        True,
+        NODE_LATENCY,
+        f"the same stubs answer after {NODE_LATENCY * 1000:.0f} ms (BENCH_NODE_LATENCY_MS: "
+        "a WAN round trip plus the node's own compute on its own machine), which is what "
+        "a deployed hub sees",
+    ),
+)
 
 
 def main() -> None:
     sizes = tuple(int(s) for s in sys.argv[1:]) or SIZES
+    only = os.environ.get("BENCH_SERIES")
     print(f"generating {ROWS:,} rows per node (3 distinct CSO datasets, reused)...")
     base = demo_nodes(rows=ROWS)
+    print(
+        f"p50 and p95: latency at the hub of POST /v1/queries until the complete result, "
+        f"{QUERIES} queries per N (count by group x sex) after {WARMUP} warm-up queries; "
+        "target: p50 at 20 nodes <= 1.5 x p50 at 1 node. CPU ms: median CPU time of this "
+        "process per query (hub and in-process nodes, all threads), what the work costs "
+        "apart from waiting (it still grows when other programs load the machine)"
+    )
+    summary: list[str] = []
     with tempfile.TemporaryDirectory(prefix="sauti-bench-fed-") as tmp:
-        for replay, latency, label in (
-            (False, 0.0, "real nodes: each computes a DP release, all on this machine's cores"),
-            (True, 0.0, "hub path: nodes answer at once (the hub's own per-node work)"),
-            (
-                True,
-                NODE_LATENCY,
-                f"remote nodes: each answers after {NODE_LATENCY * 1000:.0f} ms "
-                "(network + its own compute elsewhere)",
-            ),
-        ):
-            print(f"\n{label}: {QUERIES} queries per N, count by group x sex")
-            print(f"{'N':>4} {'p50 ms':>9} {'p95 ms':>9} {'p50 / N=1':>10}")
+        for name, replay, latency, explanation in SERIES:
+            if only and name != only:
+                continue
+            print(f"\n{name}: {explanation}")
+            print(f"{'N':>4} {'p50 ms':>9} {'p95 ms':>9} {'p50 / N=1':>10} {'CPU ms':>8}")
             one: float | None = None
             for n in sizes:
-                lat = asyncio.run(run_size(Path(tmp), base, n, replay=replay, latency=latency))
+                lat, cpu = asyncio.run(run_size(Path(tmp), base, n, replay=replay, latency=latency))
                 p50, p95 = statistics.median(lat) * 1000, percentile(lat, 0.95) * 1000
                 one = one or p50
-                print(f"{n:>4} {p50:>9.1f} {p95:>9.1f} {p50 / one:>9.2f}x", flush=True)
+                cpu_ms = statistics.median(cpu) * 1000
+                print(
+                    f"{n:>4} {p50:>9.1f} {p95:>9.1f} {p50 / one:>9.2f}x {cpu_ms:>8.1f}", flush=True
+                )
                 if n == 20:
                     verdict = "within" if p50 / one <= 1.5 else "OVER"
-                    print(f"     20 nodes: {verdict} the 1.5x target", flush=True)
+                    summary.append(f"{name}: 20 nodes {p50 / one:.2f}x one node ({verdict} 1.5x)")
+    print("\n" + "\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Canonical JSON (RFC 8785) and Ed25519 compact JWS, the only way bytes are signed in Sauti."""
 
+import base64
 import functools
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
@@ -23,39 +26,54 @@ def canonical_json(value: BaseModel | dict[str, Any] | list[Any]) -> bytes:
     """Bytes that every party computes identically for the same content (RFC 8785)."""
     data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
     try:
-        ready = _json_ready(data)
-        return json.dumps(
+        floats: list[float] = []
+        ready = _json_ready(data, floats)
+        text = json.dumps(
             ready, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
     except (_NotPlain, UnicodeEncodeError):
         return bytes(rfc8785.dumps(data))
+    for index, number in enumerate(floats):
+        text = text.replace(_placeholder(index), rfc8785.dumps(number), 1)
+    return text
 
 
 # The fast path above: for documents of strings, safe integers, booleans, nulls, ASCII keys and
 # floats that print alike in Python and ECMAScript, the C `json` encoder writes exactly the
 # RFC 8785 bytes (same string escapes, keys in code-point = UTF-16 order) at a fraction of the
 # pure-Python `rfc8785` cost; anything else is left to `rfc8785` itself.
+# Floats that print differently (exponent forms such as a release's delta = 1e-07) go in as
+# placeholder strings, and `rfc8785` writes just those numbers into the output; a document
+# whose own strings contain NUL (which placeholders use) takes the reference path.
 # tests/contracts/test_canonical_json.py checks the two agree.
 _SAFE_INT = 2**53 - 1
+
+
+def _placeholder(index: int) -> bytes:
+    return f'"\\u0000{index}\\u0000"'.encode()
 
 
 class _NotPlain(Exception):
     pass
 
 
-def _json_ready(value: Any) -> Any:
+def _json_ready(value: Any, floats: list[float]) -> Any:
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is str:
+        if "\0" in value:
+            raise _NotPlain
+        return value
+    if kind is bool or value is None:
         return value
     if kind is dict:
         out = {}
         for key, item in value.items():
-            if type(key) is not str or not key.isascii():
+            if type(key) is not str or not key.isascii() or "\0" in key:
                 raise _NotPlain
-            out[key] = _json_ready(item)
+            out[key] = _json_ready(item, floats)
         return out
     if kind is list or kind is tuple:
-        return [_json_ready(item) for item in value]
+        return [_json_ready(item, floats) for item in value]
     if kind is float:
         magnitude = abs(value)
         if value == 0:
@@ -66,7 +84,11 @@ def _json_ready(value: Any) -> Any:
             raise _NotPlain  # ECMAScript pads the shortest digits with zeros here
         if 1e-4 <= magnitude < 1e16:
             return value  # Python's repr is then fixed-point with the same shortest digits
-        raise _NotPlain  # exponent forms differ ("1e-05" vs "0.00001"); NaN, inf: rfc8785
+        if not math.isfinite(value):
+            raise _NotPlain  # NaN, inf: the reference refuses them
+        # Exponent forms differ ("1e-05" vs "0.00001"): the reference writes this number.
+        floats.append(value)
+        return f"\0{len(floats) - 1}\0"
     if kind is int:
         if -_SAFE_INT <= value <= _SAFE_INT:
             return value
@@ -134,7 +156,19 @@ def load_private_key(path: Path) -> OKPKey:
 def sign(model: BaseModel, key: OKPKey) -> str:
     """Compact JWS over the model's canonical JSON, with the key id in the header."""
     header = {"alg": ALGORITHM, "kid": key_id(key)}
-    return str(jws.serialize_compact(header, canonical_json(model), key, algorithms=[ALGORITHM]))
+    private = key.private_key
+    if not isinstance(private, Ed25519PrivateKey):
+        payload = canonical_json(model)
+        return str(jws.serialize_compact(header, payload, key, algorithms=[ALGORITHM]))
+    # The same bytes joserfc writes (its header JSON, unpadded base64url), without its
+    # per-call registry and header checks, which cost more than the Ed25519 signature.
+    protected = json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode()
+    signing_input = _b64(protected) + b"." + _b64(canonical_json(model))
+    return (signing_input + b"." + _b64(private.sign(signing_input))).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def verify(token: str, key: OKPKey) -> bytes:

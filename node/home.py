@@ -1,8 +1,10 @@
 """A node's home folder: identity (node.json), signing key and the pinned hub key."""
 
 import json
+import os
 import re
 import unicodedata
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +17,21 @@ from node.exceptions import HomeError
 
 IDENTITY_FILE = "node.json"
 KEY_FILE = Path("keys") / "node.jwk.json"
+# A key being rotated in: written before the hub is asked, so a rotation interrupted after the
+# hub accepted it resumes with the same key instead of locking the node out.
+NEXT_KEY_FILE = Path("keys") / "node.next.jwk.json"
+
+
+class PreviousKey(BaseModel):
+    """A public key this node signed with before a rotation (its private half is destroyed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kid: str
+    public_jwk: dict[str, Any]
+    retired_at: datetime
+    # Until when the hub still verifies it (releases signed before the rotation count).
+    valid_until: datetime | None = None
 
 
 class NodeIdentity(BaseModel):
@@ -32,6 +49,8 @@ class NodeIdentity(BaseModel):
     hub_url: str | None = None
     kid: str
     public_jwk: dict[str, Any]
+    # Keys replaced by `sauti node rotate-key`, newest first (public halves only).
+    previous_keys: tuple[PreviousKey, ...] = ()
 
 
 def slugify(name: str) -> str:
@@ -128,6 +147,78 @@ def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any], url: str | N
             update={"hub_id": hub_id, "hub_public_jwk": signing.public_jwk(key), "hub_url": url}
         ),
     )
+
+
+def next_key(home: Path) -> OKPKey:
+    """The key being rotated in: the pending one if a rotation was interrupted, else a new one."""
+    path = home / NEXT_KEY_FILE
+    if path.exists():
+        try:
+            return signing.load_private_key(path)
+        except ContractError as exc:
+            raise HomeError("cannot read the node's pending new key") from exc
+    key = signing.generate_key()
+    tmp = path.with_name(f".{path.name}.tmp")
+    signing.save_private_key(key, tmp)
+    tmp.replace(path)
+    return key
+
+
+def discard_next_key(home: Path) -> None:
+    """Forget a pending key the hub refused (a later rotation starts with a fresh one)."""
+    (home / NEXT_KEY_FILE).unlink(missing_ok=True)
+
+
+def switch_key(home: Path, *, retired_at: datetime, valid_until: datetime | None) -> NodeIdentity:
+    """Sign with the pending key from now on (the hub accepted it); the old private key goes.
+
+    The key file is replaced by one rename, so a running node signs its next answer with the
+    new key; only the old public half stays in node.json, for audit verification. Nothing at
+    the node signs with the old key again: releases it signed are stored as signed tokens.
+    """
+    identity = load_identity(home)
+    path = home / NEXT_KEY_FILE
+    try:
+        new = signing.load_private_key(path)
+    except (ContractError, FileNotFoundError) as exc:
+        raise HomeError("no pending new key to switch to") from exc
+    old = PreviousKey(
+        kid=identity.kid,
+        public_jwk=identity.public_jwk,
+        retired_at=retired_at,
+        valid_until=valid_until,
+    )
+    current = home / KEY_FILE
+    with current.open("r+b") as handle:
+        path.replace(current)
+        # The old file is out of the folder; overwrite its bytes through the handle still
+        # open on it (readers never see a half-written key: they open the new file).
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        handle.write(b"\0" * size)
+        handle.flush()
+        os.fsync(handle.fileno())
+    updated = identity.model_copy(
+        update={
+            "kid": signing.key_id(new),
+            "public_jwk": signing.public_jwk(new),
+            "previous_keys": (old, *identity.previous_keys),
+        }
+    )
+    _write_identity(home, updated)
+    return updated
+
+
+def repair_identity(home: Path) -> NodeIdentity:
+    """After a crash between switching the key file and node.json, the key file is the truth."""
+    identity = load_identity(home)
+    key = load_key(home)
+    kid = signing.key_id(key)
+    if kid == identity.kid:
+        return identity
+    updated = identity.model_copy(update={"kid": kid, "public_jwk": signing.public_jwk(key)})
+    _write_identity(home, updated)
+    return updated
 
 
 def _write_identity(home: Path, identity: NodeIdentity) -> None:

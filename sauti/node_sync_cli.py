@@ -1,4 +1,5 @@
-"""`sauti node enroll` and `sauti node pull`: join a hub, and answer it without opening a port."""
+"""`sauti node enroll`, `pull` and `rotate-key`: join a hub, answer it without opening a port,
+and replace the node's key."""
 
 import logging
 import signal
@@ -67,4 +68,18 @@ def pull(
     typer.echo(
         f"tasks received {stats.received}, answered {stats.answered}, refused {stats.refused}, "
         f"skipped {stats.skipped}, undelivered {stats.undelivered}"
+    )
+
+
+@app.command("rotate-key")
+def rotate_key(home: Home = DEFAULT_HOME) -> None:
+    """Replace this node's signing key: the hub pins the new key, then the node switches to it."""
+    try:
+        rotated = sync.rotate_key(home=home)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    until = rotated.old_valid_until.isoformat() if rotated.old_valid_until else "not at all"
+    typer.echo(
+        f"rotated key {rotated.old_kid} -> {rotated.new_kid}; "
+        f"the hub accepts the old key until {until}"
     )

@@ -3,6 +3,10 @@
 `HUB_CELERY_BROKER_URL` unset (the embedded default, `sauti demo`): one asyncio task per
 node per query in the hub process and a loop timer for the deadline. Set: one Celery task
 per node per query and one deadline task (ETA), run by `sauti hub worker`.
+
+Either way a `Sweeper` in the hub process sends again what was lost (a broker restart
+without persistence, a failed publish, a hub restart with deliveries in flight) and completes
+queries whose deadline passed; the database, not the broker, is the record of what is open.
 """
 
 import asyncio
@@ -16,6 +20,7 @@ from celery import Celery  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.federation import fanout
+from hub.federation.calls import PushCall
 from hub.federation.signals import Signals, query_key
 from hub.queries import service as queries
 from hub.settings import HubSettings
@@ -26,11 +31,65 @@ CLOSE_GRACE_SECONDS = 10.0
 
 class Dispatcher(Protocol):
     async def dispatch(
-        self, *, query_id: str, push_nodes: Sequence[str], deadline: datetime
+        self,
+        *,
+        query_id: str,
+        push_nodes: Sequence[str],
+        deadline: datetime,
+        calls: Sequence[PushCall] = (),
     ) -> None:
-        """Start one delivery per push node and arrange completion at `deadline`."""
+        """Start one delivery per push node and arrange completion at `deadline`.
+
+        `calls`: the push deliveries as planned (`Prepared.push_calls`), if the caller has them.
+        """
+
+    async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
+        """Send again these (query id, node id) deliveries, claimed by the sweeper."""
 
     async def close(self) -> None: ...
+
+
+class Deadlines:
+    """Complete each query at its deadline: a timer on the hub's event loop per query.
+
+    A timer lost with the process (a hub restart) is covered by the `Sweeper` and by reads,
+    which apply a passed deadline first. (Not a Celery ETA task: a Redis broker redelivers
+    those every visibility timeout, and loses them on a restart without persistence.)
+    """
+
+    def __init__(self, *, sessions: sessionmaker[Session], signals: Signals) -> None:
+        self._sessions = sessions
+        self._signals = signals
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def arm(self, query_id: str, deadline: datetime) -> None:
+        delay = max((deadline - datetime.now(UTC)).total_seconds(), 0)
+        self._timers[query_id] = asyncio.get_running_loop().call_later(delay, self._fire, query_id)
+
+    def _fire(self, query_id: str) -> None:
+        self._timers.pop(query_id, None)
+        task = asyncio.ensure_future(self._finalize(query_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finalize(self, query_id: str) -> None:
+        def run() -> bool:
+            with self._sessions() as session:
+                return queries.finalize_due(session=session, query_id=query_id)
+
+        try:
+            if await asyncio.to_thread(run):
+                self._signals.notify(query_key(query_id))
+        except Exception:
+            log.exception("completing query %s at its deadline failed", query_id)
+
+    async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class InProcessDispatcher:
@@ -54,39 +113,63 @@ class InProcessDispatcher:
         self._settings = settings
         self._signals = signals
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._deadlines = Deadlines(sessions=sessions, signals=signals)
         self._queue: asyncio.Queue[queries.Outcome] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
+        self._in_flight: set[tuple[str, str]] = set()
 
     async def dispatch(
-        self, *, query_id: str, push_nodes: Sequence[str], deadline: datetime
+        self,
+        *,
+        query_id: str,
+        push_nodes: Sequence[str],
+        deadline: datetime,
+        calls: Sequence[PushCall] = (),
     ) -> None:
-        loop = asyncio.get_running_loop()
         if self._recorder is None:
             self._recorder = asyncio.ensure_future(self._record_loop())
-        if push_nodes:
+        if push_nodes and not calls:
 
-            def load() -> list[fanout.PushCall]:
+            def load() -> list[PushCall]:
                 with self._sessions() as session:
                     return fanout.load_push_calls(session=session, query_id=query_id)
 
+            calls = await asyncio.to_thread(load)
+        for call in calls:
+            self._spawn(self._deliver(call))
+        self._deadlines.arm(query_id, deadline)
+
+    async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
+        if self._recorder is None:
+            self._recorder = asyncio.ensure_future(self._record_loop())
+        by_query: dict[str, list[str]] = {}
+        for query_id, node_id in tasks:
+            if (query_id, node_id) not in self._in_flight:  # still trying: leave it be
+                by_query.setdefault(query_id, []).append(node_id)
+        for query_id, node_ids in by_query.items():
+
+            def load(qid: str = query_id, nids: list[str] = node_ids) -> list[PushCall]:
+                with self._sessions() as session:
+                    return fanout.load_push_calls(session=session, query_id=qid, node_ids=nids)
+
             for call in await asyncio.to_thread(load):
                 self._spawn(self._deliver(call))
-        delay = max((deadline - datetime.now(UTC)).total_seconds(), 0)
-        handle = loop.call_later(delay, lambda: self._spawn(self._finalize(query_id)))
-        self._timers.add(handle)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, call: fanout.PushCall) -> None:
+    async def _deliver(self, call: PushCall) -> None:
+        # In flight until its outcome is recorded: the sweeper never resends it meanwhile.
+        key = (call.query_id, call.node_id)
+        self._in_flight.add(key)
         try:
             result = await fanout.post_with_retries(
                 client=self._client, call=call, settings=self._settings
             )
         except Exception:  # a delivery must never take the hub down; the deadline closes it
+            self._in_flight.discard(key)
             log.exception("delivery to node %s for query %s failed", call.node_id, call.query_id)
             return
         await self._queue.put(fanout.to_outcome(call, result))
@@ -101,6 +184,7 @@ class InProcessDispatcher:
             except Exception:
                 log.exception("recording %d node answers failed", len(batch))
             for item in batch:
+                self._in_flight.discard((item.query_id, item.node_id))
                 self._signals.notify(query_key(item.query_id))
 
     def _record(self, batch: list[queries.Outcome]) -> None:
@@ -114,20 +198,8 @@ class InProcessDispatcher:
                     item.query_id,
                 )
 
-    async def _finalize(self, query_id: str) -> None:
-        def run() -> bool:
-            with self._sessions() as session:
-                return queries.finalize_due(session=session, query_id=query_id)
-
-        try:
-            if await asyncio.to_thread(run):
-                self._signals.notify(query_key(query_id))
-        except Exception:
-            log.exception("completing query %s at its deadline failed", query_id)
-
     async def close(self) -> None:
-        for handle in self._timers:
-            handle.cancel()
+        await self._deadlines.close()
         if self._tasks:
             # Let deliveries in flight record their outcome (each is bounded by the node
             # timeout): a cancelled one would leave its database thread running past shutdown.
@@ -144,25 +216,111 @@ class InProcessDispatcher:
 
 
 class CeleryDispatcher:
-    """One Celery task per node per query, and one deadline task, on the configured broker."""
+    """One Celery task per node per query on the configured broker; deadlines in this process."""
 
-    def __init__(self, *, app: Celery, settings: HubSettings) -> None:
+    def __init__(
+        self,
+        *,
+        app: Celery,
+        settings: HubSettings,
+        sessions: sessionmaker[Session],
+        signals: Signals,
+    ) -> None:
         self._app = app
         self._queue = settings.celery_queue
+        self._deadlines = Deadlines(sessions=sessions, signals=signals)
 
     async def dispatch(
-        self, *, query_id: str, push_nodes: Sequence[str], deadline: datetime
+        self,
+        *,
+        query_id: str,
+        push_nodes: Sequence[str],
+        deadline: datetime,
+        calls: Sequence[PushCall] = (),
     ) -> None:
+        self._deadlines.arm(query_id, deadline)
         # Publishing talks to the broker: off the event loop.
-        await asyncio.to_thread(self._send, query_id, tuple(push_nodes), deadline)
+        await asyncio.to_thread(self._send, query_id, tuple(push_nodes))
 
-    def _send(self, query_id: str, push_nodes: tuple[str, ...], deadline: datetime) -> None:
-        for node_id in push_nodes:
-            self._app.send_task(DELIVER_TASK, args=(query_id, node_id), queue=self._queue)
-        self._app.send_task(FINALIZE_TASK, args=(query_id,), queue=self._queue, eta=deadline)
+    def _send(self, query_id: str, push_nodes: tuple[str, ...]) -> None:
+        try:
+            for node_id in push_nodes:
+                self._app.send_task(DELIVER_TASK, args=(query_id, node_id), queue=self._queue)
+        except Exception as exc:  # the broker is down: the query is recorded, the sweeper resends
+            log.warning(
+                "could not publish query %s to the broker (%s); it will be sent again",
+                query_id,
+                type(exc).__name__,
+            )
+
+    async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
+        await asyncio.to_thread(self._resend, tuple(tasks))
+
+    def _resend(self, tasks: tuple[tuple[str, str], ...]) -> None:
+        try:
+            for query_id, node_id in tasks:
+                self._app.send_task(DELIVER_TASK, args=(query_id, node_id), queue=self._queue)
+        except Exception as exc:
+            log.warning("could not publish to the broker (%s); will retry", type(exc).__name__)
 
     async def close(self) -> None:
-        return None
+        await self._deadlines.close()
+
+
+class Sweeper:
+    """Every `interval` seconds: resend push deliveries left pending `after` seconds since
+    they were last sent, and complete queries whose deadline passed. Runs in the hub process
+    (one per replica; claims are row-locked, so replicas never resend the same task twice)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        dispatcher: Dispatcher,
+        signals: Signals,
+        after: float,
+    ) -> None:
+        self._sessions = sessions
+        self._dispatcher = dispatcher
+        self._signals = signals
+        self._after = after
+        self._interval = max(after / 2, 0.5)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sweep()
+            except Exception:  # the database may be briefly away; try again next round
+                log.exception("sweeping open deliveries failed")
+
+    async def sweep(self) -> None:
+        def claim() -> tuple[list[tuple[str, str]], list[str]]:
+            with self._sessions() as session:
+                stale = fanout.claim_stale(session=session, older_than_seconds=self._after)
+                return stale, fanout.due_queries(session=session)
+
+        stale, due = await asyncio.to_thread(claim)
+        if stale:
+            log.info("sending %d pending deliveries again", len(stale))
+            await self._dispatcher.redeliver(tasks=stale)
+        for query_id in due:
+
+            def finalize(qid: str = query_id) -> bool:
+                with self._sessions() as session:
+                    return queries.finalize_due(session=session, query_id=qid)
+
+            if await asyncio.to_thread(finalize):
+                self._signals.notify(query_key(query_id))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 DELIVER_TASK = "sauti.hub.deliver"

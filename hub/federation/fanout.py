@@ -9,21 +9,21 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.v1 import ErrorResponse, QueryRequest, Release, Signed
+from contracts.v1 import ErrorResponse, Release, Signed
 from contracts.v1.result import NodeOutcome
 from hub.db import read_only
+from hub.federation.calls import PushCall
 from hub.federation.exceptions import ReleaseRejected
 from hub.federation.models import Node
-from hub.federation.releases import sent_request, verify_release
+from hub.federation.releases import sent_digest, sent_request, verify_release
 from hub.federation.service import node_keys
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -42,20 +42,6 @@ class CallOutcome:
     release: Release | None = None
     release_jws: str | None = None
     attempts: int = 1
-
-
-@dataclass(frozen=True)
-class PushCall:
-    """Everything one delivery needs, read from the database before any network I/O."""
-
-    query_id: str
-    node_id: str
-    url: str
-    jws: str
-    request: QueryRequest
-    keys: dict[str, dict[str, Any]]
-    contract_version: int | None
-    deadline: datetime
 
 
 class _Retryable(Exception):
@@ -99,10 +85,56 @@ def load_push_calls(
                     keys=dict(node_keys(node, now=now)),
                     contract_version=int(version) if version is not None else None,
                     deadline=deadline,
+                    request_digest=sent_digest(task.request_jws),
                 )
             )
     session.rollback()
     return calls
+
+
+def claim_stale(
+    *, session: Session, older_than_seconds: float, now: datetime | None = None, limit: int = 500
+) -> list[tuple[str, str]]:
+    """Push tasks still pending `older_than_seconds` after they were last sent: claimed (their
+    `sent_at` set now, rows locked past other hub replicas) and returned to be sent again.
+
+    A delivery is lost when the broker loses its message (a Redis restart without
+    persistence), when publishing failed, or when the hub process stopped with deliveries in
+    flight; resending is safe because the node answers a known query id from its store.
+    """
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    rows = session.scalars(
+        select(QueryNodeRow)
+        .join(QueryRow, QueryRow.query_id == QueryNodeRow.query_id)
+        .where(
+            QueryNodeRow.outcome == "pending",
+            QueryNodeRow.mode != "pull",
+            QueryRow.status == "running",
+            QueryRow.deadline > now,
+            func.coalesce(QueryNodeRow.sent_at, QueryRow.created_at) < cutoff,
+        )
+        .order_by(QueryNodeRow.id)
+        .limit(limit)
+        .with_for_update(of=QueryNodeRow, skip_locked=True)
+    ).all()
+    claimed = [(r.query_id, r.node_id) for r in rows]
+    for row in rows:
+        row.sent_at = now
+    session.commit()
+    return claimed
+
+
+def due_queries(*, session: Session, now: datetime | None = None) -> list[str]:
+    """Running queries whose deadline has passed (their deadline timer or task was lost)."""
+    now = now or datetime.now(UTC)
+    ids = list(
+        read_only(session).scalars(
+            select(QueryRow.query_id).where(QueryRow.status == "running", QueryRow.deadline <= now)
+        )
+    )
+    session.rollback()
+    return ids
 
 
 def to_outcome(call: PushCall, result: CallOutcome) -> queries.Outcome:
@@ -213,6 +245,7 @@ def _verified(call: PushCall, response: httpx.Response) -> CallOutcome:
             request=call.request,
             keys=call.keys,
             contract_version=call.contract_version,
+            request_digest=call.request_digest,
         )
     except (ValidationError, ReleaseRejected) as exc:
         message = exc.message if isinstance(exc, ReleaseRejected) else "not a signed release"

@@ -11,12 +11,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from contracts import signing
 from contracts.v1 import NodePoll, Release, Signed, TaskBatch, TaskRefusal
 from hub.federation.exceptions import NodeMessageRejected, ReleaseRejected, TaskUnknown
 from hub.federation.models import Node
-from hub.federation.releases import sent_request, verify_release
-from hub.federation.service import check_fresh, node_keys, verify_node_message
+from hub.federation.releases import check_release, sent_digest, sent_request
+from hub.federation.service import check_fresh, verify_node_message
 from hub.home import HubIdentity
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -77,11 +76,12 @@ def accept_release(*, session: Session, signed: Signed) -> str:
     task, query = _open_task(session, node=node, query_id=str(release.query_id))
     rules = query.rules or {}
     version = rules.get("contract_version")
-    verify_release(
-        token=signed.jws,
+    # Signature verified above with the node's pinned key(s): check only what it answers.
+    check_release(
+        release,
         request=sent_request(task.request_jws),
-        keys=node_keys(node, now=now),
         contract_version=int(version) if version is not None else None,
+        request_digest=sent_digest(task.request_jws),
     )
     qid = str(release.query_id)
     session.rollback()
@@ -105,7 +105,7 @@ def accept_refusal(*, session: Session, signed: Signed) -> str:
         session=session, token=signed.jws, model=TaskRefusal, now=now
     )
     task, _query = _open_task(session, node=node, query_id=str(refusal.query_id))
-    if refusal.request_digest != _digest(task.request_jws):
+    if refusal.request_digest != sent_digest(task.request_jws):
         raise ReleaseRejected("the refusal does not answer the request that was sent")
     qid = str(refusal.query_id)
     session.rollback()
@@ -120,10 +120,6 @@ def accept_refusal(*, session: Session, signed: Signed) -> str:
     ):
         raise TaskUnknown()
     return qid
-
-
-def _digest(request_jws: str) -> str:
-    return signing.digest(sent_request(request_jws))
 
 
 def _open_task(session: Session, *, node: Node, query_id: str) -> tuple[QueryNodeRow, QueryRow]:

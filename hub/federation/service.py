@@ -388,6 +388,18 @@ def rotate_key(
     if confirmed != rotation:
         raise NodeMessageRejected("the two signatures cover different rotations")
     new_kid = signing.key_id(new_key)
+    signed_by = signing.unverified_header(submission.by_current_key).get("kid")
+    if new_kid == node.kid and signed_by == node.previous_kid:
+        # The node asks again for a rotation the hub already made (its answer was lost):
+        # idempotent, so the node can switch to the key the hub pins.
+        session.commit()
+        return to_read(node)
+    if signed_by != node.kid:
+        # Only the current key may rotate: a retired key (still verifying old releases in
+        # the overlap) must never choose the node's next key.
+        raise NodeMessageRejected(
+            "a rotation must be signed by the node's current key", code="key_retired"
+        )
     if new_kid == node.kid:
         raise NodeMessageRejected("the new key is the current key", code="key_unchanged")
     old_kid = node.kid

@@ -1,9 +1,17 @@
 """The hub's Celery app: Redis broker and result backend from HubSettings, two tasks.
 
 `sauti.hub.deliver(query_id, node_id)` pushes one node its request (one task per node per
-query); `sauti.hub.finalize(query_id)` completes a query at its deadline. Both are
-idempotent: a task redelivered after a worker crash finds the node's task already closed,
-or resends the same signed request, which the node answers from its stored release.
+query); `sauti.hub.finalize(query_id)` completes a query at its deadline (kept for messages
+queued by older hubs: the hub now arms deadlines itself). Both are idempotent: a task sent
+again finds the node's task already closed, or resends the same signed request, which the
+node answers from its stored release.
+
+Redis is a transport, not the record: the hub's database is. Redis acknowledgement emulation
+is off (`ack_emulation=False`): a message is taken off the queue when a worker receives it,
+and what a crashed worker or a restarted Redis loses, the hub's sweeper sends again from the
+database (`HUB_REDISPATCH_SECONDS`). With it on, a Redis restart under unacknowledged
+messages kills the worker (kombu 5.7 restores them on a dead connection, unguarded) and ETA
+messages come back every visibility timeout.
 
 Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
 Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`.
@@ -76,7 +84,7 @@ def create_celery(settings: HubSettings) -> Celery:
         broker=settings.celery_broker_url,
         backend=settings.celery_result_backend or settings.celery_broker_url,
     )
-    transport: dict[str, Any] = {}
+    transport: dict[str, Any] = {"ack_emulation": False}
     if settings.celery_key_prefix:
         transport["global_keyprefix"] = settings.celery_key_prefix
     app.conf.update(
@@ -85,11 +93,17 @@ def create_celery(settings: HubSettings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         result_expires=3600,
-        # Redelivered if a worker dies mid-task: safe, every task is idempotent.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # The database is the record of every task's outcome: nothing reads Celery results,
+        # so a task never fails for want of a result backend (e.g. while Redis restarts).
+        task_ignore_result=True,
         broker_connection_retry_on_startup=True,
+        # Reconnect to a restarted broker for as long as it takes; what the broker lost is
+        # sent again by the hub's sweeper (`hub.federation.dispatch.Sweeper`).
+        broker_connection_max_retries=None,
+        # Tasks ack on receipt (see above), so this cancels nothing: a delivery in flight when
+        # the broker goes away finishes and records its outcome. (Set to Celery 6's default.)
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options=transport,
         worker_hijack_root_logger=False,
     )

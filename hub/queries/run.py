@@ -45,7 +45,10 @@ async def submit(
     prepared = await anyio.to_thread.run_sync(prepare)
     qid = str(prepared.query_id)
     await dispatcher.dispatch(
-        query_id=qid, push_nodes=prepared.push_nodes, deadline=prepared.deadline
+        query_id=qid,
+        push_nodes=prepared.push_nodes,
+        deadline=prepared.deadline,
+        calls=prepared.push_calls,
     )
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))

@@ -5,6 +5,7 @@ Every function here is synchronous and takes a session; the transport (push deli
 process or on a Celery worker, pull hand-outs) lives in `hub.federation`.
 """
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +21,11 @@ from hub.agreements.service import active_version
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import read_only
-from hub.federation.combine import NodeAnswer, combine, result_status
+from hub.federation.calls import PushCall, planned_push_calls
+from hub.federation.combine import NodeAnswer, combine, result_dims, result_status
 from hub.federation.models import Node
+from hub.federation.releases import parsed_releases, stored_payload
+from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
@@ -41,6 +45,8 @@ class Prepared:
     push_nodes: tuple[str, ...]
     pull_nodes: tuple[str, ...]
     deadline: datetime
+    # The push deliveries themselves, so the first dispatch needs no second read.
+    push_calls: tuple[PushCall, ...] = ()
 
 
 def _aware(moment: datetime) -> datetime:
@@ -93,7 +99,10 @@ def prepare_query(
     )
     qid = str(plan.query_id)
     deadline = now + timedelta(seconds=ttl_seconds)
-    dataset = next(d for d in terms.datasets if d.name == spec.dataset)
+    # A module query's releases carry the module version where a dataset's carry its contract's.
+    contract_version = spec.module_version or next(
+        d.contract_version for d in terms.datasets if d.name == spec.dataset
+    )
     row = QueryRow(
         query_id=qid,
         analyst=user.name,
@@ -108,7 +117,7 @@ def prepare_query(
         rules={
             "min_cell_size": terms.min_cell_size,
             "max_ci_relative_width": terms.max_ci_relative_width,
-            "contract_version": dataset.contract_version,
+            "contract_version": contract_version,
         },
     )
     session.add(row)
@@ -153,6 +162,14 @@ def prepare_query(
         push_nodes=tuple(t.node_id for t in tasks if t.mode != "pull"),
         pull_nodes=tuple(t.node_id for t in tasks if t.mode == "pull"),
         deadline=deadline,
+        push_calls=planned_push_calls(
+            query_id=qid,
+            calls=plan.calls,
+            nodes=nodes,
+            contract_version=int(contract_version) if contract_version is not None else None,
+            deadline=deadline,
+            now=now,
+        ),
     )
 
 
@@ -259,7 +276,9 @@ def _apply(
         task.attempts, task.sent_at = task.attempts + item.attempts, task.sent_at or now
     if item.release is not None and item.release_jws is not None:
         task.release_jws = item.release_jws
-        task.release = item.release.model_dump(mode="json")
+        # The signed payload is the release's canonical JSON: decoding it is the model's dump.
+        task.release = stored_payload(item.release_jws)
+        parsed_releases.remember(item.query_id, item.node_id, item.release)
     events.append(
         audit.Event(
             actor="hub",
@@ -325,6 +344,8 @@ def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now:
         )
     row.status = result.status
     row.result = result.model_dump(mode="json")
+    if not pending:
+        _completed.remember(row.query_id, result)
 
 
 def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
@@ -333,28 +354,32 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     rules: dict[str, Any] = row.rules or {}
     answers = [
         NodeAnswer(
-            node_id=t.node_id, country=t.country or "", release=Release.model_validate(t.release)
+            node_id=t.node_id,
+            country=t.country or "",
+            release=parsed_releases.get(row.query_id, t.node_id, t.release),
         )
         for t in tasks
         if t.outcome == "ok" and t.release is not None
     ]
     pending = any(t.outcome == "pending" for t in tasks)
     status = "running" if pending else result_status(asked=len(tasks), answered=len(answers))
+    nodes = tuple(
+        NodeStatus(
+            node_id=t.node_id,
+            country=t.country,
+            outcome=t.outcome,
+            error_code=t.error_code,
+            message=t.message,
+        )
+        for t in tasks
+    )
     return QueryResult(
         query_id=UUID(row.query_id),
         spec=spec,
-        group_by=spec.group_by,
+        group_by=result_dims(spec),
         status=status,
-        nodes=tuple(
-            NodeStatus(
-                node_id=t.node_id,
-                country=t.country,
-                outcome=t.outcome,
-                error_code=t.error_code,
-                message=t.message,
-            )
-            for t in tasks
-        ),
+        nodes=nodes,
+        variables=variable_answers(spec, nodes),
         cells=combine(
             spec=spec,
             answers=answers,
@@ -387,9 +412,39 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
         result = _build(row, _tasks(session, qid))
     else:
         assert row.result is not None
-        result = QueryResult.model_validate(row.result)
+        result = _completed.get(row) or QueryResult.model_validate(row.result)
     session.rollback()
     return result
+
+
+class _CompletedResults:
+    """Completed results built in this process, so reading one (the submitter's wait, each
+    poll) does not validate the stored JSON again. A result is fixed once its query completes;
+    an entry counts only if it matches the row's status and completion time."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: dict[str, QueryResult] = {}
+
+    def remember(self, query_id: str, result: QueryResult) -> None:
+        with self._lock:
+            if len(self._items) >= self._size:
+                for key in list(self._items)[: self._size // 4]:
+                    del self._items[key]
+            self._items[query_id] = result
+
+    def get(self, row: QueryRow) -> QueryResult | None:
+        with self._lock:
+            cached = self._items.get(row.query_id)
+        if cached is None or row.completed_at is None:
+            return None
+        if cached.status != row.status or cached.completed_at != _aware(row.completed_at):
+            return None
+        return cached
+
+
+_completed = _CompletedResults()
 
 
 def is_running(*, session: Session, query_id: UUID) -> bool:

@@ -17,3 +17,7 @@ class NotEnrolled(SyncError):
 
 class HubNotReached(SyncError):
     code = "hub_unreachable"
+
+
+class KeyRotationFailed(SyncError):
+    code = "key_rotation_failed"

@@ -26,6 +26,8 @@ from contracts.v1 import (
     EnrollmentRequest,
     EnrollmentSubmission,
     ErrorResponse,
+    KeyRotation,
+    KeyRotationSubmission,
     NodePoll,
     QueryRequest,
     Signed,
@@ -34,10 +36,19 @@ from contracts.v1 import (
 )
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
 from node.exceptions import NodeError
-from node.home import NodeIdentity, load_identity, load_key, pin_hub
+from node.home import (
+    NodeIdentity,
+    discard_next_key,
+    load_identity,
+    load_key,
+    next_key,
+    pin_hub,
+    repair_identity,
+    switch_key,
+)
 from node.metrics import observed_handle_query
 from node.settings import NodeSettings
-from node.sync.exceptions import EnrollmentFailed, HubNotReached, NotEnrolled
+from node.sync.exceptions import EnrollmentFailed, HubNotReached, KeyRotationFailed, NotEnrolled
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 300
@@ -101,6 +112,62 @@ def _verify_accepted(
     if accepted.node_id != identity.node_id or accepted.kid != identity.kid:
         raise EnrollmentFailed("the hub enrolled another node or key than this one")
     return accepted
+
+
+@dataclass(frozen=True)
+class Rotated:
+    old_kid: str
+    new_kid: str
+    # Until when the hub still verifies the old key (answers signed before the rotation).
+    old_valid_until: datetime | None
+
+
+def rotate_key(*, home: Path, client: httpx.Client | None = None) -> Rotated:
+    """Replace this node's key: the hub pins the new one, then the node signs with it.
+
+    The new key is kept in a pending file before the hub is asked, and the node switches only
+    once the hub has accepted it (the hub's answer names it as the current key), so a rotation
+    cut short by the network is simply run again: it resumes with the same pending key.
+    """
+    identity = repair_identity(home)
+    if identity.hub_url is None or identity.hub_id is None:
+        raise NotEnrolled("no hub URL is pinned: run `sauti node enroll` first")
+    current, new = load_key(home), next_key(home)
+    rotation = KeyRotation(
+        hub_id=identity.hub_id,
+        node_id=identity.node_id,
+        new_public_jwk=signing.public_jwk(new),
+        issued_at=datetime.now(UTC),
+        nonce=secrets.token_hex(16),
+    )
+    body = KeyRotationSubmission(
+        by_current_key=signing.sign(rotation, current), by_new_key=signing.sign(rotation, new)
+    )
+    url = f"{identity.hub_url}/v1/nodes/{identity.node_id}/keys"
+    with _client(client) as http:
+        response = _post(http, url, body, timeout=30)
+    if response.status_code >= 500:
+        raise HubNotReached(f"the hub failed to take the new key ({_error(response)}); run again")
+    if response.status_code >= 400:
+        discard_next_key(home)
+        raise KeyRotationFailed(f"the hub refused the new key ({_error(response)})")
+    new_kid = signing.key_id(new)
+    try:
+        read = _RotationRead.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise HubNotReached("the hub's answer to the rotation is not a node record") from exc
+    if read.kid != new_kid:
+        raise KeyRotationFailed("the hub's answer names another key than the new one")
+    switch_key(home, retired_at=datetime.now(UTC), valid_until=read.previous_valid_until)
+    log.info("node key rotated from %s to %s", identity.kid, new_kid)
+    return Rotated(old_kid=identity.kid, new_kid=new_kid, old_valid_until=read.previous_valid_until)
+
+
+class _RotationRead(BaseModel):
+    """The part of the hub's node record a rotating node checks."""
+
+    kid: str
+    previous_valid_until: datetime | None = None
 
 
 @dataclass

@@ -102,3 +102,15 @@ def test_unrepresentable_values_are_still_refused() -> None:
     for bad in ({"n": math.nan}, {"n": math.inf}, {"n": 2**60}, {"s": "\ud800"}):
         with pytest.raises(rfc8785.CanonicalizationError):
             canonical_json(bad)
+
+
+def test_exponent_floats_next_to_nul_strings_match_the_reference() -> None:
+    # Exponent-form floats are written by the reference into placeholders; a NUL in a
+    # string or key (what placeholders are made of) sends the document to the reference.
+    for document in (
+        {"delta": 1e-7, "tiny": [1e-5, -3e-300], "big": 2.5e22},
+        {"s": "\x000\x00", "delta": 1e-7},
+        {"\x000\x00": 1e-7, "d": 1e-9},
+        {"a": [1e-7] * 12, "b": "\\u00001\\u0000"},
+    ):
+        assert canonical_json(document) == rfc8785.dumps(document), document

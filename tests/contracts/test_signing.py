@@ -1,4 +1,5 @@
 import pytest
+from joserfc import jws
 
 from contracts import signing
 from contracts.errors import SignatureInvalid
@@ -30,3 +31,15 @@ def test_forged_and_tampered_tokens_are_refused() -> None:
         signing.verify(tampered, key)
     with pytest.raises(SignatureInvalid):
         signing.verify("not-a-jws", key)
+
+
+def test_sign_writes_the_bytes_joserfc_writes() -> None:
+    # `sign` builds the compact JWS itself (faster); it must stay byte-for-byte joserfc's.
+    for message in ("नमस्ते", "ü \u2028 \x00", "plain"):
+        key = signing.generate_key()
+        model = ErrorBody(code="x", message=message)
+        header = {"alg": signing.ALGORITHM, "kid": signing.key_id(key)}
+        reference = jws.serialize_compact(
+            header, signing.canonical_json(model), key, algorithms=[signing.ALGORITHM]
+        )
+        assert signing.sign(model, key) == reference

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -72,34 +73,92 @@ def process(
                 proc.wait(timeout=10)
 
 
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_server(port: int, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A private Redis without persistence (a restart loses every queued message)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required under CI")
+        pytest.skip("redis-server is not installed")
+    args = [binary, "--port", str(port), "--bind", REDIS_HOST, "--save", "", "--appendonly", "no"]
+    with process(args, env={}, log=log) as proc:
+        deadline = time.monotonic() + 30
+        while not redis_ping(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start; see {log}")
+            time.sleep(0.05)
+        yield proc
+
+
+def _wait_hub(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the hub did not start; see {log}")
+        time.sleep(0.2)
+
+
+def _wait_worker(proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while "ready." not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not start; see {log}")
+        time.sleep(0.2)
+
+
+def _hub_args(home: Path, port: int) -> list[str]:
+    return [SAUTI, "hub", "serve", "--home", str(home), "--port", str(port)]
+
+
+WORKER_ARGS = ["hub", "worker", "--pool", "threads", "--concurrency", "8"]
+
+
 @contextmanager
 def hub_server(
     home: Path, *, env: dict[str, str], log: Path, port: int | None = None
 ) -> Iterator[str]:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [SAUTI, "hub", "serve", "--home", str(home), "--port", str(port)]
-    with process(args, env=env, log=log) as proc:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the hub did not start; see {log}")
-            time.sleep(0.2)
+    with process(_hub_args(home, port), env=env, log=log) as proc:
+        _wait_hub(url, proc, log)
         yield url
 
 
 @contextmanager
 def celery_worker(home: Path, *, env: dict[str, str], log: Path) -> Iterator[None]:
-    args = [SAUTI, "hub", "worker", "--home", str(home), "--pool", "threads", "--concurrency", "8"]
+    args = [SAUTI, *WORKER_ARGS, "--home", str(home)]
     with process(args, env=env, log=log) as proc:
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start; see {log}")
-            time.sleep(0.2)
+        _wait_worker(proc, log)
         yield
+
+
+@contextmanager
+def hub_and_worker(
+    home: Path, *, env: dict[str, str], hub_log: Path, worker_log: Path, port: int | None = None
+) -> Iterator[str]:
+    """The hub and a Celery worker, started side by side (each takes seconds to import)."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker_args = [SAUTI, *WORKER_ARGS, "--home", str(home)]
+    with (
+        process(worker_args, env=env, log=worker_log) as worker,
+        process(_hub_args(home, port), env=env, log=hub_log) as hub,
+    ):
+        _wait_hub(url, hub, hub_log)
+        _wait_worker(worker, worker_log)
+        yield url

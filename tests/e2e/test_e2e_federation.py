@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,8 +22,8 @@ import pytest
 from federation_procs import (
     SAUTI,
     celery_env,
-    celery_worker,
     free_port,
+    hub_and_worker,
     hub_server,
     process,
     require_redis,
@@ -128,6 +129,23 @@ def _wait(client: httpx.Client, query_id: str, headers: dict[str, str]) -> dict[
     raise AssertionError("the query never completed")
 
 
+def _await_poll(database_url: str, node_id: str) -> None:
+    """Until the hub has accepted a poll of `node_id` (its nonce is stored)."""
+    engine = create_engine(database_url)
+    try:
+        for _ in range(600):
+            with engine.connect() as conn:
+                seen = conn.execute(
+                    text("SELECT count(*) FROM node_nonces WHERE node_id = :n"), {"n": node_id}
+                ).scalar_one()
+            if seen:
+                return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{node_id} never polled the hub")
+
+
 @pytest.fixture
 def work(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
@@ -168,8 +186,11 @@ def test_federation_with_celery_push_pull_and_faults(
     hub_port = free_port()
     bodies: list[str] = []
     with ExitStack() as stack:
-        hub_url = stack.enter_context(hub_server(hub_dir, env=env, log=logs["hub"], port=hub_port))
-        stack.enter_context(celery_worker(hub_dir, env=env, log=logs["worker"]))
+        hub_url = stack.enter_context(
+            hub_and_worker(
+                hub_dir, env=env, hub_log=logs["hub"], worker_log=logs["worker"], port=hub_port
+            )
+        )
         node_urls: dict[str, str] = {"np-down": f"http://127.0.0.1:{free_port()}"}
         for node_id, (mode, _source) in NODES.items():
             if mode in ("pull", "down"):
@@ -211,6 +232,9 @@ def test_federation_with_celery_push_pull_and_faults(
         pull_args = [SAUTI, "node", "pull", "--home", str(homes["ke-pull"]), "--wait", "5"]
         puller = ExitStack()
         puller.enter_context(process(pull_args, env={}, log=logs["pull"]))
+        # The short deadline below starts with the query: let the pull node's first poll
+        # reach the hub first (a loaded machine takes seconds to start a process).
+        _await_poll(postgres_url, "ke-pull")
 
         spec = {
             "agreement_id": terms.agreement_id,
