@@ -1,0 +1,1 @@
+"""Cross-country assessments: templates of indicators, rounds over countries, comparisons."""
