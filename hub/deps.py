@@ -53,7 +53,9 @@ _bearer = HTTPBearer(auto_error=False)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # What a session whose password was reset by an admin may still do.
-_PASSWORD_CHANGE_PATHS = frozenset({"/v1/auth/password", "/v1/auth/logout", "/v1/auth/session"})
+_PASSWORD_CHANGE_PATHS = frozenset(
+    {"/v1/auth/password", "/v1/auth/logout", "/v1/auth/session", "/password", "/logout"}
+)
 
 
 async def _form_csrf(request: Request) -> str | None:

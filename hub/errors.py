@@ -4,13 +4,14 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.v1 import ErrorBody, ErrorResponse
 from hub.auth.refusals import record_refusal
 from hub.exceptions import HubError
+from hub.web.errors import error_page, is_web
 
 log = logging.getLogger("hub")
 
@@ -30,7 +31,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def hub_error(request: Request, exc: Exception) -> JSONResponse:
+    async def hub_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HubError)
         if exc.status_code in (401, 403):
             # Every refusal is logged; those tied to an account also go to the audit chain.
@@ -41,9 +42,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 exc=exc,
                 sessions=state.sessions if state is not None else None,
             )
+        if is_web(request):
+            return error_page(request, status=exc.status_code, code=exc.code, message=exc.message)
         return error_response(exc.status_code, exc.code, exc.message)
 
-    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's default body echoes the input; name fields and error kinds only.
         problems = sorted(
@@ -52,11 +55,18 @@ def install_error_handlers(app: FastAPI) -> None:
                 for err in exc.errors()
             }
         )
-        return error_response(422, "invalid_request", "invalid fields: " + ", ".join(problems))
+        message = "invalid fields: " + ", ".join(problems)
+        if is_web(request):
+            return error_page(request, status=422, code="invalid_request", message=message)
+        return error_response(422, "invalid_request", message)
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if is_web(request):
+            return error_page(
+                request, status=exc.status_code, code=code, message=code.replace("_", " ")
+            )
         return error_response(exc.status_code, code, code.replace("_", " "))
 
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from node.auth.router import router as steward_auth_router
 from node.datasets.router import router as datasets_router
 from node.db import engine_for
 from node.settings import NodeSettings
+from node.web import router as steward_web
 
 
 def create_app(settings: NodeSettings) -> FastAPI:
@@ -24,4 +25,6 @@ def create_app(settings: NodeSettings) -> FastAPI:
     app.include_router(steward_agreements.router)
     app.include_router(audit.router)
     app.include_router(steward_auth_router)
+    app.include_router(steward_web.router)
+    app.mount("/steward/static", steward_web.static_files, name="steward-static")
     return app

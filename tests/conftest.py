@@ -85,11 +85,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
     """Debian's Chromium under Playwright (it cannot download its own browsers here).
 
     `make test` installs Chromium; without it browser tests skip locally and fail under CI.
+    Module-scoped: while Playwright's sync API runs it holds an event loop on the main
+    thread, and any later `asyncio.run` in the same process would fail; stopping it after
+    each browser module keeps every other test's ordering free.
     """
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):

@@ -423,6 +423,15 @@ def _info(home: Path, manifest: Manifest) -> VersionInfo:
     )
 
 
+def validation_report(*, home: Path, name: str, version: int) -> ValidationReport | None:
+    """Steward only: the report stored with an import version (None if it has none)."""
+    store.manifest(home, name, version)  # UnknownDataset if there is no such version
+    path = store.version_dir(home, name, version) / "report.json"
+    if not path.exists():
+        return None
+    return ValidationReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
 def load(*, home: Path, name: str, version: int | None = None) -> LoadedDataset:
     """The data queries read: the newest import under contract `version` (newest if None)."""
     manifest = store.current(home, name, version)

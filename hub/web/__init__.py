@@ -1,0 +1,1 @@
+"""The hub's web pages for analysts, stewards, the secretariat and auditors (Jinja2 + htmx)."""

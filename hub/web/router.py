@@ -1,0 +1,562 @@
+"""Routes of the web pages: thin; view models come from `hub.web.service`.
+
+Every state-changing form posts the session's CSRF token (checked by the hub's own
+`get_current_user`); the login form uses a double-submit cookie, as the login API does.
+"""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+from uuid import UUID
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import FormData, UploadFile
+
+from contracts.agreement_rules import plain_language
+from contracts.v1 import QueryResult
+from hub.agreements import service as agreements
+from hub.auth import service as auth_service
+from hub.auth.router import _set_session_cookie as set_session_cookie
+from hub.deps import SessionDep, StateDep
+from hub.exceptions import HubError, HubSetupError
+from hub.federation import service as federation
+from hub.queries import run
+from hub.web import downloads, service
+from hub.web.deps import (
+    AnalystViewer,
+    AnyViewer,
+    AuditorViewer,
+    SecretariatViewer,
+    StewardViewer,
+    Viewer,
+    mark_web,
+)
+from hub.web.exceptions import FormInvalid, QueryStillRunning
+from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
+from hub.web.templating import render
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_PATH = "/static/hub"
+LOGIN_CSRF_COOKIE = "sauti_web_login_csrf"
+LANGUAGE_COOKIE_DAYS = 365
+# How often the result page asks for progress while nodes are still answering.
+POLL_SECONDS = 1
+
+router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
+
+
+def install(app: FastAPI) -> None:
+    """Register the pages and their vendored static files on the hub's app."""
+    app.include_router(router)
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="hub-static")
+
+
+async def form_data(request: Request) -> AsyncIterator[FormData]:
+    # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
+    form = await request.form()
+    try:
+        yield form
+    finally:
+        await form.close()  # uploaded files are spooled to temporary files
+
+
+Form = Annotated[FormData, Depends(form_data)]
+
+
+def _local(path: str | None) -> str:
+    """Only paths on this site are followed after login or a language switch."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def _see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def _page(request: Request, viewer: Viewer | None, template: str, **context: object) -> Response:
+    status = context.pop("status_code", 200)
+    assert isinstance(status, int)
+    return render(request, template, {"viewer": viewer, **context}, status_code=status)
+
+
+# --- login, logout, language, password --------------------------------------------------
+
+
+@router.get("/login")
+def login_page(
+    request: Request,
+    state: StateDep,
+    next_path: Annotated[str | None, Query(alias="next", max_length=500)] = None,
+) -> Response:
+    return _login_form(request, state, next_path=_local(next_path))
+
+
+def _login_form(
+    request: Request,
+    state: StateDep,
+    *,
+    next_path: str,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    token = auth_service.new_csrf_token()
+    providers = [
+        {"title": p.title or p.name, "url": f"/v1/auth/oidc/{p.name}/login?next={quote(next_path)}"}
+        for p in state.settings.oidc_providers
+    ]
+    response = _page(
+        request,
+        None,
+        "login.html",
+        csrf_token=token,
+        next_path=next_path,
+        providers=providers,
+        error=error,
+        status_code=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path="/login",
+        secure=state.settings.session_cookie_secure,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/login")
+def login(request: Request, form: Form, state: StateDep, session: SessionDep) -> Response:
+    next_path = _local(_field(form, "next"))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    presented = _field(form, "csrf_token")
+    if not cookie or not presented or not auth_service.same(presented, cookie):
+        return _login_form(request, state, next_path=next_path, error="csrf_failed", status=403)
+    username, password = _field(form, "username"), _field(form, "password")
+    if not username or not password:
+        return _login_form(request, state, next_path=next_path, error="missing", status=422)
+    try:
+        value, info = auth_service.login_password(
+            session=session,
+            username=username[:200],
+            password=password[:1024],
+            totp=_field(form, "totp")[:12] or None,
+            settings=state.settings,
+        )
+    except HubError as exc:
+        return _login_form(
+            request, state, next_path=next_path, error=exc.code, status=exc.status_code
+        )
+    response = _see_other("/password" if info.must_change_password else next_path)
+    set_session_cookie(response, state.settings, value)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+@router.post("/logout")
+def logout(viewer: AnyViewer, state: StateDep, session: SessionDep) -> Response:
+    if viewer.user.session_id is not None:
+        auth_service.logout(session=session, session_id=viewer.user.session_id)
+    response = _see_other("/login")
+    response.delete_cookie(
+        auth_service.session_cookie_name(state.settings),
+        path="/",
+        secure=state.settings.session_cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.get("/language")
+def language(
+    lang: Annotated[str, Query(max_length=10)],
+    next_path: Annotated[str | None, Query(alias="next", max_length=500)] = None,
+) -> Response:
+    """Remember the reader's language (a preference, not a change of any record)."""
+    response = _see_other(_local(next_path))
+    if lang in LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            lang,
+            max_age=LANGUAGE_COOKIE_DAYS * 86400,
+            path="/",
+            httponly=True,
+            samesite="lax",
+        )
+    return response
+
+
+@router.get("/password")
+def password_page(request: Request, viewer: AnyViewer) -> Response:
+    return _page(request, viewer, "password.html")
+
+
+@router.post("/password")
+def change_password(
+    request: Request, form: Form, viewer: AnyViewer, state: StateDep, session: SessionDep
+) -> Response:
+    if viewer.user.user_id is None:
+        return _page(request, viewer, "password.html", error="no_account", status_code=422)
+    new = _field(form, "new_password")
+    if new != _field(form, "confirm_password"):
+        return _page(request, viewer, "password.html", error="mismatch", status_code=422)
+    try:
+        auth_service.change_password(
+            session=session,
+            user_id=viewer.user.user_id,
+            current_password=_field(form, "current_password")[:1024] or "-",
+            new_password=new[:1024] or "-",
+            settings=state.settings,
+        )
+    except HubError as exc:
+        return _page(
+            request,
+            viewer,
+            "password.html",
+            error=exc.code,
+            message=exc.message,
+            status_code=exc.status_code,
+        )
+    return _see_other("/")
+
+
+# --- home -------------------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, viewer: AnyViewer) -> Response:
+    return _page(request, viewer, "home.html")
+
+
+# --- analyst ----------------------------------------------------------------------------
+
+
+@router.get("/analyst")
+def analyst_page(
+    request: Request,
+    viewer: AnalystViewer,
+    session: SessionDep,
+    agreement_id: Annotated[str | None, Query(max_length=100)] = None,
+    dataset: Annotated[str | None, Query(max_length=63)] = None,
+) -> Response:
+    form = service.query_form(
+        session=session, user=viewer.user, agreement_id=agreement_id, dataset=dataset
+    )
+    recent = service.recent_queries(session=session, user=viewer.user)
+    return _page(request, viewer, "analyst.html", form=form, recent=recent)
+
+
+@router.post("/analyst/queries")
+async def submit_query(
+    request: Request, form: Form, viewer: AnalystViewer, state: StateDep
+) -> Response:
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+
+    def refused(message: str, status: int) -> Response:
+        with state.sessions() as session:
+            query_form = service.query_form(
+                session=session,
+                user=viewer.user,
+                agreement_id=values.get("agreement_id"),
+                dataset=values.get("dataset"),
+                values=values,
+            )
+            recent = service.recent_queries(session=session, user=viewer.user)
+        return _page(
+            request,
+            viewer,
+            "analyst.html",
+            form=query_form,
+            recent=recent,
+            error=message,
+            status_code=status,
+        )
+
+    try:
+        spec = service.spec_from_form(form)
+        if state.dispatcher is None:
+            raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
+        query_id = await run.submit(
+            sessions=state.sessions,
+            dispatcher=state.dispatcher,
+            signals=state.signals,
+            settings=state.settings,
+            identity=state.identity,
+            key=state.key,
+            user=viewer.user,
+            spec=spec,
+            ttl_seconds=None,
+        )
+    except HubError as exc:
+        if exc.status_code >= 500:
+            raise
+        return await anyio.to_thread.run_sync(refused, exc.message, exc.status_code)
+    return _see_other(f"/analyst/queries/{query_id}")
+
+
+async def _result(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
+    return await run.view(
+        sessions=state.sessions,
+        signals=state.signals,
+        settings=state.settings,
+        query_id=query_id,
+        user=viewer.user,
+        wait_seconds=0,
+    )
+
+
+@router.get("/analyst/queries/{query_id}")
+async def query_page(
+    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
+) -> Response:
+    view = service.result_view(await _result(state, viewer, query_id))
+    return _page(request, viewer, "query.html", view=view, poll_seconds=POLL_SECONDS)
+
+
+@router.get("/analyst/queries/{query_id}/progress")
+async def query_progress(
+    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
+) -> Response:
+    """The status and result fragment; it keeps polling itself while the query runs."""
+    view = service.result_view(await _result(state, viewer, query_id))
+    return _page(request, viewer, "_result.html", view=view, poll_seconds=POLL_SECONDS)
+
+
+async def _complete(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
+    result = await _result(state, viewer, query_id)
+    if result.status == "running":
+        raise QueryStillRunning()
+    return result
+
+
+def _attachment(content: bytes, media_type: str, name: str) -> Response:
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/analyst/queries/{query_id}/result.csv")
+async def download_csv(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
+    result = await _complete(state, viewer, query_id)
+    return _attachment(
+        downloads.to_csv(result), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "csv")
+    )
+
+
+@router.get("/analyst/queries/{query_id}/result.xlsx")
+async def download_xlsx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
+    result = await _complete(state, viewer, query_id)
+    content = await anyio.to_thread.run_sync(downloads.to_xlsx, result)
+    return _attachment(content, downloads.XLSX_MEDIA_TYPE, downloads.filename(result, "xlsx"))
+
+
+@router.get("/analyst/queries/{query_id}/result.sdmx.csv")
+async def download_sdmx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
+    result = await _complete(state, viewer, query_id)
+
+    def build() -> str:
+        with state.sessions() as session:
+            return service.sdmx_csv(session=session, result=result, user=viewer.user)
+
+    text = await anyio.to_thread.run_sync(build)
+    return _attachment(
+        text.encode("utf-8"), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "sdmx.csv")
+    )
+
+
+# --- steward ----------------------------------------------------------------------------
+
+
+@router.get("/steward")
+def steward_page(request: Request, viewer: StewardViewer, session: SessionDep) -> Response:
+    items = service.steward_agreements(session=session, user=viewer.user)
+    return _page(request, viewer, "steward.html", items=items)
+
+
+# --- secretariat ------------------------------------------------------------------------
+
+
+@router.get("/secretariat")
+def secretariat_page(request: Request, viewer: SecretariatViewer, session: SessionDep) -> Response:
+    overview = service.secretariat_overview(session=session)
+    return _page(request, viewer, "secretariat.html", overview=overview)
+
+
+@router.post("/secretariat/enrollment-tokens")
+def create_enrollment_token(
+    request: Request,
+    form: Form,
+    viewer: SecretariatViewer,
+    state: StateDep,
+    session: SessionDep,
+) -> Response:
+    node_id = _field(form, "node_id") or None
+    note = _field(form, "note")[:200]
+    try:
+        ttl_hours = float(_field(form, "ttl_hours") or "72")
+        if not 0 < ttl_hours <= 24 * 30 or (node_id and not service.valid_node_id(node_id)):
+            raise ValueError
+    except ValueError:
+        overview = service.secretariat_overview(session=session)
+        return _page(
+            request,
+            viewer,
+            "secretariat.html",
+            overview=overview,
+            error="check these fields: node_id, ttl_hours",
+            status_code=422,
+        )
+    issued = federation.create_enrollment_token(
+        session=session,
+        identity=state.identity,
+        actor=f"user:{viewer.user.name}",
+        node_id=node_id,
+        note=note,
+        ttl_hours=ttl_hours,
+    )
+    return _page(request, viewer, "token_issued.html", issued=issued)
+
+
+@router.get("/secretariat/agreements/new")
+def agreement_form(request: Request, viewer: SecretariatViewer) -> Response:
+    return _page(request, viewer, "agreement_form.html", values={}, measures=_MEASURES)
+
+
+_MEASURES = ("count", "share", "sum", "mean", "quantile", "histogram")
+
+
+@router.post("/secretariat/agreements")
+def create_agreement(
+    request: Request,
+    form: Form,
+    viewer: SecretariatViewer,
+    state: StateDep,
+    session: SessionDep,
+) -> Response:
+    try:
+        terms = service.terms_from_form(form, hub_id=state.identity.hub_id)
+        read = agreements.create_draft(
+            session=session,
+            terms=terms,
+            identity=state.identity,
+            actor=f"user:{viewer.user.name}",
+        )
+    except HubError as exc:
+        if exc.status_code >= 500:
+            raise
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        values["measures"] = " ".join(v for v in form.getlist("measures") if isinstance(v, str))
+        return _page(
+            request,
+            viewer,
+            "agreement_form.html",
+            values=values,
+            measures=_MEASURES,
+            error=exc.message,
+            status_code=exc.status_code,
+        )
+    return _page(
+        request,
+        viewer,
+        "agreement_draft.html",
+        read=read,
+        sections=plain_language(read.agreement.terms),
+    )
+
+
+@router.post("/secretariat/agreements/{agreement_id}/versions/{version}/propose")
+def propose_agreement(
+    agreement_id: str,
+    version: int,
+    viewer: SecretariatViewer,
+    state: StateDep,
+    session: SessionDep,
+) -> Response:
+    agreements.propose(
+        session=session,
+        agreement_id=agreement_id,
+        version=version,
+        identity=state.identity,
+        key=state.key,
+        actor=f"user:{viewer.user.name}",
+    )
+    return _see_other("/secretariat#agreements")
+
+
+# --- auditor ----------------------------------------------------------------------------
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request, viewer: AuditorViewer, state: StateDep, session: SessionDep
+) -> Response:
+    params = {k: v for k, v in request.query_params.items() if k in _AUDIT_FIELDS}
+    error = None
+    try:
+        entries, more = service.audit_search(session=session, params=params)
+    except FormInvalid as exc:
+        entries, more, error = [], False, exc.message
+    verification, checkpoints = service.chain_status(session=session, identity=state.identity)
+    export_query = "&".join(f"{k}={quote(v)}" for k, v in _export_params(params).items() if v)
+    return _page(
+        request,
+        viewer,
+        "audit.html",
+        params=params,
+        entries=entries,
+        more=more,
+        verification=verification,
+        checkpoints=checkpoints,
+        export_query=export_query,
+        error=error,
+        status_code=422 if error else 200,
+    )
+
+
+_AUDIT_FIELDS = ("actor", "action", "object", "since", "until")
+
+
+def _export_params(params: dict[str, str]) -> dict[str, str]:
+    """The API export takes the action and date range (actor/object filter the page only)."""
+    flt = service.audit_filter(params)
+    return {
+        "action": flt.action or "",
+        "since": flt.since.isoformat() if flt.since else "",
+        "until": flt.until.isoformat() if flt.until else "",
+    }
+
+
+@router.post("/audit/reconcile")
+async def reconcile(
+    request: Request, form: Form, viewer: AuditorViewer, state: StateDep
+) -> Response:
+    uploads = [f for f in form.getlist("exports") if isinstance(f, UploadFile) and f.filename]
+    contents = [await f.read() for f in uploads]
+
+    def work() -> Response:
+        with state.sessions() as session:
+            try:
+                if not contents:
+                    raise FormInvalid("choose at least one node export file")
+                result = service.reconcile_uploads(
+                    session=session, identity=state.identity, uploads=contents
+                )
+            except FormInvalid as exc:
+                return _page(request, viewer, "reconcile.html", error=exc.message, status_code=422)
+        return _page(request, viewer, "reconcile.html", result=result)
+
+    return await anyio.to_thread.run_sync(work)

@@ -1,0 +1,365 @@
+"""Routes of the steward pages (/steward/...): thin, each calls one service function and renders."""
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from node.api.deps import SettingsDep
+from node.auth import service as auth
+from node.auth.exceptions import (
+    AccountLocked,
+    LoginFailed,
+    PasswordChangeRequired,
+    PasswordRejected,
+)
+from node.web import fonts, service, session
+from node.web.exceptions import FormInvalid
+from node.web.i18n import LANGUAGES
+from node.web.pages import WebRoute, redirect, render, safe_next
+from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
+
+router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
+static_files = StaticFiles(directory=Path(__file__).parent / "static")
+# What a steward whose password was reset may still open.
+_PASSWORD_CHANGE_PAGES = frozenset({f"{PREFIX}/password", f"{PREFIX}/logout"})
+
+DatasetName = Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+AgreementId = Annotated[str, PathParam(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")]
+Version = Annotated[int, PathParam(ge=1, le=1_000_000)]
+Csrf = Annotated[str, Form()]
+
+
+def _session(request: Request, settings: SettingsDep) -> BrowserSession:
+    browser = session.current(request, settings)
+    if browser.steward.must_change_password and request.url.path not in _PASSWORD_CHANGE_PAGES:
+        raise PasswordChangeRequired("the password was reset: change it before anything else")
+    return browser
+
+
+SessionDep = Annotated[BrowserSession, Depends(_session)]
+
+
+# --- login, logout, password, language -----------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, settings: SettingsDep, next: str = "") -> Response:
+    token, cookie = session.login_csrf(request, settings)
+    response = render(request, "login.html", next=safe_next(next), error=None, login_csrf=token)
+    if cookie is not None:
+        session.set_login_cookie(response, settings, cookie)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    *,
+    request: Request,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Csrf = "",
+    totp: Annotated[str, Form(max_length=12)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    session.check_login_csrf(request, settings, csrf_token)
+    try:
+        result = await run_in_threadpool(
+            auth.login,
+            settings=settings,
+            username=username,
+            password=password,
+            totp=totp or None,
+        )
+    except (LoginFailed, AccountLocked) as exc:
+        locked = isinstance(exc, AccountLocked)
+        return render(
+            request,
+            "login.html",
+            status=401,
+            next=safe_next(next),
+            error="locked" if locked else "failed",
+            login_csrf=csrf_token,
+            username=username,
+        )
+    target = f"{PREFIX}/password" if result.must_change_password else safe_next(next)
+    response = redirect(target)
+    session.start(response, settings=settings, token=result.token)
+    return response
+
+
+@router.post("/logout")
+async def logout(settings: SettingsDep, browser: SessionDep, csrf_token: Csrf = "") -> Response:
+    session.check_csrf(browser, csrf_token)
+    await run_in_threadpool(auth.logout, settings=settings, steward=browser.steward)
+    response = redirect(f"{PREFIX}/login")
+    session.end(response)
+    return response
+
+
+@router.get("/password", response_class=HTMLResponse)
+async def password_form(request: Request, browser: SessionDep) -> Response:
+    return render(request, "password.html", session=browser, error=None)
+
+
+@router.post("/password", response_class=HTMLResponse)
+async def change_password(
+    *,
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    current_password: Annotated[str, Form(max_length=1024)],
+    new_password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Csrf = "",
+) -> Response:
+    session.check_csrf(browser, csrf_token)
+    if browser.steward.account_id is None:
+        raise FormInvalid("log in with a steward account to change its password")
+    try:
+        await run_in_threadpool(
+            auth.change_password,
+            settings=settings,
+            account_id=browser.steward.account_id,
+            current_password=current_password,
+            new_password=new_password,
+        )
+    except (LoginFailed, PasswordRejected) as exc:
+        return render(request, "password.html", status=422, session=browser, error=exc.message)
+    return redirect(f"{PREFIX}/?changed=password")
+
+
+@router.get("/language")
+async def choose_language(
+    settings: SettingsDep,
+    lang: Annotated[str, Query(max_length=5)] = "en",
+    next: Annotated[str, Query(max_length=500)] = "",
+) -> RedirectResponse:
+    """Remember the interface language in a cookie (not a server state: a GET is fine)."""
+    if lang not in LANGUAGES:
+        raise FormInvalid("unknown language")
+    response = redirect(safe_next(next))
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        lang,
+        max_age=365 * 86400,
+        path=PREFIX,
+        samesite="lax",
+        secure=settings.web_cookie_secure,
+    )
+    return response
+
+
+@router.get("/fonts/{name}")
+async def font(request: Request, name: Annotated[str, PathParam(max_length=40)]) -> Response:
+    """A script font for the stylesheet, gzipped when the browser takes it; cached for long."""
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body = await run_in_threadpool(fonts.gzipped, name)
+        return Response(
+            body, media_type="font/ttf", headers={**headers, "Content-Encoding": "gzip"}
+        )
+    return FileResponse(fonts.font_path(name), media_type="font/ttf", headers=headers)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@router.get("", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return redirect(f"{PREFIX}/")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    view = await run_in_threadpool(service.dashboard, settings=settings)
+    return render(request, "dashboard.html", session=browser, view=view, s=service)
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+async def datasets(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    view = await run_in_threadpool(service.dataset_list, settings=settings)
+    return render(request, "datasets.html", session=browser, datasets=view)
+
+
+@router.post("/datasets/import", response_class=HTMLResponse)
+async def import_dataset(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    *,
+    upload: Annotated[UploadFile, File()],
+    dataset: Annotated[str, Form(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
+    mode: Annotated[str, Form(pattern="^(check|import)$")] = "check",
+    csrf_token: Csrf = "",
+) -> Response:
+    """Check an uploaded export against the dataset's newest contract, or import it."""
+    session.check_csrf(browser, csrf_token)
+    if not upload.filename:
+        raise FormInvalid("choose the file to check or import")
+    outcome = await run_in_threadpool(
+        service.import_upload,
+        settings=settings,
+        dataset=dataset,
+        filename=upload.filename,
+        upload=upload.file,
+        check_only=mode == "check",
+        by=f"steward:{browser.steward.name}",
+    )
+    status = 200 if outcome.report.ok else 422
+    return render(
+        request, "imported.html", status=status, session=browser, outcome=outcome, name=dataset
+    )
+
+
+@router.get("/datasets/{name}/versions/{version}", response_class=HTMLResponse)
+async def dataset_version(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    name: DatasetName,
+    version: Version,
+) -> Response:
+    info, report = await run_in_threadpool(
+        service.version_detail, settings=settings, name=name, version=version
+    )
+    return render(request, "version.html", session=browser, info=info, report=report)
+
+
+@router.get("/datasets/{name}/contracts/{version}", response_class=HTMLResponse)
+async def dataset_contract(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    name: DatasetName,
+    version: Version,
+) -> Response:
+    contract = await run_in_threadpool(
+        service.contract, settings=settings, name=name, version=version
+    )
+    return render(request, "contract.html", session=browser, contract=contract)
+
+
+@router.get("/agreements", response_class=HTMLResponse)
+async def agreements(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    view = await run_in_threadpool(service.agreement_list, settings=settings)
+    return render(request, "agreements.html", session=browser, agreements=view, s=service)
+
+
+@router.post("/agreements/review", response_class=HTMLResponse)
+async def review(
+    *,
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    csrf_token: Csrf = "",
+    document: Annotated[str, Form(max_length=service.MAX_AGREEMENT_BYTES)] = "",
+    upload: Annotated[UploadFile | None, File()] = None,
+    agreement_id: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Check a hub-signed version (pasted, uploaded or fetched) and show its terms to sign."""
+    session.check_csrf(browser, csrf_token)
+    if agreement_id.strip() and not document.strip() and not (upload and upload.filename):
+        view = await run_in_threadpool(
+            service.fetch_for_review, settings=settings, agreement_id=agreement_id.strip()
+        )
+    else:
+        if upload is not None and upload.filename:
+            raw = await upload.read(service.MAX_AGREEMENT_BYTES + 1)
+            document = raw.decode("utf-8", errors="replace")
+        agreement = service.parse_agreement(document)
+        view = await run_in_threadpool(service.review, settings=settings, agreement=agreement)
+    return render(request, "review.html", session=browser, review=view, s=service)
+
+
+@router.post("/agreements/sign")
+async def sign(
+    settings: SettingsDep,
+    browser: SessionDep,
+    csrf_token: Csrf = "",
+    document: Annotated[str, Form(max_length=service.MAX_AGREEMENT_BYTES)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    session.check_csrf(browser, csrf_token)
+    if confirm != "yes":
+        raise FormInvalid("tick the box to confirm you have read the terms")
+    agreement = service.parse_agreement(document)
+    agreement_id = await run_in_threadpool(service.sign, settings=settings, agreement=agreement)
+    return redirect(f"{PREFIX}/agreements/{agreement_id}?done=signed")
+
+
+@router.get("/agreements/{agreement_id}", response_class=HTMLResponse)
+async def agreement(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    agreement_id: AgreementId,
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    view = await run_in_threadpool(
+        service.agreement_detail, settings=settings, agreement_id=agreement_id
+    )
+    return render(request, "agreement.html", session=browser, a=view, s=service, done=done)
+
+
+@router.get("/agreements/{agreement_id}/{action}", response_class=HTMLResponse)
+async def confirm_status(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    agreement_id: AgreementId,
+    action: Annotated[str, PathParam(pattern="^(suspend|resume|revoke)$")],
+) -> Response:
+    """Ask before a status change, and say what it will do."""
+    view = await run_in_threadpool(
+        service.agreement_detail, settings=settings, agreement_id=agreement_id
+    )
+    return render(request, "confirm.html", session=browser, a=view, action=action, s=service)
+
+
+@router.post("/agreements/{agreement_id}/{action}")
+async def change_status(
+    *,
+    settings: SettingsDep,
+    browser: SessionDep,
+    agreement_id: AgreementId,
+    action: Annotated[str, PathParam(pattern="^(suspend|resume|revoke)$")],
+    csrf_token: Csrf = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    session.check_csrf(browser, csrf_token)
+    outcome = await run_in_threadpool(
+        service.change_status,
+        settings=settings,
+        agreement_id=agreement_id,
+        action=action,
+        reason=reason,
+    )
+    return redirect(f"{PREFIX}/agreements/{agreement_id}?done={outcome.status}")
+
+
+@router.get("/requests", response_class=HTMLResponse)
+async def requests(
+    request: Request,
+    settings: SettingsDep,
+    browser: SessionDep,
+    agreement_id: Annotated[str, Query(max_length=100)] = "",
+) -> Response:
+    view = await run_in_threadpool(
+        service.decisions, settings=settings, limit=100, agreement_id=agreement_id or None
+    )
+    template = "_decisions.html" if request.headers.get("hx-request") else "requests.html"
+    known = await run_in_threadpool(service.agreement_list, settings=settings)
+    return render(
+        request,
+        template,
+        session=browser,
+        decisions=view,
+        agreement_id=agreement_id,
+        agreements=known,
+        s=service,
+    )

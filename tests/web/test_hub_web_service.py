@@ -1,0 +1,141 @@
+"""Pure parts of the hub's pages: form parsing, result view, chart geometry, files."""
+
+import csv
+from datetime import UTC, datetime
+from io import BytesIO, StringIO
+from uuid import uuid4
+
+import pytest
+from openpyxl import load_workbook
+
+from contracts.v1 import QueryResult, QuerySpec, ResultCell
+from contracts.v1.release import BIN_DIM
+from hub.web import downloads, service
+from hub.web.exceptions import FormInvalid
+
+
+def histogram_result() -> QueryResult:
+    spec = QuerySpec(
+        agreement_id="a",
+        dataset="d",
+        measure="histogram",
+        column="income",
+        group_by=("sex",),
+        rho=0.1,
+    )
+    cells = (
+        ResultCell(
+            key=("female", "[0, 10)"),
+            status="ok",
+            estimate=12.0,
+            ci95_low=8.0,
+            ci95_high=16.0,
+            nodes=("n1",),
+        ),
+        ResultCell(
+            key=("female", "[10, 20)"),
+            status="suppressed",
+            reason="below_min_cell_size",
+            nodes=("n1",),
+        ),
+        ResultCell(
+            key=("male", "[0, 10)"),
+            status="ok",
+            estimate=-1.5,
+            ci95_low=-5.0,
+            ci95_high=2.0,
+            nodes=("n1",),
+        ),
+    )
+    return QueryResult(
+        query_id=uuid4(),
+        spec=spec,
+        group_by=("sex", BIN_DIM),
+        status="complete",
+        nodes=(),
+        cells=cells,
+        created_at=datetime.now(UTC),
+    )
+
+
+def test_result_view_names_every_key_part_and_draws_whiskers() -> None:
+    view = service.result_view(histogram_result())
+    assert view.columns == ("sex", BIN_DIM)
+    assert view.digits == 0
+    chart = view.chart
+    assert chart is not None
+    bars = chart.bars
+    assert [b.suppressed for b in bars] == [False, True, False]
+    # A negative estimate is drawn left of the zero axis; whiskers span the interval.
+    assert bars[2].x0 < chart.axis_x
+    low, high = bars[0].low, bars[0].high
+    assert low is not None
+    assert high is not None
+    assert low < bars[0].x0 + bars[0].width < high
+    assert [value for _, value in chart.ticks] == [-5.0, 0.0, 16.0]
+
+
+def test_csv_and_xlsx_carry_intervals_and_say_suppressed() -> None:
+    result = histogram_result()
+    rows = list(csv.reader(StringIO(downloads.to_csv(result).decode("utf-8-sig"))))
+    assert rows[0] == ["sex", BIN_DIM, *downloads.VALUE_COLUMNS]
+    assert rows[1][:5] == ["female", "[0, 10)", "12.0", "8.0", "16.0"]
+    assert rows[2][2:7] == ["", "", "", "suppressed", "below_min_cell_size"]
+    book = load_workbook(BytesIO(downloads.to_xlsx(result)))
+    assert book["result"].max_row == 4
+    assert {r[0].value: r[1].value for r in book["query"].iter_rows()}["measure"] == "histogram"
+
+
+def test_query_form_fields_become_a_spec() -> None:
+    spec = service.spec_from_form(
+        {
+            "agreement_id": "a",
+            "dataset": "d",
+            "measure": "quantile",
+            "column": "income",
+            "value": "ignored",
+            "group_by_1": "sex",
+            "group_by_2": "",
+            "group_by_3": "country",
+            "filter_column_1": "group",
+            "filter_levels_1": "dalit, disability",
+            "rho": "0.2",
+            "quantiles": "0.25, 0.5",
+            "weighted": "yes",
+        }
+    )
+    assert spec.group_by == ("sex", "country")
+    assert spec.filters[0].levels == ("dalit", "disability")
+    assert spec.value is None
+    assert spec.quantiles == (0.25, 0.5)
+    assert spec.weighted is True
+    with pytest.raises(FormInvalid, match="quantiles"):
+        service.spec_from_form({"measure": "quantile", "quantiles": "half", "rho": "1"})
+    with pytest.raises(FormInvalid, match="rho"):
+        service.spec_from_form({"agreement_id": "a", "dataset": "d", "measure": "count"})
+
+
+def test_drafting_form_becomes_terms() -> None:
+    terms = service.terms_from_form(
+        {
+            "agreement_id": "mou-1",
+            "title": "T",
+            "purpose": "P",
+            "parties": "Secretariat | secretariat\n\nCSO A | cso | 524 | np-a\n",
+            "datasets": "survey:2",
+            "measures": ["count"],
+            "columns": "",
+            "dims": "sex,group",
+            "rho_per_query_max": "0.1",
+            "rho_budget": "1",
+            "analyst_organisations": "nso",
+            "valid_from": "2026-01-01",
+            "valid_until": "2026-12-31",
+        },
+        hub_id="hub-1",
+    )
+    assert terms.node_ids == ("np-a",)
+    assert terms.datasets[0].contract_version == 2
+    assert terms.dims == ("sex", "group")
+    with pytest.raises(FormInvalid, match="dataset"):
+        service.terms_from_form({"parties": "A | cso", "datasets": "survey"}, hub_id="h")
