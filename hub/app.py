@@ -8,17 +8,21 @@ from fastapi import FastAPI
 
 from hub import metrics
 from hub.agreements.router import router as agreements_router
+from hub.assessments.router import pages_router as assessment_pages_router
+from hub.assessments.router import router as assessments_router
 from hub.audit.router import checkpoints_router as audit_checkpoints_router
 from hub.audit.router import router as audit_router
 from hub.auth.router import router as auth_router
 from hub.db import init_db, make_engine
 from hub.deps import HubState
 from hub.errors import install_error_handlers
-from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher
+from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
 from hub.federation.router import router as nodes_router
+from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
 from hub.queries.router import router as queries_router
 from hub.settings import HubSettings
+from hub.web.router import install as install_web
 
 
 def create_app(
@@ -40,9 +44,17 @@ def create_app(
         ) as client:
             state.client = client
             state.dispatcher = make_dispatcher(settings, client=client, state=state)
+            sweeper = Sweeper(
+                sessions=state.sessions,
+                dispatcher=state.dispatcher,
+                signals=state.signals,
+                after=settings.redispatch_seconds,
+            )
+            sweeper.start()
             try:
                 yield
             finally:
+                await sweeper.close()
                 await state.dispatcher.close()
                 state.dispatcher = None
                 state.client = None
@@ -58,6 +70,10 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(audit_checkpoints_router)
     app.include_router(auth_router)
+    install_web(app)
+    app.include_router(modules_router)
+    app.include_router(assessments_router)
+    app.include_router(assessment_pages_router)
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -73,7 +89,12 @@ def make_dispatcher(
     if settings.celery_enabled:
         from hub.federation.worker import create_celery  # noqa: PLC0415 - only with a broker
 
-        return CeleryDispatcher(app=create_celery(settings), settings=settings)
+        return CeleryDispatcher(
+            app=create_celery(settings),
+            settings=settings,
+            sessions=state.sessions,
+            signals=state.signals,
+        )
     return InProcessDispatcher(
         client=client, sessions=state.sessions, settings=settings, signals=state.signals
     )

@@ -4,14 +4,15 @@ HubError                       root; `code` is machine-readable, messages name n
 ├── NotFound (404)             agreement_not_found, node_not_found, query_not_found,
 │                              task_unknown (no open task of that node has the query id),
 │                              organisation_not_found, user_not_found, token_not_found,
-│                              oidc_provider_unknown
+│                              oidc_provider_unknown, module_not_found
 ├── Unauthenticated (401)      unauthenticated: missing or unknown API token;
 │                              token_expired, token_revoked, session_expired, login_failed,
 │                              account_locked, oidc_state_invalid, oidc_nonce_mismatch,
 │                              oidc_token_invalid, oidc_token_expired, oidc_idp_error,
 │                              oidc_provider_unreachable, oidc_provider_invalid;
 │                              enrollment_token_invalid, node_signature_invalid,
-│                              node_key_mismatch, message_stale, key_unchanged
+│                              node_key_mismatch, message_stale, key_unchanged,
+│                              key_retired
 ├── Forbidden (403)            forbidden (role or organisation), org_not_permitted,
 │                              node_scope_forbidden, csrf_failed, password_change_required,
 │                              no_role, oidc_no_roles, oidc_no_organisation,
@@ -24,13 +25,15 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              amends_mismatch, terms_mismatch, notice_invalid,
 │                              enrollment_invalid, release_invalid, ttl_too_long,
 │                              node_mismatch, role_unknown, scope_invalid, password_rejected,
-│                              totp_invalid
+│                              totp_invalid, module_not_allowed, module_not_shipped,
+│                              coverage_invalid
 ├── Conflict (409)             organisation_exists, user_exists, node_exists,
 │                              agreement_version_exists, already_signed,
 │                              agreement_not_draft, agreement_not_proposed, agreement_revoked,
 │                              replayed (a node-signed message seen before)
 ├── BodyTooLarge (413)         too_large: a node-facing body over HUB_NODE_BODY_MAX_BYTES
-└── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key
+└── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key;
+    │                          module_file_invalid: a shipped module file does not parse
     └── SchemaOutOfDate        schema_out_of_date: the database needs `sauti hub migrate`
 
 The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.

@@ -63,6 +63,11 @@ class HubSettings(BaseSettings):
     celery_queue: str = "sauti-hub"
     # Prefix of every Redis key Celery writes, so several hubs (or test runs) share a Redis.
     celery_key_prefix: str = ""
+    # A push delivery still unanswered this long after it was sent is sent again (a broker
+    # that lost its messages, a hub restart); the hub checks every half of it. Keep it above
+    # node_timeout_seconds x (node_retries + 1), or slow deliveries are sent twice (harmless:
+    # the node answers a known query id from its store, charged once).
+    redispatch_seconds: float = 120
     # Longest request TTL an analyst may ask for (a pull node may be offline for days).
     max_request_ttl_seconds: int = 14 * 86400
     # How long `POST /v1/queries` waits for completion before answering 202 with progress.

@@ -41,6 +41,8 @@ class NodeSettings(BaseSettings):
     login_lock_minutes: float = 15
     # A password login gives a bearer session token valid this long.
     steward_session_hours: float = 8
+    # Mark the steward pages' cookies Secure (sent over HTTPS only): set it behind TLS.
+    web_cookie_secure: bool = False
 
     @classmethod
     def settings_customise_sources(

@@ -88,7 +88,7 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8701,
 ) -> None:
-    """Serve the node's HTTP API."""
+    """Serve the node's HTTP API and the steward's web pages (/steward/)."""
     import uvicorn  # noqa: PLC0415  (only this command needs the server)
 
     from node.app import create_app  # noqa: PLC0415

@@ -1,5 +1,6 @@
 """Run the whole federation on localhost: three CSO nodes, a hub, an agreement, DP questions."""
 
+import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -24,11 +25,13 @@ from contracts.v1 import (
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
 from hub.auth import service as hub_auth
+from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings
 from node import home as node_home
 from node.agreements import service as node_agreements
 from node.app import create_app as create_node_app
+from node.auth import service as node_auth
 from node.datasets import service as node_datasets
 from node.ledger import service as node_ledger
 from node.ledger.schemas import BudgetLine
@@ -205,7 +208,10 @@ def federation(
     """
     hub_dir = work / "hub"
     identity = hub_home.init_home(hub_dir, hub_id=HUB_ID)
-    hub_settings = HubSettings(home=hub_dir, database_url=hub_database_url)
+    # The demo serves plain HTTP on localhost: a Secure session cookie would never come back.
+    hub_settings = HubSettings(
+        home=hub_dir, database_url=hub_database_url, session_cookie_secure=False
+    )
 
     node_homes: dict[str, Path] = {}
     for node in nodes:
@@ -311,6 +317,41 @@ def federation(
         )
 
 
+def hub_web_logins(hub_home: Path, nodes: Sequence[DemoNode]) -> tuple[str, dict[str, str]]:
+    """People who log in to the hub's web pages: one password, user name per role."""
+    password = secrets.token_urlsafe(12)
+    steward = nodes[0]
+    people: dict[str, tuple[str, RoleScope]] = {
+        "analyst": (ANALYST_ORG, RoleScope(role="analyst")),
+        "secretariat": (SECRETARIAT, RoleScope(role="secretariat")),
+        "auditor": (SECRETARIAT, RoleScope(role="auditor")),
+        "steward": (steward.node_id, RoleScope(role="steward", node_id=steward.node_id)),
+    }
+    engine = make_engine(HubSettings(home=hub_home).effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            hub_auth.create_organisation(
+                session=session,
+                body=OrganisationCreate(
+                    slug=steward.node_id,
+                    name=steward.organisation,
+                    kind="cso",
+                    country=steward.country,
+                ),
+                actor="system:demo",
+            )
+            for username, (organisation, role) in people.items():
+                hub_auth.create_user(
+                    session=session,
+                    body=UserCreate(username=username, organisation=organisation, roles=(role,)),
+                    actor="system:demo",
+                    password=password,
+                )
+    finally:
+        engine.dispose()
+    return password, {name: role.role for name, (_, role) in people.items()}
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -390,8 +431,23 @@ def run_demo(
             if serve:
                 echo("\nServing until Ctrl-C:")
                 echo(f"  hub   {fed.hub_url}   (API docs at {fed.hub_url}/docs)")
+                password, logins = hub_web_logins(fed.hub_home, nodes)
+                echo(f"  hub web pages: {fed.hub_url}/login   password for each: {password}")
+                for username, role in logins.items():
+                    echo(f"    user {username:<12} ({role})")
                 for node_id, url in fed.node_urls.items():
                     echo(f"  node  {url}   {node_id}")
+                first = nodes[0].node_id
+                node_auth.create_account(
+                    settings=NodeSettings(home=fed.node_homes[first]),
+                    username="steward",
+                    password=password,
+                    actor="system:demo",
+                )
+                echo(
+                    f"  node steward pages ({first}): {fed.node_urls[first]}/steward/   "
+                    "user steward (same password)"
+                )
                 echo(f"  analyst token ({ANALYST_ORG}): {fed.analyst_token}")
                 echo(
                     f"  try: SAUTI_TOKEN={fed.analyst_token} sauti query --hub {fed.hub_url} "

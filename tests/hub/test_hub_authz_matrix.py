@@ -93,6 +93,24 @@ MATRIX: dict[tuple[str, str], Allowed] = {
     ("POST", "/v1/tokens"): ANY,
     ("GET", "/v1/tokens"): ANY,
     ("DELETE", "/v1/tokens/{token_id}"): ANY,
+    # assessments (answers: the service also checks the country team's own country)
+    ("GET", "/v1/assessments/templates"): ANY,
+    ("POST", "/v1/assessments/templates"): WRITERS,
+    ("POST", "/v1/assessments/rounds/plan"): WRITERS,
+    ("POST", "/v1/assessments/rounds"): WRITERS,
+    ("GET", "/v1/assessments/rounds"): WRITERS | AUDIT,
+    ("GET", "/v1/assessments/rounds/{round_id}"): WRITERS | AUDIT,
+    ("POST", "/v1/assessments/rounds/{round_id}/close"): WRITERS,
+    ("PUT", "/v1/assessments/rounds/{round_id}/answers/{country}/{indicator_id}"): ANY,
+    ("GET", "/v1/assessments/rounds/{round_id}/results"): WRITERS | AUDIT,
+    ("GET", "/v1/assessments/rounds/{round_id}/comparison"): WRITERS | AUDIT,
+    ("GET", "/v1/assessments/rounds/{round_id}/publication"): WRITERS,
+    # shared harmonisation modules: public standards; coverage is node-signed metadata
+    ("GET", "/v1/modules"): PUBLIC,
+    ("GET", "/v1/modules/{name}/versions/{version}"): PUBLIC,
+    ("GET", "/v1/modules/{name}/versions/{version}/signed"): PUBLIC,
+    ("POST", "/v1/modules/coverage"): SIGNED,
+    ("GET", "/v1/modules/{name}/coverage"): ANY,
 }
 # Codes that mean "refused because of who you are", as opposed to a 404/422 about the call.
 DENIALS = {"unauthenticated", "forbidden", "node_scope_forbidden", "csrf_failed"}
@@ -104,6 +122,10 @@ PLACEHOLDERS = {
     "username": "nobody",
     "token_id": "999999",
     "provider": "nobody",
+    "round_id": "no-such-round",
+    "country": "999",
+    "indicator_id": "NONE",
+    "name": "nobody",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 PASSWORD = "matrix admin passphrase"
