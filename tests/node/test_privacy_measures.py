@@ -73,6 +73,16 @@ def run(s: QuerySpec, *, c: DatasetContract | None = None, **kw: object) -> engi
     )
 
 
+def near(cell: Cell, truth: float) -> bool:
+    """One draw against the truth: 2.5 half-widths of a 95% interval (4.9 sd) fail once in a
+    million; asserting the 95% interval itself would fail one run in twenty (coverage is
+    tested over thousands of draws in test_privacy_statistics.py)."""
+    assert cell.estimate is not None
+    assert cell.ci95_low is not None
+    assert cell.ci95_high is not None
+    return abs(cell.estimate - truth) <= 2.5 * (cell.ci95_high - cell.ci95_low) / 2
+
+
 def test_sum_and_mean_clamp_and_split_rho() -> None:
     exact = data().collect().filter(pl.col("sex") == "female")
     clamped = exact["income"].clip(0, 1000)
@@ -80,7 +90,7 @@ def test_sum_and_mean_clamp_and_split_rho() -> None:
         r = run(spec(measure=measure, column="income", group_by=("sex",)))
         female = r.cells[0]
         assert female.key == ("female",)
-        assert female.ci95_low <= truth <= female.ci95_high  # type: ignore[operator]
+        assert near(female, truth)
         names = [(c.name, c.mechanism) for c in r.components]
         assert names == [("count", "discrete_gaussian"), ("sum", "gaussian")]
         assert sum(c.rho for c in r.components) == pytest.approx(10.0)
@@ -91,10 +101,10 @@ def test_sum_and_mean_clamp_and_split_rho() -> None:
         assert female.covariance == pytest.approx(500 * count.scale**2)
         assert r.epsilon == pytest.approx(mechanisms.epsilon(10.0))
         assert r.delta == mechanisms.DELTA
-    # No rows of "other": no ratio over a noisy size below 1.
-    assert run(spec(measure="mean", column="income", group_by=("sex",))).cells[2].status == (
-        "suppressed"
-    )
+    # No rows of "other": its noisy count is mostly 0 (sd 0.39), and never a ratio over a
+    # noisy size below 1 (a noise draw of +1 or more, ~3.5% of runs, may release it).
+    other = run(spec(measure="mean", column="income", group_by=("sex",))).cells[2]
+    assert other.status == "suppressed" or (other.denominator or 0) >= 1
 
 
 def test_weighted_measures_scale_sensitivity_by_the_weight_bound() -> None:
@@ -104,11 +114,11 @@ def test_weighted_measures_scale_sensitivity_by_the_weight_bound() -> None:
     assert r.weighted
     assert r.components[0].sensitivity == pytest.approx(8.0)  # k W
     exact = data().collect().filter(pl.col("sex") == "female")["w"].sum()
-    assert r.cells[0].ci95_low <= exact <= r.cells[0].ci95_high  # type: ignore[operator]
+    assert near(r.cells[0], exact)
     mean = run(spec(measure="mean", column="score", weighted=True), c=c)
     df = data().collect()
     truth = (df["score"] * df["w"]).sum() / df["w"].sum()
-    assert mean.cells[0].ci95_low <= truth <= mean.cells[0].ci95_high  # type: ignore[operator]
+    assert near(mean.cells[0], truth)
     assert mean.components[1].sensitivity == pytest.approx(2 * 4 * 2.0)  # k W (U - L) / 2
 
 
