@@ -49,7 +49,7 @@ def _actor(user: User) -> str:
     return f"user:{user.name}"
 
 
-def _set_session_cookie(response: Response, settings: HubSettings, cookie: str) -> None:
+def set_session_cookie(response: Response, settings: HubSettings, cookie: str) -> None:
     response.set_cookie(
         service.session_cookie_name(settings),
         cookie,
@@ -127,7 +127,7 @@ def login(
         totp=body.totp,
         settings=state.settings,
     )
-    _set_session_cookie(response, state.settings, cookie)
+    set_session_cookie(response, state.settings, cookie)
     return info
 
 
@@ -258,7 +258,7 @@ def oidc_callback(
         browser=request.cookies.get(OIDC_BROWSER_COOKIE),
     )
     response = RedirectResponse(next_path, status_code=303)
-    _set_session_cookie(response, state.settings, cookie)
+    set_session_cookie(response, state.settings, cookie)
     response.delete_cookie(OIDC_BROWSER_COOKIE, path="/v1/auth/oidc")
     return response
 

@@ -20,7 +20,7 @@ from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import service as auth_service
-from hub.auth.router import _set_session_cookie as set_session_cookie
+from hub.auth.router import set_session_cookie
 from hub.deps import SessionDep, StateDep
 from hub.exceptions import HubError, HubSetupError
 from hub.federation import service as federation

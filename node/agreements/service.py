@@ -11,6 +11,7 @@ import logging
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import ValidationError
@@ -318,6 +319,24 @@ def revoke(
         reason=reason,
         now=now,
     )
+
+
+StatusAction = Literal["suspend", "resume", "revoke"]
+
+
+def change_status_and_report(
+    *, home: Path, agreement_id: str, action: StatusAction, settings: NodeSettings, reason: str
+) -> StatusOutcome:
+    """Suspend, resume or revoke (in force at once), then tell the hub, best effort.
+
+    Telling the hub is retried later (`report_notices`) when it is down; the change stands.
+    """
+    change = {"suspend": suspend, "resume": resume, "revoke": revoke}[action]
+    outcome = change(home=home, agreement_id=agreement_id, settings=settings, reason=reason)
+    if not outcome.changed:
+        return outcome
+    report = report_notices(home=home, settings=settings)
+    return outcome.model_copy(update={"report": report})
 
 
 def _set_status(

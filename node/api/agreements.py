@@ -70,27 +70,19 @@ async def budget(agreement_id: str, settings: SettingsDep, _steward: StewardDep)
 
 
 async def _change(
-    action: str, agreement_id: str, body: StatusChange | None, settings: SettingsDep
+    action: agreements.StatusAction,
+    agreement_id: str,
+    body: StatusChange | None,
+    settings: SettingsDep,
 ) -> StatusOutcome:
-    change = {
-        "suspend": agreements.suspend,
-        "resume": agreements.resume,
-        "revoke": agreements.revoke,
-    }[action]
-    outcome = await run_in_threadpool(
-        change,
+    return await run_in_threadpool(
+        agreements.change_status_and_report,
         home=settings.home,
         agreement_id=agreement_id,
+        action=action,
         settings=settings,
         reason=body.reason if body is not None else "",
     )
-    if not outcome.changed:
-        return outcome
-    # In force already; telling the hub is best effort and retried later if it is down.
-    report = await run_in_threadpool(
-        agreements.report_notices, home=settings.home, settings=settings
-    )
-    return outcome.model_copy(update={"report": report})
 
 
 @router.post("/{agreement_id}/suspend", response_model=StatusOutcome)

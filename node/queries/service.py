@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -68,11 +69,15 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
                     home=settings.home, name=spec.dataset, version=contract_version
                 )
                 contract, scan = dataset.contract, partial(pl.scan_parquet, dataset.parquet_path)
+                # The stored file itself: its observed value range is cached per file
+                # version, so the engine skips clamps that cannot change a value.
+                source: Path | None = dataset.parquet_path
             else:
                 # A shared module: answered through this node's mapping (never charged when
                 # the module, the mapping or a queried variable is missing here).
                 view = harmonisation.query_view(home=settings.home, terms=terms, spec=spec)
                 contract_version, contract, scan = view.version, view.contract, view.scan
+                source = None  # a mapped view is always clamped
             agreements.check_measure(terms, spec=spec)
             engine.check_spec(contract=contract, spec=spec)
             agreements.check_columns(terms, spec=spec, rho=request.rho)
@@ -110,9 +115,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         min_cell_size=terms.min_cell_size,
         max_ci_relative_width=terms.max_ci_relative_width,
         suppress=terms.suppression == "per_node",
-        # The stored file itself (not a module's mapped view): its observed value range is
-        # cached per file version, so the engine skips clamps that cannot change a value.
-        source=dataset.parquet_path if spec.module_version is None else None,
+        source=source,
     )
     release = Release(
         query_id=request.query_id,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePath
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydantic import ValidationError
 
@@ -372,18 +372,13 @@ def change_status(
     """Suspend, resume or revoke at once; then tell the hub, best effort (as the API does)."""
     if action not in STATUS_ACTIONS:
         raise FormInvalid("unknown action")
-    change = {
-        "suspend": agreements.suspend,
-        "resume": agreements.resume,
-        "revoke": agreements.revoke,
-    }[action]
-    outcome = change(
-        home=settings.home, agreement_id=agreement_id, settings=settings, reason=reason
+    return agreements.change_status_and_report(
+        home=settings.home,
+        agreement_id=agreement_id,
+        action=cast(agreements.StatusAction, action),
+        settings=settings,
+        reason=reason,
     )
-    if outcome.changed:
-        report = agreements.report_notices(home=settings.home, settings=settings)
-        outcome = outcome.model_copy(update={"report": report})
-    return outcome
 
 
 def purpose_text(terms: AgreementTerms) -> str | None:
