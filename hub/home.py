@@ -1,18 +1,33 @@
 """The hub's home folder: identity (hub.json), signing key (keys/hub.jwk.json) and database."""
 
 import json
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import OKPKey
 
 from contracts import signing
-from contracts.errors import KeyInvalid
+from contracts.errors import ContractError, KeyInvalid
+from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
 from hub.exceptions import HubSetupError
 
 IDENTITY_FILE = "hub.json"
 KEY_FILE = Path("keys") / "hub.jwk.json"
+# The latest `sauti hub rotate-key` announcement, signed by the old and the new key.
+ROTATION_FILE = "hub.key-rotation.json"
+
+
+@dataclass(frozen=True)
+class PreviousHubKey:
+    """A key the hub signed with before a rotation (public half only) and its overlap's end."""
+
+    kid: str
+    public_jwk: dict[str, Any]
+    retired_at: str
+    overlap_until: str
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,8 @@ class HubIdentity:
     hub_id: str
     kid: str
     public_jwk: dict[str, Any]
+    # Replaced by `sauti hub rotate-key`, newest first: what verifies the hub's older signatures.
+    previous_keys: tuple[PreviousHubKey, ...] = ()
 
 
 def init_home(home: Path, *, hub_id: str = "lnob-hub") -> HubIdentity:
@@ -37,21 +54,103 @@ def init_home(home: Path, *, hub_id: str = "lnob-hub") -> HubIdentity:
     identity = HubIdentity(
         hub_id=hub_id, kid=signing.key_id(key), public_jwk=signing.public_jwk(key)
     )
-    identity_path.write_text(
-        json.dumps(
-            {"hub_id": identity.hub_id, "kid": identity.kid, "public_jwk": identity.public_jwk}
-        )
-        + "\n"
-    )
+    _write_identity(home, identity)
     return identity
+
+
+def _write_identity(home: Path, identity: HubIdentity) -> None:
+    data: dict[str, Any] = {
+        "hub_id": identity.hub_id,
+        "kid": identity.kid,
+        "public_jwk": identity.public_jwk,
+    }
+    if identity.previous_keys:
+        data["previous_keys"] = [vars(k) for k in identity.previous_keys]
+    tmp = home / f".{IDENTITY_FILE}.tmp"
+    tmp.write_text(json.dumps(data) + "\n")
+    tmp.replace(home / IDENTITY_FILE)
 
 
 def load_identity(home: Path) -> HubIdentity:
     try:
         data = json.loads((home / IDENTITY_FILE).read_text())
-        return HubIdentity(hub_id=data["hub_id"], kid=data["kid"], public_jwk=data["public_jwk"])
-    except (OSError, ValueError, KeyError) as exc:
+        return HubIdentity(
+            hub_id=data["hub_id"],
+            kid=data["kid"],
+            public_jwk=data["public_jwk"],
+            previous_keys=tuple(PreviousHubKey(**k) for k in data.get("previous_keys", [])),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HubSetupError(f"no hub identity in {home}; run `sauti hub init`") from exc
+
+
+def rotate_key(home: Path, *, overlap_seconds: int, now: datetime | None = None) -> HubKeyRotation:
+    """Replace the hub key and write the announcement nodes adopt on their next contact.
+
+    The announcement is signed once, here, by the old key and by the new one; then the old
+    private key is overwritten and only its public half stays in hub.json (the hub never
+    signs with it again). A running hub and its workers pick the new key up on restart.
+    """
+    now = now or datetime.now(UTC)
+    identity, old = load_identity(home), load_key(home)
+    new = signing.generate_key()
+    announcement = HubKeyAnnouncement(
+        hub_id=identity.hub_id,
+        old_kid=identity.kid,
+        new_public_jwk=signing.public_jwk(new),
+        issued_at=now,
+        overlap_until=now + timedelta(seconds=overlap_seconds),
+    )
+    rotation = HubKeyRotation(
+        by_old_key=signing.sign(announcement, old), by_new_key=signing.sign(announcement, new)
+    )
+    rotation_path = home / ROTATION_FILE
+    tmp = home / f".{ROTATION_FILE}.tmp"
+    tmp.write_text(rotation.model_dump_json() + "\n")
+    tmp.replace(rotation_path)
+    key_path = home / KEY_FILE
+    new_path = key_path.with_name(f".{key_path.name}.new")
+    signing.save_private_key(new, new_path)
+    new_path.chmod(0o600)
+    with key_path.open("r+b") as handle:
+        new_path.replace(key_path)
+        # The old file is out of the folder; wipe its bytes through the handle still open.
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        handle.write(b"\0" * size)
+        handle.flush()
+        os.fsync(handle.fileno())
+    retired = PreviousHubKey(
+        kid=identity.kid,
+        public_jwk=identity.public_jwk,
+        retired_at=now.isoformat(),
+        overlap_until=announcement.overlap_until.isoformat(),
+    )
+    _write_identity(
+        home,
+        HubIdentity(
+            hub_id=identity.hub_id,
+            kid=signing.key_id(new),
+            public_jwk=signing.public_jwk(new),
+            previous_keys=(retired, *identity.previous_keys),
+        ),
+    )
+    return rotation
+
+
+def load_rotation(home: Path, *, now: datetime | None = None) -> HubKeyRotation | None:
+    """The latest announcement while its overlap lasts (after it, nodes refuse it anyway)."""
+    try:
+        rotation = HubKeyRotation.model_validate_json((home / ROTATION_FILE).read_text())
+        announcement = HubKeyAnnouncement.model_validate_json(
+            signing.unverified_payload(rotation.by_new_key)
+        )
+    except (OSError, ValueError, ContractError):
+        return None
+    overlap_until = announcement.overlap_until
+    if overlap_until.tzinfo is None:
+        overlap_until = overlap_until.replace(tzinfo=UTC)
+    return rotation if (now or datetime.now(UTC)) <= overlap_until else None
 
 
 def load_key(home: Path) -> OKPKey:

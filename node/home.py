@@ -4,7 +4,7 @@ import json
 import os
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts import signing
 from contracts.errors import ContractError
+from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
 from node.exceptions import HomeError
 
 IDENTITY_FILE = "node.json"
@@ -34,6 +35,18 @@ class PreviousKey(BaseModel):
     valid_until: datetime | None = None
 
 
+class PreviousHubKey(BaseModel):
+    """A hub key replaced by an announced rotation: it still verifies what it signed before
+    (agreements, modules), and new requests until `overlap_until`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kid: str
+    public_jwk: dict[str, Any]
+    retired_at: datetime
+    overlap_until: datetime
+
+
 class NodeIdentity(BaseModel):
     """Who this node is, and which hub it answers to."""
 
@@ -51,6 +64,8 @@ class NodeIdentity(BaseModel):
     public_jwk: dict[str, Any]
     # Keys replaced by `sauti node rotate-key`, newest first (public halves only).
     previous_keys: tuple[PreviousKey, ...] = ()
+    # Hub keys replaced by a verified hub key rotation, newest first.
+    previous_hub_keys: tuple[PreviousHubKey, ...] = ()
 
 
 def slugify(name: str) -> str:
@@ -141,12 +156,78 @@ def pin_hub(home: Path, *, hub_id: str, public_jwk: dict[str, Any], url: str | N
             raise HomeError("the hub URL must start with http:// or https://")
     elif identity.hub_id == hub_id:
         url = identity.hub_url
+    update: dict[str, Any] = {
+        "hub_id": hub_id,
+        "hub_public_jwk": signing.public_jwk(key),
+        "hub_url": url,
+    }
+    if identity.hub_id != hub_id:
+        update["previous_hub_keys"] = ()  # another hub's old keys verify nothing here
+    _write_identity(home, identity.model_copy(update=update))
+
+
+def hub_keys(identity: NodeIdentity, *, now: datetime | None) -> dict[str, dict[str, Any]]:
+    """The hub keys by id: with `now`, those that may sign a new request (the pinned one, and a
+    replaced one during its overlap); without, every key the hub had (for older signatures)."""
+    if identity.hub_public_jwk is None:
+        return {}
+    keys = {
+        signing.key_id(signing.load_public_key(identity.hub_public_jwk)): identity.hub_public_jwk
+    }
+    for old in identity.previous_hub_keys:
+        if now is None or now <= _utc(old.overlap_until):
+            keys.setdefault(old.kid, old.public_jwk)
+    return keys
+
+
+def adopt_hub_rotation(home: Path, rotation: HubKeyRotation, *, now: datetime) -> bool:
+    """Pin the hub's announced new key if both signatures verify; True if the pin changed.
+
+    The announcement must be signed by the pinned hub key (naming it as the old key) and by
+    the key it announces, for the pinned hub, and be adopted within its overlap. Anything
+    else raises HomeError and changes nothing. An announcement already adopted is a no-op.
+    """
+    identity = load_identity(home)
+    if identity.hub_id is None or identity.hub_public_jwk is None:
+        raise HomeError("no hub is pinned at this node")
+    try:
+        claimed = HubKeyAnnouncement.model_validate_json(
+            signing.unverified_payload(rotation.by_new_key)
+        )
+        new_key = signing.load_public_key(claimed.new_public_jwk)
+        pinned = signing.load_public_key(identity.hub_public_jwk)
+        if signing.key_id(new_key) == signing.key_id(pinned):
+            return False
+        by_old = signing.verify_model(rotation.by_old_key, pinned, HubKeyAnnouncement)
+        by_new = signing.verify_model(rotation.by_new_key, new_key, HubKeyAnnouncement)
+    except (ContractError, ValidationError) as exc:
+        raise HomeError("the hub key announcement does not verify with the pinned hub key") from exc
+    if by_old != by_new:
+        raise HomeError("the two signatures cover different announcements")
+    if by_old.hub_id != identity.hub_id or by_old.old_kid != signing.key_id(pinned):
+        raise HomeError("the announcement is for another hub or another key")
+    if now > _utc(by_old.overlap_until):
+        raise HomeError("the announcement's overlap is over: enroll again with a new token")
+    old = PreviousHubKey(
+        kid=by_old.old_kid,
+        public_jwk=identity.hub_public_jwk,
+        retired_at=_utc(by_old.issued_at),
+        overlap_until=_utc(by_old.overlap_until),
+    )
     _write_identity(
         home,
         identity.model_copy(
-            update={"hub_id": hub_id, "hub_public_jwk": signing.public_jwk(key), "hub_url": url}
+            update={
+                "hub_public_jwk": signing.public_jwk(new_key),
+                "previous_hub_keys": (old, *identity.previous_hub_keys),
+            }
         ),
     )
+    return True
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def next_key(home: Path) -> OKPKey:

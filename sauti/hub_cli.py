@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from contracts.v1 import AgreementSignature, AgreementTerms, NodeInfo
 from hub.agreements import service as agreements
 from hub.app import create_app
+from hub.audit import service as hub_audit
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import init_home, load_identity, load_key
+from hub.home import rotate_key as rotate_home_key
 from hub.settings import HubSettings
 from sauti import hub_agreements_cli, hub_auth_cli, hub_federation_cli, migrate_cli
 from sauti.cli_common import read_model
@@ -69,6 +71,32 @@ def init(
     with _session(home):
         pass
     typer.echo(f"hub {identity.hub_id} (kid {identity.kid}) in {home}")
+
+
+@app.command("rotate-key")
+def rotate_key(home: Home = DEFAULT_HOME) -> None:
+    """Replace the hub's signing key and announce it to the nodes (restart the hub after)."""
+    settings = HubSettings(home=home)
+    try:
+        old = load_identity(home)
+        rotate_home_key(home, overlap_seconds=settings.key_overlap_seconds)
+    except HubError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    new = load_identity(home)
+    until = new.previous_keys[0].overlap_until
+    with _session(home) as session:
+        hub_audit.append(
+            session=session,
+            actor="cli",
+            action="hub.key_rotated",
+            object=f"hub:{new.hub_id}",
+            details={"old_kid": old.kid, "new_kid": new.kid, "overlap_until": until},
+        )
+        session.commit()
+    typer.echo(
+        f"rotated hub key {old.kid} -> {new.kid}; nodes learn it on their next contact and "
+        f"take the old key until {until}. Restart `sauti hub serve` and workers now."
+    )
 
 
 @app.command("serve")

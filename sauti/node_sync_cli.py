@@ -72,10 +72,19 @@ def pull(
 
 
 @app.command("rotate-key")
-def rotate_key(home: Home = DEFAULT_HOME) -> None:
+def rotate_key(
+    home: Home = DEFAULT_HOME,
+    discard_pending: Annotated[
+        bool,
+        typer.Option(
+            "--discard-pending",
+            help="Drop a pending new key the hub refused and start over with a fresh one.",
+        ),
+    ] = False,
+) -> None:
     """Replace this node's signing key: the hub pins the new key, then the node switches to it."""
     try:
-        rotated = sync.rotate_key(home=home)
+        rotated = sync.rotate_key(home=home, discard_pending=discard_pending)
     except NodeError as exc:
         fail(f"{exc.code}: {exc.message}")
     until = rotated.old_valid_until.isoformat() if rotated.old_valid_until else "not at all"

@@ -3,10 +3,12 @@
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from joserfc.jwk import OKPKey
 from pydantic import Field
 
 from contracts import signing
@@ -337,6 +339,75 @@ class AuditVerification(WireModel):
         return self.problem is None
 
 
+# The node-log action that records a key replacement; its details name the retired key.
+KEY_ROTATED: Final = "key_rotated"
+
+
+@dataclass(frozen=True)
+class PastKey:
+    """A key the owner signed with before a rotation, and when it stopped being current."""
+
+    public_jwk: dict[str, Any]
+    retired_at: datetime
+
+
+def past_keys(entries: Iterable[AuditEntry]) -> list[PastKey]:
+    """The retired keys a node's own log records (`key_rotated` entries), oldest first.
+
+    A rotation resumed after a crash may be logged twice: the later moment counts.
+    """
+    found: dict[str, PastKey] = {}
+    for entry in entries:
+        if entry.action != KEY_ROTATED:
+            continue
+        jwk, retired = entry.details.get("old_public_jwk"), entry.details.get("retired_at")
+        if not isinstance(jwk, dict) or not isinstance(retired, str):
+            continue
+        try:
+            key = PastKey(public_jwk=jwk, retired_at=utc(datetime.fromisoformat(retired)))
+            kid = signing.key_id(signing.load_public_key(jwk))
+        except (ValueError, ContractError):
+            continue
+        if kid not in found or found[kid].retired_at < key.retired_at:
+            found[kid] = key
+    return sorted(found.values(), key=lambda k: k.retired_at)
+
+
+@dataclass(frozen=True)
+class _Span:
+    key: OKPKey
+    start: datetime | None
+    end: datetime | None
+
+
+def _key_spans(public_jwk: dict[str, Any], previous: Sequence[PastKey]) -> dict[str, _Span]:
+    """Each key by id with the interval it was current: a past key from the retirement of
+    the one before it to its own; the current key from the last retirement on."""
+    spans: dict[str, _Span] = {}
+    start: datetime | None = None
+    for past in sorted(previous, key=lambda k: utc(k.retired_at)):
+        key = signing.load_public_key(past.public_jwk)
+        spans[signing.key_id(key)] = _Span(key, start, utc(past.retired_at))
+        start = utc(past.retired_at)
+    current = signing.load_public_key(public_jwk)
+    spans[signing.key_id(current)] = _Span(current, start, None)
+    return spans
+
+
+def _verified_checkpoint(token: str, spans: dict[str, _Span]) -> AuditCheckpoint:
+    """Verified with the key its header names, if that key was current when it was signed."""
+    span = spans.get(str(signing.unverified_header(token).get("kid", "")))
+    if span is None:
+        raise ContractError("not signed by any key of the owner")
+    checkpoint = signing.verify_model(token, span.key, AuditCheckpoint)
+    signed_at = utc(checkpoint.signed_at)
+    if (span.start is not None and signed_at < span.start) or (
+        span.end is not None and signed_at > span.end
+    ):
+        raise ContractError("signed by a key that was not the owner's at that time")
+    return checkpoint
+
+
 def verify_log(
     *,
     side: Literal["hub", "node"],
@@ -345,20 +416,23 @@ def verify_log(
     head: tuple[int, str] | None,
     checkpoints: list[str],
     public_jwk: dict[str, Any] | None,
+    previous_keys: Sequence[PastKey] = (),
 ) -> AuditVerification:
-    """Chain, head and every signed checkpoint of a node (JWS by `public_jwk`), in one pass.
+    """Chain, head and every signed checkpoint of a node, in one pass.
 
-    A checkpoint that does not verify with the owner's key, or names another owner, is
-    a forgery; one that verifies but disagrees with the chain shows a rewritten past.
+    A checkpoint verifies with the owner's current key (`public_jwk`) or with one of its
+    `previous_keys`, whichever was current at the checkpoint's `signed_at`. One that does
+    not verify, or names another owner, is a forgery; one that verifies but disagrees with
+    the chain shows a rewritten past.
     """
     forged: ChainProblem | None = None
     valid: list[AuditCheckpoint] = []
-    key = signing.load_public_key(public_jwk) if public_jwk and checkpoints else None
+    spans = _key_spans(public_jwk, previous_keys) if public_jwk and checkpoints else None
     for token in checkpoints:
         try:
-            if key is None:
+            if spans is None:
                 raise ContractError("no key to verify checkpoints with")
-            checkpoint = signing.verify_model(token, key, AuditCheckpoint)
+            checkpoint = _verified_checkpoint(token, spans)
         except ContractError:
             forged = forged or ChainProblem(
                 seq=0,

@@ -95,3 +95,47 @@ class KeyRotation(WireModel):
 class KeyRotationSubmission(WireModel):
     by_current_key: str = Field(min_length=10, max_length=20_000)
     by_new_key: str = Field(min_length=10, max_length=20_000)
+
+
+class KeyRotationAccepted(WireModel):
+    """The hub's answer to a `KeyRotation`, signed with the hub key the node pinned.
+
+    The node switches to its new key only on this answer: an unsigned or forged one (no TLS,
+    a meddling proxy) leaves the new key pending, so the node can never be talked into
+    dropping the key the hub still pins.
+    """
+
+    hub_id: str
+    node_id: str
+    kid: str = Field(description="the node's new key id, now pinned by the hub")
+    previous_kid: str
+    previous_valid_until: datetime = Field(
+        description="until when the hub still takes new messages signed by the previous key"
+    )
+    issued_at: datetime
+
+
+# The HTTP header that carries a `HubKeyRotation` (compact JSON) to nodes during its overlap:
+# on the hub's push requests and on its answers to polls, so every node learns of it on its
+# next contact without a new message version.
+HUB_KEY_ROTATION_HEADER = "Sauti-Hub-Key-Rotation"
+
+
+class HubKeyAnnouncement(WireModel):
+    """The hub replacing its key; nodes pin `new_public_jwk` in place of the key `old_kid`."""
+
+    hub_id: str
+    old_kid: str
+    new_public_jwk: dict[str, Any]
+    issued_at: datetime
+    overlap_until: datetime = Field(
+        description="until when nodes still take new requests signed by the old key, and "
+        "still adopt this announcement"
+    )
+
+
+class HubKeyRotation(WireModel):
+    """One `HubKeyAnnouncement` signed by the old hub key and, separately, by the new one."""
+
+    by_old_key: str = Field(min_length=10, max_length=20_000)
+    by_new_key: str = Field(min_length=10, max_length=20_000)

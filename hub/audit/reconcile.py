@@ -16,7 +16,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from contracts.v1.audit import AuditEntry, AuditExportHeader, AuditVerification, verify_log
+from contracts.v1.audit import (
+    AuditEntry,
+    AuditExportHeader,
+    AuditVerification,
+    past_keys,
+    verify_log,
+)
 
 # Float sums of costs may differ from the ledger's running total in the last bits.
 RHO_TOLERANCE = 1e-9
@@ -82,6 +88,8 @@ def verify_export(log: AuditLog, *, checkpoints: list[str] | None = None) -> Aud
         head=(header.head_seq, header.head_hash) if header.complete else None,
         checkpoints=own + list(checkpoints or []),
         public_jwk=header.public_jwk if header.side == "node" else None,
+        # Keys the node rotated out are in its own log: checkpoints they signed still count.
+        previous_keys=past_keys(log.entries) if header.side == "node" else (),
     )
 
 

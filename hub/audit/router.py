@@ -69,5 +69,12 @@ def export(
 
 
 @checkpoints_router.post("/{node_id}/audit/checkpoints", status_code=201)
-def receive_checkpoint(node_id: str, body: Signed, session: SessionDep) -> CheckpointRead:
-    return service.receive_checkpoint(session=session, node_id=node_id, jws=body.jws)
+def receive_checkpoint(
+    node_id: str, body: Signed, session: SessionDep, state: StateDep
+) -> CheckpointRead:
+    return service.receive_checkpoint(
+        session=session,
+        node_id=node_id,
+        jws=body.jws,
+        skew_seconds=state.settings.node_clock_skew_seconds,
+    )

@@ -211,18 +211,29 @@ def verify(*, session: Session, identity: HubIdentity) -> AuditVerification:
 # --- node checkpoints ---------------------------------------------------------------------
 
 
-def receive_checkpoint(*, session: Session, node_id: str, jws: str) -> CheckpointRead:
-    """Keep a node's signed chain head, verified against its pinned key.
+def receive_checkpoint(
+    *, session: Session, node_id: str, jws: str, skew_seconds: int = 300
+) -> CheckpointRead:
+    """Keep a node's signed chain head, verified against the key it had when it signed it.
 
-    The same head again is accepted (idempotent); a different hash for a sequence number
-    the node already signed is refused and recorded: that node rewrote its log.
+    A checkpoint signed before a key rotation and published after it verifies under the
+    retired key (its `signed_at` falls in that key's time). The same head again is accepted
+    (idempotent); a different hash for a sequence number the node already signed is refused
+    and recorded: that node rewrote its log.
     """
     # Imported here: federation's service imports this module (to append) at import time.
-    from hub.federation.service import verify_node_message  # noqa: PLC0415
+    from hub.federation.exceptions import NodeRemoved  # noqa: PLC0415
+    from hub.federation.service import verify_node_record  # noqa: PLC0415
 
-    node, checkpoint = verify_node_message(
-        session=session, token=jws, model=AuditCheckpoint, now=datetime.now(UTC)
+    node, checkpoint = verify_node_record(
+        session=session,
+        token=jws,
+        model=AuditCheckpoint,
+        signed_at=lambda c: c.signed_at,
+        skew_seconds=skew_seconds,
     )
+    if node.status == "removed":
+        raise NodeRemoved()
     if node.node_id != node_id:
         raise CheckpointInvalid("the checkpoint is signed by another node than the one in the path")
     existing = session.scalars(

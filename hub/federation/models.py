@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
@@ -30,6 +30,24 @@ class Node(Base):
     previous_valid_until: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), nullable=True
     )
+
+
+class NodeKey(Base):
+    """Every key a node ever had, kept so things it signed before a rotation still verify.
+
+    `valid_from`..`retired_at` is when the key was the node's current key (`valid_from` is
+    None for a key whose start is unknown: migrated from before this history was kept);
+    `valid_until` ends the overlap in which the hub still takes new messages it signed.
+    """
+
+    __tablename__ = "node_keys"
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id"), primary_key=True)
+    kid: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class EnrollmentToken(Base):

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed, TaskBatch
+from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep
 from hub.exceptions import HubError, Invalid
 from hub.federation import pull, service
@@ -24,9 +25,11 @@ from hub.federation.schemas import (
     EnrollmentTokenIssued,
     EnrollmentTokenRead,
     NodeCreate,
+    NodeKeyRead,
     NodeRead,
 )
 from hub.federation.signals import node_key, query_key, wait_event
+from hub.home import load_rotation
 
 log = logging.getLogger("hub.federation")
 router = APIRouter(tags=["federation"])
@@ -93,6 +96,12 @@ def list_nodes(_user: CurrentUser, session: SessionDep) -> list[NodeRead]:
     return service.list_nodes(session=session)
 
 
+@router.get("/v1/nodes/{node_id}/keys")
+def key_history(node_id: str, _user: CurrentUser, session: SessionDep) -> list[NodeKeyRead]:
+    """Every key the node ever had: what verifies the things it signed in the past."""
+    return service.key_history(session=session, node_id=node_id)
+
+
 @router.delete("/v1/nodes/{node_id}")
 def remove_node(node_id: str, user: AdminOrSecretariat, session: SessionDep) -> NodeRead:
     return service.remove_node(session=session, node_id=node_id, actor=f"user:{user.name}")
@@ -135,30 +144,44 @@ async def enroll(request: Request, state: StateDep) -> Signed:
 
 
 @router.post("/v1/nodes/{node_id}/keys")
-async def rotate_key(node_id: str, request: Request, state: StateDep) -> NodeRead:
-    submission = await _body(request, state, KeyRotationSubmission)
+async def rotate_key(node_id: str, request: Request, response: Response, state: StateDep) -> Signed:
+    """The answer is a hub-signed `KeyRotationAccepted`: the node switches keys only on it.
 
-    def work() -> NodeRead:
+    It carries a current hub key announcement too, so a node that has not yet heard of a
+    hub key rotation can verify the answer (signed with the new hub key).
+    """
+    submission = await _body(request, state, KeyRotationSubmission)
+    rotation = load_rotation(state.settings.home)
+    if rotation is not None:
+        response.headers[HUB_KEY_ROTATION_HEADER] = rotation.model_dump_json()
+
+    def work() -> Signed:
         with state.sessions() as session:
-            read = service.rotate_key(
+            return service.rotate_key(
                 session=session,
+                node_id=node_id,
                 identity=state.identity,
+                key=state.key,
                 submission=submission,
                 overlap_seconds=state.settings.key_overlap_seconds,
                 skew_seconds=state.settings.node_clock_skew_seconds,
             )
-            if read.node_id != node_id:
-                raise Invalid("the path names another node than the rotation", code="node_mismatch")
-            return read
 
     return await _node_call(request, work)
 
 
 @router.post("/v1/federation/poll")
-async def poll(request: Request, state: StateDep) -> TaskBatch:
-    """Long poll: answers as soon as the node has tasks, or after the poll's wait."""
+async def poll(request: Request, response: Response, state: StateDep) -> TaskBatch:
+    """Long poll: answers as soon as the node has tasks, or after the poll's wait.
+
+    While a hub key rotation's overlap lasts, the answer carries its announcement in a
+    header, so a pull node learns the new key on its next poll.
+    """
     signed = await _body(request, state, Signed)
     settings = state.settings
+    rotation = load_rotation(settings.home)
+    if rotation is not None:
+        response.headers[HUB_KEY_ROTATION_HEADER] = rotation.model_dump_json()
 
     def accept() -> tuple[str, Any]:
         with state.sessions() as session:

@@ -30,6 +30,17 @@ class NodeRead(BaseModel):
     previous_valid_until: datetime | None = None
 
 
+class NodeKeyRead(BaseModel):
+    """One key of a node's history: current from `valid_from` (None: unknown, migrated) to
+    `retired_at`; new messages it signed are taken until `valid_until` (the overlap's end)."""
+
+    kid: str
+    public_jwk: dict[str, Any]
+    valid_from: datetime | None
+    retired_at: datetime | None
+    valid_until: datetime | None
+
+
 class EnrollmentTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

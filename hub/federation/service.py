@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,11 +19,13 @@ from contracts.v1 import (
     EnrollmentRequest,
     EnrollmentSubmission,
     KeyRotation,
+    KeyRotationAccepted,
     KeyRotationSubmission,
     Signed,
 )
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
 from hub.audit import service as audit
+from hub.exceptions import Invalid
 from hub.federation.exceptions import (
     EnrollmentInvalid,
     EnrollmentTokenInvalid,
@@ -33,8 +36,13 @@ from hub.federation.exceptions import (
     NodeRemoved,
     ReplayedMessage,
 )
-from hub.federation.models import EnrollmentToken, Node, NodeNonce
-from hub.federation.schemas import EnrollmentTokenIssued, EnrollmentTokenRead, NodeRead
+from hub.federation.models import EnrollmentToken, Node, NodeKey, NodeNonce
+from hub.federation.schemas import (
+    EnrollmentTokenIssued,
+    EnrollmentTokenRead,
+    NodeKeyRead,
+    NodeRead,
+)
 from hub.home import HubIdentity
 
 M = TypeVar("M", bound=BaseModel)
@@ -75,6 +83,7 @@ def register_node(
             status="active",
         )
         session.add(node)
+        _start_key(session, node)
     else:
         node.name, node.country, node.url = name, country, url
     session.flush()
@@ -223,6 +232,7 @@ def enroll(
         status="active",
     )
     session.add(node)
+    _start_key(session, node)
     row.used_at, row.used_by = now, request.node_id
     session.flush()
     audit.append(
@@ -296,26 +306,140 @@ def node_keys(node: Node, *, now: datetime) -> dict[str, dict[str, Any]]:
     return keys
 
 
+def _start_key(session: Session, node: Node) -> None:
+    """Open the node's key history with the key it enrolled (or was registered) with."""
+    session.flush()
+    session.add(
+        NodeKey(
+            node_id=node.node_id,
+            kid=node.kid,
+            public_jwk=node.public_jwk,
+            valid_from=node.registered_at,
+        )
+    )
+
+
+def key_history(*, session: Session, node_id: str) -> list[NodeKeyRead]:
+    """Every key the node ever had, oldest first (public halves and when each was current)."""
+    if session.get(Node, node_id) is None:
+        raise NodeNotFound()
+    rows = session.scalars(select(NodeKey).where(NodeKey.node_id == node_id))
+    ordered = sorted(rows, key=lambda r: (r.retired_at is None, _sort_moment(r.retired_at)))
+    return [
+        NodeKeyRead(
+            kid=r.kid,
+            public_jwk=r.public_jwk,
+            valid_from=r.valid_from,
+            retired_at=r.retired_at,
+            valid_until=r.valid_until,
+        )
+        for r in ordered
+    ]
+
+
+def _sort_moment(moment: datetime | None) -> datetime:
+    return _aware(moment) if moment is not None else datetime.min.replace(tzinfo=UTC)
+
+
+def _owner_of(session: Session, kid: str) -> tuple[Node, dict[str, Any]] | None:
+    """The node (and the public key) a key id belongs to, current or retired."""
+    row = session.scalars(select(NodeKey).where(NodeKey.kid == kid)).first()
+    if row is not None:
+        node = session.get(Node, row.node_id)
+        return (node, row.public_jwk) if node is not None else None
+    # A registry row without history (made before revision 0004 by hand): its pinned keys.
+    node = session.scalars(
+        select(Node).where(or_(Node.kid == kid, Node.previous_kid == kid))
+    ).first()
+    if node is None:
+        return None
+    jwk = node.public_jwk if node.kid == kid else node.previous_jwk
+    return (node, jwk) if jwk is not None else None
+
+
 def verify_node_message(
     *, session: Session, token: str, model: type[M], now: datetime
 ) -> tuple[Node, M]:
-    """Find the signing node by key id, verify with its pinned key, refuse removed nodes."""
+    """A new message: find the signing node by key id, verify it with a key that may sign now.
+
+    Only the current key, and the previous one during its overlap, sign new messages; any
+    older key of the node is refused as `key_retired` (it still verifies what it signed
+    while current: see `verify_node_record`).
+    """
+    kid = _signing_kid(token)
+    owner = _owner_of(session, kid)
+    if owner is None:
+        raise NodeMessageRejected("the message is not signed by an enrolled node's key")
+    node = owner[0]
+    if node.status == "removed":
+        raise NodeRemoved()
+    jwk = node_keys(node, now=now).get(kid)
+    if jwk is None:
+        raise NodeMessageRejected("the message is signed with a retired key", code="key_retired")
+    return node, _verified(token, jwk, model, node)
+
+
+def verify_node_record(
+    *,
+    session: Session,
+    token: str,
+    model: type[M],
+    signed_at: Callable[[M], datetime | None],
+    skew_seconds: int,
+) -> tuple[Node, M]:
+    """Something a node signed in the past (a checkpoint, a stored release), verified again.
+
+    Any key the node ever had verifies it, provided that key was the node's current one (or
+    in its overlap) at the moment the payload says it was signed; a payload without a
+    timestamp is accepted under any of the node's keys. The node's clock may run behind the
+    hub's by the allowed skew at the start; the end needs none (the overlap is that slack).
+    Removal does not matter here: what a node signed while it was a member stays so.
+    """
+    kid = _signing_kid(token)
+    row = session.scalars(select(NodeKey).where(NodeKey.kid == kid)).first()
+    if row is None:
+        owner = _owner_of(session, kid)
+        if owner is None:
+            raise NodeMessageRejected("the record is not signed by a key any node ever had")
+        node, jwk = owner
+        window: tuple[datetime | None, datetime | None] = (None, None)
+    else:
+        found = session.get(Node, row.node_id)
+        if found is None:
+            raise NodeMessageRejected("the record is not signed by a key any node ever had")
+        node, jwk = found, row.public_jwk
+        # The key the node enrolled with has no lower bound: a checkpoint it signed before
+        # enrolling (published later) is still its own. A rotated-in key starts at rotation.
+        start = row.valid_from
+        if start is not None and _aware(start) <= _aware(node.registered_at):
+            start = None
+        window = (start, row.valid_until or row.retired_at)
+    payload = _verified(token, jwk, model, node)
+    moment = signed_at(payload)
+    if moment is not None:
+        skew = timedelta(seconds=skew_seconds)
+        start, end = window
+        if (start is not None and _aware(moment) < _aware(start) - skew) or (
+            end is not None and _aware(moment) > _aware(end)
+        ):
+            raise NodeMessageRejected(
+                "the record is dated outside the time its key was the node's key",
+                code="key_retired",
+            )
+    return node, payload
+
+
+def _signing_kid(token: str) -> str:
     try:
         kid = signing.unverified_header(token).get("kid")
     except ContractError as exc:
         raise NodeMessageRejected("the body is not a compact JWS") from exc
     if not isinstance(kid, str) or not kid:
         raise NodeMessageRejected("the signature names no key id")
-    node = session.scalars(
-        select(Node).where(or_(Node.kid == kid, Node.previous_kid == kid))
-    ).first()
-    if node is None:
-        raise NodeMessageRejected("the message is not signed by an enrolled node's key")
-    if node.status == "removed":
-        raise NodeRemoved()
-    jwk = node_keys(node, now=now).get(kid)
-    if jwk is None:
-        raise NodeMessageRejected("the message is signed with a retired key")
+    return kid
+
+
+def _verified(token: str, jwk: dict[str, Any], model: type[M], node: Node) -> M:
     try:
         payload = signing.verify_model(token, signing.load_public_key(jwk), model)
     except ContractError as exc:
@@ -325,7 +449,7 @@ def verify_node_message(
             "the message names another node than the key that signed it",
             code="node_key_mismatch",
         )
-    return node, payload
+    return payload
 
 
 def check_fresh(
@@ -360,16 +484,24 @@ def rotate_key(
     *,
     session: Session,
     identity: HubIdentity,
+    key: OKPKey,
+    node_id: str,
     submission: KeyRotationSubmission,
     overlap_seconds: int,
     skew_seconds: int,
     now: datetime | None = None,
-) -> NodeRead:
-    """Pin the node's new key; the old one keeps verifying for `overlap_seconds`."""
+) -> Signed:
+    """Pin the node's new key; the old one keeps verifying for `overlap_seconds`.
+
+    The answer is a `KeyRotationAccepted` signed with the hub key, the only thing the node
+    switches keys on.
+    """
     now = now or datetime.now(UTC)
     node, rotation = verify_node_message(
         session=session, token=submission.by_current_key, model=KeyRotation, now=now
     )
+    if node.node_id != node_id:
+        raise Invalid("the path names another node than the rotation", code="node_mismatch")
     if rotation.hub_id != identity.hub_id:
         raise NodeMessageRejected("the rotation names another hub")
     check_fresh(
@@ -393,7 +525,7 @@ def rotate_key(
         # The node asks again for a rotation the hub already made (its answer was lost):
         # idempotent, so the node can switch to the key the hub pins.
         session.commit()
-        return to_read(node)
+        return _rotation_accepted(node, identity=identity, key=key, now=now)
     if signed_by != node.kid:
         # Only the current key may rotate: a retired key (still verifying old releases in
         # the overlap) must never choose the node's next key.
@@ -402,16 +534,72 @@ def rotate_key(
         )
     if new_kid == node.kid:
         raise NodeMessageRejected("the new key is the current key", code="key_unchanged")
+    if session.scalars(select(NodeKey).where(NodeKey.kid == new_kid)).first() is not None:
+        # A key the federation already knew (this node's retired one, or another node's)
+        # would make old signatures ambiguous: every key is used by one node, once.
+        raise NodeMessageRejected("the new key was used before", code="key_reused")
     old_kid = node.kid
     node.previous_jwk, node.previous_kid = node.public_jwk, node.kid
     node.previous_valid_until = now + timedelta(seconds=overlap_seconds)
     node.public_jwk, node.kid = signing.public_jwk(new_key), new_kid
+    _retire_keys(
+        session,
+        node_id=node.node_id,
+        old_kid=old_kid,
+        old_jwk=node.previous_jwk,
+        now=now,
+        valid_until=node.previous_valid_until,
+    )
+    session.add(
+        NodeKey(node_id=node.node_id, kid=new_kid, public_jwk=node.public_jwk, valid_from=now)
+    )
     audit.append(
         session=session,
         actor=f"node:{node.node_id}",
         action="node.key_rotated",
         object=f"node:{node.node_id}",
-        details={"old_kid": old_kid, "new_kid": new_kid, "overlap_seconds": overlap_seconds},
+        details={
+            "old_kid": old_kid,
+            "new_kid": new_kid,
+            "new_public_jwk": node.public_jwk,
+            "overlap_seconds": overlap_seconds,
+            "valid_until": node.previous_valid_until.isoformat(),
+        },
     )
     session.commit()
-    return to_read(node)
+    return _rotation_accepted(node, identity=identity, key=key, now=now)
+
+
+def _rotation_accepted(node: Node, *, identity: HubIdentity, key: OKPKey, now: datetime) -> Signed:
+    assert node.previous_kid is not None
+    assert node.previous_valid_until is not None
+    accepted = KeyRotationAccepted(
+        hub_id=identity.hub_id,
+        node_id=node.node_id,
+        kid=node.kid,
+        previous_kid=node.previous_kid,
+        previous_valid_until=_aware(node.previous_valid_until),
+        issued_at=now,
+    )
+    return Signed(jws=signing.sign(accepted, key))
+
+
+def _retire_keys(
+    session: Session,
+    *,
+    node_id: str,
+    old_kid: str,
+    old_jwk: dict[str, Any],
+    now: datetime,
+    valid_until: datetime,
+) -> None:
+    """Close the replaced key's interval; an older key still in its overlap loses it now."""
+    rows = {r.kid: r for r in session.scalars(select(NodeKey).where(NodeKey.node_id == node_id))}
+    for row in rows.values():
+        if row.kid != old_kid and row.valid_until is not None and _aware(row.valid_until) > now:
+            row.valid_until = now
+    old = rows.get(old_kid)
+    if old is None:  # a registry row without history: start it here
+        old = NodeKey(node_id=node_id, kid=old_kid, public_jwk=old_jwk)
+        session.add(old)
+    old.retired_at, old.valid_until = now, valid_until

@@ -66,7 +66,7 @@ from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
 from node.harmonisation import store as harmonisation_store
 from node.harmonisation.exceptions import HarmonisationError
-from node.home import NodeIdentity, load_identity, load_key
+from node.home import NodeIdentity, hub_keys, load_identity, load_key
 from node.ledger.models import BudgetCharge, BudgetRow
 from node.settings import NodeSettings
 
@@ -90,7 +90,7 @@ def _check_signable(
         raise AgreementInvalid("no hub is pinned at this node")
     if terms.hub_id != identity.hub_id:
         raise AgreementInvalid("the agreement names another hub than the pinned one")
-    _check_hub_signature(agreement, hub_id=identity.hub_id, hub_jwk=identity.hub_public_jwk)
+    _check_hub_signature(agreement, hub_id=identity.hub_id, identity=identity)
     if identity.node_id not in terms.node_ids:
         raise AgreementInvalid("this node is not a party to the agreement")
     for ref in terms.datasets:
@@ -225,15 +225,24 @@ def sign(
 
 
 def _check_hub_signature(
-    agreement: SignedAgreement, *, hub_id: str, hub_jwk: dict[str, object]
+    agreement: SignedAgreement, *, hub_id: str, identity: NodeIdentity
 ) -> None:
-    hub_key = signing.load_public_key(dict(hub_jwk))
+    # Any key the hub had verifies its signature: an agreement the hub signed before a hub
+    # key rotation stays valid here (the node pinned the new key only on a verified
+    # announcement signed by the old one).
+    # A replaced key counts only for what it signed before its overlap ended.
+    keys = hub_keys(identity, now=None)
+    until = {k.kid: k.overlap_until for k in identity.previous_hub_keys}
     for sig in agreement.signatures:
-        if sig.signer != hub_id or sig.kid != signing.key_id(hub_key):
+        jwk = keys.get(sig.kid)
+        if sig.signer != hub_id or jwk is None:
             continue
         try:
-            payload = signing.verify_model(sig.jws, hub_key, SignaturePayload)
+            payload = signing.verify_model(sig.jws, signing.load_public_key(jwk), SignaturePayload)
         except ContractError:
+            continue
+        end = until.get(sig.kid)
+        if end is not None and _aware(payload.signed_at) > _aware(end):
             continue
         if (
             payload.agreement_id == agreement.terms.agreement_id

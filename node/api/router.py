@@ -1,16 +1,20 @@
 """Node HTTP routes: /v1/health, /v1/info and /v1/queries."""
 
-from fastapi import APIRouter, BackgroundTasks
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Header
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from contracts.v1 import NodeInfo, Signed
+from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from node import metrics
 from node.api.deps import SettingsDep
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction
 from node.home import load_identity
+from node.sync.service import learn_hub_key
 
 router = APIRouter(prefix="/v1")
 
@@ -38,8 +42,16 @@ def info(settings: SettingsDep) -> NodeInfo:
 
 
 @router.post("/queries", response_model=Signed)
-async def query(body: Signed, settings: SettingsDep, background: BackgroundTasks) -> Signed:
+async def query(
+    body: Signed,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    hub_key_rotation: Annotated[str | None, Header(alias=HUB_KEY_ROTATION_HEADER)] = None,
+) -> Signed:
     # Blocking work (DB, polars, OpenDP) runs in the thread pool, off the event loop.
     # Audit checkpoints are signed and published after the response, off the query path.
     background.add_task(audit.maybe_checkpoint, home=settings.home, settings=settings)
+    if hub_key_rotation is not None:
+        # The hub announces a new key with the first request it signs with it.
+        await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)
     return await run_in_threadpool(metrics.observed_handle_query, settings=settings, signed=body)

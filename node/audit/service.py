@@ -23,6 +23,7 @@ from contracts.v1.audit import (
     AuditFilter,
     AuditVerification,
     BudgetState,
+    PastKey,
     at_text,
     first_bad_seq,
     matches,
@@ -228,6 +229,10 @@ def verify(
         head=head(database_url=url),
         checkpoints=checkpoints(database_url=url) + list(hub_checkpoints or []),
         public_jwk=identity.public_jwk,
+        previous_keys=[
+            PastKey(public_jwk=k.public_jwk, retired_at=k.retired_at)
+            for k in identity.previous_keys
+        ],
     )
 
 

@@ -21,7 +21,7 @@ from node.harmonisation.exceptions import (
     ModuleNotHeld,
 )
 from node.harmonisation.schemas import Mapping
-from node.home import load_identity
+from node.home import hub_keys, load_identity
 
 MODULES = "modules"
 MAPPINGS = "mappings"
@@ -47,7 +47,15 @@ def verify_module(home: Path, token: str) -> Module:
     identity = load_identity(home)
     if identity.hub_public_jwk is None:
         raise ModuleInvalid("no hub is pinned at this node, so no module can be verified")
-    return _verified(token.strip(), tuple(sorted(identity.hub_public_jwk.items())))
+    # The key the header names among every key the hub had (modules signed before a hub key
+    # rotation stay valid); the pinned key otherwise, for the error it gives.
+    keys = hub_keys(identity, now=None)
+    try:
+        kid = str(signing.unverified_header(token.strip()).get("kid"))
+    except ContractError:
+        kid = ""
+    jwk = keys.get(kid, identity.hub_public_jwk)
+    return _verified(token.strip(), tuple(sorted(jwk.items())))
 
 
 @functools.lru_cache(maxsize=64)

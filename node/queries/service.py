@@ -19,7 +19,7 @@ from node.datasets import service as datasets
 from node.db import transaction
 from node.exceptions import NodeError
 from node.harmonisation import service as harmonisation
-from node.home import NodeIdentity, load_identity, load_key
+from node.home import NodeIdentity, hub_keys, load_identity, load_key
 from node.ledger import service as ledger
 from node.ledger.schemas import ChargeInfo, Reservation
 from node.privacy import engine
@@ -39,7 +39,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     url = settings.db_url
     identity = load_identity(settings.home)
     try:
-        request = _verify(identity, signed)
+        request = _verify(identity, signed, now=now)
     except NodeError as exc:
         _refused(url, code=exc.code, details={})
         raise
@@ -150,16 +150,18 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     return Signed(jws=stored)
 
 
-def _verify(identity: NodeIdentity, signed: Signed) -> QueryRequest:
+def _verify(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRequest:
     try:
         header = signing.unverified_header(signed.jws)
     except ContractError as exc:
         raise Unsigned("the request is not a compact JWS") from exc
     if identity.hub_id is None or identity.hub_public_jwk is None:
         raise SignatureRejected("no hub is pinned at this node")
-    hub_key = signing.load_public_key(identity.hub_public_jwk)
-    if header.get("kid") != signing.key_id(hub_key):
+    # The pinned hub key, or the one it replaced while that rotation's overlap lasts.
+    jwk = hub_keys(identity, now=now).get(str(header.get("kid")))
+    if jwk is None:
         raise SignatureRejected("the request is not signed with the pinned hub key")
+    hub_key = signing.load_public_key(jwk)
     try:
         request = signing.verify_model(signed.jws, hub_key, QueryRequest)
     except ContractError as exc:

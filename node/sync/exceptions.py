@@ -21,3 +21,9 @@ class HubNotReached(SyncError):
 
 class KeyRotationFailed(SyncError):
     code = "key_rotation_failed"
+
+
+class RotationUnconfirmed(KeyRotationFailed):
+    """The hub's answer to a rotation is not signed by the pinned hub key: key stays pending."""
+
+    code = "rotation_unconfirmed"

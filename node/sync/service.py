@@ -26,7 +26,9 @@ from contracts.v1 import (
     EnrollmentRequest,
     EnrollmentSubmission,
     ErrorResponse,
+    HubKeyRotation,
     KeyRotation,
+    KeyRotationAccepted,
     KeyRotationSubmission,
     NodePoll,
     QueryRequest,
@@ -34,11 +36,16 @@ from contracts.v1 import (
     TaskBatch,
     TaskRefusal,
 )
-from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
-from node.exceptions import NodeError
+from contracts.v1.audit import KEY_ROTATED
+from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
+from node.audit import service as audit
+from node.db import transaction, url_for
+from node.exceptions import HomeError, NodeError
 from node.home import (
     NodeIdentity,
+    adopt_hub_rotation,
     discard_next_key,
+    hub_keys,
     load_identity,
     load_key,
     next_key,
@@ -48,7 +55,13 @@ from node.home import (
 )
 from node.metrics import observed_handle_query
 from node.settings import NodeSettings
-from node.sync.exceptions import EnrollmentFailed, HubNotReached, KeyRotationFailed, NotEnrolled
+from node.sync.exceptions import (
+    EnrollmentFailed,
+    HubNotReached,
+    KeyRotationFailed,
+    NotEnrolled,
+    RotationUnconfirmed,
+)
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 300
@@ -122,16 +135,22 @@ class Rotated:
     old_valid_until: datetime | None
 
 
-def rotate_key(*, home: Path, client: httpx.Client | None = None) -> Rotated:
+def rotate_key(
+    *, home: Path, client: httpx.Client | None = None, discard_pending: bool = False
+) -> Rotated:
     """Replace this node's key: the hub pins the new one, then the node signs with it.
 
     The new key is kept in a pending file before the hub is asked, and the node switches only
-    once the hub has accepted it (the hub's answer names it as the current key), so a rotation
-    cut short by the network is simply run again: it resumes with the same pending key.
+    on the hub's signed `KeyRotationAccepted` naming that key, verified with the pinned hub
+    key; anything else (lost, unsigned, forged) leaves the key pending, and running the
+    command again resumes with it. The switch is recorded in the node's audit log with the
+    retired public key, so checkpoints it signed still verify in exports.
     """
     identity = repair_identity(home)
-    if identity.hub_url is None or identity.hub_id is None:
+    if identity.hub_url is None or identity.hub_id is None or identity.hub_public_jwk is None:
         raise NotEnrolled("no hub URL is pinned: run `sauti node enroll` first")
+    if discard_pending:
+        discard_next_key(home)
     current, new = load_key(home), next_key(home)
     rotation = KeyRotation(
         hub_id=identity.hub_id,
@@ -149,25 +168,86 @@ def rotate_key(*, home: Path, client: httpx.Client | None = None) -> Rotated:
     if response.status_code >= 500:
         raise HubNotReached(f"the hub failed to take the new key ({_error(response)}); run again")
     if response.status_code >= 400:
-        discard_next_key(home)
-        raise KeyRotationFailed(f"the hub refused the new key ({_error(response)})")
+        # A refusal is not signed: had the hub in fact pinned the new key (and the answer
+        # been replaced on the way), dropping it would lock this node out once the old key's
+        # overlap ends. So the key stays pending; running again either completes the rotation
+        # (the hub answers a repeat with its signed acceptance) or is refused again, and only
+        # the steward drops the pending key (`--discard-pending`).
+        raise KeyRotationFailed(
+            f"the hub refused the new key ({_error(response)}); it stays pending: run again "
+            "to retry, or with --discard-pending to start over with a fresh key"
+        )
     new_kid = signing.key_id(new)
-    try:
-        read = _RotationRead.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise HubNotReached("the hub's answer to the rotation is not a node record") from exc
-    if read.kid != new_kid:
-        raise KeyRotationFailed("the hub's answer names another key than the new one")
-    switch_key(home, retired_at=datetime.now(UTC), valid_until=read.previous_valid_until)
+    if learn_hub_key(home=home, announced=response.headers.get(HUB_KEY_ROTATION_HEADER)):
+        identity = load_identity(home)
+    accepted = _verify_rotation(response, identity=identity, new_kid=new_kid)
+    retired_at = datetime.now(UTC)
+    with transaction(url_for(home=home)) as session:
+        audit.append(
+            session,
+            actor="node",
+            action=KEY_ROTATED,
+            object=f"key:{identity.kid}",
+            details={
+                "old_kid": identity.kid,
+                "old_public_jwk": identity.public_jwk,
+                "new_kid": new_kid,
+                "retired_at": retired_at.isoformat(),
+                "valid_until": accepted.previous_valid_until.isoformat(),
+            },
+        )
+    switch_key(home, retired_at=retired_at, valid_until=accepted.previous_valid_until)
     log.info("node key rotated from %s to %s", identity.kid, new_kid)
-    return Rotated(old_kid=identity.kid, new_kid=new_kid, old_valid_until=read.previous_valid_until)
+    return Rotated(
+        old_kid=identity.kid, new_kid=new_kid, old_valid_until=accepted.previous_valid_until
+    )
 
 
-class _RotationRead(BaseModel):
-    """The part of the hub's node record a rotating node checks."""
+def _verify_rotation(
+    response: httpx.Response, *, identity: NodeIdentity, new_kid: str
+) -> KeyRotationAccepted:
+    """The hub's answer, trusted only if the pinned hub key signed it for this node and key."""
+    try:
+        token = Signed.model_validate_json(response.content).jws
+        kid = str(signing.unverified_header(token).get("kid"))
+        jwk = hub_keys(identity, now=datetime.now(UTC)).get(kid)
+        if jwk is None:
+            raise ContractError("not signed by a hub key this node takes now")
+        accepted = signing.verify_model(token, signing.load_public_key(jwk), KeyRotationAccepted)
+    except (ValidationError, ContractError) as exc:
+        raise RotationUnconfirmed(
+            "the hub's answer to the rotation is not signed by the pinned hub key; "
+            "the new key stays pending (run again)"
+        ) from exc
+    if (accepted.hub_id, accepted.node_id) != (identity.hub_id, identity.node_id):
+        raise RotationUnconfirmed("the hub's signed answer is for another hub or node")
+    if accepted.kid != new_kid:
+        raise RotationUnconfirmed("the hub's signed answer names another key than the new one")
+    return accepted
 
-    kid: str
-    previous_valid_until: datetime | None = None
+
+def learn_hub_key(*, home: Path, announced: str | None, now: datetime | None = None) -> bool:
+    """Adopt a hub key rotation the hub announced (a header on its requests and answers).
+
+    Pinned only if signed by the pinned hub key and by the announced one; anything else is
+    logged and ignored, changing nothing (the request it came with is then judged by the
+    key pinned before). True when the pinned hub key changed.
+    """
+    if not announced:
+        return False
+    try:
+        rotation = HubKeyRotation.model_validate_json(announced)
+        changed = adopt_hub_rotation(home, rotation, now=now or datetime.now(UTC))
+    except (ValidationError, HomeError) as exc:
+        log.warning("a hub key announcement was refused: %s", _reason(exc))
+        return False
+    if changed:
+        log.info("pinned the hub's new key (announced rotation verified)")
+    return changed
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, HomeError) else "not a hub key rotation"
 
 
 @dataclass
@@ -208,6 +288,8 @@ def poll_once(
     )
     if response.status_code >= 400:
         raise HubNotReached(f"the hub refused the poll ({_error(response)})")
+    if learn_hub_key(home=settings.home, announced=response.headers.get(HUB_KEY_ROTATION_HEADER)):
+        identity = load_identity(settings.home)
     try:
         batch = TaskBatch.model_validate_json(response.content)
     except ValidationError as exc:
@@ -226,12 +308,13 @@ def _answer(
     task: Signed,
     stats: PullStats,
 ) -> None:
-    assert identity.hub_public_jwk is not None
     assert identity.hub_url is not None
     try:
-        request = signing.verify_model(
-            task.jws, signing.load_public_key(identity.hub_public_jwk), QueryRequest
-        )
+        kid = str(signing.unverified_header(task.jws).get("kid"))
+        jwk = hub_keys(identity, now=datetime.now(UTC)).get(kid)
+        if jwk is None:
+            raise ContractError("not signed by a hub key this node takes now")
+        request = signing.verify_model(task.jws, signing.load_public_key(jwk), QueryRequest)
     except ContractError:
         # Not from the pinned hub: nothing to answer (handle_query would refuse it too).
         log.warning("a task that does not verify with the pinned hub key was skipped")

@@ -1,6 +1,7 @@
 """Alembic migrations of hub and node: empty -> head -> empty, models match, start-up policy."""
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -148,3 +149,51 @@ def test_cli_migrate_status_and_upgrade(tmp_path: Path) -> None:
         again = runner.invoke(cli, [role, "migrate", "--home", str(home), "--status"])
         assert again.exit_code == 0
         assert "already at" in runner.invoke(cli, [role, "migrate", "--home", str(home)]).output
+
+
+@pytest.mark.parametrize("app", ["hub"])
+def test_hub_0004_moves_pinned_keys_into_the_key_history(engine: Engine) -> None:
+    hub_schema.migrate(engine)
+    hub_schema.downgrade(engine, "0003")
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}
+    old = {"kty": "OKP", "crv": "Ed25519", "x": "BBBB"}
+    insert = text(
+        "INSERT INTO nodes (node_id, name, country, url, public_jwk, kid, registered_at, mode,"
+        " status, previous_jwk, previous_kid, previous_valid_until) VALUES (:id, 'N', '524', '',"
+        " :jwk, :kid, '2026-01-01 00:00:00+00:00', 'pull', 'active', :old, :old_kid, :until)"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert,
+            [
+                {
+                    "id": "one",
+                    "jwk": json.dumps(jwk),
+                    "kid": "k1",
+                    "old": None,
+                    "old_kid": None,
+                    "until": None,
+                },
+                {
+                    "id": "two",
+                    "jwk": json.dumps(jwk),
+                    "kid": "k3",
+                    "old": json.dumps(old),
+                    "old_kid": "k2",
+                    "until": "2026-02-01 00:00:00+00:00",
+                },
+            ],
+        )
+    assert hub_schema.migrate(engine) == ("0003", hub_schema.head())
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT node_id, kid, valid_from IS NULL, retired_at IS NULL, valid_until IS NULL"
+                " FROM node_keys ORDER BY node_id, kid"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("one", "k1", False, True, True),
+        ("two", "k2", False, False, False),
+        ("two", "k3", True, True, True),
+    ]

@@ -36,6 +36,7 @@ MATRIX: dict[tuple[str, str], Allowed] = {
     ("POST", "/v1/enrollment-tokens"): WRITERS,
     ("POST", "/v1/enroll"): SIGNED,
     ("POST", "/v1/nodes/{node_id}/keys"): SIGNED,
+    ("GET", "/v1/nodes/{node_id}/keys"): ANY,
     ("POST", "/v1/federation/poll"): SIGNED,
     ("POST", "/v1/federation/releases"): SIGNED,
     ("POST", "/v1/federation/refusals"): SIGNED,

@@ -11,7 +11,7 @@ from hub_support import Hub, SimNode
 from sqlalchemy import select
 
 from contracts import signing
-from contracts.v1 import EnrollmentAccepted, KeyRotation
+from contracts.v1 import EnrollmentAccepted, KeyRotation, KeyRotationAccepted
 from hub.db import init_db, make_engine
 from hub.federation.models import EnrollmentToken
 
@@ -195,9 +195,16 @@ def test_key_rotation_keeps_the_old_key_for_the_overlap(hub: Hub, node: SimNode)
     body = rotation(hub, node, new_key)
     response = hub.client.post(f"/v1/nodes/{node.node_id}/keys", json=body)
     assert response.status_code == 200, response.text
-    read = response.json()
-    assert read["kid"] == signing.key_id(new_key)
-    assert read["previous_kid"] == old_kid
+    # The answer is signed by the hub key the node pinned: the node switches only on it.
+    accepted = signing.verify_model(
+        response.json()["jws"],
+        signing.load_public_key(hub.identity.public_jwk),
+        KeyRotationAccepted,
+    )
+    assert (accepted.node_id, accepted.kid) == (node.node_id, signing.key_id(new_key))
+    assert accepted.previous_kid == old_kid
+    read = next(n for n in hub.client.get("/v1/nodes", headers=hub.headers("admin")).json())
+    assert (read["kid"], read["previous_kid"]) == (accepted.kid, old_kid)
     assert read["previous_valid_until"] is not None
     # The same rotation again is a replay.
     again = hub.client.post(f"/v1/nodes/{node.node_id}/keys", json=body)
