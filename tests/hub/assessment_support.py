@@ -13,14 +13,9 @@ import httpx
 import numpy as np
 import polars as pl
 from hub_support import Hub, make_terms
+from real_nodes_support import NodeData, start_real_nodes
 
-from contracts.v1 import SignedAgreement
 from hub.home import HubIdentity
-from node import home as node_home
-from node.agreements import service as node_agreements
-from node.app import create_app as create_node_app
-from node.datasets import service as node_datasets
-from node.settings import NodeSettings
 from sauti.demo.data import COUNTRIES, make_contract, make_frame
 
 ROWS = 400
@@ -86,41 +81,16 @@ def start_federation(
     tmp_path: Path, hub_home: HubIdentity, make_hub: Callable[..., Hub], **terms: Any
 ) -> Federation:
     rng = np.random.default_rng(7)
-    frames: dict[str, pl.DataFrame] = {}
-    countries: dict[str, str] = {}
-    routes: dict[str, httpx.AsyncBaseTransport] = {}
-    homes: dict[str, Path] = {}
+    nodes: dict[str, NodeData] = {}
     for country in COUNTRIES:
         frame = make_frame(country, rows=ROWS, rng=rng)
         # A raw value that must never leave the node (free text is never queryable).
         frame = frame.with_columns(pl.lit(CANARY).alias("notes"))
-        home = tmp_path / country.node_id
-        node_home.init_home(
-            home, name=country.organisation, country=country.country, node_id=country.node_id
+        nodes[country.node_id] = NodeData(
+            country.country, make_contract(country), frame, name=country.organisation
         )
-        node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk)
-        node_datasets.import_frame(home=home, contract=make_contract(country), frame=frame)
-        frames[country.node_id] = frame
-        countries[country.node_id] = country.country
-        homes[country.node_id] = home
-        routes[f"{country.node_id}.nodes.test"] = httpx.ASGITransport(
-            app=create_node_app(NodeSettings(home=home))
-        )
-    hub = make_hub([], extra=routes)
-    for node_id, home in homes.items():
-        identity = node_home.load_identity(home)
-        response = hub.client.post(
-            "/v1/nodes",
-            json={
-                "node_id": identity.node_id,
-                "name": identity.name,
-                "country": identity.country,
-                "url": f"http://{node_id}.nodes.test",
-                "public_jwk": identity.public_jwk,
-            },
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
+    real = start_real_nodes(tmp_path, hub_home, make_hub, nodes)
+    countries = {node_id: node.country for node_id, node in nodes.items()}
     fields: dict[str, Any] = {
         "measures": ("count", "share", "mean"),
         "columns": (
@@ -139,20 +109,6 @@ def start_federation(
     }
     fields.update(terms)
     agreement = make_terms(list(countries.items()), agreement_id=AGREEMENT, **fields)
-    created = hub.client.post(
-        "/v1/agreements", json=agreement.model_dump(mode="json"), headers=hub.headers("secretariat")
-    )
-    assert created.status_code == 201, created.text
-    signed = SignedAgreement.model_validate(created.json()["agreement"])
-    for home in homes.values():
-        signature = node_agreements.sign(
-            home=home, agreement=signed, settings=NodeSettings(home=home)
-        )
-        response = hub.client.post(
-            f"/v1/agreements/{AGREEMENT}/signatures",
-            json=signature.model_dump(mode="json"),
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
-    assert response.json()["status"] == "active"
-    return Federation(hub=hub, frames=frames, countries=countries, routes=routes)
+    assert real.agree(agreement)["status"] == "active"
+    frames = {node_id: node.frame for node_id, node in nodes.items()}
+    return Federation(hub=real.hub, frames=frames, countries=countries, routes=real.routes)

@@ -267,23 +267,33 @@ class Hub:
     def agree(
         self, terms: AgreementTerms, *, signers: list[SimNode] | None = None
     ) -> dict[str, Any]:
+        body = self.propose(terms)
+        digest = body["agreement"]["digest"]
+        for node in signers if signers is not None else list(self.nodes.values()):
+            signature = node.sign_agreement(terms.agreement_id, terms.version, digest)
+            body = self.countersign(terms.agreement_id, signature)
+        return body
+
+    def propose(self, terms: AgreementTerms) -> dict[str, Any]:
+        """The secretariat creates `terms` (hub-signed); the hub's answer."""
         response = self.client.post(
             "/v1/agreements",
             json=terms.model_dump(mode="json"),
             headers=self.headers("secretariat"),
         )
         assert response.status_code == 201, response.text
-        digest = response.json()["agreement"]["digest"]
         body: dict[str, Any] = response.json()
-        for node in signers if signers is not None else list(self.nodes.values()):
-            signature = node.sign_agreement(terms.agreement_id, terms.version, digest)
-            response = self.client.post(
-                f"/v1/agreements/{terms.agreement_id}/signatures",
-                json=signature.model_dump(mode="json"),
-                headers=self.headers("secretariat"),
-            )
-            assert response.status_code == 201, response.text
-            body = response.json()
+        return body
+
+    def countersign(self, agreement_id: str, signature: AgreementSignature) -> dict[str, Any]:
+        """The secretariat hands in a node's signature; the hub's answer."""
+        response = self.client.post(
+            f"/v1/agreements/{agreement_id}/signatures",
+            json=signature.model_dump(mode="json"),
+            headers=self.headers("secretariat"),
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
         return body
 
 

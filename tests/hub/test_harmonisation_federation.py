@@ -19,14 +19,11 @@ import httpx
 import polars as pl
 import pytest
 from hub_support import Hub, make_terms
+from real_nodes_support import NodeData, start_real_nodes
 from sqlalchemy import create_engine, inspect, text
 
-from contracts.v1 import ModuleRef, SignedAgreement
+from contracts.v1 import ModuleRef
 from hub.home import HubIdentity
-from node import home as node_home
-from node.agreements import service as node_agreements
-from node.app import create_app as create_node_app
-from node.datasets import service as node_datasets
 from node.db import dispose_engines
 from node.harmonisation import service as harmonisation
 from node.harmonisation import store
@@ -50,40 +47,16 @@ SEX = ("female", "male", "other")
 def three_nodes(
     tmp_path: Path, hub_home: HubIdentity, make_hub: Callable[..., Hub]
 ) -> Iterator[tuple[Hub, dict[str, Path], dict[str, pl.DataFrame]]]:
-    homes: dict[str, Path] = {}
-    frames: dict[str, pl.DataFrame] = {}
-    routes: dict[str, httpx.AsyncBaseTransport] = {}
     built = surveys()
-    for node_id, (country, contract, data) in built.items():
-        home = tmp_path / node_id
-        node_home.init_home(home, name=f"CSO {node_id}", country=country, node_id=node_id)
-        node_home.pin_hub(
-            home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk, url="http://hub.test"
-        )
-        node_datasets.import_frame(home=home, contract=contract, frame=data)
-        homes[node_id], frames[node_id] = home, data
-        routes[f"{node_id}.nodes.test"] = httpx.ASGITransport(
-            app=create_node_app(NodeSettings(home=home))
-        )
-    hub = make_hub([], extra=routes)
+    nodes = {n: NodeData(country, contract, data) for n, (country, contract, data) in built.items()}
+    real = start_real_nodes(tmp_path, hub_home, make_hub, nodes, hub_url="http://hub.test")
+    hub, homes = real.hub, real.homes
+    frames = {node_id: node.frame for node_id, node in nodes.items()}
     # The hub's own client stands in for the network between a node and its hub.
     hub_transport = httpx.MockTransport(
         lambda request: _forward(hub, request)  # sync node client -> in-process hub app
     )
     for node_id, home in homes.items():
-        identity = node_home.load_identity(home)
-        response = hub.client.post(
-            "/v1/nodes",
-            json={
-                "node_id": identity.node_id,
-                "name": identity.name,
-                "country": identity.country,
-                "url": f"http://{node_id}.nodes.test",
-                "public_jwk": identity.public_jwk,
-            },
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
         module = harmonisation.fetch_module(
             home=home, name="lnob_core", version=1, transport=hub_transport
         )
@@ -108,21 +81,7 @@ def three_nodes(
         rho_per_query_max=RHO,
         rho_budget=100.0,
     )
-    created = hub.client.post(
-        "/v1/agreements", json=terms.model_dump(mode="json"), headers=hub.headers("secretariat")
-    )
-    assert created.status_code == 201, created.text
-    signed = SignedAgreement.model_validate(created.json()["agreement"])
-    for home in homes.values():
-        signature = node_agreements.sign(
-            home=home, agreement=signed, settings=NodeSettings(home=home)
-        )
-        response = hub.client.post(
-            f"/v1/agreements/{AGREEMENT}/signatures",
-            json=signature.model_dump(mode="json"),
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
+    real.agree(terms)
     yield hub, homes, frames
     dispose_engines()
 

@@ -5,43 +5,30 @@ import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 from hub_support import DATASET, Hub, make_terms
+from real_nodes_support import SEXES, NodeData, lnob_contract, start_real_nodes
 from typer.testing import CliRunner
 
-from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit, SignedAgreement
+from contracts.v1 import Column, DatasetContract, Level
 from hub.home import HubIdentity
 from node import home as node_home
-from node.agreements import service as node_agreements
 from node.app import create_app as create_node_app
-from node.datasets import service as node_datasets
 from node.db import dispose_engines
 from node.settings import NodeSettings
 from sauti.cli import app as sauti_app
 from sauti.serve import serve_in_thread
 
-SEXES = ("female", "male")
 GROUPS = ("dalit", "none")
 
 
 def contract() -> DatasetContract:
-    return DatasetContract(
-        name=DATASET,
-        version=1,
-        title="LNOB household survey",
-        columns=(
-            Column(name="respondent", type="string", role="unit_key"),
-            Column(name="sex", type="categorical", levels=tuple(Level(code=c) for c in SEXES)),
-            Column(name="group", type="categorical", levels=tuple(Level(code=c) for c in GROUPS)),
-            Column(
-                name="violence_12m",
-                type="categorical",
-                levels=(Level(code="yes"), Level(code="no")),
-            ),
+    return lnob_contract(
+        Column(name="group", type="categorical", levels=tuple(Level(code=c) for c in GROUPS)),
+        Column(
+            name="violence_12m", type="categorical", levels=(Level(code="yes"), Level(code="no"))
         ),
-        privacy=PrivacyUnit(unit_key="respondent", max_contributions=1),
     )
 
 
@@ -63,34 +50,8 @@ def real_federation(
 ) -> Iterator[tuple[Hub, dict[str, pl.DataFrame]]]:
     frames = {"ke-cso": frame(400, 1), "np-cso": frame(300, 2)}
     countries = {"ke-cso": "404", "np-cso": "524"}
-    homes: dict[str, Path] = {}
-    routes: dict[str, httpx.AsyncBaseTransport] = {}
-    for node_id, data in frames.items():
-        home = tmp_path / node_id
-        node_home.init_home(
-            home, name=f"CSO {node_id}", country=countries[node_id], node_id=node_id
-        )
-        node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk)
-        node_datasets.import_frame(home=home, contract=contract(), frame=data)
-        homes[node_id] = home
-        routes[f"{node_id}.nodes.test"] = httpx.ASGITransport(
-            app=create_node_app(NodeSettings(home=home))
-        )
-    hub = make_hub([], extra=routes)
-    for node_id, home in homes.items():
-        identity = node_home.load_identity(home)
-        response = hub.client.post(
-            "/v1/nodes",
-            json={
-                "node_id": identity.node_id,
-                "name": identity.name,
-                "country": identity.country,
-                "url": f"http://{node_id}.nodes.test",
-                "public_jwk": identity.public_jwk,
-            },
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
+    nodes = {n: NodeData(countries[n], contract(), data) for n, data in frames.items()}
+    federation = start_real_nodes(tmp_path, hub_home, make_hub, nodes)
     terms = make_terms(
         list(countries.items()),
         columns=("violence_12m",),
@@ -99,24 +60,8 @@ def real_federation(
         rho_per_query_max=2.0,
         rho_budget=10.0,
     )
-    created = hub.client.post(
-        "/v1/agreements", json=terms.model_dump(mode="json"), headers=hub.headers("secretariat")
-    )
-    assert created.status_code == 201, created.text
-    signed = SignedAgreement.model_validate(created.json()["agreement"])
-    for home in homes.values():
-        # The steward signs at the node, with the node key; the hub only collects it.
-        signature = node_agreements.sign(
-            home=home, agreement=signed, settings=NodeSettings(home=home)
-        )
-        response = hub.client.post(
-            f"/v1/agreements/{terms.agreement_id}/signatures",
-            json=signature.model_dump(mode="json"),
-            headers=hub.headers("secretariat"),
-        )
-        assert response.status_code == 201, response.text
-    assert response.json()["status"] == "active"
-    yield hub, frames
+    assert federation.agree(terms)["status"] == "active"
+    yield federation.hub, frames
     dispose_engines()
 
 
