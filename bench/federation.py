@@ -6,21 +6,27 @@ dispatcher. Latency is measured at the hub's API: from POST /v1/queries to the c
 result. Prints p50 and p95 per N and the ratio to N = 1 (target: 20 nodes <= 1.5x one).
 
 All nodes share this machine's cores, so node compute that would run on N machines in a
-deployment runs here on two (and partly under one GIL). The second series ("hub path")
-has every node answer at once with a correctly signed release, so it measures what the hub
-itself adds per node: signing, fan-out, verification, storing and combining. The third
-("remote nodes") has each node answer the same way after a fixed delay
-(BENCH_NODE_LATENCY_MS, default 100: a WAN round trip plus the node's own compute on its own
-machine), which is what the hub sees in a deployment.
+deployment runs here on two (and partly under one GIL): the first series ("real nodes")
+grows with N whatever the hub does. The second series ("hub path") separates what the hub
+itself adds per node: the nodes run in another process (a "fleet" serving every node over
+real localhost HTTP), each answering at once with a correctly signed release whose cells are
+its first real release's, computed by its real node app over its 100k rows. The third
+("remote nodes") has the fleet answer after a fixed delay (BENCH_NODE_LATENCY_MS, default
+100: a WAN round trip plus the node's own compute on its own machine), which is what the hub
+sees in a deployment. In both, this process's CPU time is the hub's alone.
 
 Environment: BENCH_QUERIES (default 15), BENCH_ROWS (default 100000), BENCH_NODE_LATENCY_MS,
 BENCH_SERIES ("real nodes", "hub path" or "remote nodes": run only that series).
 """
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from contracts import signing
 from contracts.v1 import QueryRequest, Release, Signed, SignedAgreement
@@ -60,32 +67,30 @@ class Routes(httpx.AsyncBaseTransport):
         return await self.routes[request.url.host].handle_async_request(request)
 
 
-class Instant(httpx.AsyncBaseTransport):
-    """A node that answers at once: it verifies the hub's request, then signs a release whose
-    cells are its first real release's (computed by the real node app). What is left is the
-    hub's own per-node work: signing, fan-out, verification, storing and combining."""
+JSON_HEADERS = {"content-type": "application/json"}
 
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        home: Path,
-        hub_jwk: dict[str, Any],
-        latency: float = 0.0,
-    ):
-        self.inner = inner
+
+class Instant:
+    """A node that answers at once: it verifies the hub's request, then signs a release whose
+    cells are its first real release's (computed by the real node app). What is left at the
+    hub is its own per-node work: signing, fan-out, verification, storing and combining."""
+
+    def __init__(self, home: Path, hub_jwk: dict[str, Any], latency: float) -> None:
+        self.inner = httpx.ASGITransport(app=create_node_app(NodeSettings(home=home)))
         self.latency = latency
         self.key = node_home.load_key(home)
         self.hub_key = signing.load_public_key(hub_jwk)
         self.template: Release | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
+    async def answer(self, body: bytes) -> bytes:
         if self.template is None:
-            real = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            real = httpx.Request(
+                "POST", "http://node/v1/queries", content=body, headers=JSON_HEADERS
+            )
             response = await self.inner.handle_async_request(real)
             token = Signed.model_validate_json(await response.aread()).jws
             self.template = Release.model_validate_json(signing.unverified_payload(token))
-            return httpx.Response(200, json={"jws": token})
+            return Signed(jws=token).model_dump_json().encode()
         if self.latency:
             await asyncio.sleep(self.latency)
         query = signing.verify_model(
@@ -94,7 +99,77 @@ class Instant(httpx.AsyncBaseTransport):
         release = self.template.model_copy(
             update={"query_id": query.query_id, "request_digest": signing.digest(query)}
         )
-        return httpx.Response(200, json={"jws": signing.sign(release, self.key)})
+        return Signed(jws=signing.sign(release, self.key)).model_dump_json().encode()
+
+
+def run_fleet(config_path: str) -> None:
+    """The stub nodes' process: each node on its own localhost port, as each node of a
+    deployment is its own origin (the hub keeps a connection pool per origin)."""
+    config = json.loads(Path(config_path).read_text())
+    nodes: dict[int, Instant] = {}
+    sockets: list[socket.socket] = []
+    for home in config["homes"].values():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        sockets.append(listener)
+        nodes[listener.getsockname()[1]] = Instant(Path(home), config["hub_jwk"], config["latency"])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # startup: the nodes are ready
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        content = await nodes[scope["server"][1]].answer(body)
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    ports = dict(zip(config["homes"], nodes, strict=True))
+    written = Path(config["ready"] + ".tmp")
+    written.write_text(json.dumps(ports))
+    written.rename(config["ready"])  # whole, or not there yet
+    asyncio.run(server.serve(sockets=sockets))
+
+
+@contextlib.contextmanager
+def fleet(work: Path, homes: dict[str, Path], hub_jwk: dict[str, Any], latency: float) -> Any:
+    """Start the stub nodes' process; yields the base URL of each node."""
+    config, ready = work / "fleet.json", work / "fleet-ports.json"
+    ready.unlink(missing_ok=True)
+    config.write_text(
+        json.dumps(
+            {
+                "ready": str(ready),
+                "latency": latency,
+                "hub_jwk": hub_jwk,
+                "homes": {node_id: str(home) for node_id, home in homes.items()},
+            }
+        )
+    )
+    process = subprocess.Popen([sys.executable, __file__, "--fleet", str(config)])
+    try:
+        while not ready.exists():
+            if process.poll() is not None:
+                raise RuntimeError("the stub nodes' process exited")
+            time.sleep(0.05)
+        ports: dict[str, int] = json.loads(ready.read_text())
+        for port in ports.values():  # listening once uvicorn has started on every socket
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                time.sleep(0.05)
+        yield {node_id: f"http://127.0.0.1:{port}" for node_id, port in ports.items()}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -115,7 +190,6 @@ async def run_size(
         dataclasses.replace(base[i % len(base)], node_id=f"node-{i:02d}", organisation=f"CSO {i}")
         for i in range(n)
     ]
-    routes: dict[str, httpx.AsyncBaseTransport] = {}
     homes: dict[str, Path] = {}
     for node in nodes:
         home = work / f"nodes-{tag}" / node.node_id
@@ -125,18 +199,38 @@ async def run_size(
         node_home.pin_hub(home, hub_id=identity.hub_id, public_jwk=identity.public_jwk)
         node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
         homes[node.node_id] = home
-        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(
-            app=create_node_app(NodeSettings(home=home))
-        )
-        routes[f"{node.node_id}.bench"] = (
-            Instant(transport, home, identity.public_jwk, latency) if replay else transport
-        )
+    with contextlib.ExitStack() as stack:
+        if replay:
+            urls = stack.enter_context(fleet(work, homes, identity.public_jwk, latency))
+            transport: httpx.AsyncBaseTransport | None = None
+        else:
+            urls = {node_id: f"http://{node_id}.bench" for node_id in homes}
+            transport = Routes(
+                {
+                    f"{node_id}.bench": httpx.ASGITransport(
+                        app=create_node_app(NodeSettings(home=home))
+                    )
+                    for node_id, home in homes.items()
+                }
+            )
+        return await measure(settings, nodes, homes, urls, transport)
+
+
+async def measure(
+    settings: HubSettings,
+    nodes: list[DemoNode],
+    homes: dict[str, Path],
+    urls: dict[str, str],
+    transport: httpx.AsyncBaseTransport | None,
+) -> tuple[list[float], list[float]]:
+    """Enroll the nodes, agree, and time the queries at the hub's API."""
+    identity = hub_home.load_identity(settings.home)
     engine = make_engine(settings.effective_database_url)
     with init_db(engine)() as s:
         admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
         analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
     engine.dispose()
-    app = create_hub_app(settings, transport=Routes(routes))
+    app = create_hub_app(settings, transport=transport)
     latencies: list[float] = []
     cpu_times: list[float] = []
     async with (
@@ -153,7 +247,7 @@ async def run_size(
                     "node_id": node.node_id,
                     "name": node.organisation,
                     "country": node.country,
-                    "url": f"http://{node.node_id}.bench",
+                    "url": urls[node.node_id],
                     "public_jwk": info.public_jwk,
                 },
                 headers={"Authorization": f"Bearer {admin}"},
@@ -261,4 +355,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--fleet"]:
+        run_fleet(sys.argv[2])
+    else:
+        main()

@@ -18,6 +18,7 @@ from hub.deps import HubState
 from hub.errors import install_error_handlers
 from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
 from hub.federation.router import router as nodes_router
+from hub.federation.transport import node_client
 from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
 from hub.queries.router import router as queries_router
@@ -39,8 +40,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(
-            transport=transport, timeout=settings.node_timeout_seconds
+        async with node_client(
+            timeout=settings.node_timeout_seconds, transport=transport
         ) as client:
             state.client = client
             state.dispatcher = make_dispatcher(settings, client=client, state=state)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import init_db, make_engine
 from hub.federation import fanout
 from hub.federation.dispatch import DELIVER_TASK, FINALIZE_TASK
+from hub.federation.transport import node_client
 from hub.queries import service as queries
 from hub.settings import HubSettings
 
@@ -61,7 +62,7 @@ class WorkerRuntime:
                 ).start()
 
                 async def make() -> httpx.AsyncClient:
-                    return httpx.AsyncClient(timeout=self.settings.node_timeout_seconds)
+                    return node_client(timeout=self.settings.node_timeout_seconds)
 
                 self._client = asyncio.run_coroutine_threadsafe(make(), loop).result()
                 self._loop = loop

@@ -71,13 +71,22 @@ async def wait_for(
         with sessions() as session:
             return service.read_query(session=session, query_id=query_id, user=user)
 
+    def running() -> bool:
+        with sessions() as session:
+            return service.is_running(session=session, query_id=query_id)
+
     with signals.listen(query_key(str(query_id))) as event:
-        while True:
-            result = await anyio.to_thread.run_sync(read)
+        result = await anyio.to_thread.run_sync(read)  # authorises the reader, too
+        while result.status == "running":
             remaining = give_up - time.monotonic()
-            if result.status != "running" or remaining <= 0:
-                return result
+            if remaining <= 0:
+                break
             await wait_event(event, min(settings.progress_poll_seconds, remaining))
+            # Answers arrive in batches and each batch signals: check cheaply, and build the
+            # result (progress combines what arrived) only when it is complete or time is up.
+            if not await anyio.to_thread.run_sync(running) or time.monotonic() >= give_up:
+                result = await anyio.to_thread.run_sync(read)
+        return result
 
 
 async def view(

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from contracts.v1 import NodeStatus, QueryResult, QuerySpec, Release
 from contracts.v1.result import NodeOutcome
@@ -182,13 +182,16 @@ def _locked_query(session: Session, query_id: str) -> QueryRow:
     return row
 
 
-def _tasks(session: Session, query_id: str) -> list[QueryNodeRow]:
+def _tasks(session: Session, query_id: str, *, releases: bool = True) -> list[QueryNodeRow]:
+    """The query's tasks; `releases=False` leaves the stored releases unread (deferred), for
+    bookkeeping that does not combine: recording N arrivals in batches then reads O(N)
+    release payloads in all, not one full set per batch."""
+    statement = select(QueryNodeRow).where(QueryNodeRow.query_id == query_id)
+    if not releases:
+        statement = statement.options(defer(QueryNodeRow.release), defer(QueryNodeRow.release_jws))
     return list(
         session.scalars(
-            select(QueryNodeRow)
-            .where(QueryNodeRow.query_id == query_id)
-            .order_by(QueryNodeRow.id)
-            .execution_options(populate_existing=True)
+            statement.order_by(QueryNodeRow.id).execution_options(populate_existing=True)
         )
     )
 
@@ -252,14 +255,15 @@ def record_outcomes(
     stored = [False] * len(outcomes)
     for query_id, indexes in by_query.items():
         row = _locked_query(session, query_id)
-        tasks = _tasks(session, query_id)
+        tasks = _tasks(session, query_id, releases=False)
         by_node = {t.node_id: t for t in tasks}
         events: list[audit.Event] = []
         for index in indexes:
             stored[index] = _apply(by_node, outcomes[index], now=now, events=events)
         audit.append_many(session=session, events=events)
         if events and not any(t.outcome == "pending" for t in tasks):
-            _refresh(session, row, tasks, now=now)
+            # The last task closed: combine every stored release (this flushes the new ones).
+            _refresh(session, row, _tasks(session, query_id), now=now)
     session.commit()
     return stored
 
@@ -448,8 +452,13 @@ _completed = _CompletedResults()
 
 
 def is_running(*, session: Session, query_id: UUID) -> bool:
+    """Still waiting for answers, and before its deadline (a cheap check: no result built)."""
     row = read_only(session).get(QueryRow, str(query_id), populate_existing=True)
-    running = row is not None and row.status == "running"
+    running = (
+        row is not None
+        and row.status == "running"
+        and (row.deadline is None or _aware(row.deadline) > datetime.now(UTC))
+    )
     session.rollback()
     return running
 

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from joserfc import jws
 
@@ -43,3 +45,62 @@ def test_sign_writes_the_bytes_joserfc_writes() -> None:
             header, signing.canonical_json(model), key, algorithms=[signing.ALGORITHM]
         )
         assert signing.sign(model, key) == reference
+
+
+def _token(header: dict[str, object], payload: bytes, key: object) -> str:
+    """A compact JWS with any header, signed by `key` (to test what `verify` refuses)."""
+    protected = signing._b64(json.dumps(header).encode())
+    signing_input = protected + b"." + signing._b64(payload)
+    signature = key.private_key.sign(signing_input)  # type: ignore[attr-defined]
+    return (signing_input + b"." + signing._b64(signature)).decode()
+
+
+def test_verify_agrees_with_joserfc_on_valid_tokens() -> None:
+    # `verify` checks compact tokens itself (faster); on valid tokens it must agree with
+    # joserfc's own deserialisation, extra header parameters included.
+    key = signing.generate_key()
+    pub = signing.load_public_key(signing.public_jwk(key))
+    for header in ({"alg": "Ed25519"}, {"alg": "Ed25519", "kid": "k", "typ": "JWT"}):
+        token = _token(header, b'{"a":1}', key)
+        reference = jws.deserialize_compact(token, pub, algorithms=[signing.ALGORITHM])
+        assert signing.verify(token, pub) == reference.payload == b'{"a":1}'
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "none"},
+        {"alg": "EdDSA"},
+        {"kid": "no-alg"},
+        {"alg": "Ed25519", "crit": ["exp"], "exp": 1},
+        {"alg": "Ed25519", "b64": False, "crit": ["b64"]},
+        ["alg", "Ed25519"],
+    ],
+)
+def test_verify_refuses_other_algorithms_and_extensions(header: object) -> None:
+    key = signing.generate_key()
+    token = _token(header, b"{}", key)  # type: ignore[arg-type]
+    with pytest.raises(SignatureInvalid):
+        signing.verify(token, signing.load_public_key(signing.public_jwk(key)))
+
+
+def test_verify_refuses_malformed_compact_tokens() -> None:
+    key = signing.generate_key()
+    pub = signing.load_public_key(signing.public_jwk(key))
+    token = signing.sign(ErrorBody(code="x", message="y"), key)
+    head, payload, sig = token.split(".")
+    malformed = [
+        f"{head}.{payload}",  # two parts
+        f"{token}.{sig}",  # four parts
+        f"{head}=.{payload}.{sig}",  # padding is not base64url of a compact JWS
+        f"{head}.{payload}.{sig[:-1]}+",  # outside the base64url alphabet
+        f"{head}.{payload} .{sig}",  # whitespace that a lax decoder would drop
+        f"{signing._b64(b'not json').decode()}.{payload}.{sig}",
+        f"{head}.{payload}.",  # no signature
+        f"{head}.{payload}.{sig}A",  # a signature of the wrong length
+    ]
+    for token in malformed:
+        with pytest.raises(SignatureInvalid):
+            signing.verify(token, pub)
+    with pytest.raises(SignatureInvalid):
+        signing.unverified_header(f"{head}.{payload}")
