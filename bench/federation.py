@@ -305,9 +305,10 @@ SERIES = (
         "hub path",
         True,
         0.0,
-        "stub nodes answer at once with a correctly signed release (they still verify the "
-        "request and sign, in this process): what the hub itself adds per node, i.e. "
-        "signing, fan-out, verification, storing and combining",
+        "stub nodes in a second process answer at once over localhost HTTP, each on its own "
+        "port, with a correctly signed release: what the hub itself adds per node, i.e. "
+        "signing, the HTTP exchange, verification, storing and combining (CPU ms: the "
+        "hub's alone)",
     ),
     (
         "remote nodes",
@@ -329,7 +330,8 @@ def main() -> None:
         f"p50 and p95: latency at the hub of POST /v1/queries until the complete result, "
         f"{QUERIES} queries per N (count by group x sex) after {WARMUP} warm-up queries; "
         "target: p50 at 20 nodes <= 1.5 x p50 at 1 node. CPU ms: median CPU time of this "
-        "process per query (hub and in-process nodes, all threads), what the work costs "
+        "process per query (the hub, plus the nodes in the real-nodes series; all threads), "
+        "what the work costs "
         "apart from waiting (it still grows when other programs load the machine)"
     )
     summary: list[str] = []
