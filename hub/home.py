@@ -1,7 +1,6 @@
 """The hub's home folder: identity (hub.json), signing key (keys/hub.jwk.json) and database."""
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,14 +111,7 @@ def rotate_key(home: Path, *, overlap_seconds: int, now: datetime | None = None)
     new_path = key_path.with_name(f".{key_path.name}.new")
     signing.save_private_key(new, new_path)
     new_path.chmod(0o600)
-    with key_path.open("r+b") as handle:
-        new_path.replace(key_path)
-        # The old file is out of the folder; wipe its bytes through the handle still open.
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(0)
-        handle.write(b"\0" * size)
-        handle.flush()
-        os.fsync(handle.fileno())
+    signing.replace_private_key(new_path, key_path)
     retired = PreviousHubKey(
         kid=identity.kid,
         public_jwk=identity.public_jwk,

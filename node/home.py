@@ -1,7 +1,6 @@
 """A node's home folder: identity (node.json), signing key and the pinned hub key."""
 
 import json
-import os
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -270,15 +269,7 @@ def switch_key(home: Path, *, retired_at: datetime, valid_until: datetime | None
         valid_until=valid_until,
     )
     current = home / KEY_FILE
-    with current.open("r+b") as handle:
-        path.replace(current)
-        # The old file is out of the folder; overwrite its bytes through the handle still
-        # open on it (readers never see a half-written key: they open the new file).
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(0)
-        handle.write(b"\0" * size)
-        handle.flush()
-        os.fsync(handle.fileno())
+    signing.replace_private_key(path, current)
     updated = identity.model_copy(
         update={
             "kid": signing.key_id(new),
