@@ -412,6 +412,13 @@ def test_two_rotations_keep_every_key_for_what_it_signed_while_current(
     assert keys[0]["retired_at"] is not None
     assert keys[1]["retired_at"] is not None
     assert keys[2]["retired_at"] is None
+    # Reading it needs a login; an unknown node is a clear 404 with a code.
+    assert federation.hub.client.get("/v1/nodes/np-push/keys").status_code == 401
+    unknown = federation.hub.client.get(
+        "/v1/nodes/no-such-node/keys", headers=federation.hub.headers("auditor")
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "node_not_found"
 
     # A release key 1 signed before the first rotation still verifies (its own timestamp).
     with _hub_session(federation) as s:
