@@ -1,5 +1,6 @@
 """The hub's home folder: identity (hub.json), signing key (keys/hub.jwk.json) and database."""
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -131,9 +132,28 @@ def rotate_key(home: Path, *, overlap_seconds: int, now: datetime | None = None)
 
 
 def load_rotation(home: Path, *, now: datetime | None = None) -> HubKeyRotation | None:
-    """The latest announcement while its overlap lasts (after it, nodes refuse it anyway)."""
+    """The latest announcement while its overlap lasts (after it, nodes refuse it anyway).
+
+    Asked on every push request and poll answer: the file is parsed once per version (its
+    stat is the cache key), not on each call."""
+    path = home / ROTATION_FILE
     try:
-        rotation = HubKeyRotation.model_validate_json((home / ROTATION_FILE).read_text())
+        stat = path.stat()
+    except OSError:
+        return None
+    parsed = _parsed_rotation(path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if parsed is None:
+        return None
+    rotation, overlap_until = parsed
+    return rotation if (now or datetime.now(UTC)) <= overlap_until else None
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_rotation(
+    path: Path, _inode: int, _mtime_ns: int, _size: int
+) -> tuple[HubKeyRotation, datetime] | None:
+    try:
+        rotation = HubKeyRotation.model_validate_json(path.read_text())
         announcement = HubKeyAnnouncement.model_validate_json(
             signing.unverified_payload(rotation.by_new_key)
         )
@@ -142,7 +162,7 @@ def load_rotation(home: Path, *, now: datetime | None = None) -> HubKeyRotation 
     overlap_until = announcement.overlap_until
     if overlap_until.tzinfo is None:
         overlap_until = overlap_until.replace(tzinfo=UTC)
-    return rotation if (now or datetime.now(UTC)) <= overlap_until else None
+    return rotation, overlap_until
 
 
 def load_key(home: Path) -> OKPKey:
