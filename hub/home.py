@@ -12,6 +12,7 @@ from joserfc.jwk import OKPKey
 from contracts import signing
 from contracts.errors import ContractError, KeyInvalid
 from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
+from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub.exceptions import HubSetupError
 
 IDENTITY_FILE = "hub.json"
@@ -146,6 +147,13 @@ def load_rotation(home: Path, *, now: datetime | None = None) -> HubKeyRotation 
         return None
     rotation, overlap_until = parsed
     return rotation if (now or datetime.now(UTC)) <= overlap_until else None
+
+
+def rotation_headers(home: Path) -> dict[str, str]:
+    """The header that carries the announcement on push requests and node-facing answers
+    while the overlap lasts (none after it)."""
+    rotation = load_rotation(home)
+    return {HUB_KEY_ROTATION_HEADER: rotation.model_dump_json()} if rotation else {}
 
 
 @functools.lru_cache(maxsize=8)

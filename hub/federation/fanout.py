@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1 import ErrorResponse, Release, Signed
-from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from contracts.v1.result import NodeOutcome
 from hub.db import read_only
 from hub.federation.calls import PushCall
@@ -26,7 +25,7 @@ from hub.federation.exceptions import ReleaseRejected
 from hub.federation.models import Node
 from hub.federation.releases import sent_digest, sent_request, verify_release
 from hub.federation.service import node_keys
-from hub.home import load_rotation
+from hub.home import rotation_headers
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.settings import HubSettings
@@ -195,8 +194,7 @@ async def post_with_retries(
     body = Signed(jws=call.jws).model_dump(mode="json")
     # During a hub key rotation's overlap every push request carries the announcement, so
     # the node pins the new key on this contact (the request itself is signed with it).
-    rotation = load_rotation(settings.home)
-    headers = {HUB_KEY_ROTATION_HEADER: rotation.model_dump_json()} if rotation else None
+    headers = rotation_headers(settings.home)
     last = outcome("failed", "node_unreachable", "the node could not be reached")
     attempts = 0
     for attempt in range(settings.node_retries + 1):

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed, TaskBatch
-from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep
 from hub.exceptions import HubError, Invalid
 from hub.federation import pull, service
@@ -29,7 +28,7 @@ from hub.federation.schemas import (
     NodeRead,
 )
 from hub.federation.signals import node_key, query_key, wait_event
-from hub.home import load_rotation
+from hub.home import rotation_headers
 
 log = logging.getLogger("hub.federation")
 router = APIRouter(tags=["federation"])
@@ -151,9 +150,7 @@ async def rotate_key(node_id: str, request: Request, response: Response, state: 
     hub key rotation can verify the answer (signed with the new hub key).
     """
     submission = await _body(request, state, KeyRotationSubmission)
-    rotation = load_rotation(state.settings.home)
-    if rotation is not None:
-        response.headers[HUB_KEY_ROTATION_HEADER] = rotation.model_dump_json()
+    response.headers.update(rotation_headers(state.settings.home))
 
     def work() -> Signed:
         with state.sessions() as session:
@@ -179,9 +176,7 @@ async def poll(request: Request, response: Response, state: StateDep) -> TaskBat
     """
     signed = await _body(request, state, Signed)
     settings = state.settings
-    rotation = load_rotation(settings.home)
-    if rotation is not None:
-        response.headers[HUB_KEY_ROTATION_HEADER] = rotation.model_dump_json()
+    response.headers.update(rotation_headers(settings.home))
 
     def accept() -> tuple[str, Any]:
         with state.sessions() as session:
