@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from contracts.v1.agreement import AgreementTerms
+from contracts.v1.query import QuerySpec
+
+# What secure aggregation covers: unweighted integer vectors that add across nodes.
+SECURE_MEASURES = ("count", "share", "sum")
+HUB_DIMS = ("country", "node")
 
 PURPOSE_CODES: dict[str, str] = {
     "sdg-monitoring": "monitoring Sustainable Development Goal indicators",
@@ -87,6 +92,19 @@ def _names(values: tuple[str, ...], empty: str) -> str:
     return ", ".join(values) if values else empty
 
 
+def secure_refusal(terms: AgreementTerms, spec: QuerySpec) -> str | None:
+    """Why `spec` cannot be securely aggregated under `terms` (None: it can)."""
+    if terms.aggregation != "secure":
+        return "the agreement does not allow secure aggregation"
+    if spec.measure not in SECURE_MEASURES:
+        return f"secure aggregation covers count, share and sum, not {spec.measure}"
+    if spec.weighted:
+        return "secure aggregation covers unweighted queries only"
+    if any(dim in HUB_DIMS for dim in spec.group_by):
+        return "a split by node or country would show each node's own noisy cells"
+    return None
+
+
 def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
     """The terms as sentences a steward or a ministry official can check line by line."""
     purpose = PURPOSE_CODES.get(terms.purpose_code, f"the coded purpose {terms.purpose_code!r}")
@@ -159,6 +177,7 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
                 f"Where this is applied: {where}.",
             ),
         ),
+        Section("Combining nodes", (_aggregation_text(terms),)),
         Section(
             "Privacy budget",
             (
@@ -181,6 +200,18 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
                 " time; it then takes effect at that node immediately.",
             ),
         ),
+    )
+
+
+def _aggregation_text(terms: AgreementTerms) -> str:
+    if terms.aggregation == "per_node":
+        return "Each node adds the full noise to its own answer; the hub adds the answers up."
+    return (
+        "Secure aggregation: for counts, shares and sums each node adds only its share of the"
+        " noise and sends its answer masked, so the hub sees only the total of all nodes"
+        f" together; the guarantee holds while at most {terms.collusion} node(s) collude with"
+        " the hub. Other questions are answered with each node's full noise, and the result"
+        " says so."
     )
 
 

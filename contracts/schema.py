@@ -32,6 +32,10 @@ EXPORTED: tuple[type[BaseModel], ...] = (
     v1.Module,
     v1.CoverageReport,
     v1.ModuleCoverageView,
+    v1.SecureInvite,
+    v1.SecureOffer,
+    v1.SecureRoster,
+    v1.SecureContribution,
 )
 
 

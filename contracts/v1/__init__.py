@@ -47,6 +47,14 @@ from contracts.v1.info import NodeInfo
 from contracts.v1.query import ErrorBody, ErrorResponse, Filter, QueryRequest, QuerySpec, Signed
 from contracts.v1.release import Cell, Component, Release
 from contracts.v1.result import NodeStatus, QueryResult, ResultCell
+from contracts.v1.secure import (
+    MaskedComponent,
+    RosterMember,
+    SecureContribution,
+    SecureInvite,
+    SecureOffer,
+    SecureRoster,
+)
 
 __all__ = [
     "AgreementFetch",
@@ -74,6 +82,7 @@ __all__ = [
     "KeyRotationSubmission",
     "Level",
     "MappingCoverage",
+    "MaskedComponent",
     "Methodology",
     "Module",
     "ModuleCoverageView",
@@ -90,7 +99,12 @@ __all__ = [
     "QuerySpec",
     "Release",
     "ResultCell",
+    "RosterMember",
     "Sampling",
+    "SecureContribution",
+    "SecureInvite",
+    "SecureOffer",
+    "SecureRoster",
     "SignaturePayload",
     "Signed",
     "SignedAgreement",

@@ -12,6 +12,7 @@ from contracts.v1.query import MAX_GROUP_BY, Measure
 PartyRole = Literal["secretariat", "cso", "nso", "other"]
 Dissemination = Literal["public", "partners", "restricted"]
 Suppression = Literal["per_node", "combined"]
+Aggregation = Literal["per_node", "secure"]
 BudgetPeriod = Literal["validity", "calendar_year", "quarter"]
 NodeAgreementStatus = Literal["active", "suspended", "revoked"]
 # Broadest first: a request may ask for the agreement's level or a narrower one.
@@ -22,6 +23,8 @@ _ADDED_TERM_DEFAULTS: dict[str, Any] = {
     "budget_period": "validity",
     "amends_digest": None,
     "modules": (),
+    "aggregation": "per_node",
+    "collusion": 0,
 }
 
 
@@ -67,6 +70,26 @@ class AgreementTerms(WireModel):
             "per_node: each node withholds its own small cells, and a combined cell any node"
             " withheld is withheld. combined: nodes release every noisy cell to the hub, which"
             " applies the rules to the combined cells before anything is published."
+        ),
+    )
+    aggregation: Aggregation = Field(
+        default="per_node",
+        description=(
+            "per_node: each node adds the full noise of its own release and the hub sums them."
+            " secure: for unweighted count, share and sum queries over two or more push nodes"
+            " online together, each node adds only a share of the noise and sends its vector"
+            " masked (pairwise X25519 masks), so the hub learns only the sum, which carries the"
+            " noise of one central release (docs/privacy.md, Secure aggregation). Other queries"
+            " fall back to per-node noise and the result says so."
+        ),
+    )
+    collusion: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description=(
+            "secure aggregation: how many nodes may collude with the hub while every other"
+            " node keeps the full guarantee; each of k nodes adds noise for k - collusion"
         ),
     )
     rho_per_query_max: float = Field(gt=0)

@@ -54,3 +54,9 @@ class QueryResult(WireModel):
     # Added for module queries: per queried variable, the nodes that answered it and those
     # that do not collect it (never imputed as zero). Empty for dataset queries.
     variables: tuple[VariableAnswer, ...] = ()
+    # Added for secure aggregation: how the nodes' noise was combined. `secure`: the hub
+    # learnt only the masked sum, which carries the noise of one central release;
+    # `per_node`: each node's release carries its own full noise. `aggregation_note` says why
+    # an agreement that allows secure aggregation fell back, or how many attempts it took.
+    aggregation: Literal["per_node", "secure"] = "per_node"
+    aggregation_note: str | None = None

@@ -35,10 +35,9 @@ from contracts.accuracy import (
     share_estimate,
     suppression_reason,
 )
+from contracts.agreement_rules import HUB_DIMS
 from contracts.v1 import Cell, QuerySpec, Release, ResultCell
 from contracts.v1.release import BIN_DIM, QUANTILE_DIM, SuppressionReason
-
-HUB_DIMS = ("country", "node")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from contracts import signing
+from contracts.agreement_rules import HUB_DIMS
 from contracts.v1 import CoverageReport, Module, ModuleRef, NodeStatus, QuerySpec, Signed
 from contracts.v1.harmonisation import (
     NOT_COLLECTED_CODE,
@@ -33,7 +34,6 @@ from hub.harmonisation.exceptions import (
 from hub.harmonisation.models import ModuleCoverageRow
 from hub.harmonisation.schemas import CoverageAccepted, ModuleSummary
 from hub.home import HubIdentity
-from hub.privacy.planning import HUB_DIMS
 
 MODULES_DIR = Path(__file__).parent / "modules"
 

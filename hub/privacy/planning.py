@@ -10,11 +10,11 @@ from uuid import UUID
 from joserfc.jwk import OKPKey
 
 from contracts import signing
+from contracts.agreement_rules import HUB_DIMS
 from contracts.v1 import AgreementTerms, Filter, QueryRequest, QuerySpec
 from hub.privacy.exceptions import CostOverCap, OrgNotPermitted, TermViolation
 
 # Answered at the hub by splitting on nodes; never sent to a node.
-HUB_DIMS = ("country", "node")
 
 
 @dataclass(frozen=True)

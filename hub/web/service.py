@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contracts.agreement_rules import Section, plain_language
+from contracts.agreement_rules import HUB_DIMS, Section, plain_language
 from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
 from hub.agreements import service as agreements
@@ -25,7 +25,6 @@ from hub.exports.sdmx import query_result_to_sdmx_csv
 from hub.federation import service as federation
 from hub.federation.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.home import HubIdentity
-from hub.privacy.planning import HUB_DIMS
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow
 from hub.queries.schemas import QuerySummary
