@@ -53,7 +53,10 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── Unsigned                  unsigned: no or malformed signed body
 │   ├── SignatureRejected         signature_invalid
 │   ├── WrongNode                 wrong_node
-│   └── RequestExpired            request_expired
+│   ├── RequestExpired            request_expired
+│   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
+│   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
+│   └── RosterInvalid             roster_invalid: a secure roster that does not check out
 ├── WebError                      (node/web: the steward's browser pages)
 │   ├── LoginRequired             login_required: no valid browser session (redirect to login)
 │   ├── CsrfRejected              csrf_failed: a form without this session's CSRF token

@@ -26,6 +26,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "signature_invalid": 401,
     "request_expired": 401,
     "wrong_node": 403,
+    "secure_not_allowed": 403,
+    "secure_session_unknown": 409,
+    "roster_invalid": 422,
     "agreement_unknown": 403,
     "agreement_suspended": 403,
     "agreement_revoked": 403,
@@ -74,7 +77,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "form_invalid": 422,
 }
 # Routes whose body must be a signed message: anything else there is "unsigned".
-SIGNED_ROUTES = ("/v1/queries",)
+SIGNED_ROUTES = ("/v1/queries", "/v1/secure/offers", "/v1/secure/contributions")
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""Node HTTP routes: /v1/health, /v1/info and /v1/queries."""
+"""Node HTTP routes: /v1/health, /v1/info, /v1/queries and the secure aggregation phases."""
 
 from typing import Annotated
 
@@ -14,6 +14,7 @@ from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction
 from node.home import load_identity
+from node.queries import secure
 from node.sync.service import learn_hub_key
 
 router = APIRouter(prefix="/v1")
@@ -55,3 +56,15 @@ async def query(
         # The hub announces a new key with the first request it signs with it.
         await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)
     return await run_in_threadpool(metrics.observed_handle_query, settings=settings, signed=body)
+
+
+@router.post("/secure/offers", response_model=Signed, tags=["secure aggregation"])
+async def secure_offer(body: Signed, settings: SettingsDep) -> Signed:
+    """Phase 1 of secure aggregation: a fresh key for one attempt (docs/privacy.md)."""
+    return await run_in_threadpool(secure.handle_invite, settings=settings, signed=body)
+
+
+@router.post("/secure/contributions", response_model=Signed, tags=["secure aggregation"])
+async def secure_contribution(body: Signed, settings: SettingsDep) -> Signed:
+    """Phase 2: this node's masked, partly noised vector for a fixed roster."""
+    return await run_in_threadpool(secure.handle_roster, settings=settings, signed=body)

@@ -88,12 +88,7 @@ def reserve(
         if existing.release is not None:
             return Reservation(outcome="stored", release_jws=existing.release)
         return Reservation(outcome="pending")
-    spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=budget.rho_spent)
-    if spent + rho > terms.rho_budget + RHO_TOLERANCE:
-        raise BudgetExhausted(
-            "term rho_budget: the agreement's privacy budget at this node for the current "
-            "period cannot cover this query"
-        )
+    _check_covers(session, terms=terms, rho=rho, now=now, lifetime=budget.rho_spent)
     budget.rho_spent += rho
     budget.queries += 1
     session.add(
@@ -125,6 +120,34 @@ def reserve(
     )
     session.flush()
     return Reservation(outcome="charged")
+
+
+def check_covers(session: Session, *, terms: AgreementTerms, rho: float, now: datetime) -> None:
+    """Raise BudgetExhausted unless `now`'s period can still cover `rho` (charges nothing)."""
+    budget = session.get(BudgetRow, terms.agreement_id)
+    lifetime = budget.rho_spent if budget is not None else 0.0
+    _check_covers(session, terms=terms, rho=rho, now=_utc(now), lifetime=lifetime)
+
+
+def _check_covers(
+    session: Session, *, terms: AgreementTerms, rho: float, now: datetime, lifetime: float
+) -> None:
+    spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
+    if spent + rho > terms.rho_budget + RHO_TOLERANCE:
+        raise BudgetExhausted(
+            "term rho_budget: the agreement's privacy budget at this node for the current "
+            "period cannot cover this query"
+        )
+
+
+def stored_release(session: Session, *, query_id: UUID, request_digest: str) -> str | None:
+    """The release stored under `query_id` for exactly this request, if any."""
+    existing = session.get(ReleaseRow, str(query_id))
+    if existing is None:
+        return None
+    if existing.request_digest != request_digest:
+        raise QueryIdConflict("this query id was already used for another request")
+    return existing.release
 
 
 def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:

@@ -17,3 +17,15 @@ class WrongNode(RequestError):
 
 class RequestExpired(RequestError):
     code = "request_expired"
+
+
+class SecureNotAllowed(RequestError):
+    code = "secure_not_allowed"
+
+
+class SecureSessionUnknown(RequestError):
+    code = "secure_session_unknown"
+
+
+class RosterInvalid(RequestError):
+    code = "roster_invalid"

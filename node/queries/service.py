@@ -2,16 +2,27 @@
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
+from sqlalchemy.orm import Session
 
 from contracts import signing
 from contracts.errors import ContractError
-from contracts.v1 import QueryRequest, Release, Signed
+from contracts.v1 import (
+    AgreementTerms,
+    DatasetContract,
+    QueryRequest,
+    QuerySpec,
+    Release,
+    SecureInvite,
+    SecureRoster,
+    Signed,
+)
 from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementUnknown
 from node.audit import service as audit
@@ -27,6 +38,9 @@ from node.queries.exceptions import RequestExpired, SignatureRejected, Unsigned,
 from node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
+
+# The hub-signed messages a node acts on.
+HubSigned = TypeVar("HubSigned", QueryRequest, SecureInvite, SecureRoster)
 HUB = "hub"
 
 
@@ -39,9 +53,9 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     url = settings.db_url
     identity = load_identity(settings.home)
     try:
-        request = _verify(identity, signed, now=now)
+        request = verify_request(identity, signed, now=now)
     except NodeError as exc:
-        _refused(url, code=exc.code, details={})
+        audit_refusal(url, code=exc.code, details={})
         raise
     base = {
         "query_id": str(request.query_id),
@@ -51,37 +65,8 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     request_digest = signing.digest(request)
     try:
         with transaction(url) as session:
-            _check_request(identity, request, settings=settings, now=now)
-            terms = agreements.honoured_terms(
-                session,
-                agreement_id=request.agreement_id,
-                version=request.agreement_version,
-                digest=request.agreement_digest,
-                now=now,
-            )
-            spec = request.spec
-            if spec.agreement_id != request.agreement_id:
-                raise AgreementUnknown("the query names another agreement")
-            scan: Callable[[], pl.LazyFrame]
-            if spec.module_version is None:
-                contract_version = agreements.check_dataset(terms, dataset=spec.dataset)
-                dataset = datasets.load(
-                    home=settings.home, name=spec.dataset, version=contract_version
-                )
-                contract, scan = dataset.contract, partial(pl.scan_parquet, dataset.parquet_path)
-                # The stored file itself: its observed value range is cached per file
-                # version, so the engine skips clamps that cannot change a value.
-                source: Path | None = dataset.parquet_path
-            else:
-                # A shared module: answered through this node's mapping (never charged when
-                # the module, the mapping or a queried variable is missing here).
-                view = harmonisation.query_view(home=settings.home, terms=terms, spec=spec)
-                contract_version, contract, scan = view.version, view.contract, view.scan
-                source = None  # a mapped view is always clamped
-            agreements.check_measure(terms, spec=spec)
-            engine.check_spec(contract=contract, spec=spec)
-            agreements.check_columns(terms, spec=spec, rho=request.rho)
-            agreements.check_requester(terms, request=request)
+            accepted = accept(session, identity, request, settings=settings, now=now)
+            terms, spec = accepted.terms, accepted.spec
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
@@ -101,21 +86,21 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
             )
             _audit_accepted(session, base, request, reservation)
     except NodeError as exc:
-        _refused(url, code=exc.code, details=base)
+        audit_refusal(url, code=exc.code, details=base)
         raise
     if reservation.outcome == "stored":
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
 
     computed = engine.compute_release(
-        data=scan(),
-        contract=contract,
+        data=accepted.scan(),
+        contract=accepted.contract,
         spec=spec,
         rho=request.rho,
         min_cell_size=terms.min_cell_size,
         max_ci_relative_width=terms.max_ci_relative_width,
         suppress=terms.suppression == "per_node",
-        source=source,
+        source=accepted.source,
     )
     release = Release(
         query_id=request.query_id,
@@ -123,7 +108,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         agreement_id=request.agreement_id,
         agreement_version=request.agreement_version,
         dataset=spec.dataset,
-        contract_version=contract_version,
+        contract_version=accepted.contract_version,
         measure=spec.measure,
         group_by=computed.group_by,
         mechanism=computed.mechanism,
@@ -150,7 +135,68 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     return Signed(jws=stored)
 
 
-def _verify(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRequest:
+@dataclass(frozen=True)
+class Accepted:
+    """A request this node will answer: its terms and the data it is answered from."""
+
+    terms: AgreementTerms
+    spec: QuerySpec
+    contract: DatasetContract
+    contract_version: int
+    scan: Callable[[], pl.LazyFrame]
+    source: Path | None
+
+
+def accept(
+    session: Session,
+    identity: NodeIdentity,
+    request: QueryRequest,
+    *,
+    settings: NodeSettings,
+    now: datetime,
+) -> Accepted:
+    """Every check of a verified request short of the budget; raises the refusal's NodeError."""
+    _check_request(identity, request, settings=settings, now=now)
+    terms = agreements.honoured_terms(
+        session,
+        agreement_id=request.agreement_id,
+        version=request.agreement_version,
+        digest=request.agreement_digest,
+        now=now,
+    )
+    spec = request.spec
+    if spec.agreement_id != request.agreement_id:
+        raise AgreementUnknown("the query names another agreement")
+    scan: Callable[[], pl.LazyFrame]
+    source: Path | None
+    if spec.module_version is None:
+        contract_version = agreements.check_dataset(terms, dataset=spec.dataset)
+        dataset = datasets.load(home=settings.home, name=spec.dataset, version=contract_version)
+        contract, scan = dataset.contract, partial(pl.scan_parquet, dataset.parquet_path)
+        # The stored file itself: its observed value range is cached per file version, so
+        # the engine skips clamps that cannot change a value.
+        source = dataset.parquet_path
+    else:
+        # A shared module: answered through this node's mapping (never charged when the
+        # module, the mapping or a queried variable is missing here).
+        view = harmonisation.query_view(home=settings.home, terms=terms, spec=spec)
+        contract_version, contract, scan = view.version, view.contract, view.scan
+        source = None  # a mapped view is always clamped
+    agreements.check_measure(terms, spec=spec)
+    engine.check_spec(contract=contract, spec=spec)
+    agreements.check_columns(terms, spec=spec, rho=request.rho)
+    agreements.check_requester(terms, request=request)
+    return Accepted(terms, spec, contract, contract_version, scan, source)
+
+
+def verify_request(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRequest:
+    return verify_hub_signed(identity, signed, QueryRequest, now=now)
+
+
+def verify_hub_signed(
+    identity: NodeIdentity, signed: Signed, model: type[HubSigned], *, now: datetime
+) -> HubSigned:
+    """A message signed by the pinned hub (or its previous key during a rotation's overlap)."""
     try:
         header = signing.unverified_header(signed.jws)
     except ContractError as exc:
@@ -163,12 +209,12 @@ def _verify(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRe
         raise SignatureRejected("the request is not signed with the pinned hub key")
     hub_key = signing.load_public_key(jwk)
     try:
-        request = signing.verify_model(signed.jws, hub_key, QueryRequest)
+        message = signing.verify_model(signed.jws, hub_key, model)
     except ContractError as exc:
         raise SignatureRejected("the request signature does not verify") from exc
-    if request.hub_id != identity.hub_id:
+    if message.hub_id != identity.hub_id:
         raise SignatureRejected("the request names another hub than the pinned one")
-    return request
+    return message
 
 
 def _aware(moment: datetime) -> datetime:
@@ -225,7 +271,7 @@ def _audit_accepted(
     audit.append_many(session, events)
 
 
-def _refused(url: str, *, code: str, details: dict[str, Any]) -> None:
+def audit_refusal(url: str, *, code: str, details: dict[str, Any]) -> None:
     """Audit a refusal in its own transaction: the refused one was rolled back whole."""
     obj = f"query:{details['query_id']}" if "query_id" in details else "query:unverified"
     with transaction(url) as session:
