@@ -19,7 +19,7 @@ import httpx
 from celery import Celery  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.federation import fanout
+from hub.federation import fanout, secure
 from hub.federation.calls import PushCall
 from hub.federation.signals import Signals, query_key
 from hub.queries import service as queries
@@ -45,6 +45,9 @@ class Dispatcher(Protocol):
 
     async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
         """Send again these (query id, node id) deliveries, claimed by the sweeper."""
+
+    async def secure(self, *, query_id: str, deadline: datetime) -> None:
+        """Run a secure aggregation query's nodes together and arrange completion."""
 
     async def close(self) -> None: ...
 
@@ -155,6 +158,22 @@ class InProcessDispatcher:
             for call in await asyncio.to_thread(load):
                 self._spawn(self._deliver(call))
 
+    async def secure(self, *, query_id: str, deadline: datetime) -> None:
+        self._spawn(self._secure(query_id))
+        self._deadlines.arm(query_id, deadline)
+
+    async def _secure(self, query_id: str) -> None:
+        try:
+            await secure.run(
+                client=self._client,
+                sessions=self._sessions,
+                settings=self._settings,
+                query_id=query_id,
+            )
+        except Exception:  # like a delivery: never takes the hub down; the deadline closes it
+            log.exception("secure aggregation of query %s failed", query_id)
+        self._signals.notify(query_key(query_id))
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -256,6 +275,18 @@ class CeleryDispatcher:
     async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
         await asyncio.to_thread(self._resend, tuple(tasks))
 
+    async def secure(self, *, query_id: str, deadline: datetime) -> None:
+        self._deadlines.arm(query_id, deadline)
+        await asyncio.to_thread(self._send_secure, query_id)
+
+    def _send_secure(self, query_id: str) -> None:
+        try:
+            self._app.send_task(SECURE_TASK, args=(query_id,), queue=self._queue)
+        except Exception as exc:  # the query stays open and completes at its deadline
+            log.warning(
+                "could not publish secure query %s to the broker (%s)", query_id, type(exc).__name__
+            )
+
     def _resend(self, tasks: tuple[tuple[str, str], ...]) -> None:
         try:
             for query_id, node_id in tasks:
@@ -325,3 +356,4 @@ class Sweeper:
 
 DELIVER_TASK = "sauti.hub.deliver"
 FINALIZE_TASK = "sauti.hub.finalize"
+SECURE_TASK = "sauti.hub.secure"

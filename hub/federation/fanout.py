@@ -110,7 +110,8 @@ def claim_stale(
         .join(QueryRow, QueryRow.query_id == QueryNodeRow.query_id)
         .where(
             QueryNodeRow.outcome == "pending",
-            QueryNodeRow.mode != "pull",
+            # Pull tasks are collected; secure ones run together (hub.federation.secure).
+            QueryNodeRow.mode == "push",
             QueryRow.status == "running",
             QueryRow.deadline > now,
             func.coalesce(QueryNodeRow.sent_at, QueryRow.created_at) < cutoff,

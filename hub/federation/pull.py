@@ -55,6 +55,7 @@ def collect_tasks(
         .where(
             QueryNodeRow.node_id == node_id,
             QueryNodeRow.outcome == "pending",
+            QueryNodeRow.mode != "secure",
             QueryNodeRow.expires_at > now,
             or_(QueryNodeRow.sent_at.is_(None), QueryNodeRow.sent_at < lease_start),
         )
@@ -129,7 +130,8 @@ def _open_task(session: Session, *, node: Node, query_id: str) -> tuple[QueryNod
         )
     ).one_or_none()
     query = session.get(QueryRow, query_id)
-    if task is None or query is None or task.outcome != "pending":
-        # Never sent to this node, or already closed (duplicate, or after the deadline).
+    if task is None or query is None or task.outcome != "pending" or task.mode == "secure":
+        # Never sent to this node, already closed (duplicate, or after the deadline), or a
+        # secure aggregation task, which takes no per-node release.
         raise TaskUnknown()
     return task, query

@@ -3,15 +3,17 @@
 import hashlib
 import json
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts import signing
 from contracts.errors import ContractError
 from contracts.v1 import QueryRequest, Release
 from hub.federation.combine import result_dims
 from hub.federation.exceptions import ReleaseRejected
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def verify_release(
@@ -25,20 +27,25 @@ def verify_release(
     """`keys` maps key ids to the node's pinned public JWKs (current and, in overlap, previous).
 
     `request_digest`: the digest of `request` if the caller has it (`sent_digest`)."""
-    try:
-        kid = signing.unverified_header(token).get("kid")
-        jwk = keys.get(kid) if isinstance(kid, str) else None
-        if jwk is None:
-            raise ReleaseRejected("the node's release is not signed with its pinned key")
-        release = signing.verify_model(token, signing.load_public_key(jwk), Release)
-    except (ValidationError, ContractError) as exc:
-        raise ReleaseRejected("the node's release does not verify with its pinned key") from exc
+    release = verify_signed(token=token, keys=keys, model=Release)
     return check_release(
         release,
         request=request,
         contract_version=contract_version,
         request_digest=request_digest,
     )
+
+
+def verify_signed(*, token: str, keys: dict[str, dict[str, Any]], model: type[M]) -> M:
+    """A node message signed by one of its pinned `keys`, parsed as `model`."""
+    try:
+        kid = signing.unverified_header(token).get("kid")
+        jwk = keys.get(kid) if isinstance(kid, str) else None
+        if jwk is None:
+            raise ReleaseRejected("the node's answer is not signed with its pinned key")
+        return signing.verify_model(token, signing.load_public_key(jwk), model)
+    except (ValidationError, ContractError) as exc:
+        raise ReleaseRejected("the node's answer does not verify with its pinned key") from exc
 
 
 def check_release(

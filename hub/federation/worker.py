@@ -27,8 +27,8 @@ from celery import Celery  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db import init_db, make_engine
-from hub.federation import fanout
-from hub.federation.dispatch import DELIVER_TASK, FINALIZE_TASK
+from hub.federation import fanout, secure
+from hub.federation.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
 from hub.federation.transport import node_client
 from hub.queries import service as queries
 from hub.settings import HubSettings
@@ -119,6 +119,17 @@ def create_celery(settings: HubSettings) -> Celery:
                 settings=settings,
                 query_id=query_id,
                 node_id=node_id,
+            )
+        )
+
+    @app.task(name=SECURE_TASK)  # type: ignore[untyped-decorator]
+    def secure_query(query_id: str) -> None:
+        runtime.run(
+            secure.run(
+                client=runtime.client,
+                sessions=runtime.sessions,
+                settings=settings,
+                query_id=query_id,
             )
         )
 

@@ -44,6 +44,9 @@ async def submit(
 
     prepared = await anyio.to_thread.run_sync(prepare)
     qid = str(prepared.query_id)
+    if prepared.secure:
+        await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
+        return prepared.query_id
     await dispatcher.dispatch(
         query_id=qid,
         push_nodes=prepared.push_nodes,

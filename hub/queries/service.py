@@ -15,7 +15,15 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from contracts.v1 import NodeStatus, QueryResult, QuerySpec, Release
+from contracts import signing
+from contracts.v1 import (
+    NodeStatus,
+    QueryResult,
+    QuerySpec,
+    Release,
+    ResultCell,
+    SecureContribution,
+)
 from contracts.v1.result import NodeOutcome
 from hub.agreements.service import active_version
 from hub.audit import service as audit
@@ -28,6 +36,7 @@ from hub.federation.releases import parsed_releases, stored_payload
 from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
+from hub.privacy.secure import aggregate, plan_aggregation, secure_cells
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.schemas import QuerySummary
@@ -47,6 +56,8 @@ class Prepared:
     deadline: datetime
     # The push deliveries themselves, so the first dispatch needs no second read.
     push_calls: tuple[PushCall, ...] = ()
+    # Secure aggregation: the nodes are run together by hub.federation.secure, not pushed.
+    secure: bool = False
 
 
 def _aware(moment: datetime) -> datetime:
@@ -99,6 +110,9 @@ def prepare_query(
     )
     qid = str(plan.query_id)
     deadline = now + timedelta(seconds=ttl_seconds)
+    aggregation = plan_aggregation(
+        terms=terms, spec=spec, modes=[modes.get(c.target.node_id, "push") for c in plan.calls]
+    )
     # A module query's releases carry the module version where a dataset's carry its contract's.
     contract_version = spec.module_version or next(
         d.contract_version for d in terms.datasets if d.name == spec.dataset
@@ -118,6 +132,8 @@ def prepare_query(
             "min_cell_size": terms.min_cell_size,
             "max_ci_relative_width": terms.max_ci_relative_width,
             "contract_version": contract_version,
+            "aggregation": "secure" if aggregation.secure else "per_node",
+            "aggregation_note": aggregation.note,
         },
     )
     session.add(row)
@@ -127,7 +143,7 @@ def prepare_query(
             query_id=qid,
             node_id=call.target.node_id,
             country=call.target.country,
-            mode=modes.get(call.target.node_id, "push"),
+            mode="secure" if aggregation.secure else modes.get(call.target.node_id, "push"),
             outcome="pending",
             request_jws=call.jws,
             expires_at=call.request.expires_at,
@@ -150,6 +166,7 @@ def prepare_query(
             "group_by": list(spec.group_by),
             "filter_columns": [f.column for f in spec.filters],
             "rho": spec.rho,
+            "aggregation": "secure" if aggregation.secure else "per_node",
             "nodes": [c.target.node_id for c in plan.calls],
             "deadline": deadline.isoformat(),
         },
@@ -157,6 +174,10 @@ def prepare_query(
     session.flush()
     _refresh(session, row, tasks, now=now)
     session.commit()
+    if aggregation.secure:
+        return Prepared(
+            query_id=plan.query_id, push_nodes=(), pull_nodes=(), deadline=deadline, secure=True
+        )
     return Prepared(
         query_id=plan.query_id,
         push_nodes=tuple(t.node_id for t in tasks if t.mode != "pull"),
@@ -365,8 +386,15 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         for t in tasks
         if t.outcome == "ok" and t.release is not None
     ]
+    secure = rules.get("aggregation") == "secure"
+    contributions = [
+        SecureContribution.model_validate_json(signing.unverified_payload(t.release_jws))
+        for t in tasks
+        if secure and t.outcome == "ok" and t.release_jws is not None
+    ]
+    answered = len(contributions) if secure else len(answers)
     pending = any(t.outcome == "pending" for t in tasks)
-    status = "running" if pending else result_status(asked=len(tasks), answered=len(answers))
+    status = "running" if pending else result_status(asked=len(tasks), answered=answered)
     nodes = tuple(
         NodeStatus(
             node_id=t.node_id,
@@ -384,16 +412,110 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         status=status,
         nodes=nodes,
         variables=variable_answers(spec, nodes),
-        cells=combine(
-            spec=spec,
-            answers=answers,
-            min_cell_size=int(rules.get("min_cell_size", 0)),
-            max_ci_relative_width=rules.get("max_ci_relative_width"),
-        ),
+        cells=_cells(spec, rules, answers, contributions),
+        aggregation="secure" if secure else "per_node",
+        aggregation_note=_aggregation_note(rules),
         created_at=_aware(row.created_at),
         deadline=_aware(row.deadline) if row.deadline is not None else None,
         completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
     )
+
+
+def _cells(
+    spec: QuerySpec,
+    rules: dict[str, Any],
+    answers: list[NodeAnswer],
+    contributions: list[SecureContribution],
+) -> tuple[ResultCell, ...]:
+    min_cell_size = int(rules.get("min_cell_size", 0))
+    max_ci_relative_width = rules.get("max_ci_relative_width")
+    if rules.get("aggregation") != "secure":
+        return combine(
+            spec=spec,
+            answers=answers,
+            min_cell_size=min_cell_size,
+            max_ci_relative_width=max_ci_relative_width,
+        )
+    if not contributions:
+        return ()
+    # Checked when the attempt completed (hub.federation.secure): they add up.
+    return secure_cells(
+        aggregate(contributions),
+        min_cell_size=min_cell_size,
+        max_ci_relative_width=max_ci_relative_width,
+    )
+
+
+def _aggregation_note(rules: dict[str, Any]) -> str | None:
+    note: str | None = rules.get("aggregation_note")
+    attempts = rules.get("secure_attempts")
+    if rules.get("aggregation") != "secure" or not attempts:
+        return note
+    if not rules.get("secure_completed"):
+        return f"secure aggregation did not complete after {attempts} attempt(s)"
+    done = f"secure aggregation: the hub learnt only the sum; {attempts} attempt(s)"
+    return f"{done}, each charged at the nodes that contributed to it"
+
+
+def settle_secure(
+    *,
+    session: Session,
+    query_id: str,
+    contributions: dict[str, str],
+    failures: dict[str, tuple[str, str, str]],
+    attempts: int,
+    fallback: str | None,
+    now: datetime | None = None,
+) -> None:
+    """Close a secure query's tasks: members whose contribution made the sum are `ok` (their
+    signed contributions kept as the record), dropped nodes carry why. With `fallback`, the
+    remaining pending tasks become ordinary push tasks and the query goes on per node."""
+    now = now or datetime.now(UTC)
+    row = _locked_query(session, query_id)
+    if row.status != "running":
+        session.rollback()
+        return
+    tasks = _tasks(session, query_id)
+    events: list[audit.Event] = []
+    for task in tasks:
+        if task.outcome != "pending" or task.mode != "secure":
+            continue
+        task.attempts = attempts
+        if task.node_id in failures:
+            task.outcome, task.error_code, task.message = failures[task.node_id]
+        elif task.node_id in contributions:
+            task.outcome, task.error_code, task.message = "ok", None, None
+            task.release_jws = contributions[task.node_id]
+        elif fallback is not None:
+            task.mode = "push"
+            continue
+        else:
+            task.outcome, task.error_code = "failed", "secure_not_completed"
+            task.message = "secure aggregation did not complete"
+        task.answered_at = now
+        events.append(
+            audit.Event(
+                actor="hub",
+                action="query.node_outcome",
+                object=f"query:{query_id}",
+                details={
+                    "node": task.node_id,
+                    "outcome": task.outcome,
+                    "error_code": task.error_code,
+                    "aggregation": "secure",
+                    "attempts": attempts,
+                },
+            )
+        )
+    rules = dict(row.rules or {})
+    if fallback is not None:
+        rules.update(aggregation="per_node", aggregation_note=fallback)
+    else:
+        rules.update(secure_attempts=attempts, secure_completed=bool(contributions))
+    row.rules = rules
+    audit.append_many(session=session, events=events)
+    _refresh(session, row, tasks, now=now)
+    session.commit()
 
 
 def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:

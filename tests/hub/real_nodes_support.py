@@ -86,9 +86,11 @@ def start_real_nodes(
     nodes: Mapping[str, NodeData],
     *,
     hub_url: str | None = None,
+    wrap: Callable[[str, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
 ) -> RealNodes:
     """Node homes under `tmp_path` (hub pinned, dataset imported), a hub reaching their apps,
-    and every node registered at the hub by the secretariat."""
+    and every node registered at the hub by the secretariat. `wrap(node_id, transport)`
+    may put a node's app behind another transport (to fail or record its traffic)."""
     homes: dict[str, Path] = {}
     routes: dict[str, httpx.AsyncBaseTransport] = {}
     for node_id, node in nodes.items():
@@ -99,9 +101,10 @@ def start_real_nodes(
         node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk, url=hub_url)
         node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
         homes[node_id] = home
-        routes[f"{node_id}.nodes.test"] = httpx.ASGITransport(
+        transport: httpx.AsyncBaseTransport = httpx.ASGITransport(
             app=create_node_app(NodeSettings(home=home))
         )
+        routes[f"{node_id}.nodes.test"] = wrap(node_id, transport) if wrap else transport
     hub = make_hub([], extra=routes)
     for node_id, home in homes.items():
         identity = node_home.load_identity(home)
