@@ -83,11 +83,11 @@ def vector(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
 
-def unmasked_sum(vectors: Sequence[np.ndarray]) -> np.ndarray:
+def unmasked_sum(vectors: Sequence[np.ndarray] | Sequence[Sequence[int]]) -> np.ndarray:
     """The sum of masked vectors in Z / 2^64, read back as signed integers."""
     total = np.zeros(len(vectors[0]) if vectors else 0, dtype=np.uint64)
     for values in vectors:
-        total += values.astype(np.uint64)
+        total += np.asarray(values, dtype=np.uint64)
     return total.view(np.int64)
 
 

@@ -335,7 +335,7 @@ def _contribution(
         attempt=roster.attempt,
         request_digest=signing.digest(request),
         roster_digest=roster_digest,
-        members=tuple(peers),
+        members=tuple(sorted(peers)),
         collusion=accepted.terms.collusion,
         measure=measure,
         keys=exact.keys,

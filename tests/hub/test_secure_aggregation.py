@@ -216,7 +216,7 @@ def test_planted_values_reach_neither_wire_nor_hub(
             dump = "\n".join(
                 str(row)
                 for table in ("queries", "query_nodes", "audit_log")
-                for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+                for row in conn.execute(text(f"SELECT * FROM {table}"))
             )
     finally:
         engine.dispose()
