@@ -450,6 +450,8 @@ def terms_from_form(form: Mapping[str, Any], *, hub_id: str) -> AgreementTerms:
         "rho_budget": _text(form, "rho_budget"),
         "analyst_organisations": _split(_text(form, "analyst_organisations")),
         "dissemination": _text(form, "dissemination") or "partners",
+        "aggregation": _text(form, "aggregation") or "per_node",
+        "collusion": _text(form, "collusion") or "0",
         "valid_from": _day(_text(form, "valid_from"), "valid_from"),
         "valid_until": _day(_text(form, "valid_until"), "valid_until"),
     }

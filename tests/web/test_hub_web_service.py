@@ -137,5 +137,29 @@ def test_drafting_form_becomes_terms() -> None:
     assert terms.node_ids == ("np-a",)
     assert terms.datasets[0].contract_version == 2
     assert terms.dims == ("sex", "group")
+    assert (terms.aggregation, terms.collusion) == ("per_node", 0)
     with pytest.raises(FormInvalid, match="dataset"):
         service.terms_from_form({"parties": "A | cso", "datasets": "survey"}, hub_id="h")
+
+
+def test_drafting_form_asks_for_secure_aggregation() -> None:
+    form = {
+        "agreement_id": "mou-1",
+        "title": "T",
+        "purpose": "P",
+        "parties": "Secretariat | secretariat\nCSO A | cso | 524 | np-a\nCSO B | cso | 524 | np-b",
+        "datasets": "survey:1",
+        "measures": ["count", "share"],
+        "rho_per_query_max": "0.1",
+        "rho_budget": "1",
+        "valid_from": "2026-01-01",
+        "valid_until": "2026-12-31",
+        "aggregation": "secure",
+        "collusion": "1",
+    }
+    terms = service.terms_from_form(form, hub_id="hub-1")
+    assert (terms.aggregation, terms.collusion) == ("secure", 1)
+    with pytest.raises(FormInvalid, match="aggregation"):
+        service.terms_from_form({**form, "aggregation": "magic"}, hub_id="hub-1")
+    with pytest.raises(FormInvalid, match="collusion"):
+        service.terms_from_form({**form, "collusion": "-1"}, hub_id="hub-1")
