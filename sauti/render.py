@@ -147,6 +147,13 @@ def _footer(result: QueryResult) -> list[str]:
         lines.append(
             f"{suppressed} of {len(result.cells)} cells suppressed: shown without a number."
         )
+    if result.aggregation == "secure":
+        lines.append(
+            "Secure aggregation: the hub saw only the total over the nodes, which carries the"
+            " noise of one central release."
+        )
+    elif result.aggregation_note:
+        lines.append(f"Each node added its own full noise ({result.aggregation_note}).")
     lines.append(
         "Intervals describe the differential-privacy noise only, not survey sampling error."
     )

@@ -49,6 +49,7 @@ from contracts.v1.release import Cell, Component, Release
 from contracts.v1.result import NodeStatus, QueryResult, ResultCell
 from contracts.v1.secure import (
     MaskedComponent,
+    OfferAnswer,
     RosterMember,
     SecureContribution,
     SecureInvite,
@@ -91,6 +92,7 @@ __all__ = [
     "NodeInfo",
     "NodePoll",
     "NodeStatus",
+    "OfferAnswer",
     "Party",
     "Period",
     "PrivacyUnit",

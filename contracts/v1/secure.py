@@ -23,6 +23,7 @@ MODULUS_BITS = 64
 MAX_ATTEMPTS = 10
 MAX_MEMBERS = 500
 X25519_KEY_PATTERN = r"^[A-Za-z0-9_-]{43}$"  # 32 bytes, base64url without padding
+Keys = tuple[tuple[str, ...], ...]
 
 
 class SecureInvite(WireModel):
@@ -45,7 +46,19 @@ class SecureOffer(WireModel):
     attempt: int = Field(ge=1, le=MAX_ATTEMPTS)
     request_digest: str
     public_key: str = Field(pattern=X25519_KEY_PATTERN)
+    keys_digest: str = Field(
+        description="SHA-256 of the canonical JSON of this node's cell keys (OfferAnswer.keys)"
+    )
     offered_at: datetime
+
+
+class OfferAnswer(WireModel):
+    """The body of a phase-1 answer: the signed offer, and the cell keys of this node's
+    contract for the query (public levels; the offer signs their digest). Nodes may hold
+    different levels: the hub puts the union of every member's keys in the roster."""
+
+    offer: str = Field(min_length=10, max_length=20_000)
+    keys: Keys
 
 
 class RosterMember(WireModel):
@@ -65,6 +78,7 @@ class SecureRoster(WireModel):
     attempt: int = Field(ge=1, le=MAX_ATTEMPTS)
     request: str = Field(min_length=10, max_length=100_000)
     members: tuple[RosterMember, ...] = Field(min_length=1, max_length=MAX_MEMBERS)
+    keys: Keys = Field(description="the cells every member fills: the union of their keys")
     issued_at: datetime
     nonce: str = Field(min_length=16, max_length=64)
 
@@ -101,7 +115,7 @@ class SecureContribution(WireModel):
     members: tuple[str, ...]
     collusion: int = Field(ge=0)
     measure: Literal["count", "share", "sum"]
-    keys: tuple[tuple[str, ...], ...] = Field(description="the cells' keys, from the contract")
+    keys: Keys = Field(description="the roster's cells, in its order")
     inner: int = Field(ge=1, description="entries per key: 2 for share (match, other)")
     center: float = 0.0
     low: float = 0.0

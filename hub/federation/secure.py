@@ -17,6 +17,7 @@ from X25519 keys it never sees.
 import asyncio
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts import signing
 from contracts.v1 import (
     ErrorResponse,
+    OfferAnswer,
     RosterMember,
     SecureContribution,
     SecureInvite,
@@ -39,6 +41,7 @@ from contracts.v1 import (
     SecureRoster,
     Signed,
 )
+from contracts.v1.secure import Keys
 from hub.federation import fanout
 from hub.federation.exceptions import ReleaseRejected
 from hub.federation.models import Node
@@ -195,22 +198,30 @@ class _Protocol:
             if self._remaining() <= 0:
                 break
             attempt += 1
-            offers = await asyncio.gather(*(self._offer(m, attempt) for m in members))
-            for member, answer in zip(members, offers, strict=True):
+            answered = await asyncio.gather(*(self._offer(m, attempt) for m in members))
+            offers: dict[str, OfferAnswer] = {}
+            for member, answer in zip(members, answered, strict=True):
                 if isinstance(answer, Failure):
                     failures[member.node_id] = answer
-            members = [m for m, a in zip(members, offers, strict=True) if isinstance(a, str)]
+                else:
+                    offers[member.node_id] = answer
+            members = [m for m in members if m.node_id in offers]
             if len(members) < 2:
                 break
             roster = tuple(
-                RosterMember(node_id=m.node_id, public_jwk=m.public_jwk, offer=str(offer))
-                for m, offer in zip(members, [o for o in offers if isinstance(o, str)], strict=True)
+                RosterMember(
+                    node_id=m.node_id, public_jwk=m.public_jwk, offer=offers[m.node_id].offer
+                )
+                for m in members
             )
-            answers = await asyncio.gather(*(self._contribute(m, attempt, roster) for m in members))
+            keys = union_keys([offers[m.node_id].keys for m in sorted(members, key=_id)])
+            answers = await asyncio.gather(
+                *(self._contribute(m, attempt, roster, keys) for m in members)
+            )
             dropped = False
-            for member, answer in zip(members, answers, strict=True):
-                if isinstance(answer, Failure):
-                    failures[member.node_id] = answer
+            for member, contributed in zip(members, answers, strict=True):
+                if isinstance(contributed, Failure):
+                    failures[member.node_id] = contributed
                     dropped = True
             if dropped:
                 log.info(
@@ -228,9 +239,12 @@ class _Protocol:
                         for t in tokens.values()
                     ]
                 )
-            except AggregateInvalid:
+            except AggregateInvalid as exc:
                 log.warning(
-                    "secure query %s: attempt %d did not add up", self._plan.query_id, attempt
+                    "secure query %s: attempt %d did not add up: %s",
+                    self._plan.query_id,
+                    attempt,
+                    exc,
                 )
                 for member in members:
                     failures[member.node_id] = Failure(
@@ -254,7 +268,7 @@ class _Protocol:
     def _remaining(self) -> float:
         return (self._plan.deadline - datetime.now(UTC)).total_seconds()
 
-    async def _offer(self, member: Member, attempt: int) -> str | Failure:
+    async def _offer(self, member: Member, attempt: int) -> OfferAnswer | Failure:
         invite = SecureInvite(
             hub_id=self._hub_id,
             node_id=member.node_id,
@@ -264,23 +278,27 @@ class _Protocol:
             issued_at=datetime.now(UTC),
             nonce=secrets.token_urlsafe(16),
         )
-        answer = await self._post(member, OFFERS, signing.sign(invite, self._key))
-        if isinstance(answer, Failure):
-            return answer
+        body = await self._post(member, OFFERS, signing.sign(invite, self._key))
+        if isinstance(body, Failure):
+            return body
         try:
-            offer = verify_signed(token=answer, keys=member.keys, model=SecureOffer)
+            answer = OfferAnswer.model_validate_json(body)
+            offer = verify_signed(token=answer.offer, keys=member.keys, model=SecureOffer)
+        except ValidationError:
+            return Failure("failed", "offer_invalid", "not an offer")
         except ReleaseRejected as exc:
             return Failure("failed", "offer_invalid", exc.message)
-        if (str(offer.query_id), offer.node_id, offer.attempt) != (
-            self._plan.query_id,
-            member.node_id,
-            attempt,
-        ) or offer.request_digest != sent_digest(member.request_jws):
+        if (
+            (str(offer.query_id), offer.node_id, offer.attempt)
+            != (self._plan.query_id, member.node_id, attempt)
+            or offer.request_digest != sent_digest(member.request_jws)
+            or offer.keys_digest != signing.digest([list(k) for k in answer.keys])
+        ):
             return Failure("failed", "offer_invalid", "the offer is for another query or attempt")
         return answer
 
     async def _contribute(
-        self, member: Member, attempt: int, roster: tuple[RosterMember, ...]
+        self, member: Member, attempt: int, roster: tuple[RosterMember, ...], keys: Keys
     ) -> str | Failure:
         message = SecureRoster(
             hub_id=self._hub_id,
@@ -289,12 +307,17 @@ class _Protocol:
             attempt=attempt,
             request=member.request_jws,
             members=roster,
+            keys=keys,
             issued_at=datetime.now(UTC),
             nonce=secrets.token_urlsafe(16),
         )
-        answer = await self._post(member, CONTRIBUTIONS, signing.sign(message, self._key))
-        if isinstance(answer, Failure):
-            return answer
+        body = await self._post(member, CONTRIBUTIONS, signing.sign(message, self._key))
+        if isinstance(body, Failure):
+            return body
+        try:
+            answer = Signed.model_validate_json(body).jws
+        except ValidationError:
+            return Failure("failed", "contribution_invalid", "not a signed contribution")
         try:
             contribution = verify_signed(token=answer, keys=member.keys, model=SecureContribution)
         except ReleaseRejected as exc:
@@ -307,7 +330,7 @@ class _Protocol:
             contribution.attempt,
             contribution.roster_digest,
             contribution.request_digest,
-            abs(contribution.rho - request.rho) <= 1e-12,
+            abs(contribution.rho - request.rho) <= 1e-12 and contribution.keys == keys,
         ) != (
             self._plan.query_id,
             member.node_id,
@@ -321,7 +344,7 @@ class _Protocol:
             )
         return answer
 
-    async def _post(self, member: Member, path: str, jws: str) -> str | Failure:
+    async def _post(self, member: Member, path: str, jws: str) -> bytes | Failure:
         """One phase's call, retried once on a network error or a 5xx (the node answers a
         repeated message from what it stored, so a retry never draws new noise)."""
         body = Signed(jws=jws).model_dump(mode="json")
@@ -349,11 +372,20 @@ class _Protocol:
                 continue
             if response.status_code >= 400:
                 return _refusal(response)
-            try:
-                return Signed.model_validate_json(response.content).jws
-            except ValidationError:
-                return Failure("failed", "contribution_invalid", "not a signed answer")
+            return response.content
         return last
+
+
+def union_keys(lists: Sequence[Keys]) -> Keys:
+    """Every member's cells once, in order of first appearance (members by node id)."""
+    seen: dict[tuple[str, ...], None] = {}
+    for keys in lists:
+        seen.update(dict.fromkeys(keys))
+    return tuple(seen)
+
+
+def _id(member: Member) -> str:
+    return member.node_id
 
 
 def _refusal(response: httpx.Response) -> Failure:

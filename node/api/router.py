@@ -6,7 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Header
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from contracts.v1 import NodeInfo, Signed
+from contracts.v1 import NodeInfo, OfferAnswer, Signed
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from node import metrics
 from node.api.deps import SettingsDep
@@ -58,8 +58,8 @@ async def query(
     return await run_in_threadpool(metrics.observed_handle_query, settings=settings, signed=body)
 
 
-@router.post("/secure/offers", response_model=Signed, tags=["secure aggregation"])
-async def secure_offer(body: Signed, settings: SettingsDep) -> Signed:
+@router.post("/secure/offers", response_model=OfferAnswer, tags=["secure aggregation"])
+async def secure_offer(body: Signed, settings: SettingsDep) -> OfferAnswer:
     """Phase 1 of secure aggregation: a fresh key for one attempt (docs/privacy.md)."""
     return await run_in_threadpool(secure.handle_invite, settings=settings, signed=body)
 

@@ -745,6 +745,11 @@ _CELLS = {
 }
 
 
+def cell_keys(contract: DatasetContract, spec: QuerySpec) -> tuple[tuple[str, ...], ...]:
+    """The keys of a release's cells (public: the contract levels of the group-by dims)."""
+    return tuple(_keys(contract, list(spec.group_by)))
+
+
 def _keys(contract: DatasetContract, dims: list[str]) -> list[tuple[str, ...]]:
     """The full cross product of the dims' contract levels, in contract order."""
     levels = []

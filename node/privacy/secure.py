@@ -28,7 +28,7 @@ masked vector (or any sum over a strict subset) is uniform to whoever lacks a se
 import base64
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -169,6 +169,7 @@ class Share:
 def noisy_shares(
     exact: engine.Exact,
     *,
+    keys: Sequence[tuple[str, ...]],
     contract: DatasetContract,
     spec: QuerySpec,
     rho: float,
@@ -178,15 +179,19 @@ def noisy_shares(
 ) -> list[Share]:
     """The node's integer vectors (count; and the rounded centred sum of `sum`), each with
     its share of the noise when its `rank` (0-based, by node id) is among the plan's
-    adders; rho is split as the engine splits it (COUNT_SHARE for the count of `sum`)."""
+    adders; rho is split as the engine splits it (COUNT_SHARE for the count of `sum`).
+
+    Vectors are laid out over `keys` (the roster's cells, a superset of this node's): a
+    level this node's contract lacks is a structural zero, noised like every other entry."""
     rows = contract.privacy.max_contributions
-    counts = np.rint(np.asarray(exact.values["count"])).astype(np.int64)
+    place = _placement(exact.keys, keys)
+    counts = place(np.rint(np.asarray(exact.values["count"])).astype(np.int64))
     rho_count = rho * engine.COUNT_SHARE if spec.measure == "sum" else rho
     parts = [("count", counts, 1.0, Sensitivity(l1=rows, l2=rows), rho_count)]
     if spec.measure == "sum":
         low, high = bounds(contract, spec)
         step = sum_granularity(rows * (high - low) / 2)
-        centred = np.rint(np.asarray(exact.values["sum"]) / step).astype(np.int64)
+        centred = place(np.rint(np.asarray(exact.values["sum"]) / step).astype(np.int64))
         parts.append(("sum", centred, step, rounded_sum_sensitivity(rows=rows), rho - rho_count))
     shares = []
     for name, values, step, sensitivity, part_rho in parts:
@@ -204,6 +209,24 @@ def noisy_shares(
             Share(name, noisy, step, sensitivity, plan, plan.scale if adds else 0.0, part_rho)
         )
     return shares
+
+
+def _placement(
+    own: Sequence[tuple[str, ...]], keys: Sequence[tuple[str, ...]]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Lay a vector over `own` keys (inner entries per key kept together) onto `keys`."""
+    if tuple(own) == tuple(keys):
+        return lambda values: values
+    index = {key: i for i, key in enumerate(keys)}
+    positions = np.array([index[key] for key in own], dtype=np.int64)
+
+    def place(values: np.ndarray) -> np.ndarray:
+        inner = len(values) // max(len(own), 1)
+        out = np.zeros((len(keys), inner), dtype=values.dtype)
+        out[positions] = values.reshape(len(own), inner)
+        return out.reshape(-1)
+
+    return place
 
 
 def bounds(contract: DatasetContract, spec: QuerySpec) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from contracts.agreement_rules import secure_refusal
 from contracts.errors import ContractError
 from contracts.v1 import (
     MaskedComponent,
+    OfferAnswer,
     QueryRequest,
     SecureContribution,
     SecureInvite,
@@ -31,6 +32,7 @@ from contracts.v1 import (
     SecureRoster,
     Signed,
 )
+from contracts.v1.secure import Keys
 from node.audit import service as audit
 from node.db import transaction
 from node.exceptions import NodeError
@@ -66,6 +68,7 @@ class _Offered:
     private: X25519PrivateKey
     offer_jws: str
     request_digest: str
+    keys: Keys
     until: float
 
 
@@ -78,7 +81,9 @@ def attempt_id(query_id: uuid.UUID, attempt: int) -> uuid.UUID:
     return uuid.uuid5(query_id, f"secure-attempt-{attempt}")
 
 
-def handle_invite(*, settings: NodeSettings, signed: Signed, now: datetime | None = None) -> Signed:
+def handle_invite(
+    *, settings: NodeSettings, signed: Signed, now: datetime | None = None
+) -> OfferAnswer:
     """Phase 1: check the query as for a release, then offer a fresh key (charges nothing)."""
     now = now or datetime.now(UTC)
     identity = load_identity(settings.home)
@@ -93,11 +98,12 @@ def handle_invite(*, settings: NodeSettings, signed: Signed, now: datetime | Non
         raise
     key = (identity.node_id, str(request.query_id), invite.attempt)
     digest = signing.digest(request)
+    keys = engine.cell_keys(accepted.contract, accepted.spec)
     with _lock:
         _drop_expired()
         existing = _offers.get(key)
         if existing is not None and existing.request_digest == digest:
-            return Signed(jws=existing.offer_jws)
+            return OfferAnswer(offer=existing.offer_jws, keys=existing.keys)
         private = X25519PrivateKey.generate()
         offer = SecureOffer(
             query_id=request.query_id,
@@ -105,13 +111,14 @@ def handle_invite(*, settings: NodeSettings, signed: Signed, now: datetime | Non
             attempt=invite.attempt,
             request_digest=digest,
             public_key=noise.public_key_text(private.public_key()),
+            keys_digest=signing.digest([list(k) for k in keys]),
             offered_at=now,
         )
         token = signing.sign(offer, load_key(settings.home))
-        _offers[key] = _Offered(private, token, digest, time.monotonic() + OFFER_SECONDS)
+        _offers[key] = _Offered(private, token, digest, keys, time.monotonic() + OFFER_SECONDS)
     with transaction(settings.db_url) as session:
         audit.append(session, actor=HUB, action="secure_offer", object=_obj(request), details=base)
-    return Signed(jws=token)
+    return OfferAnswer(offer=token, keys=keys)
 
 
 def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | None = None) -> Signed:
@@ -141,6 +148,10 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                     "this node holds no offer for that query and attempt: start a new attempt"
                 )
             peers = _peers(identity, roster, offered)
+            if len(set(roster.keys)) != len(roster.keys) or not set(offered.keys) <= set(
+                roster.keys
+            ):
+                raise RosterInvalid("the roster's cells do not cover this node's cells once each")
             spec = accepted.spec
             reservation = ledger.reserve(
                 session,
@@ -297,6 +308,7 @@ def _contribution(
     )
     shares = noise.noisy_shares(
         exact,
+        keys=roster.keys,
         contract=contract,
         spec=spec,
         rho=request.rho,
@@ -338,7 +350,7 @@ def _contribution(
         members=tuple(sorted(peers)),
         collusion=accepted.terms.collusion,
         measure=measure,
-        keys=exact.keys,
+        keys=roster.keys,
         inner=2 if measure == "share" else 1,
         center=(low + high) / 2,
         low=low,

@@ -22,6 +22,7 @@ from contracts.v1 import (
     QuerySpec,
     SignedAgreement,
 )
+from contracts.v1.agreement import Aggregation
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
 from hub.auth import service as hub_auth
@@ -126,7 +127,11 @@ def questions(agreement_id: str = AGREEMENT_ID) -> list[Question]:
 
 
 def demo_terms(
-    *, nodes: Sequence[DemoNode], hub_id: str = HUB_ID, now: datetime | None = None
+    *,
+    nodes: Sequence[DemoNode],
+    hub_id: str = HUB_ID,
+    now: datetime | None = None,
+    aggregation: Aggregation = "per_node",
 ) -> AgreementTerms:
     """The MoU the secretariat drafts: what may be asked, by whom, at what privacy cost."""
     now = now or datetime.now(UTC)
@@ -156,6 +161,7 @@ def demo_terms(
         # Small groups are the point of the partnership: judge the pooled cell, not each
         # CSO's share of it, so a group small at one CSO still shows across CSOs.
         suppression="combined",
+        aggregation=aggregation,
         rho_per_query_max=0.1,
         rho_budget=1.0,
         analyst_organisations=tuple(org for org, _ in NSOS),
@@ -276,7 +282,9 @@ def federation(
                 f"registering {node_id} at the hub",
             )
 
-        terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
+        # The demo's CSOs allow secure aggregation: its counts and shares across CSOs carry
+        # the noise of one central release; the split by country falls back, and says so.
+        terms = demo_terms(nodes=nodes, hub_id=identity.hub_id, aggregation="secure")
         # The secretariat drafts the MoU, then proposes it: the hub signs the frozen text.
         _check(
             client.post(

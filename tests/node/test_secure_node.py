@@ -28,6 +28,7 @@ from node.privacy import secure as noise
 from tests.node.conftest import HUB_ID, Node, frame, make_node
 
 PEER = "peer-cso"
+SEX_KEYS = (("female",), ("male",), ("other",))
 
 
 class Peer:
@@ -47,6 +48,7 @@ class Peer:
             attempt=attempt,
             request_digest="0" * 64,
             public_key=noise.public_key_text(self.x25519.public_key()),
+            keys_digest="0" * 64,
             offered_at=datetime.now(UTC),
         )
         return RosterMember(
@@ -80,7 +82,12 @@ def invite(node: Node, request: QueryRequest, *, attempt: int = 1, **overrides: 
 
 
 def roster(
-    node: Node, request: QueryRequest, members: list[RosterMember], *, attempt: int = 1
+    node: Node,
+    request: QueryRequest,
+    members: list[RosterMember],
+    *,
+    attempt: int = 1,
+    keys: tuple[tuple[str, ...], ...] | None = None,
 ) -> Any:
     message = SecureRoster(
         hub_id=HUB_ID,
@@ -89,6 +96,7 @@ def roster(
         attempt=attempt,
         request=signing.sign(request, node.hub_key),
         members=tuple(members),
+        keys=keys if keys is not None else SEX_KEYS,
         issued_at=datetime.now(UTC),
         nonce=uuid.uuid4().hex,
     )
@@ -118,11 +126,11 @@ def test_offer_then_contribution_is_noise_plus_masks_that_cancel(secure_node: No
     assert first.status_code == 200, first.text
     assert invite(node, request).json() == first.json()  # one key per attempt
     offer = signing.verify_model(
-        first.json()["jws"], signing.load_public_key(node.identity.public_jwk), SecureOffer
+        first.json()["offer"], signing.load_public_key(node.identity.public_jwk), SecureOffer
     )
     assert offer.attempt == 1
     assert spent(node) == (0, 0.0)  # an offer charges nothing
-    members = [own_member(node, first.json()["jws"]), peer.member(request.query_id, 1)]
+    members = [own_member(node, first.json()["offer"]), peer.member(request.query_id, 1)]
     answer = roster(node, request, members)
     assert answer.status_code == 200, answer.text
     assert spent(node) == (1, pytest.approx(0.1))
@@ -155,7 +163,7 @@ def test_offer_then_contribution_is_noise_plus_masks_that_cancel(secure_node: No
 def test_another_roster_for_the_same_attempt_is_refused(secure_node: Node) -> None:
     node = secure_node
     request = node.request()
-    offer = invite(node, request).json()["jws"]
+    offer = invite(node, request).json()["offer"]
     assert (
         roster(
             node, request, [own_member(node, offer), Peer().member(request.query_id, 1)]
@@ -173,7 +181,7 @@ def test_each_attempt_is_charged(secure_node: Node) -> None:
     node = secure_node
     request = node.request()
     for attempt in (1, 2):
-        offer = invite(node, request, attempt=attempt).json()["jws"]
+        offer = invite(node, request, attempt=attempt).json()["offer"]
         members = [own_member(node, offer), Peer().member(request.query_id, attempt)]
         assert roster(node, request, members, attempt=attempt).status_code == 200
     assert spent(node) == (2, pytest.approx(0.2))
@@ -217,7 +225,7 @@ def test_unsigned_bodies_are_refused(secure_node: Node) -> None:
 def test_rosters_that_do_not_check_out_charge_nothing(secure_node: Node) -> None:
     node, peer = secure_node, Peer()
     request = node.request()
-    offer = invite(node, request).json()["jws"]
+    offer = invite(node, request).json()["offer"]
     own = own_member(node, offer)
     forged = peer.member(request.query_id, 1, signer=signing.generate_key())
     cases = [
@@ -229,6 +237,9 @@ def test_rosters_that_do_not_check_out_charge_nothing(secure_node: Node) -> None
     ]
     for members in cases:
         assert error(roster(node, request, members)) == (422, "roster_invalid")
+    good = [own, peer.member(request.query_id, 1)]
+    for keys in (SEX_KEYS[:2], (*SEX_KEYS, ("male",))):  # a cell missing, a cell twice
+        assert error(roster(node, request, good, keys=keys)) == (422, "roster_invalid")
     unknown = roster(node, request, [own, peer.member(request.query_id, 3)], attempt=3)
     assert error(unknown) == (409, "secure_session_unknown")
     assert spent(node) == (0, 0.0)
@@ -240,7 +251,34 @@ def test_an_exhausted_budget_is_refused_at_the_offer(tmp_path: Path, db_url: str
     )
     spec = node.spec(group_by=("sex",), rho=1.0)
     request = node.request(spec)
-    offer = invite(node, request).json()["jws"]
+    offer = invite(node, request).json()["offer"]
     members = [own_member(node, offer), Peer().member(request.query_id, 1)]
     assert roster(node, request, members).status_code == 200
     assert error(invite(node, node.request(spec))) == (403, "budget_exhausted")
+
+
+def test_levels_another_member_holds_are_structural_zeros(secure_node: Node) -> None:
+    node, peer = secure_node, Peer()
+    request = node.request()
+    answer = invite(node, request).json()
+    assert [tuple(k) for k in answer["keys"]] == list(SEX_KEYS)
+    keys = (("unknown",), *SEX_KEYS)  # the peer holds a level this node's contract lacks
+    members = [own_member(node, answer["offer"]), peer.member(request.query_id, 1)]
+    reply = roster(node, request, members, keys=keys)
+    assert reply.status_code == 200, reply.text
+    contribution = SecureContribution.model_validate_json(
+        signing.unverified_payload(reply.json()["jws"])
+    )
+    assert contribution.keys == keys
+    offer = SecureOffer.model_validate_json(signing.unverified_payload(answer["offer"]))
+    peer_vector = noise.masked(
+        np.zeros(len(keys), dtype=np.int64),
+        node_id=PEER,
+        private=peer.x25519,
+        peers={node.identity.node_id: noise.load_public_key(offer.public_key)},
+        context=f"{request.query_id}|1",
+        component="count",
+    )
+    total = unmasked_sum([vector(contribution.components[0].values), peer_vector])
+    assert abs(int(total[0])) < 20  # noise only
+    assert abs(int(total[1:].sum()) - 300) < 40
