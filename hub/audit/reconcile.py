@@ -3,7 +3,8 @@
 Rules (each broken rule is one listed difference):
 - every release a node stored answers a query the hub sent to that node;
 - every answer the hub combined ("ok" outcome) is a release the node stored;
-- every charge a node made is for a query the hub sent it, once, at the rho it asked;
+- every charge a node made is for a query the hub sent it, once, at the rho it asked (once
+  per attempt of a secure aggregation query, for no more attempts than the hub ran);
 - each node's spent budget per agreement equals the sum of its charges in its log;
 - each log's chain holds, and the hub's copies of a node's checkpoints match its chain.
 """
@@ -104,6 +105,7 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
     # What the hub sent: (query, node) -> rho; what it combined: (query, node) with "ok".
     sent: dict[tuple[str, str], float] = {}
     combined: set[tuple[str, str]] = set()
+    attempts: dict[str, int] = {}  # secure aggregation: attempts the hub ran per query
     for e in hub.entries:
         qid = _query(e)
         if qid is None:
@@ -111,8 +113,11 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
         if e.action == "query.submitted":
             for node_id in e.details.get("nodes", []):
                 sent[(qid, str(node_id))] = float(e.details.get("rho", 0.0))
-        elif e.action == "query.node_outcome" and e.details.get("outcome") == "ok":
-            combined.add((qid, str(e.details.get("node"))))
+        elif e.action == "query.node_outcome":
+            if e.details.get("outcome") == "ok":
+                combined.add((qid, str(e.details.get("node"))))
+            if e.details.get("aggregation") == "secure":
+                attempts[qid] = max(attempts.get(qid, 0), int(e.details.get("attempts", 0)))
 
     by_id = {n.header.owner_id: n for n in nodes}
     hub_checkpoints: dict[str, list[str]] = defaultdict(list)
@@ -123,7 +128,12 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
     releases = 0
     for node_id, log in sorted(by_id.items()):
         check, node_diffs = _reconcile_node(
-            node_id, log, sent=sent, combined=combined, checkpoints=hub_checkpoints[node_id]
+            node_id,
+            log,
+            sent=sent,
+            combined=combined,
+            attempts=attempts,
+            checkpoints=hub_checkpoints[node_id],
         )
         verifications.append(check)
         diffs.extend(node_diffs)
@@ -154,6 +164,7 @@ def _reconcile_node(
     *,
     sent: dict[tuple[str, str], float],
     combined: set[tuple[str, str]],
+    attempts: dict[str, int],
     checkpoints: list[str],
 ) -> tuple[AuditVerification, list[Difference]]:
     diffs: list[Difference] = []
@@ -171,7 +182,7 @@ def _reconcile_node(
             )
         )
     stored: set[str] = set()
-    charges: Counter[str] = Counter()
+    charges: Counter[tuple[str, int]] = Counter()  # (query, secure attempt or 0)
     charged_by_agreement: dict[str, float] = defaultdict(float)
     for e in log.entries:
         qid = _query(e)
@@ -193,7 +204,7 @@ def _reconcile_node(
             rho = float(e.details.get("rho", 0.0))
             agreement = str(e.details.get("agreement_id", ""))
             charged_by_agreement[agreement] += rho
-            charges[qid] += 1
+            charges[(qid, int(e.details.get("attempt", 0)))] += 1
             if (qid, node_id) not in sent:
                 diffs.append(
                     Difference(
@@ -214,7 +225,7 @@ def _reconcile_node(
                         message="the node charged another rho than the hub asked for",
                     )
                 )
-    for qid, count in sorted(charges.items()):
+    for (qid, attempt), count in sorted(charges.items()):
         if count > 1:
             diffs.append(
                 Difference(
@@ -222,6 +233,15 @@ def _reconcile_node(
                     node_id=node_id,
                     query_id=qid,
                     message=f"the node charged this query {count} times",
+                )
+            )
+        elif attempt > attempts.get(qid, 0):
+            diffs.append(
+                Difference(
+                    kind="extra_charge",
+                    node_id=node_id,
+                    query_id=qid,
+                    message=f"the node charged secure attempt {attempt}, which the hub never ran",
                 )
             )
     for budget in log.header.budgets:

@@ -115,6 +115,31 @@ def test_extra_charge_and_budget_mismatch_are_found() -> None:
     assert _kinds(hub, node) == [("extra_charge", "q1"), ("budget_mismatch", None)]
 
 
+def test_secure_attempts_are_charged_once_each() -> None:
+    secure = {"aggregation": "secure"}
+    events: list[tuple[str, str, dict[str, Any]]] = [
+        ("query.submitted", "query:q1", {"agreement": "mou:v1", "nodes": [NODE], "rho": 0.1}),
+        (
+            "query.node_outcome",
+            "query:q1",
+            {"node": NODE, "outcome": "ok", **secure, "attempts": 2},
+        ),
+    ]
+    hub = _export("hub", "test-hub", _log(events))
+    base = {"query_id": "q1", "agreement_id": "mou", **secure}
+    node_events = [
+        ("budget_charged", "query:q1", {**base, "rho": 0.1, "attempt": 1}),
+        ("release_stored", "query:q1", base),
+        ("budget_charged", "query:q1", {**base, "rho": 0.1, "attempt": 2}),
+        ("release_stored", "query:q1", base),
+    ]
+    assert _kinds(hub, _node(node_events, spent=0.2, queries=2)) == []
+    third = [*node_events, ("budget_charged", "query:q1", {**base, "rho": 0.1, "attempt": 3})]
+    assert _kinds(hub, _node(third, spent=0.3, queries=3)) == [("extra_charge", "q1")]
+    twice = [*node_events, ("budget_charged", "query:q1", {**base, "rho": 0.1, "attempt": 2})]
+    assert _kinds(hub, _node(twice, spent=0.3, queries=3)) == [("extra_charge", "q1")]
+
+
 def test_query_answered_without_hub_record_is_found() -> None:
     hub = _hub({"q1": "ok"})
     node = _node(_node_events("q1") + _node_events("q9"), spent=0.2, queries=2)
