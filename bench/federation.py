@@ -38,6 +38,7 @@ import uvicorn
 
 from contracts import signing
 from contracts.v1 import QueryRequest, Release, Signed, SignedAgreement
+from contracts.v1.agreement import Aggregation
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
 from hub.auth.service import create_token
@@ -178,11 +179,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_size(
-    work: Path, base: list[DemoNode], n: int, *, replay: bool, latency: float = 0.0
+    work: Path,
+    base: list[DemoNode],
+    n: int,
+    *,
+    replay: bool,
+    latency: float = 0.0,
+    aggregation: Aggregation = "per_node",
+    queries: int = QUERIES,
 ) -> tuple[list[float], list[float]]:
     """Latencies at the hub and this process's CPU seconds per query (hub and in-process
-    nodes together); `replay`: stub nodes answering after `latency` seconds."""
-    tag = f"{n}-{int(replay)}-{int(latency * 1000)}"
+    nodes together); `replay`: stub nodes answering after `latency` seconds (per-node
+    releases only); `aggregation`: the agreement's (bench/accuracy.py times `secure`)."""
+    tag = f"{n}-{int(replay)}-{int(latency * 1000)}-{aggregation}"
     hub_dir = work / f"hub-{tag}"
     identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
     settings = HubSettings(home=hub_dir, request_ttl_seconds=600)
@@ -213,7 +222,9 @@ async def run_size(
                     for node_id, home in homes.items()
                 }
             )
-        return await measure(settings, nodes, homes, urls, transport)
+        return await measure(
+            settings, nodes, homes, urls, transport, aggregation=aggregation, queries=queries
+        )
 
 
 async def measure(
@@ -222,6 +233,9 @@ async def measure(
     homes: dict[str, Path],
     urls: dict[str, str],
     transport: httpx.AsyncBaseTransport | None,
+    *,
+    aggregation: Aggregation = "per_node",
+    queries: int = QUERIES,
 ) -> tuple[list[float], list[float]]:
     """Enroll the nodes, agree, and time the queries at the hub's API."""
     identity = hub_home.load_identity(settings.home)
@@ -254,7 +268,7 @@ async def measure(
             )
             r.raise_for_status()
         terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
-        terms = terms.model_copy(update={"rho_budget": 10.0})
+        terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
         r = await hub.post(
             "/v1/agreements",
             json=terms.model_dump(mode="json"),
@@ -277,7 +291,7 @@ async def measure(
             "group_by": ["group", "sex"],
             "rho": RHO,
         }
-        for i in range(WARMUP + QUERIES):
+        for i in range(WARMUP + queries):
             start, cpu_start = time.perf_counter(), time.process_time()
             r = await hub.post(
                 "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
@@ -286,6 +300,8 @@ async def measure(
             body = r.json()
             if body.get("status") != "complete":
                 raise RuntimeError(f"query not complete: {body.get('status')} {body.get('nodes')}")
+            if body.get("aggregation") != aggregation and len(nodes) > 1:
+                raise RuntimeError(f"aggregated {body.get('aggregation')}, not {aggregation}")
             if i >= WARMUP:
                 latencies.append(elapsed)
                 cpu_times.append(cpu)
