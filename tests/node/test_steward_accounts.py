@@ -160,6 +160,8 @@ MATRIX = {
     ("GET", "/v1/health"): PUBLIC,
     ("POST", "/v1/steward/login"): PUBLIC,
     ("POST", "/v1/queries"): SIGNED,
+    ("POST", "/v1/secure/offers"): SIGNED,
+    ("POST", "/v1/secure/contributions"): SIGNED,
 }
 # "Refused because of who you are", as opposed to a 403 about the agreement asked for.
 DENIALS = {"unauthenticated", "token_expired", "password_change_required"}
