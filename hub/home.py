@@ -173,6 +173,22 @@ def _parsed_rotation(
     return rotation, overlap_until
 
 
+def signer(home: Path) -> tuple[HubIdentity, OKPKey]:
+    """The hub's identity and signing key, read once per version of their files (their stat
+    is the cache key): for work that signs outside the app's own state, such as a secure
+    aggregation query on a Celery worker, which runs for every query."""
+    versions = tuple(
+        (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        for stat in ((home / IDENTITY_FILE).stat(), (home / KEY_FILE).stat())
+    )
+    return _signer(home, versions)
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(home: Path, _versions: tuple[tuple[int, int, int], ...]) -> tuple[HubIdentity, OKPKey]:
+    return load_identity(home), load_key(home)
+
+
 def load_key(home: Path) -> OKPKey:
     try:
         return signing.load_private_key(home / KEY_FILE)

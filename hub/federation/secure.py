@@ -47,7 +47,7 @@ from hub.federation.exceptions import ReleaseRejected
 from hub.federation.models import Node
 from hub.federation.releases import sent_digest, sent_request, verify_signed
 from hub.federation.service import node_keys
-from hub.home import load_identity, load_key, rotation_headers
+from hub.home import rotation_headers, signer
 from hub.privacy.secure import MAX_ATTEMPTS, AggregateInvalid, aggregate
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -136,8 +136,7 @@ async def run(
     plan = await anyio.to_thread.run_sync(read)
     if plan is None or not plan.members:
         return
-    identity = load_identity(settings.home)
-    key = load_key(settings.home)
+    identity, key = signer(settings.home)
     protocol = _Protocol(
         client=client, settings=settings, plan=plan, hub_id=identity.hub_id, key=key
     )

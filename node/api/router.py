@@ -59,12 +59,24 @@ async def query(
 
 
 @router.post("/secure/offers", response_model=OfferAnswer, tags=["secure aggregation"])
-async def secure_offer(body: Signed, settings: SettingsDep) -> OfferAnswer:
+async def secure_offer(
+    body: Signed,
+    settings: SettingsDep,
+    hub_key_rotation: Annotated[str | None, Header(alias=HUB_KEY_ROTATION_HEADER)] = None,
+) -> OfferAnswer:
     """Phase 1 of secure aggregation: a fresh key for one attempt (docs/privacy.md)."""
+    if hub_key_rotation is not None:  # as on /v1/queries: secure-only nodes learn it too
+        await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)
     return await run_in_threadpool(secure.handle_invite, settings=settings, signed=body)
 
 
 @router.post("/secure/contributions", response_model=Signed, tags=["secure aggregation"])
-async def secure_contribution(body: Signed, settings: SettingsDep) -> Signed:
+async def secure_contribution(
+    body: Signed,
+    settings: SettingsDep,
+    hub_key_rotation: Annotated[str | None, Header(alias=HUB_KEY_ROTATION_HEADER)] = None,
+) -> Signed:
     """Phase 2: this node's masked, partly noised vector for a fixed roster."""
+    if hub_key_rotation is not None:
+        await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)
     return await run_in_threadpool(secure.handle_roster, settings=settings, signed=body)

@@ -22,7 +22,10 @@ from contracts.v1 import (
     SecureOffer,
     SecureRoster,
 )
+from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
+from hub import home as hub_home
 from hub.privacy.secure import unmasked_sum, vector
+from node import home as node_home
 from node.ledger import service as ledger
 from node.privacy import secure as noise
 from tests.node.conftest import HUB_ID, Node, frame, make_node
@@ -65,7 +68,14 @@ def secure_node(tmp_path: Path, db_url: str) -> Node:
     )
 
 
-def invite(node: Node, request: QueryRequest, *, attempt: int = 1, **overrides: Any) -> Any:
+def invite(
+    node: Node,
+    request: QueryRequest,
+    *,
+    attempt: int = 1,
+    headers: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Any:
     fields: dict[str, Any] = {
         "hub_id": HUB_ID,
         "node_id": node.identity.node_id,
@@ -78,7 +88,7 @@ def invite(node: Node, request: QueryRequest, *, attempt: int = 1, **overrides: 
     key = overrides.pop("key", node.hub_key)
     fields.update(overrides)
     token = signing.sign(SecureInvite(**fields), key)
-    return node.client.post("/v1/secure/offers", json={"jws": token})
+    return node.client.post("/v1/secure/offers", json={"jws": token}, headers=headers or {})
 
 
 def roster(
@@ -282,3 +292,20 @@ def test_levels_another_member_holds_are_structural_zeros(secure_node: Node) -> 
     total = unmasked_sum([vector(contribution.components[0].values), peer_vector])
     assert abs(int(total[0])) < 20  # noise only
     assert abs(int(total[1:].sum()) - 300) < 40
+
+
+def test_a_hub_key_rotation_is_learnt_on_the_secure_routes(tmp_path: Path, db_url: str) -> None:
+    node = make_node(tmp_path / "n", db_url, aggregation="secure")
+    hub_dir = tmp_path / "hub"
+    hub = hub_home.init_home(hub_dir, hub_id=HUB_ID)
+    node_home.pin_hub(node.home, hub_id=HUB_ID, public_jwk=hub.public_jwk)
+    rotation = hub_home.rotate_key(hub_dir, overlap_seconds=3600)
+    node.hub_key = hub_home.load_key(hub_dir)  # the hub now signs with its new key
+    request = node.request()
+    assert error(invite(node, request)) == (401, "signature_invalid")
+    header = {HUB_KEY_ROTATION_HEADER: rotation.model_dump_json()}
+    assert invite(node, request, headers=header).status_code == 200
+    assert (
+        node_home.load_identity(node.home).hub_public_jwk
+        == hub_home.load_identity(hub_dir).public_jwk
+    )
