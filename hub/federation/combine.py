@@ -162,6 +162,30 @@ def _combine_cell(
             low, high = count_interval(estimate, s2)
     if low is None or high is None:
         return _suppressed("below_min_cell_size", nodes)
+    return judged(
+        key=(),
+        estimate=estimate,
+        low=low,
+        high=high,
+        size=size,
+        nodes=nodes,
+        min_cell_size=min_cell_size,
+        max_ci_relative_width=max_ci_relative_width,
+    )
+
+
+def judged(
+    *,
+    key: tuple[str, ...],
+    estimate: float,
+    low: float,
+    high: float,
+    size: float,
+    nodes: tuple[str, ...],
+    min_cell_size: int,
+    max_ci_relative_width: float | None,
+) -> ResultCell:
+    """A combined cell as released, or withheld with the agreement's reason."""
     reason = suppression_reason(
         cell_size=size,
         estimate=estimate,
@@ -171,9 +195,9 @@ def _combine_cell(
         max_ci_relative_width=max_ci_relative_width,
     )
     if reason is not None:
-        return _suppressed(reason, nodes)
+        return ResultCell(key=key, status="suppressed", reason=reason, nodes=nodes)
     return ResultCell(
-        key=(), status="ok", estimate=estimate, ci95_low=low, ci95_high=high, nodes=nodes
+        key=key, status="ok", estimate=estimate, ci95_low=low, ci95_high=high, nodes=nodes
     )
 
 

@@ -14,15 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contracts.accuracy import (
-    count_interval,
-    ratio_half_width,
-    share_estimate,
-    suppression_reason,
-)
+from contracts.accuracy import count_interval, ratio_half_width, share_estimate
 from contracts.agreement_rules import secure_refusal
 from contracts.v1 import AgreementTerms, QuerySpec, ResultCell, SecureContribution
 from contracts.v1.release import SuppressionReason
+from hub.federation.combine import judged
 
 # Attempts of one query before the hub gives up (each one is charged at the nodes).
 MAX_ATTEMPTS = 3
@@ -174,25 +170,16 @@ def secure_cells(
         else:
             estimate = size = float(counts[i])
             low, high = count_interval(estimate, count_variance)
-        reason = suppression_reason(
-            cell_size=size,
-            estimate=estimate,
-            ci95_low=low,
-            ci95_high=high,
-            min_cell_size=min_cell_size,
-            max_ci_relative_width=max_ci_relative_width,
-        )
-        if reason is not None:
-            cells.append(_suppressed(key, reason, agg.members))
-            continue
         cells.append(
-            ResultCell(
+            judged(
                 key=key,
-                status="ok",
                 estimate=estimate,
-                ci95_low=low,
-                ci95_high=high,
+                low=low,
+                high=high,
+                size=size,
                 nodes=agg.members,
+                min_cell_size=min_cell_size,
+                max_ci_relative_width=max_ci_relative_width,
             )
         )
     return tuple(cells)

@@ -38,7 +38,6 @@ from node.db import transaction
 from node.exceptions import NodeError
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger import service as ledger
-from node.ledger.schemas import ChargeInfo
 from node.privacy import engine, mechanisms
 from node.privacy import secure as noise
 from node.queries.exceptions import (
@@ -53,6 +52,7 @@ from node.queries.service import (
     Accepted,
     accept,
     audit_refusal,
+    charge_info,
     verify_hub_signed,
     verify_request,
 )
@@ -160,15 +160,7 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                 terms=accepted.terms,
                 rho=request.rho,
                 now=now,
-                charge=ChargeInfo(
-                    version=request.agreement_version,
-                    dataset=spec.dataset,
-                    measure=spec.measure,
-                    column=spec.column,
-                    group_by=spec.group_by,
-                    analyst=request.analyst,
-                    organisation=request.analyst_organisation,
-                ),
+                charge=charge_info(request),
             )
             events = [
                 audit.Event(

@@ -74,15 +74,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
                 terms=terms,
                 rho=request.rho,
                 now=now,
-                charge=ChargeInfo(
-                    version=request.agreement_version,
-                    dataset=spec.dataset,
-                    measure=spec.measure,
-                    column=spec.column,
-                    group_by=spec.group_by,
-                    analyst=request.analyst,
-                    organisation=request.analyst_organisation,
-                ),
+                charge=charge_info(request),
             )
             _audit_accepted(session, base, request, reservation)
     except NodeError as exc:
@@ -187,6 +179,20 @@ def accept(
     agreements.check_columns(terms, spec=spec, rho=request.rho)
     agreements.check_requester(terms, request=request)
     return Accepted(terms, spec, contract, contract_version, scan, source)
+
+
+def charge_info(request: QueryRequest) -> ChargeInfo:
+    """What the ledger records with a charge: version, what was asked and who asked."""
+    spec = request.spec
+    return ChargeInfo(
+        version=request.agreement_version,
+        dataset=spec.dataset,
+        measure=spec.measure,
+        column=spec.column,
+        group_by=spec.group_by,
+        analyst=request.analyst,
+        organisation=request.analyst_organisation,
+    )
 
 
 def verify_request(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRequest:
