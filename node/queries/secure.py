@@ -51,6 +51,7 @@ from node.queries.service import (
     HUB,
     Accepted,
     accept,
+    audit_accepted,
     audit_refusal,
     charge_info,
     verify_hub_signed,
@@ -152,7 +153,6 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                 roster.keys
             ):
                 raise RosterInvalid("the roster's cells do not cover this node's cells once each")
-            spec = accepted.spec
             reservation = ledger.reserve(
                 session,
                 query_id=ledger_id,
@@ -162,27 +162,7 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                 now=now,
                 charge=charge_info(request),
             )
-            events = [
-                audit.Event(
-                    actor=HUB, action="request_received", object=_obj(request), details=base
-                ),
-                audit.Event(
-                    actor=HUB,
-                    action="decision",
-                    object=_obj(request),
-                    details={**base, "code": "accepted", "measure": spec.measure},
-                ),
-            ]
-            if reservation.outcome == "charged":
-                events.append(
-                    audit.Event(
-                        actor=HUB,
-                        action="budget_charged",
-                        object=_obj(request),
-                        details={**base, "rho": request.rho, "ledger_id": str(ledger_id)},
-                    )
-                )
-            audit.append_many(session, events)
+            audit_accepted(session, base, request, reservation)
     except NodeError as exc:
         audit_refusal(settings.db_url, code=exc.code, details=base)
         raise

@@ -76,7 +76,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
                 now=now,
                 charge=charge_info(request),
             )
-            _audit_accepted(session, base, request, reservation)
+            audit_accepted(session, base, request, reservation)
     except NodeError as exc:
         audit_refusal(url, code=exc.code, details=base)
         raise
@@ -246,7 +246,7 @@ def _obj(request: QueryRequest) -> str:
     return f"query:{request.query_id}"
 
 
-def _audit_accepted(
+def audit_accepted(
     session: Any, base: dict[str, Any], request: QueryRequest, reservation: Reservation
 ) -> None:
     # One append for the three entries: they share the reservation's transaction (and its
