@@ -533,10 +533,18 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
         finalize_due(session=session, query_id=qid)
         row = session.get(QueryRow, qid, populate_existing=True)
         assert row is not None
+    result = None
     if row.status == "running":
-        # Progress: combine what has arrived so far (stored releases, already verified).
-        result = _build(row, _tasks(session, qid))
-    else:
+        tasks = _tasks(session, qid)
+        if any(t.outcome == "pending" for t in tasks):
+            # Progress: combine what has arrived so far (stored releases, already verified).
+            result = _build(row, tasks)
+        else:
+            # The last answer was recorded between the two reads (read committed): the query
+            # row was completed in the same transaction, so read it again.
+            row = session.get(QueryRow, qid, populate_existing=True)
+            assert row is not None
+    if result is None:
         assert row.result is not None
         result = _completed.get(row) or QueryResult.model_validate(row.result)
     session.rollback()
