@@ -19,7 +19,6 @@ from contracts.v1.base import WireModel
 from contracts.v1.federation import NODE_ID_PATTERN
 
 # Masked vectors live in Z / 2^64: uniform masks, and a sum that wraps back exactly.
-MODULUS_BITS = 64
 MAX_ATTEMPTS = 10
 MAX_MEMBERS = 500
 X25519_KEY_PATTERN = r"^[A-Za-z0-9_-]{43}$"  # 32 bytes, base64url without padding

@@ -8,7 +8,6 @@ the central release's sigma^2 when k shares of sigma / sqrt(k) were added.
 """
 
 import base64
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -183,11 +182,6 @@ def secure_cells(
             )
         )
     return tuple(cells)
-
-
-def noise_sd(agg: Aggregate, name: str = "count") -> float:
-    """The sum's noise standard deviation of one component, in its own units."""
-    return agg.granularity[name] * math.sqrt(agg.variance[name])
 
 
 def _suppressed(
