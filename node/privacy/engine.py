@@ -126,6 +126,17 @@ def check_spec(*, contract: DatasetContract, spec: QuerySpec) -> None:
         )
 
 
+def check_cost(*, contract: DatasetContract, spec: QuerySpec, rho: float) -> None:
+    """Refuse, before any charge, a cost whose noise no release can carry or whose OpenDP
+    privacy map exceeds `rho` (after `check_spec`; closed forms only, nothing allocated in
+    proportion to the scale, no noise drawn)."""
+    plan = _plan(contract, spec, rho)
+    if sum(c.rho for c in plan.components) > rho * (1 + 1e-12):
+        raise CostCheckFailed("the release's components would cost more than the query's rho")
+    for c in plan.components:
+        mechanisms.check(kind=c.kind, scale=c.scale, sensitivity=c.sensitivity, rho=c.rho)
+
+
 def compute_release(
     *,
     data: pl.LazyFrame,

@@ -41,3 +41,9 @@ class NoWeightColumn(PrivacyError):
 
 class ReleaseTooLarge(PrivacyError):
     code = "release_too_large"
+
+
+class NoiseOutOfRange(PrivacyError):
+    """A noise scale no release can carry (the privacy map holds, the numbers would not)."""
+
+    code = "noise_out_of_range"

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from contracts.v1 import DatasetContract, QuerySpec
 from node.privacy import engine, mechanisms
-from node.privacy.exceptions import CostCheckFailed
+from node.privacy.exceptions import CostCheckFailed, NoiseOutOfRange
 
 # Proposition 14 needs every share's scale to be at least 1/2.
 MIN_SHARE_SCALE = 0.5
@@ -185,16 +185,15 @@ def noisy_shares(
     level this node's contract lacks is a structural zero, noised like every other entry."""
     rows = contract.privacy.max_contributions
     place = _placement(exact.keys, keys)
-    counts = place(np.rint(np.asarray(exact.values["count"])).astype(np.int64))
-    rho_count = rho * engine.COUNT_SHARE if spec.measure == "sum" else rho
-    parts = [("count", counts, 1.0, Sensitivity(l1=rows, l2=rows), rho_count)]
+    vectors = {"count": place(np.rint(np.asarray(exact.values["count"])).astype(np.int64))}
     if spec.measure == "sum":
         low, high = bounds(contract, spec)
         step = sum_granularity(rows * (high - low) / 2)
-        centred = place(np.rint(np.asarray(exact.values["sum"]) / step).astype(np.int64))
-        parts.append(("sum", centred, step, rounded_sum_sensitivity(rows=rows), rho - rho_count))
+        vectors["sum"] = place(np.rint(np.asarray(exact.values["sum"]) / step).astype(np.int64))
     shares = []
-    for name, values, step, sensitivity, part_rho in parts:
+    for part in _parts(contract, spec, rho):
+        name, step, sensitivity, part_rho = part.name, part.step, part.sensitivity, part.rho
+        values = vectors[name]
         plan = noise_plan(
             rho=part_rho,
             members=members,
@@ -209,6 +208,54 @@ def noisy_shares(
             Share(name, noisy, step, sensitivity, plan, plan.scale if adds else 0.0, part_rho)
         )
     return shares
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One noised vector of a contribution: its grid step, sensitivity and share of rho."""
+
+    name: str
+    step: float
+    sensitivity: Sensitivity
+    rho: float
+
+
+def _parts(contract: DatasetContract, spec: QuerySpec, rho: float) -> list[_Part]:
+    """The count (and the rounded centred sum of `sum`), rho split as the engine splits it."""
+    rows = contract.privacy.max_contributions
+    rho_count = rho * engine.COUNT_SHARE if spec.measure == "sum" else rho
+    parts = [_Part("count", 1.0, Sensitivity(l1=rows, l2=rows), rho_count)]
+    if spec.measure == "sum":
+        low, high = bounds(contract, spec)
+        step = sum_granularity(rows * (high - low) / 2)
+        parts.append(_Part("sum", step, rounded_sum_sensitivity(rows=rows), rho - rho_count))
+    return parts
+
+
+def check_shares(
+    *,
+    cells: int,
+    contract: DatasetContract,
+    spec: QuerySpec,
+    rho: float,
+    members: int,
+    collusion: int,
+) -> None:
+    """Refuse, before any charge, a contribution whose noise shares cannot be drawn: each
+    part's plan is computed (closed forms and a bisection, cached; no noise drawn) and its
+    scale held to what a discrete Gaussian on i64 can carry."""
+    inner = 2 if spec.measure == "share" else 1
+    for part in _parts(contract, spec, rho):
+        plan = noise_plan(
+            rho=part.rho,
+            members=members,
+            collusion=collusion,
+            dims=cells * inner,
+            l1=part.sensitivity.l1,
+            l2=part.sensitivity.l2,
+        )
+        if not math.isfinite(plan.scale) or plan.scale > mechanisms.MAX_SCALE["discrete_gaussian"]:
+            raise NoiseOutOfRange("the query's rho is too small for any usable secure contribution")
 
 
 def _placement(
