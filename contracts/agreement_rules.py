@@ -105,6 +105,18 @@ def secure_refusal(terms: AgreementTerms, spec: QuerySpec) -> str | None:
     return None
 
 
+def filter_refusal(spec: QuerySpec) -> str | None:
+    """Why the filters of `spec` are malformed (None: they are not). Filtering a column twice
+    or naming a level twice adds nothing but work, and thousands of such filters fit in one
+    signed request: hub and node both refuse them before anything is planned or charged."""
+    columns = [f.column for f in spec.filters]
+    if len(set(columns)) != len(columns):
+        return "filters name a column more than once"
+    if any(len(set(f.levels)) != len(f.levels) for f in spec.filters):
+        return "a filter names a level more than once"
+    return None
+
+
 def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
     """The terms as sentences a steward or a ministry official can check line by line."""
     purpose = PURPOSE_CODES.get(terms.purpose_code, f"the coded purpose {terms.purpose_code!r}")
@@ -181,7 +193,9 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
         Section(
             "Privacy budget",
             (
-                f"Each question may cost at most rho = {terms.rho_per_query_max:g} (zCDP).",
+                f"Each question may cost at most rho = {terms.rho_per_query_max:g} (zCDP), and "
+                f"at least rho = {terms.rho_floor:g}, so that every answer carries noise a "
+                "reader can use and a budget buys a bounded number of answers.",
                 f"Each node grants at most rho = {terms.rho_budget:g} "
                 f"{PERIOD_TEXT[terms.budget_period]}.",
                 "When a node's budget is spent, that node answers no more questions under this "

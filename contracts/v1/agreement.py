@@ -17,6 +17,15 @@ BudgetPeriod = Literal["validity", "calendar_year", "quarter"]
 NodeAgreementStatus = Literal["active", "suspended", "revoked"]
 # Broadest first: a request may ask for the agreement's level or a narrower one.
 DISSEMINATION_ORDER: tuple[Dissemination, ...] = ("public", "partners", "restricted")
+# The smallest rho a query may cost unless an agreement sets `min_rho`: a count's noise has
+# sigma ~ 71 per unit of sensitivity (a 95% interval of about +-139), still informative for
+# the totals and large groups of the surveys Sauti serves, and a budget of rho 1 then buys at
+# most 10,000 answers. Below it an analyst could buy near-useless releases for almost no
+# budget, over and over (docs/privacy.md, The rho floor).
+DEFAULT_MIN_RHO = 1e-4
+# No agreement may set its floor lower than this: noise scales stay finite and sane however
+# the terms are drafted (sigma <= ~7,071 per unit of sensitivity).
+MIN_RHO_LIMIT = 1e-8
 # Fields added after the first release of v1, with their defaults. They are left out of the
 # canonical JSON while at their default, so every digest signed before they existed still holds.
 _ADDED_TERM_DEFAULTS: dict[str, Any] = {
@@ -25,6 +34,7 @@ _ADDED_TERM_DEFAULTS: dict[str, Any] = {
     "modules": (),
     "aggregation": "per_node",
     "collusion": 0,
+    "min_rho": DEFAULT_MIN_RHO,
 }
 
 
@@ -96,6 +106,15 @@ class AgreementTerms(WireModel):
     rho_budget: float = Field(
         gt=0, description="zCDP budget per node for each budget period (see budget_period)"
     )
+    min_rho: float = Field(
+        default=DEFAULT_MIN_RHO,
+        ge=MIN_RHO_LIMIT,
+        description=(
+            "the least rho a query may cost (zCDP): smaller costs buy noise too wide to use and"
+            " let a budget be split into endless releases. Never above rho_per_query_max; when"
+            " left at its default it yields to a smaller rho_per_query_max."
+        ),
+    )
     budget_period: BudgetPeriod = Field(
         default="validity",
         description=(
@@ -120,6 +139,10 @@ class AgreementTerms(WireModel):
             raise ValueError("valid_until must be after valid_from")
         if self.rho_per_query_max > self.rho_budget:
             raise ValueError("the per-query cap cannot exceed the budget")
+        # Only an explicit floor is checked: versions signed before the field existed (and
+        # stored since) take the default, which yields to their cap instead (`rho_floor`).
+        if "min_rho" in self.model_fields_set and self.min_rho > self.rho_per_query_max:
+            raise ValueError("min_rho cannot exceed the per-query cap")
         nodes = self.node_ids
         if len(set(nodes)) != len(nodes):
             raise ValueError("a node is named by more than one party")
@@ -147,6 +170,11 @@ class AgreementTerms(WireModel):
             if name in data and (data[name] == default or (default == () and data[name] == [])):
                 del data[name]
         return data
+
+    @property
+    def rho_floor(self) -> float:
+        """The least rho a query may cost under these terms (never above the per-query cap)."""
+        return min(self.min_rho, self.rho_per_query_max)
 
     @property
     def node_ids(self) -> tuple[str, ...]:

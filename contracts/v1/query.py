@@ -134,6 +134,10 @@ class QueryRequest(WireModel):
     analyst: str | None = Field(default=None, max_length=200)
     analyst_organisation: str | None = Field(default=None, max_length=200)
     dissemination: Literal["public", "partners", "restricted"] | None = None
+    # Added with secure aggregation's route binding (left out while "per_node"): a request
+    # the hub signs for secure aggregation says so, so a node answers it only inside a
+    # SecureInvite or SecureRoster and never as a plain query (docs/federation.md).
+    aggregation: Literal["per_node", "secure"] = "per_node"
 
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -141,6 +145,8 @@ class QueryRequest(WireModel):
         for name in ("analyst", "analyst_organisation", "dissemination"):
             if name in data and data[name] is None:
                 del data[name]
+        if data.get("aggregation") == "per_node":
+            del data["aggregation"]
         return data
 
 

@@ -4,7 +4,9 @@ Rules (each broken rule is one listed difference):
 - every release a node stored answers a query the hub sent to that node;
 - every answer the hub combined ("ok" outcome) is a release the node stored;
 - every charge a node made is for a query the hub sent it, once, at the rho it asked (once
-  per attempt of a secure aggregation query, for no more attempts than the hub ran);
+  per attempt of a secure aggregation query, for no more attempts than the hub ran; a
+  charge the node returned, `budget_released`, counts as none; a secure query's last node
+  answers a plain request under the derived id the hub logged, `query.per_node_fallback`);
 - each node's spent budget per agreement equals the sum of its charges in its log;
 - each log's chain holds, and the hub's copies of a node's checkpoints match its chain.
 """
@@ -106,6 +108,8 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
     sent: dict[tuple[str, str], float] = {}
     combined: set[tuple[str, str]] = set()
     attempts: dict[str, int] = {}  # secure aggregation: attempts the hub ran per query
+    # A secure query's last node asked for a plain release under a derived id.
+    renamed: dict[tuple[str, str], str] = {}
     for e in hub.entries:
         qid = _query(e)
         if qid is None:
@@ -113,9 +117,14 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
         if e.action == "query.submitted":
             for node_id in e.details.get("nodes", []):
                 sent[(qid, str(node_id))] = float(e.details.get("rho", 0.0))
+        elif e.action == "query.per_node_fallback":
+            node, alias = str(e.details.get("node")), str(e.details.get("node_query_id"))
+            sent[(alias, node)] = float(e.details.get("rho", 0.0))
+            renamed[(qid, node)] = alias
         elif e.action == "query.node_outcome":
             if e.details.get("outcome") == "ok":
-                combined.add((qid, str(e.details.get("node"))))
+                node = str(e.details.get("node"))
+                combined.add((renamed.get((qid, node), qid), node))
             if e.details.get("aggregation") == "secure":
                 attempts[qid] = max(attempts.get(qid, 0), int(e.details.get("attempts", 0)))
 
@@ -200,6 +209,11 @@ def _reconcile_node(
                         "record of sending it",
                     )
                 )
+        elif e.action == "budget_released":
+            # A charge returned because its release failed before any noise was drawn.
+            agreement = str(e.details.get("agreement_id", ""))
+            charged_by_agreement[agreement] -= float(e.details.get("rho", 0.0))
+            charges[(qid, int(e.details.get("attempt", 0)))] -= 1
         elif e.action == "budget_charged":
             rho = float(e.details.get("rho", 0.0))
             agreement = str(e.details.get("agreement_id", ""))

@@ -4,13 +4,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from joserfc.jwk import OKPKey
 
 from contracts import signing
-from contracts.agreement_rules import HUB_DIMS
+from contracts.agreement_rules import HUB_DIMS, filter_refusal
 from contracts.v1 import AgreementTerms, Filter, QueryRequest, QuerySpec
 from hub.privacy.exceptions import CostOverCap, OrgNotPermitted, TermViolation
 
@@ -74,8 +74,16 @@ def check_spec(*, spec: QuerySpec, terms: AgreementTerms, organisation: str) -> 
             f"at most {terms.max_dims} data dims per query under the agreement",
             code="too_many_dims",
         )
+    reason = filter_refusal(spec)
+    if reason is not None:
+        raise TermViolation(reason, code="invalid_spec")
     if spec.rho > terms.rho_per_query_max:
         raise CostOverCap()
+    if spec.rho < terms.rho_floor:
+        raise TermViolation(
+            f"rho is below the agreement's floor of {terms.rho_floor:g} (term min_rho)",
+            code="rho_below_floor",
+        )
 
 
 def node_spec(spec: QuerySpec) -> QuerySpec:
@@ -122,9 +130,13 @@ def plan_query(
     ttl_seconds: int,
     analyst: str | None = None,
     analyst_organisation: str | None = None,
+    aggregation: Literal["per_node", "secure"] = "per_node",
 ) -> Plan:
     """One signed request per node. Node datasets are disjoint, so by parallel composition
-    each node spends the full `rho` on its own rows and the combination costs `rho`."""
+    each node spends the full `rho` on its own rows and the combination costs `rho`.
+
+    `aggregation="secure"` marks every request as one for secure aggregation: nodes then
+    answer it only inside the hub's SecureInvite and SecureRoster, never as a plain query."""
     sent_spec = node_spec(spec)
     calls = []
     for target in targets:
@@ -144,6 +156,7 @@ def plan_query(
             analyst=analyst,
             analyst_organisation=analyst_organisation,
             dissemination=terms.dissemination,
+            aggregation=aggregation,
         )
         calls.append(PlannedCall(target=target, request=request, jws=signing.sign(request, key)))
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

@@ -8,6 +8,7 @@ the central release's sigma^2 when k shares of sigma / sqrt(k) were added.
 """
 
 import base64
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,12 @@ def plan_aggregation(*, terms: AgreementTerms, spec: QuerySpec, modes: Sequence[
     if reason is not None:
         return SecurePlan(secure=False, note=f"per-node noise: {reason}")
     return SecurePlan(secure=True)
+
+
+def fallback_query_id(query_id: uuid.UUID) -> uuid.UUID:
+    """The id under which the last node of a secure query that lost its peers is asked for a
+    plain release: a node binds each query id to one mode, and the secure id is spent."""
+    return uuid.uuid5(query_id, "per-node-fallback")
 
 
 class AggregateInvalid(Exception):

@@ -69,3 +69,7 @@ class TermNotInContract(AgreementError):
 
 class HubUnreachable(AgreementError):
     code = "hub_unreachable"
+
+
+class RhoBelowFloor(AgreementError):
+    code = "rho_below_floor"

@@ -49,6 +49,7 @@ from node.agreements.exceptions import (
     DisseminationNotAllowed,
     HubUnreachable,
     MeasureNotAllowed,
+    RhoBelowFloor,
     TermNotInContract,
     TooManyDims,
 )
@@ -610,6 +611,10 @@ def check_columns(terms: AgreementTerms, *, spec: QuerySpec, rho: float) -> None
         raise TooManyDims(f"term max_dims: the agreement allows at most {terms.max_dims} dims")
     if rho > terms.rho_per_query_max:
         raise CostOverCap("term rho_per_query_max: the query's rho is above the per-query cap")
+    if rho < terms.rho_floor:
+        raise RhoBelowFloor(
+            f"term min_rho: the query's rho is below the agreement's floor of {terms.rho_floor:g}"
+        )
 
 
 def check_requester(terms: AgreementTerms, *, request: QueryRequest) -> None:

@@ -140,6 +140,54 @@ def test_secure_attempts_are_charged_once_each() -> None:
     assert _kinds(hub, _node(twice, spent=0.3, queries=3)) == [("extra_charge", "q1")]
 
 
+def test_a_charge_the_node_returned_counts_as_none() -> None:
+    hub = _hub({"q1": "failed"})
+    base = {"query_id": "q1", "agreement_id": "mou"}
+    failed = [
+        *_node_events("q1", release=False),
+        ("release_failed", "query:q1", {**base, "noise_drawn": False}),
+        ("budget_released", "query:q1", {**base, "rho": 0.1}),
+    ]
+    assert _kinds(hub, _node(failed, spent=0.0, queries=0)) == []
+    # Retried and answered: one charge in all.
+    retried = failed + _node_events("q1")
+    assert _kinds(hub, _node(retried, spent=0.1, queries=1)) == []
+
+
+def test_a_secure_query_falling_back_reconciles_under_its_derived_id() -> None:
+    secure = {"aggregation": "secure"}
+    hub = _export(
+        "hub",
+        "test-hub",
+        _log(
+            [
+                (
+                    "query.submitted",
+                    "query:q1",
+                    {"agreement": "mou:v1", "nodes": [NODE], "rho": 0.1},
+                ),
+                (
+                    "query.node_outcome",
+                    "query:q1",
+                    {"node": "ke-b", "outcome": "failed", **secure, "attempts": 1},
+                ),
+                (
+                    "query.per_node_fallback",
+                    "query:q1",
+                    {"node": NODE, "node_query_id": "q1f", "rho": 0.1},
+                ),
+                ("query.node_outcome", "query:q1", {"node": NODE, "outcome": "ok"}),
+            ]
+        ),
+    )
+    attempt = {"query_id": "q1", "agreement_id": "mou", **secure, "attempt": 1}
+    node = [("budget_charged", "query:q1", {**attempt, "rho": 0.1}), *_node_events("q1f")]
+    assert _kinds(hub, _node(node, spent=0.2, queries=2)) == []
+    # Without the hub's record of the derived id, the plain release is unexplained.
+    bare = AuditLog(hub.header, [e for e in hub.entries if e.action != "query.per_node_fallback"])
+    assert ("release_without_hub_query", "q1f") in _kinds(bare, _node(node, spent=0.2, queries=2))
+
+
 def test_query_answered_without_hub_record_is_found() -> None:
     hub = _hub({"q1": "ok"})
     node = _node(_node_events("q1") + _node_events("q9"), spent=0.2, queries=2)
