@@ -27,7 +27,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── ColumnNotQueryable        column_not_queryable (identifier, free text, unit key)
 │   ├── DimNotCategorical         dim_not_categorical
 │   ├── MeasureNotSupported       measure_not_supported
-│   └── CostCheckFailed           cost_check_failed: the measurement would cost more than allowed
+│   ├── CostCheckFailed           cost_check_failed: the measurement would cost more than allowed
+│   └── NoiseOutOfRange           noise_out_of_range: a rho too small for any usable noise scale
 ├── AgreementError
 │   ├── AgreementInvalid          agreement_invalid: digest, hub signature or party check failed
 │   ├── AgreementUnknown          agreement_unknown
@@ -42,6 +43,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── CostOverCap               cost_over_cap
 │   ├── AgreementNotYetValid      agreement_not_yet_valid
 │   ├── AgreementSuperseded       agreement_superseded: a newer signed version is in use
+│   ├── RhoBelowFloor             rho_below_floor: below the agreement's min_rho
 │   ├── AnalystOrgNotPermitted    analyst_org_not_permitted
 │   ├── DisseminationNotAllowed   dissemination_not_allowed
 │   ├── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
@@ -56,7 +58,14 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── RequestExpired            request_expired
 │   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
 │   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
-│   └── RosterInvalid             roster_invalid: a secure roster that does not check out
+│   ├── RosterInvalid             roster_invalid: a secure roster that does not check out
+│   ├── InvalidRequest            invalid_request: a signed payload that is not this route's
+│   │                             model, or a request expiring before it is issued
+│   ├── InvalidSpec               invalid_spec: a column filtered twice, a level named twice
+│   ├── WrongRoute                wrong_route: signed for secure aggregation, sent plainly
+│   ├── RhoMismatch               rho_mismatch: the request's rho is not its spec's
+│   ├── QueryModeConflict         query_mode_conflict: a query id used in the other mode
+│   └── ReleaseFailed             release_failed: a charged release could not be computed
 ├── WebError                      (node/web: the steward's browser pages)
 │   ├── LoginRequired             login_required: no valid browser session (redirect to login)
 │   ├── CsrfRejected              csrf_failed: a form without this session's CSRF token

@@ -23,7 +23,8 @@ from node.auth.exceptions import Unauthenticated
 from node.db import transaction
 from node.exceptions import NodeError
 from node.ledger.models import BudgetRow
-from node.queries.service import handle_query
+from node.queries.service import PUSH_ROUTE, handle_query
+from node.security import UNVERIFIED
 from node.settings import NodeSettings
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -62,13 +63,13 @@ HUB_LAST_SEEN = Gauge(
 
 
 def observed_handle_query(
-    *, settings: NodeSettings, signed: Signed, now: datetime | None = None
+    *, settings: NodeSettings, signed: Signed, now: datetime | None = None, route: str = PUSH_ROUTE
 ) -> Signed:
     """`handle_query`, counted and timed: the one entry of both transports."""
     started = time.perf_counter()
     HUB_LAST_SEEN.set_to_current_time()
     try:
-        answer = handle_query(settings=settings, signed=signed, now=now)
+        answer = handle_query(settings=settings, signed=signed, now=now, route=route)
     except NodeError as exc:
         QUERIES.labels(outcome=exc.code).inc()
         QUERY_LATENCY.labels(result="refused").observe(time.perf_counter() - started)
@@ -101,7 +102,7 @@ class LedgerCollector(Collector):
 
 def registry_for(settings: NodeSettings) -> CollectorRegistry:
     registry = CollectorRegistry()
-    for metric in (HTTP_REQUESTS, HTTP_LATENCY, QUERIES, QUERY_LATENCY, HUB_LAST_SEEN):
+    for metric in (HTTP_REQUESTS, HTTP_LATENCY, QUERIES, QUERY_LATENCY, HUB_LAST_SEEN, UNVERIFIED):
         registry.register(metric)
     registry.register(LedgerCollector(settings.db_url))
     return registry

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.v1 import ErrorBody, ErrorResponse
+from node import security
 from node.exceptions import NodeError
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "secure_not_allowed": 403,
     "secure_session_unknown": 409,
     "roster_invalid": 422,
+    "invalid_request": 422,
+    "invalid_spec": 422,
+    "wrong_route": 403,
+    "rho_mismatch": 422,
+    "query_mode_conflict": 409,
+    "release_failed": 500,
+    "rho_below_floor": 403,
+    "noise_out_of_range": 422,
     "agreement_unknown": 403,
     "agreement_suspended": 403,
     "agreement_revoked": 403,
@@ -93,6 +102,7 @@ async def _node_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if request.url.path in SIGNED_ROUTES:
+        security.unverified(route=request.url.path, code="unsigned")
         return error_response(401, "unsigned", "the body must be a signed message {jws}")
     # FastAPI's default body echoes the input; name the fields only.
     fields = sorted({".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()})

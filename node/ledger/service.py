@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.agreement_rules import budget_window, period_label
@@ -120,6 +120,30 @@ def reserve(
     )
     session.flush()
     return Reservation(outcome="charged")
+
+
+def release_reservation(session: Session, *, query_id: UUID, request_digest: str) -> float | None:
+    """Undo this request's charge when its release failed before any noise was drawn (the
+    caller knows that; the ledger cannot). Returns the rho given back, or None when there is
+    nothing to undo: no intent, another request's, or a release already stored."""
+    budget_id = session.execute(
+        select(ReleaseRow.agreement_id).where(ReleaseRow.query_id == str(query_id))
+    ).scalar_one_or_none()
+    if budget_id is None:
+        return None
+    # The budget row first, as `reserve` locks it: the same order, so no deadlock.
+    budget = session.execute(
+        select(BudgetRow).where(BudgetRow.agreement_id == budget_id).with_for_update()
+    ).scalar_one()
+    intent = session.get(ReleaseRow, str(query_id), with_for_update=True)
+    if intent is None or intent.release is not None or intent.request_digest != request_digest:
+        return None
+    budget.rho_spent = max(0.0, budget.rho_spent - intent.rho)
+    budget.queries = max(0, budget.queries - 1)
+    session.execute(delete(BudgetCharge).where(BudgetCharge.query_id == str(query_id)))
+    session.delete(intent)
+    session.flush()
+    return intent.rho
 
 
 def check_covers(session: Session, *, terms: AgreementTerms, rho: float, now: datetime) -> None:

@@ -29,3 +29,41 @@ class SecureSessionUnknown(RequestError):
 
 class RosterInvalid(RequestError):
     code = "roster_invalid"
+
+
+class InvalidRequest(RequestError):
+    """A message that is not a valid request: a signed payload that is not the model this
+    route takes, or a request that contradicts itself (expiring before it is issued)."""
+
+    code = "invalid_request"
+
+
+class WrongRoute(RequestError):
+    """A request signed for secure aggregation, sent to the plain query route (or a plain
+    request inside a secure phase): answering it would release per node, charged twice."""
+
+    code = "wrong_route"
+
+
+class RhoMismatch(RequestError):
+    """The signed request's rho is not its spec's rho: the cost charged must be the one asked."""
+
+    code = "rho_mismatch"
+
+
+class QueryModeConflict(RequestError):
+    """A query id already used in the other mode (plain release vs secure aggregation)."""
+
+    code = "query_mode_conflict"
+
+
+class ReleaseFailed(RequestError):
+    """Computing a charged release failed; the charge was returned if no noise was drawn."""
+
+    code = "release_failed"
+
+
+class InvalidSpec(RequestError):
+    """A spec malformed beyond its wire model: a column filtered twice, a level named twice."""
+
+    code = "invalid_spec"

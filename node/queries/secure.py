@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -33,6 +34,7 @@ from contracts.v1 import (
     Signed,
 )
 from contracts.v1.secure import Keys
+from node import security
 from node.audit import service as audit
 from node.db import transaction
 from node.exceptions import NodeError
@@ -40,6 +42,7 @@ from node.home import NodeIdentity, load_identity, load_key
 from node.ledger import service as ledger
 from node.privacy import engine, mechanisms
 from node.privacy import secure as noise
+from node.queries import modes
 from node.queries.exceptions import (
     RequestExpired,
     RosterInvalid,
@@ -54,6 +57,7 @@ from node.queries.service import (
     audit_accepted,
     audit_refusal,
     charge_info,
+    release_failed,
     verify_hub_signed,
     verify_request,
 )
@@ -94,6 +98,7 @@ def handle_invite(
         with transaction(settings.db_url) as session:
             accepted = _accepted_secure(session, identity, request, settings=settings, now=now)
             ledger.check_covers(session, terms=accepted.terms, rho=request.rho, now=now)
+            modes.bind(session, query_id=request.query_id, mode="secure", now=now)
     except NodeError as exc:
         audit_refusal(settings.db_url, code=exc.code, details=base)
         raise
@@ -153,6 +158,15 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                 roster.keys
             ):
                 raise RosterInvalid("the roster's cells do not cover this node's cells once each")
+            modes.bind(session, query_id=request.query_id, mode="secure", now=now)
+            noise.check_shares(
+                cells=len(roster.keys),
+                contract=accepted.contract,
+                spec=accepted.spec,
+                rho=request.rho,
+                members=len(peers),
+                collusion=accepted.terms.collusion,
+            )
             reservation = ledger.reserve(
                 session,
                 query_id=ledger_id,
@@ -169,16 +183,41 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
     if reservation.outcome == "stored":
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
-    contribution = _contribution(
-        identity,
-        request,
-        accepted,
-        roster=roster,
-        roster_digest=roster_digest,
-        private=offered.private,
-        peers=peers,
+    failed = partial(
+        release_failed,
+        settings.db_url,
+        identity=identity,
+        ledger_id=ledger_id,
+        request_digest=roster_digest,
+        obj=_obj(request),
+        details=base,
+        charged_now=reservation.outcome == "charged",
     )
-    token = signing.sign(contribution, load_key(settings.home))
+    spec, contract = accepted.spec, accepted.contract
+    try:
+        exact = engine.measure_exact(
+            data=accepted.scan(),
+            contract=contract,
+            spec=spec,
+            rho=request.rho,
+            source=accepted.source,
+        )
+    except Exception as exc:  # no noise drawn yet: this attempt's charge goes back
+        raise failed(exc, noise_drawn=False) from None
+    try:
+        contribution = _contribution(
+            identity,
+            request,
+            accepted,
+            exact,
+            roster=roster,
+            roster_digest=roster_digest,
+            private=offered.private,
+            peers=peers,
+        )
+        token = signing.sign(contribution, load_key(settings.home))
+    except Exception as exc:  # a noise share may have been drawn: the charge stands
+        raise failed(exc, noise_drawn=True) from None
     with transaction(settings.db_url) as session:
         stored = ledger.store_release(session, query_id=ledger_id, release_jws=token)
         action = "release_stored" if stored == token else "release_discarded"
@@ -198,9 +237,22 @@ def _verified(
     settings: NodeSettings,
     now: datetime,
 ) -> tuple[Phase, QueryRequest]:
-    """The hub-signed message and the node's own signed query request inside it."""
+    """The hub-signed message and the node's own signed query request inside it.
+
+    Until the hub's signature on the message verifies, a refusal goes to the security log
+    only; after that the hub stands behind what it sent, and refusals are chained."""
     try:
         message = verify_hub_signed(identity, signed, model, now=now)
+    except NodeError as exc:
+        security.unverified(route=_ROUTES[model], code=exc.code)
+        raise
+    base = {
+        "query_id": str(message.query_id),
+        "aggregation": "secure",
+        "phase": "offer" if model is SecureInvite else "contribution",
+        "attempt": message.attempt,
+    }
+    try:
         if message.node_id != identity.node_id:
             raise WrongNode("the message is addressed to another node")
         skew = timedelta(seconds=settings.clock_skew_seconds)
@@ -210,13 +262,21 @@ def _verified(
             seconds=settings.request_max_age_seconds
         ):
             raise RequestExpired("the message is issued outside the allowed time window")
-        request = verify_request(identity, Signed(jws=message.request), now=now)
+        request = verify_request(
+            identity, Signed(jws=message.request), now=now, aggregation="secure"
+        )
         if request.query_id != message.query_id or request.node_id != identity.node_id:
             raise RosterInvalid("the message carries another query's request")
     except NodeError as exc:
-        audit_refusal(settings.db_url, code=exc.code, details={})
+        audit_refusal(settings.db_url, code=exc.code, details=base)
         raise
     return message, request
+
+
+_ROUTES: dict[type, str] = {
+    SecureInvite: "/v1/secure/offers",
+    SecureRoster: "/v1/secure/contributions",
+}
 
 
 def _accepted_secure(
@@ -268,6 +328,7 @@ def _contribution(
     identity: NodeIdentity,
     request: QueryRequest,
     accepted: Accepted,
+    exact: engine.Exact,
     *,
     roster: SecureRoster,
     roster_digest: str,
@@ -275,9 +336,6 @@ def _contribution(
     peers: dict[str, X25519PublicKey],
 ) -> SecureContribution:
     spec, contract = accepted.spec, accepted.contract
-    exact = engine.measure_exact(
-        data=accepted.scan(), contract=contract, spec=spec, rho=request.rho, source=accepted.source
-    )
     shares = noise.noisy_shares(
         exact,
         keys=roster.keys,

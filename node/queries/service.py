@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from uuid import UUID
 
 import polars as pl
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from contracts import signing
+from contracts.agreement_rules import filter_refusal
 from contracts.errors import ContractError
 from contracts.v1 import (
     AgreementTerms,
@@ -23,6 +26,7 @@ from contracts.v1 import (
     SecureRoster,
     Signed,
 )
+from node import security
 from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementUnknown
 from node.audit import service as audit
@@ -34,7 +38,18 @@ from node.home import NodeIdentity, hub_keys, load_identity, load_key
 from node.ledger import service as ledger
 from node.ledger.schemas import ChargeInfo, Reservation
 from node.privacy import engine
-from node.queries.exceptions import RequestExpired, SignatureRejected, Unsigned, WrongNode
+from node.queries import modes
+from node.queries.exceptions import (
+    InvalidRequest,
+    InvalidSpec,
+    ReleaseFailed,
+    RequestExpired,
+    RhoMismatch,
+    SignatureRejected,
+    Unsigned,
+    WrongNode,
+    WrongRoute,
+)
 from node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
@@ -42,12 +57,24 @@ log = logging.getLogger(__name__)
 # The hub-signed messages a node acts on.
 HubSigned = TypeVar("HubSigned", QueryRequest, SecureInvite, SecureRoster)
 HUB = "hub"
+# The route label of push requests in the security log and metrics (pull uses "pull").
+PUSH_ROUTE = "/v1/queries"
 
 
-def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None = None) -> Signed:
-    """Check, charge, compute, store and sign one release; refusals are audited, charge nothing.
+def handle_query(
+    *,
+    settings: NodeSettings,
+    signed: Signed,
+    now: datetime | None = None,
+    route: str = PUSH_ROUTE,
+) -> Signed:
+    """Check, charge, compute, store and sign one release; refusals charge nothing.
 
-    Raises a NodeError subclass (with its stable code) for every refusal.
+    Raises a NodeError subclass (with its stable code) for every refusal. Refusals of a
+    verified hub request are audited in the chain; traffic no hub signature verifies goes to
+    the security log only (`route` names where it came in: a push route or `pull`). A release
+    that fails once charged is refused as `release_failed` (or its own code), and its charge
+    is returned when no noise was drawn.
     """
     now = now or datetime.now(UTC)
     url = settings.db_url
@@ -55,7 +82,8 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
     try:
         request = verify_request(identity, signed, now=now)
     except NodeError as exc:
-        audit_refusal(url, code=exc.code, details={})
+        # Nobody verified stands behind it: never the chain, never an actor claimed.
+        security.unverified(route=route, code=exc.code)
         raise
     base = {
         "query_id": str(request.query_id),
@@ -67,6 +95,7 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         with transaction(url) as session:
             accepted = accept(session, identity, request, settings=settings, now=now)
             terms, spec = accepted.terms, accepted.spec
+            modes.bind(session, query_id=request.query_id, mode="per_node", now=now)
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
@@ -84,38 +113,59 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
 
-    computed = engine.compute_release(
-        data=accepted.scan(),
-        contract=accepted.contract,
-        spec=spec,
-        rho=request.rho,
-        min_cell_size=terms.min_cell_size,
-        max_ci_relative_width=terms.max_ci_relative_width,
-        suppress=terms.suppression == "per_node",
-        source=accepted.source,
-    )
-    release = Release(
-        query_id=request.query_id,
-        node_id=identity.node_id,
-        agreement_id=request.agreement_id,
-        agreement_version=request.agreement_version,
-        dataset=spec.dataset,
-        contract_version=accepted.contract_version,
-        measure=spec.measure,
-        group_by=computed.group_by,
-        mechanism=computed.mechanism,
-        rho=request.rho,
-        noise_scale=computed.noise_scale,
+    failed = partial(
+        release_failed,
+        url,
+        identity=identity,
+        ledger_id=request.query_id,
         request_digest=request_digest,
-        cells=computed.cells,
-        released_at=datetime.now(UTC),
-        components=computed.components,
-        epsilon=computed.epsilon,
-        delta=computed.delta,
-        weighted=computed.weighted,
-        grid=computed.grid,
+        obj=_obj(request),
+        details=base,
+        # Only a charge made by this very call is known to have drawn nothing yet: a
+        # `pending` one was made by an attempt that may have drawn noise before it failed.
+        charged_now=reservation.outcome == "charged",
     )
-    token = signing.sign(release, load_key(settings.home))
+    try:
+        exact = engine.measure_exact(
+            data=accepted.scan(),
+            contract=accepted.contract,
+            spec=spec,
+            rho=request.rho,
+            source=accepted.source,
+        )
+    except Exception as exc:  # no noise drawn yet: the charge goes back
+        raise failed(exc, noise_drawn=False) from None
+    try:
+        computed = engine.release_exact(
+            exact,
+            min_cell_size=terms.min_cell_size,
+            max_ci_relative_width=terms.max_ci_relative_width,
+            suppress=terms.suppression == "per_node",
+        )
+        release = Release(
+            query_id=request.query_id,
+            node_id=identity.node_id,
+            agreement_id=request.agreement_id,
+            agreement_version=request.agreement_version,
+            dataset=spec.dataset,
+            contract_version=accepted.contract_version,
+            measure=spec.measure,
+            group_by=computed.group_by,
+            mechanism=computed.mechanism,
+            rho=request.rho,
+            noise_scale=computed.noise_scale,
+            request_digest=request_digest,
+            cells=computed.cells,
+            released_at=datetime.now(UTC),
+            components=computed.components,
+            epsilon=computed.epsilon,
+            delta=computed.delta,
+            weighted=computed.weighted,
+            grid=computed.grid,
+        )
+        token = signing.sign(release, load_key(settings.home))
+    except Exception as exc:  # noise may have been drawn: budget stays spent (trust model)
+        raise failed(exc, noise_drawn=True) from None
     with transaction(url) as session:
         stored = ledger.store_release(session, query_id=request.query_id, release_jws=token)
         # A concurrent twin may have stored first: its release wins and ours is discarded.
@@ -125,6 +175,64 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         )
     log.info("query %s answered", request.query_id)
     return Signed(jws=stored)
+
+
+def release_failed(
+    url: str,
+    exc: Exception,
+    *,
+    identity: NodeIdentity,
+    ledger_id: UUID,
+    request_digest: str,
+    obj: str,
+    details: dict[str, Any],
+    charged_now: bool,
+    noise_drawn: bool,
+) -> NodeError:
+    """Record a charged release that could not be computed, and the refusal to answer.
+
+    Budget is spent before noise is drawn (the trust model), so the charge is returned only
+    when it is certain that no noise was drawn under it: the failure came before the first
+    draw, and the charge was made by this very attempt. The chain says what failed (the
+    error's type or code, never its text) and whether the budget came back.
+    """
+    code = exc.code if isinstance(exc, NodeError) else ReleaseFailed.code
+    log.error("%s: the release failed (%s)", obj, type(exc).__name__)
+    with transaction(url) as session:
+        released = None
+        if charged_now and not noise_drawn:
+            released = ledger.release_reservation(
+                session, query_id=ledger_id, request_digest=request_digest
+            )
+        events = [
+            audit.Event(
+                actor=identity.node_id,
+                action="release_failed",
+                object=obj,
+                details={
+                    **details,
+                    "code": code,
+                    "error": type(exc).__name__,
+                    "noise_drawn": noise_drawn,
+                },
+            )
+        ]
+        if released is not None:
+            events.append(
+                audit.Event(
+                    actor=identity.node_id,
+                    action="budget_released",
+                    object=obj,
+                    details={**details, "rho": released},
+                )
+            )
+        audit.append_many(session, events)
+    if isinstance(exc, NodeError):
+        return exc
+    return ReleaseFailed(
+        "the node could not compute this release"
+        + ("; its charge was returned" if released is not None else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +267,9 @@ def accept(
     spec = request.spec
     if spec.agreement_id != request.agreement_id:
         raise AgreementUnknown("the query names another agreement")
+    reason = filter_refusal(spec)
+    if reason is not None:
+        raise InvalidSpec(reason)
     scan: Callable[[], pl.LazyFrame]
     source: Path | None
     if spec.module_version is None:
@@ -178,6 +289,8 @@ def accept(
     engine.check_spec(contract=contract, spec=spec)
     agreements.check_columns(terms, spec=spec, rho=request.rho)
     agreements.check_requester(terms, request=request)
+    # Every bound on the cost before anything is charged: nothing fails for it afterwards.
+    engine.check_cost(contract=contract, spec=spec, rho=request.rho)
     return Accepted(terms, spec, contract, contract_version, scan, source)
 
 
@@ -195,14 +308,33 @@ def charge_info(request: QueryRequest) -> ChargeInfo:
     )
 
 
-def verify_request(identity: NodeIdentity, signed: Signed, *, now: datetime) -> QueryRequest:
-    return verify_hub_signed(identity, signed, QueryRequest, now=now)
+def verify_request(
+    identity: NodeIdentity,
+    signed: Signed,
+    *,
+    now: datetime,
+    aggregation: Literal["per_node", "secure"] = "per_node",
+) -> QueryRequest:
+    """A hub-signed QueryRequest for this route: `per_node` (the plain query route, push or
+    pull) or `secure` (inside a SecureInvite or SecureRoster)."""
+    request = verify_hub_signed(identity, signed, QueryRequest, now=now)
+    if request.aggregation != aggregation:
+        if request.aggregation == "secure":
+            raise WrongRoute(
+                "the request was signed for secure aggregation: it is answered only in its "
+                "secure phases, never as a plain query"
+            )
+        raise WrongRoute("a secure phase must carry a request signed for secure aggregation")
+    return request
 
 
 def verify_hub_signed(
     identity: NodeIdentity, signed: Signed, model: type[HubSigned], *, now: datetime
 ) -> HubSigned:
-    """A message signed by the pinned hub (or its previous key during a rotation's overlap)."""
+    """A message signed by the pinned hub (or its previous key during a rotation's overlap).
+
+    A bad or missing signature is `signature_invalid`; a verified payload that is not a
+    `model` (another message, a malformed one) is `invalid_request`."""
     try:
         header = signing.unverified_header(signed.jws)
     except ContractError as exc:
@@ -215,12 +347,23 @@ def verify_hub_signed(
         raise SignatureRejected("the request is not signed with the pinned hub key")
     hub_key = signing.load_public_key(jwk)
     try:
-        message = signing.verify_model(signed.jws, hub_key, model)
+        payload = signing.verify(signed.jws, hub_key)
     except ContractError as exc:
         raise SignatureRejected("the request signature does not verify") from exc
+    try:
+        message = model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise InvalidRequest(f"the signed payload is not a valid {_NAMES[model]}") from exc
     if message.hub_id != identity.hub_id:
         raise SignatureRejected("the request names another hub than the pinned one")
     return message
+
+
+_NAMES: dict[type, str] = {
+    QueryRequest: "query request",
+    SecureInvite: "secure aggregation invite",
+    SecureRoster: "secure aggregation roster",
+}
 
 
 def _aware(moment: datetime) -> datetime:
@@ -232,6 +375,8 @@ def _check_request(
 ) -> None:
     if request.node_id != identity.node_id:
         raise WrongNode("the request is addressed to another node")
+    if request.rho != request.spec.rho:
+        raise RhoMismatch("the request's rho differs from its spec's rho")
     skew = timedelta(seconds=settings.clock_skew_seconds)
     issued, expires = _aware(request.issued_at), _aware(request.expires_at)
     if expires + skew < now:
@@ -240,6 +385,8 @@ def _check_request(
         raise RequestExpired("the request is issued in the future beyond the allowed clock skew")
     if now - issued > timedelta(seconds=settings.request_max_age_seconds):
         raise RequestExpired("the request was issued too long ago")
+    if expires <= issued:
+        raise InvalidRequest("the request expires before it is issued")
 
 
 def _obj(request: QueryRequest) -> str:
@@ -278,8 +425,9 @@ def audit_accepted(
 
 
 def audit_refusal(url: str, *, code: str, details: dict[str, Any]) -> None:
-    """Audit a refusal in its own transaction: the refused one was rolled back whole."""
-    obj = f"query:{details['query_id']}" if "query_id" in details else "query:unverified"
+    """Audit a verified hub request's refusal in its own transaction (the refused one was
+    rolled back whole). Only ever called after the hub's signature verified."""
+    obj = f"query:{details['query_id']}"
     with transaction(url) as session:
         audit.append_many(
             session,

@@ -11,10 +11,12 @@ import logging
 import secrets
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -66,6 +68,13 @@ from node.sync.exceptions import (
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 300
 POST_ATTEMPTS = 3
+RELEASES = "/v1/federation/releases"
+REFUSALS = "/v1/federation/refusals"
+# The route label of pulled tasks in the security log and metrics.
+PULL_ROUTE = "pull"
+# A task failing this many times for unexpected reasons is refused with TASK_FAILED.
+STRIKES = 3
+TASK_FAILED = "task_failed"
 
 
 def enroll(
@@ -257,6 +266,8 @@ class PullStats:
     refused: int = 0
     skipped: int = 0
     undelivered: int = 0
+    # Tasks that failed for an unexpected reason and were left for the hub to hand out again.
+    failed: int = 0
 
 
 def poll_once(
@@ -296,7 +307,11 @@ def poll_once(
         raise HubNotReached("the hub's answer to the poll is not a task batch") from exc
     stats = PullStats(received=len(batch.tasks))
     for task in batch.tasks:
-        _answer(settings=settings, identity=identity, client=client, task=task, stats=stats)
+        try:
+            _answer(settings=settings, identity=identity, client=client, task=task, stats=stats)
+        except Exception as exc:
+            log.error("pull: a task could not be handled (%s)", type(exc).__name__)
+            stats.failed += 1
     return stats
 
 
@@ -325,25 +340,108 @@ def _answer(
         log.info("expired task %s skipped", request.query_id)
         stats.skipped += 1
         return
-    key = load_key(settings.home)
-    try:
-        answer = observed_handle_query(settings=settings, signed=task)
-        path, kind = "/v1/federation/releases", "answered"
-    except NodeError as exc:
-        refusal = TaskRefusal(
-            query_id=request.query_id,
-            node_id=identity.node_id,
-            request_digest=signing.digest(request),
-            code=exc.code,
-            message=exc.message[:MAX_MESSAGE],
-            refused_at=datetime.now(UTC),
-        )
-        answer = Signed(jws=signing.sign(refusal, key))
-        path, kind = "/v1/federation/refusals", "refused"
+    digest = signing.digest(request)
+    answer = _poisoned.refusal(request.query_id, digest)
+    if answer is not None:
+        # Refused before (the refusal did not reach the hub): sent again, not recomputed.
+        path, kind = REFUSALS, "refused"
+    else:
+        try:
+            answer = observed_handle_query(settings=settings, signed=task, route=PULL_ROUTE)
+            path, kind = RELEASES, "answered"
+        except NodeError as exc:
+            answer = _refusal(
+                settings, identity, request, digest=digest, code=exc.code, message=exc.message
+            )
+            path, kind = REFUSALS, "refused"
+        except Exception as exc:
+            # Not a refusal: the database or disk may be briefly away, so the task is left
+            # for the hub to hand out again; one that keeps failing is refused for good.
+            log.error("pull: task %s failed (%s)", request.query_id, type(exc).__name__)
+            if not _poisoned.strike(request.query_id, digest):
+                stats.failed += 1
+                return
+            answer = _refusal(
+                settings,
+                identity,
+                request,
+                digest=digest,
+                code=TASK_FAILED,
+                message="the node failed to answer this task several times and gives up on it",
+            )
+            path, kind = REFUSALS, "refused"
+        if kind == "refused":
+            _poisoned.remember(request.query_id, digest, answer)
     if _deliver(client, f"{identity.hub_url}{path}", answer):
         setattr(stats, kind, getattr(stats, kind) + 1)
+        if kind == "refused":
+            _poisoned.forget(request.query_id)
     else:
         stats.undelivered += 1
+
+
+def _refusal(
+    settings: NodeSettings,
+    identity: NodeIdentity,
+    request: QueryRequest,
+    *,
+    digest: str,
+    code: str,
+    message: str,
+) -> Signed:
+    refusal = TaskRefusal(
+        query_id=request.query_id,
+        node_id=identity.node_id,
+        request_digest=digest,
+        code=code,
+        message=message[:MAX_MESSAGE],
+        refused_at=datetime.now(UTC),
+    )
+    return Signed(jws=signing.sign(refusal, load_key(settings.home)))
+
+
+class _Poisoned:
+    """Tasks this process refused or keeps failing on, so a task the hub hands out again
+    (its lease ran out before the refusal arrived) is answered from here, not recomputed,
+    and one failing for unexpected reasons is refused after STRIKES tries. In memory only
+    and bounded: a restarted node at worst recomputes a refusal once."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._refusals: OrderedDict[tuple[uuid.UUID, str], Signed] = OrderedDict()
+        self._strikes: OrderedDict[tuple[uuid.UUID, str], int] = OrderedDict()
+
+    def refusal(self, query_id: uuid.UUID, digest: str) -> Signed | None:
+        with self._lock:
+            return self._refusals.get((query_id, digest))
+
+    def remember(self, query_id: uuid.UUID, digest: str, refusal: Signed) -> None:
+        with self._lock:
+            self._refusals[(query_id, digest)] = refusal
+            self._strikes.pop((query_id, digest), None)
+            _trim(self._refusals, self._size)
+
+    def forget(self, query_id: uuid.UUID) -> None:
+        with self._lock:
+            for key in [k for k in self._refusals if k[0] == query_id]:
+                del self._refusals[key]
+
+    def strike(self, query_id: uuid.UUID, digest: str) -> bool:
+        """Count one unexpected failure; True once the task has failed STRIKES times."""
+        with self._lock:
+            count = self._strikes.get((query_id, digest), 0) + 1
+            self._strikes[(query_id, digest)] = count
+            _trim(self._strikes, self._size)
+            return count >= STRIKES
+
+
+def _trim(items: OrderedDict[Any, Any], size: int) -> None:
+    while len(items) > size:
+        items.popitem(last=False)
+
+
+_poisoned = _Poisoned()
 
 
 def _deliver(client: httpx.Client, url: str, answer: Signed) -> bool:
@@ -372,20 +470,25 @@ def run_pull(
     wait_seconds: float = 20,
     max_backoff_seconds: float = 60,
 ) -> PullStats:
-    """Poll until `stop` is set; back off (with jitter) while the hub is unreachable."""
+    """Poll until `stop` is set; back off (with jitter) while the hub is unreachable or a
+    round fails for any other reason (a database away, a disk full): the loop itself never
+    dies of a task or a round, only `NotEnrolled` (nothing to poll) ends it."""
     total = PullStats()
     backoff = 1.0
     with _client(client) as http:
         while not stop.is_set():
             try:
                 stats = poll_once(settings=settings, client=http, wait_seconds=wait_seconds)
-            except HubNotReached as exc:
-                log.warning("pull: %s; retrying", exc.message)
+            except NotEnrolled:
+                raise
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, HubNotReached) else type(exc).__name__
+                log.warning("pull: %s; retrying", reason)
                 stop.wait(backoff * (0.5 + secrets.randbelow(1000) / 1000))
                 backoff = min(backoff * 2, max_backoff_seconds)
                 continue
             backoff = 1.0
-            for name in ("received", "answered", "refused", "skipped", "undelivered"):
+            for name in ("received", "answered", "refused", "skipped", "undelivered", "failed"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
     return total
 

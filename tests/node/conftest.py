@@ -166,6 +166,8 @@ class Node:
     hub_key: OKPKey
     terms: AgreementTerms
     client: AppClient
+    # What `request` marks its requests for: "secure" for the secure aggregation routes.
+    aggregation: str = "per_node"
 
     def request(
         self, spec: QuerySpec | None = None, *, query_id: uuid.UUID | None = None, **overrides: Any
@@ -192,6 +194,7 @@ class Node:
             "nonce": uuid.uuid4().hex,
             "analyst": "analyst",
             "analyst_organisation": ANALYST_ORG,
+            "aggregation": self.aggregation,
         }
         fields.update(overrides)
         return QueryRequest(**fields)

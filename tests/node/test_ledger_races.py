@@ -34,11 +34,11 @@ from node.privacy import engine
 from node.queries.service import handle_query
 from node.settings import NodeSettings
 
-def crash(**_kwargs):
+def crash(*_args, **_kwargs):
     # Between the committed charge and the release: the process dies, nothing answered.
     os._exit(3)
 
-engine.compute_release = crash
+engine.release_exact = crash
 settings = NodeSettings(home=sys.argv[1], database_url=sys.argv[2])
 handle_query(settings=settings, signed=Signed(jws=sys.argv[3]))
 print("answered")

@@ -10,7 +10,7 @@ from node import metrics
 from node.app import create_app
 from tests.node.conftest import AppClient, Node
 
-ALLOWED_LABELS = {"method", "route", "status", "outcome", "result", "agreement_id", "le"}
+ALLOWED_LABELS = {"method", "route", "status", "outcome", "result", "agreement_id", "le", "code"}
 
 
 def scrape(node: Node, token: str | None = "scrape-me") -> tuple[int, str]:

@@ -63,9 +63,11 @@ class Peer:
 
 @pytest.fixture
 def secure_node(tmp_path: Path, db_url: str) -> Node:
-    return make_node(
+    made = make_node(
         tmp_path / "node", db_url, aggregation="secure", measures=("count", "share", "mean")
     )
+    made.aggregation = "secure"
+    return made
 
 
 def invite(
@@ -199,6 +201,7 @@ def test_each_attempt_is_charged(secure_node: Node) -> None:
 
 def test_agreements_without_secure_aggregation_are_refused(tmp_path: Path, db_url: str) -> None:
     node = make_node(tmp_path / "n", db_url)
+    node.aggregation = "secure"
     answer = invite(node, node.request())
     assert error(answer) == (403, "secure_not_allowed")
     assert spent(node) == (0, 0.0)
@@ -259,6 +262,7 @@ def test_an_exhausted_budget_is_refused_at_the_offer(tmp_path: Path, db_url: str
     node = make_node(
         tmp_path / "n", db_url, aggregation="secure", rho_per_query_max=1.0, rho_budget=1.0
     )
+    node.aggregation = "secure"
     spec = node.spec(group_by=("sex",), rho=1.0)
     request = node.request(spec)
     offer = invite(node, request).json()["offer"]
@@ -296,6 +300,7 @@ def test_levels_another_member_holds_are_structural_zeros(secure_node: Node) -> 
 
 def test_a_hub_key_rotation_is_learnt_on_the_secure_routes(tmp_path: Path, db_url: str) -> None:
     node = make_node(tmp_path / "n", db_url, aggregation="secure")
+    node.aggregation = "secure"
     hub_dir = tmp_path / "hub"
     hub = hub_home.init_home(hub_dir, hub_id=HUB_ID)
     node_home.pin_hub(node.home, hub_id=HUB_ID, public_jwk=hub.public_jwk)
