@@ -84,8 +84,10 @@ class Deadlines:
         try:
             if await asyncio.to_thread(run):
                 self._signals.notify(query_key(query_id))
-        except Exception:
-            log.exception("completing query %s at its deadline failed", query_id)
+        except Exception as exc:  # the sweeper tries again
+            log.error(
+                "completing query %s at its deadline failed (%s)", query_id, type(exc).__name__
+            )
 
     async def close(self) -> None:
         for handle in self._timers.values():
@@ -170,8 +172,9 @@ class InProcessDispatcher:
                 settings=self._settings,
                 query_id=query_id,
             )
-        except Exception:  # like a delivery: never takes the hub down; the deadline closes it
-            log.exception("secure aggregation of query %s failed", query_id)
+        except Exception as exc:  # like a delivery: never takes the hub down
+            log.error("secure aggregation of query %s failed (%s)", query_id, type(exc).__name__)
+            await asyncio.to_thread(secure.settle_failed, self._sessions, query_id)
         self._signals.notify(query_key(query_id))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -187,10 +190,14 @@ class InProcessDispatcher:
             result = await fanout.post_with_retries(
                 client=self._client, call=call, settings=self._settings
             )
-        except Exception:  # a delivery must never take the hub down; the deadline closes it
-            self._in_flight.discard(key)
-            log.exception("delivery to node %s for query %s failed", call.node_id, call.query_id)
-            return
+        except Exception as exc:  # never takes the hub down; recorded, so never resent
+            log.error(
+                "delivery to node %s for query %s failed (%s)",
+                call.node_id,
+                call.query_id,
+                type(exc).__name__,
+            )
+            result = fanout.delivery_failed(call.node_id)
         await self._queue.put(fanout.to_outcome(call, result))
 
     async def _record_loop(self) -> None:
@@ -200,15 +207,14 @@ class InProcessDispatcher:
                 batch.append(self._queue.get_nowait())
             try:
                 await asyncio.to_thread(self._record, batch)
-            except Exception:
-                log.exception("recording %d node answers failed", len(batch))
+            except Exception as exc:  # record_safely already tried each answer on its own
+                log.error("recording %d node answers failed (%s)", len(batch), type(exc).__name__)
             for item in batch:
                 self._in_flight.discard((item.query_id, item.node_id))
                 self._signals.notify(query_key(item.query_id))
 
     def _record(self, batch: list[queries.Outcome]) -> None:
-        with self._sessions() as session:
-            stored = queries.record_outcomes(session=session, outcomes=batch)
+        stored = fanout.record_safely(self._sessions, batch)
         for item, ok in zip(batch, stored, strict=True):
             if not ok:
                 log.warning(
@@ -326,8 +332,8 @@ class Sweeper:
             await asyncio.sleep(self._interval)
             try:
                 await self.sweep()
-            except Exception:  # the database may be briefly away; try again next round
-                log.exception("sweeping open deliveries failed")
+            except Exception as exc:  # the database may be briefly away; try again next round
+                log.error("sweeping open deliveries failed (%s)", type(exc).__name__)
 
     async def sweep(self) -> None:
         def claim() -> tuple[list[tuple[str, str]], list[str]]:
@@ -345,8 +351,11 @@ class Sweeper:
                 with self._sessions() as session:
                     return queries.finalize_due(session=session, query_id=qid)
 
-            if await asyncio.to_thread(finalize):
-                self._signals.notify(query_key(query_id))
+            try:
+                if await asyncio.to_thread(finalize):
+                    self._signals.notify(query_key(query_id))
+            except Exception as exc:  # one query that cannot complete never blocks the rest
+                log.error("completing query %s failed (%s)", query_id, type(exc).__name__)
 
     async def close(self) -> None:
         if self._task is not None:

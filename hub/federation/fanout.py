@@ -10,6 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import anyio.to_thread
 import httpx
@@ -32,6 +33,9 @@ from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
 MAX_NODE_MESSAGE = 300
+# Hub-side failures recorded on a node's task (the node's own codes come from its answer).
+DELIVERY_FAILED = "delivery_failed"
+RECORD_FAILED = "record_failed"
 
 
 @dataclass(frozen=True)
@@ -160,27 +164,86 @@ async def deliver(
     query_id: str,
     node_id: str,
 ) -> bool:
-    """Deliver one task and record its outcome (a Celery task's work); True if stored."""
+    """Deliver one task and record its outcome (a Celery task's work); True if stored.
+
+    Never raises: a delivery that fails in the hub itself is recorded as `failed` with
+    `delivery_failed` (resending it would fail the same way until the deadline), and one
+    whose outcome cannot be recorded is left to the sweeper, which sends it again."""
 
     def load() -> list[PushCall]:
         with sessions() as session:
             return load_push_calls(session=session, query_id=query_id, node_ids=[node_id])
 
-    calls = await anyio.to_thread.run_sync(load)
+    try:
+        calls = await anyio.to_thread.run_sync(load)
+    except Exception as exc:
+        log.error("loading query %s for node %s failed (%s)", query_id, node_id, _name(exc))
+        return False
     if not calls:
         return False
     (call,) = calls
-    outcome = to_outcome(call, await post_with_retries(client=client, call=call, settings=settings))
-
-    def record() -> bool:
-        with sessions() as session:
-            (stored,) = queries.record_outcomes(session=session, outcomes=[outcome])
-            return stored
-
-    stored = await anyio.to_thread.run_sync(record)
+    try:
+        result = await post_with_retries(client=client, call=call, settings=settings)
+    except Exception as exc:
+        log.error("delivery to node %s for query %s failed (%s)", node_id, query_id, _name(exc))
+        result = delivery_failed(node_id)
+    outcome = to_outcome(call, result)
+    (stored,) = await anyio.to_thread.run_sync(partial(record_safely, sessions, [outcome]))
     if not stored:
         log.warning("late or duplicate answer from node %s for query %s dropped", node_id, query_id)
     return stored
+
+
+def delivery_failed(node_id: str) -> CallOutcome:
+    """What a delivery that failed in the hub itself (not at the node) is recorded as."""
+    return CallOutcome(
+        node_id=node_id,
+        outcome="failed",
+        error_code=DELIVERY_FAILED,
+        message="the hub could not deliver this request",
+    )
+
+
+def record_safely(sessions: sessionmaker[Session], outcomes: list[queries.Outcome]) -> list[bool]:
+    """Record outcomes in one transaction; if that fails, each on its own, and one that still
+    fails as `failed` with `record_failed` and without its release: one poisoned answer never
+    loses the others, nor comes back on every sweep. False where nothing was stored (a late or
+    duplicate answer, or the database away: the sweeper then sends the task again)."""
+    try:
+        with sessions() as session:
+            return queries.record_outcomes(session=session, outcomes=outcomes)
+    except Exception as exc:
+        if len(outcomes) > 1:
+            log.error("recording %d node answers together failed (%s)", len(outcomes), _name(exc))
+            return [record_safely(sessions, [item])[0] for item in outcomes]
+        (item,) = outcomes
+        log.error(
+            "recording the answer of node %s to query %s failed (%s)",
+            item.node_id,
+            item.query_id,
+            _name(exc),
+        )
+        if item.error_code == RECORD_FAILED:
+            return [False]
+    stripped = queries.Outcome(
+        query_id=item.query_id,
+        node_id=item.node_id,
+        outcome="failed",
+        error_code=RECORD_FAILED,
+        message="the hub could not record this node's answer",
+        attempts=item.attempts,
+    )
+    try:
+        with sessions() as session:
+            return queries.record_outcomes(session=session, outcomes=[stripped])
+    except Exception as exc:
+        log.error("recording a failed answer failed too (%s)", _name(exc))
+        return [False]
+
+
+def _name(exc: BaseException) -> str:
+    # The type only: an exception's text may carry SQL parameters or node data.
+    return type(exc).__name__
 
 
 async def post_with_retries(
@@ -227,7 +290,10 @@ async def post_with_retries(
             last = outcome("failed", "node_unreachable", "the node could not be reached")
             continue
         except _Retryable:
-            last = outcome("failed", "node_error", "the node answered with a server error")
+            # Kept with the node's own code when it gave one (`release_failed`, ...).
+            last = replace(_refused(call, response), outcome="failed")
+            if last.error_code == f"http_{response.status_code}":
+                last = outcome("failed", "node_error", "the node answered with a server error")
             continue
         if response.status_code >= 400:
             return replace(_refused(call, response), attempts=attempts)

@@ -48,7 +48,7 @@ from hub.federation.models import Node
 from hub.federation.releases import sent_digest, sent_request, verify_signed
 from hub.federation.service import node_keys
 from hub.home import rotation_headers, signer
-from hub.privacy.secure import MAX_ATTEMPTS, AggregateInvalid, aggregate
+from hub.privacy.secure import MAX_ATTEMPTS, AggregateInvalid, aggregate, fallback_query_id
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.settings import HubSettings
@@ -142,12 +142,14 @@ async def run(
     )
     contributions, failures, attempts = await protocol.run()
     survivors = [m.node_id for m in plan.members if m.node_id not in failures]
-    fallback = None
+    fallback = fallback_jws = None
     if contributions is None and len(survivors) == 1:
         fallback = (
             "per-node noise: only one node remained after the others dropped out of secure"
             " aggregation"
         )
+        (last,) = (m for m in plan.members if m.node_id == survivors[0])
+        fallback_jws = per_node_request(last.request_jws, key)
 
     def record() -> None:
         with sessions() as session:
@@ -158,6 +160,7 @@ async def run(
                 failures={k: (v.outcome, v.code, v.message) for k, v in failures.items()},
                 attempts=attempts,
                 fallback=fallback,
+                fallback_request=fallback_jws,
             )
 
     await anyio.to_thread.run_sync(record)
@@ -169,6 +172,33 @@ async def run(
             query_id=query_id,
             node_id=survivors[0],
         )
+
+
+SECURE_FAILED = "secure_failed"
+
+
+def settle_failed(sessions: sessionmaker[Session], query_id: str) -> None:
+    """Close the open tasks of a secure query whose run failed in the hub itself (not at a
+    node): recorded as `failed` with `secure_failed`, so the query completes now and is not
+    run again. Never raises; a database away leaves it to the deadline."""
+    try:
+        with sessions() as session:
+            plan = load(session=session, query_id=query_id)
+            if plan is None:
+                return
+            queries.settle_secure(
+                session=session,
+                query_id=query_id,
+                contributions={},
+                failures={
+                    m.node_id: ("failed", SECURE_FAILED, "the hub could not run secure aggregation")
+                    for m in plan.members
+                },
+                attempts=0,
+                fallback=None,
+            )
+    except Exception as exc:
+        log.error("closing secure query %s failed (%s)", query_id, type(exc).__name__)
 
 
 class _Protocol:
@@ -373,6 +403,23 @@ class _Protocol:
                 return _refusal(response)
             return response.content
         return last
+
+
+def per_node_request(request_jws: str, key: OKPKey) -> str:
+    """The plain request that replaces a secure one when its node is the last one left.
+
+    A node refuses a request signed for secure aggregation on its plain route, and a query
+    id used in one mode in the other, so the hub signs a new request: a derived query id, no
+    secure marker, a fresh nonce, the same spec, cost, issue time and expiry."""
+    secure = sent_request(request_jws)
+    plain = secure.model_copy(
+        update={
+            "query_id": fallback_query_id(secure.query_id),
+            "aggregation": "per_node",
+            "nonce": secrets.token_hex(16),
+        }
+    )
+    return signing.sign(plain, key)
 
 
 def union_keys(lists: Sequence[Keys]) -> Keys:

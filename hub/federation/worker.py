@@ -18,6 +18,7 @@ Each worker process keeps one event loop in a thread with one shared `httpx.Asyn
 """
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -34,6 +35,11 @@ from hub.queries import service as queries
 from hub.settings import HubSettings
 
 T = TypeVar("T")
+log = logging.getLogger("hub.federation")
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
 
 
 class WorkerRuntime:
@@ -110,32 +116,51 @@ def create_celery(settings: HubSettings) -> Celery:
     )
     runtime = WorkerRuntime(settings)
 
-    @app.task(name=DELIVER_TASK)  # type: ignore[untyped-decorator]
+    # `shared=False`: the tasks are this app's alone (a second app in one process, as in the
+    # tests, gets its own, bound to its own settings).
+    # Every task catches what it did not expect: a poisoned task is recorded (or left to the
+    # sweeper and the deadline), logged by type only, and the worker takes the next one.
+    # Raising would only have Celery log a traceback: nothing retries these tasks but the
+    # sweeper, which reads the database.
+
+    @app.task(name=DELIVER_TASK, shared=False)  # type: ignore[untyped-decorator]
     def deliver(query_id: str, node_id: str) -> bool:
-        return runtime.run(
-            fanout.deliver(
-                client=runtime.client,
-                sessions=runtime.sessions,
-                settings=settings,
-                query_id=query_id,
-                node_id=node_id,
+        try:
+            return runtime.run(
+                fanout.deliver(
+                    client=runtime.client,
+                    sessions=runtime.sessions,
+                    settings=settings,
+                    query_id=query_id,
+                    node_id=node_id,
+                )
             )
-        )
+        except Exception as exc:
+            log.error("task %s for query %s failed (%s)", DELIVER_TASK, query_id, _name(exc))
+            return False
 
-    @app.task(name=SECURE_TASK)  # type: ignore[untyped-decorator]
+    @app.task(name=SECURE_TASK, shared=False)  # type: ignore[untyped-decorator]
     def secure_query(query_id: str) -> None:
-        runtime.run(
-            secure.run(
-                client=runtime.client,
-                sessions=runtime.sessions,
-                settings=settings,
-                query_id=query_id,
+        try:
+            runtime.run(
+                secure.run(
+                    client=runtime.client,
+                    sessions=runtime.sessions,
+                    settings=settings,
+                    query_id=query_id,
+                )
             )
-        )
+        except Exception as exc:
+            log.error("task %s for query %s failed (%s)", SECURE_TASK, query_id, _name(exc))
+            secure.settle_failed(runtime.sessions, query_id)
 
-    @app.task(name=FINALIZE_TASK)  # type: ignore[untyped-decorator]
+    @app.task(name=FINALIZE_TASK, shared=False)  # type: ignore[untyped-decorator]
     def finalize(query_id: str) -> bool:
-        with runtime.sessions() as session:
-            return queries.finalize_due(session=session, query_id=query_id)
+        try:
+            with runtime.sessions() as session:
+                return queries.finalize_due(session=session, query_id=query_id)
+        except Exception as exc:  # the hub's sweeper completes it later
+            log.error("task %s for query %s failed (%s)", FINALIZE_TASK, query_id, _name(exc))
+            return False
 
     return app

@@ -5,6 +5,7 @@ Every function here is synchronous and takes a session; the transport (push deli
 process or on a Celery worker, pull hand-outs) lives in `hub.federation`.
 """
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from hub.db import read_only
 from hub.federation.calls import PushCall, planned_push_calls
 from hub.federation.combine import NodeAnswer, combine, result_dims, result_status
 from hub.federation.models import Node
-from hub.federation.releases import parsed_releases, stored_payload
+from hub.federation.releases import parsed_releases, sent_request, stored_payload
 from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
@@ -41,6 +42,7 @@ from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.schemas import QuerySummary
 
+log = logging.getLogger("hub.queries")
 # Roles that may read every organisation's queries.
 READ_ALL_ROLES = ("admin", "secretariat", "auditor")
 TERMINAL = ("ok", "refused", "failed", "timeout", "expired")
@@ -94,6 +96,9 @@ def prepare_query(
         ],
     )
     now = now or datetime.now(UTC)
+    aggregation = plan_aggregation(
+        terms=terms, spec=spec, modes=[modes.get(t.node_id, "push") for t in targets]
+    )
     plan = plan_query(
         query_id=query_id or uuid4(),
         spec=spec,
@@ -107,12 +112,11 @@ def prepare_query(
         # The node checks the agreement's analyst organisations itself and records who spent.
         analyst=user.name,
         analyst_organisation=user.organisation,
+        # A secure query's requests are bound to the secure routes (never answered plainly).
+        aggregation="secure" if aggregation.secure else "per_node",
     )
     qid = str(plan.query_id)
     deadline = now + timedelta(seconds=ttl_seconds)
-    aggregation = plan_aggregation(
-        terms=terms, spec=spec, modes=[modes.get(c.target.node_id, "push") for c in plan.calls]
-    )
     # A module query's releases carry the module version where a dataset's carry its contract's.
     contract_version = spec.module_version or next(
         d.contract_version for d in terms.datasets if d.name == spec.dataset
@@ -354,7 +358,7 @@ def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now:
     pending = any(t.outcome == "pending" for t in tasks)
     if not pending and row.completed_at is None:
         row.completed_at = now
-    result = _build(row, tasks)
+    result = _safe_build(row, tasks)
     if not pending:
         audit.append(
             session=session,
@@ -371,6 +375,45 @@ def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now:
     row.result = result.model_dump(mode="json")
     if not pending:
         _completed.remember(row.query_id, result)
+
+
+def _safe_build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+    """`_build`, or, when the verified answers cannot be combined (a node's release that is
+    signed and answers the request but whose cells do not add up), the result without cells
+    and status `failed`: one poisoned release must not stop its query from completing, nor
+    fail every read and every sweep of it again."""
+    try:
+        return _build(row, tasks)
+    except Exception as exc:
+        log.error(
+            "query %s: the answers could not be combined (%s)", row.query_id, type(exc).__name__
+        )
+        return _uncombined(row, tasks)
+
+
+def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+    pending = any(t.outcome == "pending" for t in tasks)
+    return QueryResult(
+        query_id=UUID(row.query_id),
+        spec=QuerySpec.model_validate(row.spec),
+        group_by=(),
+        status="running" if pending else "failed",
+        nodes=tuple(
+            NodeStatus(
+                node_id=t.node_id,
+                country=t.country,
+                outcome=t.outcome,
+                error_code=t.error_code,
+                message=t.message,
+            )
+            for t in tasks
+        ),
+        cells=(),
+        aggregation_note="the nodes' answers could not be combined; no cells are shown",
+        created_at=_aware(row.created_at),
+        deadline=_aware(row.deadline) if row.deadline is not None else None,
+        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
+    )
 
 
 def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
@@ -465,11 +508,14 @@ def settle_secure(
     failures: dict[str, tuple[str, str, str]],
     attempts: int,
     fallback: str | None,
+    fallback_request: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Close a secure query's tasks: members whose contribution made the sum are `ok` (their
     signed contributions kept as the record), dropped nodes carry why. With `fallback`, the
-    remaining pending tasks become ordinary push tasks and the query goes on per node."""
+    remaining pending task becomes an ordinary push task that sends `fallback_request` (a
+    plain request under a derived query id: hub.federation.secure.per_node_request), and the
+    query goes on per node; the hub's chain records the id the node will charge."""
     now = now or datetime.now(UTC)
     row = _locked_query(session, query_id)
     if row.status != "running":
@@ -488,6 +534,21 @@ def settle_secure(
             task.release_jws = contributions[task.node_id]
         elif fallback is not None:
             task.mode = "push"
+            if fallback_request is not None:
+                task.request_jws = fallback_request
+                plain = sent_request(fallback_request)
+                events.append(
+                    audit.Event(
+                        actor="hub",
+                        action="query.per_node_fallback",
+                        object=f"query:{query_id}",
+                        details={
+                            "node": task.node_id,
+                            "node_query_id": str(plain.query_id),
+                            "rho": plain.rho,
+                        },
+                    )
+                )
             continue
         else:
             task.outcome, task.error_code = "failed", "secure_not_completed"
@@ -538,7 +599,7 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
         tasks = _tasks(session, qid)
         if any(t.outcome == "pending" for t in tasks):
             # Progress: combine what has arrived so far (stored releases, already verified).
-            result = _build(row, tasks)
+            result = _safe_build(row, tasks)
         else:
             # The last answer was recorded between the two reads (read committed): the query
             # row was completed in the same transaction, so read it again.

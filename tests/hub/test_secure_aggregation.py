@@ -8,6 +8,7 @@ values planted in the nodes' raw data appear nowhere the hub can see.
 import base64
 import json
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,15 @@ from real_nodes_support import SEXES, NodeData, RealNodes, lnob_contract, start_
 from sqlalchemy import select, text
 
 from contracts import signing
-from contracts.v1 import Column, DatasetContract, Level, SecureContribution
+from contracts.v1 import Column, DatasetContract, Level, QueryRequest, Release, SecureContribution
+from hub import home as hub_home_module
+from hub.audit import service as hub_audit
+from hub.audit.reconcile import Reconciliation, parse_export, reconcile
 from hub.db import init_db, make_engine
 from hub.home import HubIdentity
-from hub.privacy.secure import vector
+from hub.privacy.secure import fallback_query_id, vector
 from hub.queries.models import QueryNodeRow
+from node.audit import service as node_audit
 from node.db import dispose_engines, transaction
 from node.ledger.models import BudgetCharge
 from node.privacy.secure import noise_plan
@@ -277,6 +282,36 @@ def test_dropouts_leaving_one_node_fall_back_to_per_node_noise(
     assert outcomes == {"ke-a": "ok", "ke-b": "failed", "np-c": "failed"}
     # ke-a: attempt 1 (discarded) and its own per-node release.
     assert charges(real, "ke-a") == [RHO, RHO]
+    # The hub never sends one query id in both modes: the plain request has a derived id
+    # and no secure marker, and the hub's chain says so, so the logs still reconcile.
+    (task,) = [
+        t
+        for t in stored_tasks(real.hub)
+        if t.query_id == result["query_id"] and t.node_id == "ke-a"
+    ]
+    plain = QueryRequest.model_validate_json(signing.unverified_payload(task.request_jws))
+    assert plain.query_id == fallback_query_id(uuid.UUID(result["query_id"]))
+    assert plain.aggregation == "per_node"
+    assert (
+        Release.model_validate_json(signing.unverified_payload(str(task.release_jws))).query_id
+        == plain.query_id
+    )
+    assert _reconciled(real).differences == []
+
+
+def _reconciled(real: RealNodes) -> Reconciliation:
+    engine = make_engine(real.hub.settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            identity = hub_home_module.load_identity(real.hub.settings.home)
+            hub_lines = "".join(hub_audit.export_jsonl(session=session, identity=identity))
+    finally:
+        engine.dispose()
+    logs = [
+        parse_export(list(node_audit.export_lines(home=home, settings=NodeSettings(home=home))))
+        for home in real.homes.values()
+    ]
+    return reconcile(parse_export(hub_lines.splitlines()), logs)
 
 
 def test_queries_secure_aggregation_does_not_cover_fall_back_and_say_why(
