@@ -1,4 +1,4 @@
-"""The mode each query id was first accepted in: a plain release or secure aggregation."""
+"""Query ids this node accepted for secure aggregation (plain ones are the ledger's)."""
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -6,11 +6,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from node.db import Base
 
 
-class QueryModeRow(Base):
-    """One row per query id this node accepted; its mode never changes (node/queries/modes.py)."""
+class SecureQueryRow(Base):
+    """A query id first accepted in a secure phase; never answered plainly (modes.py)."""
 
-    __tablename__ = "query_modes"
+    __tablename__ = "secure_queries"
 
     query_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    mode: Mapped[str] = mapped_column(String(10))
     first_seen: Mapped[str] = mapped_column(String(40))

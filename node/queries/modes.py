@@ -2,13 +2,17 @@
 
 The hub never sends one query id in both modes (a secure query that falls back to a plain
 release asks under a derived id), so a node that sees it is being replayed or misled: it
-refuses, and nothing is charged. The binding is made in the transaction that accepts the
-request (an insert that does nothing when the row exists, then a read), so two requests
-racing under one id in different modes cannot both pass, on SQLite or PostgreSQL.
+refuses, and nothing is charged. A plain id is recorded by its release intent in the ledger
+(`releases`, keyed by query id); a secure id by a row in `secure_queries`, written when a
+secure phase accepts it.
+
+Race-free on both databases: both checks run under the agreement's budget row lock, the
+lock `ledger.reserve` takes (SQLite's BEGIN IMMEDIATE serialises anyway). A plain request
+checks `secure_queries` after reserving; a secure phase locks first, then checks the
+ledger. Whichever commits second sees the other's row and is refused, rolled back whole.
 """
 
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 from sqlalchemy import select
@@ -16,31 +20,33 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from node.ledger.models import ReleaseRow
+from node.ledger.models import BudgetRow, ReleaseRow
 from node.queries.exceptions import QueryModeConflict
-from node.queries.models import QueryModeRow
-
-Mode = Literal["per_node", "secure"]
+from node.queries.models import SecureQueryRow
 
 
-def bind(session: Session, *, query_id: UUID, mode: Mode, now: datetime) -> None:
-    """Record `mode` for `query_id`, or raise QueryModeConflict if it was used in the other."""
-    qid = str(query_id)
-    if mode == "secure" and session.get(ReleaseRow, qid) is not None:
-        # A plain release stored under this id before modes were recorded.
+def check_plain(session: Session, *, query_id: UUID) -> None:
+    """After `ledger.reserve` (budget row locked): refuse an id used for secure aggregation."""
+    if session.get(SecureQueryRow, str(query_id)) is not None:
         raise _conflict()
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+def bind_secure(session: Session, *, query_id: UUID, agreement_id: str, now: datetime) -> None:
+    """Record `query_id` as secure, or refuse it if a plain release intent holds it."""
+    qid = str(query_id)
     session.execute(
-        insert(QueryModeRow)
-        .values(query_id=qid, mode=mode, first_seen=now.isoformat())
+        select(BudgetRow.agreement_id)
+        .where(BudgetRow.agreement_id == agreement_id)
+        .with_for_update()
+    )
+    if session.get(ReleaseRow, qid) is not None:
+        raise _conflict()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(SecureQueryRow)
+        .values(query_id=qid, first_seen=now.isoformat())
         .on_conflict_do_nothing(index_elements=["query_id"])
     )
-    bound = session.execute(
-        select(QueryModeRow.mode).where(QueryModeRow.query_id == qid)
-    ).scalar_one()
-    if bound != mode:
-        raise _conflict()
 
 
 def _conflict() -> QueryModeConflict:

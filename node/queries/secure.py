@@ -98,7 +98,9 @@ def handle_invite(
         with transaction(settings.db_url) as session:
             accepted = _accepted_secure(session, identity, request, settings=settings, now=now)
             ledger.check_covers(session, terms=accepted.terms, rho=request.rho, now=now)
-            modes.bind(session, query_id=request.query_id, mode="secure", now=now)
+            modes.bind_secure(
+                session, query_id=request.query_id, agreement_id=request.agreement_id, now=now
+            )
     except NodeError as exc:
         audit_refusal(settings.db_url, code=exc.code, details=base)
         raise
@@ -158,7 +160,9 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
                 roster.keys
             ):
                 raise RosterInvalid("the roster's cells do not cover this node's cells once each")
-            modes.bind(session, query_id=request.query_id, mode="secure", now=now)
+            modes.bind_secure(
+                session, query_id=request.query_id, agreement_id=request.agreement_id, now=now
+            )
             noise.check_shares(
                 cells=len(roster.keys),
                 contract=accepted.contract,

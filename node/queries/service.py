@@ -95,7 +95,6 @@ def handle_query(
         with transaction(url) as session:
             accepted = accept(session, identity, request, settings=settings, now=now)
             terms, spec = accepted.terms, accepted.spec
-            modes.bind(session, query_id=request.query_id, mode="per_node", now=now)
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
@@ -105,6 +104,8 @@ def handle_query(
                 now=now,
                 charge=charge_info(request),
             )
+            # Under the budget lock reserve took; a conflict rolls the charge back whole.
+            modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
     except NodeError as exc:
         audit_refusal(url, code=exc.code, details=base)

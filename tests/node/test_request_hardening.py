@@ -17,6 +17,7 @@ No refusal changes a budget.
 """
 
 import logging
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +30,12 @@ from contracts.v1 import AgreementTerms, Filter, SecureInvite
 from contracts.v1.agreement import DEFAULT_MIN_RHO
 from node.audit import service as audit
 from node.datasets import service as datasets
+from node.db import transaction
+from node.exceptions import NodeError
+from node.ledger import service as ledger
 from node.ledger.service import budget_report
 from node.privacy import engine
+from node.queries import modes
 from node.security import UNVERIFIED, RateLimitedLog
 from tests.node.conftest import HUB_ID, Node, make_node, terms
 from tests.node.memory_support import MB, peak_rss_growth
@@ -280,3 +285,52 @@ def test_a_secure_contribution_that_fails_before_noise_returns_its_charge(
     path.write_bytes(original)
     assert roster(node, request, members).status_code == 200  # the same roster, repaired
     assert spent(node) == (1, pytest.approx(0.1))
+
+
+def test_a_plain_charge_racing_a_secure_binding_waits_and_is_refused(node: Node) -> None:
+    """A secure phase binds an id and holds its transaction open; a plain request for the
+    same id reserves meanwhile. It must wait for the binding to commit (the budget row
+    lock; SQLite's BEGIN IMMEDIATE) and then be refused, its charge rolled back."""
+    query_id = uuid.uuid4()
+    url = node.settings.db_url
+    bound, plain_done = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def secure_phase() -> None:
+        with transaction(url) as session:
+            modes.bind_secure(
+                session, query_id=query_id, agreement_id=node.terms.agreement_id, now=_now()
+            )
+            bound.set()
+            # Without the lock the plain request would commit meanwhile; with it, it waits.
+            plain_done.wait(timeout=1.0)
+
+    def plain_request() -> None:
+        bound.wait()
+        try:
+            with transaction(url) as session:
+                ledger.reserve(
+                    session,
+                    query_id=query_id,
+                    request_digest="0" * 64,
+                    terms=node.terms,
+                    rho=0.1,
+                    now=_now(),
+                )
+                modes.check_plain(session, query_id=query_id)
+            outcome.append("charged")
+        except NodeError as exc:
+            outcome.append(exc.code)
+        plain_done.set()
+
+    threads = [threading.Thread(target=secure_phase), threading.Thread(target=plain_request)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == ["query_mode_conflict"]
+    assert spent(node) == (0, 0.0)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""query modes: each query id is bound to a plain release or secure aggregation (issue #20).
+"""secure queries: the query ids a node accepted for secure aggregation (issue #20).
 
 Revision ID: 0002
 Revises: 0001
@@ -15,13 +15,12 @@ depends_on: str | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "query_modes",
+        "secure_queries",
         sa.Column("query_id", sa.String(length=36), nullable=False),
-        sa.Column("mode", sa.String(length=10), nullable=False),
         sa.Column("first_seen", sa.String(length=40), nullable=False),
-        sa.PrimaryKeyConstraint("query_id", name=op.f("pk_query_modes")),
+        sa.PrimaryKeyConstraint("query_id", name=op.f("pk_secure_queries")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("query_modes")
+    op.drop_table("secure_queries")
