@@ -40,6 +40,7 @@ from contracts.v1 import (
 )
 from contracts.v1.audit import KEY_ROTATED
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
+from node import security
 from node.audit import service as audit
 from node.db import transaction, url_for
 from node.exceptions import HomeError, NodeError
@@ -70,8 +71,9 @@ MAX_MESSAGE = 300
 POST_ATTEMPTS = 3
 RELEASES = "/v1/federation/releases"
 REFUSALS = "/v1/federation/refusals"
-# The route label of pulled tasks in the security log and metrics.
+# Labels in the security log and metrics: pulled tasks, hub key announcements.
 PULL_ROUTE = "pull"
+ANNOUNCEMENT = "hub_key_announcement"
 # A task failing this many times for unexpected reasons is refused with TASK_FAILED.
 STRIKES = 3
 TASK_FAILED = "task_failed"
@@ -247,16 +249,14 @@ def learn_hub_key(*, home: Path, announced: str | None, now: datetime | None = N
     try:
         rotation = HubKeyRotation.model_validate_json(announced)
         changed = adopt_hub_rotation(home, rotation, now=now or datetime.now(UTC))
-    except (ValidationError, HomeError) as exc:
-        log.warning("a hub key announcement was refused: %s", _reason(exc))
+    except (ValidationError, HomeError):
+        # Anyone who reaches a push node can send the header: its refusals go to the
+        # rate-limited security log, so a flood of them cannot fill the node's disk.
+        security.unverified(route=ANNOUNCEMENT, code="key_announcement_refused")
         return False
     if changed:
         log.info("pinned the hub's new key (announced rotation verified)")
     return changed
-
-
-def _reason(exc: Exception) -> str:
-    return exc.message if isinstance(exc, HomeError) else "not a hub key rotation"
 
 
 @dataclass

@@ -28,10 +28,12 @@ import pytest
 from contracts import signing
 from contracts.v1 import AgreementTerms, Filter, SecureInvite
 from contracts.v1.agreement import DEFAULT_MIN_RHO
+from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction
 from node.exceptions import NodeError
+from node.home import load_identity
 from node.ledger import service as ledger
 from node.ledger.service import budget_report
 from node.privacy import engine
@@ -164,6 +166,14 @@ def test_junk_leaves_the_chain_alone_and_is_counted(node: Node) -> None:
             assert answer.json()["error"]["code"] in ("unsigned", "signature_invalid")
     assert chain(node) == before
     assert unverified_count() == counted + 20 * len(junk)
+    # A forged hub key announcement with it: refused, counted, and the pinned key stays.
+    pinned = node.identity.hub_public_jwk
+    announced = {HUB_KEY_ROTATION_HEADER: '{"by_old_key": "x", "by_new_key": "y"}'}
+    answer = node.client.post("/v1/queries", json={"jws": "x" * 40}, headers=announced)
+    assert error(answer) == (401, "unsigned")
+    assert unverified_count() == counted + 20 * len(junk) + 2
+    assert load_identity(node.home).hub_public_jwk == pinned
+    assert chain(node) == before
     assert spent(node) == (0, 0.0)
     # A verified request that is refused is still chained, under the verified hub.
     assert error(node.post(node.request(node_id="someone-else"))) == (403, "wrong_node")
