@@ -57,7 +57,7 @@ QUERY_LATENCY = Histogram(
 )
 HUB_LAST_SEEN = Gauge(
     "sauti_node_hub_last_query_timestamp_seconds",
-    "When this process last received a hub query (push or pull), Unix time.",
+    "When this process last received a query the hub signed (push or pull), Unix time.",
     registry=None,
 )
 
@@ -67,9 +67,14 @@ def observed_handle_query(
 ) -> Signed:
     """`handle_query`, counted and timed: the one entry of both transports."""
     started = time.perf_counter()
-    HUB_LAST_SEEN.set_to_current_time()
     try:
-        answer = handle_query(settings=settings, signed=signed, now=now, route=route)
+        answer = handle_query(
+            settings=settings,
+            signed=signed,
+            now=now,
+            route=route,
+            on_verified=HUB_LAST_SEEN.set_to_current_time,
+        )
     except NodeError as exc:
         QUERIES.labels(outcome=exc.code).inc()
         QUERY_LATENCY.labels(result="refused").observe(time.perf_counter() - started)

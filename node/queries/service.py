@@ -67,6 +67,7 @@ def handle_query(
     signed: Signed,
     now: datetime | None = None,
     route: str = PUSH_ROUTE,
+    on_verified: Callable[[], object] | None = None,
 ) -> Signed:
     """Check, charge, compute, store and sign one release; refusals charge nothing.
 
@@ -74,7 +75,7 @@ def handle_query(
     verified hub request are audited in the chain; traffic no hub signature verifies goes to
     the security log only (`route` names where it came in: a push route or `pull`). A release
     that fails once charged is refused as `release_failed` (or its own code), and its charge
-    is returned when no noise was drawn.
+    is returned when no noise was drawn. `on_verified` runs once the hub's signature holds.
     """
     now = now or datetime.now(UTC)
     url = settings.db_url
@@ -85,6 +86,8 @@ def handle_query(
         # Nobody verified stands behind it: never the chain, never an actor claimed.
         security.unverified(route=route, code=exc.code)
         raise
+    if on_verified is not None:  # the hub was heard (metrics), junk never counts
+        on_verified()
     base = {
         "query_id": str(request.query_id),
         "agreement_id": request.agreement_id,

@@ -36,6 +36,7 @@ from node.exceptions import NodeError
 from node.home import load_identity
 from node.ledger import service as ledger
 from node.ledger.service import budget_report
+from node.metrics import HUB_LAST_SEEN
 from node.privacy import engine
 from node.queries import modes
 from node.security import UNVERIFIED, RateLimitedLog
@@ -159,6 +160,7 @@ def test_junk_leaves_the_chain_alone_and_is_counted(node: Node) -> None:
         {},
     ]
     before, counted = chain(node), unverified_count()
+    HUB_LAST_SEEN.set(0)
     for _ in range(20):
         for kwargs in junk:
             answer = node.client.post("/v1/queries", **kwargs)
@@ -175,8 +177,10 @@ def test_junk_leaves_the_chain_alone_and_is_counted(node: Node) -> None:
     assert load_identity(node.home).hub_public_jwk == pinned
     assert chain(node) == before
     assert spent(node) == (0, 0.0)
+    assert HUB_LAST_SEEN._value.get() == 0  # junk is not the hub being heard
     # A verified request that is refused is still chained, under the verified hub.
     assert error(node.post(node.request(node_id="someone-else"))) == (403, "wrong_node")
+    assert HUB_LAST_SEEN._value.get() > 0
     assert chain(node) == before + 2
     entries = audit.entries(database_url=node.settings.db_url)
     assert {e.actor for e in entries[before:]} == {"hub"}
