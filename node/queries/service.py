@@ -114,6 +114,8 @@ def handle_query(*, settings: NodeSettings, signed: Signed, now: datetime | None
         delta=computed.delta,
         weighted=computed.weighted,
         grid=computed.grid,
+        bounds=computed.bounds,
+        integer=computed.integer,
     )
     token = signing.sign(release, load_key(settings.home))
     with transaction(url) as session:

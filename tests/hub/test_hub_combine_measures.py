@@ -62,6 +62,8 @@ def answer(
         delta=computed.delta,
         weighted=computed.weighted,
         grid=computed.grid,
+        bounds=computed.bounds,
+        integer=computed.integer,
     )
     # What the hub receives is the wire form.
     return NodeAnswer(node, "524", Release.model_validate_json(release.model_dump_json()))
@@ -129,8 +131,11 @@ def test_quantile_pools_the_noisy_grid_not_the_medians() -> None:
     bins = np.sum([ans.release.cells[0].bins for ans in answers], axis=0)
     grid = answers[0].release.grid or ()
     variance = sum(ans.release.cells[0].variance or 0 for ans in answers)
+    release = answers[0].release
+    assert release.bounds == (0, 10)
+    assert release.integer
     assert (cell.estimate, cell.ci95_low, cell.ci95_high) == quantile_from_bins(
-        list(bins), grid, 0.5, variance
+        list(bins), grid, 0.5, variance, bounds=release.bounds, integer=True
     )
     values = np.sort(pooled()["v"].to_numpy())
     truth = next(c for c in grid if (values <= c).sum() >= 0.5 * len(values))

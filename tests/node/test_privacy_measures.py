@@ -150,8 +150,10 @@ def test_quantile_cells_estimate_from_the_noisy_grid() -> None:
     assert median.estimate == 3.0
     assert median.ci95_low <= 3.0 <= median.ci95_high  # type: ignore[operator]
     assert cells[("female", "0.25")].estimate == 2.0
+    assert r.bounds == (1, 5)
+    assert r.integer
     assert (median.estimate, median.ci95_low, median.ci95_high) == quantile_from_bins(
-        median.bins, r.grid, 0.5, median.variance or 0
+        median.bins, r.grid, 0.5, median.variance or 0, bounds=r.bounds, integer=True
     )
     income = run(spec(measure="quantile", column="income"))
     assert len(income.grid or ()) == 101
