@@ -105,9 +105,7 @@ def share_interval(numerator: float, denominator: float, s2: float) -> tuple[flo
     )
 
 
-def extended_grid(
-    grid: Sequence[float], bounds: tuple[float, float] | None
-) -> tuple[float, ...]:
+def extended_grid(grid: Sequence[float], bounds: tuple[float, float] | None) -> tuple[float, ...]:
     """The candidates with the ends of the value range added: [min(L, c_0), c_0, ..., c_{m-1},
     max(U, c_{m-1})]. Bin j of a quantile release holds the values in (e_j, e_{j+1}] of this
     list (bin 0 also its lower end). Without bounds (releases from before nodes sent them)

@@ -31,10 +31,11 @@ Node datasets are disjoint, so counts add and their noise variances add. Per hub
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.accuracy import (
     count_interval,
+    grid_resolution,
     quantile_from_bins,
     ratio_interval,
     share_estimate,
@@ -59,6 +60,33 @@ def result_status(*, asked: int, answered: int) -> Literal["complete", "partial"
     if answered == 0:
         return "failed"
     return "complete" if answered == asked else "partial"
+
+
+def release_guarantee(release: Release) -> dict[str, Any]:
+    """The privacy guarantee a node signed with its release, as `NodeStatus` fields."""
+    return {
+        "rho": release.rho,
+        "epsilon": release.epsilon,
+        "delta": release.delta,
+        "mechanism": release.mechanism,
+        "noise_scale": release.noise_scale,
+        "components": release.components,
+    }
+
+
+def result_grid(
+    spec: QuerySpec, answers: Sequence[NodeAnswer]
+) -> tuple[tuple[float, ...] | None, float | None]:
+    """The public grid of a quantile or histogram result, and for quantiles its resolution
+    (the widest bin between the nodes' value bounds); (None, None) for other measures or
+    when the nodes' grids differ (those cells are `grids_differ`)."""
+    grids = {a.release.grid for a in answers}
+    if spec.measure not in ("quantile", "histogram") or len(grids) != 1:
+        return None, None
+    grid = next(iter(grids))
+    if not grid or spec.measure == "histogram":
+        return grid, None
+    return grid, grid_resolution(grid, _union([a.release.bounds for a in answers]))
 
 
 def result_dims(spec: QuerySpec) -> tuple[str, ...]:
@@ -227,12 +255,16 @@ _UNBOUNDED = (-math.inf, math.inf)
 
 
 def _bounds(contributors: Sequence[tuple[NodeAnswer, Cell]]) -> tuple[float, float] | None:
+    return _union([m.release.bounds for m, _ in contributors])
+
+
+def _union(ranges: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
     """The range every contributor's values lie in (the union of their public bounds);
     None when a release predates bounds, so nothing is cut by a range the hub cannot know."""
-    ranges = [m.release.bounds for m, _ in contributors]
-    if not ranges or any(r is None for r in ranges):
+    known = [r for r in ranges if r is not None]
+    if not known or len(known) < len(ranges):
         return None
-    return (min(r[0] for r in ranges if r), max(r[1] for r in ranges if r))
+    return (min(r[0] for r in known), max(r[1] for r in known))
 
 
 def _variance(member: NodeAnswer, cell: Cell) -> float:

@@ -10,12 +10,13 @@ the central release's sigma^2 when k shares of sigma / sqrt(k) were added.
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from contracts.accuracy import count_interval, share_estimate, share_interval, sum_interval
 from contracts.agreement_rules import secure_refusal
-from contracts.v1 import AgreementTerms, QuerySpec, ResultCell, SecureContribution
+from contracts.v1 import AgreementTerms, Component, QuerySpec, ResultCell, SecureContribution
 from contracts.v1.release import SuppressionReason
 from hub.federation.combine import judged
 
@@ -140,6 +141,29 @@ def aggregate(contributions: Sequence[SecureContribution]) -> Aggregate:
             else None
         ),
     )
+
+
+def contribution_guarantee(contribution: SecureContribution) -> dict[str, Any]:
+    """The privacy guarantee a member signed with its contribution, as `NodeStatus` fields:
+    its rho and (epsilon, delta), and its own share of the noise on each component."""
+    components = tuple(
+        Component(
+            name=c.name,
+            mechanism="discrete_gaussian",
+            scale=c.share_scale,
+            sensitivity=c.sensitivity,
+            rho=c.rho,
+        )
+        for c in contribution.components
+    )
+    return {
+        "rho": contribution.rho,
+        "epsilon": contribution.epsilon,
+        "delta": contribution.delta,
+        "mechanism": "discrete_gaussian",
+        "noise_scale": components[0].scale,
+        "components": components,
+    }
 
 
 def secure_cells(

@@ -6,6 +6,7 @@ left untranslated, falls back to the English msgid.
 """
 
 import gettext
+import math
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -66,6 +67,12 @@ def choose_language(*, cookie: str | None, accept_language: str | None) -> str:
         if base in LANGUAGES:
             return base
     return DEFAULT_LANGUAGE
+
+
+def format_significant(value: float, *, language: str, figures: int = 3) -> str:
+    """A number with about `figures` significant digits (rho 0.005, epsilon 1.94, sd 12.2)."""
+    magnitude = math.floor(math.log10(abs(value))) if value else 0
+    return format_number(value, language=language, digits=max(0, figures - 1 - magnitude))
 
 
 def format_number(value: float, *, language: str, digits: int = 2) -> str:
