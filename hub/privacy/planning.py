@@ -10,7 +10,7 @@ from uuid import UUID
 from joserfc.jwk import OKPKey
 
 from contracts import signing
-from contracts.agreement_rules import HUB_DIMS
+from contracts.agreement_rules import HUB_DIMS, grid_refusal
 from contracts.v1 import AgreementTerms, Filter, QueryRequest, QuerySpec
 from hub.privacy.exceptions import CostOverCap, OrgNotPermitted, TermViolation
 
@@ -74,6 +74,9 @@ def check_spec(*, spec: QuerySpec, terms: AgreementTerms, organisation: str) -> 
             f"at most {terms.max_dims} data dims per query under the agreement",
             code="too_many_dims",
         )
+    refusal = grid_refusal(terms, spec)
+    if refusal is not None:
+        raise TermViolation(refusal, code="grid_not_allowed")
     if spec.rho > terms.rho_per_query_max:
         raise CostOverCap()
 
