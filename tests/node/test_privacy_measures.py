@@ -311,3 +311,17 @@ def test_clamp_skipped_only_when_the_stored_file_is_within_bounds(tmp_path) -> N
         # centred sum + 500 x count = the clamped sum
         clamped = data().collect()["income"].clip(0, 1000).sum()
         assert with_source.values["sum"][0] + 500 * with_source.values["count"][0] == clamped
+
+
+@pytest.mark.parametrize(
+    ("measure", "column"), [("count", None), ("histogram", "score"), ("sum", "income")]
+)
+def test_intervals_of_counts_and_sums_of_non_negative_values_stay_at_or_above_zero(
+    measure: str, column: str | None
+) -> None:
+    """Noise of sd ~100 against counts of ~40: the lower ends would go far below 0."""
+    s = spec(measure=measure, column=column, group_by=("sex",), rho=0.0001)
+    for _ in range(20):
+        cells = [c for c in run(s).cells if c.status == "ok"]
+        assert all(c.ci95_low >= 0 for c in cells)  # type: ignore[operator]
+        assert all(c.estimate >= 0 for c in cells if measure == "sum")  # type: ignore[operator]
