@@ -5,7 +5,6 @@ cells are marked with a symbol explained in a legend; the document states its di
 level. Rendering is all-or-nothing: a refused audience or language raises before any output.
 """
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from hub.publications.charts import Bar, bar_svg, suppressed_symbol
 from hub.publications.exceptions import CountryNotInRound, LanguageUnknown, RoundNotFinished
 from hub.publications.fonts import FAMILY_STACK, font_face_css
 from hub.publications.i18n import LANGUAGES, Translator
+from hub.web.i18n import significant_decimals
 
 LEVEL_TEXT = {"public": "Public", "partners": "Partners only", "restricted": "Restricted"}
 THEME_TEXT = {
@@ -152,8 +152,7 @@ class _Sheet:
         }
 
     def significant(self, value: float, figures: int = 3) -> str:
-        magnitude = math.floor(math.log10(abs(value))) if value else 0
-        return self.t.number(value, decimals=max(0, figures - 1 - magnitude))
+        return self.t.number(value, decimals=significant_decimals(value, figures))
 
     def level_label(self, dim: str, level: str) -> str:
         return self._(LEVEL_LABELS.get(dim, {}).get(level, level))

@@ -70,9 +70,17 @@ def choose_language(*, cookie: str | None, accept_language: str | None) -> str:
 
 
 def format_significant(value: float, *, language: str, figures: int = 3) -> str:
-    """A number with about `figures` significant digits (rho 0.005, epsilon 1.94, sd 12.2)."""
-    magnitude = math.floor(math.log10(abs(value))) if value else 0
-    return format_number(value, language=language, digits=max(0, figures - 1 - magnitude))
+    """A number to `figures` significant digits, no trailing zeros (rho 0.02, epsilon 1.94)."""
+    return format_number(value, language=language, digits=significant_decimals(value, figures))
+
+
+def significant_decimals(value: float, figures: int) -> int:
+    """The decimals that show `value` to `figures` significant digits, without trailing zeros."""
+    text = f"{value:.{figures}g}"
+    if "e" in text:
+        magnitude = math.floor(math.log10(abs(value)))
+        return max(0, figures - 1 - magnitude)
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 def format_number(value: float, *, language: str, digits: int = 2) -> str:
