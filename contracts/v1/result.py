@@ -1,5 +1,6 @@
 """The hub's combined answer to a query across nodes."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -106,12 +107,16 @@ GUARANTEE_COLUMNS = ("rho", "epsilon", "delta", "mechanism", "noise_scale")
 
 
 def cell_guarantee(result: QueryResult, cell: ResultCell) -> dict[str, str]:
-    """The guarantee behind one cell, as text for a table or file: for each of
+    """The guarantee behind one cell: `guarantee_text` of the nodes it combines."""
+    statuses = {n.node_id: n for n in result.nodes}
+    return guarantee_text([statuses[n] for n in cell.nodes if n in statuses])
+
+
+def guarantee_text(contributors: Sequence[NodeStatus]) -> dict[str, str]:
+    """The guarantee behind one number, as text for a table or file: for each of
     `GUARANTEE_COLUMNS`, the value every contributing node states (numbers in `repr` form,
     so nothing is rounded away), or `node=value` pairs joined by `; ` when they differ.
     Empty when no contributing node stated it (releases from before nodes did)."""
-    statuses = {n.node_id: n for n in result.nodes}
-    contributors = [statuses[n] for n in cell.nodes if n in statuses]
     out: dict[str, str] = {}
     for name in GUARANTEE_COLUMNS:
         values = [(n.node_id, getattr(n, name)) for n in contributors]
