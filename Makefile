@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dp_count.py
 	$(BIN)/python bench/federation.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/dp_audit.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/migrations.py

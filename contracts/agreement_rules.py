@@ -4,6 +4,7 @@ Hub and node both import this, so the MoU a ministry files, the summary a stewar
 before signing and the periods the node's ledger charges against can never disagree.
 """
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -90,6 +91,28 @@ def _date(moment: datetime) -> str:
 
 def _names(values: tuple[str, ...], empty: str) -> str:
     return ", ".join(values) if values else empty
+
+
+def grid_refusal(terms: AgreementTerms, spec: QuerySpec) -> str | None:
+    """Why `spec`'s quantile candidates or histogram edges break the agreement's `grids` term
+    (None: they do not). Under `grids: public` a spec must leave them out (the node derives
+    them from the contract's public bounds) or give one of `public_grids` for its column."""
+    if terms.grids != "public":
+        return None
+    for kind, values in (("candidates", spec.candidates), ("edges", spec.edges)):
+        if values is None:
+            continue
+        allowed = {
+            tuple(g.values)
+            for g in terms.public_grids
+            if g.kind == kind and g.column == spec.column
+        }
+        if tuple(values) not in allowed:
+            return (
+                f"term grids: the agreement allows only the contract's default {kind} or one"
+                f" it lists for {spec.column}"
+            )
+    return None
 
 
 def secure_refusal(terms: AgreementTerms, spec: QuerySpec) -> str | None:
@@ -182,13 +205,9 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
             ),
         ),
         Section(
-            "Small groups",
-            (
-                f"Cells with fewer than about {terms.min_cell_size} respondents are withheld.",
-                width,
-                f"Where this is applied: {where}.",
-            ),
+            "Small groups", (*_small_cells_text(terms), width, f"Where this is applied: {where}.")
         ),
+        Section("Grids", (_grids_text(terms),)),
         Section("Combining nodes", (_aggregation_text(terms),)),
         Section(
             "Privacy budget",
@@ -214,6 +233,59 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
                 " time; it then takes effect at that node immediately.",
             ),
         ),
+    )
+
+
+def one_person_release_chance(*, rho: float, min_cell_size: int) -> float:
+    """How often a cell of one respondent passes a minimum cell size judged on its noisy
+    count, for an unweighted count of a respondent counted once at cost `rho`: the discrete
+    Gaussian noise has sd 1 / sqrt(2 rho); normal approximation with continuity correction."""
+    sigma = 1 / math.sqrt(2 * rho)
+    return 0.5 * math.erfc((min_cell_size - 1 - 0.5) / (sigma * math.sqrt(2)))
+
+
+def _small_cells_text(terms: AgreementTerms) -> tuple[str, ...]:
+    """What the minimum cell size does, stated as what it is: a rule on a noisy count."""
+    size = terms.min_cell_size
+    if size <= 1:
+        return (
+            "No minimum cell size is set: every cell is released with its noise, however few"
+            " respondents it holds (even one); a cell is withheld only when its noisy count is"
+            " below 1. Each respondent is protected by the noise (differential privacy) alone.",
+        )
+    chance = one_person_release_chance(rho=terms.rho_per_query_max, min_cell_size=size)
+    odds = (
+        "fewer than 1 in 10,000 questions"
+        if chance < 1e-4
+        else f"about {100 * chance:.2g}% of questions"
+    )
+    return (
+        f"A cell is withheld when its noisy count is below {size}: the count after the privacy"
+        " noise is added (for shares and means, the noisy number of respondents in the group;"
+        " for sums, their noisy count; for quantiles, the noisy total over the grid).",
+        "The rule is judged on the noisy count, so it does not promise that small groups are"
+        f" never shown: a cell of a single respondent is still released in {odds} asked at the"
+        f" per-query cap (rho = {terms.rho_per_query_max:g}, a count of a dataset with one row"
+        " per respondent), more often at a lower rho or when respondents have several rows,"
+        f" and a cell of {size} or more respondents is sometimes withheld. What protects each"
+        " respondent is the noise (differential privacy), whatever the size of the cell.",
+    )
+
+
+def _grids_text(terms: AgreementTerms) -> str:
+    if terms.grids == "any":
+        return (
+            "Analysts may choose the candidate values of quantiles and the bin edges of"
+            " histograms; each released grid is public and stated with the result."
+        )
+    listed = "; ".join(
+        f"{g.column} {g.kind} {', '.join(f'{v:g}' for v in g.values)}" for g in terms.public_grids
+    )
+    return (
+        "Quantile candidates and histogram edges come only from the public bounds in each"
+        " dataset contract (the defaults), or from these grids: "
+        + (listed or "none besides the defaults")
+        + ". No analyst-chosen grid can isolate one respondent's value."
     )
 
 

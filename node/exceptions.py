@@ -40,6 +40,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── ColumnNotAllowed          column_not_allowed
 │   ├── DimNotAllowed             dim_not_allowed
 │   ├── TooManyDims               too_many_dims
+│   ├── GridNotAllowed            grid_not_allowed: candidates or edges not from a public grid
 │   ├── CostOverCap               cost_over_cap
 │   ├── AgreementNotYetValid      agreement_not_yet_valid
 │   ├── AgreementSuperseded       agreement_superseded: a newer signed version is in use

@@ -4,7 +4,8 @@ import csv
 import io
 from typing import Literal
 
-from contracts.v1 import QueryResult, ResultCell
+from contracts.v1 import NodeStatus, QueryResult, ResultCell
+from contracts.v1.result import GUARANTEE_COLUMNS, cell_guarantee
 
 Format = Literal["table", "csv", "json"]
 
@@ -28,7 +29,15 @@ REASON_TEXT: dict[str, str] = {
 # Reserved inner dims of histogram and quantile cells (contracts.v1.release).
 DIM_TEXT: dict[str, str] = {"@bin": "bin", "@quantile": "quantile"}
 
-CSV_COLUMNS = ("estimate", "ci95_low", "ci95_high", "status", "reason", "nodes")
+CSV_COLUMNS = (
+    "estimate",
+    "ci95_low",
+    "ci95_high",
+    "status",
+    "reason",
+    "nodes",
+    *GUARANTEE_COLUMNS,
+)
 
 
 def render_result(result: QueryResult, fmt: Format) -> str:
@@ -133,7 +142,7 @@ def _footer(result: QueryResult) -> list[str]:
     for node in result.nodes:
         country = _key_label("country", node.country) if node.country else "country unknown"
         outcome = f"{node.outcome} ({node.error_code})" if node.error_code else node.outcome
-        lines.append(f"  {node.node_id:<24} {country:<18} {outcome}")
+        lines.append(f"  {node.node_id:<24} {country:<18} {outcome}{_guarantee(node)}")
     missing = [n.node_id for n in result.nodes if n.outcome != "ok"]
     if result.status == "partial":
         lines.append(
@@ -154,10 +163,31 @@ def _footer(result: QueryResult) -> list[str]:
         )
     elif result.aggregation_note:
         lines.append(f"Each node added its own full noise ({result.aggregation_note}).")
+    if result.grid is not None:
+        what = "candidates" if result.spec.measure == "quantile" else "bin edges"
+        grid = ", ".join(f"{g:g}" for g in result.grid)
+        lines.append(f"Public grid ({len(result.grid)} {what}): {grid}.")
+    if result.grid_resolution is not None:
+        lines.append(
+            f"Grid resolution {result.grid_resolution:g}: each quantile interval covers the"
+            " data's quantile and is at least one grid bin wide."
+        )
     lines.append(
         "Intervals describe the differential-privacy noise only, not survey sampling error."
     )
     return lines
+
+
+def _guarantee(node: NodeStatus) -> str:
+    """A node's stated guarantee: rho (zCDP), the (epsilon, delta) it implies, the noise."""
+    if node.rho is None:
+        return ""
+    text = f"  rho {node.rho:g}"
+    if node.epsilon is not None and node.delta is not None:
+        text += f" (epsilon {node.epsilon:.3g} at delta {node.delta:g})"
+    if node.mechanism is not None and node.noise_scale is not None:
+        text += f", {node.mechanism.replace('_', ' ')} noise sd {node.noise_scale:.4g}"
+    return text
 
 
 def _csv(result: QueryResult) -> str:
@@ -174,6 +204,7 @@ def _csv(result: QueryResult) -> str:
                 cell.status,
                 cell.reason or "",
                 ";".join(cell.nodes),
+                *cell_guarantee(result, cell).values(),
             ]
         )
     return buffer.getvalue()

@@ -7,6 +7,7 @@ from contracts.v1.agreement import (
     AgreementTerms,
     DatasetRef,
     Party,
+    PublicGrid,
     SignaturePayload,
     SignedAgreement,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "Party",
     "Period",
     "PrivacyUnit",
+    "PublicGrid",
     "QueryRequest",
     "QueryResult",
     "QuerySpec",

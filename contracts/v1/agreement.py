@@ -1,5 +1,7 @@
 """Agreement (MoU) terms and the signatures each party puts on one version's digest."""
 
+import itertools
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,6 +16,7 @@ Dissemination = Literal["public", "partners", "restricted"]
 Suppression = Literal["per_node", "combined"]
 Aggregation = Literal["per_node", "secure"]
 BudgetPeriod = Literal["validity", "calendar_year", "quarter"]
+GridRule = Literal["any", "public"]
 NodeAgreementStatus = Literal["active", "suspended", "revoked"]
 # Broadest first: a request may ask for the agreement's level or a narrower one.
 DISSEMINATION_ORDER: tuple[Dissemination, ...] = ("public", "partners", "restricted")
@@ -35,6 +38,8 @@ _ADDED_TERM_DEFAULTS: dict[str, Any] = {
     "aggregation": "per_node",
     "collusion": 0,
     "min_rho": DEFAULT_MIN_RHO,
+    "grids": "any",
+    "public_grids": (),
 }
 
 
@@ -45,6 +50,24 @@ class Party(WireModel):
     role: PartyRole
     country: str | None = Field(default=None, pattern=r"^\d{3}$")
     node_id: str | None = None
+
+
+class PublicGrid(WireModel):
+    """A quantile candidate grid or histogram bin edges the agreement publishes for a column."""
+
+    column: str
+    kind: Literal["candidates", "edges"]
+    values: tuple[float, ...] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "PublicGrid":
+        if any(not math.isfinite(v) for v in self.values):
+            raise ValueError("grid values must be finite numbers")
+        if any(b <= a for a, b in itertools.pairwise(self.values)):
+            raise ValueError("grid values must be strictly increasing")
+        if self.kind == "edges" and len(self.values) < 2:
+            raise ValueError("edges need at least two values")
+        return self
 
 
 class DatasetRef(WireModel):
@@ -128,6 +151,18 @@ class AgreementTerms(WireModel):
         pattern=r"^[0-9a-f]{64}$",
         description="digest of the version this one amends (version > 1)",
     )
+    grids: GridRule = Field(
+        default="any",
+        description=(
+            "any: analysts may choose quantile candidates and histogram edges. public: only"
+            " the defaults derived from each dataset contract's public bounds, or a grid listed"
+            " in public_grids for that column, so no grid can be fitted around one"
+            " respondent's value."
+        ),
+    )
+    public_grids: tuple[PublicGrid, ...] = Field(
+        default=(), description="grids allowed besides the contract defaults (grids: public)"
+    )
     analyst_organisations: tuple[str, ...] = ()
     dissemination: Dissemination = "partners"
     valid_from: datetime
@@ -160,6 +195,8 @@ class AgreementTerms(WireModel):
             raise ValueError("an agreement covers at least one dataset or module")
         if len({m.name for m in self.modules}) != len(self.modules):
             raise ValueError("modules repeats an entry")
+        if self.public_grids and self.grids != "public":
+            raise ValueError("public_grids are listed only with grids: public")
         return self
 
     @model_serializer(mode="wrap")

@@ -26,7 +26,15 @@ CELL_ADDED_FIELDS = (
     "covariance",
     "bins",
 )
-RELEASE_ADDED_FIELDS = ("components", "epsilon", "delta", "weighted", "grid")
+RELEASE_ADDED_FIELDS = (
+    "components",
+    "epsilon",
+    "delta",
+    "weighted",
+    "grid",
+    "bounds",
+    "integer",
+)
 
 
 def _omit_unset(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -107,6 +115,12 @@ class Release(WireModel):
     delta: float | None = None
     weighted: bool = False
     grid: tuple[float, ...] | None = None
+    # Added later still: the public bounds [L, U] the measured values were clamped to
+    # (numeric measures) and whether the column holds integers. The hub needs them to make
+    # the same intervals as the node when it pools nodes: a quantile's bins reach from L to
+    # U, a sum of values >= 0 is >= 0, a mean lies in [L, U] (contracts/accuracy.py).
+    bounds: tuple[float, float] | None = None
+    integer: bool = False
 
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

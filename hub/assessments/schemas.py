@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.v1.agreement import Dissemination
+from contracts.v1.result import NodeStatus
 
 Country = str  # a UN M49 code, 3 digits
 CountryStatusName = Literal["complete", "collecting", "incomplete"]
@@ -116,6 +117,9 @@ class ResultValue(_Out):
     ci95_low: float | None = None
     ci95_high: float | None = None
     reason: str | None = None
+    # The nodes whose answers make this value, each with the guarantee it signed (rho,
+    # epsilon at delta, mechanism, noise scale), for the fact sheets' privacy notes.
+    nodes: tuple[NodeStatus, ...] = ()
 
 
 class RoundResults(_Out):

@@ -649,6 +649,7 @@ def round_results(*, session: Session, round_id: str, user: User) -> RoundResult
         complete &= result.status != "running"
         breakdown = tuple(link.breakdown)
         seen: set[str] = set()
+        statuses = {n.node_id: n for n in result.nodes}
         for cell in result.cells:
             country, *levels = cell.key
             seen.add(country)
@@ -664,6 +665,7 @@ def round_results(*, session: Session, round_id: str, user: User) -> RoundResult
                     ci95_low=cell.ci95_low,
                     ci95_high=cell.ci95_high,
                     reason=cell.reason,
+                    nodes=tuple(statuses[n] for n in cell.nodes if n in statuses),
                 )
             )
         for country in row.countries:

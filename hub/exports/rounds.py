@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from openpyxl import Workbook
 
+from contracts.v1.result import GUARANTEE_COLUMNS, guarantee_text
 from hub.assessments.schemas import RoundResults
 from hub.assessments.templates import ChoiceAnswer, NumberAnswer, Template
 from hub.exports.exceptions import NotInStructure
@@ -29,6 +30,7 @@ COLUMNS = (
     "answer",
     "score",
     "dissemination",
+    *GUARANTEE_COLUMNS,
 )
 
 
@@ -54,6 +56,8 @@ def rows(results: RoundResults, template: Template) -> list[dict[str, object]]:
                 "answer": None,
                 "score": None,
                 "dissemination": results.dissemination,
+                # Each answering node's rho, (epsilon, delta), mechanism and noise scale.
+                **guarantee_text(v.nodes),
             }
         )
     for a in results.answers:
@@ -75,6 +79,7 @@ def rows(results: RoundResults, template: Template) -> list[dict[str, object]]:
                 "answer": a.value,
                 "score": a.score,
                 "dissemination": results.dissemination,
+                **dict.fromkeys(GUARANTEE_COLUMNS),
             }
         )
     return out

@@ -4,14 +4,18 @@ Node datasets are disjoint, so counts add and their noise variances add. Per hub
 (`country`, `node`) and per key, over the nodes that answered:
 
 - count, histogram bins: Σ estimates, variance Σ of each cell's `variance` (σ² from the
-  release's `noise_scale` for releases that predate it), normal interval.
-- sum: Σ numerators with variance Σ numerator variances; its cell size is Σ denominators.
-- share, mean: Σ numerators / Σ denominators, delta-method interval from the summed
-  numerator and denominator variances and covariances (a share from a release without
-  them: s2 = Σσ², Var N = s2, Var D = 2 s2, Cov = s2). A mean is not clipped at the hub.
+  release's `noise_scale` for releases that predate it), normal interval cut at 0.
+- sum: Σ numerators with variance Σ numerator variances; its cell size is Σ denominators;
+  estimate and interval kept within what a sum of the clamped values can be (≥ 0 when every
+  node's lower bound is ≥ 0; `contracts.accuracy.sum_interval`).
+- share, mean: Σ numerators / Σ denominators, Fieller interval from the summed numerator and
+  denominator variances and covariances (a share from a release without them: s2 = Σσ²,
+  Var N = s2, Var D = 2 s2, Cov = s2), cut to [0, 1] for shares and to the union of the
+  nodes' bounds for means (`contracts.accuracy.ratio_interval`).
 - quantile: the nodes' noisy counts over the candidate grid add bin by bin (so do their
   variances) and the quantile is re-estimated from the pooled counts with the nodes' own
-  method (`contracts.accuracy.quantile_from_bins`); never a median of medians.
+  method (`contracts.accuracy.quantile_from_bins`), over the union of the nodes' value
+  ranges; never a median of medians.
 - Histogram and quantile releases over different grids cannot be pooled: such cells come
   back suppressed (`grids_differ`).
 - A key absent from a node's release is a level outside that node's contract: a structural
@@ -24,15 +28,18 @@ Node datasets are disjoint, so counts add and their noise variances add. Per hub
 - A single contributor's cell keeps the node's own estimate and interval.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from contracts.accuracy import (
     count_interval,
+    grid_resolution,
     quantile_from_bins,
-    ratio_half_width,
+    ratio_interval,
     share_estimate,
+    sum_interval,
     suppression_reason,
 )
 from contracts.agreement_rules import HUB_DIMS
@@ -53,6 +60,33 @@ def result_status(*, asked: int, answered: int) -> Literal["complete", "partial"
     if answered == 0:
         return "failed"
     return "complete" if answered == asked else "partial"
+
+
+def release_guarantee(release: Release) -> dict[str, Any]:
+    """The privacy guarantee a node signed with its release, as `NodeStatus` fields."""
+    return {
+        "rho": release.rho,
+        "epsilon": release.epsilon,
+        "delta": release.delta,
+        "mechanism": release.mechanism,
+        "noise_scale": release.noise_scale,
+        "components": release.components,
+    }
+
+
+def result_grid(
+    spec: QuerySpec, answers: Sequence[NodeAnswer]
+) -> tuple[tuple[float, ...] | None, float | None]:
+    """The public grid of a quantile or histogram result, and for quantiles its resolution
+    (the widest bin between the nodes' value bounds); (None, None) for other measures or
+    when the nodes' grids differ (those cells are `grids_differ`)."""
+    grids = {a.release.grid for a in answers}
+    if spec.measure not in ("quantile", "histogram") or len(grids) != 1:
+        return None, None
+    grid = next(iter(grids))
+    if not grid or spec.measure == "histogram":
+        return grid, None
+    return grid, grid_resolution(grid, _union([a.release.bounds for a in answers]))
 
 
 def result_dims(spec: QuerySpec) -> tuple[str, ...]:
@@ -119,6 +153,7 @@ def _combine_cell(
         return _suppressed("grids_differ", nodes)
     low: float | None
     high: float | None
+    bounds = _bounds(contributors)
     if spec.measure in ("share", "mean"):
         numerator, denominator, vn, vd, cov = _ratio_parts(contributors)
         size = denominator
@@ -127,31 +162,46 @@ def _combine_cell(
         if single is not None and single.estimate is not None:
             estimate, low, high = single.estimate, single.ci95_low, single.ci95_high
         else:
-            ratio = numerator / denominator
-            half = ratio_half_width(
-                ratio, denominator, numerator_variance=vn, denominator_variance=vd, covariance=cov
+            lowest, highest = (0.0, 1.0) if spec.measure == "share" else bounds or _UNBOUNDED
+            estimate = min(highest, max(lowest, numerator / denominator))
+            low, high = ratio_interval(
+                numerator,
+                denominator,
+                numerator_variance=vn,
+                denominator_variance=vd,
+                covariance=cov,
+                low=lowest,
+                high=highest,
             )
-            estimate, low, high = ratio, ratio - half, ratio + half
             if spec.measure == "share":
                 estimate = share_estimate(numerator, denominator)
-                low, high = max(0.0, estimate - half), min(1.0, estimate + half)
+            if math.isinf(high - low):
+                # Only for releases from before nodes sent their bounds: a denominator not
+                # significantly above 0 leaves the ratio unbounded.
+                return _suppressed("interval_too_wide", nodes)
     elif spec.measure == "quantile":
         parts = [c.bins or () for _, c in contributors]
         bins = [sum(values) for values in zip(*parts, strict=True)]
         grid = next(iter(grids)) or ()
         size = sum(bins)
-        s2 = sum(_variance(m, c) for m, c in contributors)
-        q = float(contributors[0][1].key[-1])
-        estimate, low, high = quantile_from_bins(bins, grid, q, s2)
         if single is not None and single.estimate is not None:
             estimate, low, high = single.estimate, single.ci95_low, single.ci95_high
+        else:
+            if size < max(min_cell_size, 1):
+                return _suppressed("below_min_cell_size", nodes)
+            s2 = sum(_variance(m, c) for m, c in contributors)
+            q = float(contributors[0][1].key[-1])
+            integer = all(m.release.integer for m, _ in contributors)
+            estimate, low, high = quantile_from_bins(
+                bins, grid, q, s2, bounds=bounds, integer=integer
+            )
     elif spec.measure == "sum":
-        estimate = float(sum(_numerator(c) for _, c in contributors))
         size = float(sum(c.denominator or 0.0 for _, c in contributors))
         variance = sum(c.numerator_variance or 0.0 for _, c in contributors)
-        low, high = count_interval(estimate, variance)
+        total = float(sum(_numerator(c) for _, c in contributors))
+        estimate, low, high = sum_interval(total, variance, bounds=bounds)
         if single is not None:
-            low, high = single.ci95_low, single.ci95_high
+            estimate, low, high = single.estimate or 0.0, single.ci95_low, single.ci95_high
     else:
         estimate = float(sum(c.estimate or 0.0 for _, c in contributors))
         size = estimate
@@ -199,6 +249,22 @@ def judged(
     return ResultCell(
         key=key, status="ok", estimate=estimate, ci95_low=low, ci95_high=high, nodes=nodes
     )
+
+
+_UNBOUNDED = (-math.inf, math.inf)
+
+
+def _bounds(contributors: Sequence[tuple[NodeAnswer, Cell]]) -> tuple[float, float] | None:
+    return _union([m.release.bounds for m, _ in contributors])
+
+
+def _union(ranges: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """The range every contributor's values lie in (the union of their public bounds);
+    None when a release predates bounds, so nothing is cut by a range the hub cannot know."""
+    known = [r for r in ranges if r is not None]
+    if not known or len(known) < len(ranges):
+        return None
+    return (min(r[0] for r in known), max(r[1] for r in known))
 
 
 def _variance(member: NodeAnswer, cell: Cell) -> float:

@@ -10,7 +10,7 @@ from uuid import UUID
 from joserfc.jwk import OKPKey
 
 from contracts import signing
-from contracts.agreement_rules import HUB_DIMS, filter_refusal
+from contracts.agreement_rules import HUB_DIMS, filter_refusal, grid_refusal
 from contracts.v1 import AgreementTerms, Filter, QueryRequest, QuerySpec
 from hub.privacy.exceptions import CostOverCap, OrgNotPermitted, TermViolation
 
@@ -77,6 +77,9 @@ def check_spec(*, spec: QuerySpec, terms: AgreementTerms, organisation: str) -> 
     reason = filter_refusal(spec)
     if reason is not None:
         raise TermViolation(reason, code="invalid_spec")
+    refusal = grid_refusal(terms, spec)
+    if refusal is not None:
+        raise TermViolation(refusal, code="grid_not_allowed")
     if spec.rho > terms.rho_per_query_max:
         raise CostOverCap()
     if spec.rho < terms.rho_floor:

@@ -11,12 +11,13 @@ import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from contracts.accuracy import count_interval, ratio_half_width, share_estimate
+from contracts.accuracy import count_interval, share_estimate, share_interval, sum_interval
 from contracts.agreement_rules import secure_refusal
-from contracts.v1 import AgreementTerms, QuerySpec, ResultCell, SecureContribution
+from contracts.v1 import AgreementTerms, Component, QuerySpec, ResultCell, SecureContribution
 from contracts.v1.release import SuppressionReason
 from hub.federation.combine import judged
 
@@ -72,6 +73,8 @@ class Aggregate:
     granularity: dict[str, float]
     variance: dict[str, float]
     members: tuple[str, ...]
+    # The union of the members' value bounds (sum), so the sum's interval respects them.
+    bounds: tuple[float, float] | None = None
 
 
 def vector(text: str) -> np.ndarray:
@@ -139,7 +142,35 @@ def aggregate(contributions: Sequence[SecureContribution]) -> Aggregate:
         granularity=granularity,
         variance=variance,
         members=members,
+        bounds=(
+            (min(c.low for c in contributions), max(c.high for c in contributions))
+            if first.measure == "sum"
+            else None
+        ),
     )
+
+
+def contribution_guarantee(contribution: SecureContribution) -> dict[str, Any]:
+    """The privacy guarantee a member signed with its contribution, as `NodeStatus` fields:
+    its rho and (epsilon, delta), and its own share of the noise on each component."""
+    components = tuple(
+        Component(
+            name=c.name,
+            mechanism="discrete_gaussian",
+            scale=c.share_scale,
+            sensitivity=c.sensitivity,
+            rho=c.rho,
+        )
+        for c in contribution.components
+    )
+    return {
+        "rho": contribution.rho,
+        "epsilon": contribution.epsilon,
+        "delta": contribution.delta,
+        "mechanism": "discrete_gaussian",
+        "noise_scale": components[0].scale,
+        "components": components,
+    }
 
 
 def secure_cells(
@@ -157,22 +188,14 @@ def secure_cells(
             if size < max(min_cell_size, 1):
                 cells.append(_suppressed(key, "below_min_cell_size", agg.members))
                 continue
-            ratio = numerator / size
-            half = ratio_half_width(
-                ratio,
-                size,
-                numerator_variance=count_variance,
-                denominator_variance=2 * count_variance,
-                covariance=count_variance,
-            )
             estimate = share_estimate(numerator, size)
-            low, high = max(0.0, estimate - half), min(1.0, estimate + half)
+            low, high = share_interval(numerator, size, count_variance)
         elif agg.measure == "sum":
             step = agg.granularity["sum"]
             size = float(counts[i])
-            estimate = step * float(agg.totals["sum"][i]) + agg.center * size
+            total = step * float(agg.totals["sum"][i]) + agg.center * size
             variance = step**2 * agg.variance["sum"] + agg.center**2 * count_variance
-            low, high = count_interval(estimate, variance)
+            estimate, low, high = sum_interval(total, variance, bounds=agg.bounds)
         else:
             estimate = size = float(counts[i])
             low, high = count_interval(estimate, count_variance)

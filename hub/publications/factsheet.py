@@ -22,6 +22,7 @@ from hub.publications.charts import Bar, bar_svg, suppressed_symbol
 from hub.publications.exceptions import CountryNotInRound, LanguageUnknown, RoundNotFinished
 from hub.publications.fonts import FAMILY_STACK, font_face_css
 from hub.publications.i18n import LANGUAGES, Translator
+from hub.web.i18n import significant_decimals
 
 LEVEL_TEXT = {"public": "Public", "partners": "Partners only", "restricted": "Restricted"}
 THEME_TEXT = {
@@ -47,6 +48,11 @@ LEVEL_LABELS = {
 }
 CHOICE_TEXT = {"yes": "Yes", "no": "No", "in_progress": "In progress"}
 NOTE = "Differentially private estimates with 95% intervals. Source: CSO household surveys."
+PRIVACY_NOTE = (
+    "Privacy: each node's answer costs ρ = %(rho)s (zCDP), that is (ε = %(epsilon)s,"
+    " δ = %(delta)s)-differential privacy; %(mechanism)s noise, standard deviation %(scale)s."
+)
+MECHANISM_TEXT = {"discrete_gaussian": "discrete Gaussian", "gaussian": "Gaussian"}
 LEGEND = "Suppressed: too few respondents or too uncertain to publish"
 
 
@@ -121,6 +127,33 @@ class _Sheet:
             emphasis=emphasis,
         )
 
+    def privacy_note(self, values: Sequence[ResultValue]) -> str | None:
+        """The guarantee of the node answers behind `values` (ranges where nodes differ)."""
+        nodes = {n.node_id: n for v in values for n in v.nodes if n.rho is not None}.values()
+        if not nodes:
+            return None
+
+        def spread(numbers: Sequence[float], figures: int = 3) -> str:
+            low, high = min(numbers), max(numbers)
+            text = [self.significant(low, figures), self.significant(high, figures)]
+            return text[0] if text[0] == text[1] else f"{text[0]}–{text[1]}"
+
+        mechanisms = sorted(
+            {self._(MECHANISM_TEXT.get(str(n.mechanism), str(n.mechanism))) for n in nodes}
+        )
+        return self._(PRIVACY_NOTE) % {
+            "rho": spread([n.rho or 0.0 for n in nodes]),
+            "epsilon": spread([n.epsilon or 0.0 for n in nodes]),
+            "delta": self.t.digits(
+                ", ".join(sorted({f"{n.delta:g}" for n in nodes if n.delta is not None}))
+            ),
+            "mechanism": ", ".join(mechanisms),
+            "scale": spread([n.noise_scale or 0.0 for n in nodes]),
+        }
+
+    def significant(self, value: float, figures: int = 3) -> str:
+        return self.t.number(value, decimals=significant_decimals(value, figures))
+
     def level_label(self, dim: str, level: str) -> str:
         return self._(LEVEL_LABELS.get(dim, {}).get(level, level))
 
@@ -155,6 +188,7 @@ def _chart(
             if bars
         ],
         "unit": sheet._("Percent") if measure == "share" else sheet._("Number"),
+        "privacy": sheet.privacy_note(values),
     }
 
 

@@ -31,13 +31,25 @@ from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import read_only
 from hub.federation.calls import PushCall, planned_push_calls
-from hub.federation.combine import NodeAnswer, combine, result_dims, result_status
+from hub.federation.combine import (
+    NodeAnswer,
+    combine,
+    release_guarantee,
+    result_dims,
+    result_grid,
+    result_status,
+)
 from hub.federation.models import Node
 from hub.federation.releases import parsed_releases, sent_request, stored_payload
 from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
-from hub.privacy.secure import aggregate, plan_aggregation, secure_cells
+from hub.privacy.secure import (
+    aggregate,
+    contribution_guarantee,
+    plan_aggregation,
+    secure_cells,
+)
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.schemas import QuerySummary
@@ -438,6 +450,8 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     answered = len(contributions) if secure else len(answers)
     pending = any(t.outcome == "pending" for t in tasks)
     status = "running" if pending else result_status(asked=len(tasks), answered=answered)
+    guarantees = {a.node_id: release_guarantee(a.release) for a in answers}
+    guarantees.update({c.node_id: contribution_guarantee(c) for c in contributions})
     nodes = tuple(
         NodeStatus(
             node_id=t.node_id,
@@ -445,9 +459,11 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
             outcome=t.outcome,
             error_code=t.error_code,
             message=t.message,
+            **(guarantees.get(t.node_id, {}) if t.outcome == "ok" else {}),
         )
         for t in tasks
     )
+    grid, resolution = result_grid(spec, answers)
     return QueryResult(
         query_id=UUID(row.query_id),
         spec=spec,
@@ -458,6 +474,8 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         cells=_cells(spec, rules, answers, contributions),
         aggregation="secure" if secure else "per_node",
         aggregation_note=_aggregation_note(rules),
+        grid=grid,
+        grid_resolution=resolution,
         created_at=_aware(row.created_at),
         deadline=_aware(row.deadline) if row.deadline is not None else None,
         completed_at=_aware(row.completed_at) if row.completed_at is not None else None,

@@ -1,7 +1,10 @@
 """A query result as a file: CSV (UTF-8 with BOM, for spreadsheets) and XLSX (openpyxl).
 
 One row per cell: the group levels, the estimate and its 95% interval, the cell's status
-and the reason it was suppressed. Suppressed cells carry no numbers.
+and the reason it was suppressed, the nodes it combines and the privacy guarantee of their
+answers (rho, epsilon at delta, mechanism, noise scale; `cell_guarantee`). Suppressed cells
+carry no numbers. The XLSX adds a `query` sheet with the question, each node's guarantee
+and, for quantiles and histograms, the public grid.
 """
 
 import csv
@@ -11,10 +14,19 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from contracts.v1 import QueryResult
+from contracts.v1.result import GUARANTEE_COLUMNS, cell_guarantee
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-VALUE_COLUMNS = ("estimate", "ci95_low", "ci95_high", "status", "suppression_reason", "nodes")
+VALUE_COLUMNS = (
+    "estimate",
+    "ci95_low",
+    "ci95_high",
+    "status",
+    "suppression_reason",
+    "nodes",
+    *GUARANTEE_COLUMNS,
+)
 
 
 def key_columns(result: QueryResult) -> tuple[str, ...]:
@@ -39,6 +51,7 @@ def rows(result: QueryResult) -> list[list[str | float | None]]:
             cell.status,
             cell.reason or "",
             " ".join(cell.nodes),
+            *cell_guarantee(result, cell).values(),
         ]
         for cell in result.cells
     ]
@@ -83,8 +96,43 @@ def to_xlsx(result: QueryResult) -> bytes:
         ("rho", spec.rho),
         ("status", result.status),
         ("interval", "95% confidence interval for the noisy estimate"),
+        *_grid_rows(result),
+        *_guarantee_rows(result),
     ):
         about.append([name, value])
     buffer = BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _grid_rows(result: QueryResult) -> list[tuple[str, str | float]]:
+    if result.grid is None:
+        return []
+    rows: list[tuple[str, str | float]] = [("grid", ", ".join(f"{g:g}" for g in result.grid))]
+    if result.grid_resolution is not None:
+        rows.append(("grid_resolution", result.grid_resolution))
+    return rows
+
+
+def _guarantee_rows(result: QueryResult) -> list[tuple[str, str | float]]:
+    """Per answering node: its rho, (epsilon, delta), mechanism and every noisy component."""
+    rows: list[tuple[str, str | float]] = []
+    for node in result.nodes:
+        if node.rho is None:
+            continue
+        rows.append(
+            (
+                f"node {node.node_id}",
+                f"rho {node.rho!r} (zCDP); epsilon {node.epsilon!r} at delta {node.delta!r}; "
+                f"{node.mechanism} noise, scale {node.noise_scale!r}",
+            )
+        )
+        rows.extend(
+            (
+                f"node {node.node_id} component {c.name}",
+                f"{c.mechanism}, scale {c.scale!r}, L2 sensitivity {c.sensitivity!r}, "
+                f"rho {c.rho!r}",
+            )
+            for c in node.components or ()
+        )
+    return rows

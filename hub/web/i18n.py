@@ -6,6 +6,7 @@ left untranslated, falls back to the English msgid.
 """
 
 import gettext
+import math
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -66,6 +67,20 @@ def choose_language(*, cookie: str | None, accept_language: str | None) -> str:
         if base in LANGUAGES:
             return base
     return DEFAULT_LANGUAGE
+
+
+def format_significant(value: float, *, language: str, figures: int = 3) -> str:
+    """A number to `figures` significant digits, no trailing zeros (rho 0.02, epsilon 1.94)."""
+    return format_number(value, language=language, digits=significant_decimals(value, figures))
+
+
+def significant_decimals(value: float, figures: int) -> int:
+    """The decimals that show `value` to `figures` significant digits, without trailing zeros."""
+    text = f"{value:.{figures}g}"
+    if "e" in text:
+        magnitude = math.floor(math.log10(abs(value)))
+        return max(0, figures - 1 - magnitude)
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 def format_number(value: float, *, language: str, digits: int = 2) -> str:

@@ -15,6 +15,7 @@ from hub.web.i18n import (
     LANGUAGES,
     choose_language,
     format_number,
+    format_significant,
     translations,
 )
 
@@ -92,6 +93,9 @@ def render(
                 lang=language,
                 path=request.url.path,
                 num=lambda value, digits=2: format_number(value, language=language, digits=digits),
+                sig=lambda value, figures=3: format_significant(
+                    value, language=language, figures=figures
+                ),
                 **(context or {}),
             )
         )

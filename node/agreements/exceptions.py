@@ -43,6 +43,10 @@ class TooManyDims(AgreementError):
     code = "too_many_dims"
 
 
+class GridNotAllowed(AgreementError):
+    code = "grid_not_allowed"
+
+
 class CostOverCap(AgreementError):
     code = "cost_over_cap"
 

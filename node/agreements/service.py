@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts import signing
-from contracts.agreement_rules import summary_text
+from contracts.agreement_rules import grid_refusal, summary_text
 from contracts.errors import ContractError
 from contracts.v1 import (
     AgreementFetch,
@@ -47,6 +47,7 @@ from node.agreements.exceptions import (
     DatasetNotInAgreement,
     DimNotAllowed,
     DisseminationNotAllowed,
+    GridNotAllowed,
     HubUnreachable,
     MeasureNotAllowed,
     RhoBelowFloor,
@@ -609,6 +610,9 @@ def check_columns(terms: AgreementTerms, *, spec: QuerySpec, rho: float) -> None
             )
     if len(spec.group_by) > terms.max_dims:
         raise TooManyDims(f"term max_dims: the agreement allows at most {terms.max_dims} dims")
+    refusal = grid_refusal(terms, spec)
+    if refusal is not None:
+        raise GridNotAllowed(refusal)
     if rho > terms.rho_per_query_max:
         raise CostOverCap("term rho_per_query_max: the query's rho is above the per-query cap")
     if rho < terms.rho_floor:

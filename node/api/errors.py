@@ -47,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "column_not_allowed": 403,
     "dim_not_allowed": 403,
     "too_many_dims": 403,
+    "grid_not_allowed": 403,
     "cost_over_cap": 403,
     "agreement_not_yet_valid": 403,
     "agreement_superseded": 403,

@@ -35,16 +35,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from contracts.accuracy import (
-    Z95,
     quantile_from_bins,
-    ratio_half_width,
+    ratio_interval,
     share_estimate,
     share_interval,
+    sum_interval,
     suppression_reason,
 )
 from contracts.v1 import Cell, Column, Component, DatasetContract, QuerySpec
@@ -242,6 +243,8 @@ def release_exact(
         delta=mechanisms.DELTA,
         weighted=spec.weighted,
         grid=plan.grid if spec.measure in ("quantile", "histogram") else None,
+        bounds=(plan.low, plan.high) if spec.measure in NUMERIC_MEASURES else None,
+        integer=plan.integer,
     )
 
 
@@ -315,6 +318,7 @@ class _Plan:
     high: float
     weighted: bool
     rho: float
+    integer: bool = False
 
 
 def _plan(contract: DatasetContract, spec: QuerySpec, rho: float) -> _Plan:
@@ -325,12 +329,14 @@ def _plan(contract: DatasetContract, spec: QuerySpec, rho: float) -> _Plan:
     low = high = 0.0
     grid: tuple[float, ...] = ()
     inner = 1
+    integer = False
     if spec.measure in NUMERIC_MEASURES:
         column = contract.column(str(spec.column))
         assert column is not None
         assert column.lower is not None
         assert column.upper is not None
         low, high = column.lower, column.upper
+        integer = column.type == "integer"
     if spec.measure in ("sum", "mean"):
         rho_count = rho * COUNT_SHARE
         components: tuple[_Component, ...] = (
@@ -360,6 +366,7 @@ def _plan(contract: DatasetContract, spec: QuerySpec, rho: float) -> _Plan:
         high=high,
         weighted=spec.weighted,
         rho=rho,
+        integer=integer,
     )
 
 
@@ -588,7 +595,8 @@ def _count_cells(
                     rules,
                     size=value,
                     estimate=value,
-                    low=value - half,
+                    # A count is never negative: the cut keeps every covering interval.
+                    low=max(0.0, value - half),
                     high=value + half,
                     variance=count.scale**2,
                 )
@@ -638,7 +646,7 @@ def _share_cells(
     return cells
 
 
-def _no_ratio(key: tuple[str, ...], rules: _Rules | None, components: dict[str, float]) -> Cell:
+def _no_ratio(key: tuple[str, ...], rules: _Rules | None, components: dict[str, Any]) -> Cell:
     """No ratio over a non-positive size; under `combined` the hub still needs the parts."""
     if rules is None:
         return Cell(key=key, status="ok", **components)
@@ -672,15 +680,17 @@ def _sum_cells(
     cells = []
     for i, key in enumerate(keys):
         numerator, denominator, moments = _sum_parts(plan, noisy, i)
-        half = Z95 * math.sqrt(moments["numerator_variance"])
+        estimate, low, high = sum_interval(
+            numerator, moments["numerator_variance"], bounds=(plan.low, plan.high)
+        )
         cells.append(
             _judged(
                 key,
                 rules,
                 size=denominator,
-                estimate=numerator,
-                low=numerator - half,
-                high=numerator + half,
+                estimate=estimate,
+                low=low,
+                high=high,
                 variance=moments["numerator_variance"],
                 **moments,
             )
@@ -700,17 +710,16 @@ def _mean_cells(
         if denominator < 1:
             cells.append(_no_ratio(key, rules, moments))
             continue
-        ratio = numerator / denominator
-        half = ratio_half_width(
-            ratio,
+        estimate = min(plan.high, max(plan.low, numerator / denominator))
+        low, high = ratio_interval(
+            numerator,
             denominator,
             numerator_variance=moments["numerator_variance"],
             denominator_variance=moments["denominator_variance"],
             covariance=moments["covariance"],
+            low=plan.low,
+            high=plan.high,
         )
-        estimate = min(plan.high, max(plan.low, ratio))
-        low = min(plan.high, max(plan.low, ratio - half))
-        high = min(plan.high, max(plan.low, ratio + half))
         cells.append(
             _judged(key, rules, size=denominator, estimate=estimate, low=low, high=high, **moments)
         )
@@ -730,7 +739,14 @@ def _quantile_cells(
         bins = tuple(noisy["count"][i * width : (i + 1) * width])
         size = sum(bins)
         for q in plan.quantiles:
-            estimate, low, high = quantile_from_bins(bins, plan.grid, q, s2)
+            if size < 1:
+                # No quantile of an empty cell; under `combined` the hub still pools the bins.
+                empty = {"variance": s2, "bins": bins}
+                cells.append(_no_ratio((*key, quantile_label(q)), rules, empty))
+                continue
+            estimate, low, high = quantile_from_bins(
+                bins, plan.grid, q, s2, bounds=(plan.low, plan.high), integer=plan.integer
+            )
             cells.append(
                 _judged(
                     (*key, quantile_label(q)),

@@ -18,3 +18,5 @@ class ComputedRelease(BaseModel):
     delta: float | None = None
     weighted: bool = False
     grid: tuple[float, ...] | None = None
+    bounds: tuple[float, float] | None = None
+    integer: bool = False

@@ -166,6 +166,8 @@ def handle_query(
             delta=computed.delta,
             weighted=computed.weighted,
             grid=computed.grid,
+            bounds=computed.bounds,
+            integer=computed.integer,
         )
         token = signing.sign(release, load_key(settings.home))
     except Exception as exc:  # noise may have been drawn: budget stays spent (trust model)

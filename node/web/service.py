@@ -17,7 +17,7 @@ from typing import BinaryIO, cast
 
 from pydantic import ValidationError
 
-from contracts.agreement_rules import PURPOSE_CODES
+from contracts.agreement_rules import PURPOSE_CODES, one_person_release_chance
 from contracts.v1 import AgreementTerms, DatasetContract, SignedAgreement
 from contracts.v1.audit import AuditEntry, AuditFilter
 from node.agreements import service as agreements
@@ -379,6 +379,15 @@ def change_status(
         settings=settings,
         reason=reason,
     )
+
+
+def one_person_chance(terms: AgreementTerms) -> str:
+    """How often a one-person cell passes the minimum cell size at the per-query cap (the rule
+    is judged on a noisy count), as a percentage for the terms page."""
+    chance = one_person_release_chance(
+        rho=terms.rho_per_query_max, min_cell_size=terms.min_cell_size
+    )
+    return "< 0.01%" if chance < 1e-4 else f"{100 * chance:.2g}%"
 
 
 def purpose_text(terms: AgreementTerms) -> str | None:

@@ -5,6 +5,7 @@ it verifies the hub's request and signs a release from a fixed table of cells. I
 for the node package where a test needs failures on demand (5xx, timeouts, bad signatures).
 """
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,9 @@ class RoutingTransport(httpx.AsyncBaseTransport):
         return await transport.handle_async_request(request)
 
 
+SIM_DELTA = 1e-7
+
+
 @dataclass
 class SimNode:
     """A simulated node. `script` lists what to do for successive calls, then `ok` forever."""
@@ -148,6 +152,10 @@ class SimNode:
             request_digest=signing.digest(query),
             cells=tuple(self.cells.values()),
             released_at=datetime.now(UTC),
+            # Bun & Steinke's conversion of rho-zCDP, as a real node states it (OpenDP's is
+            # a little tighter).
+            epsilon=query.rho + 2 * math.sqrt(query.rho * math.log(1 / SIM_DELTA)),
+            delta=SIM_DELTA,
         )
         key = signing.generate_key() if action == "bad_signature" else self.key
         return httpx.Response(200, json={"jws": signing.sign(release, key)})

@@ -264,6 +264,11 @@ def test_shipped_template_from_round_to_pdf_sdmx_and_comparison(
         data = publish(format=fmt, country="404")
         assert data.status_code == 200
         assert data.content
+    # Every DP row states the guarantee of the node answers behind it.
+    table = list(csv.DictReader(io.StringIO(publish(format="csv", country="404").text)))
+    dp_rows = [r for r in table if r["kind"] == "dp" and r["status"] == "ok"]
+    assert dp_rows
+    assert all(r["rho"] and r["epsilon"] and r["delta"] == "1e-07" for r in dp_rows)
     everything = sdmx.text + publish(format="csv").text + cross.text
     assert CANARY not in everything
     assert CANARY not in _hub_db_text(fed)

@@ -130,13 +130,24 @@ def test_every_catalogue_is_complete_and_numbers_follow_the_locale() -> None:
 
 
 def test_fact_sheet_marks_suppressed_and_missing_cells_and_states_its_level() -> None:
+    from contracts.v1 import NodeStatus  # noqa: PLC0415
     from hub.assessments.schemas import RoundResults  # noqa: PLC0415
     from hub.exports.exceptions import DisseminationTooLow  # noqa: PLC0415
     from hub.publications.factsheet import country_sheet  # noqa: PLC0415
 
     (template,) = shipped_templates()
+    node = NodeStatus(
+        node_id="np-cso",
+        country="524",
+        outcome="ok",
+        rho=0.02,
+        epsilon=1.0234,
+        delta=1e-7,
+        mechanism="discrete_gaussian",
+        noise_scale=5.0,
+    )
     values = (
-        value(0.4, 0.05).model_copy(update={"indicator_id": "HEALTH_ACCESS"}),
+        value(0.4, 0.05).model_copy(update={"indicator_id": "HEALTH_ACCESS", "nodes": (node,)}),
         value(0.0, 0.0, status="suppressed").model_copy(
             update={"indicator_id": "VIOLENCE_12M", "reason": "below_min_cell_size"}
         ),
@@ -162,6 +173,10 @@ def test_fact_sheet_marks_suppressed_and_missing_cells_and_states_its_level() ->
     assert "तथ्याङ्क छैन" in html  # no data
     assert "४०% (३५%–४५%)" in html
     assert html.count('class="sym"') >= 2  # the symbol in the cell and in the legend
+    # The privacy note under the chart: rho, epsilon at delta, mechanism, noise sd.
+    assert "ρ = ०.०२ (zCDP)" in html
+    assert "ε = १.०२, δ = १e-०७" in html
+    assert "असतत गाउसियन नोइज, मानक विचलन ५" in html
     assert sheet.missing_translations == ()
     with pytest.raises(DisseminationTooLow):
         country_sheet(

@@ -247,7 +247,7 @@ def test_printable_mou_html_and_pdf(federation: Hub, sim_nodes: list[SimNode]) -
         "SDG monitoring",
         "CSO ke-a",
         "lnob_household, contract version 1",
-        "Cells with fewer than about 5 respondents are withheld.",
+        "A cell is withheld when its noisy count is below 5",
         "rho = 0.5",
         "In force",
         read["agreement"]["digest"],

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from contracts.accuracy import quantile_from_bins
-from contracts.v1 import QuerySpec, Release
+from contracts.v1 import QuerySpec, Release, ResultCell
 from hub.federation.combine import NodeAnswer, combine, result_dims
 from node.privacy import engine
 from tests.node.test_privacy_statistics import GROUPS, contract, frame
@@ -62,6 +62,8 @@ def answer(
         delta=computed.delta,
         weighted=computed.weighted,
         grid=computed.grid,
+        bounds=computed.bounds,
+        integer=computed.integer,
     )
     # What the hub receives is the wire form.
     return NodeAnswer(node, "524", Release.model_validate_json(release.model_dump_json()))
@@ -129,8 +131,11 @@ def test_quantile_pools_the_noisy_grid_not_the_medians() -> None:
     bins = np.sum([ans.release.cells[0].bins for ans in answers], axis=0)
     grid = answers[0].release.grid or ()
     variance = sum(ans.release.cells[0].variance or 0 for ans in answers)
+    release = answers[0].release
+    assert release.bounds == (0, 10)
+    assert release.integer
     assert (cell.estimate, cell.ci95_low, cell.ci95_high) == quantile_from_bins(
-        list(bins), grid, 0.5, variance
+        list(bins), grid, 0.5, variance, bounds=release.bounds, integer=True
     )
     values = np.sort(pooled()["v"].to_numpy())
     truth = next(c for c in grid if (values <= c).sum() >= 0.5 * len(values))
@@ -173,18 +178,14 @@ def test_suppression_is_reapplied_to_combined_cells() -> None:
     assert first.reason == "suppressed_at_node"
 
 
-def test_pooled_mean_intervals_cover() -> None:
-    """1,000 pooled releases x 4 groups: coverage within 95% +- 4 binomial sd."""
-    s = spec(measure="mean", column="v", rho=0.05)
+def pooled_cells(s: QuerySpec, trials: int) -> list[tuple[ResultCell, ...]]:
+    """`trials` combinations of fresh releases of both nodes (each node measured once)."""
     a, b = node_frames()
-    exact = {
-        (str(g),): float(x) for g, x in pooled().group_by("g").agg(pl.col("v").mean()).iter_rows()
-    }
     measured = [
         engine.measure_exact(data=d.lazy(), contract=contract(), spec=s, rho=s.rho) for d in (a, b)
     ]
-    covered = []
-    for _ in range(1000):
+    out = []
+    for _ in range(trials):
         answers = []
         for node, m in zip(("n1", "n2"), measured, strict=True):
             c = engine.release_exact(m, min_cell_size=0, max_ci_relative_width=None, suppress=False)
@@ -195,7 +196,7 @@ def test_pooled_mean_intervals_cover() -> None:
                 agreement_version=1,
                 dataset="stats",
                 contract_version=1,
-                measure="mean",
+                measure=s.measure,
                 group_by=c.group_by,
                 mechanism=c.mechanism,
                 rho=s.rho,
@@ -203,9 +204,53 @@ def test_pooled_mean_intervals_cover() -> None:
                 request_digest="x" * 64,
                 cells=c.cells,
                 released_at=datetime.now(UTC),
+                grid=c.grid,
+                bounds=c.bounds,
+                integer=c.integer,
             )
             answers.append(NodeAnswer(node, "524", release))
-        for cell in combine(spec=s, answers=answers, min_cell_size=0, max_ci_relative_width=None):
-            covered.append(cell.ci95_low <= exact[cell.key] <= cell.ci95_high)  # type: ignore[operator]
+        out.append(combine(spec=s, answers=answers, min_cell_size=0, max_ci_relative_width=None))
+    return out
+
+
+def test_pooled_mean_intervals_cover() -> None:
+    """1,000 pooled releases x 4 groups: coverage within 95% +- 4 binomial sd."""
+    s = spec(measure="mean", column="v", rho=0.05)
+    exact = {
+        (str(g),): float(x) for g, x in pooled().group_by("g").agg(pl.col("v").mean()).iter_rows()
+    }
+    covered = [
+        cell.ci95_low <= exact[cell.key] <= cell.ci95_high  # type: ignore[operator]
+        for cells in pooled_cells(s, 1000)
+        for cell in cells
+    ]
     n = len(covered)
     assert abs(sum(covered) / n - 0.95) <= 4 * math.sqrt(0.95 * 0.05 / n)
+
+
+def test_pooled_quantile_intervals_cover_the_pooled_datas_median() -> None:
+    """Candidates coarser than the values: the interval must hold the pooled data's median
+    itself (>= 95% - 5 sd over 2,000 pooled releases x 4 groups), never be zero-width, and
+    reach the upper bound for a median above the last candidate."""
+    s = spec(measure="quantile", column="v", quantiles=(0.5,), candidates=(1.5, 3.5), rho=0.05)
+    df = pooled()
+    truth = {}
+    for g in GROUPS:
+        values = np.sort(df.filter(pl.col("g") == g)["v"].to_numpy())
+        truth[(g, "0.5")] = float(values[math.ceil(0.5 * len(values)) - 1])
+    cells = [cell for cells in pooled_cells(s, 2000) for cell in cells]
+    covered = [c.ci95_low <= truth[c.key] <= c.ci95_high for c in cells]  # type: ignore[operator]
+    n = len(covered)
+    assert sum(covered) / n >= 0.95 - 5 * math.sqrt(0.95 * 0.05 / n)
+    assert all(c.ci95_low < c.ci95_high for c in cells)  # type: ignore[operator]
+    assert max(c.ci95_high for c in cells) == 10  # type: ignore[type-var]
+
+
+def test_pooled_sums_and_counts_stay_at_or_above_zero() -> None:
+    """Values and counts are >= 0, so their intervals are cut at 0 (noise sd ~100 here)."""
+    for s in (spec(measure="sum", column="v", rho=0.0001), spec(measure="count", rho=0.0001)):
+        released = [c for cells in pooled_cells(s, 50) for c in cells if c.status == "ok"]
+        assert len(released) >= 50
+        assert all(c.ci95_low >= 0 for c in released)  # type: ignore[operator]
+        assert all(c.estimate >= 0 for c in released)  # type: ignore[operator]
+        assert any(c.ci95_low == 0 for c in released)

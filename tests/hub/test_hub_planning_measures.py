@@ -43,6 +43,11 @@ def spec(**changes: Any) -> QuerySpec:
         ),
         ({"group_by": ("religion",)}, {"measures": ALL, "columns": ("income",)}, "dim_not_allowed"),
         ({"rho": 0.9}, {"measures": ALL, "columns": ("income",)}, "cost_over_cap"),
+        (
+            {"measure": "quantile", "candidates": (1000, 1001, 1002)},
+            {"measures": ALL, "columns": ("income",), "grids": "public"},
+            "grid_not_allowed",
+        ),
     ],
 )
 def test_refusals(changes: dict[str, Any], terms_changes: dict[str, Any], code: str) -> None:

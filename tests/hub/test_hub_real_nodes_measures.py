@@ -14,6 +14,7 @@ from real_nodes_support import SEXES, NodeData, lnob_contract, start_real_nodes
 from contracts.v1 import Column, DatasetContract
 from hub.home import HubIdentity
 from node.db import dispose_engines
+from node.privacy import mechanisms
 
 
 def contract() -> DatasetContract:
@@ -71,8 +72,18 @@ def test_mean_quantile_histogram_across_two_real_nodes(
         truth = both.filter(pl.col("sex") == cell["key"][0])["age"].mean()
         assert cell["nodes"] == ["ke-cso", "np-cso"]
         assert abs(cell["estimate"] - truth) < 1.0
+    # Each node's guarantee, as it signed it, is in the result (API and everything after).
+    for node in mean["nodes"]:
+        assert node["rho"] == 5.0
+        assert node["delta"] == 1e-7
+        assert node["epsilon"] == pytest.approx(mechanisms.epsilon(5.0))
+        assert node["mechanism"] == "discrete_gaussian"
+        assert [c["name"] for c in node["components"]] == ["count", "sum"]
+        assert node["noise_scale"] == node["components"][0]["scale"]
     quantile = ask(hub, measure="quantile", column="age", quantiles=[0.5, 0.9])
     assert quantile["group_by"] == ["@quantile"]
+    assert quantile["grid"] == list(range(101))
+    assert quantile["grid_resolution"] == 1
     ages = np.sort(both["age"].to_numpy())
     for cell in quantile["cells"]:
         q = float(cell["key"][0])

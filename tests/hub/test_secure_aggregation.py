@@ -156,6 +156,12 @@ def test_count_share_and_sum_are_securely_aggregated(
     assert count["status"] == "complete", count["nodes"]
     assert count["aggregation"] == "secure"
     assert "1 attempt" in count["aggregation_note"]
+    # Each member's guarantee and its own share of the noise are in the result.
+    for node in count["nodes"]:
+        assert (node["rho"], node["delta"]) == (RHO, 1e-7)
+        assert node["epsilon"] > RHO
+        assert node["mechanism"] == "discrete_gaussian"
+        assert 0 <= node["noise_scale"] == node["components"][0]["scale"]
     for cell in count["cells"]:
         truth = pooled.filter(pl.col("sex") == cell["key"][0]).height
         assert cell["nodes"] == sorted(COUNTRIES)

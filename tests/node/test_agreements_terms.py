@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from contracts import signing
-from contracts.v1 import Filter, Release
+from contracts.v1 import Filter, PublicGrid, Release
 from node.ledger.service import budget_report
 from tests.node.conftest import Node, make_node
 
@@ -153,3 +153,28 @@ def test_forged_digest_hub_altered_terms_after_signing(node: Node) -> None:
     refused(node, node.post(forged), "agreement_unknown")
     unsigned_version = node.request(agreement_version=2)
     refused(node, node.post(unsigned_version), "agreement_unknown")
+
+
+def test_grids_public_refuses_an_analyst_grid_and_charges_nothing(
+    tmp_path: Path, db_url: str
+) -> None:
+    listed = PublicGrid(column="age", kind="candidates", values=(18, 30, 45, 60))
+    n = make_node(
+        tmp_path / "n",
+        db_url,
+        measures=("count", "quantile", "histogram"),
+        columns=("age",),
+        grids="public",
+        public_grids=(listed,),
+    )
+    fitted = n.spec(measure="quantile", column="age", candidates=(40, 41, 42))
+    refused(n, n.post(n.request(fitted)), "grid_not_allowed", term="grids")
+    edges = n.spec(measure="histogram", column="age", edges=(0, 41, 120))
+    refused(n, n.post(n.request(edges)), "grid_not_allowed", term="grids")
+    # The contract's own default grid and the agreement's listed grid are answered.
+    default = release(n, n.post(n.request(n.spec(measure="quantile", column="age"))))
+    assert default.grid is not None
+    assert len(default.grid) == 101
+    assert (default.grid[0], default.grid[-1]) == (0, 120)
+    listed_spec = n.spec(measure="quantile", column="age", candidates=listed.values)
+    assert release(n, n.post(n.request(listed_spec))).grid == listed.values

@@ -150,8 +150,10 @@ def test_quantile_cells_estimate_from_the_noisy_grid() -> None:
     assert median.estimate == 3.0
     assert median.ci95_low <= 3.0 <= median.ci95_high  # type: ignore[operator]
     assert cells[("female", "0.25")].estimate == 2.0
+    assert r.bounds == (1, 5)
+    assert r.integer
     assert (median.estimate, median.ci95_low, median.ci95_high) == quantile_from_bins(
-        median.bins, r.grid, 0.5, median.variance or 0
+        median.bins, r.grid, 0.5, median.variance or 0, bounds=r.bounds, integer=True
     )
     income = run(spec(measure="quantile", column="income"))
     assert len(income.grid or ()) == 101
@@ -309,3 +311,17 @@ def test_clamp_skipped_only_when_the_stored_file_is_within_bounds(tmp_path) -> N
         # centred sum + 500 x count = the clamped sum
         clamped = data().collect()["income"].clip(0, 1000).sum()
         assert with_source.values["sum"][0] + 500 * with_source.values["count"][0] == clamped
+
+
+@pytest.mark.parametrize(
+    ("measure", "column"), [("count", None), ("histogram", "score"), ("sum", "income")]
+)
+def test_intervals_of_counts_and_sums_of_non_negative_values_stay_at_or_above_zero(
+    measure: str, column: str | None
+) -> None:
+    """Noise of sd ~100 against counts of ~40: the lower ends would go far below 0."""
+    s = spec(measure=measure, column=column, group_by=("sex",), rho=0.0001)
+    for _ in range(20):
+        cells = [c for c in run(s).cells if c.status == "ok"]
+        assert all(c.ci95_low >= 0 for c in cells)  # type: ignore[operator]
+        assert all(c.estimate >= 0 for c in cells if measure == "sum")  # type: ignore[operator]

@@ -16,8 +16,14 @@ polars and no HTTP), so every check sees >= 8,000 independent noisy cells.
   standard deviations (about +-0.97% at n = 8,000, so inside 94-96% for p = 95%). For
   discrete counts p is the exact coverage of the interval, computed from the pmf (between
   95% and 95% + one pmf step: it is asserted to lie in [0.95, 0.96]). Quantile intervals
-  come from test inversion on a discrete grid: they are conservative by construction, so
-  only "at least 95% - 4 sd" is claimed and tested (docs/privacy.md).
+  come from test inversion on a discrete grid and span whole bins: they are conservative by
+  construction, so only "at least 95%" is claimed, tested at 95% - 5 sd, against the data's
+  own quantile (not its grid-rounded value).
+* Small cells (20 people, rho 0.01, the agreement's default minimum cell size of 10 applied
+  as a node does): Fieller intervals for means and shares are tested at >= 94% over the
+  released cells, and neither side misses more than 3.5% (the delta method missed 5-7% on
+  one side here). Fieller misses at most 2.5% per side over all noise draws; among released
+  cells (selected on their noisy count) the low side measures 2.6%, 8 sd below 3.5%.
 """
 
 import itertools
@@ -217,17 +223,25 @@ def test_histogram_noise_and_coverage() -> None:
     assert_coverage([c.ci95_low <= exact.get(c.key, 0.0) <= c.ci95_high for c in cells], p)  # type: ignore[operator]
 
 
-def test_quantile_noise_and_coverage() -> None:
-    rs = releases(spec(measure="quantile", column="v", quantiles=(0.5,), rho=0.02))
+@pytest.mark.parametrize("candidates", [None, (1.5, 4.5, 7.5)])
+def test_quantile_noise_and_coverage(candidates: tuple[float, ...] | None) -> None:
+    """The interval holds the data's median, also on a grid coarser than the values (where
+    it used to cover only the grid-rounded median); it is never zero-width here."""
+    rs = releases(
+        spec(measure="quantile", column="v", quantiles=(0.5,), rho=0.02, candidates=candidates)
+    )
     grid = rs[0].grid or ()
-    assert grid == tuple(float(v) for v in range(UPPER + 1))
+    if candidates is None:
+        assert grid == tuple(float(v) for v in range(UPPER + 1))
+    assert rs[0].bounds == (0, UPPER)
     truth = {}
     counts = {}
     for g in GROUPS:
         values = np.sort(frame().filter(pl.col("g") == g)["v"].to_numpy())
-        # The smallest candidate c with #(v <= c) >= q n: the target on the grid.
-        truth[g] = next(c for c in grid if (values <= c).sum() >= 0.5 * len(values))
-        counts[g] = [float((values == c).sum()) for c in grid] + [0.0]
+        # The data's median: the ceil(n / 2)-th smallest value.
+        truth[g] = float(values[math.ceil(0.5 * len(values)) - 1])
+        index = np.searchsorted(np.asarray(grid), values, side="left")
+        counts[g] = np.bincount(index, minlength=len(grid) + 1).tolist()
     sigma = rs[0].noise_scale
     cells = [c for r in rs for c in r.cells]
     errors = [b - counts[c.key[0]][i] for c in cells for i, b in enumerate(c.bins or ())]
@@ -235,4 +249,52 @@ def test_quantile_noise_and_coverage() -> None:
     covered = [c.ci95_low <= truth[c.key[0]] <= c.ci95_high for c in cells]  # type: ignore[operator]
     n = len(covered)
     assert n >= 8000
-    assert sum(covered) / n >= 0.95 - SDS * math.sqrt(0.95 * 0.05 / n)
+    assert sum(covered) / n >= 0.95 - 5 * math.sqrt(0.95 * 0.05 / n)
+    assert all(c.ci95_low < c.ci95_high for c in cells)  # type: ignore[operator]
+
+
+SMALL = 20
+
+
+def small_frame() -> pl.DataFrame:
+    """SMALL people per group, values far below the middle of [0, UPPER] (where a noisy
+    count skews a mean most), about 30% answering yes."""
+    rows = len(GROUPS) * SMALL
+    return pl.DataFrame(
+        {
+            "g": pl.Series([GROUPS[i % 4] for i in range(rows)], dtype=pl.Enum(GROUPS)),
+            "y": pl.Series(
+                ["yes" if (i * 7) % 10 < 3 else "no" for i in range(rows)],
+                dtype=pl.Enum(["yes", "no"]),
+            ),
+            "v": [(i * 37) % 4 + (i % 3) for i in range(rows)],
+            "w": [1.0] * rows,
+        }
+    )
+
+
+@pytest.mark.parametrize("measure", ["mean", "share"])
+def test_small_cells_hold_their_level(measure: str) -> None:
+    fields = {"column": "v"} if measure == "mean" else {"column": "y", "value": "yes"}
+    s = spec(measure=measure, rho=0.01, **fields)
+    df = small_frame()
+    exact = engine.measure_exact(data=df.lazy(), contract=contract(), spec=s, rho=s.rho)
+    if measure == "mean":
+        truth = {str(g): float(x) for g, x in df.group_by("g").agg(pl.col("v").mean()).rows()}
+    else:
+        rows = df.group_by("g").agg((pl.col("y") == "yes").mean()).rows()
+        truth = {str(g): float(x) for g, x in rows}
+    below = above = released = 0
+    for _ in range(3 * RELEASES):
+        r = engine.release_exact(exact, min_cell_size=10, max_ci_relative_width=None, suppress=True)
+        for c in r.cells:
+            if c.status != "ok":
+                continue
+            released += 1
+            below += truth[c.key[0]] < c.ci95_low  # type: ignore[operator]
+            above += truth[c.key[0]] > c.ci95_high  # type: ignore[operator]
+    assert released >= 18_000
+    # Measured: 2.6% and 0.1% (mean), 2.5% and 0.7% (share) at about 19,000 cells, sd 0.11%.
+    assert below / released <= 0.035
+    assert above / released <= 0.035
+    assert (below + above) / released <= 0.06

@@ -59,7 +59,17 @@ def make_result(
         nodes=("np-node",),
     )
     nodes = [
-        NodeStatus(node_id="bd-node", country="050", outcome="ok"),
+        NodeStatus(
+            node_id="bd-node",
+            country="050",
+            outcome="ok",
+            rho=0.1,
+            epsilon=2.6,
+            delta=1e-7,
+            mechanism="discrete_gaussian",
+            noise_scale=2.25,
+        ),
+        # A node whose release predates the guarantee fields.
         NodeStatus(node_id="np-node", country="524", outcome="ok"),
     ]
     if status == "partial":
@@ -131,10 +141,15 @@ def test_csv_has_dims_then_fixed_columns() -> None:
         "status",
         "reason",
         "nodes",
+        "rho",
+        "epsilon",
+        "delta",
+        "mechanism",
+        "noise_scale",
     ]
     assert rows[1][:2] == ["sex_worker", "050"]
     assert float(rows[1][2]) == pytest.approx(1234.4)
-    assert rows[1][5:] == ["ok", "", "bd-node"]
+    assert rows[1][5:] == ["ok", "", "bd-node", "0.1", "2.6", "1e-07", "discrete_gaussian", "2.25"]
     assert rows[2] == [
         "indigenous",
         "524",
@@ -144,7 +159,20 @@ def test_csv_has_dims_then_fixed_columns() -> None:
         "suppressed",
         "below_min_cell_size",
         "np-node",
+        "",
+        "",
+        "",
+        "",
+        "",
     ]
+
+
+def test_table_footer_states_each_nodes_guarantee() -> None:
+    text = render_result(make_result(), "table")
+    bd = next(line for line in text.splitlines() if "bd-node" in line and "Bangladesh" in line)
+    assert "rho 0.1 (epsilon 2.6 at delta 1e-07), discrete gaussian noise sd 2.25" in bd
+    np_line = next(line for line in text.splitlines() if line.strip().startswith("np-node"))
+    assert "rho" not in np_line
 
 
 def test_json_round_trips_to_the_model() -> None:

@@ -1,9 +1,11 @@
 """The hub's web pages over the real app: login, roles, CSRF, forms, language, downloads."""
 
+import math
 import re
 import sys
 from collections.abc import Callable
-from io import BytesIO
+from csv import reader
+from io import BytesIO, StringIO
 from pathlib import Path
 
 import pytest
@@ -250,15 +252,41 @@ def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
     assert "frame-ancestors 'none'" in progress.headers["content-security-policy"]
     assert 'id="result-chart"' in progress.text
     assert '<line class="whisker"' in progress.text
+    # Each node's guarantee: rho, epsilon at delta, mechanism and noise scale.
+    epsilon = 0.1 + 2 * math.sqrt(0.1 * math.log(1e7))
+    assert "ε = 2.64" in progress.text
+    assert "δ = 1e-07" in progress.text
+    assert "discrete Gaussian, σ = 2<" in progress.text
     csv = web.client.get(page_url + "/result.csv")
     assert csv.status_code == 200
-    lines = csv.content.decode("utf-8-sig").splitlines()
-    assert lines[0] == "sex,estimate,ci95_low,ci95_high,status,suppression_reason,nodes"
-    assert {line.split(",")[0] for line in lines[1:]} == {"female", "male"}
+    rows = list(reader(StringIO(csv.content.decode("utf-8-sig"))))
+    assert rows[0] == [
+        "sex",
+        "estimate",
+        "ci95_low",
+        "ci95_high",
+        "status",
+        "suppression_reason",
+        "nodes",
+        "rho",
+        "epsilon",
+        "delta",
+        "mechanism",
+        "noise_scale",
+    ]
+    assert {row[0] for row in rows[1:]} == {"female", "male"}
+    for row in rows[1:]:
+        assert float(row[7]) == 0.1
+        assert float(row[8]) == pytest.approx(epsilon)
+        assert float(row[9]) == 1e-7
+        assert row[10:] == ["discrete_gaussian", "2.0"]
     xlsx = web.client.get(page_url + "/result.xlsx")
     book = load_workbook(BytesIO(xlsx.content))
     assert book["result"]["A1"].value == "sex"
     assert book["result"].max_row == 3
+    about = {row[0]: row[1] for row in book["query"].iter_rows(values_only=True)}
+    for node_id in web.nodes:
+        assert f"epsilon {epsilon!r} at delta 1e-07" in about[f"node {node_id}"]
     # SDMX needs one area per cell: refused with a clear page here, written when by country.
     mixed = web.client.get(page_url + "/result.sdmx.csv")
     assert mixed.status_code == 422
