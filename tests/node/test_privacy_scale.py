@@ -117,9 +117,7 @@ def test_a_tiny_rho_releases_in_constant_memory_or_is_refused_before_any_noise()
         assert cell.ci95_high is not None
         assert cell.estimate is not None
         # Counts are cut at 0 below; the upper half-width is the closed form's.
-        assert cell.ci95_high - cell.estimate == pytest.approx(
-            1.96 * release.noise_scale, rel=1e-3
-        )
+        assert cell.ci95_high - cell.estimate == pytest.approx(1.96 * release.noise_scale, rel=1e-3)
         # rho 1e-300: sigma ~ 7e149 is refused by the checks that run before any charge.
         with pytest.raises(NoiseOutOfRange):
             engine.check_cost(contract=contract(), spec=spec(1e-300), rho=1e-300)
