@@ -4,6 +4,7 @@ import csv
 import io
 from typing import Literal
 
+from contracts.spreadsheet import safe_row
 from contracts.v1 import QueryResult, ResultCell
 
 Format = Literal["table", "csv", "json"]
@@ -163,18 +164,20 @@ def _footer(result: QueryResult) -> list[str]:
 def _csv(result: QueryResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*result.group_by, *CSV_COLUMNS])
+    writer.writerow(safe_row([*result.group_by, *CSV_COLUMNS]))
     for cell in result.cells:
         writer.writerow(
-            [
-                *cell.key,
-                _plain(cell.estimate),
-                _plain(cell.ci95_low),
-                _plain(cell.ci95_high),
-                cell.status,
-                cell.reason or "",
-                ";".join(cell.nodes),
-            ]
+            safe_row(
+                [
+                    *cell.key,
+                    _plain(cell.estimate),
+                    _plain(cell.ci95_low),
+                    _plain(cell.ci95_high),
+                    cell.status,
+                    cell.reason or "",
+                    ";".join(cell.nodes),
+                ]
+            )
         )
     return buffer.getvalue()
 

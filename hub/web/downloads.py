@@ -1,7 +1,8 @@
 """A query result as a file: CSV (UTF-8 with BOM, for spreadsheets) and XLSX (openpyxl).
 
 One row per cell: the group levels, the estimate and its 95% interval, the cell's status
-and the reason it was suppressed. Suppressed cells carry no numbers.
+and the reason it was suppressed. Suppressed cells carry no numbers. Every text cell goes
+through `contracts.spreadsheet.safe_cell`: a level such as `=HYPERLINK(...)` is shown, never run.
 """
 
 import csv
@@ -10,6 +11,7 @@ from io import BytesIO, StringIO
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from contracts.spreadsheet import safe_cell, safe_row
 from contracts.v1 import QueryResult
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -31,15 +33,17 @@ def header(result: QueryResult) -> list[str]:
 
 def rows(result: QueryResult) -> list[list[str | float | None]]:
     return [
-        [
-            *cell.key,
-            cell.estimate,
-            cell.ci95_low,
-            cell.ci95_high,
-            cell.status,
-            cell.reason or "",
-            " ".join(cell.nodes),
-        ]
+        safe_row(
+            [
+                *cell.key,
+                cell.estimate,
+                cell.ci95_low,
+                cell.ci95_high,
+                cell.status,
+                cell.reason or "",
+                " ".join(cell.nodes),
+            ]
+        )
         for cell in result.cells
     ]
 
@@ -51,7 +55,7 @@ def filename(result: QueryResult, extension: str) -> str:
 def to_csv(result: QueryResult) -> bytes:
     buffer = StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header(result))
+    writer.writerow(safe_row(header(result)))
     for row in rows(result):
         writer.writerow(["" if v is None else v for v in row])
     # The BOM makes spreadsheet programs read the file as UTF-8 (Devanagari, Bengali labels).
@@ -63,7 +67,7 @@ def to_xlsx(result: QueryResult) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "result"
-    sheet.append(header(result))
+    sheet.append(safe_row(header(result)))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows(result):
@@ -84,7 +88,7 @@ def to_xlsx(result: QueryResult) -> bytes:
         ("status", result.status),
         ("interval", "95% confidence interval for the noisy estimate"),
     ):
-        about.append([name, value])
+        about.append([name, safe_cell(value)])
     buffer = BytesIO()
     book.save(buffer)
     return buffer.getvalue()
