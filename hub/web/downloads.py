@@ -32,20 +32,19 @@ def header(result: QueryResult) -> list[str]:
 
 
 def rows(result: QueryResult) -> list[list[str | float | None]]:
-    return [
-        safe_row(
-            [
-                *cell.key,
-                cell.estimate,
-                cell.ci95_low,
-                cell.ci95_high,
-                cell.status,
-                cell.reason or "",
-                " ".join(cell.nodes),
-            ]
-        )
-        for cell in result.cells
-    ]
+    out: list[list[str | float | None]] = []
+    for cell in result.cells:
+        row: list[str | float | None] = [
+            *cell.key,
+            cell.estimate,
+            cell.ci95_low,
+            cell.ci95_high,
+            cell.status,
+            cell.reason or "",
+            " ".join(cell.nodes),
+        ]
+        out.append(safe_row(row))
+    return out
 
 
 def filename(result: QueryResult, extension: str) -> str:
