@@ -10,19 +10,21 @@ exactly a number (`-3.5`, a negative estimate) is left alone, since no spreadshe
 
 import re
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 T = TypeVar("T")
 
 
-def safe_cell(value: T) -> T | str:
-    """`value`, or the text prefixed with `'` when a spreadsheet would run it as a formula."""
+def safe_cell(value: T) -> T:
+    """`value`, or the text prefixed with `'` when a spreadsheet would run it as a formula.
+
+    Only text is ever changed, and into text, so the value keeps its type."""
     if isinstance(value, str) and value[:1] in FORMULA_STARTS and not _NUMBER.fullmatch(value):
-        return "'" + value
+        return cast(T, "'" + value)
     return value
 
 
-def safe_row(values: Iterable[T]) -> list[T | str]:
+def safe_row(values: Iterable[T]) -> list[T]:
     return [safe_cell(v) for v in values]

@@ -500,7 +500,7 @@ def csv_chunks(entries: Iterable[AuditEntry]) -> Iterator[str]:
 
 def _cell(text: str) -> str:
     # Names and details are typed by users: never let a spreadsheet run them as formulas.
-    return str(safe_cell(text))
+    return safe_cell(text)
 
 
 def _compact(value: dict[str, Any]) -> str:

@@ -81,12 +81,8 @@ def rows(results: RoundResults, template: Template) -> list[dict[str, object]]:
     return out
 
 
-def _cell(value: object) -> object:
-    return "" if value is None else safe_cell(str(value) if not _number(value) else value)
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _cell(value: object) -> str:
+    return "" if value is None else safe_cell(str(value))
 
 
 def to_csv(results: RoundResults, template: Template) -> str:
