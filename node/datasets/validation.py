@@ -37,6 +37,10 @@ class Check:
     rule: str
     message: str
     failing: pl.Expr
+    # A warning counts the rows and keeps them; `name_rows` False: the count alone is reported
+    # (values clipped at query time: which respondents are outliers is nobody's business).
+    severity: Literal["error", "warning"] = "error"
+    name_rows: bool = True
 
 
 @dataclass
@@ -88,14 +92,29 @@ def _typed(column: Column) -> tuple[pl.Expr, list[Check]]:
             bad = bad | (number.is_not_null() & (number != number.round(0)))
         checks.append(Check(name, f"not_{column.type}", f"values that are not {column.type}s", bad))
         if column.lower is not None and column.upper is not None:
-            checks.append(
-                Check(
-                    name,
-                    "out_of_bounds",
-                    f"values outside the contract's bounds [{column.lower:g}, {column.upper:g}]",
-                    number.is_not_null() & ((number < column.lower) | (number > column.upper)),
+            outside = number.is_not_null() & ((number < column.lower) | (number > column.upper))
+            bounds = f"[{column.lower:g}, {column.upper:g}]"
+            if column.bounds_policy == "clip":
+                checks.append(
+                    Check(
+                        name,
+                        "clipped_to_bounds",
+                        f"values outside the contract's bounds {bounds}: kept, and clipped to"
+                        " the bounds by every query (bounds_policy clip)",
+                        outside,
+                        severity="warning",
+                        name_rows=False,
+                    )
                 )
-            )
+            else:
+                checks.append(
+                    Check(
+                        name,
+                        "out_of_bounds",
+                        f"values outside the contract's bounds {bounds}",
+                        outside,
+                    )
+                )
         value = number.cast(pl.Int64, strict=False) if column.type == "integer" else number
     else:  # datetime
         value = _datetime(raw)
@@ -173,7 +192,8 @@ def plan(
     for i, check in enumerate(checks):
         count = int(counts[f"c{i}"][0])
         if count:
-            issues.append(_issue(check, count, _first_rows(frame, check.failing)))
+            rows = _first_rows(frame, check.failing) if check.name_rows else []
+            issues.append(_issue(check, count, rows))
     clean = frame
     over_limit = 0
     unit = contract.privacy.unit_key
@@ -230,7 +250,7 @@ def _first_rows(frame: pl.LazyFrame, failing: pl.Expr) -> list[int]:
 
 def _issue(check: Check, count: int, rows: list[int]) -> Issue:
     return Issue(
-        severity="error",
+        severity=check.severity,
         rule=check.rule,
         column=check.column,
         count=count,
