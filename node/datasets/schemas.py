@@ -56,7 +56,11 @@ class Manifest(BaseModel):
 
 
 class Issue(BaseModel):
-    """One problem or remark: where (column, rows) and which rule; never a cell value."""
+    """One problem or remark: where (column, rows) and which rule; never a cell value.
+
+    `rows` are data rows from 1 (records, the header not counted); `lines`, when given, are
+    the file lines those records start on, as an editor shows them (the header is line 1):
+    they differ once a quoted field holds a line break."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +69,7 @@ class Issue(BaseModel):
     column: str | None = None
     count: int = 0
     rows: tuple[int, ...] = ()
+    lines: tuple[int, ...] = ()
     message: str
 
 
@@ -100,7 +105,8 @@ class ValidationReport(BaseModel):
 def _rows_text(issue: Issue) -> str:
     shown = ", ".join(str(r) for r in issue.rows)
     more = f" and {issue.count - len(issue.rows)} more" if issue.count > len(issue.rows) else ""
-    return f"rows {shown}{more}"
+    lines = f"; file lines {', '.join(str(n) for n in issue.lines)}" if issue.lines else ""
+    return f"rows {shown}{more}{lines}"
 
 
 class VersionInfo(BaseModel):

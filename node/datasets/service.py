@@ -214,6 +214,7 @@ def import_file(
             sheet=sheet,
             progress=progress,
         )
+        table = readers.derive_for_contract(table, target)
         if dry_run:
             planned = validation.plan(
                 contract=target, frame=table.frame, excess=excess, preliminary=table.issues

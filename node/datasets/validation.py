@@ -27,6 +27,14 @@ DROPPED_ROLES = ("identifier", "free_text", "unit_key")
 _KEY = "__sauti_unit__"
 _KEPT_FIRST = ": the first rows of each unit were kept, the rest dropped"
 Excess = Literal["refuse", "keep_first"]
+# Text whose characters were lost before it reached the node: "????" where a spreadsheet
+# saved Devanagari or Bengali as Windows-1252 ("CSV" in Excel), or U+FFFD where a program
+# decoded it wrongly. The bytes are valid, so only the text itself can tell.
+LOSSY_TEXT = r"\?\?|\x{FFFD}"
+LOSSY_MESSAGE = (
+    "text where characters were lost (runs of '?' or '\ufffd'): the file was saved in an"
+    " encoding that cannot hold them (Windows-1252, Excel's plain 'CSV'); save it as CSV UTF-8"
+)
 _AWARE = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.f%z")
 _NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d", "%d/%m/%Y")
 
@@ -128,6 +136,16 @@ def _typed(column: Column) -> tuple[pl.Expr, list[Check]]:
         )
     if not column.nullable or column.role == "unit_key":
         checks.append(Check(name, "missing_value", "missing values", raw.is_null()))
+    if column.type in ("string", "categorical"):
+        checks.append(
+            Check(
+                name,
+                "lossy_encoding",
+                LOSSY_MESSAGE,
+                raw.str.contains(LOSSY_TEXT),
+                severity="warning",
+            )
+        )
     return value.alias(name), checks
 
 

@@ -46,7 +46,8 @@ def test_kobo_csv_with_groups_and_select_multiple(tmp_path) -> None:
     assert stored.height == 40
     assert "mobile" not in stored.columns
     assert "_uuid" not in stored.columns
-    assert stored["services_health"].to_list()[:3] == ["no", "yes", "no"]
+    # Row 1 answered nothing (its answer column is blank): missing, never "not chosen".
+    assert stored["services_health"].to_list()[:3] == [None, "yes", "no"]
     # Identifiers hashed with the node's secret salt: linkable, never the raw name.
     assert stored["full_name"].str.len_chars().unique().to_list() == [32]
     assert IDENT_CANARY not in stored["full_name"].to_list()
