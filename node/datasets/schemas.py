@@ -133,14 +133,41 @@ class ImportResult(BaseModel):
     report: ValidationReport
 
 
+DraftFlag = Literal[
+    "identifier",  # dropped at import (or hashed): a name, phone, GPS, id...
+    "free_text",  # stored never queryable, or dropped
+    "levels_from_data",  # text that could be categorical once the steward names its levels
+    "needs_bounds",  # a numeric column without public bounds: not queryable until set
+    "left_out",  # not in the contract: export metadata, media, select_multiple answer lists
+    "warning",  # something about the file the steward should know (encoding, format)
+    "info",  # the reason for an ordinary choice
+]
+
+
 class DraftNote(BaseModel):
-    """Why the draft chose what it chose for a column, for the steward to review."""
+    """Why the draft chose what it chose for a column, for the steward to review.
+
+    Every column of the file gets at least one note. Notes name columns, rules and counts,
+    never a value of the data."""
 
     model_config = ConfigDict(frozen=True)
 
     column: str
     note: str
-    flag: Literal["identifier", "free_text", "levels_from_data", "needs_bounds", "info"]
+    flag: DraftFlag
+
+
+class LevelCandidate(BaseModel):
+    """A text column that could be a public categorical dimension, once the steward names its
+    levels (`--categorical COLUMN=LEVEL,...`). `values` are the distinct values found, given
+    only for the columns the steward asked to see (`--show-levels`): steward-only output that
+    is never stored, logged or published."""
+
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    distinct: int
+    values: tuple[str, ...] = ()
 
 
 class ContractDraft(BaseModel):
@@ -149,3 +176,4 @@ class ContractDraft(BaseModel):
     contract: DatasetContract
     notes: tuple[DraftNote, ...]
     source: SourceInfo | None = None
+    candidates: tuple[LevelCandidate, ...] = ()

@@ -68,7 +68,8 @@ def _blank(expr: pl.Expr) -> pl.Expr:
     return pl.when(stripped == "").then(None).otherwise(stripped)
 
 
-def _datetime(expr: pl.Expr) -> pl.Expr:
+def datetime_value(expr: pl.Expr) -> pl.Expr:
+    """Text as a datetime in one of the accepted ISO 8601 or day/month/year forms, else null."""
     parsed = [expr.str.to_datetime(f, strict=False, time_zone="UTC") for f in _AWARE]
     parsed += [expr.str.to_datetime(f, strict=False, time_zone="UTC") for f in _NAIVE]
     return pl.coalesce(*parsed).dt.replace_time_zone(None)
@@ -125,7 +126,7 @@ def _typed(column: Column) -> tuple[pl.Expr, list[Check]]:
                 )
         value = number.cast(pl.Int64, strict=False) if column.type == "integer" else number
     else:  # datetime
-        value = _datetime(raw)
+        value = datetime_value(raw)
         checks.append(
             Check(
                 name,

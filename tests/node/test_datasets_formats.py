@@ -4,6 +4,8 @@ import polars as pl
 import pytest
 
 from node.datasets import service
+from node.datasets.drafting import Choices
+from node.privacy.bounds import EDGES
 from node.datasets.exceptions import DatasetInvalid, FileTooLarge, FileUnreadable
 from node.db import dispose_engines
 from node.settings import NodeSettings
@@ -229,13 +231,25 @@ def test_pums_real_table_drafts_and_imports(tmp_path) -> None:
     path = SHARED / "pums" / "PUMS_pid.csv"
     if not path.exists():
         pytest.skip("../shared/data is not present")
-    draft = service.draft_contract(home=tmp_path, path=path, name="pums")
+    # Codes are public levels only once the steward names them.
+    sex = service.draft_contract(home=tmp_path, path=path, name="pums").contract.column("sex")
+    assert sex is not None
+    assert (sex.type, sex.role, sex.bounds_policy) == ("integer", "measure", "clip")
+    choices = Choices(categorical={"sex": ("0", "1"), "married": ("0", "1")})
+    draft = service.draft_contract(home=tmp_path, path=path, name="pums", choices=choices)
     by_name = {c.name: c for c in draft.contract.columns}
     assert draft.contract.privacy.unit_key == "pid"
     assert by_name["sex"].type == "categorical"
     assert by_name["married"].level_codes == ("0", "1")
     assert by_name["age"].type == "integer"
-    assert {n.column for n in draft.notes if n.flag == "needs_bounds"} >= {"age", "income"}
+    # Bounds from a DP rule on a public grid, never the data's own extremes.
+    # (A grid step above the highest bin holding about 20 rows: ages reach 93, incomes 420500.)
+    assert by_name["age"].bounds_policy == "clip"
+    assert by_name["age"].lower == 0
+    assert by_name["age"].upper in EDGES
+    assert by_name["age"].upper >= 200
+    assert by_name["income"].upper in EDGES
+    assert by_name["income"].upper >= 200_000
     # The steward sets the public bounds the PUMS.yaml gives, then imports.
     columns = tuple(
         c.model_copy(update={"lower": 0.0, "upper": {"age": 100.0, "income": 500000.0}[c.name]})
