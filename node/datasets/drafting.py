@@ -386,14 +386,13 @@ def hints_from_export(table: Table) -> dict[str, Hint]:
     for column, (question, option) in table.option_columns.items():
         if question in present:
             hints[question] = Hint(source="the export", kind="select_multiple", title=question)
-        if from_form:
-            hints[column] = Hint(
-                source="the export",
-                kind="select_multiple",
-                title=f"{question}: {option}",
-                levels=YES_NO,
-                option=True,
-            )
+        hints[column] = Hint(
+            source="the export",
+            kind="select_multiple",
+            title=f"{question}: {option}",
+            levels=YES_NO if from_form else (),
+            option=True,
+        )
     return hints
 
 
@@ -411,6 +410,21 @@ def _from_hint(name: str, hint: Hint, values: pl.Series, ctx: Context) -> Propos
     """A proposal from what the form says; None: the form gives no type (text, calculate,
     select_one_from_file...), so the data decide, safely."""
     kind = hint.kind
+    if hint.option and not hint.levels:
+        return Proposal(
+            None,
+            (
+                _note(
+                    name,
+                    "levels_from_data",
+                    "a select_multiple option column that ODK writes only when someone chose"
+                    " the option, so publishing it would say so: left out. Give the form"
+                    " (--codebook) to publish every option, or confirm"
+                    f" --categorical {name}=yes,no",
+                ),
+            ),
+            LevelCandidate(column=name, distinct=2),
+        )
     if hint.option:
         return Proposal(
             Column(name=name, type="categorical", title=hint.title, levels=hint.levels),

@@ -51,10 +51,13 @@ ODK_META = {
 GROUP_SEP: dict[str, str] = {"kobo": "/", "odk": "-"}
 OPTION_SEP = "/"  # both tools: `<question column>/<option>`
 _INVALID = re.compile(r"[^A-Za-z0-9_]+")
+_LEGAL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def sanitise(name: str, index: int) -> str:
     """A contract-legal column name: ASCII letters, digits and _, at most 63 characters."""
+    if _LEGAL.match(name.strip()):
+        return name.strip()  # Kobo's __version__ keeps its underscores
     clean = _INVALID.sub("_", name.strip()).strip("_")
     if not clean or not re.search(r"[A-Za-z0-9]", clean):
         return f"column_{index + 1}"
@@ -69,6 +72,14 @@ def _leaf(path: str, sep: str, known: set[str]) -> str:
     """The question a group path names: a codebook question it ends with, else its last step."""
     match = max((q for q in known if path == q or path.endswith(sep + q)), key=len, default=None)
     return match if match is not None else path.rsplit(sep, maxsplit=1)[-1]
+
+
+def option_name(question: str, option: str, questions: set[str]) -> str:
+    """The column of one select_multiple option: `q_opt`, or `q__opt` when a question of the
+    table already has that name (forms pair option `other` of `q` with a text `q_other`).
+    Both ODK layouts name it alike: from `q/opt` headers, and derived from `q`'s answers."""
+    name = sanitise(f"{question}_{option}", 0)
+    return name if name not in questions else sanitise(f"{question}__{option}", 0)
 
 
 def normalise_names(
@@ -89,10 +100,13 @@ def normalise_names(
             if answer in original and option and answer not in ODK_META:
                 question = _leaf(answer, sep, known)
                 option_of[i] = (question, option, original[answer])
-                name = f"{question}_{option}"
+                name = ""  # named below, once every question's name is known
             else:
                 name = _leaf(name, sep, known)
-        proposed.append(sanitise(name, i))
+        proposed.append(sanitise(name, i) if name else "")
+    questions = {p for p in proposed if p}
+    for i, (question, option, _answer) in option_of.items():
+        proposed[i] = option_name(question, option, questions)
     seen: dict[str, int] = {}
     for name in proposed:
         seen[name] = seen.get(name, 0) + 1
@@ -236,12 +250,13 @@ def _finish(table: Table, *, fmt: FileFormat, codebook: Codebook | None) -> Tabl
     table.option_columns = options
     if codebook is not None and not issues:
         present = set(mapping.values())
+        questions = present - set(options)
         derived = []
         for q in codebook.questions:
             if q.type != "select_multiple" or q.name not in present or q.list_name is None:
                 continue
             for choice in codebook.choices.get(q.list_name, []):
-                column = sanitise(f"{q.name}_{choice.name}", 0)
+                column = option_name(q.name, choice.name, questions)
                 if column in present:
                     continue
                 derived.append(_option_from_answer(q.name, choice.name, column))
@@ -275,6 +290,8 @@ def derive_for_contract(table: Table, contract: DatasetContract) -> Table:
         if answer is None:
             continue
         option = column.name[len(answer) + 1 :]
+        if option.startswith("_") and f"{answer}{option}" in present:
+            option = option[1:]  # `q__other` beside a text question `q_other`
         derived.append(_option_from_answer(answer, option, column.name))
         table.derived.append(column.name)
     if derived:

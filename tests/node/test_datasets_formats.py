@@ -5,9 +5,9 @@ import pytest
 
 from node.datasets import service
 from node.datasets.drafting import Choices
-from node.privacy.bounds import EDGES
 from node.datasets.exceptions import DatasetInvalid, FileTooLarge, FileUnreadable
 from node.db import dispose_engines
+from node.privacy.bounds import EDGES
 from node.settings import NodeSettings
 from tests.node.datasets_support import (
     BENGALI,
