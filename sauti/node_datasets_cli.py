@@ -80,12 +80,15 @@ def _print_report(report: ValidationReport, *, err: bool) -> None:
     if report.issues:
         table = Table("severity", "rule", "column", "count", "rows (first)", "what")
         for issue in report.issues:
+            rows = ", ".join(str(r) for r in issue.rows)
+            if issue.lines:
+                rows += f" (file lines {', '.join(str(n) for n in issue.lines)})"
             table.add_row(
                 issue.severity,
                 issue.rule,
                 issue.column or "",
                 str(issue.count or ""),
-                ", ".join(str(r) for r in issue.rows),
+                rows,
                 issue.message,
             )
         console.print(table)
