@@ -326,6 +326,7 @@ class Context:
     choices: Choices
     contributions: int
     repeat: bool
+    columns: list[str]
 
 
 # --- the public source: the XLSForm ----------------------------------------------------------
@@ -611,7 +612,20 @@ def _confirmed(
     return Proposal(column, (_note(name, "levels_from_data", note),))
 
 
+def _geopoint_part(name: str, columns: list[str]) -> bool:
+    """A geopoint's accuracy or altitude column (`_q_precision`, `q_Accuracy`): part of a
+    location when its question's latitude column is there too."""
+    lowered = name.lower()
+    for part in ("_precision", "_accuracy", "_altitude"):
+        if lowered.endswith(part):
+            stem = lowered[: -len(part)]
+            return any(c.lower() == f"{stem}_latitude" for c in columns)
+    return False
+
+
 def _propose(name: str, hint: Hint | None, values: pl.Series, ctx: Context) -> Proposal:
+    if _geopoint_part(name, ctx.columns):
+        return _identifier(name, "a part of a GPS location", hint.title if hint else None)
     if name in ctx.choices.categorical:
         return _confirmed(name, ctx.choices.categorical[name], values, hint)
     if hint is not None:
@@ -736,7 +750,12 @@ def draft(
             **(hints_from_codebook(codebook, table) if codebook is not None else {}),
         }
     ctx = Context(
-        frame=frame, sample=sample, choices=choices, contributions=contributions, repeat=repeat
+        frame=frame,
+        sample=sample,
+        choices=choices,
+        contributions=contributions,
+        repeat=repeat,
+        columns=columns,
     )
     proposed: list[Column] = []
     candidates: list[LevelCandidate] = []

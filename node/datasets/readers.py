@@ -50,6 +50,7 @@ ODK_META = {
 }
 GROUP_SEP: dict[str, str] = {"kobo": "/", "odk": "-"}
 OPTION_SEP = "/"  # both tools: `<question column>/<option>`
+GEOPOINT_PARTS = ("Latitude", "Longitude", "Altitude", "Accuracy")
 _INVALID = re.compile(r"[^A-Za-z0-9_]+")
 _LEGAL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -69,9 +70,15 @@ def sanitise(name: str, index: int) -> str:
 
 
 def _leaf(path: str, sep: str, known: set[str]) -> str:
-    """The question a group path names: a codebook question it ends with, else its last step."""
+    """The question a group path names: a codebook question it ends with, else its last step.
+
+    ODK Central splits a geopoint `q` into `q-Latitude`, `q-Longitude`, `q-Altitude` and
+    `q-Accuracy`: those keep their question (`q_Latitude`), like Kobo's `_q_latitude`."""
+    steps = path.split(sep)
+    if sep == "-" and len(steps) >= 2 and steps[-1] in GEOPOINT_PARTS:
+        return f"{_leaf(sep.join(steps[:-1]), sep, known)}_{steps[-1]}"
     match = max((q for q in known if path == q or path.endswith(sep + q)), key=len, default=None)
-    return match if match is not None else path.rsplit(sep, maxsplit=1)[-1]
+    return match if match is not None else steps[-1]
 
 
 def option_name(question: str, option: str, questions: set[str]) -> str:

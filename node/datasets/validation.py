@@ -161,7 +161,11 @@ def plan(
     """Validate `frame` (text columns plus ROW_INDEX) and build the clean frame to store."""
     issues = list(preliminary or [])
     present = [n for n in frame.collect_schema().names() if n != ROW_INDEX]
-    missing = [c.name for c in contract.columns if c.name not in present]
+    # A column the import drops anyway (free text, an identifier not kept as a hash) may be
+    # absent: nothing to drop. Anything stored or the unit key must be there.
+    absent = [c for c in contract.columns if c.name not in present]
+    optional = {c.name for c in absent if _dropped_without_trace(c)}
+    missing = [c.name for c in absent if c.name not in optional]
     for name in missing:
         issues.append(
             Issue(
@@ -169,6 +173,16 @@ def plan(
                 rule="missing_column",
                 column=name,
                 message="the contract's column is not in the file",
+            )
+        )
+    for name in sorted(optional):
+        issues.append(
+            Issue(
+                severity="warning",
+                rule="missing_column",
+                column=name,
+                message="the contract's column is not in the file: it is dropped at import"
+                " anyway, so nothing is lost",
             )
         )
     if missing and len(present) <= 1:
@@ -187,6 +201,8 @@ def plan(
     casts: list[pl.Expr] = []
     checks: list[Check] = []
     for column in contract.columns:
+        if column.name in optional:
+            continue
         cast, column_checks = _typed(column)
         casts.append(cast)
         checks.extend(column_checks)
@@ -247,6 +263,12 @@ def plan(
         )
         kept = [c.name for c in contract.columns if c.name in hashed or c.name in kept]
     return Plan(issues, clean.select(kept), rows_read, over_limit, ignored)
+
+
+def _dropped_without_trace(column: Column) -> bool:
+    return column.role == "free_text" or (
+        column.role == "identifier" and column.treatment == "drop"
+    )
 
 
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:

@@ -421,7 +421,7 @@ def table(survey: Survey, section: str, *, tool: str, split: bool = False) -> Ex
         if f.type == "geopoint" and tool == "odk":
             for i, part in enumerate(("Latitude", "Longitude", "Altitude", "Accuracy")):
                 parts = [v.split()[i] if v else None for v in values]
-                cols.append(Column(f"{header}-{part}", part, parts, parts))
+                cols.append(Column(f"{header}-{part}", f"{f.name}_{part}", parts, parts))
             continue
         cols.append(Column(header, f.name, values, values))
         if f.type == "geopoint":

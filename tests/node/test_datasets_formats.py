@@ -12,11 +12,13 @@ from node.settings import NodeSettings
 from tests.node.datasets_support import (
     BENGALI,
     IDENT_CANARY,
+    KOBO_HEADER,
     NEPALI,
     SWAHILI,
     VIETNAMESE,
     kobo_contract,
     kobo_csv,
+    kobo_rows,
     kobo_xlsx,
     members_contract,
     odk_zip,
@@ -269,3 +271,24 @@ def test_pums_real_table_drafts_and_imports(tmp_path) -> None:
     rules = {(i.rule, i.column) for i in info.value.report.issues}
     assert ("missing_value", "pid") in rules
     assert len(service.list_versions(home=tmp_path)) == 1
+
+
+def test_a_column_dropped_at_import_anyway_may_be_absent(tmp_path) -> None:
+    """Free text and dropped identifiers are never stored: a later export without them
+    imports with a warning; a hashed identifier (stored) must be there."""
+    header = [h for h in KOBO_HEADER if h not in ("comments", "respondent/mobile")]
+    rows = [
+        [v for h, v in zip(KOBO_HEADER, row, strict=True) if h in header] for row in kobo_rows()
+    ]
+    path = write_delimited(tmp_path / "k.csv", header, rows, sep=";")
+    result = service.import_file(home=tmp_path / "h", path=path, contract=kobo_contract())
+    absent = {(i.column, i.severity) for i in result.report.issues if i.rule == "missing_column"}
+    assert absent == {("comments", "warning"), ("mobile", "warning")}
+    no_name = [h for h in header if h != "respondent/full_name"]
+    rows = [[v for h, v in zip(header, row, strict=True) if h in no_name] for row in rows]
+    path = write_delimited(tmp_path / "k2.csv", no_name, rows, sep=";")
+    with pytest.raises(DatasetInvalid) as refused:
+        service.import_file(home=tmp_path / "h", path=path, contract=kobo_contract())
+    assert [(i.rule, i.column) for i in refused.value.report.errors] == [
+        ("missing_column", "full_name")
+    ]
