@@ -42,6 +42,7 @@ SAMPLE_ROWS = 50_000
 MAX_DATA_LEVELS = 20  # more distinct values than this: not offered as a categorical candidate
 MAX_SHOWN_LEVELS = 60
 MAX_LEVEL_CHARS = 60  # longer values are sentences, not category names
+MAX_CODE = 200  # what a contract level may hold
 # Public steps a repeat's contribution limit is rounded up to, so a contract never states
 # the exact largest number of rows one submission has.
 CONTRIBUTION_GRID: tuple[int, ...] = (
@@ -210,6 +211,11 @@ class Choices:
     bounds: Mapping[str, tuple[float, float, BoundsPolicy]] = field(default_factory=dict)
 
 
+def _level_code(code: str) -> bool:
+    """Whether `code` can be a contract level (1 to MAX_CODE characters)."""
+    return 0 < len(code) <= MAX_CODE
+
+
 def parse_categorical(text: str) -> tuple[str, tuple[str, ...]]:
     """`sex=female,male,third_gender` -> (`sex`, levels); levels in the order given."""
     column, sep, levels = text.partition("=")
@@ -357,10 +363,9 @@ def hints_from_codebook(book: Codebook, table: Table) -> dict[str, Hint]:
             )
             continue
         levels: tuple[Level, ...] = ()
-        if question.type == "select_one" and question.list_name in book.choices:
-            levels = tuple(
-                Level(code=c.name, labels=c.labels) for c in book.choices[question.list_name]
-            )
+        choices = book.choices.get(question.list_name or "", [])
+        if question.type == "select_one" and choices and all(_level_code(c.name) for c in choices):
+            levels = tuple(Level(code=c.name, labels=c.labels) for c in choices)
         lower, upper = constraint_bounds(question.constraint)
         hints[name] = Hint(
             source="the form",
@@ -597,6 +602,11 @@ def _confirmed(
                     " dropped at import",
                 ),
             ),
+        )
+    if not all(_level_code(code) for code in levels):
+        return Proposal(
+            Column(name=name, type="string", role="free_text"),
+            (_note(name, "warning", f"a level you named is longer than {MAX_CODE} characters"),),
         )
     outside = int((~values.str.strip_chars().is_in(list(levels))).sum())
     known = {c.code: c for c in hint.levels} if hint else {}

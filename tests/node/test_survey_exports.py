@@ -428,3 +428,20 @@ def test_a_kobo_csv_has_no_repeats_to_ask_for(fixtures, tmp_path) -> None:
             max_bytes=1 << 30,
             repeat="indicator_scores",
         )
+
+
+def test_ragged_records_of_a_generated_export_name_rows_and_lines(tmp_path) -> None:
+    """A Kobo CSV whose second respondent's comment spans three lines, and whose fifth and
+    eighth records gained a field: records 5 and 8 start on file lines 8 and 11."""
+    form = se.read_form(se.scorecard_form(tmp_path / "form.xlsx"))
+    survey = se.generate(form, submissions=10, seed=2, canary=False)
+    survey.submissions[1].values["comment"] = "three\nline\ncomment"
+    path = tmp_path / "export.csv"
+    se.kobo_csv(survey, path)
+    records = path.read_bytes().decode("utf-8").split("\r\n")
+    for n in (5, 8):
+        records[n] += ";extra"  # record n (the header is record 0)
+    path.write_bytes("\r\n".join(records).encode("utf-8"))
+    table = readers.read_table(path=path, fmt=None, workdir=tmp_path, max_bytes=1 << 20)
+    (ragged,) = [i for i in table.issues if i.rule == "ragged_row"]
+    assert (ragged.rows, ragged.lines) == ((5, 8), (8, 11))
