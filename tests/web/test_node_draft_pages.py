@@ -86,6 +86,13 @@ def test_draft_review_show_levels_name_them_publish_and_import(
     assert "Gatwekera" in shown.text  # the steward asked to see this column's values
     assert se.CANARY_COMMENT not in shown.text
     fields = _fields(shown.text)
+    for forged in ("", "forged-token"):
+        refused = steward.post(
+            "/steward/datasets/draft/review",
+            data={**fields, "csrf_token": forged, "action": "discard"},
+        )
+        assert refused.status_code == 403
+    assert len(_staged(node)) == 1  # a forged post changed nothing
     levels = "Gatwekera, Kianda, Makina, Soweto East"
     published = steward.post(
         "/steward/datasets/draft/review",
