@@ -36,7 +36,6 @@ from node.datasets.repeats import KOBO_SUBMISSION, ODK_SUBMISSION
 from node.datasets.schemas import ContractDraft, DraftFlag, DraftNote, LevelCandidate
 from node.datasets.tables import ROW_INDEX, Table, names
 from node.datasets.validation import LOSSY_TEXT, datetime_value
-from node.privacy.bounds import BOUNDS_RHO, propose_bounds
 
 SAMPLE_ROWS = 50_000
 MAX_DATA_LEVELS = 20  # more distinct values than this: not offered as a categorical candidate
@@ -475,6 +474,9 @@ def _measure(
         lower, upper, policy = hint.lower, hint.upper, "refuse"
         why = f"bounds from {hint.source}'s constraint: values outside are refused at import"
     else:
+        # OpenDP loads only when a draft needs it: importing data never pays for it.
+        from node.privacy.bounds import BOUNDS_RHO, propose_bounds  # noqa: PLC0415
+
         numbers = values.str.strip_chars().cast(pl.Float64, strict=False).drop_nulls()
         proposed = propose_bounds(
             numbers.to_numpy().astype(np.float64),
