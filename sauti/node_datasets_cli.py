@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from contracts.v1 import DatasetContract
+from node.datasets import drafting
 from node.datasets import service as datasets
 from node.datasets.exceptions import DatasetInvalid
 from node.datasets.schemas import FileFormat, ValidationReport
@@ -79,12 +80,15 @@ def _print_report(report: ValidationReport, *, err: bool) -> None:
     if report.issues:
         table = Table("severity", "rule", "column", "count", "rows (first)", "what")
         for issue in report.issues:
+            rows = ", ".join(str(r) for r in issue.rows)
+            if issue.lines:
+                rows += f" (file lines {', '.join(str(n) for n in issue.lines)})"
             table.add_row(
                 issue.severity,
                 issue.rule,
                 issue.column or "",
                 str(issue.count or ""),
-                ", ".join(str(r) for r in issue.rows),
+                rows,
                 issue.message,
             )
         console.print(table)
@@ -248,9 +252,34 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
     native: Annotated[
         bool, typer.Option("--native", help="Sauti JSON instead of a Table Schema.")
     ] = False,
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categorical",
+            help="COLUMN=LEVEL,LEVEL,...: publish a text column's levels, named by you"
+            " (repeatable). Without it no text column becomes public.",
+        ),
+    ] = None,
+    show_levels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--show-levels",
+            help="COLUMN: show the distinct values of a candidate text column (repeatable).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Propose a contract (Table Schema + x-privacy) to edit; identifiers are flagged."""
+    """Propose a contract (Table Schema + x-privacy) to edit; identifiers are flagged.
+
+    Text columns the XLSForm does not type stay free text: look at a candidate's values with
+    --show-levels, then publish them by naming them with --categorical."""
+    try:
+        choices = drafting.Choices(
+            categorical=dict(drafting.parse_categorical(c) for c in categorical or ()),
+            show_levels=frozenset(show_levels or ()),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--categorical") from exc
     try:
         proposed = datasets.draft_contract(
             home=home,
@@ -263,25 +292,38 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
             delimiter=delimiter,
             sheet=sheet,
             settings=settings_for(home),
+            choices=choices,
         )
     except NodeError as exc:
         _refused(exc, as_json=as_json)
     document = (
         proposed.contract.model_dump(mode="json") if native else proposed.contract.to_table_schema()
     )
-    if as_json:
-        echo_json({"contract": document, "notes": [n.model_dump() for n in proposed.notes]})
-        return
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
-    else:
+    if as_json:
+        echo_json(
+            {
+                "contract": document,
+                "notes": [n.model_dump() for n in proposed.notes],
+                "candidates": [c.model_dump() for c in proposed.candidates],
+            }
+        )
+        return
+    if out is None:
         typer.echo(text)
     console = Console(stderr=True, width=120, highlight=False)
     table = Table("column", "flag", "review")
     for note in proposed.notes:
         table.add_row(note.column, note.flag, note.note)
     console.print(table)
+    for candidate in proposed.candidates:
+        if candidate.values:
+            console.print(
+                f"values of {candidate.column} (yours to check; shown here only):"
+                f" {', '.join(candidate.values)}"
+            )
     if out is not None:
         console.print(f"draft written to {out}: edit it, then `sauti node contract publish`")
 

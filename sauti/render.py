@@ -4,6 +4,7 @@ import csv
 import io
 from typing import Literal
 
+from contracts.spreadsheet import safe_row
 from contracts.v1 import NodeStatus, QueryResult, ResultCell
 from contracts.v1.result import GUARANTEE_COLUMNS, cell_guarantee
 
@@ -193,19 +194,21 @@ def _guarantee(node: NodeStatus) -> str:
 def _csv(result: QueryResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*result.group_by, *CSV_COLUMNS])
+    writer.writerow(safe_row([*result.group_by, *CSV_COLUMNS]))
     for cell in result.cells:
         writer.writerow(
-            [
-                *cell.key,
-                _plain(cell.estimate),
-                _plain(cell.ci95_low),
-                _plain(cell.ci95_high),
-                cell.status,
-                cell.reason or "",
-                ";".join(cell.nodes),
-                *cell_guarantee(result, cell).values(),
-            ]
+            safe_row(
+                [
+                    *cell.key,
+                    _plain(cell.estimate),
+                    _plain(cell.ci95_low),
+                    _plain(cell.ci95_high),
+                    cell.status,
+                    cell.reason or "",
+                    ";".join(cell.nodes),
+                    *cell_guarantee(result, cell).values(),
+                ]
+            )
         )
     return buffer.getvalue()
 

@@ -14,6 +14,7 @@ from pydantic import Field
 from contracts import signing
 from contracts.errors import ContractError
 from contracts.signing import digest
+from contracts.spreadsheet import safe_cell
 from contracts.v1.base import WireModel
 
 GENESIS = "0" * 64
@@ -498,9 +499,8 @@ def csv_chunks(entries: Iterable[AuditEntry]) -> Iterator[str]:
 
 
 def _cell(text: str) -> str:
-    # Spreadsheets run cells starting with these as formulas (CSV injection); names are
-    # typed by users, so neutralise them the way OWASP recommends.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    # Names and details are typed by users: never let a spreadsheet run them as formulas.
+    return safe_cell(text)
 
 
 def _compact(value: dict[str, Any]) -> str:

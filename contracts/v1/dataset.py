@@ -7,7 +7,7 @@ A contract can be written as a Frictionless Table Schema with an `x-privacy` blo
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from contracts.v1.base import WireModel
 
@@ -15,6 +15,9 @@ Name = str
 ColumnType = Literal["categorical", "integer", "number", "string", "datetime"]
 ColumnRole = Literal["dimension", "measure", "unit_key", "identifier", "free_text", "other"]
 IdentifierTreatment = Literal["drop", "hash"]
+# What an import does with a value outside a numeric column's public bounds: refuse the
+# file (the default), or keep it and let every query clamp it to the bounds (the DP norm).
+BoundsPolicy = Literal["refuse", "clip"]
 CollectionMethod = Literal[
     "household_survey",
     "individual_survey",
@@ -67,6 +70,19 @@ class Column(WireModel):
         default="drop",
         description="identifiers only: dropped at import, or kept as a salted hash",
     )
+    # Added after v1's first release: left out of the canonical JSON at its default, so the
+    # digest of every contract published before it is unchanged.
+    bounds_policy: BoundsPolicy = Field(
+        default="refuse",
+        description="values outside the bounds: refuse the import, or clip them at query time",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("bounds_policy") == "refuse":
+            del data["bounds_policy"]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "Column":
@@ -83,6 +99,8 @@ class Column(WireModel):
             raise ValueError(f"column {self.name!r} has lower bound above upper bound")
         if self.lower is not None and self.type not in ("integer", "number"):
             raise ValueError(f"only numeric columns have bounds ({self.name!r})")
+        if self.bounds_policy == "clip" and self.lower is None:
+            raise ValueError(f"column {self.name!r} clips to bounds it does not have")
         if self.treatment == "hash" and self.role != "identifier":
             raise ValueError(f"only identifier columns can be hashed ({self.name!r})")
         return self
@@ -258,6 +276,7 @@ def _to_table_schema(contract: DatasetContract) -> dict[str, Any]:
         "other": by_role.get("other", []),
         "bounds": {
             c.name: {"lower": c.lower, "upper": c.upper}
+            | ({"policy": c.bounds_policy} if c.bounds_policy != "refuse" else {})
             for c in contract.columns
             if c.lower is not None
         },
@@ -296,7 +315,10 @@ _FIELD_KEYS = {"name", "type", "title", "description", "constraints", "categorie
 
 
 def _column_from_field(
-    field: dict[str, Any], roles: dict[str, ColumnRole], hashed: set[str]
+    field: dict[str, Any],
+    roles: dict[str, ColumnRole],
+    hashed: set[str],
+    policies: dict[str, BoundsPolicy],
 ) -> Column:
     unknown = set(field) - _FIELD_KEYS
     name = str(field.get("name", ""))
@@ -330,6 +352,7 @@ def _column_from_field(
         upper=constraints.get("maximum"),
         nullable=not constraints.get("required", False),
         treatment="hash" if name in hashed else "drop",
+        bounds_policy=policies.get(name, "refuse"),
     )
 
 
@@ -368,7 +391,12 @@ def _from_table_schema(cls: type[DatasetContract], descriptor: dict[str, Any]) -
     stray = sorted(set(roles) - names)
     if stray:
         raise ValueError(f"x-privacy names columns that are not fields: {', '.join(stray)}")
-    columns = tuple(_column_from_field(f, roles, hashed) for f in fields)
+    policies: dict[str, BoundsPolicy] = {
+        str(name): bound["policy"]
+        for name, bound in dict(privacy.get("bounds") or {}).items()
+        if isinstance(bound, dict) and "policy" in bound
+    }
+    columns = tuple(_column_from_field(f, roles, hashed, policies) for f in fields)
     weight = privacy.get("weight") or {}
     methodology = meta.get("methodology")
     return cls(

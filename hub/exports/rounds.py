@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from openpyxl import Workbook
 
+from contracts.spreadsheet import safe_cell, safe_row
 from contracts.v1.result import GUARANTEE_COLUMNS, guarantee_text
 from hub.assessments.schemas import RoundResults
 from hub.assessments.templates import ChoiceAnswer, NumberAnswer, Template
@@ -86,7 +87,7 @@ def rows(results: RoundResults, template: Template) -> list[dict[str, object]]:
 
 
 def _cell(value: object) -> str:
-    return "" if value is None else str(value)
+    return "" if value is None else safe_cell(str(value))
 
 
 def to_csv(results: RoundResults, template: Template) -> str:
@@ -105,11 +106,12 @@ def to_xlsx(results: RoundResults, template: Template) -> bytes:
     sheet.title = "results"
     sheet.append(list(COLUMNS))
     for row in rows(results, template):
-        sheet.append([row[c] for c in COLUMNS])
+        # Answers are typed by country teams: shown as text, never run as formulas.
+        sheet.append(safe_row([row[c] for c in COLUMNS]))
     about = book.create_sheet("about")
-    about.append(["round_id", results.round_id])
-    about.append(["template", f"{results.template_id} v{results.template_version}"])
-    about.append(["period", results.period])
+    about.append(safe_row(["round_id", results.round_id]))
+    about.append(safe_row(["template", f"{results.template_id} v{results.template_version}"]))
+    about.append(safe_row(["period", results.period]))
     about.append(["dissemination", results.dissemination])
     about.append(["note", "DP estimates with 95% intervals; suppressed cells have no estimate."])
     buffer = io.BytesIO()

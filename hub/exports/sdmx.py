@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from contracts.spreadsheet import safe_cell
 from contracts.v1 import QueryResult
 from hub.exports.exceptions import AreaUnknown, MixedAreas, NotInStructure
 from hub.exports.structure import DATAFLOW, DIM_MAP, TOTAL, load_structure
@@ -89,7 +90,8 @@ def write_sdmx_csv(observations: Sequence[Observation]) -> str:
                 "UPPER_BOUND": "" if suppressed else _number(obs.ci95_high),
                 "UNIT_MEASURE": obs.unit,
                 "CONF_STATUS": obs.conf,
-                "COMMENT_OBS": obs.comment or "",
+                # The only free text (a country team's answer, a query id): never a formula.
+                "COMMENT_OBS": safe_cell(obs.comment or ""),
             }
         )
     out = io.StringIO()

@@ -4,7 +4,8 @@ One row per cell: the group levels, the estimate and its 95% interval, the cell'
 and the reason it was suppressed, the nodes it combines and the privacy guarantee of their
 answers (rho, epsilon at delta, mechanism, noise scale; `cell_guarantee`). Suppressed cells
 carry no numbers. The XLSX adds a `query` sheet with the question, each node's guarantee
-and, for quantiles and histograms, the public grid.
+and, for quantiles and histograms, the public grid. Every text cell goes
+through `contracts.spreadsheet.safe_cell`: a level such as `=HYPERLINK(...)` is shown, never run.
 """
 
 import csv
@@ -13,6 +14,7 @@ from io import BytesIO, StringIO
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from contracts.spreadsheet import safe_cell, safe_row
 from contracts.v1 import QueryResult
 from contracts.v1.result import GUARANTEE_COLUMNS, cell_guarantee
 
@@ -42,8 +44,9 @@ def header(result: QueryResult) -> list[str]:
 
 
 def rows(result: QueryResult) -> list[list[str | float | None]]:
-    return [
-        [
+    out: list[list[str | float | None]] = []
+    for cell in result.cells:
+        row: list[str | float | None] = [
             *cell.key,
             cell.estimate,
             cell.ci95_low,
@@ -53,8 +56,8 @@ def rows(result: QueryResult) -> list[list[str | float | None]]:
             " ".join(cell.nodes),
             *cell_guarantee(result, cell).values(),
         ]
-        for cell in result.cells
-    ]
+        out.append(safe_row(row))
+    return out
 
 
 def filename(result: QueryResult, extension: str) -> str:
@@ -64,7 +67,7 @@ def filename(result: QueryResult, extension: str) -> str:
 def to_csv(result: QueryResult) -> bytes:
     buffer = StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header(result))
+    writer.writerow(safe_row(header(result)))
     for row in rows(result):
         writer.writerow(["" if v is None else v for v in row])
     # The BOM makes spreadsheet programs read the file as UTF-8 (Devanagari, Bengali labels).
@@ -76,7 +79,7 @@ def to_xlsx(result: QueryResult) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "result"
-    sheet.append(header(result))
+    sheet.append(safe_row(header(result)))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows(result):
@@ -99,7 +102,7 @@ def to_xlsx(result: QueryResult) -> bytes:
         *_grid_rows(result),
         *_guarantee_rows(result),
     ):
-        about.append([name, value])
+        about.append([name, safe_cell(value)])
     buffer = BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -52,3 +52,9 @@ class CodebookInvalid(DatasetError):
     """An XLSForm without a usable survey sheet."""
 
     code = "codebook_invalid"
+
+
+class UploadExpired(DatasetError):
+    """A staged upload (a draft under review in the browser) is gone: expired or finished."""
+
+    code = "upload_expired"

@@ -26,11 +26,15 @@ Ints = npt.NDArray[np.intp]
 
 @dataclass
 class Shape:
-    """The header's field count, and data records (0-based) that are ragged or blank."""
+    """The header's field count, and data records (0-based) that are ragged or blank, with
+    the file line (from 1, the header's line is 1) each of those records starts on: records
+    and lines differ once a quoted field holds a line break, and editors show lines."""
 
     width: int = 0
     ragged: list[int] = field(default_factory=list)
     blank: list[int] = field(default_factory=list)
+    ragged_lines: list[int] = field(default_factory=list)
+    blank_lines: list[int] = field(default_factory=list)
 
 
 def _structural(positions: Ints, quotes: Ints) -> Ints:
@@ -54,6 +58,21 @@ def _plainly_quoted(seg: npt.NDArray[np.uint8], quotes: Ints, delim: int) -> boo
     return bool(opens_field.all() and closes_field.all())
 
 
+def _account(
+    shape: Shape, record: int, fields: Ints, blank: npt.NDArray[np.bool_], line: Ints
+) -> None:
+    """Note the blank and ragged data records of one block (`record`: its first record's
+    index, 0 the header) and the file line each starts on."""
+    numbers = np.arange(record, record + len(fields)) - 1  # data records from 0
+    data = numbers >= 0
+    ragged = data & ~blank & (fields != shape.width)
+    blank = blank & data
+    shape.blank.extend(numbers[blank].tolist())
+    shape.blank_lines.extend(line[blank].tolist())
+    shape.ragged.extend(numbers[ragged].tolist())
+    shape.ragged_lines.extend(line[ragged].tolist())
+
+
 def scan(read: Callable[[int], bytes], delimiter: str) -> Shape | None:
     """Field counts of every record read from `read`; None where only the csv module can tell."""
     if len(delimiter) != 1 or ord(delimiter) > 127 or delimiter in '"\r\n\x00':
@@ -63,6 +82,7 @@ def scan(read: Callable[[int], bytes], delimiter: str) -> Shape | None:
     shape = Shape()
     carry = b""
     record = 0  # index of the next record: 0 is the header
+    lines = 0  # line breaks (quoted ones too) before the current block
     while True:
         block = read(BLOCK)
         eof = not block
@@ -71,7 +91,8 @@ def scan(read: Callable[[int], bytes], delimiter: str) -> Shape | None:
             break
         seg_all = np.frombuffer(buf, dtype=np.uint8)
         quotes_all = np.flatnonzero(seg_all == QUOTE)
-        ends = _structural(np.flatnonzero(seg_all == LF), quotes_all)
+        breaks_all = np.flatnonzero(seg_all == LF)
+        ends = _structural(breaks_all, quotes_all)
         if eof:
             if quotes_all.size % 2:
                 return None  # an unclosed quote
@@ -103,11 +124,10 @@ def scan(read: Callable[[int], bytes], delimiter: str) -> Shape | None:
         blank = (ends - ends_cr.astype(np.intp)) == starts
         if record == 0:
             shape.width = 0 if blank[0] else int(fields[0])
-        numbers = np.arange(record, record + len(ends)) - 1  # data records from 0
-        data = numbers >= 0
-        shape.blank.extend(numbers[data & blank].tolist())
-        shape.ragged.extend(numbers[data & ~blank & (fields != shape.width)].tolist())
+        breaks = breaks_all[breaks_all < cut]
+        _account(shape, record, fields, blank, lines + np.searchsorted(breaks, starts) + 1)
         record += len(ends)
+        lines += breaks.size
         carry = buf[cut:]
         if eof:
             break

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from node.api.deps import SettingsDep, StewardDep
 from node.auth.schemas import Steward
-from node.datasets import service, store
+from node.datasets import drafting, service, store
 from node.datasets.exceptions import ContractInvalid, FileTooLarge
 from node.datasets.schemas import FileFormat, ImportResult, ValidationReport, VersionInfo
 from node.settings import NodeSettings
@@ -103,8 +103,21 @@ async def draft_contract(
     filename: str = "upload.csv",
     fmt: FormatQ = None,
     repeat: str | None = None,
+    sheet: str | None = None,
+    categorical: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    show_levels: Annotated[list[str], Query()] = [],  # noqa: B006
 ) -> dict[str, Any]:
-    """Propose a contract from an uploaded export (request body = the file)."""
+    """Propose a contract from an uploaded export (request body = the file).
+
+    `categorical=COLUMN=LEVEL,LEVEL` (repeatable) publishes a text column's levels as named;
+    `show_levels=COLUMN` returns a candidate column's distinct values (to this steward only)."""
+    try:
+        choices = drafting.Choices(
+            categorical=dict(drafting.parse_categorical(c) for c in categorical),
+            show_levels=frozenset(show_levels),
+        )
+    except ValueError as exc:
+        raise ContractInvalid(str(exc)) from exc
     with _upload_dir(settings) as folder:
         path = await _receive(request, folder, filename, settings.import_max_bytes)
         draft = await run_in_threadpool(
@@ -114,12 +127,15 @@ async def draft_contract(
             name=name,
             fmt=fmt,
             repeat=repeat,
+            sheet=sheet,
             settings=settings,
+            choices=choices,
         )
     return {
         "contract": draft.contract.model_dump(mode="json"),
         "table_schema": draft.contract.to_table_schema(),
         "notes": [n.model_dump() for n in draft.notes],
+        "candidates": [c.model_dump() for c in draft.candidates],
     }
 
 
@@ -134,6 +150,7 @@ async def validate_upload(
     fmt: FormatQ = None,
     contract_version: int | None = None,
     repeat: str | None = None,
+    sheet: str | None = None,
     keep_first: bool = False,
 ) -> ValidationReport:
     """Check an uploaded export against a published contract; nothing is stored."""
@@ -147,6 +164,7 @@ async def validate_upload(
             contract_version=contract_version,
             fmt=fmt,
             repeat=repeat,
+            sheet=sheet,
             excess="keep_first" if keep_first else "refuse",
             settings=settings,
         )
@@ -163,6 +181,7 @@ async def import_upload(
     fmt: FormatQ = None,
     contract_version: int | None = None,
     repeat: str | None = None,
+    sheet: str | None = None,
     keep_first: bool = False,
 ) -> ImportResult:
     """Import an uploaded export as a new version, whole or not at all (422 with a summary)."""
@@ -176,6 +195,7 @@ async def import_upload(
             contract_version=contract_version,
             fmt=fmt,
             repeat=repeat,
+            sheet=sheet,
             excess="keep_first" if keep_first else "refuse",
             settings=settings,
             imported_by=_by(steward),

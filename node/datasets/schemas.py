@@ -56,7 +56,11 @@ class Manifest(BaseModel):
 
 
 class Issue(BaseModel):
-    """One problem or remark: where (column, rows) and which rule; never a cell value."""
+    """One problem or remark: where (column, rows) and which rule; never a cell value.
+
+    `rows` are data rows from 1 (records, the header not counted); `lines`, when given, are
+    the file lines those records start on, as an editor shows them (the header is line 1):
+    they differ once a quoted field holds a line break."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -65,6 +69,7 @@ class Issue(BaseModel):
     column: str | None = None
     count: int = 0
     rows: tuple[int, ...] = ()
+    lines: tuple[int, ...] = ()
     message: str
 
 
@@ -100,7 +105,8 @@ class ValidationReport(BaseModel):
 def _rows_text(issue: Issue) -> str:
     shown = ", ".join(str(r) for r in issue.rows)
     more = f" and {issue.count - len(issue.rows)} more" if issue.count > len(issue.rows) else ""
-    return f"rows {shown}{more}"
+    lines = f"; file lines {', '.join(str(n) for n in issue.lines)}" if issue.lines else ""
+    return f"rows {shown}{more}{lines}"
 
 
 class VersionInfo(BaseModel):
@@ -127,14 +133,41 @@ class ImportResult(BaseModel):
     report: ValidationReport
 
 
+DraftFlag = Literal[
+    "identifier",  # dropped at import (or hashed): a name, phone, GPS, id...
+    "free_text",  # stored never queryable, or dropped
+    "levels_from_data",  # text that could be categorical once the steward names its levels
+    "needs_bounds",  # a numeric column without public bounds: not queryable until set
+    "left_out",  # not in the contract: export metadata, media, select_multiple answer lists
+    "warning",  # something about the file the steward should know (encoding, format)
+    "info",  # the reason for an ordinary choice
+]
+
+
 class DraftNote(BaseModel):
-    """Why the draft chose what it chose for a column, for the steward to review."""
+    """Why the draft chose what it chose for a column, for the steward to review.
+
+    Every column of the file gets at least one note. Notes name columns, rules and counts,
+    never a value of the data."""
 
     model_config = ConfigDict(frozen=True)
 
     column: str
     note: str
-    flag: Literal["identifier", "free_text", "levels_from_data", "needs_bounds", "info"]
+    flag: DraftFlag
+
+
+class LevelCandidate(BaseModel):
+    """A text column that could be a public categorical dimension, once the steward names its
+    levels (`--categorical COLUMN=LEVEL,...`). `values` are the distinct values found, given
+    only for the columns the steward asked to see (`--show-levels`): steward-only output that
+    is never stored, logged or published."""
+
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    distinct: int
+    values: tuple[str, ...] = ()
 
 
 class ContractDraft(BaseModel):
@@ -143,3 +176,4 @@ class ContractDraft(BaseModel):
     contract: DatasetContract
     notes: tuple[DraftNote, ...]
     source: SourceInfo | None = None
+    candidates: tuple[LevelCandidate, ...] = ()

@@ -214,6 +214,7 @@ def import_file(
             sheet=sheet,
             progress=progress,
         )
+        table = readers.derive_for_contract(table, target)
         if dry_run:
             planned = validation.plan(
                 contract=target, frame=table.frame, excess=excess, preliminary=table.issues
@@ -351,8 +352,12 @@ def draft_contract(
     delimiter: str | None = None,
     sheet: str | None = None,
     settings: NodeSettings | None = None,
+    choices: drafting.Choices | None = None,
 ) -> ContractDraft:
-    """Propose a contract from a file (and its XLSForm); nothing is stored."""
+    """Propose a contract from a file (and its XLSForm); nothing is stored.
+
+    `choices`: what the steward decided (levels named for text columns, columns whose values
+    to show, bounds); a draft without them never makes a text column public."""
     settings = _settings(home, settings)
     codebook = read_codebook(codebook_path) if codebook_path is not None else None
     with _workdir(home) as work:
@@ -381,7 +386,7 @@ def draft_contract(
             )
             raise DatasetInvalid(f"the file cannot be drafted from: {report.summary()}", report)
         try:
-            return drafting.draft(table=table, name=name, codebook=codebook)
+            return drafting.draft(table=table, name=name, codebook=codebook, choices=choices)
         except ValidationError as exc:
             raise ContractInvalid(_contract_problem(exc)) from exc
 

@@ -27,6 +27,14 @@ DROPPED_ROLES = ("identifier", "free_text", "unit_key")
 _KEY = "__sauti_unit__"
 _KEPT_FIRST = ": the first rows of each unit were kept, the rest dropped"
 Excess = Literal["refuse", "keep_first"]
+# Text whose characters were lost before it reached the node: "????" where a spreadsheet
+# saved Devanagari or Bengali as Windows-1252 ("CSV" in Excel), or U+FFFD where a program
+# decoded it wrongly. The bytes are valid, so only the text itself can tell.
+LOSSY_TEXT = r"\?\?|\x{FFFD}"
+LOSSY_MESSAGE = (
+    "text where characters were lost (runs of '?' or '\ufffd'): the file was saved in an"
+    " encoding that cannot hold them (Windows-1252, Excel's plain 'CSV'); save it as CSV UTF-8"
+)
 _AWARE = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%d %H:%M:%S%.f%z")
 _NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d", "%d/%m/%Y")
 
@@ -37,6 +45,10 @@ class Check:
     rule: str
     message: str
     failing: pl.Expr
+    # A warning counts the rows and keeps them; `name_rows` False: the count alone is reported
+    # (values clipped at query time: which respondents are outliers is nobody's business).
+    severity: Literal["error", "warning"] = "error"
+    name_rows: bool = True
 
 
 @dataclass
@@ -56,7 +68,8 @@ def _blank(expr: pl.Expr) -> pl.Expr:
     return pl.when(stripped == "").then(None).otherwise(stripped)
 
 
-def _datetime(expr: pl.Expr) -> pl.Expr:
+def datetime_value(expr: pl.Expr) -> pl.Expr:
+    """Text as a datetime in one of the accepted ISO 8601 or day/month/year forms, else null."""
     parsed = [expr.str.to_datetime(f, strict=False, time_zone="UTC") for f in _AWARE]
     parsed += [expr.str.to_datetime(f, strict=False, time_zone="UTC") for f in _NAIVE]
     return pl.coalesce(*parsed).dt.replace_time_zone(None)
@@ -88,17 +101,32 @@ def _typed(column: Column) -> tuple[pl.Expr, list[Check]]:
             bad = bad | (number.is_not_null() & (number != number.round(0)))
         checks.append(Check(name, f"not_{column.type}", f"values that are not {column.type}s", bad))
         if column.lower is not None and column.upper is not None:
-            checks.append(
-                Check(
-                    name,
-                    "out_of_bounds",
-                    f"values outside the contract's bounds [{column.lower:g}, {column.upper:g}]",
-                    number.is_not_null() & ((number < column.lower) | (number > column.upper)),
+            outside = number.is_not_null() & ((number < column.lower) | (number > column.upper))
+            bounds = f"[{column.lower:g}, {column.upper:g}]"
+            if column.bounds_policy == "clip":
+                checks.append(
+                    Check(
+                        name,
+                        "clipped_to_bounds",
+                        f"values outside the contract's bounds {bounds}: kept, and clipped to"
+                        " the bounds by every query (bounds_policy clip)",
+                        outside,
+                        severity="warning",
+                        name_rows=False,
+                    )
                 )
-            )
+            else:
+                checks.append(
+                    Check(
+                        name,
+                        "out_of_bounds",
+                        f"values outside the contract's bounds {bounds}",
+                        outside,
+                    )
+                )
         value = number.cast(pl.Int64, strict=False) if column.type == "integer" else number
     else:  # datetime
-        value = _datetime(raw)
+        value = datetime_value(raw)
         checks.append(
             Check(
                 name,
@@ -109,6 +137,16 @@ def _typed(column: Column) -> tuple[pl.Expr, list[Check]]:
         )
     if not column.nullable or column.role == "unit_key":
         checks.append(Check(name, "missing_value", "missing values", raw.is_null()))
+    if column.type in ("string", "categorical"):
+        checks.append(
+            Check(
+                name,
+                "lossy_encoding",
+                LOSSY_MESSAGE,
+                raw.str.contains(LOSSY_TEXT),
+                severity="warning",
+            )
+        )
     return value.alias(name), checks
 
 
@@ -123,7 +161,11 @@ def plan(
     """Validate `frame` (text columns plus ROW_INDEX) and build the clean frame to store."""
     issues = list(preliminary or [])
     present = [n for n in frame.collect_schema().names() if n != ROW_INDEX]
-    missing = [c.name for c in contract.columns if c.name not in present]
+    # A column the import drops anyway (free text, an identifier not kept as a hash) may be
+    # absent: nothing to drop. Anything stored or the unit key must be there.
+    absent = [c for c in contract.columns if c.name not in present]
+    optional = {c.name for c in absent if _dropped_without_trace(c)}
+    missing = [c.name for c in absent if c.name not in optional]
     for name in missing:
         issues.append(
             Issue(
@@ -131,6 +173,16 @@ def plan(
                 rule="missing_column",
                 column=name,
                 message="the contract's column is not in the file",
+            )
+        )
+    for name in sorted(optional):
+        issues.append(
+            Issue(
+                severity="warning",
+                rule="missing_column",
+                column=name,
+                message="the contract's column is not in the file: it is dropped at import"
+                " anyway, so nothing is lost",
             )
         )
     if missing and len(present) <= 1:
@@ -149,6 +201,8 @@ def plan(
     casts: list[pl.Expr] = []
     checks: list[Check] = []
     for column in contract.columns:
+        if column.name in optional:
+            continue
         cast, column_checks = _typed(column)
         casts.append(cast)
         checks.extend(column_checks)
@@ -173,7 +227,8 @@ def plan(
     for i, check in enumerate(checks):
         count = int(counts[f"c{i}"][0])
         if count:
-            issues.append(_issue(check, count, _first_rows(frame, check.failing)))
+            rows = _first_rows(frame, check.failing) if check.name_rows else []
+            issues.append(_issue(check, count, rows))
     clean = frame
     over_limit = 0
     unit = contract.privacy.unit_key
@@ -210,6 +265,12 @@ def plan(
     return Plan(issues, clean.select(kept), rows_read, over_limit, ignored)
 
 
+def _dropped_without_trace(column: Column) -> bool:
+    return column.role == "free_text" or (
+        column.role == "identifier" and column.treatment == "drop"
+    )
+
+
 def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
     """Run a plan on polars' streaming engine: files are read in morsels, never held whole."""
     return frame.collect(engine="streaming")
@@ -230,7 +291,7 @@ def _first_rows(frame: pl.LazyFrame, failing: pl.Expr) -> list[int]:
 
 def _issue(check: Check, count: int, rows: list[int]) -> Issue:
     return Issue(
-        severity="error",
+        severity=check.severity,
         rule=check.rule,
         column=check.column,
         count=count,

@@ -17,9 +17,12 @@ from node.auth.exceptions import (
     PasswordChangeRequired,
     PasswordRejected,
 )
-from node.web import fonts, service, session
+from node.datasets import uploads
+from node.settings import NodeSettings
+from node.web import fonts, multipart, service, session
 from node.web.exceptions import FormInvalid
 from node.web.i18n import LANGUAGES
+from node.web.multipart import Form as UploadForm
 from node.web.pages import WebRoute, redirect, render, safe_next
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
 
@@ -186,33 +189,117 @@ async def datasets(request: Request, settings: SettingsDep, browser: SessionDep)
     return render(request, "datasets.html", session=browser, datasets=view)
 
 
+async def _staged_form(
+    request: Request, settings: NodeSettings, browser: BrowserSession
+) -> tuple[UploadForm, uploads.Staged]:
+    """Stream an upload form's files into a new staging folder (CSRF checked first)."""
+    token, folder = await run_in_threadpool(uploads.new_folder, settings.home)
+    try:
+        form = await multipart.receive(
+            request,
+            folder=folder,
+            files={"upload": uploads.EXPORT, "codebook": uploads.CODEBOOK},
+            limit=settings.import_max_bytes,
+            before_file=lambda fields: session.check_csrf(browser, fields.get("csrf_token", "")),
+        )
+        session.check_csrf(browser, form.get("csrf_token"))
+        if "upload" not in form.files:
+            raise FormInvalid("choose the file to check or import")
+        return form, await run_in_threadpool(uploads.find, settings.home, token)
+    except BaseException:
+        uploads.discard(settings.home, token)
+        raise
+
+
 @router.post("/datasets/import", response_class=HTMLResponse)
-async def import_dataset(
-    request: Request,
-    settings: SettingsDep,
-    browser: SessionDep,
-    *,
-    upload: Annotated[UploadFile, File()],
-    dataset: Annotated[str, Form(pattern=r"^[a-z][a-z0-9_]{0,62}$")],
-    mode: Annotated[str, Form(pattern="^(check|import)$")] = "check",
-    csrf_token: Csrf = "",
-) -> Response:
+async def import_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Check an uploaded export against the dataset's newest contract, or import it."""
-    session.check_csrf(browser, csrf_token)
-    if not upload.filename:
-        raise FormInvalid("choose the file to check or import")
-    outcome = await run_in_threadpool(
-        service.import_upload,
+    form, staged = await _staged_form(request, settings, browser)
+    try:
+        mode = form.get("mode", "check")
+        if mode not in ("check", "import"):
+            raise FormInvalid("unknown action")
+        outcome = await run_in_threadpool(
+            service.import_staged,
+            settings=settings,
+            staged=staged,
+            dataset=form.get("dataset"),
+            options=service.upload_options(form.fields),
+            check_only=mode == "check",
+            by=f"steward:{browser.steward.name}",
+        )
+    finally:
+        uploads.discard(settings.home, staged.token)
+    status = 200 if outcome.report.ok else 422
+    name = form.get("dataset")
+    return render(
+        request, "imported.html", status=status, session=browser, outcome=outcome, name=name
+    )
+
+
+@router.post("/datasets/draft", response_class=HTMLResponse)
+async def draft_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    """Propose a contract from an uploaded export (and its XLSForm), to review column by column."""
+    form, staged = await _staged_form(request, settings, browser)
+    try:
+        view = await run_in_threadpool(
+            service.draft_staged,
+            settings=settings,
+            staged=staged,
+            dataset=form.get("dataset"),
+            options=service.upload_options(form.fields),
+            fields={"title": form.get("title")},
+        )
+    except BaseException:
+        uploads.discard(settings.home, staged.token)
+        raise
+    return render(request, "draft.html", session=browser, view=view)
+
+
+@router.post("/datasets/draft/review", response_class=HTMLResponse)
+async def review_draft(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    """Draft again with the steward's choices; publish it (and import the file) when asked."""
+    received = await request.form()
+    fields = {k: v for k, v in received.items() if isinstance(v, str)}
+    session.check_csrf(browser, fields.get("csrf_token", ""))
+    token = fields.get("token", "")
+    action = fields.get("action", "review")
+    if action == "discard":
+        uploads.discard(settings.home, token)
+        return redirect(f"{PREFIX}/datasets")
+    shown = {k[len("shown__") :] for k in fields if k.startswith("shown__")}
+    if action.startswith("show:"):
+        shown.add(action[len("show:") :])
+    staged = await run_in_threadpool(uploads.find, settings.home, token)
+    view = await run_in_threadpool(
+        service.draft_staged,
         settings=settings,
-        dataset=dataset,
-        filename=upload.filename,
-        upload=upload.file,
-        check_only=mode == "check",
+        staged=staged,
+        dataset=fields.get("dataset", ""),
+        options=service.upload_options(fields),
+        fields=fields,
+        shown=frozenset(shown),
+    )
+    if action not in ("publish", "publish_import"):
+        return render(request, "draft.html", session=browser, view=view)
+    outcome = await run_in_threadpool(
+        service.publish_draft,
+        settings=settings,
+        view=view,
+        import_file=action == "publish_import",
         by=f"steward:{browser.steward.name}",
     )
+    if outcome is None:
+        return redirect(f"{PREFIX}/datasets/{view.dataset}/contracts/{view.version}")
     status = 200 if outcome.report.ok else 422
     return render(
-        request, "imported.html", status=status, session=browser, outcome=outcome, name=dataset
+        request,
+        "imported.html",
+        status=status,
+        session=browser,
+        outcome=outcome,
+        name=view.dataset,
+        view=view,
     )
 
 

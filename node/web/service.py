@@ -5,28 +5,37 @@ import manifests and validation reports (rules, columns, row numbers), agreement
 budget charges and audited decisions. No page reads a data file.
 """
 
+import json
+import math
 import re
-import secrets
-import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePath
-from typing import BinaryIO, cast
+from typing import Any, cast
 
 from pydantic import ValidationError
 
 from contracts.agreement_rules import PURPOSE_CODES, one_person_release_chance
-from contracts.v1 import AgreementTerms, DatasetContract, SignedAgreement
+from contracts.v1 import AgreementTerms, Column, DatasetContract, SignedAgreement
 from contracts.v1.audit import AuditEntry, AuditFilter
+from contracts.v1.dataset import BoundsPolicy
 from node.agreements import service as agreements
 from node.agreements.schemas import AgreementRecord, SigningPreview, StatusOutcome
 from node.audit import service as audit
+from node.datasets import drafting, store, uploads
 from node.datasets import service as datasets
-from node.datasets import store
-from node.datasets.exceptions import DatasetInvalid, FileTooLarge
-from node.datasets.schemas import ImportResult, ValidationReport, VersionInfo
+from node.datasets.exceptions import DatasetInvalid
+from node.datasets.schemas import (
+    ContractDraft,
+    DraftNote,
+    FileFormat,
+    ImportResult,
+    LevelCandidate,
+    ValidationReport,
+    VersionInfo,
+)
+from node.datasets.sources import sniff
 from node.home import NodeIdentity, load_identity
 from node.ledger import service as ledger
 from node.ledger.schemas import BudgetDetail, BudgetLine
@@ -37,7 +46,7 @@ from node.web.i18n import N_
 # How far back the "recent requests" pages look in the audit chain.
 RECENT_DAYS = 90
 MAX_AGREEMENT_BYTES = 256 * 1024
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STATUS_ACTIONS = ("suspend", "resume", "revoke")
 
 # Why a request was refused, in words (reason codes of node/api/errors.py).
@@ -250,51 +259,245 @@ class ImportOutcome:
     checked_only: bool
 
 
-def import_upload(
+@dataclass(frozen=True)
+class UploadOptions:
+    """How to read an upload, as the command line's --format, --repeat/--sheet, --keep-first."""
+
+    fmt: FileFormat | None = None
+    table: str | None = None  # a repeat group (ODK) or a sheet (Kobo XLSX, any workbook)
+    keep_first: bool = False
+
+
+FORMATS: tuple[FileFormat, ...] = ("kobo", "odk", "csv", "xlsx", "parquet")
+_TABLE = re.compile(r"^[A-Za-z0-9_ .\-]{1,64}$")
+
+
+def upload_options(fields: Mapping[str, str]) -> UploadOptions:
+    """The reading options of an upload form; a malformed one is named, never echoed."""
+    fmt = fields.get("format", "") or None
+    if fmt is not None and fmt not in FORMATS:
+        raise FormInvalid("unknown file format")
+    table = fields.get("table", "").strip() or None
+    if table is not None and not _TABLE.match(table):
+        raise FormInvalid("a repeat group or sheet name has letters, digits, _ - . only")
+    return UploadOptions(
+        fmt=fmt,
+        table=table,
+        keep_first=fields.get("keep_first") == "yes",
+    )
+
+
+def _reading(
+    settings: NodeSettings, staged: uploads.Staged, options: UploadOptions
+) -> dict[str, Any]:
+    """The read_table arguments of a staged upload: a workbook's table is a sheet, any other
+    file's a repeat group."""
+    kind = sniff(staged.export, fmt=options.fmt, max_bytes=settings.import_max_bytes).kind
+    where = "sheet" if kind == "xlsx" else "repeat"
+    return {
+        "path": staged.export,
+        "fmt": options.fmt,
+        "codebook_path": staged.codebook,
+        where: options.table,
+    }
+
+
+def import_staged(
     *,
     settings: NodeSettings,
+    staged: uploads.Staged,
     dataset: str,
-    filename: str,
-    upload: BinaryIO,
+    options: UploadOptions,
     check_only: bool,
     by: str,
+    contract: DatasetContract | None = None,
 ) -> ImportOutcome:
-    """Check (or import, whole or nothing) an uploaded export against the newest contract."""
-    folder = store.root(settings.home) / ".uploads" / secrets.token_hex(8)
-    folder.mkdir(parents=True)
+    """Check (or import, whole or nothing) a staged upload against the dataset's newest
+    contract (or `contract`, published with the import), as `sauti node import` does."""
+    if not _NAME.match(dataset):
+        raise FormInvalid("a dataset name has a-z, 0-9 and _ and starts with a letter")
     try:
-        target = folder / (_UNSAFE.sub("_", PurePath(filename).name) or "upload")
-        _copy_limited(upload, target, limit=settings.import_max_bytes)
-        try:
-            result = datasets.import_file(
-                home=settings.home,
-                path=target,
-                dataset=dataset,
-                settings=settings,
-                imported_by=by,
-                dry_run=check_only,
-            )
-        except DatasetInvalid as exc:
-            if exc.report is None:
-                raise
-            return ImportOutcome(report=exc.report, version=None, checked_only=check_only)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        result = datasets.import_file(
+            home=settings.home,
+            dataset=dataset,
+            contract=contract,
+            settings=settings,
+            imported_by=by,
+            dry_run=check_only,
+            excess="keep_first" if options.keep_first else "refuse",
+            **_reading(settings, staged, options),
+        )
+    except DatasetInvalid as exc:
+        if exc.report is None:
+            raise
+        return ImportOutcome(report=exc.report, version=None, checked_only=check_only)
     if isinstance(result, ImportResult):
         return ImportOutcome(report=result.report, version=result.version, checked_only=False)
     return ImportOutcome(report=result, version=None, checked_only=True)
 
 
-def _copy_limited(source: BinaryIO, target: Path, *, limit: int) -> None:
-    size = 0
-    with target.open("wb") as out:
-        while chunk := source.read(1 << 20):
-            size += len(chunk)
-            if size > limit:
-                raise FileTooLarge(
-                    f"the upload is larger than this node's import limit of {limit} bytes"
-                )
-            out.write(chunk)
+# --- drafting a contract from an upload --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DraftRow:
+    """One column of the file on the review page: what the draft proposes, and why."""
+
+    name: str
+    column: Column | None
+    notes: tuple[DraftNote, ...]
+    candidate: LevelCandidate | None
+    levels: str  # the levels the steward typed, to show again
+    lower: str
+    upper: str
+    policy: str
+
+
+@dataclass(frozen=True)
+class DraftView:
+    token: str
+    dataset: str
+    title: str
+    version: int
+    filename: str
+    codebook: str | None
+    options: UploadOptions
+    draft: ContractDraft
+    rows: list[DraftRow]
+    general: tuple[DraftNote, ...]  # notes about the whole file
+    shown: frozenset[str]
+
+    @property
+    def document(self) -> str:
+        return json.dumps(self.draft.contract.to_table_schema(), indent=2, ensure_ascii=False)
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise FormInvalid(f"the {what} is not a number") from exc
+    if not math.isfinite(value):
+        raise FormInvalid(f"the {what} is not a number")
+    return value
+
+
+def draft_choices(fields: Mapping[str, str], shown: frozenset[str]) -> drafting.Choices:
+    """The steward's decisions on the review form, as the drafting service takes them."""
+    categorical: dict[str, tuple[str, ...]] = {}
+    bounds: dict[str, tuple[float, float, BoundsPolicy]] = {}
+    for key, text in fields.items():
+        if key.startswith("levels__") and text.strip():
+            column = key[len("levels__") :]
+            categorical[column] = drafting.parse_categorical(f"{column}={text}")[1]
+        if key.startswith("lower__"):
+            column = key[len("lower__") :]
+            upper = fields.get(f"upper__{column}", "").strip()
+            if text.strip() and upper:
+                policy = fields.get(f"policy__{column}", "clip")
+                if policy not in ("clip", "refuse"):
+                    raise FormInvalid(f"unknown bounds policy for {column}")
+                low = _number(text, f"lower bound of {column}")
+                high = _number(upper, f"upper bound of {column}")
+                if low > high:
+                    raise FormInvalid(f"the lower bound of {column} is above its upper bound")
+                bounds[column] = (low, high, cast(BoundsPolicy, policy))
+    return drafting.Choices(categorical=categorical, show_levels=shown, bounds=bounds)
+
+
+def _next_version(settings: NodeSettings, dataset: str) -> int:
+    return max(store.contract_versions(settings.home, dataset), default=0) + 1
+
+
+def draft_staged(
+    *,
+    settings: NodeSettings,
+    staged: uploads.Staged,
+    dataset: str,
+    options: UploadOptions,
+    fields: Mapping[str, str] | None = None,
+    shown: frozenset[str] = frozenset(),
+) -> DraftView:
+    """The draft of a staged upload with the steward's choices so far (`sauti node contract
+    draft`'s code path: the same drafting, the same rules)."""
+    if not _NAME.match(dataset):
+        raise FormInvalid("a dataset name has a-z, 0-9 and _ and starts with a letter")
+    fields = fields or {}
+    choices = draft_choices(fields, shown)
+    reading = _reading(settings, staged, options)
+    proposed = datasets.draft_contract(
+        home=settings.home,
+        name=dataset,
+        settings=settings,
+        choices=choices,
+        **reading,
+    )
+    title = fields.get("title", "").strip()[:200] or proposed.contract.title
+    version = int(fields["version"]) if fields.get("version", "").isdigit() else 0
+    version = version or _next_version(settings, dataset)
+    contract = proposed.contract.model_copy(update={"title": title, "version": version})
+    proposed = proposed.model_copy(update={"contract": contract})
+    by_column: dict[str, list[DraftNote]] = {}
+    general = []
+    for note in proposed.notes:
+        if note.column:
+            by_column.setdefault(note.column, []).append(note)
+        else:
+            general.append(note)
+    candidates = {c.column: c for c in proposed.candidates}
+    rows = []
+    for name, notes in by_column.items():
+        column = contract.column(name)
+        rows.append(
+            DraftRow(
+                name=name,
+                column=column,
+                notes=tuple(notes),
+                candidate=candidates.get(name),
+                levels=fields.get(f"levels__{name}", ""),
+                lower="" if column is None or column.lower is None else f"{column.lower:g}",
+                upper="" if column is None or column.upper is None else f"{column.upper:g}",
+                policy=column.bounds_policy if column is not None else "refuse",
+            )
+        )
+    return DraftView(
+        token=staged.token,
+        dataset=dataset,
+        title=title,
+        version=version,
+        filename=staged.filename,
+        codebook=staged.codebook.name if staged.codebook else None,
+        options=options,
+        draft=proposed,
+        rows=rows,
+        general=tuple(general),
+        shown=shown,
+    )
+
+
+def publish_draft(
+    *, settings: NodeSettings, view: DraftView, import_file: bool, by: str
+) -> ImportOutcome | None:
+    """Publish the reviewed draft (a new contract version), then, if asked, import the staged
+    file under it: whole or nothing, as on the command line. The upload is deleted after."""
+    contract = view.draft.contract
+    staged = uploads.find(settings.home, view.token)
+    if not import_file:
+        datasets.publish_contract(home=settings.home, contract=contract, settings=settings, by=by)
+        uploads.discard(settings.home, view.token)
+        return None
+    outcome = import_staged(
+        settings=settings,
+        staged=staged,
+        dataset=view.dataset,
+        options=view.options,
+        check_only=False,
+        by=by,
+        contract=contract,
+    )
+    if outcome.version is not None:
+        uploads.discard(settings.home, view.token)
+    return outcome
 
 
 def contract(*, settings: NodeSettings, name: str, version: int) -> DatasetContract:

@@ -131,3 +131,48 @@ def test_import_csv_and_parquet_store_the_same_data(tmp_path) -> None:
     b = pl.read_parquet(service.load(home=tmp_path / "h2", name="survey").parquet_path)
     assert a.equals(b)
     dispose_engines()
+
+
+def test_clip_policy_keeps_outliers_counts_them_and_queries_clamp_them(tmp_path) -> None:
+    from contracts.v1 import QuerySpec  # noqa: PLC0415
+    from node.privacy import engine  # noqa: PLC0415
+
+    clipped = contract()
+    clipped = clipped.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"bounds_policy": "clip"}) if c.name == "age" else c
+                for c in clipped.columns
+            )
+        }
+    )
+    rows = frame(40).with_columns(
+        age=pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(500)).otherwise(pl.col("age"))
+    )
+    with pytest.raises(DatasetInvalid) as refused:
+        service.import_frame(home=tmp_path, contract=contract(), frame=rows)
+    assert refused.value.report is not None
+    assert [i.rule for i in refused.value.report.errors] == ["out_of_bounds"]
+    service.import_frame(home=tmp_path, contract=clipped, frame=rows)
+    report = service.validation_report(home=tmp_path, name="survey", version=1)
+    assert report is not None
+    (issue,) = [i for i in report.issues if i.column == "age"]
+    assert (issue.rule, issue.severity, issue.count, issue.rows) == (
+        "clipped_to_bounds",
+        "warning",
+        3,
+        (),
+    )
+    loaded = service.load(home=tmp_path, name="survey")
+    spec = QuerySpec(agreement_id="a", dataset="survey", measure="sum", column="age", rho=0.5)
+    exact = engine.measure_exact(
+        data=pl.scan_parquet(loaded.parquet_path),
+        contract=loaded.contract,
+        spec=spec,
+        rho=0.5,
+        source=loaded.parquet_path,
+    )
+    # Every query sums the clipped values (centred on the bounds' middle): 500 counts as 120.
+    centred = float((rows["age"].clip(0, 120) - 60).sum())
+    assert centred in {v for vs in exact.values.values() for v in vs}
+    dispose_engines()

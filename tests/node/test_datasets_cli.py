@@ -95,7 +95,19 @@ def test_bad_file_exits_1_with_a_report_and_no_values(tmp_path, monkeypatch) -> 
     rows = [[str(i), IDENT_CANARY, PHONE_CANARY, "f" if i else "x", str(i)] for i in range(5)]
     good = write_delimited(tmp_path / "g.csv", ["id", "name", "phone", "sex", "score"], rows[1:])
     draft = tmp_path / "c.json"
-    _run("contract", "draft", str(good), "--dataset", "towns", "--home", home, "--out", str(draft))
+    _run(
+        "contract",
+        "draft",
+        str(good),
+        "--dataset",
+        "towns",
+        "--home",
+        home,
+        "--out",
+        str(draft),
+        "--categorical",
+        "sex=f,m",
+    )
     schema = json.loads(draft.read_text())
     assert {"name", "phone"} <= {i["name"] for i in schema["x-privacy"]["identifiers"]}
     bad = write_delimited(tmp_path / "b.csv", ["id", "name", "phone", "sex", "score"], rows)

@@ -5,6 +5,7 @@ from datetime import date
 import polars as pl
 import pytest
 
+from contracts import signing
 from contracts.v1 import DatasetContract, PrivacyUnit
 from contracts.v1.dataset import Geography, Methodology, Period, Sampling
 from node.datasets import service
@@ -126,3 +127,38 @@ def test_identifier_detection_by_name_and_values() -> None:
     assert identifier_by_values(pl.Series(["yes", "no"] * 20)) is None
     assert language_code("Nepali (ne)") == "ne"
     assert language_code("Bangla") == "bn"
+
+
+def test_bounds_policy_is_left_out_of_canonical_json_at_its_default() -> None:
+    published = contract()
+    document = published.model_dump(mode="json")
+    assert all("bounds_policy" not in c for c in document["columns"])
+    # A contract written before the field existed reads back to the same digest.
+    assert signing.digest(DatasetContract.model_validate(document)) == signing.digest(published)
+    age = published.column("age")
+    assert age is not None
+    clipped = published.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"bounds_policy": "clip"}) if c.name == "age" else c
+                for c in published.columns
+            )
+        }
+    )
+    assert signing.digest(clipped) != signing.digest(published)
+    schema = clipped.to_table_schema()
+    assert schema["x-privacy"]["bounds"]["age"] == {"lower": 0, "upper": 120, "policy": "clip"}
+    assert "policy" not in published.to_table_schema()["x-privacy"]["bounds"]["age"]
+    assert DatasetContract.from_table_schema(schema) == DatasetContract.model_validate(
+        clipped.model_dump()
+    )
+    with pytest.raises(ContractInvalid, match="clips to bounds"):
+        service.parse_contract(
+            {
+                **published.model_dump(mode="json"),
+                "columns": [
+                    {"name": "x", "type": "integer", "role": "measure", "bounds_policy": "clip"}
+                ],
+                "privacy": {},
+            }
+        )

@@ -4,17 +4,21 @@ import polars as pl
 import pytest
 
 from node.datasets import service
+from node.datasets.drafting import Choices
 from node.datasets.exceptions import DatasetInvalid, FileTooLarge, FileUnreadable
 from node.db import dispose_engines
+from node.privacy.bounds import EDGES
 from node.settings import NodeSettings
 from tests.node.datasets_support import (
     BENGALI,
     IDENT_CANARY,
+    KOBO_HEADER,
     NEPALI,
     SWAHILI,
     VIETNAMESE,
     kobo_contract,
     kobo_csv,
+    kobo_rows,
     kobo_xlsx,
     members_contract,
     odk_zip,
@@ -46,7 +50,8 @@ def test_kobo_csv_with_groups_and_select_multiple(tmp_path) -> None:
     assert stored.height == 40
     assert "mobile" not in stored.columns
     assert "_uuid" not in stored.columns
-    assert stored["services_health"].to_list()[:3] == ["no", "yes", "no"]
+    # Row 1 answered nothing (its answer column is blank): missing, never "not chosen".
+    assert stored["services_health"].to_list()[:3] == [None, "yes", "no"]
     # Identifiers hashed with the node's secret salt: linkable, never the raw name.
     assert stored["full_name"].str.len_chars().unique().to_list() == [32]
     assert IDENT_CANARY not in stored["full_name"].to_list()
@@ -228,13 +233,25 @@ def test_pums_real_table_drafts_and_imports(tmp_path) -> None:
     path = SHARED / "pums" / "PUMS_pid.csv"
     if not path.exists():
         pytest.skip("../shared/data is not present")
-    draft = service.draft_contract(home=tmp_path, path=path, name="pums")
+    # Codes are public levels only once the steward names them.
+    sex = service.draft_contract(home=tmp_path, path=path, name="pums").contract.column("sex")
+    assert sex is not None
+    assert (sex.type, sex.role, sex.bounds_policy) == ("integer", "measure", "clip")
+    choices = Choices(categorical={"sex": ("0", "1"), "married": ("0", "1")})
+    draft = service.draft_contract(home=tmp_path, path=path, name="pums", choices=choices)
     by_name = {c.name: c for c in draft.contract.columns}
     assert draft.contract.privacy.unit_key == "pid"
     assert by_name["sex"].type == "categorical"
     assert by_name["married"].level_codes == ("0", "1")
     assert by_name["age"].type == "integer"
-    assert {n.column for n in draft.notes if n.flag == "needs_bounds"} >= {"age", "income"}
+    # Bounds from a DP rule on a public grid, never the data's own extremes.
+    # (A grid step above the highest bin holding about 20 rows: ages reach 93, incomes 420500.)
+    assert by_name["age"].bounds_policy == "clip"
+    assert by_name["age"].lower == 0
+    assert by_name["age"].upper in EDGES
+    assert by_name["age"].upper >= 200
+    assert by_name["income"].upper in EDGES
+    assert by_name["income"].upper >= 200_000
     # The steward sets the public bounds the PUMS.yaml gives, then imports.
     columns = tuple(
         c.model_copy(update={"lower": 0.0, "upper": {"age": 100.0, "income": 500000.0}[c.name]})
@@ -254,3 +271,24 @@ def test_pums_real_table_drafts_and_imports(tmp_path) -> None:
     rules = {(i.rule, i.column) for i in info.value.report.issues}
     assert ("missing_value", "pid") in rules
     assert len(service.list_versions(home=tmp_path)) == 1
+
+
+def test_a_column_dropped_at_import_anyway_may_be_absent(tmp_path) -> None:
+    """Free text and dropped identifiers are never stored: a later export without them
+    imports with a warning; a hashed identifier (stored) must be there."""
+    header = [h for h in KOBO_HEADER if h not in ("comments", "respondent/mobile")]
+    rows = [
+        [v for h, v in zip(KOBO_HEADER, row, strict=True) if h in header] for row in kobo_rows()
+    ]
+    path = write_delimited(tmp_path / "k.csv", header, rows, sep=";")
+    result = service.import_file(home=tmp_path / "h", path=path, contract=kobo_contract())
+    absent = {(i.column, i.severity) for i in result.report.issues if i.rule == "missing_column"}
+    assert absent == {("comments", "warning"), ("mobile", "warning")}
+    no_name = [h for h in header if h != "respondent/full_name"]
+    rows = [[v for h, v in zip(header, row, strict=True) if h in no_name] for row in rows]
+    path = write_delimited(tmp_path / "k2.csv", no_name, rows, sep=";")
+    with pytest.raises(DatasetInvalid) as refused:
+        service.import_file(home=tmp_path / "h", path=path, contract=kobo_contract())
+    assert [(i.rule, i.column) for i in refused.value.report.errors] == [
+        ("missing_column", "full_name")
+    ]

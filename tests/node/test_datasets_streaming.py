@@ -21,12 +21,16 @@ def _engines():
 
 
 def _csv_module(data: bytes, delimiter: str) -> records.Shape:
+    """The csv module's counts; a record's file line is one past the lines read before it."""
     shape = records.Shape()
     reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=delimiter)
     shape.width = len(next(reader))
+    line = reader.line_num + 1
     for n, record in enumerate(reader):
         if len(record) != shape.width:
             (shape.ragged if record else shape.blank).append(n)
+            (shape.ragged_lines if record else shape.blank_lines).append(line)
+        line = reader.line_num + 1
     return shape
 
 
