@@ -31,12 +31,14 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              agreement_version_exists, already_signed,
 │                              agreement_not_draft, agreement_not_proposed, agreement_revoked,
 │                              replayed (a node-signed message seen before)
-├── BodyTooLarge (413)         too_large: a node-facing body over HUB_NODE_BODY_MAX_BYTES
 └── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key;
     │                          module_file_invalid: a shipped module file does not parse
     └── SchemaOutOfDate        schema_out_of_date: the database needs `sauti hub migrate`
 
-The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.
+The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`, and the
+framework's own refusals the same way: 413 `too_large` (any body over HUB_BODY_MAX_BYTES,
+refused before it is read), 405, and 422 `invalid_request` (naming fields and the kind of
+problem, e.g. `control_character`, never a value).
 """
 
 

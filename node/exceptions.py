@@ -54,6 +54,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── SignatureRejected         signature_invalid
 │   ├── WrongNode                 wrong_node
 │   ├── RequestExpired            request_expired
+│   ├── ControlCharacters         invalid_request: a signed message with a control character
+│   │                             (or NUL) in a text field; names the fields (contracts.edge)
 │   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
 │   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
 │   └── RosterInvalid             roster_invalid: a secure roster that does not check out

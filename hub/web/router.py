@@ -16,12 +16,13 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData, UploadFile
 
+from contracts import edge
 from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import service as auth_service
 from hub.auth.router import set_session_cookie
-from hub.deps import SessionDep, StateDep
+from hub.deps import SessionDep, StateDep, refuse_text
 from hub.exceptions import HubError, HubSetupError
 from hub.federation import service as federation
 from hub.queries import run
@@ -59,6 +60,7 @@ async def form_data(request: Request) -> AsyncIterator[FormData]:
     # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
     form = await request.form()
     try:
+        refuse_text(edge.forbidden_in_form(form.multi_items()))
         yield form
     finally:
         await form.close()  # uploaded files are spooled to temporary files

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import polars as pl
 from sqlalchemy.orm import Session
 
-from contracts import signing
+from contracts import edge, signing
 from contracts.errors import ContractError
 from contracts.v1 import (
     AgreementTerms,
@@ -34,7 +34,13 @@ from node.home import NodeIdentity, hub_keys, load_identity, load_key
 from node.ledger import service as ledger
 from node.ledger.schemas import ChargeInfo, Reservation
 from node.privacy import engine
-from node.queries.exceptions import RequestExpired, SignatureRejected, Unsigned, WrongNode
+from node.queries.exceptions import (
+    ControlCharacters,
+    RequestExpired,
+    SignatureRejected,
+    Unsigned,
+    WrongNode,
+)
 from node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
@@ -220,6 +226,11 @@ def verify_hub_signed(
         raise SignatureRejected("the request signature does not verify") from exc
     if message.hub_id != identity.hub_id:
         raise SignatureRejected("the request names another hub than the pinned one")
+    # The hub refuses these at its edge; a message signed before it did, or by a hub that
+    # does not, must still not reach a database (PostgreSQL cannot store NUL) or a log.
+    if bad := edge.forbidden_in(message.model_dump(mode="json"), ()):
+        names = ", ".join(".".join(str(p) for p in loc) for loc in bad)
+        raise ControlCharacters(f"invalid fields: {names} (control_character)")
     return message
 
 

@@ -24,6 +24,8 @@ from node.web.pages import WebRoute, redirect, render, safe_next
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
 
 router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
+# The import form's body is a data file: included under NODE_IMPORT_MAX_BYTES (node/app.py).
+uploads = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 static_files = StaticFiles(directory=Path(__file__).parent / "static")
 # What a steward whose password was reset may still open.
 _PASSWORD_CHANGE_PAGES = frozenset({f"{PREFIX}/password", f"{PREFIX}/logout"})
@@ -186,7 +188,7 @@ async def datasets(request: Request, settings: SettingsDep, browser: SessionDep)
     return render(request, "datasets.html", session=browser, datasets=view)
 
 
-@router.post("/datasets/import", response_class=HTMLResponse)
+@uploads.post("/datasets/import", response_class=HTMLResponse)
 async def import_dataset(
     request: Request,
     settings: SettingsDep,

@@ -238,7 +238,7 @@ def _release_model() -> Any:
 @pytest.mark.parametrize("path", ["poll", "releases", "refusals"])
 def test_oversized_and_malformed_bodies_are_refused(mixed: Hub, path: str) -> None:
     url = f"/v1/federation/{path}"
-    huge = b'{"jws": "' + b"a" * (mixed.settings.node_body_max_bytes + 10) + b'"}'
+    huge = b'{"jws": "' + b"a" * (mixed.settings.body_max_bytes + 10) + b'"}'
     response = mixed.client.post(url, content=huge, headers={"content-type": "application/json"})
     assert (response.status_code, response.json()["error"]["code"]) == (413, "too_large")
     for content in (b"{not json", b'{"jws": 5}', b'{"jws": "abcdefghijk", "more": 1}', b"[]"):

@@ -1,0 +1,44 @@
+"""Plumbing both apps run at their HTTP edge: text rules, request ids, headers, logs, OpenAPI.
+
+This is runtime plumbing, not wire protocol. It sits in `contracts` only because that is the
+one package the hub and the node both import today; it moves to the planned `runtime/`
+package as it is. It imports no web library (pure ASGI, logging and dicts), so `contracts`
+stays free of them; each app adapts it in a few lines (`hub/edge.py`, `node/api/edge.py`).
+"""
+
+from contracts.edge.asgi import (
+    HTTP_CODES,
+    REQUEST_ID_HEADER,
+    EdgeMiddleware,
+    current_request_id,
+    error_json,
+    request_id,
+)
+from contracts.edge.logs import DataFreeFormatter, describe, log_config
+from contracts.edge.openapi import document_errors, with_errors
+from contracts.edge.text import (
+    Location,
+    forbidden_in,
+    forbidden_in_form,
+    forbidden_in_request,
+    validation_errors,
+)
+
+__all__ = [
+    "HTTP_CODES",
+    "REQUEST_ID_HEADER",
+    "DataFreeFormatter",
+    "EdgeMiddleware",
+    "Location",
+    "current_request_id",
+    "describe",
+    "document_errors",
+    "error_json",
+    "forbidden_in",
+    "forbidden_in_form",
+    "forbidden_in_request",
+    "log_config",
+    "request_id",
+    "validation_errors",
+    "with_errors",
+]
