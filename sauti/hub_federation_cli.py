@@ -14,7 +14,7 @@ from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import load_identity
 from hub.settings import HubSettings
-from sauti.cli_common import fail
+from sauti.cli_common import configure_logging, fail
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
@@ -56,8 +56,12 @@ def worker(
         load_identity(home)
     except HubError as exc:
         fail(f"{exc.code}: {exc.message}")
+    from celery.signals import setup_logging  # type: ignore[import-untyped]  # noqa: PLC0415
+
     from hub.federation.worker import create_celery  # noqa: PLC0415 - only this command
 
+    # Celery configures nothing itself when someone handles this signal: logs stay data-free.
+    setup_logging.connect(lambda **_: configure_logging(loglevel), weak=False)
     create_celery(settings).worker_main(
         [
             "worker",
