@@ -6,8 +6,8 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              organisation_not_found, user_not_found, token_not_found,
 │                              oidc_provider_unknown, module_not_found
 ├── Unauthenticated (401)      unauthenticated: missing or unknown API token;
-│                              token_expired, token_revoked, session_expired, login_failed,
-│                              account_locked, oidc_state_invalid, oidc_nonce_mismatch,
+│                              token_expired, token_revoked, session_expired, login_failed
+│                              (a locked account too), oidc_state_invalid, oidc_nonce_mismatch,
 │                              oidc_token_invalid, oidc_token_expired, oidc_idp_error,
 │                              oidc_provider_unreachable, oidc_provider_invalid;
 │                              enrollment_token_invalid, node_signature_invalid,

@@ -5,8 +5,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 ├── SchemaOutOfDate               schema_out_of_date: the database needs `sauti node migrate`
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 │   ├── TokenExpired              token_expired: a steward token or login session past its end
-│   ├── LoginFailed               login_failed: user name, password or TOTP code wrong
-│   └── AccountLocked             account_locked: too many failed logins
+│   └── LoginFailed               login_failed: user name, password or TOTP code wrong, or
+│                                 the account locked (the same answer: names stay unknown)
 ├── PasswordChangeRequired        password_change_required: reset password not yet changed
 ├── PasswordRejected              password_rejected: too short, common, contains the name
 ├── TotpInvalid                   totp_invalid: wrong or replayed one-time code

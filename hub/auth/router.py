@@ -184,6 +184,7 @@ def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
         settings=state.settings,
+        keep_session_id=user.session_id,
     )
     return Response(status_code=204)
 

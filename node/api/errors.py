@@ -17,7 +17,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
     "token_expired": 401,
     "login_failed": 401,
-    "account_locked": 401,
     "password_change_required": 403,
     "password_rejected": 422,
     "totp_invalid": 422,

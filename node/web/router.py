@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from node.api.deps import SettingsDep
 from node.auth import service as auth
 from node.auth.exceptions import (
-    AccountLocked,
     LoginFailed,
     PasswordChangeRequired,
     PasswordRejected,
@@ -78,14 +77,13 @@ async def login(
             password=password,
             totp=totp or None,
         )
-    except (LoginFailed, AccountLocked) as exc:
-        locked = isinstance(exc, AccountLocked)
+    except LoginFailed:
         return render(
             request,
             "login.html",
             status=401,
             next=safe_next(next),
-            error="locked" if locked else "failed",
+            error="failed",
             login_csrf=csrf_token,
             username=username,
         )
@@ -129,6 +127,7 @@ async def change_password(
             account_id=browser.steward.account_id,
             current_password=current_password,
             new_password=new_password,
+            keep_token_id=browser.steward.token_id,
         )
     except (LoginFailed, PasswordRejected) as exc:
         return render(request, "password.html", status=422, session=browser, error=exc.message)
