@@ -10,6 +10,7 @@ import hmac
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -104,17 +105,19 @@ class DatabaseCollector(Collector):
 _NUL_ESCAPE = r"(?<!\\)((?:\\\\)*)\\u0000"
 
 
-def _spec_rho(session: Session) -> ColumnElement[float]:
+def _spec_rho(session: Session) -> ColumnElement[Any]:
     """The spec's rho, readable whatever else the stored spec holds.
 
     PostgreSQL refuses to read a json value holding a NUL escape as text ("unsupported
     Unicode escape sequence"): one such spec, stored before the edge refused NUL, made every
     scrape fail. On PostgreSQL the escape is dropped from the text before it is read.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return QueryRow.spec["rho"].as_float()
-    cleaned = func.regexp_replace(cast(QueryRow.spec, Text), _NUL_ESCAPE, r"\1", "g")
-    return cast(cleaned, JSON)["rho"].as_float()
+    spec: ColumnElement[Any] = QueryRow.spec.expression
+    if session.get_bind().dialect.name == "postgresql":
+        cleaned = func.regexp_replace(cast(QueryRow.spec, Text), _NUL_ESCAPE, r"\1", "g")
+        spec = cast(cleaned, JSON)
+    rho: ColumnElement[Any] = spec["rho"].as_float()
+    return rho
 
 
 def _aware(moment: datetime) -> datetime:
