@@ -67,6 +67,10 @@ def create_app(
     app = FastAPI(
         title="Sauti hub",
         version="1",
+        # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
+        # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
         dependencies=[Depends(check_request_text)],
     )

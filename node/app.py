@@ -26,6 +26,10 @@ def create_app(settings: NodeSettings) -> FastAPI:
     app = FastAPI(
         title="Sauti node",
         version="1",
+        # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
+        # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(check_request_text)],
     )
     app.state.settings = settings

@@ -14,8 +14,9 @@ from contracts.edge.asgi import (
     error_json,
     request_id,
 )
+from contracts.edge.csp import DEFAULT_HTML_POLICY, document_policy
 from contracts.edge.logs import DataFreeFormatter, describe, log_config
-from contracts.edge.openapi import document_errors, with_errors
+from contracts.edge.openapi import document_errors, file_answer, with_errors
 from contracts.edge.text import (
     Location,
     forbidden_in,
@@ -25,6 +26,7 @@ from contracts.edge.text import (
 )
 
 __all__ = [
+    "DEFAULT_HTML_POLICY",
     "HTTP_CODES",
     "REQUEST_ID_HEADER",
     "DataFreeFormatter",
@@ -33,7 +35,9 @@ __all__ = [
     "current_request_id",
     "describe",
     "document_errors",
+    "document_policy",
     "error_json",
+    "file_answer",
     "forbidden_in",
     "forbidden_in_form",
     "forbidden_in_request",

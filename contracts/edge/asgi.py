@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
+from contracts.edge.csp import DEFAULT_HTML_POLICY
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -31,12 +33,6 @@ _SCOPE_KEY = "sauti.request_id"
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _current: ContextVar[str | None] = ContextVar("sauti_request_id", default=None)
 
-# HTML without a policy of its own (documents, API docs): nothing inline, nothing foreign.
-DEFAULT_HTML_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-    " font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none';"
-    " base-uri 'none'"
-)
 # Codes of the HTTP errors the framework raises itself (not a domain error).
 HTTP_CODES = {
     400: "bad_request",

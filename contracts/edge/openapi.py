@@ -31,6 +31,16 @@ def _error(status: str) -> dict[str, Any]:
     }
 
 
+def file_answer(*media_types: str, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` for a success that is a file of one of `media_types`."""
+    return {
+        status: {
+            "description": "The file",
+            "content": {m: {"schema": {"type": "string", "format": "binary"}} for m in media_types},
+        }
+    }
+
+
 def with_errors(
     openapi: Callable[[], dict[str, Any]], *, error_schema: dict[str, Any]
 ) -> Callable[[], dict[str, Any]]:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from contracts import edge
 from contracts.v1 import AgreementSignature, AgreementTerms, Signed, SignedAgreement
 from hub.agreements import document, service
 from hub.agreements.schemas import AgreementRead, StatusChange
@@ -227,10 +228,15 @@ def document_html(
 ) -> HTMLResponse:
     """The printable MoU."""
     read = _for_document(session, agreement_id, version, user)
-    return HTMLResponse(document.render_html(read))
+    html = document.render_html(read)
+    return HTMLResponse(html, headers={"Content-Security-Policy": edge.document_policy(html)})
 
 
-@router.get("/{agreement_id}/document.pdf", response_class=Response)
+@router.get(
+    "/{agreement_id}/document.pdf",
+    response_class=Response,
+    responses=edge.file_answer("application/pdf"),
+)
 async def document_pdf(
     agreement_id: str, user: CurrentUser, session: SessionDep, version: VersionQuery = None
 ) -> Response:
