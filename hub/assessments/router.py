@@ -155,7 +155,7 @@ def compare(
     "/rounds/{round_id}/publication",
     response_class=Response,
     responses=edge.file_answer(
-        *dict.fromkeys(m.split(";")[0] for m in publications.MEDIA_TYPES.values())
+        *(m.replace("; charset=utf-8", "") for m in publications.MEDIA_TYPES.values())
     ),
 )
 def publication(  # noqa: PLR0917 - FastAPI maps each parameter
