@@ -1,7 +1,7 @@
 """Helpers every `sauti` sub-command module shares: failing, JSON output, reading models."""
 
 import json
-import logging.config
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -19,10 +19,11 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def configure_logging(level: str = "info") -> None:
-    """Logs without data for a server, worker or demo (contracts.edge.logs): no traceback,
-    exception text, SQL or query string at any level; each line names its request id."""
-    logging.config.dictConfig(edge.log_config(level))
+def data_free_logging(level: str = "info") -> AbstractContextManager[None]:
+    """Logs without data for a server, worker or demo while the block runs
+    (contracts.edge.logs): no traceback, exception text, SQL or query string at any level;
+    each line names its request id."""
+    return edge.data_free_logging(level)
 
 
 def echo_json(value: Any) -> None:

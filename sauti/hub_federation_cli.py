@@ -14,7 +14,7 @@ from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import load_identity
 from hub.settings import HubSettings
-from sauti.cli_common import configure_logging, fail
+from sauti.cli_common import data_free_logging, fail
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
@@ -61,18 +61,19 @@ def worker(
     from hub.federation.worker import create_celery  # noqa: PLC0415 - only this command
 
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
-    setup_logging.connect(lambda **_: configure_logging(loglevel), weak=False)
-    create_celery(settings).worker_main(
-        [
-            "worker",
-            f"--pool={pool}",
-            f"--concurrency={1 if pool == 'solo' else concurrency}",
-            f"--loglevel={loglevel}",
-            f"--queues={settings.celery_queue}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    setup_logging.connect(lambda **_: None, weak=False)
+    with data_free_logging(loglevel):
+        create_celery(settings).worker_main(
+            [
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={1 if pool == 'solo' else concurrency}",
+                f"--loglevel={loglevel}",
+                f"--queues={settings.celery_queue}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
 
 
 @enroll_token_app.command("create")

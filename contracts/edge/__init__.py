@@ -15,7 +15,7 @@ from contracts.edge.asgi import (
     request_id,
 )
 from contracts.edge.csp import DEFAULT_HTML_POLICY, document_policy
-from contracts.edge.logs import DataFreeFormatter, describe, log_config
+from contracts.edge.logs import DataFreeFormatter, data_free_logging, describe, log_config
 from contracts.edge.openapi import document_errors, file_answer, with_errors
 from contracts.edge.text import (
     Location,
@@ -33,6 +33,7 @@ __all__ = [
     "EdgeMiddleware",
     "Location",
     "current_request_id",
+    "data_free_logging",
     "describe",
     "document_errors",
     "document_policy",

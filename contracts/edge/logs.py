@@ -10,8 +10,11 @@ for (`X-Request-ID`), which the error's answer names too. Access lines drop quer
 """
 
 import logging
+import logging.config
+import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -85,6 +88,45 @@ class _TaskFailureWithoutText(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when it writes (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+_CONFIGURED = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "celery.app.trace")
+
+
+@contextmanager
+def data_free_logging(level: str = "INFO") -> Iterator[None]:
+    """`log_config` for the block, then the logging that was there before.
+
+    A command run in process (the CLI's tests) must not leave its handlers on the root
+    logger; a server or worker process simply ends inside the block.
+    """
+    loggers = [logging.getLogger(name) for name in _CONFIGURED]
+    saved = [
+        (lg, list(lg.handlers), lg.level, lg.propagate, list(lg.filters), lg.disabled)
+        for lg in loggers
+    ]
+    logging.config.dictConfig(log_config(level))
+    try:
+        yield
+    finally:
+        for lg, handlers, level_, propagate, filters, disabled in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level_)
+            lg.propagate = propagate
+            lg.filters[:] = filters
+            lg.disabled = disabled
+
+
 def log_config(level: str = "INFO") -> dict[str, Any]:
     """A `logging.config.dictConfig` (also uvicorn's `log_config`) for a server or worker."""
     level = level.upper()
@@ -97,17 +139,8 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         },
         "formatters": {"data_free": {"()": DataFreeFormatter}},
         "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "data_free",
-                "stream": "ext://sys.stderr",
-            },
-            "access": {
-                "class": "logging.StreamHandler",
-                "formatter": "data_free",
-                "stream": "ext://sys.stderr",
-                "filters": ["access"],
-            },
+            "stderr": {"()": _Stderr, "formatter": "data_free"},
+            "access": {"()": _Stderr, "formatter": "data_free", "filters": ["access"]},
         },
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sauti.cli_common import configure_logging
+from sauti.cli_common import data_free_logging
 from sauti.demo.data import DEFAULT_ROWS
 from sauti.demo.run import DemoError, run_demo
 
@@ -40,10 +40,10 @@ def demo(
     ] = DEFAULT_ROWS,
 ) -> None:
     """Three synthetic CSO nodes and a hub on localhost answering DP questions end to end."""
-    configure_logging("warning")
     previous = _on_stop_signals()
     try:
-        run_demo(out=out, rows=rows, serve=serve, echo=typer.echo)
+        with data_free_logging("warning"):
+            run_demo(out=out, rows=rows, serve=serve, echo=typer.echo)
     except DemoError as exc:
         typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from exc
