@@ -68,6 +68,13 @@ def password_problems(password: str, *, username: str, policy: PasswordPolicy) -
     return problems
 
 
+def login_name(username: str) -> str:
+    """The one normalisation of a login, for pages and APIs alike: the user name loses
+    surrounding whitespace (a name never has any: autofill adds it); the password is taken
+    exactly as typed (stripping it would make a page accept what the API refuses)."""
+    return username.strip()
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

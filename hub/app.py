@@ -4,8 +4,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from contracts import edge
+from contracts.v1 import ErrorResponse
 from hub import metrics
 from hub.agreements.router import router as agreements_router
 from hub.assessments.router import pages_router as assessment_pages_router
@@ -14,7 +17,7 @@ from hub.audit.router import checkpoints_router as audit_checkpoints_router
 from hub.audit.router import router as audit_router
 from hub.auth.router import router as auth_router
 from hub.db import init_db, make_engine
-from hub.deps import HubState
+from hub.deps import HubState, check_request_text
 from hub.errors import install_error_handlers
 from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
 from hub.federation.router import router as nodes_router
@@ -61,10 +64,27 @@ def create_app(
                 state.client = None
         engine.dispose()
 
-    app = FastAPI(title="Sauti hub", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="Sauti hub",
+        version="1",
+        # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
+        # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        dependencies=[Depends(check_request_text)],
+    )
     app.state.hub = state
     install_error_handlers(app)
     metrics.install(app, settings, state.sessions)
+    # Refused before it is read (Content-Length) or once it passes the limit (chunked); the
+    # routes included with a larger max_body_size (uploads) raise it for themselves. Inside
+    # the edge, so every 413 becomes the JSON error with its code.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.body_max_bytes)
+    app.add_middleware(edge.EdgeMiddleware)
+    app.openapi = edge.with_errors(  # type: ignore[method-assign]
+        app.openapi, error_schema=ErrorResponse.model_json_schema()
+    )
     app.include_router(nodes_router)
     app.include_router(agreements_router)
     app.include_router(queries_router)

@@ -1,16 +1,19 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts import edge
+from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
 from hub.auth.service import authenticate, authenticate_session, session_cookie_name
@@ -32,6 +35,21 @@ class HubState:
     # Push deliveries and deadlines (in process, or on Celery); set while the lifespan runs.
     dispatcher: Dispatcher | None = None
     signals: Signals = field(default_factory=Signals)
+
+
+def refuse_text(locations: Iterable[edge.Location]) -> None:
+    """422 `invalid_request` naming each field with a control character (contracts.edge.text)."""
+    if errors := edge.validation_errors(locations):
+        raise RequestValidationError(errors)
+
+
+async def check_request_text(request: Request) -> None:
+    """Every route's first dependency: control characters in its parameters or parsed body.
+
+    Routes that parse their own body (forms of the web pages, node-signed messages, the
+    login) check what they parse with `refuse_text`.
+    """
+    refuse_text(await edge.forbidden_in_request(request))
 
 
 def get_state(request: Request) -> HubState:
@@ -64,7 +82,9 @@ async def _form_csrf(request: Request) -> str | None:
         return None
     if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
         return None
-    value = (await request.form()).get("csrf_token")
+    form = await request.form()
+    refuse_text(edge.forbidden_in_form(form.multi_items()))
+    value = form.get("csrf_token")
     return value if isinstance(value, str) else None
 
 
@@ -139,3 +159,6 @@ Auditor = Annotated[User, Depends(require("auditor", "admin"))]
 # Accounts and roles; reading them is open to auditors too.
 Admin = Annotated[User, Depends(require("admin"))]
 AdminOrAuditor = Annotated[User, Depends(require("admin", "auditor"))]
+
+# A version in a route's path: a number the database can hold, or a 422 at the edge.
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION)]

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts import edge
 from contracts.v1 import ErrorBody, ErrorResponse
 from hub.auth.refusals import record_refusal
 from hub.exceptions import HubError
@@ -15,18 +16,14 @@ from hub.web.errors import error_page, is_web
 
 log = logging.getLogger("hub")
 
-HTTP_CODES = {
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-}
 
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
@@ -62,16 +59,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        code = edge.HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         if is_web(request):
             return error_page(
                 request, status=exc.status_code, code=code, message=code.replace("_", " ")
             )
         return error_response(exc.status_code, code, code.replace("_", " "))
 
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error: %s", type(exc).__name__)
-        return error_response(500, "internal_error", "the hub hit an internal error")
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The type and where only: an exception's text carries SQL and its parameters.
+        rid = edge.request_id(request.scope)
+        log.error("unhandled error: %s (request %s)", edge.describe(exc), rid)
+        return error_response(
+            500,
+            "internal_error",
+            f"the hub hit an internal error (request {rid})",
+            headers={edge.REQUEST_ID_HEADER: rid},
+        )
 
     app.add_exception_handler(HubError, hub_error)
     app.add_exception_handler(RequestValidationError, validation_error)

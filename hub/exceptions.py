@@ -6,8 +6,8 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              organisation_not_found, user_not_found, token_not_found,
 │                              oidc_provider_unknown, module_not_found
 ├── Unauthenticated (401)      unauthenticated: missing or unknown API token;
-│                              token_expired, token_revoked, session_expired, login_failed,
-│                              account_locked, oidc_state_invalid, oidc_nonce_mismatch,
+│                              token_expired, token_revoked, session_expired, login_failed
+│                              (a locked account too), oidc_state_invalid, oidc_nonce_mismatch,
 │                              oidc_token_invalid, oidc_token_expired, oidc_idp_error,
 │                              oidc_provider_unreachable, oidc_provider_invalid;
 │                              enrollment_token_invalid, node_signature_invalid,
@@ -32,12 +32,14 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              agreement_version_exists, already_signed,
 │                              agreement_not_draft, agreement_not_proposed, agreement_revoked,
 │                              replayed (a node-signed message seen before)
-├── BodyTooLarge (413)         too_large: a node-facing body over HUB_NODE_BODY_MAX_BYTES
 └── HubSetupError (500)        hub_not_initialised: the home folder lacks identity or key;
     │                          module_file_invalid: a shipped module file does not parse
     └── SchemaOutOfDate        schema_out_of_date: the database needs `sauti hub migrate`
 
-The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`.
+The app maps every HubError to `{"error": {"code", "message"}}` in `hub.errors`, and the
+framework's own refusals the same way: 413 `too_large` (any body over HUB_BODY_MAX_BYTES,
+refused before it is read), 405, and 422 `invalid_request` (naming fields and the kind of
+problem, e.g. `control_character`, never a value).
 """
 
 

@@ -77,8 +77,9 @@ class HubSettings(BaseSettings):
     enrollment_token_ttl_hours: float = 72
     key_overlap_seconds: int = 7 * 86400
     node_clock_skew_seconds: int = 300
-    # Node-facing bodies (polls, releases, refusals, enrollment) larger than this are refused.
-    node_body_max_bytes: int = 2_000_000
+    # Any request body larger than this is refused (413 too_large) before it is read: logins,
+    # API calls, forms and node-facing messages alike (it was HUB_NODE_BODY_MAX_BYTES).
+    body_max_bytes: int = Field(default=2_000_000, ge=1024)
     pull_max_wait_seconds: float = 30
     # A collected pull task is handed out again after this long without an answer.
     pull_lease_seconds: float = 60

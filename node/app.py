@@ -1,30 +1,57 @@
 """The node's FastAPI application."""
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from contracts import edge
+from contracts.v1 import ErrorResponse
 from node import metrics
 from node.api import agreements as steward_agreements
 from node.api import audit, errors, steward
+from node.api.deps import check_request_text
 from node.api.router import router
 from node.auth.router import router as steward_auth_router
 from node.datasets.router import router as datasets_router
+from node.datasets.router import uploads as dataset_uploads
 from node.db import engine_for
 from node.settings import NodeSettings
 from node.web import router as steward_web
 
+# A multipart form around an uploaded file adds its field names and boundaries.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
 
 def create_app(settings: NodeSettings) -> FastAPI:
     engine_for(settings.db_url)  # create tables up front, not on the first request
-    app = FastAPI(title="Sauti node", version="1")
+    app = FastAPI(
+        title="Sauti node",
+        version="1",
+        # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
+        # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(check_request_text)],
+    )
     app.state.settings = settings
     errors.install(app)
     metrics.install(app, settings)
+    # Refused before it is read (Content-Length) or once it passes the limit (chunked); the
+    # routes included with a larger max_body_size (uploads) raise it for themselves. Inside
+    # the edge, so every 413 becomes the JSON error with its code.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.body_max_bytes)
+    app.add_middleware(edge.EdgeMiddleware)
+    app.openapi = edge.with_errors(  # type: ignore[method-assign]
+        app.openapi, error_schema=ErrorResponse.model_json_schema()
+    )
+    upload_limit = settings.import_max_bytes + FORM_OVERHEAD_BYTES
     app.include_router(router)
     app.include_router(steward.router)
     app.include_router(datasets_router)
+    app.include_router(dataset_uploads, max_body_size=upload_limit)
     app.include_router(steward_agreements.router)
     app.include_router(audit.router)
     app.include_router(steward_auth_router)
     app.include_router(steward_web.router)
+    app.include_router(steward_web.upload_routes, max_body_size=upload_limit)
     app.mount("/steward/static", steward_web.static_files, name="steward-static")
     return app

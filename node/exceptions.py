@@ -5,8 +5,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 ├── SchemaOutOfDate               schema_out_of_date: the database needs `sauti node migrate`
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 │   ├── TokenExpired              token_expired: a steward token or login session past its end
-│   ├── LoginFailed               login_failed: user name, password or TOTP code wrong
-│   └── AccountLocked             account_locked: too many failed logins
+│   └── LoginFailed               login_failed: user name, password or TOTP code wrong, or
+│                                 the account locked (the same answer: names stay unknown)
 ├── PasswordChangeRequired        password_change_required: reset password not yet changed
 ├── PasswordRejected              password_rejected: too short, common, contains the name
 ├── TotpInvalid                   totp_invalid: wrong or replayed one-time code
@@ -57,6 +57,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── SignatureRejected         signature_invalid
 │   ├── WrongNode                 wrong_node
 │   ├── RequestExpired            request_expired
+│   ├── ControlCharacters         invalid_request: a signed message with a control character
+│   │                             (or NUL) in a text field; names the fields (contracts.edge)
 │   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
 │   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
 │   ├── RosterInvalid             roster_invalid: a secure roster that does not check out

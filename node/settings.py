@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -24,6 +24,9 @@ class NodeSettings(BaseSettings):
     clock_skew_seconds: int = 300
     # Largest file `sauti node import` or the steward API accepts (bytes); larger is refused.
     import_max_bytes: int = 1 << 30
+    # Any other request body larger than this is refused (413 too_large) before it is read:
+    # hub queries, logins, steward calls and forms. Data uploads have import_max_bytes.
+    body_max_bytes: int = Field(default=2_000_000, ge=1024)
     # Sign and publish the audit chain head after this many new entries (0: only on command).
     audit_checkpoint_every: int = 100
     # Bearer token for GET /metrics (Prometheus); unset: no /metrics route at all.

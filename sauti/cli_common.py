@@ -1,11 +1,14 @@
 """Helpers every `sauti` sub-command module shares: failing, JSON output, reading models."""
 
 import json
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
+
+from contracts import edge
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -14,6 +17,13 @@ def fail(message: str) -> NoReturn:
     """Print a one-line reason and exit 1 (refused or failed)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
+
+
+def data_free_logging(level: str = "info") -> AbstractContextManager[None]:
+    """Logs without data for a server, worker or demo while the block runs
+    (contracts.edge.logs): no traceback, exception text, SQL or query string at any level;
+    each line names its request id."""
+    return edge.data_free_logging(level)
 
 
 def echo_json(value: Any) -> None:

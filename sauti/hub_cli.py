@@ -23,7 +23,7 @@ from hub.home import init_home, load_identity, load_key
 from hub.home import rotate_key as rotate_home_key
 from hub.settings import HubSettings
 from sauti import hub_agreements_cli, hub_auth_cli, hub_federation_cli, migrate_cli
-from sauti.cli_common import read_model
+from sauti.cli_common import data_free_logging, read_model
 
 app = typer.Typer(no_args_is_help=True)
 token_app = hub_auth_cli.token_app
@@ -110,7 +110,9 @@ def serve(
         application = create_app(HubSettings(home=home))
     except HubError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
-    uvicorn.run(application, host=host, port=port)
+    # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
+    with data_free_logging():
+        uvicorn.run(application, host=host, port=port, log_config=None)
 
 
 @nodes_app.command("add")

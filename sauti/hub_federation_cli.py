@@ -14,7 +14,7 @@ from hub.exceptions import HubError
 from hub.federation import service as federation
 from hub.home import load_identity
 from hub.settings import HubSettings
-from sauti.cli_common import fail
+from sauti.cli_common import data_free_logging, fail
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
@@ -56,19 +56,24 @@ def worker(
         load_identity(home)
     except HubError as exc:
         fail(f"{exc.code}: {exc.message}")
+    from celery.signals import setup_logging  # type: ignore[import-untyped]  # noqa: PLC0415
+
     from hub.federation.worker import create_celery  # noqa: PLC0415 - only this command
 
-    create_celery(settings).worker_main(
-        [
-            "worker",
-            f"--pool={pool}",
-            f"--concurrency={1 if pool == 'solo' else concurrency}",
-            f"--loglevel={loglevel}",
-            f"--queues={settings.celery_queue}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    # Celery configures nothing itself when someone handles this signal: logs stay data-free.
+    setup_logging.connect(lambda **_: None, weak=False)
+    with data_free_logging(loglevel):
+        create_celery(settings).worker_main(
+            [
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={1 if pool == 'solo' else concurrency}",
+                f"--loglevel={loglevel}",
+                f"--queues={settings.celery_queue}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
 
 
 @enroll_token_app.command("create")

@@ -18,7 +18,7 @@ from sauti import (
     node_steward_cli,
     node_sync_cli,
 )
-from sauti.cli_common import echo_json, fail
+from sauti.cli_common import data_free_logging, echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
 app = typer.Typer(no_args_is_help=True)
@@ -93,7 +93,10 @@ def serve(
 
     from node.app import create_app  # noqa: PLC0415
 
-    uvicorn.run(create_app(settings_for(home)), host=host, port=port)
+    application = create_app(settings_for(home))
+    # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
+    with data_free_logging():
+        uvicorn.run(application, host=host, port=port, log_config=None)
 
 
 @token_app.command("create")

@@ -1,9 +1,9 @@
 """`sauti node enroll`, `pull` and `rotate-key`: join a hub, answer it without opening a port,
 and replace the node's key."""
 
-import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
@@ -12,7 +12,7 @@ import typer
 from node import metrics as node_metrics
 from node.exceptions import NodeError
 from node.sync import service as sync
-from sauti.cli_common import fail
+from sauti.cli_common import data_free_logging, fail
 from sauti.node_options import DEFAULT_HOME, Home, settings_for
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,7 +49,11 @@ def pull(
     wait: Annotated[float, typer.Option("--wait", min=0, max=60, help="Long-poll seconds.")] = 20,
 ) -> None:
     """Answer the hub's tasks by polling it (pull mode; no port is opened)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with data_free_logging():
+        _pull(home=home, once=once, wait=wait)
+
+
+def _pull(*, home: Path, once: bool, wait: float) -> None:
     settings = settings_for(home)
     try:
         if once:

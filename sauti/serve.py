@@ -48,6 +48,9 @@ def serve_in_thread(
         port = sock.getsockname()[1]
         config = uvicorn.Config(
             app,
+            # Whoever runs the servers configures logging (the demo: data-free); uvicorn's
+            # own configuration would print tracebacks with SQL parameters.
+            log_config=None,
             log_level=log_level,
             lifespan="on",
             access_log=access_log,

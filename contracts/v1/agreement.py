@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from contracts.v1.base import WireModel
+from contracts.v1.base import MAX_VERSION, WireModel
 from contracts.v1.harmonisation import ModuleRef
 from contracts.v1.query import MAX_GROUP_BY, Measure
 
@@ -72,14 +72,14 @@ class PublicGrid(WireModel):
 
 class DatasetRef(WireModel):
     name: str
-    contract_version: int = Field(ge=1)
+    contract_version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class AgreementTerms(WireModel):
     """One version of an agreement. Its digest (canonical JSON, SHA-256) is what parties sign."""
 
     agreement_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     title: str
     purpose: str
     purpose_code: str = "sdg-monitoring"

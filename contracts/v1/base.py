@@ -2,6 +2,10 @@
 
 from pydantic import BaseModel, ConfigDict
 
+# Versions and other counters are stored as 32-bit integers (PostgreSQL `integer`): a larger
+# number is refused as invalid input, never sent to the database to fail there.
+MAX_VERSION = 2**31 - 1
+
 
 class WireModel(BaseModel):
     """A v1 wire model: immutable and refusing unknown fields, so a change is a new version."""

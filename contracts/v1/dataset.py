@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from contracts.v1.base import WireModel
+from contracts.v1.base import MAX_VERSION, WireModel
 
 Name = str
 ColumnType = Literal["categorical", "integer", "number", "string", "datetime"]
@@ -180,7 +180,7 @@ class DatasetContract(WireModel):
     """Everything public about one dataset version; levels and bounds never come from data."""
 
     name: Name = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     title: str
     description: str = ""
     language: str = "en"

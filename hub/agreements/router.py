@@ -6,12 +6,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from contracts import edge
 from contracts.v1 import AgreementSignature, AgreementTerms, Signed, SignedAgreement
+from contracts.v1.base import MAX_VERSION
 from hub.agreements import document, service
 from hub.agreements.schemas import AgreementRead, StatusChange
 from hub.auth.schemas import User
 from hub.auth.service import check_node_scope
-from hub.deps import CurrentUser, OptionalUser, Secretariat, SessionDep, StateDep
+from hub.deps import CurrentUser, OptionalUser, Secretariat, SessionDep, StateDep, VersionPath
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 
@@ -48,7 +50,7 @@ def create_draft(
 def update_draft(
     *,
     agreement_id: str,
-    version: int,
+    version: VersionPath,
     terms: AgreementTerms,
     user: Secretariat,
     session: SessionDep,
@@ -66,7 +68,7 @@ def update_draft(
 
 @router.post("/{agreement_id}/versions/{version}/propose")
 def propose(
-    agreement_id: str, version: int, user: Secretariat, session: SessionDep, state: StateDep
+    agreement_id: str, version: VersionPath, user: Secretariat, session: SessionDep, state: StateDep
 ) -> AgreementRead:
     """Freeze the draft and sign it for the secretariat; node stewards may now sign."""
     return service.propose(
@@ -201,14 +203,16 @@ def list_versions(agreement_id: str, user: CurrentUser, session: SessionDep) -> 
 
 @router.get("/{agreement_id}/versions/{version}")
 def get_version(
-    agreement_id: str, version: int, user: CurrentUser, session: SessionDep
+    agreement_id: str, version: VersionPath, user: CurrentUser, session: SessionDep
 ) -> AgreementRead:
     return service.get_version(
         session=session, agreement_id=agreement_id, version=version, user=user
     )
 
 
-VersionQuery = Annotated[int | None, Query(ge=1, description="default: the latest version")]
+VersionQuery = Annotated[
+    int | None, Query(ge=1, le=MAX_VERSION, description="default: the latest version")
+]
 
 
 def _for_document(
@@ -227,10 +231,15 @@ def document_html(
 ) -> HTMLResponse:
     """The printable MoU."""
     read = _for_document(session, agreement_id, version, user)
-    return HTMLResponse(document.render_html(read))
+    html = document.render_html(read)
+    return HTMLResponse(html, headers={"Content-Security-Policy": edge.document_policy(html)})
 
 
-@router.get("/{agreement_id}/document.pdf", response_class=Response)
+@router.get(
+    "/{agreement_id}/document.pdf",
+    response_class=Response,
+    responses=edge.file_answer("application/pdf"),
+)
 async def document_pdf(
     agreement_id: str, user: CurrentUser, session: SessionDep, version: VersionQuery = None
 ) -> Response:

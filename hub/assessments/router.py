@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
+from contracts import edge
 from contracts.v1.agreement import Dissemination
 from hub.assessments import pages, run, service
 from hub.assessments.exceptions import AnswerNotAllowed
@@ -150,7 +151,13 @@ def compare(
     )
 
 
-@router.get("/rounds/{round_id}/publication")
+@router.get(
+    "/rounds/{round_id}/publication",
+    response_class=Response,
+    responses=edge.file_answer(
+        *(m.replace("; charset=utf-8", "") for m in publications.MEDIA_TYPES.values())
+    ),
+)
 def publication(  # noqa: PLR0917 - FastAPI maps each parameter
     round_id: str,
     user: Secretariat,
@@ -178,6 +185,8 @@ def publication(  # noqa: PLR0917 - FastAPI maps each parameter
     headers = {"Content-Disposition": f'attachment; filename="{result.filename}"'}
     if result.missing_translations:
         headers["X-Sauti-Missing-Translations"] = quote("; ".join(result.missing_translations))
+    if result.media_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = edge.document_policy(result.content.decode())
     return Response(content=result.content, media_type=result.media_type, headers=headers)
 
 

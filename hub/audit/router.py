@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from contracts import edge
 from contracts.v1 import Signed
 from contracts.v1.audit import AuditVerification
 from hub.audit import service
@@ -42,7 +43,7 @@ def list_checkpoints(
     return service.list_checkpoints(session=session, node_id=node_id)
 
 
-@router.get("/export")
+@router.get("/export", responses=edge.file_answer("application/x-ndjson", "text/csv"))
 def export(
     params: Annotated[ExportQuery, Query()], user: Auditor, state: StateDep
 ) -> StreamingResponse:

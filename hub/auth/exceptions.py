@@ -29,16 +29,12 @@ class SessionInvalid(Unauthenticated):
 
 class LoginFailed(Unauthenticated):
     def __init__(self) -> None:
-        # One message for unknown user, wrong password, wrong or missing TOTP code and a
-        # disabled account, so answers do not tell which user names exist.
-        super().__init__("user name, password or one-time code is wrong", code="login_failed")
-
-
-class AccountLocked(Unauthenticated):
-    def __init__(self) -> None:
+        # One message for unknown user, wrong password, wrong or missing TOTP code, a disabled
+        # and a locked account, so answers do not tell which user names exist.
         super().__init__(
-            "too many failed logins: the account is locked for a while (an admin can unlock it)",
-            code="account_locked",
+            "user name, password or one-time code is wrong, or the account is locked after"
+            " too many failed logins",
+            code="login_failed",
         )
 
 

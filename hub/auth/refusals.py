@@ -23,7 +23,6 @@ log = logging.getLogger("hub.security")
 _ALREADY_AUDITED = frozenset(
     {
         "login_failed",
-        "account_locked",
         "oidc_state_invalid",
         "oidc_nonce_mismatch",
         "oidc_token_invalid",

@@ -1,11 +1,13 @@
 """Auth routes: login/logout, sessions, OIDC, TOTP, own password; organisations, users, tokens."""
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
+from contracts import edge
 from hub.auth import oidc, service
 from hub.auth.exceptions import CsrfFailed, ScopeInvalid
 from hub.auth.schemas import (
@@ -34,6 +36,7 @@ from hub.deps import (
     CurrentUser,
     SessionDep,
     StateDep,
+    refuse_text,
 )
 from hub.exceptions import Invalid
 from hub.settings import HubSettings
@@ -86,6 +89,7 @@ async def _login_body(request: Request) -> LoginRequest:
     try:
         if content_type.startswith(_FORM_TYPES):
             form = await request.form()
+            refuse_text(edge.forbidden_in_form(form.multi_items()))
             cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
             field = form.get("csrf_token")
             if not cookie or not isinstance(field, str) or not service.same(field, cookie):
@@ -96,7 +100,12 @@ async def _login_body(request: Request) -> LoginRequest:
         if not content_type.startswith("application/json"):
             # A cross-site form can post text/plain that parses as JSON: refuse it.
             raise Invalid("send the login as JSON or as a form with its CSRF token")
-        return LoginRequest.model_validate_json(await request.body())
+        try:
+            data = json.loads(await request.body())
+        except ValueError as exc:
+            raise Invalid("the body is not JSON") from exc
+        refuse_text(edge.forbidden_in(data))
+        return LoginRequest.model_validate(data)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
         raise Invalid("invalid fields: " + ", ".join(fields)) from exc
@@ -175,6 +184,7 @@ def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
         settings=state.settings,
+        keep_session_id=user.session_id,
     )
     return Response(status_code=204)
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from contracts import credentials
 from hub.audit import service as audit
 from hub.auth.exceptions import (
-    AccountLocked,
     LoginFailed,
     NodeScopeForbidden,
     OrganisationExists,
@@ -293,6 +292,9 @@ def _grant(
         object=f"user:{row.username}",
         details={"role": role, "scope": scope, "source": source},
     )
+    # A token in this role from before the grant was lost (revoked before tokens ended with
+    # their role) must not come back with it: a new grant starts with no token.
+    _end_tokens(session, row, actor=actor, reason="role_regranted", role=role, scope=scope)
     return True
 
 
@@ -306,6 +308,34 @@ def _ungrant(session: Session, row: UserRow, grant: RoleGrant, *, actor: str) ->
         object=f"user:{row.username}",
         details={"role": grant.role, "scope": grant.scope, "source": grant.source},
     )
+    _end_tokens(
+        session, row, actor=actor, reason="role_revoked", role=grant.role, scope=grant.scope
+    )
+
+
+def _end_tokens(
+    session: Session,
+    row: UserRow,
+    *,
+    actor: str,
+    reason: str,
+    role: str | None = None,
+    scope: str | None = None,
+) -> None:
+    """Revoke the user's live API tokens (of one role and scope, or all) for good, logged."""
+    stmt = select(ApiToken).where(ApiToken.user_id == row.id, ApiToken.revoked_at.is_(None))
+    if role is not None:
+        stmt = stmt.where(ApiToken.role == role, ApiToken.scope == scope)
+    now = _now()
+    for token in session.scalars(stmt):
+        token.revoked_at = now
+        audit.append(
+            session=session,
+            actor=actor,
+            action="token.revoked",
+            object=f"token:{token.id}",
+            details={"name": token.name, "role": token.role, "reason": reason},
+        )
 
 
 def grant_role(
@@ -374,11 +404,13 @@ def get_user(*, session: Session, username: str) -> UserRead:
 
 
 def set_disabled(*, session: Session, username: str, disabled: bool, actor: str) -> UserRead:
-    """A disabled user cannot log in; their sessions end and their tokens stop at once."""
+    """A disabled user cannot log in; their sessions end and their tokens are revoked for good.
+
+    Enabling them again brings back no session and no token: they log in and issue new ones.
+    """
     row = _user(session, username, lock=True)
+    was_disabled = row.disabled_at is not None
     row.disabled_at = _now() if disabled else None
-    if disabled:
-        _end_sessions(session, row.id)
     audit.append(
         session=session,
         actor=actor,
@@ -386,6 +418,12 @@ def set_disabled(*, session: Session, username: str, disabled: bool, actor: str)
         object=f"user:{username}",
         details={},
     )
+    if disabled:
+        _end_sessions(session, row.id)
+        _end_tokens(session, row, actor=actor, reason="user_disabled")
+    elif was_disabled:
+        # Tokens of a user disabled before tokens were revoked with them stay dead too.
+        _end_tokens(session, row, actor=actor, reason="user_disabled")
     session.commit()
     return _user_read(session, row)
 
@@ -432,7 +470,13 @@ def change_password(
     current_password: str,
     new_password: str,
     settings: HubSettings | None = None,
+    keep_session_id: int | None = None,
 ) -> None:
+    """Change one's own password; every other browser session of the user ends.
+
+    `keep_session_id` is the session the change was made in (None: made with an API token,
+    so every session ends). API tokens are credentials of their own and stay.
+    """
     row = session.get(UserRow, user_id, with_for_update=True)
     if row is None or not credentials.verify_password(row.password_hash, current_password):
         audit.append(
@@ -449,12 +493,13 @@ def change_password(
         raise PasswordRejected(["must differ from the current one"])
     row.password_hash = credentials.hash_password(new_password)
     row.must_change_password = False
+    ended = _end_sessions(session, row.id, keep=keep_session_id)
     audit.append(
         session=session,
         actor=f"user:{row.username}",
         action="auth.password_changed",
         object=f"user:{row.username}",
-        details={},
+        details={"sessions_ended": ended},
     )
     session.commit()
 
@@ -539,8 +584,13 @@ def login_password(
     settings: HubSettings,
     now: datetime | None = None,
 ) -> tuple[str, SessionInfo]:
-    """Check the password (and TOTP code) with lockout; a new session cookie value + info."""
+    """Check the password (and TOTP code) with lockout; a new session cookie value + info.
+
+    Every failure, a locked account included, is the same `login_failed` after the same
+    argon2 work, so neither the answer nor its time tells which user names exist.
+    """
     now = now or _now()
+    username = credentials.login_name(username)
     row = session.scalars(
         select(UserRow).where(UserRow.username == username).with_for_update()
     ).first()
@@ -550,8 +600,9 @@ def login_password(
         raise LoginFailed()
     locked = row.locked_until if row.locked_until is None else _aware(row.locked_until)
     if credentials.is_locked(locked, now=now):
+        credentials.verify_password(row.password_hash, password)  # same time, no answer
         _login_failed(session, username, "locked")
-        raise AccountLocked()
+        raise LoginFailed()
     password_ok = credentials.verify_password(row.password_hash, password)
     step: int | None = None
     if password_ok and row.totp_confirmed and row.totp_secret:
@@ -573,7 +624,6 @@ def login_password(
                 details={"failures": row.failed_logins, "until": row.locked_until.isoformat()},
             )
             session.commit()
-            raise AccountLocked()
         raise LoginFailed()
     row.failed_logins = 0
     row.locked_until = None
@@ -680,12 +730,17 @@ def logout(*, session: Session, session_id: int) -> None:
     session.commit()
 
 
-def _end_sessions(session: Session, user_id: int) -> None:
+def _end_sessions(session: Session, user_id: int, *, keep: int | None = None) -> int:
+    """End the user's live sessions but `keep`; how many ended."""
     now = _now()
+    ended = 0
     for web in session.scalars(
         select(WebSession).where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
     ):
-        web.revoked_at = now
+        if web.id != keep:
+            web.revoked_at = now
+            ended += 1
+    return ended
 
 
 # --- principals ---

@@ -1,6 +1,6 @@
 """Node registry, enrollment and node-message errors (see the tree in `hub.exceptions`)."""
 
-from hub.exceptions import Conflict, Forbidden, HubError, Invalid, NotFound, Unauthenticated
+from hub.exceptions import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 
 
 class NodeNotFound(NotFound):
@@ -60,8 +60,3 @@ class TaskUnknown(NotFound):
 class ReleaseRejected(Invalid):
     def __init__(self, message: str) -> None:
         super().__init__(message, code="release_invalid")
-
-
-class BodyTooLarge(HubError):
-    status_code = 413
-    default_code = "too_large"

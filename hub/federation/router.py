@@ -5,6 +5,7 @@ signed by the node's enrolled key (or, for enrollment, comes with a one-time tok
 bodies are size-limited before parsing, and every refusal is logged without the body.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -13,12 +14,14 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts import edge
+from contracts.edge import HTTP_CODES
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed, TaskBatch
-from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep
+from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep, refuse_text
 from hub.exceptions import HubError, Invalid
 from hub.federation import pull, service
-from hub.federation.exceptions import BodyTooLarge
 from hub.federation.schemas import (
     EnrollmentTokenCreate,
     EnrollmentTokenIssued,
@@ -42,20 +45,15 @@ class Answered(BaseModel):
     status: str = "recorded"
 
 
-async def _read(request: Request, model: type[M], limit: int) -> M:
-    """Read at most `limit` bytes (refused beyond, declared or not), then parse strictly."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+async def _read(request: Request, model: type[M]) -> M:
+    """Parse strictly; the app's body limit (HUB_BODY_MAX_BYTES) bounds what is read."""
     try:
-        return model.model_validate_json(b"".join(chunks))
+        data = json.loads(await request.body())
+    except ValueError as exc:
+        raise Invalid(f"the body is not a valid {model.__name__}") from exc
+    refuse_text(edge.forbidden_in(data))
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         raise Invalid(f"the body is not a valid {model.__name__}") from exc
 
@@ -74,11 +72,14 @@ def _log_refusal(request: Request, exc: HubError) -> None:
     log.warning("refused %s from %s: %s", request.url.path, peer, exc.code)
 
 
-async def _body(request: Request, state: Any, model: type[M]) -> M:
+async def _body(request: Request, model: type[M]) -> M:
     try:
-        return await _read(request, model, state.settings.node_body_max_bytes)
+        return await _read(request, model)
     except HubError as exc:
         _log_refusal(request, exc)
+        raise
+    except StarletteHTTPException as exc:  # the app's body limit
+        _log_refusal(request, HubError("", code=HTTP_CODES.get(exc.status_code, "refused")))
         raise
 
 
@@ -127,7 +128,7 @@ def list_enrollment_tokens(
 
 @router.post("/v1/enroll", status_code=201)
 async def enroll(request: Request, state: StateDep) -> Signed:
-    submission = await _body(request, state, EnrollmentSubmission)
+    submission = await _body(request, EnrollmentSubmission)
 
     def work() -> Signed:
         with state.sessions() as session:
@@ -149,7 +150,7 @@ async def rotate_key(node_id: str, request: Request, response: Response, state: 
     It carries a current hub key announcement too, so a node that has not yet heard of a
     hub key rotation can verify the answer (signed with the new hub key).
     """
-    submission = await _body(request, state, KeyRotationSubmission)
+    submission = await _body(request, KeyRotationSubmission)
     response.headers.update(rotation_headers(state.settings.home))
 
     def work() -> Signed:
@@ -174,7 +175,7 @@ async def poll(request: Request, response: Response, state: StateDep) -> TaskBat
     While a hub key rotation's overlap lasts, the answer carries its announcement in a
     header, so a pull node learns the new key on its next poll.
     """
-    signed = await _body(request, state, Signed)
+    signed = await _body(request, Signed)
     settings = state.settings
     response.headers.update(rotation_headers(settings.home))
 
@@ -207,7 +208,7 @@ async def poll(request: Request, response: Response, state: StateDep) -> TaskBat
 
 @router.post("/v1/federation/releases", status_code=202)
 async def post_release(request: Request, state: StateDep) -> Answered:
-    signed = await _body(request, state, Signed)
+    signed = await _body(request, Signed)
 
     def work() -> str:
         with state.sessions() as session:
@@ -220,7 +221,7 @@ async def post_release(request: Request, state: StateDep) -> Answered:
 
 @router.post("/v1/federation/refusals", status_code=202)
 async def post_refusal(request: Request, state: StateDep) -> Answered:
-    signed = await _body(request, state, Signed)
+    signed = await _body(request, Signed)
 
     def work() -> str:
         with state.sessions() as session:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts import signing
+from contracts import edge, signing
 from contracts.errors import ContractError, KeyInvalid
 from contracts.v1 import (
     EnrollmentAccepted,
@@ -376,7 +376,13 @@ def verify_node_message(
     jwk = node_keys(node, now=now).get(kid)
     if jwk is None:
         raise NodeMessageRejected("the message is signed with a retired key", code="key_retired")
-    return node, _verified(token, jwk, model, node)
+    message = _verified(token, jwk, model, node)
+    # The hub's edge for what nodes sign: text a database cannot store (NUL) or that forges
+    # log lines never gets past here, however well signed.
+    if bad := edge.forbidden_in(message.model_dump(mode="json"), ()):
+        names = ", ".join(".".join(str(p) for p in loc) for loc in bad)
+        raise Invalid(f"invalid fields: {names} (control_character)", code="invalid_request")
+    return node, message
 
 
 def verify_node_record(

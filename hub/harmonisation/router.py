@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Query
 
 from contracts.v1 import Module, ModuleCoverageView, Signed
-from hub.deps import CurrentUser, SessionDep, StateDep
+from hub.deps import CurrentUser, SessionDep, StateDep, VersionPath
 from hub.harmonisation import service
 from hub.harmonisation.schemas import CoverageAccepted, ModuleSummary
 
@@ -17,12 +17,12 @@ def list_modules() -> list[ModuleSummary]:
 
 
 @router.get("/{name}/versions/{version}")
-def read_module(name: str, version: int) -> Module:
+def read_module(name: str, version: VersionPath) -> Module:
     return service.get_module(name=name, version=version)
 
 
 @router.get("/{name}/versions/{version}/signed")
-def signed_module(name: str, version: int, state: StateDep) -> Signed:
+def signed_module(name: str, version: VersionPath, state: StateDep) -> Signed:
     """The module signed by the hub key, for a node to verify and pin."""
     return service.signed_module(name=name, version=version, key=state.key)
 

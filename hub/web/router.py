@@ -14,14 +14,17 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from contracts import edge
 from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import service as auth_service
 from hub.auth.router import set_session_cookie
-from hub.deps import SessionDep, StateDep
+from hub.auth.schemas import LoginRequest
+from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
 from hub.exceptions import HubError, HubSetupError
 from hub.federation import service as federation
 from hub.queries import run
@@ -59,6 +62,7 @@ async def form_data(request: Request) -> AsyncIterator[FormData]:
     # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
     form = await request.form()
     try:
+        refuse_text(edge.forbidden_in_form(form.multi_items()))
         yield form
     finally:
         await form.close()  # uploaded files are spooled to temporary files
@@ -138,15 +142,24 @@ def login(request: Request, form: Form, state: StateDep, session: SessionDep) ->
     presented = _field(form, "csrf_token")
     if not cookie or not presented or not auth_service.same(presented, cookie):
         return _login_form(request, state, next_path=next_path, error="csrf_failed", status=403)
-    username, password = _field(form, "username"), _field(form, "password")
-    if not username or not password:
+    # The API's own model and the service's own normalisation: a page accepts exactly what
+    # the API accepts (a password is never stripped or cut short).
+    try:
+        body = LoginRequest.model_validate(
+            {
+                "username": _raw(form, "username"),
+                "password": _raw(form, "password"),
+                "totp": _field(form, "totp") or None,
+            }
+        )
+    except ValidationError:
         return _login_form(request, state, next_path=next_path, error="missing", status=422)
     try:
         value, info = auth_service.login_password(
             session=session,
-            username=username[:200],
-            password=password[:1024],
-            totp=_field(form, "totp")[:12] or None,
+            username=body.username,
+            password=body.password,
+            totp=body.totp,
             settings=state.settings,
         )
     except HubError as exc:
@@ -160,8 +173,13 @@ def login(request: Request, form: Form, state: StateDep, session: SessionDep) ->
 
 
 def _field(form: FormData, name: str) -> str:
+    return _raw(form, name).strip()
+
+
+def _raw(form: FormData, name: str) -> str:
+    """A field as typed: passwords are never stripped."""
     value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+    return value if isinstance(value, str) else ""
 
 
 @router.post("/logout")
@@ -209,16 +227,18 @@ def change_password(
 ) -> Response:
     if viewer.user.user_id is None:
         return _page(request, viewer, "password.html", error="no_account", status_code=422)
-    new = _field(form, "new_password")
-    if new != _field(form, "confirm_password"):
+    new = _raw(form, "new_password")
+    if new != _raw(form, "confirm_password"):
         return _page(request, viewer, "password.html", error="mismatch", status_code=422)
     try:
         auth_service.change_password(
             session=session,
             user_id=viewer.user.user_id,
-            current_password=_field(form, "current_password")[:1024] or "-",
-            new_password=new[:1024] or "-",
+            # Empty: wrong (current) or rejected (new) by the service, as the API would be.
+            current_password=_raw(form, "current_password") or "-",
+            new_password=new or "-",
             settings=state.settings,
+            keep_session_id=viewer.user.session_id,
         )
     except HubError as exc:
         return _page(
@@ -481,7 +501,7 @@ def create_agreement(
 @router.post("/secretariat/agreements/{agreement_id}/versions/{version}/propose")
 def propose_agreement(
     agreement_id: str,
-    version: int,
+    version: VersionPath,
     viewer: SecretariatViewer,
     state: StateDep,
     session: SessionDep,

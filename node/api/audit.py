@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from contracts import edge
 from contracts.v1.audit import AuditCheckpoint, AuditEntry, AuditVerification, csv_chunks
 from node.api.deps import SettingsDep, StewardDep
 from node.audit import service as audit
@@ -40,7 +41,7 @@ async def checkpoint(settings: SettingsDep, _steward: StewardDep) -> AuditCheckp
     return await run_in_threadpool(audit.make_checkpoint, home=settings.home, settings=settings)
 
 
-@router.get("/export")
+@router.get("/export", responses=edge.file_answer("application/x-ndjson", "text/csv"))
 def export(
     params: Annotated[ExportQuery, Query()], settings: SettingsDep, steward: StewardDep
 ) -> StreamingResponse:

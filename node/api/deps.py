@@ -1,16 +1,33 @@
 """Dependencies shared by the node's routes: settings and the authenticated steward."""
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contracts import edge
 from node.auth import service as auth
 from node.auth.exceptions import PasswordChangeRequired
 from node.auth.schemas import Steward
 from node.settings import NodeSettings
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def refuse_text(locations: Iterable[edge.Location]) -> None:
+    """422 `invalid_request` naming each field with a control character (contracts.edge.text)."""
+    if errors := edge.validation_errors(locations):
+        raise RequestValidationError(errors)
+
+
+async def check_request_text(request: Request) -> None:
+    """Every route's first dependency: control characters in its parameters or parsed body.
+
+    The upload routes stream a data file, which is data, not text, and is not looked at.
+    """
+    refuse_text(await edge.forbidden_in_request(request))
 
 
 def _settings(request: Request) -> NodeSettings:

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from contracts import edge
 from contracts.v1 import ErrorBody, ErrorResponse
 from node import security
 from node.exceptions import NodeError
@@ -17,7 +18,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthenticated": 401,
     "token_expired": 401,
     "login_failed": 401,
-    "account_locked": 401,
     "password_change_required": 403,
     "password_rejected": 422,
     "totp_invalid": 422,
@@ -26,11 +26,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsigned": 401,
     "signature_invalid": 401,
     "request_expired": 401,
+    "invalid_request": 422,
     "wrong_node": 403,
     "secure_not_allowed": 403,
     "secure_session_unknown": 409,
     "roster_invalid": 422,
-    "invalid_request": 422,
     "invalid_spec": 422,
     "wrong_route": 403,
     "rho_mismatch": 422,
@@ -91,9 +91,11 @@ STATUS_BY_CODE: dict[str, int] = {
 SIGNED_ROUTES = ("/v1/queries", "/v1/secure/offers", "/v1/secure/contributions")
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
 
 
 async def _node_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -106,20 +108,32 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if request.url.path in SIGNED_ROUTES:
         security.unverified(route=request.url.path, code="unsigned")
         return error_response(401, "unsigned", "the body must be a signed message {jws}")
-    # FastAPI's default body echoes the input; name the fields only.
-    fields = sorted({".".join(str(p) for p in err.get("loc", ())) for err in exc.errors()})
-    return error_response(422, "invalid_request", f"invalid fields: {', '.join(fields)}")
+    # FastAPI's default body echoes the input; name the fields and the kind of problem only.
+    problems = sorted(
+        {
+            f"{'.'.join(str(p) for p in err.get('loc', ()))} ({err.get('type', 'invalid')})"
+            for err in exc.errors()
+        }
+    )
+    return error_response(422, "invalid_request", f"invalid fields: {', '.join(problems)}")
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, f"http_{exc.status_code}", "request not served")
+    code = edge.HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, code.replace("_", " "))
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    # The type only: an exception's text could carry data.
-    log.error("internal error (%s)", type(exc).__name__)
-    return error_response(500, "internal_error", "the node could not answer")
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The type and where only: an exception's text could carry data.
+    rid = edge.request_id(request.scope)
+    log.error("internal error: %s (request %s)", edge.describe(exc), rid)
+    return error_response(
+        500,
+        "internal_error",
+        f"the node could not answer (request {rid})",
+        headers={edge.REQUEST_ID_HEADER: rid},
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -12,13 +12,9 @@ class TokenExpired(Unauthenticated):
 
 
 class LoginFailed(Unauthenticated):
-    # One code for unknown user, wrong password, wrong code and disabled account, so answers
-    # do not tell which user names exist.
+    # One code for unknown user, wrong password, wrong code, disabled and locked account, so
+    # answers do not tell which user names exist.
     code = "login_failed"
-
-
-class AccountLocked(Unauthenticated):
-    code = "account_locked"
 
 
 class PasswordChangeRequired(NodeError):

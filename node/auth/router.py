@@ -47,5 +47,6 @@ async def change_password(
         account_id=steward.account_id,
         current_password=body.current_password,
         new_password=body.new_password,
+        keep_token_id=steward.token_id,
     )
     return Response(status_code=204)

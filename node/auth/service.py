@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from contracts import credentials
 from node.audit import service as audit
 from node.auth.exceptions import (
-    AccountLocked,
     AccountUnknown,
     LoginFailed,
     PasswordRejected,
@@ -225,14 +224,19 @@ def list_accounts(*, settings: NodeSettings) -> list[StewardAccountRead]:
         return [_read(r) for r in rows]
 
 
-def _end_sessions(session: Session, account_id: int) -> None:
+def _end_sessions(session: Session, account_id: int, *, keep: int | None = None) -> int:
+    """End the account's live sessions but `keep` (a token id); how many ended."""
     now = _now()
+    ended = 0
     for token in session.scalars(
         select(StewardToken).where(
             StewardToken.account_id == account_id, StewardToken.revoked_at.is_(None)
         )
     ):
-        token.revoked_at = now
+        if token.id != keep:
+            token.revoked_at = now
+            ended += 1
+    return ended
 
 
 def reset_password(*, settings: NodeSettings, username: str, actor: str = "cli") -> str:
@@ -256,8 +260,15 @@ def reset_password(*, settings: NodeSettings, username: str, actor: str = "cli")
 
 
 def change_password(
-    *, settings: NodeSettings, account_id: int, current_password: str, new_password: str
+    *,
+    settings: NodeSettings,
+    account_id: int,
+    current_password: str,
+    new_password: str,
+    keep_token_id: int | None = None,
 ) -> None:
+    """Change one's own password; every other session of the account ends (`keep_token_id`
+    is the session the change was made in)."""
     with transaction(settings.db_url) as session:
         row = session.get(StewardAccount, account_id, with_for_update=True)
         ok = row is not None and credentials.verify_password(row.password_hash, current_password)
@@ -279,12 +290,13 @@ def change_password(
         assert row is not None
         row.password_hash = credentials.hash_password(new_password)
         row.must_change_password = False
+        ended = _end_sessions(session, row.id, keep=keep_token_id)
         audit.append(
             session,
             actor=f"steward:{row.username}",
             action="steward.password_changed",
             object=f"steward:{row.username}",
-            details={},
+            details={"sessions_ended": ended},
         )
 
 
@@ -381,8 +393,13 @@ def login(
     totp: str | None = None,
     now: datetime | None = None,
 ) -> LoginResult:
-    """Password (+ TOTP) login with lockout; a bearer session token, shown once."""
+    """Password (+ TOTP) login with lockout; a bearer session token, shown once.
+
+    Every failure, a locked account included, is the same `login_failed` after the same
+    argon2 work, so neither the answer nor its time tells which user names exist.
+    """
     now = now or _now()
+    username = credentials.login_name(username)
     policy = credentials.LockoutPolicy(
         max_failures=settings.login_max_failures, lock_minutes=settings.login_lock_minutes
     )
@@ -396,6 +413,7 @@ def login(
             credentials.verify_password(None, password)
             failure = "unknown_user"
         elif credentials.is_locked(_aware(row.locked_until) if row.locked_until else None, now=now):
+            credentials.verify_password(row.password_hash, password)  # same time, no answer
             failure = "locked"
         else:
             password_ok = credentials.verify_password(row.password_hash, password)
@@ -461,9 +479,10 @@ def login(
                 object=f"steward:{username}",
                 details={"failures": row.failed_logins, "until": row.locked_until.isoformat()},
             )
-    if failure == "locked" or locked_now:
-        raise AccountLocked("too many failed logins: the account is locked for a while")
-    raise LoginFailed("user name, password or one-time code is wrong")
+    raise LoginFailed(
+        "user name, password or one-time code is wrong, or the account is locked after too"
+        " many failed logins"
+    )
 
 
 def logout(*, settings: NodeSettings, steward: Steward) -> None:

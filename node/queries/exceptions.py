@@ -19,6 +19,10 @@ class RequestExpired(RequestError):
     code = "request_expired"
 
 
+class ControlCharacters(RequestError):
+    code = "invalid_request"
+
+
 class SecureNotAllowed(RequestError):
     code = "secure_not_allowed"
 

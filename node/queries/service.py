@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from contracts import signing
+from contracts import edge, signing
 from contracts.agreement_rules import filter_refusal
 from contracts.errors import ContractError
 from contracts.v1 import (
@@ -40,6 +40,7 @@ from node.ledger.schemas import ChargeInfo, Reservation
 from node.privacy import engine
 from node.queries import modes
 from node.queries.exceptions import (
+    ControlCharacters,
     InvalidRequest,
     InvalidSpec,
     ReleaseFailed,
@@ -362,6 +363,11 @@ def verify_hub_signed(
         raise InvalidRequest(f"the signed payload is not a valid {_NAMES[model]}") from exc
     if message.hub_id != identity.hub_id:
         raise SignatureRejected("the request names another hub than the pinned one")
+    # The hub refuses these at its edge; a message signed before it did, or by a hub that
+    # does not, must still not reach a database (PostgreSQL cannot store NUL) or a log.
+    if bad := edge.forbidden_in(message.model_dump(mode="json"), ()):
+        names = ", ".join(".".join(str(p) for p in loc) for loc in bad)
+        raise ControlCharacters(f"invalid fields: {names} (control_character)")
     return message
 
 

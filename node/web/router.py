@@ -9,10 +9,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from node.api.deps import SettingsDep
+from contracts import edge
+from node.api.deps import SettingsDep, refuse_text
 from node.auth import service as auth
 from node.auth.exceptions import (
-    AccountLocked,
     LoginFailed,
     PasswordChangeRequired,
     PasswordRejected,
@@ -27,6 +27,9 @@ from node.web.pages import WebRoute, redirect, render, safe_next
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
 
 router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
+# The import form's body is a data file: included under NODE_IMPORT_MAX_BYTES (node/app.py).
+# Routes that take a data upload: the app mounts them with the import size limit.
+upload_routes = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 static_files = StaticFiles(directory=Path(__file__).parent / "static")
 # What a steward whose password was reset may still open.
 _PASSWORD_CHANGE_PAGES = frozenset({f"{PREFIX}/password", f"{PREFIX}/logout"})
@@ -79,14 +82,13 @@ async def login(
             password=password,
             totp=totp or None,
         )
-    except (LoginFailed, AccountLocked) as exc:
-        locked = isinstance(exc, AccountLocked)
+    except LoginFailed:
         return render(
             request,
             "login.html",
             status=401,
             next=safe_next(next),
-            error="locked" if locked else "failed",
+            error="failed",
             login_csrf=csrf_token,
             username=username,
         )
@@ -130,6 +132,7 @@ async def change_password(
             account_id=browser.steward.account_id,
             current_password=current_password,
             new_password=new_password,
+            keep_token_id=browser.steward.token_id,
         )
     except (LoginFailed, PasswordRejected) as exc:
         return render(request, "password.html", status=422, session=browser, error=exc.message)
@@ -203,6 +206,8 @@ async def _staged_form(
             before_file=lambda fields: session.check_csrf(browser, fields.get("csrf_token", "")),
         )
         session.check_csrf(browser, form.get("csrf_token"))
+        # This route parses its own body, so the edge's text rule is applied here.
+        refuse_text(edge.forbidden_in_form(form.fields.items()))
         if "upload" not in form.files:
             raise FormInvalid("choose the file to check or import")
         return form, await run_in_threadpool(uploads.find, settings.home, token)
@@ -211,7 +216,7 @@ async def _staged_form(
         raise
 
 
-@router.post("/datasets/import", response_class=HTMLResponse)
+@upload_routes.post("/datasets/import", response_class=HTMLResponse)
 async def import_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Check an uploaded export against the dataset's newest contract, or import it."""
     form, staged = await _staged_form(request, settings, browser)
@@ -237,7 +242,7 @@ async def import_dataset(request: Request, settings: SettingsDep, browser: Sessi
     )
 
 
-@router.post("/datasets/draft", response_class=HTMLResponse)
+@upload_routes.post("/datasets/draft", response_class=HTMLResponse)
 async def draft_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Propose a contract from an uploaded export (and its XLSForm), to review column by column."""
     form, staged = await _staged_form(request, settings, browser)
@@ -262,6 +267,7 @@ async def review_draft(request: Request, settings: SettingsDep, browser: Session
     received = await request.form()
     fields = {k: v for k, v in received.items() if isinstance(v, str)}
     session.check_csrf(browser, fields.get("csrf_token", ""))
+    refuse_text(edge.forbidden_in_form(fields.items()))
     token = fields.get("token", "")
     action = fields.get("action", "review")
     if action == "discard":

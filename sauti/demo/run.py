@@ -438,7 +438,7 @@ def run_demo(
 
             if serve:
                 echo("\nServing until Ctrl-C:")
-                echo(f"  hub   {fed.hub_url}   (API docs at {fed.hub_url}/docs)")
+                echo(f"  hub   {fed.hub_url}   (OpenAPI document: {fed.hub_url}/openapi.json)")
                 password, logins = hub_web_logins(fed.hub_home, nodes)
                 echo(f"  hub web pages: {fed.hub_url}/login   password for each: {password}")
                 for username, role in logins.items():

@@ -1,5 +1,9 @@
 """The demo end to end over real localhost sockets: tables, budgets, files, clean exit."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -68,3 +72,31 @@ def test_demo_command_writes_results(tmp_path: Path) -> None:
     assert "Remaining privacy budget" in result.output
     assert sorted(p.suffix for p in out.iterdir()) == sorted([".csv", ".json"] * len(questions()))
     assert _server_threads() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_demo_stopped_by_a_signal_removes_its_temporary_homes(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """The temporary homes hold private keys: any stop signal must take them away."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    sauti = Path(sys.executable).with_name("sauti")
+    command = [str(sauti), "demo", "--serve", "--rows", "100", "--out", str(tmp_path / "out")]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        homes = list(temp.glob("sauti-demo-*"))
+        assert len(homes) == 1, "".join(seen)
+        assert list(homes[0].rglob("*.jwk")) or list(homes[0].rglob("*key*")), "no keys seen"
+        proc.send_signal(signum)
+        rest, _ = proc.communicate(timeout=120)
+    assert list(temp.iterdir()) == [], "".join(seen) + rest
+    assert "Traceback" not in rest

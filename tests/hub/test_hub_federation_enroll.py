@@ -116,7 +116,7 @@ def test_malformed_enrollment_is_refused(hub: Hub, body: object) -> None:
 def test_oversized_enrollment_is_refused_before_parsing(hub: Hub) -> None:
     response = hub.client.post(
         "/v1/enroll",
-        content=b'{"token": "' + b"x" * (hub.settings.node_body_max_bytes + 1) + b'"}',
+        content=b'{"token": "' + b"x" * (hub.settings.body_max_bytes + 1) + b'"}',
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413

@@ -238,7 +238,7 @@ def _release_model() -> Any:
 @pytest.mark.parametrize("path", ["poll", "releases", "refusals"])
 def test_oversized_and_malformed_bodies_are_refused(mixed: Hub, path: str) -> None:
     url = f"/v1/federation/{path}"
-    huge = b'{"jws": "' + b"a" * (mixed.settings.node_body_max_bytes + 10) + b'"}'
+    huge = b'{"jws": "' + b"a" * (mixed.settings.body_max_bytes + 10) + b'"}'
     response = mixed.client.post(url, content=huge, headers={"content-type": "application/json"})
     assert (response.status_code, response.json()["error"]["code"]) == (413, "too_large")
     for content in (b"{not json", b'{"jws": 5}', b'{"jws": "abcdefghijk", "more": 1}', b"[]"):
@@ -288,3 +288,17 @@ def test_release_signed_with_the_previous_key_counts_during_the_overlap(mixed: H
     # From now on the node polls with its new key.
     np.key = new_key
     assert mixed.client.post("/v1/federation/poll", json=poll_body(mixed, np)).status_code == 200
+
+
+def test_a_node_signed_refusal_with_a_nul_is_refused_and_stores_nothing(mixed: Hub) -> None:
+    """However well signed, text a database cannot store never gets past the hub's edge."""
+    query = submit(mixed)
+    np = mixed.nodes["np-pull"]
+    (task,) = poll(mixed, np)
+    for code in ("budget\x00exhausted", "budget_exhausted\x1b[2K"):
+        response = post(mixed, "refusals", refusal_for(np, task, code=code))
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert "code (control_character)" in response.json()["error"]["message"]
+    assert outcomes(read(mixed, query["query_id"]))["np-pull"] == ("pending", None)
+    assert post(mixed, "refusals", refusal_for(np, task)).status_code == 202

@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from hub_support import AppClient, Hub, SimNode
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from contracts import credentials
 from hub.audit import service as audit
 from hub.auth import service
-from hub.auth.models import ApiToken, WebSession
+from hub.auth.models import ApiToken, RoleGrant, UserRow, WebSession
 from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
@@ -144,13 +144,15 @@ def test_brute_force_locks_the_account_and_each_failure_is_logged(hub: Hub) -> N
         assert wrong.status_code == 401
         assert wrong.json()["error"]["code"] == "login_failed"
     locking = _login(b, "juma", "not the password at all")
-    assert locking.json()["error"]["code"] == "account_locked"
-    # Locked: even the right password is refused now, with the same code.
+    unknown = _login(b, "nobody-by-this-name", "not the password at all")
+    # Locking and locked answer exactly as an unknown name does: nothing tells names apart.
+    assert (locking.status_code, locking.json()) == (unknown.status_code, unknown.json())
+    assert locking.json()["error"]["code"] == "login_failed"
+    # Locked: even the right password is refused now, with the same answer.
     right = _login(b, "juma")
-    assert right.status_code == 401
-    assert right.json()["error"]["code"] == "account_locked"
+    assert (right.status_code, right.json()) == (unknown.status_code, unknown.json())
     failures = _entries(hub.settings, "auth.login_failed")
-    assert len(failures) == hub.settings.login_max_failures + 1
+    assert len(failures) == hub.settings.login_max_failures + 2
     assert failures[-1].details["reason"] == "locked"
     assert "not the password" not in str([f.details for f in failures])
     assert len(_entries(hub.settings, "auth.locked")) == 1
@@ -488,3 +490,95 @@ def test_admin_manages_organisations_users_and_roles(hub: Hub) -> None:
     assert hub.client.get("/v1/users", headers=hub.headers("auditor")).status_code == 200
     actions = [e.action for e in _entries(hub.settings, "role.granted")]
     assert len(actions) >= 2
+
+
+# --- sessions and tokens end for good (issue #20) ---
+
+
+def _bot_token(hub: Hub) -> dict[str, str]:
+    token = _with_session(
+        hub.settings,
+        lambda s: service.create_token(session=s, name="bot", organisation="nso-x", role="analyst"),
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_disabling_a_user_ends_their_tokens_for_good(hub: Hub) -> None:
+    auth = _bot_token(hub)
+    assert hub.client.get("/v1/queries", headers=auth).status_code == 200
+    admin = hub.headers("admin")
+    assert hub.client.post("/v1/users/bot/disable", headers=admin).status_code == 200
+    assert hub.client.get("/v1/queries", headers=auth).status_code == 401
+    assert hub.client.post("/v1/users/bot/enable", headers=admin).status_code == 200
+    back = hub.client.get("/v1/queries", headers=auth)
+    assert (back.status_code, back.json()["error"]["code"]) == (401, "token_revoked")
+    revoked = _entries(hub.settings, "token.revoked")
+    assert [e.details["reason"] for e in revoked] == ["user_disabled"]
+
+
+def test_revoking_a_role_ends_its_tokens_for_good(hub: Hub) -> None:
+    auth = _bot_token(hub)
+    admin = hub.headers("admin")
+    revoke = hub.client.post("/v1/users/bot/roles/revoke", json={"role": "analyst"}, headers=admin)
+    assert revoke.status_code == 200
+    regrant = hub.client.post("/v1/users/bot/roles", json={"role": "analyst"}, headers=admin)
+    assert regrant.status_code in (200, 201), regrant.text
+    back = hub.client.get("/v1/queries", headers=auth)
+    assert (back.status_code, back.json()["error"]["code"]) == (401, "token_revoked")
+    assert [e.details["reason"] for e in _entries(hub.settings, "token.revoked")] == [
+        "role_revoked"
+    ]
+
+
+def test_tokens_dormant_from_before_come_back_neither_on_enable_nor_on_regrant(hub: Hub) -> None:
+    """A token left unrevoked by an older hub (user disabled, role lost) stays dead."""
+    auth = _bot_token(hub)
+
+    def dormant(s: Session) -> None:
+        row = s.scalars(select(UserRow).where(UserRow.username == "bot")).one()
+        row.disabled_at = datetime.now(UTC)
+        s.execute(delete(RoleGrant).where(RoleGrant.user_id == row.id))
+        s.commit()
+
+    _with_session(hub.settings, dormant)
+    admin = hub.headers("admin")
+    assert hub.client.post("/v1/users/bot/enable", headers=admin).status_code == 200
+    assert hub.client.post("/v1/users/bot/roles", json={"role": "analyst"}, headers=admin)
+    assert hub.client.get("/v1/queries", headers=auth).json()["error"]["code"] == "token_revoked"
+
+
+def test_a_password_change_ends_the_users_other_sessions(hub: Hub) -> None:
+    _person(hub.settings, "asha")
+    first, second = browser(hub), browser(hub)
+    csrf = _login(first, "asha").json()["csrf_token"]
+    _login(second, "asha")
+    assert second.get("/v1/auth/me").status_code == 200
+    changed = first.post(
+        "/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "another long passphrase here"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert changed.status_code == 204, changed.text
+    assert first.get("/v1/auth/me").status_code == 200  # the session that changed it stays
+    assert second.get("/v1/auth/me").status_code == 401
+    assert _entries(hub.settings, "auth.password_changed")[0].details == {"sessions_ended": 1}
+    first.close()
+    second.close()
+
+
+def test_page_and_api_normalise_a_login_alike(hub: Hub) -> None:
+    """User names lose surrounding spaces on both; passwords are never stripped."""
+    _person(hub.settings, "lina")
+    api = _login(hub.client, "  lina ", PASSWORD)
+    assert api.status_code == 200
+    assert _login(hub.client, "lina", f" {PASSWORD} ").status_code == 401
+    b = browser(hub)
+    for password, expected in ((f" {PASSWORD} ", 401), (PASSWORD, 303)):
+        page = b.get("/login")
+        token = page.headers["set-cookie"].split("sauti_web_login_csrf=", 1)[1].split(";", 1)[0]
+        answer = b.post(
+            "/login",
+            data={"username": " lina ", "password": password, "csrf_token": token, "next": "/"},
+        )
+        assert answer.status_code == expected, answer.text
+    b.close()

@@ -5,8 +5,11 @@ from typing import Any
 from hub_support import AppClient, Hub, SimNode
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from hub.app import create_app
+from hub.db import init_db, make_engine
+from hub.queries.models import QueryRow
 
 SPEC: dict[str, Any] = {
     "agreement_id": "lnob-2026",
@@ -76,3 +79,36 @@ def test_metrics_count_queries_budget_and_node_last_seen(
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             assert set(sample.labels) <= ALLOWED_LABELS, sample
+
+
+def test_a_stored_spec_with_nul_cannot_break_a_scrape(federation: Hub) -> None:
+    """A NUL in a share value was once stored as sent; from then on every scrape failed on
+    PostgreSQL. The edge refuses it now, and what is already stored still reads."""
+    refused = federation.client.post(
+        "/v1/queries",
+        json={**SPEC, "measure": "share", "column": "violence_12m", "value": "y\x00es"},
+        headers=federation.headers("analyst"),
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
+    assert "body.value" in refused.json()["error"]["message"]
+    stored = federation.client.post("/v1/queries", json=SPEC, headers=federation.headers("analyst"))
+    assert stored.status_code == 201, stored.text
+    engine = make_engine(federation.settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            # As an older hub stored it: the spec as sent, NUL included, and even escaped.
+            session.execute(
+                update(QueryRow).values(
+                    spec={**SPEC, "value": "y\x00es \\u0000", "bad\x00key": "\x00"}
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    client = metrics_client(federation)
+    try:
+        response = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    finally:
+        client.close()
+    assert response.status_code == 200, response.text
+    assert 'sauti_hub_budget_spent_rho{agreement_id="lnob-2026"} 0.2' in response.text

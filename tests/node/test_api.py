@@ -194,4 +194,4 @@ def test_expired_agreement(tmp_path, db_url) -> None:
 def test_unknown_route(node: Node) -> None:
     response = node.client.get("/v1/nothing")
     assert response.status_code == 404
-    assert response.json()["error"]["code"] == "http_404"
+    assert response.json()["error"]["code"] == "not_found"
