@@ -8,6 +8,7 @@ processes and the Celery workers report one truth (one grouped query per family)
 
 import hmac
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts import budget as exact
 from hub.exceptions import Unauthenticated
 from hub.federation.models import Node
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -81,11 +83,13 @@ class DatabaseCollector(Collector):
                 select(QueryNodeRow.outcome, func.count()).group_by(QueryNodeRow.outcome)
             ):
                 tasks.add_metric([outcome], n)
-            rho = QueryRow.spec["rho"].as_float()
-            for agreement_id, total in session.execute(
-                select(QueryRow.agreement_id, func.sum(rho)).group_by(QueryRow.agreement_id)
-            ):
-                spent.add_metric([agreement_id], float(total or 0.0))
+            # Summed exactly in Python (contracts.budget), not as SQL doubles, so 37 queries
+            # of 0.01 report 0.37; the gauge then carries the double nearest that total.
+            asked: dict[str, list[float]] = defaultdict(list)
+            for agreement_id, spec in session.execute(select(QueryRow.agreement_id, QueryRow.spec)):
+                asked[agreement_id].append(spec.get("rho", 0))
+            for agreement_id, costs in sorted(asked.items()):
+                spent.add_metric([agreement_id], float(exact.total(costs)))
             for node_id, at in session.execute(
                 select(QueryNodeRow.node_id, func.max(QueryNodeRow.answered_at))
                 .where(QueryNodeRow.outcome.in_(_NODE_ANSWERED))

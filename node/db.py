@@ -3,12 +3,18 @@
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Dialect, Engine, MetaData, Numeric, Text, create_engine, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from contracts import budget
 from node.settings import NodeSettings
 
 NAMING_CONVENTION = {
@@ -23,6 +29,63 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal kept exactly: unconstrained NUMERIC on PostgreSQL, its text on SQLite.
+
+    SQLite has no decimal type, and a NUMERIC column there turns "0.37" into a double, so the
+    text goes in a column of TEXT affinity and `exact_sum` adds it with an exact aggregate.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        number = budget.rho(value)
+        return number if dialect.name == "postgresql" else str(number)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else budget.rho(value)
+
+
+class exact_sum(GenericFunction[Decimal]):
+    """SUM over an ExactDecimal column, exact on both databases (0 over no rows)."""
+
+    type = ExactDecimal()
+    inherit_cache = True
+
+
+@compiles(exact_sum)
+def _sum_numeric(element: exact_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"coalesce(sum({compiler.process(element.clauses, **kw)}), 0)"
+
+
+@compiles(exact_sum, "sqlite")
+def _sum_text(element: exact_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    # sqlite3 never finalises an aggregate that saw no row: NULL, hence the coalesce.
+    return f"coalesce(decimal_sum({compiler.process(element.clauses, **kw)}), '0')"
+
+
+class _DecimalSum:
+    """SQLite aggregate behind `exact_sum`: adds decimal text exactly, returns text."""
+
+    def __init__(self) -> None:
+        self.total = budget.ZERO
+
+    def step(self, value: object) -> None:
+        if value is not None:
+            self.total = budget.add(self.total, budget.rho(value))  # type: ignore[arg-type]
+
+    def finalize(self) -> str:
+        return str(self.total)
 
 
 _engines: dict[str, Engine] = {}
@@ -73,6 +136,7 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
         dbapi_connection.execute("PRAGMA busy_timeout=60000")
+        dbapi_connection.create_aggregate("decimal_sum", 1, _DecimalSum)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

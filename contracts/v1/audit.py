@@ -12,6 +12,7 @@ from joserfc.jwk import OKPKey
 from pydantic import Field
 
 from contracts import signing
+from contracts.budget import Amount
 from contracts.errors import ContractError
 from contracts.signing import digest
 from contracts.v1.base import WireModel
@@ -241,10 +242,15 @@ def check_checkpoint(seen: dict[int, str], checkpoint: AuditCheckpoint) -> Chain
 
 
 class BudgetState(WireModel):
-    """A node's ledger for one agreement, exported beside its log for reconciliation."""
+    """A node's ledger for one agreement, exported beside its log for reconciliation.
+
+    `rho_spent` is the ledger's exact decimal, written as a decimal string ("0.37"), so an
+    auditor can check it against the sum of the charges in the log to the last digit. The
+    export is not signed; exports made before it became exact (a JSON number) still read.
+    """
 
     agreement_id: str
-    rho_spent: float
+    rho_spent: Amount
     queries: int
 
 

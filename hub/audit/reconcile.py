@@ -13,10 +13,13 @@ import base64
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from contracts import budget as exact
+from contracts.errors import RhoNotFinite
 from contracts.v1.audit import (
     AuditEntry,
     AuditExportHeader,
@@ -24,9 +27,6 @@ from contracts.v1.audit import (
     past_keys,
     verify_log,
 )
-
-# Float sums of costs may differ from the ledger's running total in the last bits.
-RHO_TOLERANCE = 1e-9
 
 Kind = Literal[
     "chain_invalid",
@@ -103,7 +103,7 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
         raise ValueError("expected one hub export and node exports")
     diffs: list[Difference] = []
     # What the hub sent: (query, node) -> rho; what it combined: (query, node) with "ok".
-    sent: dict[tuple[str, str], float] = {}
+    sent: dict[tuple[str, str], Decimal] = {}
     combined: set[tuple[str, str]] = set()
     attempts: dict[str, int] = {}  # secure aggregation: attempts the hub ran per query
     for e in hub.entries:
@@ -112,7 +112,7 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
             continue
         if e.action == "query.submitted":
             for node_id in e.details.get("nodes", []):
-                sent[(qid, str(node_id))] = float(e.details.get("rho", 0.0))
+                sent[(qid, str(node_id))] = _rho(e.details)
         elif e.action == "query.node_outcome":
             if e.details.get("outcome") == "ok":
                 combined.add((qid, str(e.details.get("node"))))
@@ -162,7 +162,7 @@ def _reconcile_node(
     node_id: str,
     log: AuditLog,
     *,
-    sent: dict[tuple[str, str], float],
+    sent: dict[tuple[str, str], Decimal],
     combined: set[tuple[str, str]],
     attempts: dict[str, int],
     checkpoints: list[str],
@@ -183,7 +183,7 @@ def _reconcile_node(
         )
     stored: set[str] = set()
     charges: Counter[tuple[str, int]] = Counter()  # (query, secure attempt or 0)
-    charged_by_agreement: dict[str, float] = defaultdict(float)
+    charged_by_agreement: dict[str, Decimal] = defaultdict(Decimal)
     for e in log.entries:
         qid = _query(e)
         if qid is None:
@@ -201,9 +201,9 @@ def _reconcile_node(
                     )
                 )
         elif e.action == "budget_charged":
-            rho = float(e.details.get("rho", 0.0))
+            rho = _rho(e.details)
             agreement = str(e.details.get("agreement_id", ""))
-            charged_by_agreement[agreement] += rho
+            charged_by_agreement[agreement] = exact.add(charged_by_agreement[agreement], rho)
             charges[(qid, int(e.details.get("attempt", 0)))] += 1
             if (qid, node_id) not in sent:
                 diffs.append(
@@ -215,7 +215,7 @@ def _reconcile_node(
                         message="the node charged budget for a query the hub never sent it",
                     )
                 )
-            elif abs(sent[(qid, node_id)] - rho) > RHO_TOLERANCE:
+            elif sent[(qid, node_id)] != rho:
                 diffs.append(
                     Difference(
                         kind="charge_rho_mismatch",
@@ -245,15 +245,15 @@ def _reconcile_node(
                 )
             )
     for budget in log.header.budgets:
-        logged = charged_by_agreement.get(budget.agreement_id, 0.0)
-        if abs(budget.rho_spent - logged) > RHO_TOLERANCE:
+        logged = charged_by_agreement.get(budget.agreement_id, exact.ZERO)
+        if budget.rho_spent != logged:
             diffs.append(
                 Difference(
                     kind="budget_mismatch",
                     node_id=node_id,
                     agreement_id=budget.agreement_id,
-                    message="the node's spent budget differs from the sum of the charges "
-                    "in its log",
+                    message=f"the node's ledger says rho {exact.text(budget.rho_spent)} spent, "
+                    f"the charges in its log add up to {exact.text(logged)}",
                 )
             )
     for qid, answered_by in sorted(combined):
@@ -268,6 +268,15 @@ def _reconcile_node(
                 )
             )
     return check, diffs
+
+
+def _rho(details: dict[str, Any]) -> Decimal:
+    """A cost as logged (a JSON number: the double that was signed), as its exact decimal."""
+    value = details.get("rho", 0)
+    try:
+        return exact.rho(value if isinstance(value, int | float) else str(value))
+    except (RhoNotFinite, ArithmeticError):
+        return exact.ZERO
 
 
 def _checkpoint_owner(token: str) -> str:

@@ -5,12 +5,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts.agreement_rules import HUB_DIMS, Section, plain_language
 from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
@@ -73,13 +75,13 @@ class QueryForm:
     dims: tuple[str, ...] = ()
     group_slots: int = 0
     rho_cap: float = 0.0
-    rho_budget: float = 0.0
-    rho_spent: float = 0.0
+    rho_budget: Decimal = exact.ZERO
+    rho_spent: Decimal = exact.ZERO
     values: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def rho_left(self) -> float:
-        return max(self.rho_budget - self.rho_spent, 0.0)
+    def rho_left(self) -> Decimal:
+        return exact.remaining(self.rho_budget, self.rho_spent)
 
     @property
     def default_rho(self) -> float:
@@ -118,7 +120,7 @@ def query_form(
         dims=(*terms.dims, *HUB_DIMS),
         group_slots=min(terms.max_dims, 3),
         rho_cap=terms.rho_per_query_max,
-        rho_budget=terms.rho_budget,
+        rho_budget=exact.rho(terms.rho_budget),
         rho_spent=chosen.rho_spent_at_hub,
         values=values or {},
     )
