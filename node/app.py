@@ -1,11 +1,15 @@
 """The node's FastAPI application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from node import metrics
 from node.api import agreements as steward_agreements
 from node.api import audit, errors, steward
 from node.api.router import router
+from node.audit import checkpoints
 from node.auth.router import router as steward_auth_router
 from node.datasets.router import router as datasets_router
 from node.db import engine_for
@@ -15,7 +19,15 @@ from node.web import router as steward_web
 
 def create_app(settings: NodeSettings) -> FastAPI:
     engine_for(settings.db_url)  # create tables up front, not on the first request
-    app = FastAPI(title="Sauti node", version="1")
+    checkpointer = checkpoints.enable(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if checkpointer is not None:
+            checkpointer.publish_soon()  # what a stop or an unreachable hub left pending
+        yield
+
+    app = FastAPI(title="Sauti node", version="1", lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
     metrics.install(app, settings)

@@ -1,7 +1,7 @@
 """The node database: one engine per URL, the ORM base, and serialised write transactions."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -145,12 +145,31 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Keys of `Session.info` that `transaction` sets and reads.
+DATABASE_URL = "database_url"
+_AFTER_COMMIT = "after_commit"
+
+
 @contextmanager
 def transaction(url: str) -> Iterator[Session]:
-    """One write transaction: committed on success, rolled back on any error."""
+    """One write transaction: committed on success, rolled back on any error.
+
+    Hooks registered with `after_commit` run once it has committed (never on a rollback).
+    """
     factory = sessionmaker(engine_for(url), expire_on_commit=False)
-    with factory() as session, session.begin():
-        yield session
+    with factory() as session:
+        session.info[DATABASE_URL] = url
+        with session.begin():
+            yield session
+        for hook in session.info.pop(_AFTER_COMMIT, []):
+            hook()
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run `hook` (once) after the `transaction` that `session` belongs to commits."""
+    hooks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if hook not in hooks:
+        hooks.append(hook)
 
 
 def url_for(*, home: Path, settings: NodeSettings | None = None) -> str:

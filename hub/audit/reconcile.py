@@ -6,7 +6,9 @@ Rules (each broken rule is one listed difference):
 - every charge a node made is for a query the hub sent it, once, at the rho it asked (once
   per attempt of a secure aggregation query, for no more attempts than the hub ran);
 - each node's spent budget per agreement equals the sum of its charges in its log;
-- each log's chain holds, and the hub's copies of a node's checkpoints match its chain.
+- each log's chain holds, and the hub's copies of a node's checkpoints match its chain;
+- the hub holds a signed checkpoint of each node's log that leaves at most
+  `overdue_entries` entries after it (HUB_CHECKPOINT_OVERDUE_ENTRIES).
 """
 
 import base64
@@ -28,8 +30,13 @@ from contracts.v1.audit import (
     verify_log,
 )
 
+# Twice a node's default checkpoint cadence (NODE_AUDIT_CHECKPOINT_EVERY = 100): room for
+# one checkpoint signed but not yet published.
+CHECKPOINT_OVERDUE_ENTRIES = 200
+
 Kind = Literal[
     "chain_invalid",
+    "checkpoints_overdue",
     "export_incomplete",
     "node_log_missing",
     "release_without_hub_query",
@@ -91,6 +98,9 @@ def verify_export(log: AuditLog, *, checkpoints: list[str] | None = None) -> Aud
         public_jwk=header.public_jwk if header.side == "node" else None,
         # Keys the node rotated out are in its own log: checkpoints they signed still count.
         previous_keys=past_keys(log.entries) if header.side == "node" else (),
+        # The export is a snapshot at `exported_at` (the owner's clock, like `signed_at`):
+        # a checkpoint the hub received later is beyond it, not evidence of deletion.
+        as_of=header.exported_at,
     )
 
 
@@ -98,7 +108,9 @@ def _query(entry: AuditEntry) -> str | None:
     return entry.object.removeprefix("query:") if entry.object.startswith("query:") else None
 
 
-def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
+def reconcile(
+    hub: AuditLog, nodes: list[AuditLog], *, overdue_entries: int = CHECKPOINT_OVERDUE_ENTRIES
+) -> Reconciliation:
     if hub.header.side != "hub" or any(n.header.side != "node" for n in nodes):
         raise ValueError("expected one hub export and node exports")
     diffs: list[Difference] = []
@@ -134,6 +146,7 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
             combined=combined,
             attempts=attempts,
             checkpoints=hub_checkpoints[node_id],
+            overdue_entries=overdue_entries,
         )
         verifications.append(check)
         diffs.extend(node_diffs)
@@ -166,12 +179,25 @@ def _reconcile_node(
     combined: set[tuple[str, str]],
     attempts: dict[str, int],
     checkpoints: list[str],
+    overdue_entries: int,
 ) -> tuple[AuditVerification, list[Difference]]:
     diffs: list[Difference] = []
     check = verify_export(log, checkpoints=checkpoints)
     if check.problem is not None:
         diffs.append(
             Difference(kind="chain_invalid", node_id=node_id, message=check.problem.message)
+        )
+    covered = max((_checkpoint_field(t, "seq") for t in checkpoints), default=0)
+    uncovered = log.header.head_seq - covered
+    if overdue_entries > 0 and uncovered > overdue_entries:
+        diffs.append(
+            Difference(
+                kind="checkpoints_overdue",
+                node_id=node_id,
+                message=f"the hub holds no signed checkpoint for the last {uncovered} entries "
+                f"of this node's log (newest held: entry {covered}; flagged above "
+                f"{overdue_entries})",
+            )
         )
     if not log.header.complete:
         diffs.append(
@@ -281,9 +307,19 @@ def _rho(details: dict[str, Any]) -> Decimal:
 
 def _checkpoint_owner(token: str) -> str:
     """The node a checkpoint names, read without verifying (verification follows per node)."""
+    return str(_checkpoint_payload(token).get("node_id", ""))
+
+
+def _checkpoint_field(token: str, name: str) -> int:
+    """A number from a checkpoint, read without verifying (a forgery fails `verify_export`)."""
+    value = _checkpoint_payload(token).get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _checkpoint_payload(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(data.get("node_id", ""))
-    except (IndexError, ValueError, AttributeError):
-        return ""
+    except (IndexError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

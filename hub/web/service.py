@@ -20,7 +20,7 @@ from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
 from hub.audit import service as audit
 from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
-from hub.audit.schemas import CheckpointRead
+from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
 from hub.auth import service as auth_service
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
@@ -509,17 +509,18 @@ def audit_search(
 
 
 def chain_status(
-    *, session: Session, identity: HubIdentity
-) -> tuple[AuditVerification, list[CheckpointRead]]:
-    """The hub chain's verification and the node checkpoints it holds."""
+    *, session: Session, identity: HubIdentity, overdue_entries: int
+) -> tuple[AuditVerification, list[CheckpointRead], list[NodeCheckpointStatus]]:
+    """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
     verification = audit.verify(session=session, identity=identity)
     checkpoints = audit.list_checkpoints(session=session)
+    status = audit.checkpoint_status(session=session, overdue_entries=overdue_entries)
     session.rollback()
-    return verification, checkpoints
+    return verification, checkpoints, status
 
 
 def reconcile_uploads(
-    *, session: Session, identity: HubIdentity, uploads: Sequence[bytes]
+    *, session: Session, identity: HubIdentity, uploads: Sequence[bytes], overdue_entries: int
 ) -> Reconciliation:
     """Reconcile the hub's whole log with the node exports an auditor uploaded."""
     hub_log = parse_export(list(audit.export_jsonl(session=session, identity=identity)))
@@ -531,7 +532,7 @@ def reconcile_uploads(
         except (ValueError, UnicodeDecodeError) as exc:
             raise FormInvalid(f"file {number} is not a node audit export (JSON Lines)") from exc
     try:
-        return reconcile(hub_log, nodes)
+        return reconcile(hub_log, nodes, overdue_entries=overdue_entries)
     except ValueError as exc:
         raise FormInvalid("upload node exports only (the hub's own log is read here)") from exc
 
