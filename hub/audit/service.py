@@ -28,6 +28,7 @@ from contracts.v1.audit import (
 from hub.audit.exceptions import CheckpointConflict, CheckpointInvalid
 from hub.audit.models import AuditHead, AuditRow, CheckpointRow
 from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
+from hub.db import read_only
 from hub.home import HubIdentity
 
 BATCH = 5000
@@ -246,7 +247,11 @@ def verify(*, session: Session, identity: HubIdentity) -> AuditVerification:
     """The hub's own chain up to the head it reads first (node checkpoints: per node log).
 
     Entries appended while it runs are left to the next run, so it verifies a busy hub.
+    It only reads: on a session not yet in a transaction, SQLite reads a snapshot without
+    taking the write lock, so a long chain's check never holds up the hub's writers.
     """
+    if not session.in_transaction():
+        read_only(session)
     tip, last_seq = snapshot(session=session)
     return verify_log(
         side="hub",

@@ -512,6 +512,7 @@ def chain_status(
     *, session: Session, identity: HubIdentity, overdue_entries: int
 ) -> tuple[AuditVerification, list[CheckpointRead], list[NodeCheckpointStatus]]:
     """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
+    session.rollback()  # a fresh transaction: verification reads without the write lock
     verification = audit.verify(session=session, identity=identity)
     checkpoints = audit.list_checkpoints(session=session)
     status = audit.checkpoint_status(session=session, overdue_entries=overdue_entries)
