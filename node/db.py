@@ -80,9 +80,10 @@ class _DecimalSum:
     def __init__(self) -> None:
         self.total = budget.ZERO
 
-    def step(self, value: object) -> None:
+    def step(self, value: str | None) -> None:
+        # Called once per row from inside SQLite: kept to one parse and one exact add.
         if value is not None:
-            self.total = budget.add(self.total, budget.rho(value))  # type: ignore[arg-type]
+            self.total = budget.EXACT.add(self.total, Decimal(value))
 
     def finalize(self) -> str:
         return str(self.total)

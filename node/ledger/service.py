@@ -43,16 +43,21 @@ def spent_in_period(
 ) -> tuple[Decimal, int]:
     """Rho spent (exactly) and queries charged under this agreement in `now`'s period."""
     start, end = budget_window(terms, now)
-    stmt = select(exact_sum(BudgetCharge.rho), func.count()).where(
-        BudgetCharge.agreement_id == terms.agreement_id
-    )
-    if start is not None and end is not None:
-        stmt = stmt.where(BudgetCharge.charged_at >= start, BudgetCharge.charged_at < end)
-    rho, queries = session.execute(stmt).one()
-    if start is None:
-        # The whole validity is one period: the lifetime total also holds charges made
+    if start is None or end is None:
+        # The whole validity is one period: the lifetime total is that period's sum of
+        # charges (kept exactly, in the same transactions), and also holds charges made
         # before per-charge rows existed.
-        return max(rho, lifetime), int(queries)
+        queries = session.execute(
+            select(func.count()).where(BudgetCharge.agreement_id == terms.agreement_id)
+        ).scalar_one()
+        return lifetime, int(queries)
+    rho, queries = session.execute(
+        select(exact_sum(BudgetCharge.rho), func.count()).where(
+            BudgetCharge.agreement_id == terms.agreement_id,
+            BudgetCharge.charged_at >= start,
+            BudgetCharge.charged_at < end,
+        )
+    ).one()
     return rho, int(queries)
 
 
@@ -135,8 +140,13 @@ def check_covers(session: Session, *, terms: AgreementTerms, rho: float, now: da
 def _check_covers(
     session: Session, *, terms: AgreementTerms, cost: Decimal, now: datetime, lifetime: Decimal
 ) -> None:
-    # Exact: a budget of 0.37 admits exactly 37 charges of 0.01, and never a 38th.
-    spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
+    # Exact: a budget of 0.37 admits exactly 37 charges of 0.01, and never a 38th. For the
+    # whole validity that is one locked row (no scan); a calendar period sums its charges.
+    start, end = budget_window(terms, now)
+    if start is None or end is None:
+        spent = lifetime
+    else:
+        spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
     if not exact.covers(budget=terms.rho_budget, spent=spent, cost=cost):
         raise BudgetExhausted(
             "term rho_budget: the agreement's privacy budget at this node for the current "

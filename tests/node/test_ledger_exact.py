@@ -47,14 +47,22 @@ def _charge(node: Node, cost: float) -> None:
         )
 
 
+@pytest.mark.parametrize("period", ["validity", "quarter"])
 @pytest.mark.parametrize(("cost", "charges"), FILLS)
 def test_equal_charges_that_fill_the_budget_spend_it_exactly(
-    tmp_path: Path, db_url: str, cost: float, charges: int
+    tmp_path: Path, db_url: str, cost: float, charges: int, period: str
 ) -> None:
+    """Both ways the ledger totals a period: the locked running total, a sum of charges."""
     drifted = sum([cost] * charges)
     budget = float(exact.rho(cost) * charges)
     assert drifted != budget  # the float sum would show this budget overspent (or short)
-    node = make_node(tmp_path / "n", db_url, rho_budget=budget, rho_per_query_max=cost)
+    node = make_node(
+        tmp_path / "n",
+        db_url,
+        rho_budget=budget,
+        rho_per_query_max=cost,
+        budget_period=period,
+    )
     for _ in range(charges):
         _charge(node, cost)
     with pytest.raises(BudgetExhausted):
