@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from joserfc.jwk import OKPKey
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from contracts import signing
 from contracts.budget import Amount
@@ -35,6 +35,53 @@ class AuditEntry(WireModel):
     details: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+
+
+# Stands in for the time of a stored entry that no longer parses (verification only).
+UNREADABLE_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored_entry(
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    object: str,
+    details: str,
+    prev_hash: str,
+    hash: str,
+    lenient: bool = False,
+) -> AuditEntry:
+    """An entry from how both sides store it (`at` ISO text, `details` JSON text).
+
+    `lenient` (verification): a row that no longer parses was edited; a stand-in whose hash
+    cannot match is returned, so the chain check names that entry instead of stopping.
+    """
+    try:
+        return AuditEntry(
+            seq=seq,
+            at=datetime.fromisoformat(at),
+            actor=actor,
+            action=action,
+            object=object,
+            details=json.loads(details),
+            prev_hash=prev_hash,
+            hash=hash,
+        )
+    except (ValueError, ValidationError):
+        if not lenient:
+            raise
+        return AuditEntry.model_construct(
+            seq=seq,
+            at=UNREADABLE_AT,
+            actor=str(actor),
+            action=str(action),
+            object=str(object),
+            details={"unreadable": True},
+            prev_hash=str(prev_hash),
+            hash=str(hash),
+        )
 
 
 def entry_hash(

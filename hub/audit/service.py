@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,6 +22,7 @@ from contracts.v1.audit import (
     first_bad_seq,
     matches,
     next_entry,
+    stored_entry,
     verify_log,
 )
 from hub.audit.exceptions import CheckpointConflict, CheckpointInvalid
@@ -32,8 +32,6 @@ from hub.db import read_only
 from hub.home import HubIdentity
 
 BATCH = 5000
-# Stands in for the time of an entry whose stored row no longer parses (verification only).
-UNREADABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -138,32 +136,17 @@ def _locked_tip(session: Session) -> _Tip:
 
 
 def _from_row(row: AuditRow, *, lenient: bool = False) -> AuditEntry:
-    try:
-        return AuditEntry(
-            seq=row.seq,
-            at=datetime.fromisoformat(row.at),
-            actor=row.actor,
-            action=row.action,
-            object=row.object,
-            details=json.loads(row.details),
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
-    except (ValueError, ValidationError):
-        if not lenient:
-            raise
-        # Verification reads on: a row that no longer parses was edited, and the chain
-        # check names it (its hash cannot match this stand-in).
-        return AuditEntry.model_construct(
-            seq=row.seq,
-            at=UNREADABLE_AT,
-            actor=str(row.actor),
-            action=str(row.action),
-            object=str(row.object),
-            details={"unreadable": True},
-            prev_hash=str(row.prev_hash),
-            hash=str(row.hash),
-        )
+    return stored_entry(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        object=row.object,
+        details=row.details,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        lenient=lenient,
+    )
 
 
 def iter_entries(

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 from joserfc.jwk import OKPKey
-from pydantic import ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,6 +29,7 @@ from contracts.v1.audit import (
     first_bad_seq,
     matches,
     next_entry,
+    stored_entry,
     verify_log,
 )
 from node.audit import checkpoints as automatic
@@ -42,8 +42,6 @@ from node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
 BATCH = 5000
-# Stands in for the time of an entry whose stored row no longer parses (verification only).
-UNREADABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
@@ -134,32 +132,17 @@ def _row_values(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _from_row(row: AuditRow, *, lenient: bool = False) -> AuditEntry:
-    try:
-        return AuditEntry(
-            seq=row.seq,
-            at=datetime.fromisoformat(row.at),
-            actor=row.actor,
-            action=row.action,
-            object=row.object,
-            details=json.loads(row.details),
-            prev_hash=row.prev_hash,
-            hash=row.hash,
-        )
-    except (ValueError, ValidationError):
-        if not lenient:
-            raise
-        # Verification reads on: a row that no longer parses was edited, and the chain
-        # check names it (its hash cannot match this stand-in).
-        return AuditEntry.model_construct(
-            seq=row.seq,
-            at=UNREADABLE_AT,
-            actor=str(row.actor),
-            action=str(row.action),
-            object=str(row.object),
-            details={"unreadable": True},
-            prev_hash=str(row.prev_hash),
-            hash=str(row.hash),
-        )
+    return stored_entry(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        object=row.object,
+        details=row.details,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        lenient=lenient,
+    )
 
 
 def _locked_tip(session: Session) -> _Tip:
