@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.orm import Session
 
+from contracts.v1.audit import AuditCheckpoint
 from node.db import DATABASE_URL, after_commit
 from node.home import load_identity
 from node.settings import NodeSettings
@@ -134,6 +135,17 @@ def disable(settings: NodeSettings) -> None:
 
 def checkpointer(settings: NodeSettings) -> Checkpointer | None:
     return _checkpointers.get(settings.db_url)
+
+
+def sign_now(settings: NodeSettings) -> AuditCheckpoint:
+    """A checkpoint on request (the steward's route): signed now, sent in the background."""
+    from node.audit import service  # noqa: PLC0415 - service imports this module
+
+    made = service.make_checkpoint(home=settings.home, settings=settings)
+    found = checkpointer(settings)
+    if found is not None:
+        found.publish_soon()
+    return made
 
 
 def note_append(session: Session, *, head: int) -> None:
