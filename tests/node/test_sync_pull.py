@@ -17,12 +17,15 @@ from contracts import signing
 from contracts.v1 import QueryRequest, QuerySpec, SignedAgreement
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
+from hub.audit import service as hub_audit
 from hub.auth.service import create_token
 from hub.db import init_db, make_engine
 from hub.federation import service as federation
 from hub.settings import HubSettings
 from node import home as node_home
 from node.agreements import service as node_agreements
+from node.audit import checkpoints
+from node.audit import service as node_audit
 from node.datasets import service as node_datasets
 from node.db import dispose_engines
 from node.ledger import service as ledger
@@ -253,3 +256,34 @@ def test_cli_enroll_and_pull_fail_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(sauti_app, ["node", "pull", "--home", str(home), "--once"])
     assert result.exit_code == 1
     assert "not_enrolled" in result.output
+
+
+def test_a_pull_node_publishes_checkpoints_of_what_it_answers(setup: PullSetup) -> None:
+    """Pull answers append like push ones: checkpoints fall due and reach the hub."""
+    settings = NodeSettings(home=setup.home, audit_checkpoint_every=4)
+    made = checkpoints.enable(settings)  # as `sauti node pull` does for its settings
+    assert made is not None
+    try:
+        asked = {_submit(setup) for _ in range(3)}
+        answered = 0
+        with httpx.Client() as client:
+            for _ in range(5):
+                answered += sync.poll_once(
+                    settings=settings, client=client, wait_seconds=2
+                ).answered
+                if answered == len(asked):
+                    break
+        assert answered == len(asked)
+        made.wait()
+    finally:
+        checkpoints.disable(settings)
+    node_id = node_home.load_identity(setup.home).node_id
+    engine = make_engine(setup.hub_settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            held = [c.seq for c in hub_audit.list_checkpoints(session=session, node_id=node_id)]
+    finally:
+        engine.dispose()
+    head = node_audit.snapshot(database_url=settings.db_url).head[0]
+    assert len(held) >= 2
+    assert head - max(held) < 2 * 4
