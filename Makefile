@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/migrations.py
 
 # The settings reference page is generated; unchanged code changes nothing.
