@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dp_audit.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/migrations.py
 	$(BIN)/python bench/login_timing.py
 

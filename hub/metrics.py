@@ -8,19 +8,20 @@ processes and the Celery workers report one truth (one grouped query per family)
 
 import hmac
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from sqlalchemy import JSON, ColumnElement, Text, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts import budget as exact
 from hub.exceptions import Unauthenticated
 from hub.federation.models import Node
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -82,11 +83,13 @@ class DatabaseCollector(Collector):
                 select(QueryNodeRow.outcome, func.count()).group_by(QueryNodeRow.outcome)
             ):
                 tasks.add_metric([outcome], n)
-            rho = _spec_rho(session)
-            for agreement_id, total in session.execute(
-                select(QueryRow.agreement_id, func.sum(rho)).group_by(QueryRow.agreement_id)
-            ):
-                spent.add_metric([agreement_id], float(total or 0.0))
+            # Summed exactly in Python (contracts.budget), not as SQL doubles, so 37 queries
+            # of 0.01 report 0.37; the gauge then carries the double nearest that total.
+            asked: dict[str, list[float]] = defaultdict(list)
+            for agreement_id, spec in session.execute(select(QueryRow.agreement_id, QueryRow.spec)):
+                asked[agreement_id].append(spec.get("rho", 0))
+            for agreement_id, costs in sorted(asked.items()):
+                spent.add_metric([agreement_id], float(exact.total(costs)))
             for node_id, at in session.execute(
                 select(QueryNodeRow.node_id, func.max(QueryNodeRow.answered_at))
                 .where(QueryNodeRow.outcome.in_(_NODE_ANSWERED))
@@ -99,25 +102,6 @@ class DatabaseCollector(Collector):
             ):
                 nodes.add_metric([status, mode], n)
         yield from (queries, tasks, spent, seen, nodes)
-
-
-# A `\u0000` escape not itself escaped (an odd number of backslashes before the `u`).
-_NUL_ESCAPE = r"(?<!\\)((?:\\\\)*)\\u0000"
-
-
-def _spec_rho(session: Session) -> ColumnElement[Any]:
-    """The spec's rho, readable whatever else the stored spec holds.
-
-    PostgreSQL refuses to read a json value holding a NUL escape as text ("unsupported
-    Unicode escape sequence"): one such spec, stored before the edge refused NUL, made every
-    scrape fail. On PostgreSQL the escape is dropped from the text before it is read.
-    """
-    spec: ColumnElement[Any] = QueryRow.spec.expression
-    if session.get_bind().dialect.name == "postgresql":
-        cleaned = func.regexp_replace(cast(QueryRow.spec, Text), _NUL_ESCAPE, r"\1", "g")
-        spec = cast(cleaned, JSON)
-    rho: ColumnElement[Any] = spec["rho"].as_float()
-    return rho
 
 
 def _aware(moment: datetime) -> datetime:

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 
 from hub import config_sources
+from hub.audit.reconcile import CHECKPOINT_OVERDUE_ENTRIES
 
 
 class OidcProviderSettings(BaseModel):
@@ -85,6 +86,11 @@ class HubSettings(BaseSettings):
     pull_lease_seconds: float = 60
     # Bearer token for GET /metrics (Prometheus); unset: no /metrics route at all.
     metrics_token: SecretStr | None = None
+    # A node is flagged as overdue with its audit checkpoints (auditor page and API,
+    # reconciliation) once more entries of its log than this have no signed checkpoint at
+    # the hub; live, each answered task counts as two entries, the fewest a node writes for
+    # one. Keep it above twice the nodes' NODE_AUDIT_CHECKPOINT_EVERY. 0: never flag.
+    checkpoint_overdue_entries: int = CHECKPOINT_OVERDUE_ENTRIES
     # Identity and access (hub/auth): shortest password accepted for a local account.
     password_min_length: int = 12
     # Failed logins in a row that lock an account (an admin can unlock it earlier).

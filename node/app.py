@@ -1,5 +1,8 @@
 """The node's FastAPI application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
@@ -10,6 +13,7 @@ from node.api import agreements as steward_agreements
 from node.api import audit, errors, steward
 from node.api.deps import check_request_text
 from node.api.router import router
+from node.audit import checkpoints
 from node.auth.router import router as steward_auth_router
 from node.datasets.router import router as datasets_router
 from node.datasets.router import uploads as dataset_uploads
@@ -23,9 +27,18 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 def create_app(settings: NodeSettings) -> FastAPI:
     engine_for(settings.db_url)  # create tables up front, not on the first request
+    checkpointer = checkpoints.enable(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if checkpointer is not None:
+            checkpointer.publish_soon()  # what a stop or an unreachable hub left pending
+        yield
+
     app = FastAPI(
         title="Sauti node",
         version="1",
+        lifespan=lifespan,
         # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
         # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
         docs_url=None,

@@ -99,7 +99,9 @@ class LedgerCollector(Collector):
         )
         with transaction(self.database_url) as session:
             for row in session.scalars(select(BudgetRow).order_by(BudgetRow.agreement_id)):
-                spent.add_metric([row.agreement_id], row.rho_spent)
+                # Prometheus values are doubles: the nearest one to the exact total, which is
+                # never above the budget's own double when the total is within the budget.
+                spent.add_metric([row.agreement_id], float(row.rho_spent))
                 charged.add_metric([row.agreement_id], row.queries)
         yield spent
         yield charged

@@ -8,6 +8,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 
+from contracts import budget as exact
 from contracts.v1 import DatasetContract, ErrorResponse
 from hub.assessments.exceptions import TemplateInvalid
 from hub.assessments.templates import (
@@ -95,10 +96,10 @@ def validate(
         for problem in exc.problems:
             typer.echo(f"problem: {problem}", err=True)
         fail(f"{exc.code}: {len(exc.problems)} problem(s) in {path.name}")
-    rho = sum(i.rho_per_node for i in template.dp_indicators)
+    rho = exact.add(*(i.rho_per_node for i in template.dp_indicators))
     typer.echo(
         f"ok: {template.id} v{template.version}: {len(template.indicators)} indicators "
-        f"({len(template.dp_indicators)} DP, rho {rho:g} per node per round)"
+        f"({len(template.dp_indicators)} DP, rho {exact.text(rho)} per node per round)"
     )
 
 

@@ -13,11 +13,18 @@ from typing import Annotated, Literal
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification, csv_chunks
 from hub.audit import service as hub_audit
-from hub.audit.reconcile import AuditLog, parse_export, reconcile, verify_export
+from hub.audit.reconcile import (
+    CHECKPOINT_OVERDUE_ENTRIES,
+    AuditLog,
+    parse_export,
+    reconcile,
+    verify_export,
+)
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
@@ -28,6 +35,7 @@ from node.exceptions import NodeError
 from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE
 from node.settings import NodeSettings
 from sauti.cli_common import echo_json, fail
+from sauti.node_options import settings_for
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -56,6 +64,22 @@ def _hub_session(home: Path) -> Iterator[Session]:
         fail(f"{exc.code}: {exc.message}")
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be read (a corrupt SQLite page, PostgreSQL gone) is one line
+    and exit 1, never a traceback: `verify` runs from cron, whose mail is read by people."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        fail(f"database_unreadable: cannot read the audit log's database ({_reason(exc)})")
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    # The driver's own first line ("database disk image is malformed"), never the SQL text.
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
 
 
 def _read_export(path: Path) -> AuditLog:
@@ -103,16 +127,17 @@ def verify(
         return
     if home is None:
         fail("give --home or --export")
-    if _side(home) == "node":
-        try:
-            result = node_audit.verify(
-                home=home, settings=NodeSettings(home=home), hub_checkpoints=extra
-            )
-        except NodeError as exc:
-            fail(exc.message)
-    else:
-        with _hub_session(home) as session:
-            result = hub_audit.verify(session=session, identity=load_hub_identity(home))
+    with _database_errors():
+        if _side(home) == "node":
+            try:
+                result = node_audit.verify(
+                    home=home, settings=NodeSettings(home=home), hub_checkpoints=extra
+                )
+            except NodeError as exc:
+                fail(exc.message)
+        else:
+            with _hub_session(home) as session:
+                result = hub_audit.verify(session=session, identity=load_hub_identity(home))
     _report(result, as_json)
 
 
@@ -179,17 +204,18 @@ def search(  # noqa: PLR0917 - typer maps each parameter to an option
         since=since,
         until=until,
     )
-    for shown, entry in enumerate(_entries(home, flt), start=1):
-        if as_json:
-            typer.echo(entry.model_dump_json())
-        else:
-            details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
-            typer.echo(
-                f"{entry.seq:>7} {entry.at.isoformat(timespec='seconds')} {entry.actor} "
-                f"{entry.action} {entry.object} {details}"
-            )
-        if shown >= limit:
-            break
+    with _database_errors():
+        for shown, entry in enumerate(_entries(home, flt), start=1):
+            if as_json:
+                typer.echo(entry.model_dump_json())
+            else:
+                details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
+                typer.echo(
+                    f"{entry.seq:>7} {entry.at.isoformat(timespec='seconds')} {entry.actor} "
+                    f"{entry.action} {entry.object} {details}"
+                )
+            if shown >= limit:
+                break
 
 
 @app.command("export")
@@ -222,23 +248,25 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
         until=until,
     )
     chunks: Iterator[str]
-    if fmt == "csv":
-        chunks = csv_chunks(_entries(home, flt))
-    elif _side(home) == "node":
-        settings = NodeSettings(home=home)
-        node_audit.record_export(database_url=settings.db_url, actor="cli", fmt=fmt, flt=flt)
-        chunks = (
-            line + "\n" for line in node_audit.export_lines(home=home, settings=settings, flt=flt)
-        )
-    else:
-        chunks = _hub_jsonl(home, flt)
-    if out is None:
-        for chunk in chunks:
-            typer.echo(chunk, nl=False)
-        return
-    with out.open("w", encoding="utf-8") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
+    with _database_errors():
+        if fmt == "csv":
+            chunks = csv_chunks(_entries(home, flt))
+        elif _side(home) == "node":
+            settings = settings_for(home)
+            node_audit.record_export(database_url=settings.db_url, actor="cli", fmt=fmt, flt=flt)
+            chunks = (
+                line + "\n"
+                for line in node_audit.export_lines(home=home, settings=settings, flt=flt)
+            )
+        else:
+            chunks = _hub_jsonl(home, flt)
+        if out is None:
+            for chunk in chunks:
+                typer.echo(chunk, nl=False)
+            return
+        with out.open("w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
     typer.echo(f"exported to {out}")
 
 
@@ -257,15 +285,16 @@ def checkpoint(
     """(Node) sign the chain head and publish pending checkpoints to the pinned hub URL."""
     if home is None or _side(home) != "node":
         fail("checkpoint runs on a node home (--home)")
-    settings = NodeSettings(home=home)
-    try:
-        made = node_audit.make_checkpoint(home=home, settings=settings)
-        typer.echo(f"signed checkpoint at entry {made.seq}")
-        if publish:
-            sent = node_audit.publish_pending(home=home, settings=settings)
-            typer.echo(f"published {sent} checkpoint(s) to the hub")
-    except NodeError as exc:
-        fail(f"{exc.code}: {exc.message}")
+    settings = settings_for(home)
+    with _database_errors():
+        try:
+            made = node_audit.make_checkpoint(home=home, settings=settings)
+            typer.echo(f"signed checkpoint at entry {made.seq}")
+            if publish:
+                sent = node_audit.publish_pending(home=home, settings=settings)
+                typer.echo(f"published {sent} checkpoint(s) to the hub")
+        except NodeError as exc:
+            fail(f"{exc.code}: {exc.message}")
 
 
 @app.command("reconcile")
@@ -275,6 +304,15 @@ def reconcile_command(
         Path | None, typer.Option("--hub-export", help="The hub's export (JSON Lines).")
     ] = None,
     home: Home = None,
+    overdue_entries: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-overdue-entries",
+            min=0,
+            help="Flag a node with more log entries than this after the newest checkpoint "
+            "the hub holds (0: never).",
+        ),
+    ] = CHECKPOINT_OVERDUE_ENTRIES,
     as_json: Json = False,
 ) -> None:
     """Compare the hub's log with each node's; list every difference, exit 1 if any."""
@@ -287,7 +325,9 @@ def reconcile_command(
     if not hub_log.header.complete:
         fail("the hub export is filtered; reconcile needs the whole log")
     try:
-        result = reconcile(hub_log, [_read_export(p) for p in node_exports])
+        result = reconcile(
+            hub_log, [_read_export(p) for p in node_exports], overdue_entries=overdue_entries
+        )
     except ValueError as exc:
         fail(f"invalid_export: {exc}")
     if as_json:

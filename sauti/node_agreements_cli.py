@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from contracts.agreement_rules import summary_text
+from contracts.budget import text as rho
 from contracts.v1 import SignedAgreement
 from node.agreements import service as agreements
 from node.agreements.schemas import NoticeReport, StatusOutcome
@@ -171,13 +172,13 @@ def agreements_budget(
             echo_json([line.model_dump(mode="json") for line in lines])
             return
         typer.echo(
-            f"{'agreement':<24} {'ver':>3} {'period':<9} {'budget':>8} {'spent':>8} "
-            f"{'left':>8} {'queries':>7} status"
+            f"{'agreement':<24} {'ver':>3} {'period':<9} {'budget':>10} {'spent':>10} "
+            f"{'left':>10} {'queries':>7} status"
         )
         for ln in lines:
             typer.echo(
-                f"{ln.agreement_id:<24} {ln.version:>3} {ln.period:<9} {ln.rho_budget:>8.4f} "
-                f"{ln.rho_spent:>8.4f} {ln.rho_remaining:>8.4f} {ln.queries:>7} {ln.status}"
+                f"{ln.agreement_id:<24} {ln.version:>3} {ln.period:<9} {rho(ln.rho_budget):>10} "
+                f"{rho(ln.rho_spent):>10} {rho(ln.rho_remaining):>10} {ln.queries:>7} {ln.status}"
             )
         return
     try:
@@ -190,8 +191,8 @@ def agreements_budget(
     ln = detail.line
     typer.echo(
         f"{ln.agreement_id} v{ln.version} ({ln.status}), period {ln.period}: "
-        f"spent rho {ln.rho_spent:.4f} of {ln.rho_budget:.4f}, {ln.rho_remaining:.4f} left "
-        f"after {ln.queries} queries (all time: {ln.rho_spent_all_time:.4f})"
+        f"spent rho {rho(ln.rho_spent)} of {rho(ln.rho_budget)}, {rho(ln.rho_remaining)} left "
+        f"after {ln.queries} queries (all time: {rho(ln.rho_spent_all_time)})"
     )
     for title, rows in (
         ("by organisation", detail.by_organisation),
@@ -200,11 +201,11 @@ def agreements_budget(
     ):
         typer.echo(f"\n{title}:")
         for row in rows:
-            typer.echo(f"  {row.key:<32} rho {row.rho:.4f} in {row.queries} queries")
+            typer.echo(f"  {row.key:<32} rho {rho(row.rho)} in {row.queries} queries")
     typer.echo("\ncharges:")
     for c in detail.charges:
         on = f"{c.measure}({c.column or ''}) by {','.join(c.group_by) or '-'}"
         typer.echo(
-            f"  {c.charged_at:%Y-%m-%d %H:%M} v{c.version} rho {c.rho:.4f} "
+            f"  {c.charged_at:%Y-%m-%d %H:%M} v{c.version} rho {rho(c.rho)} "
             f"{c.requested_by} ({c.organisation or 'hub'}) {c.dataset}: {on}"
         )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from contracts.budget import text as rho
 from node.auth import service as auth
 from node.exceptions import NodeError
 from node.home import init_home, pin_hub
@@ -73,12 +74,12 @@ def budget_command(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
         echo_json([line.model_dump(mode="json") for line in lines])
         return
     typer.echo(
-        f"{'agreement':<24} {'ver':>3} {'budget':>8} {'spent':>8} {'left':>8} {'queries':>7}"
+        f"{'agreement':<24} {'ver':>3} {'budget':>10} {'spent':>10} {'left':>10} {'queries':>7}"
     )
     for ln in lines:
         typer.echo(
-            f"{ln.agreement_id:<24} {ln.version:>3} {ln.rho_budget:>8.4f} {ln.rho_spent:>8.4f} "
-            f"{ln.rho_remaining:>8.4f} {ln.queries:>7}"
+            f"{ln.agreement_id:<24} {ln.version:>3} {rho(ln.rho_budget):>10} "
+            f"{rho(ln.rho_spent):>10} {rho(ln.rho_remaining):>10} {ln.queries:>7}"
         )
 
 

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from node.audit import checkpoints
 from node.settings import NodeSettings
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The node's home folder.")]
@@ -13,4 +14,9 @@ DEFAULT_HOME = Path("sauti-node")
 
 
 def settings_for(home: Path) -> NodeSettings:
-    return NodeSettings(home=home)
+    """The node's settings, with automatic audit checkpoints on for this process: any
+    command that appends to the chain (an import, a signature, a revocation) may make one
+    due, and the checkpoint is signed before the command ends."""
+    settings = NodeSettings(home=home)
+    checkpoints.enable(settings)
+    return settings

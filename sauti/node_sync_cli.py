@@ -10,6 +10,7 @@ import httpx
 import typer
 
 from node import metrics as node_metrics
+from node.audit import checkpoints
 from node.exceptions import NodeError
 from node.sync import service as sync
 from sauti.cli_common import data_free_logging, fail
@@ -63,6 +64,8 @@ def _pull(*, home: Path, once: bool, wait: float) -> None:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             node_metrics.serve_separately(settings)
+            if (made := checkpoints.checkpointer(settings)) is not None:
+                made.publish_soon()  # what a stop or an unreachable hub left pending
             try:
                 stats = sync.run_pull(settings=settings, stop=stop, wait_seconds=wait)
             except KeyboardInterrupt:

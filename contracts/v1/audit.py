@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from joserfc.jwk import OKPKey
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from contracts import signing
+from contracts.budget import Amount
 from contracts.errors import ContractError
 from contracts.signing import digest
 from contracts.spreadsheet import safe_cell
@@ -35,6 +36,53 @@ class AuditEntry(WireModel):
     details: dict[str, Any] = Field(default_factory=dict)
     prev_hash: str
     hash: str
+
+
+# Stands in for the time of a stored entry that no longer parses (verification only).
+UNREADABLE_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored_entry(
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    object: str,
+    details: str,
+    prev_hash: str,
+    hash: str,
+    lenient: bool = False,
+) -> AuditEntry:
+    """An entry from how both sides store it (`at` ISO text, `details` JSON text).
+
+    `lenient` (verification): a row that no longer parses was edited; a stand-in whose hash
+    cannot match is returned, so the chain check names that entry instead of stopping.
+    """
+    try:
+        return AuditEntry(
+            seq=seq,
+            at=datetime.fromisoformat(at),
+            actor=actor,
+            action=action,
+            object=object,
+            details=json.loads(details),
+            prev_hash=prev_hash,
+            hash=hash,
+        )
+    except (ValueError, ValidationError):
+        if not lenient:
+            raise
+        return AuditEntry.model_construct(
+            seq=seq,
+            at=UNREADABLE_AT,
+            actor=str(actor),
+            action=str(action),
+            object=str(object),
+            details={"unreadable": True},
+            prev_hash=str(prev_hash),
+            hash=str(hash),
+        )
 
 
 def entry_hash(
@@ -118,7 +166,7 @@ class ChainProblem(WireModel):
         "hash_mismatch",  # the entry was edited after it was written
         "broken_link",  # an entry before it was deleted, inserted or reordered
         "sequence_gap",  # a sequence number is missing, repeated or out of order
-        "head_mismatch",  # entries at the end were deleted (or the head was edited)
+        "head_mismatch",  # entries at the end were deleted or added, or the head was edited
         "checkpoint_mismatch",  # the chain differs from what its owner signed earlier
         "checkpoint_invalid",  # a checkpoint's signature does not verify (forged)
     ]
@@ -172,23 +220,38 @@ class ChainChecker:
         self.prev_hash = entry.hash
 
     def finish(self, head: tuple[int, str] | None) -> ChainProblem | None:
-        if (
-            self.problem is None
-            and head is not None
-            and tuple(head)
-            != (
-                self.count,
-                self.prev_hash,
-            )
-        ):
-            seq = self.count + 1
-            self.problem = ChainProblem(
-                seq=seq,
-                kind="head_mismatch",
-                message=f"the chain's head is entry {head[0]} but the entries end before "
-                f"entry {seq}",
-            )
+        if self.problem is None and head is not None:
+            self.problem = head_problem(head, last_seq=self.count, last_hash=self.prev_hash)
         return self.problem
+
+
+def head_problem(
+    head: tuple[int, str], *, last_seq: int, last_hash: str | None
+) -> ChainProblem | None:
+    """Does the head name the last entry? (`last_hash` None: only the numbers are known.)"""
+    head_seq, head_hash = head
+    if last_seq < head_seq:
+        return ChainProblem(
+            seq=last_seq + 1,
+            kind="head_mismatch",
+            message=f"the head names entry {head_seq} but the entries end at entry {last_seq} "
+            f"(entries after it were deleted)",
+        )
+    if last_seq > head_seq:
+        return ChainProblem(
+            seq=head_seq + 1,
+            kind="head_mismatch",
+            message=f"the entries run past the head: it names entry {head_seq}, the log holds "
+            f"entries up to {last_seq} (added without moving the head, or the head moved back)",
+        )
+    if last_hash is not None and last_hash != head_hash:
+        return ChainProblem(
+            seq=head_seq,
+            kind="head_mismatch",
+            message=f"the head's hash is not entry {head_seq}'s (the head or that entry was "
+            "edited)",
+        )
+    return None
 
 
 def check_chain(
@@ -242,10 +305,15 @@ def check_checkpoint(seen: dict[int, str], checkpoint: AuditCheckpoint) -> Chain
 
 
 class BudgetState(WireModel):
-    """A node's ledger for one agreement, exported beside its log for reconciliation."""
+    """A node's ledger for one agreement, exported beside its log for reconciliation.
+
+    `rho_spent` is the ledger's exact decimal, written as a decimal string ("0.37"), so an
+    auditor can check it against the sum of the charges in the log to the last digit. The
+    export is not signed; exports made before it became exact (a JSON number) still read.
+    """
 
     agreement_id: str
-    rho_spent: float
+    rho_spent: Amount
     queries: int
 
 
@@ -418,8 +486,16 @@ def verify_log(
     checkpoints: list[str],
     public_jwk: dict[str, Any] | None,
     previous_keys: Sequence[PastKey] = (),
+    last_seq: int | None = None,
+    as_of: datetime | None = None,
 ) -> AuditVerification:
     """Chain, head and every signed checkpoint of a node, in one pass.
+
+    A live log is verified as the snapshot its store read: `entries` up to `head`, and
+    `last_seq`, the highest sequence number stored at that same moment (a committed log
+    always has its head there, so more means entries added behind the head's back). Entries
+    appended while the check runs are simply not part of it. A checkpoint signed after the
+    snapshot (`as_of`, the owner's clock) for an entry beyond it is skipped, not failed.
 
     A checkpoint verifies with the owner's current key (`public_jwk`) or with one of its
     `previous_keys`, whichever was current at the checkpoint's `signed_at`. One that does
@@ -448,11 +524,15 @@ def verify_log(
                 message="a checkpoint names another node than the log's owner",
             )
             continue
+        if _after_snapshot(checkpoint, head=head, as_of=as_of):
+            continue
         valid.append(checkpoint)
     checker = ChainChecker(watch={c.seq for c in valid})
     for entry in entries:
         checker.feed(entry)
     problem = checker.finish(head)
+    if problem is None and head is not None and last_seq is not None:
+        problem = head_problem(head, last_seq=last_seq, last_hash=None)
     for checkpoint in valid:
         mismatch = check_checkpoint(checker.seen, checkpoint)
         if mismatch is not None and (problem is None or mismatch.seq < problem.seq):
@@ -464,6 +544,19 @@ def verify_log(
         head_seq=head[0] if head else checker.count,
         checkpoints_checked=len(valid),
         problem=forged or problem,
+    )
+
+
+def _after_snapshot(
+    checkpoint: AuditCheckpoint, *, head: tuple[int, str] | None, as_of: datetime | None
+) -> bool:
+    # Signed after the snapshot was read, for an entry beyond it: nothing to compare yet. One
+    # signed before it for an entry beyond it still fails: those entries were deleted.
+    return (
+        head is not None
+        and as_of is not None
+        and checkpoint.seq > head[0]
+        and utc(checkpoint.signed_at) > utc(as_of)
     )
 
 

@@ -1,10 +1,12 @@
 """Agreements in and out: a version with its status, signers and each party's standing."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.budget import Amount
 from contracts.v1 import SignedAgreement
 
 AgreementStatus = Literal[
@@ -48,7 +50,8 @@ class AgreementRead(BaseModel):
     signers: tuple[SignerRead, ...] = ()
     # Nodes that suspended or revoked at their end: they refuse, the others still answer.
     standings: tuple[PartyStanding, ...] = ()
-    rho_spent_at_hub: float = 0.0
+    # Exact decimal (JSON: a decimal string), like every budget amount.
+    rho_spent_at_hub: Amount = Decimal(0)
 
 
 class StatusChange(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts import signing
 from contracts.errors import ContractError
 from contracts.v1 import (
@@ -617,9 +618,10 @@ def _read(
             QueryRow.agreement_version == row.version,
         )
     )
+    # Summed exactly from each signed cost's shortest decimal (contracts.budget).
     rho = (
-        sum(
-            float(spec.get("rho", 0.0))
+        exact.total(
+            spec.get("rho", 0)
             for spec in session.scalars(
                 select(QueryRow.spec).where(
                     QueryRow.agreement_id == row.agreement_id,
@@ -628,7 +630,7 @@ def _read(
             )
         )
         if spent
-        else 0.0
+        else exact.ZERO
     )
     return AgreementRead(
         agreement=SignedAgreement(

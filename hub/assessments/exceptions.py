@@ -1,5 +1,8 @@
 """Assessment errors (see the tree in `hub.exceptions`); messages name no data value."""
 
+from decimal import Decimal
+
+from contracts.budget import text
 from hub.exceptions import Conflict, Forbidden, HubError, Invalid, NotFound
 
 
@@ -36,9 +39,10 @@ class RoundInvalid(Invalid):
 class RoundOverBudget(Forbidden):
     """A node cannot afford the round's DP indicators: nothing was started or charged."""
 
-    def __init__(self, shortfalls: list[tuple[str, float, float]]) -> None:
+    def __init__(self, shortfalls: list[tuple[str, Decimal, Decimal]]) -> None:
         parts = [
-            f"node {node} needs rho {need:.4f} but has {left:.4f} left (short by {need - left:.4f})"
+            f"node {node} needs rho {text(need)} but has {text(left)} left "
+            f"(short by {text(need - left)})"
             for node, need, left in shortfalls
         ]
         super().__init__("the round cannot start: " + "; ".join(parts), code="round_over_budget")

@@ -1,10 +1,12 @@
 """Assessment requests and answers on the API (separate in and out types)."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.budget import Amount
 from contracts.v1.agreement import Dissemination
 from contracts.v1.result import NodeStatus
 
@@ -32,7 +34,7 @@ class TemplateSummary(_Out):
     title: str
     indicators: int
     dp_indicators: int
-    rho_per_node: float
+    rho_per_node: Amount
     shipped: bool
 
 
@@ -48,12 +50,13 @@ class NodeCost(_Out):
     node_id: str
     country: str
     agreement_id: str
-    rho_needed: float
-    rho_remaining: float
+    # Exact decimals, like every budget amount (JSON: decimal strings).
+    rho_needed: Amount
+    rho_remaining: Amount
 
     @property
-    def shortfall(self) -> float:
-        return max(0.0, self.rho_needed - self.rho_remaining)
+    def shortfall(self) -> Decimal:
+        return max(Decimal(0), self.rho_needed - self.rho_remaining)
 
 
 class RoundPlan(_Out):

@@ -7,11 +7,13 @@ Every function is synchronous and takes a session; asking the round's federated 
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts.v1 import AgreementTerms, Filter, QueryResult, QuerySpec
 from contracts.v1.agreement import DISSEMINATION_ORDER
 from hub.agreements.models import AgreementVersion
@@ -62,7 +64,6 @@ from hub.queries.models import QueryNodeRow, QueryRow
 
 # Roles that run rounds and read every country's results.
 SECRETARIAT_ROLES = ("admin", "secretariat")
-RHO_TOLERANCE = 1e-9
 
 
 def _now() -> datetime:
@@ -94,7 +95,7 @@ def _summary(template: Template, *, shipped: bool) -> TemplateSummary:
         title=template.title,
         indicators=len(template.indicators),
         dp_indicators=len(template.dp_indicators),
-        rho_per_node=sum(i.rho_per_node for i in template.dp_indicators),
+        rho_per_node=exact.add(*(i.rho_per_node for i in template.dp_indicators)),
         shipped=shipped,
     )
 
@@ -189,7 +190,7 @@ def _period_start(terms: AgreementTerms, now: datetime) -> datetime | None:
 
 def rho_spent(
     *, session: Session, agreement_id: str, node_id: str, since: datetime | None
-) -> float:
+) -> Decimal:
     """Rho the hub has asked of a node under an agreement (refusals charge nothing).
 
     An upper bound of what the node's own ledger holds: the node is the authority and
@@ -204,12 +205,12 @@ def rho_spent(
             QueryNodeRow.outcome != "refused",
         )
     )
-    total = 0.0
+    asked = []
     for spec, created in session.execute(stmt):
         made = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
         if since is None or made >= since:
-            total += float(spec.get("rho", 0.0))
-    return total
+            asked.append(spec.get("rho", 0))
+    return exact.total(asked)
 
 
 def plan_round(*, session: Session, body: RoundCreate, user: User) -> Planned:
@@ -243,7 +244,7 @@ def plan_round(*, session: Session, body: RoundCreate, user: User) -> Planned:
                     f"agreement {agreement_id!r} has no active node in country {country}",
                     code="round_no_nodes",
                 )
-        rho_total = 0.0
+        rho_total = exact.ZERO
         for ind in template.dp_indicators:
             q = ind.query
             for dims in ind.breakdowns:
@@ -262,7 +263,7 @@ def plan_round(*, session: Session, body: RoundCreate, user: User) -> Planned:
                 except HubError as exc:
                     raise IndicatorRefused(ind.id, exc) from None
                 planned.append(PlannedQuery(indicator_id=ind.id, breakdown=dims, spec=spec))
-                rho_total += q.rho
+                rho_total = exact.add(rho_total, exact.rho(q.rho))
         since = _period_start(terms, now)
         for node in sorted(nodes, key=lambda n: n.node_id):
             spent = rho_spent(
@@ -274,7 +275,7 @@ def plan_round(*, session: Session, body: RoundCreate, user: User) -> Planned:
                     country=node.country,
                     agreement_id=agreement_id,
                     rho_needed=rho_total,
-                    rho_remaining=max(0.0, terms.rho_budget - spent),
+                    rho_remaining=exact.remaining(terms.rho_budget, spent),
                 )
             )
     session.rollback()
@@ -286,16 +287,14 @@ def plan_round(*, session: Session, body: RoundCreate, user: User) -> Planned:
         queries=len(planned),
         nodes=tuple(costs),
         dissemination=dissemination,
-        affordable=all(c.shortfall <= RHO_TOLERANCE for c in costs),
+        affordable=all(c.shortfall == 0 for c in costs),
     )
     return Planned(template=template, plan=plan, queries=tuple(planned))
 
 
 def check_affordable(planned: Planned) -> None:
     short = [
-        (c.node_id, c.rho_needed, c.rho_remaining)
-        for c in planned.plan.nodes
-        if c.shortfall > RHO_TOLERANCE
+        (c.node_id, c.rho_needed, c.rho_remaining) for c in planned.plan.nodes if c.shortfall > 0
     ]
     if short:
         raise RoundOverBudget(short)

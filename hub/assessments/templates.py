@@ -9,12 +9,14 @@ number within a range, or a rubric score, each mapped to a score on a common rub
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contracts import budget as exact
 from contracts.v1 import DatasetContract, Filter
 from contracts.v1.query import MAX_GROUP_BY, Measure
 from hub.assessments.exceptions import TemplateInvalid
@@ -70,8 +72,9 @@ class DpIndicator(_Frozen):
         return self
 
     @property
-    def rho_per_node(self) -> float:
-        return self.query.rho * len(self.breakdowns)
+    def rho_per_node(self) -> Decimal:
+        """One query per breakdown, each costing `query.rho` at every node (exact)."""
+        return exact.total([self.query.rho] * len(self.breakdowns))
 
 
 class ChoiceAnswer(_Frozen):

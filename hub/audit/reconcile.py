@@ -8,17 +8,22 @@ Rules (each broken rule is one listed difference):
   charge the node returned, `budget_released`, counts as none; a secure query's last node
   answers a plain request under the derived id the hub logged, `query.per_node_fallback`);
 - each node's spent budget per agreement equals the sum of its charges in its log;
-- each log's chain holds, and the hub's copies of a node's checkpoints match its chain.
+- each log's chain holds, and the hub's copies of a node's checkpoints match its chain;
+- the hub holds a signed checkpoint of each node's log that leaves at most
+  `overdue_entries` entries after it (HUB_CHECKPOINT_OVERDUE_ENTRIES).
 """
 
 import base64
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Literal
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from contracts import budget as exact
+from contracts.errors import RhoNotFinite
 from contracts.v1.audit import (
     AuditEntry,
     AuditExportHeader,
@@ -27,11 +32,13 @@ from contracts.v1.audit import (
     verify_log,
 )
 
-# Float sums of costs may differ from the ledger's running total in the last bits.
-RHO_TOLERANCE = 1e-9
+# Twice a node's default checkpoint cadence (NODE_AUDIT_CHECKPOINT_EVERY = 100): room for
+# one checkpoint signed but not yet published.
+CHECKPOINT_OVERDUE_ENTRIES = 200
 
 Kind = Literal[
     "chain_invalid",
+    "checkpoints_overdue",
     "export_incomplete",
     "node_log_missing",
     "release_without_hub_query",
@@ -93,6 +100,9 @@ def verify_export(log: AuditLog, *, checkpoints: list[str] | None = None) -> Aud
         public_jwk=header.public_jwk if header.side == "node" else None,
         # Keys the node rotated out are in its own log: checkpoints they signed still count.
         previous_keys=past_keys(log.entries) if header.side == "node" else (),
+        # The export is a snapshot at `exported_at` (the owner's clock, like `signed_at`):
+        # a checkpoint the hub received later is beyond it, not evidence of deletion.
+        as_of=header.exported_at,
     )
 
 
@@ -100,12 +110,14 @@ def _query(entry: AuditEntry) -> str | None:
     return entry.object.removeprefix("query:") if entry.object.startswith("query:") else None
 
 
-def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
+def reconcile(
+    hub: AuditLog, nodes: list[AuditLog], *, overdue_entries: int = CHECKPOINT_OVERDUE_ENTRIES
+) -> Reconciliation:
     if hub.header.side != "hub" or any(n.header.side != "node" for n in nodes):
         raise ValueError("expected one hub export and node exports")
     diffs: list[Difference] = []
     # What the hub sent: (query, node) -> rho; what it combined: (query, node) with "ok".
-    sent: dict[tuple[str, str], float] = {}
+    sent: dict[tuple[str, str], Decimal] = {}
     combined: set[tuple[str, str]] = set()
     attempts: dict[str, int] = {}  # secure aggregation: attempts the hub ran per query
     # A secure query's last node asked for a plain release under a derived id.
@@ -116,10 +128,10 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
             continue
         if e.action == "query.submitted":
             for node_id in e.details.get("nodes", []):
-                sent[(qid, str(node_id))] = float(e.details.get("rho", 0.0))
+                sent[(qid, str(node_id))] = _rho(e.details)
         elif e.action == "query.per_node_fallback":
             node, alias = str(e.details.get("node")), str(e.details.get("node_query_id"))
-            sent[(alias, node)] = float(e.details.get("rho", 0.0))
+            sent[(alias, node)] = _rho(e.details)
             renamed[(qid, node)] = alias
         elif e.action == "query.node_outcome":
             if e.details.get("outcome") == "ok":
@@ -143,6 +155,7 @@ def reconcile(hub: AuditLog, nodes: list[AuditLog]) -> Reconciliation:
             combined=combined,
             attempts=attempts,
             checkpoints=hub_checkpoints[node_id],
+            overdue_entries=overdue_entries,
         )
         verifications.append(check)
         diffs.extend(node_diffs)
@@ -171,16 +184,29 @@ def _reconcile_node(
     node_id: str,
     log: AuditLog,
     *,
-    sent: dict[tuple[str, str], float],
+    sent: dict[tuple[str, str], Decimal],
     combined: set[tuple[str, str]],
     attempts: dict[str, int],
     checkpoints: list[str],
+    overdue_entries: int,
 ) -> tuple[AuditVerification, list[Difference]]:
     diffs: list[Difference] = []
     check = verify_export(log, checkpoints=checkpoints)
     if check.problem is not None:
         diffs.append(
             Difference(kind="chain_invalid", node_id=node_id, message=check.problem.message)
+        )
+    covered = max((_checkpoint_field(t, "seq") for t in checkpoints), default=0)
+    uncovered = log.header.head_seq - covered
+    if overdue_entries > 0 and uncovered > overdue_entries:
+        diffs.append(
+            Difference(
+                kind="checkpoints_overdue",
+                node_id=node_id,
+                message=f"the hub holds no signed checkpoint for the last {uncovered} entries "
+                f"of this node's log (newest held: entry {covered}; flagged above "
+                f"{overdue_entries})",
+            )
         )
     if not log.header.complete:
         diffs.append(
@@ -192,7 +218,7 @@ def _reconcile_node(
         )
     stored: set[str] = set()
     charges: Counter[tuple[str, int]] = Counter()  # (query, secure attempt or 0)
-    charged_by_agreement: dict[str, float] = defaultdict(float)
+    charged_by_agreement: dict[str, Decimal] = defaultdict(Decimal)
     for e in log.entries:
         qid = _query(e)
         if qid is None:
@@ -212,12 +238,14 @@ def _reconcile_node(
         elif e.action == "budget_released":
             # A charge returned because its release failed before any noise was drawn.
             agreement = str(e.details.get("agreement_id", ""))
-            charged_by_agreement[agreement] -= float(e.details.get("rho", 0.0))
+            charged_by_agreement[agreement] = exact.EXACT.subtract(
+                charged_by_agreement[agreement], _rho(e.details)
+            )
             charges[(qid, int(e.details.get("attempt", 0)))] -= 1
         elif e.action == "budget_charged":
-            rho = float(e.details.get("rho", 0.0))
+            rho = _rho(e.details)
             agreement = str(e.details.get("agreement_id", ""))
-            charged_by_agreement[agreement] += rho
+            charged_by_agreement[agreement] = exact.add(charged_by_agreement[agreement], rho)
             charges[(qid, int(e.details.get("attempt", 0)))] += 1
             if (qid, node_id) not in sent:
                 diffs.append(
@@ -229,7 +257,7 @@ def _reconcile_node(
                         message="the node charged budget for a query the hub never sent it",
                     )
                 )
-            elif abs(sent[(qid, node_id)] - rho) > RHO_TOLERANCE:
+            elif sent[(qid, node_id)] != rho:
                 diffs.append(
                     Difference(
                         kind="charge_rho_mismatch",
@@ -259,15 +287,15 @@ def _reconcile_node(
                 )
             )
     for budget in log.header.budgets:
-        logged = charged_by_agreement.get(budget.agreement_id, 0.0)
-        if abs(budget.rho_spent - logged) > RHO_TOLERANCE:
+        logged = charged_by_agreement.get(budget.agreement_id, exact.ZERO)
+        if budget.rho_spent != logged:
             diffs.append(
                 Difference(
                     kind="budget_mismatch",
                     node_id=node_id,
                     agreement_id=budget.agreement_id,
-                    message="the node's spent budget differs from the sum of the charges "
-                    "in its log",
+                    message=f"the node's ledger says rho {exact.text(budget.rho_spent)} spent, "
+                    f"the charges in its log add up to {exact.text(logged)}",
                 )
             )
     for qid, answered_by in sorted(combined):
@@ -284,11 +312,30 @@ def _reconcile_node(
     return check, diffs
 
 
+def _rho(details: dict[str, Any]) -> Decimal:
+    """A cost as logged (a JSON number: the double that was signed), as its exact decimal."""
+    value = details.get("rho", 0)
+    try:
+        return exact.rho(value if isinstance(value, int | float) else str(value))
+    except (RhoNotFinite, ArithmeticError):
+        return exact.ZERO
+
+
 def _checkpoint_owner(token: str) -> str:
     """The node a checkpoint names, read without verifying (verification follows per node)."""
+    return str(_checkpoint_payload(token).get("node_id", ""))
+
+
+def _checkpoint_field(token: str, name: str) -> int:
+    """A number from a checkpoint, read without verifying (a forgery fails `verify_export`)."""
+    value = _checkpoint_payload(token).get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _checkpoint_payload(token: str) -> dict[str, Any]:
     try:
         payload = token.split(".")[1]
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return str(data.get("node_id", ""))
-    except (IndexError, ValueError, AttributeError):
-        return ""
+    except (IndexError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -10,7 +10,13 @@ from contracts import edge
 from contracts.v1 import Signed
 from contracts.v1.audit import AuditVerification
 from hub.audit import service
-from hub.audit.schemas import AuditQuery, CheckpointRead, EntryPage, ExportQuery
+from hub.audit.schemas import (
+    AuditQuery,
+    CheckpointRead,
+    EntryPage,
+    ExportQuery,
+    NodeCheckpointStatus,
+)
 from hub.deps import Auditor, SessionDep, StateDep
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -41,6 +47,16 @@ def list_checkpoints(
     node_id: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[CheckpointRead]:
     return service.list_checkpoints(session=session, node_id=node_id)
+
+
+@router.get("/checkpoints/status")
+def checkpoint_status(
+    _user: Auditor, session: SessionDep, state: StateDep
+) -> list[NodeCheckpointStatus]:
+    """Per node: the newest checkpoint the hub holds, answers since, and whether overdue."""
+    return service.checkpoint_status(
+        session=session, overdue_entries=state.settings.checkpoint_overdue_entries
+    )
 
 
 @router.get("/export", responses=edge.file_answer("application/x-ndjson", "text/csv"))

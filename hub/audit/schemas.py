@@ -36,6 +36,23 @@ class CheckpointRead(BaseModel):
     jws: str
 
 
+class NodeCheckpointStatus(BaseModel):
+    """Whether the hub holds a recent signed copy of one node's log.
+
+    `answers_since`: tasks the node answered (a release or a refusal, each at least two
+    entries of its log) after the hub received its newest checkpoint. `overdue`: an active
+    node whose uncovered entries (so counted) exceed `HUB_CHECKPOINT_OVERDUE_ENTRIES`.
+    """
+
+    node_id: str
+    node_status: str
+    newest_seq: int | None
+    newest_signed_at: datetime | None
+    newest_received_at: datetime | None
+    answers_since: int
+    overdue: bool
+
+
 class EntryPage(BaseModel):
     """One page of search results; pass `next_after_seq` as `after_seq` for the next page."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,11 +22,13 @@ from contracts.v1.audit import (
     first_bad_seq,
     matches,
     next_entry,
+    stored_entry,
     verify_log,
 )
 from hub.audit.exceptions import CheckpointConflict, CheckpointInvalid
 from hub.audit.models import AuditHead, AuditRow, CheckpointRow
-from hub.audit.schemas import CheckpointRead
+from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
+from hub.db import read_only
 from hub.home import HubIdentity
 
 BATCH = 5000
@@ -133,24 +135,37 @@ def _locked_tip(session: Session) -> _Tip:
     return tip
 
 
-def _from_row(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
+def _from_row(row: AuditRow, *, lenient: bool = False) -> AuditEntry:
+    return stored_entry(
         seq=row.seq,
-        at=datetime.fromisoformat(row.at),
+        at=row.at,
         actor=row.actor,
         action=row.action,
         object=row.object,
-        details=json.loads(row.details),
+        details=row.details,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        lenient=lenient,
     )
 
 
-def iter_entries(*, session: Session, flt: AuditFilter | None = None) -> Iterator[AuditEntry]:
-    """Entries in sequence order, in batches, so a long chain streams in constant memory."""
+def iter_entries(
+    *,
+    session: Session,
+    flt: AuditFilter | None = None,
+    upto: int | None = None,
+    lenient: bool = False,
+) -> Iterator[AuditEntry]:
+    """Entries in sequence order, in batches, so a long chain streams in constant memory.
+
+    `upto` stops at a snapshot's head: entries never change once written, so those up to it
+    read the same in later statements, whatever is appended meanwhile.
+    """
     after = 0
     while True:
         stmt = select(AuditRow).where(AuditRow.seq > after)
+        if upto is not None:
+            stmt = stmt.where(AuditRow.seq <= upto)
         if flt is not None and flt.since is not None:
             stmt = stmt.where(AuditRow.at >= at_text(flt.since))
         if flt is not None and flt.until is not None:
@@ -159,7 +174,8 @@ def iter_entries(*, session: Session, flt: AuditFilter | None = None) -> Iterato
             stmt = stmt.where(AuditRow.actor == f"user:{flt.analyst}")
         if flt is not None and flt.action is not None:
             stmt = stmt.where(AuditRow.action == flt.action)
-        batch = [_from_row(r) for r in session.scalars(stmt.order_by(AuditRow.seq).limit(BATCH))]
+        rows = session.scalars(stmt.order_by(AuditRow.seq).limit(BATCH))
+        batch = [_from_row(r, lenient=lenient) for r in rows]
         if not batch:
             return
         after = batch[-1].seq
@@ -196,13 +212,36 @@ def verify_chain(*, session: Session) -> int | None:
     return first_bad_seq(iter_entries(session=session))
 
 
+def snapshot(*, session: Session) -> tuple[tuple[int, str], int]:
+    """The head and the highest stored entry, read in one statement (one snapshot)."""
+    tip = session.execute(_SNAPSHOT).one()
+    found = (tip[0], tip[1]) if tip[0] is not None else (0, GENESIS)
+    return found, tip[2] or 0
+
+
+_SNAPSHOT = select(
+    select(AuditHead.seq).where(AuditHead.id == 1).scalar_subquery(),
+    select(AuditHead.hash).where(AuditHead.id == 1).scalar_subquery(),
+    select(func.max(AuditRow.seq)).scalar_subquery(),
+)
+
+
 def verify(*, session: Session, identity: HubIdentity) -> AuditVerification:
-    """The hub's own chain against its head (node checkpoints are checked per node log)."""
+    """The hub's own chain up to the head it reads first (node checkpoints: per node log).
+
+    Entries appended while it runs are left to the next run, so it verifies a busy hub.
+    It only reads: on a session not yet in a transaction, SQLite reads a snapshot without
+    taking the write lock, so a long chain's check never holds up the hub's writers.
+    """
+    if not session.in_transaction():
+        read_only(session)
+    tip, last_seq = snapshot(session=session)
     return verify_log(
         side="hub",
         owner_id=identity.hub_id,
-        entries=iter_entries(session=session),
-        head=head(session=session),
+        entries=iter_entries(session=session, upto=tip[0], lenient=True),
+        head=tip,
+        last_seq=last_seq,
         checkpoints=[],
         public_jwk=None,
     )
@@ -236,23 +275,9 @@ def receive_checkpoint(
         raise NodeRemoved()
     if node.node_id != node_id:
         raise CheckpointInvalid("the checkpoint is signed by another node than the one in the path")
-    existing = session.scalars(
-        select(CheckpointRow).where(
-            CheckpointRow.node_id == node_id, CheckpointRow.seq == checkpoint.seq
-        )
-    ).first()
+    existing = _held(session, node_id=node_id, seq=checkpoint.seq)
     if existing is not None:
-        if existing.hash == checkpoint.hash:
-            return _checkpoint_read(existing)
-        append(
-            session=session,
-            actor=f"node:{node_id}",
-            action="audit.checkpoint_conflict",
-            object=f"node:{node_id}",
-            details={"node": node_id, "seq": checkpoint.seq, "hash": checkpoint.hash},
-        )
-        session.commit()
-        raise CheckpointConflict()
+        return _same_or_conflict(session, existing, node_id=node_id, checkpoint=checkpoint)
     row = CheckpointRow(
         node_id=node_id,
         seq=checkpoint.seq,
@@ -261,7 +286,16 @@ def receive_checkpoint(
         received_at=at_text(datetime.now(UTC)),
         jws=jws,
     )
-    session.add(row)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # Another copy of this checkpoint was stored by a concurrent request first (the
+        # unique (node_id, seq) made this one wait for it): answer as for a repeat.
+        existing = _held(session, node_id=node_id, seq=checkpoint.seq)
+        if existing is None:
+            raise
+        return _same_or_conflict(session, existing, node_id=node_id, checkpoint=checkpoint)
     append(
         session=session,
         actor=f"node:{node_id}",
@@ -273,6 +307,29 @@ def receive_checkpoint(
     return _checkpoint_read(row)
 
 
+def _held(session: Session, *, node_id: str, seq: int) -> CheckpointRow | None:
+    return session.scalars(
+        select(CheckpointRow).where(CheckpointRow.node_id == node_id, CheckpointRow.seq == seq)
+    ).first()
+
+
+def _same_or_conflict(
+    session: Session, existing: CheckpointRow, *, node_id: str, checkpoint: AuditCheckpoint
+) -> CheckpointRead:
+    """The same head again is accepted as it was; another hash at that seq is refused."""
+    if existing.hash == checkpoint.hash:
+        return _checkpoint_read(existing)
+    append(
+        session=session,
+        actor=f"node:{node_id}",
+        action="audit.checkpoint_conflict",
+        object=f"node:{node_id}",
+        details={"node": node_id, "seq": checkpoint.seq, "hash": checkpoint.hash},
+    )
+    session.commit()
+    raise CheckpointConflict()
+
+
 def _checkpoint_read(row: CheckpointRow) -> CheckpointRead:
     return CheckpointRead(
         node_id=row.node_id,
@@ -282,6 +339,51 @@ def _checkpoint_read(row: CheckpointRow) -> CheckpointRead:
         received_at=datetime.fromisoformat(row.received_at),
         jws=row.jws,
     )
+
+
+# A node writes at least this many entries for each task it answers (request, decision).
+ENTRIES_PER_ANSWER = 2
+# Task outcomes the node itself wrote to its log for (a release or its own refusal).
+_ANSWERED = ("ok", "refused")
+
+
+def checkpoint_status(*, session: Session, overdue_entries: int) -> list[NodeCheckpointStatus]:
+    """Per registered node: the newest checkpoint the hub holds and what it answered since.
+
+    The hub cannot count a node's entries, only the tasks it answered; each is at least
+    `ENTRIES_PER_ANSWER` entries, so a node shown overdue certainly has more than
+    `overdue_entries` entries without a signed copy here (0: nobody is flagged).
+    """
+    # Imported here: federation's service imports this module (to append) at import time.
+    from hub.federation.models import Node  # noqa: PLC0415
+    from hub.queries.models import QueryNodeRow  # noqa: PLC0415
+
+    newest: dict[str, CheckpointRow] = {}
+    for row in session.scalars(select(CheckpointRow).order_by(CheckpointRow.seq)):
+        newest[row.node_id] = row
+    found = []
+    for node in session.scalars(select(Node).order_by(Node.node_id)):
+        held = newest.get(node.node_id)
+        stmt = select(func.count()).where(
+            QueryNodeRow.node_id == node.node_id, QueryNodeRow.outcome.in_(_ANSWERED)
+        )
+        if held is not None:
+            stmt = stmt.where(QueryNodeRow.answered_at > datetime.fromisoformat(held.received_at))
+        answers = int(session.scalar(stmt) or 0)
+        found.append(
+            NodeCheckpointStatus(
+                node_id=node.node_id,
+                node_status=node.status,
+                newest_seq=held.seq if held else None,
+                newest_signed_at=datetime.fromisoformat(held.signed_at) if held else None,
+                newest_received_at=datetime.fromisoformat(held.received_at) if held else None,
+                answers_since=answers,
+                overdue=node.status == "active"
+                and overdue_entries > 0
+                and answers * ENTRIES_PER_ANSWER > overdue_entries,
+            )
+        )
+    return found
 
 
 def list_checkpoints(*, session: Session, node_id: str | None = None) -> list[CheckpointRead]:
@@ -310,21 +412,21 @@ def export_jsonl(
     *, session: Session, identity: HubIdentity, flt: AuditFilter | None = None
 ) -> Iterator[str]:
     """JSON Lines: an AuditExportHeader (with every node checkpoint), then one entry a line."""
+    exported_at = datetime.now(UTC)  # before the head is read: the snapshot's moment
     seq, digest = head(session=session)
     header = AuditExportHeader(
         side="hub",
         owner_id=identity.hub_id,
         public_jwk=identity.public_jwk,
-        exported_at=datetime.now(UTC),
+        exported_at=exported_at,
         head_seq=seq,
         head_hash=digest,
         complete=flt is None or flt == AuditFilter(),
         checkpoints=tuple(c.jws for c in list_checkpoints(session=session)),
     )
     yield header.model_dump_json() + "\n"
-    for entry in iter_entries(session=session, flt=flt):
-        if entry.seq > seq:
-            break  # appended during the export: the header's head is where it ends
+    # Entries appended during the export are after the header's head: not part of it.
+    for entry in iter_entries(session=session, flt=flt, upto=seq):
         yield entry.model_dump_json() + "\n"
 
 

@@ -65,7 +65,7 @@ def check_release(
         and release.dataset == request.spec.dataset
         and release.measure == request.spec.measure
         and release.group_by == result_dims(request.spec)
-        and abs(release.rho - request.rho) <= 1e-12
+        and release.rho == request.rho  # the cost charged is the one signed, to the bit
         and (contract_version is None or release.contract_version == contract_version)
     )
     if not matches:

@@ -359,7 +359,7 @@ class _Protocol:
             contribution.attempt,
             contribution.roster_digest,
             contribution.request_digest,
-            abs(contribution.rho - request.rho) <= 1e-12 and contribution.keys == keys,
+            contribution.rho == request.rho and contribution.keys == keys,
         ) != (
             self._plan.query_id,
             member.node_id,

@@ -7,6 +7,7 @@ left untranslated, falls back to the English msgid.
 
 import gettext
 import math
+from decimal import Decimal
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -83,8 +84,12 @@ def significant_decimals(value: float, figures: int) -> int:
     return len(text.split(".")[1]) if "." in text else 0
 
 
-def format_number(value: float, *, language: str, digits: int = 2) -> str:
-    """A number in the reader's locale (grouping, decimal sign, native digits)."""
+def format_number(value: float | Decimal, *, language: str, digits: int = 2) -> str:
+    """A number in the reader's locale (grouping, decimal sign, native digits).
+
+    A Decimal is an exact budget amount: shown with at least `digits` decimals and never
+    rounded, so a page can never show more spent than was (or less left).
+    """
     try:
         locale = Locale.parse(language)
     except (UnknownLocaleError, ValueError):
@@ -92,6 +97,7 @@ def format_number(value: float, *, language: str, digits: int = 2) -> str:
     # The locale's own integer grouping (lakh for ne and bn), with fixed decimals.
     pattern = locale.decimal_formats[None].pattern.split(";")[0].split(".")[0]
     pattern += "." + "0" * digits if digits > 0 else ""
-    text = format_decimal(value, format=pattern, locale=locale)
+    exact = isinstance(value, Decimal)
+    text = format_decimal(value, format=pattern, locale=locale, decimal_quantization=not exact)
     table = _NATIVE_DIGITS.get(language)
     return text.translate(table) if table else text

@@ -530,7 +530,11 @@ def audit_page(
         entries, more = service.audit_search(session=session, params=params)
     except FormInvalid as exc:
         entries, more, error = [], False, exc.message
-    verification, checkpoints = service.chain_status(session=session, identity=state.identity)
+    verification, checkpoints, status = service.chain_status(
+        session=session,
+        identity=state.identity,
+        overdue_entries=state.settings.checkpoint_overdue_entries,
+    )
     export_query = "&".join(f"{k}={quote(v)}" for k, v in _export_params(params).items() if v)
     return _page(
         request,
@@ -541,6 +545,7 @@ def audit_page(
         more=more,
         verification=verification,
         checkpoints=checkpoints,
+        checkpoint_status=status,
         export_query=export_query,
         error=error,
         status_code=422 if error else 200,
@@ -573,7 +578,10 @@ async def reconcile(
                 if not contents:
                     raise FormInvalid("choose at least one node export file")
                 result = service.reconcile_uploads(
-                    session=session, identity=state.identity, uploads=contents
+                    session=session,
+                    identity=state.identity,
+                    uploads=contents,
+                    overdue_entries=state.settings.checkpoint_overdue_entries,
                 )
             except FormInvalid as exc:
                 return _page(request, viewer, "reconcile.html", error=exc.message, status_code=422)

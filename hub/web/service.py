@@ -5,12 +5,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts.agreement_rules import HUB_DIMS, Section, plain_language
 from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
@@ -18,7 +20,7 @@ from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
 from hub.audit import service as audit
 from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
-from hub.audit.schemas import CheckpointRead
+from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
 from hub.auth import service as auth_service
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
@@ -73,13 +75,13 @@ class QueryForm:
     dims: tuple[str, ...] = ()
     group_slots: int = 0
     rho_cap: float = 0.0
-    rho_budget: float = 0.0
-    rho_spent: float = 0.0
+    rho_budget: Decimal = exact.ZERO
+    rho_spent: Decimal = exact.ZERO
     values: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def rho_left(self) -> float:
-        return max(self.rho_budget - self.rho_spent, 0.0)
+    def rho_left(self) -> Decimal:
+        return exact.remaining(self.rho_budget, self.rho_spent)
 
     @property
     def default_rho(self) -> float:
@@ -118,7 +120,7 @@ def query_form(
         dims=(*terms.dims, *HUB_DIMS),
         group_slots=min(terms.max_dims, 3),
         rho_cap=terms.rho_per_query_max,
-        rho_budget=terms.rho_budget,
+        rho_budget=exact.rho(terms.rho_budget),
         rho_spent=chosen.rho_spent_at_hub,
         values=values or {},
     )
@@ -507,17 +509,19 @@ def audit_search(
 
 
 def chain_status(
-    *, session: Session, identity: HubIdentity
-) -> tuple[AuditVerification, list[CheckpointRead]]:
-    """The hub chain's verification and the node checkpoints it holds."""
+    *, session: Session, identity: HubIdentity, overdue_entries: int
+) -> tuple[AuditVerification, list[CheckpointRead], list[NodeCheckpointStatus]]:
+    """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
+    session.rollback()  # a fresh transaction: verification reads without the write lock
     verification = audit.verify(session=session, identity=identity)
     checkpoints = audit.list_checkpoints(session=session)
+    status = audit.checkpoint_status(session=session, overdue_entries=overdue_entries)
     session.rollback()
-    return verification, checkpoints
+    return verification, checkpoints, status
 
 
 def reconcile_uploads(
-    *, session: Session, identity: HubIdentity, uploads: Sequence[bytes]
+    *, session: Session, identity: HubIdentity, uploads: Sequence[bytes], overdue_entries: int
 ) -> Reconciliation:
     """Reconcile the hub's whole log with the node exports an auditor uploaded."""
     hub_log = parse_export(list(audit.export_jsonl(session=session, identity=identity)))
@@ -529,7 +533,7 @@ def reconcile_uploads(
         except (ValueError, UnicodeDecodeError) as exc:
             raise FormInvalid(f"file {number} is not a node audit export (JSON Lines)") from exc
     try:
-        return reconcile(hub_log, nodes)
+        return reconcile(hub_log, nodes, overdue_entries=overdue_entries)
     except ValueError as exc:
         raise FormInvalid("upload node exports only (the hub's own log is read here)") from exc
 

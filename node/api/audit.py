@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from contracts import edge
 from contracts.v1.audit import AuditCheckpoint, AuditEntry, AuditVerification, csv_chunks
 from node.api.deps import SettingsDep, StewardDep
+from node.audit import checkpoints
 from node.audit import service as audit
 from node.audit.schemas import AuditQuery, ExportQuery
 
@@ -37,8 +38,8 @@ async def verify(settings: SettingsDep, _steward: StewardDep) -> AuditVerificati
 
 @router.post("/checkpoints", response_model=AuditCheckpoint, status_code=201)
 async def checkpoint(settings: SettingsDep, _steward: StewardDep) -> AuditCheckpoint:
-    """Sign the chain head now; publish with `sauti audit checkpoint` or automatically."""
-    return await run_in_threadpool(audit.make_checkpoint, home=settings.home, settings=settings)
+    """Sign the chain head now; it is sent to the pinned hub URL in the background."""
+    return await run_in_threadpool(checkpoints.sign_now, settings)
 
 
 @router.get("/export", responses=edge.file_answer("application/x-ndjson", "text/csv"))

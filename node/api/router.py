@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header
+from fastapi import APIRouter, Header
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -10,7 +10,6 @@ from contracts.v1 import NodeInfo, OfferAnswer, Signed
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from node import metrics
 from node.api.deps import SettingsDep
-from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction
 from node.home import load_identity
@@ -46,12 +45,9 @@ def info(settings: SettingsDep) -> NodeInfo:
 async def query(
     body: Signed,
     settings: SettingsDep,
-    background: BackgroundTasks,
     hub_key_rotation: Annotated[str | None, Header(alias=HUB_KEY_ROTATION_HEADER)] = None,
 ) -> Signed:
     # Blocking work (DB, polars, OpenDP) runs in the thread pool, off the event loop.
-    # Audit checkpoints are signed and published after the response, off the query path.
-    background.add_task(audit.maybe_checkpoint, home=settings.home, settings=settings)
     if hub_key_rotation is not None:
         # The hub announces a new key with the first request it signs with it.
         await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, insert, select, update
+from joserfc.jwk import OKPKey
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,12 +29,14 @@ from contracts.v1.audit import (
     first_bad_seq,
     matches,
     next_entry,
+    stored_entry,
     verify_log,
 )
+from node.audit import checkpoints as automatic
 from node.audit.exceptions import CheckpointNotPublished
 from node.audit.models import AuditHead, AuditRow, CheckpointRow
 from node.db import transaction
-from node.home import load_identity, load_key
+from node.home import NodeIdentity, load_identity, load_key
 from node.ledger.models import BudgetRow
 from node.settings import NodeSettings
 
@@ -110,6 +113,8 @@ def append_many(session: Session, events: Sequence[Event]) -> list[int]:
     connection = session.connection()
     connection.execute(_INSERT, rows)
     connection.execute(_MOVE_HEAD, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+    # The one place every path appends through: a checkpoint due now is signed on commit.
+    automatic.note_append(session, head=tip.seq)
     return [row["seq"] for row in rows]
 
 
@@ -126,16 +131,17 @@ def _row_values(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def _from_row(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
+def _from_row(row: AuditRow, *, lenient: bool = False) -> AuditEntry:
+    return stored_entry(
         seq=row.seq,
-        at=datetime.fromisoformat(row.at),
+        at=row.at,
         actor=row.actor,
         action=row.action,
         object=row.object,
-        details=json.loads(row.details),
+        details=row.details,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        lenient=lenient,
     )
 
 
@@ -161,18 +167,30 @@ def _locked_tip(session: Session) -> _Tip:
     return tip
 
 
-def iter_entries(*, database_url: str, flt: AuditFilter | None = None) -> Iterator[AuditEntry]:
-    """Entries in sequence order, read in batches so a long chain streams in constant memory."""
+def iter_entries(
+    *,
+    database_url: str,
+    flt: AuditFilter | None = None,
+    upto: int | None = None,
+    lenient: bool = False,
+) -> Iterator[AuditEntry]:
+    """Entries in sequence order, read in batches so a long chain streams in constant memory.
+
+    `upto` stops at a snapshot's head: entries are never changed once written, so those up
+    to it read the same in later transactions, whatever is appended meanwhile.
+    """
     after = 0
     while True:
         with transaction(database_url) as session:
             stmt = select(AuditRow).where(AuditRow.seq > after)
+            if upto is not None:
+                stmt = stmt.where(AuditRow.seq <= upto)
             if flt is not None and flt.since is not None:
                 stmt = stmt.where(AuditRow.at >= at_text(flt.since))
             if flt is not None and flt.until is not None:
                 stmt = stmt.where(AuditRow.at < at_text(flt.until))
             rows = session.execute(stmt.order_by(AuditRow.seq).limit(BATCH)).scalars().all()
-            batch = [_from_row(r) for r in rows]
+            batch = [_from_row(r, lenient=lenient) for r in rows]
         if not batch:
             return
         after = batch[-1].seq
@@ -211,23 +229,81 @@ def verify_chain(*, database_url: str) -> int | None:
 
 def checkpoints(*, database_url: str) -> list[str]:
     with transaction(database_url) as session:
-        return list(
-            session.execute(select(CheckpointRow.jws).order_by(CheckpointRow.seq)).scalars()
+        return _checkpoint_tokens(session)
+
+
+def _checkpoint_tokens(session: Session) -> list[str]:
+    return list(session.execute(select(CheckpointRow.jws).order_by(CheckpointRow.seq)).scalars())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the log's state; verify and export stop at its head.
+
+    `last_seq` is the highest entry stored at that moment (a committed log has its head
+    there), `as_of` the node's clock just before the read.
+    """
+
+    as_of: datetime
+    head: tuple[int, str]
+    last_seq: int
+    checkpoints: list[str]
+    budgets: list[BudgetState]
+
+
+def snapshot(*, database_url: str) -> Snapshot:
+    """Head, last entry, checkpoints and budgets as of one moment, while appends go on.
+
+    SQLite: the transaction holds the write lock. PostgreSQL: one REPEATABLE READ snapshot,
+    so the budgets are exactly those charged by the entries up to the head.
+    """
+    as_of = datetime.now(UTC)
+    with transaction(database_url) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        tip = session.execute(_SNAPSHOT).one()
+        rows = session.execute(select(BudgetRow).order_by(BudgetRow.agreement_id)).scalars()
+        budgets = [
+            BudgetState(agreement_id=r.agreement_id, rho_spent=r.rho_spent, queries=r.queries)
+            for r in rows
+        ]
+        return Snapshot(
+            as_of=as_of,
+            head=(tip[0], tip[1]) if tip[0] is not None else (0, GENESIS),
+            last_seq=tip[2] or 0,
+            checkpoints=_checkpoint_tokens(session),
+            budgets=budgets,
         )
+
+
+# The head and the highest stored entry in one statement: one snapshot even where each
+# statement of a transaction sees its own (PostgreSQL's READ COMMITTED).
+_SNAPSHOT = select(
+    select(AuditHead.seq).where(AuditHead.id == 1).scalar_subquery(),
+    select(AuditHead.hash).where(AuditHead.id == 1).scalar_subquery(),
+    select(func.max(AuditRow.seq)).scalar_subquery(),
+)
 
 
 def verify(
     *, home: Path, settings: NodeSettings, hub_checkpoints: list[str] | None = None
 ) -> AuditVerification:
-    """Chain, head, this node's own checkpoints and any the hub holds (e.g. from its export)."""
+    """Chain, head, this node's own checkpoints and any the hub holds (e.g. from its export).
+
+    Verifies the snapshot it reads first, so a node answering queries meanwhile verifies
+    (cron); everything appended after that snapshot is left to the next run.
+    """
     identity = load_identity(home)
     url = settings.db_url
+    snap = snapshot(database_url=url)
     return verify_log(
         side="node",
         owner_id=identity.node_id,
-        entries=iter_entries(database_url=url),
-        head=head(database_url=url),
-        checkpoints=checkpoints(database_url=url) + list(hub_checkpoints or []),
+        entries=iter_entries(database_url=url, upto=snap.head[0], lenient=True),
+        head=snap.head,
+        last_seq=snap.last_seq,
+        as_of=snap.as_of,
+        checkpoints=snap.checkpoints + list(hub_checkpoints or []),
         public_jwk=identity.public_jwk,
         previous_keys=[
             PastKey(public_jwk=k.public_jwk, retired_at=k.retired_at)
@@ -237,36 +313,33 @@ def verify(
 
 
 def budgets(*, database_url: str) -> list[BudgetState]:
-    with transaction(database_url) as session:
-        rows = session.execute(select(BudgetRow).order_by(BudgetRow.agreement_id)).scalars()
-        return [
-            BudgetState(agreement_id=r.agreement_id, rho_spent=r.rho_spent, queries=r.queries)
-            for r in rows
-        ]
+    return snapshot(database_url=database_url).budgets
 
 
 def export_lines(
     *, home: Path, settings: NodeSettings, flt: AuditFilter | None = None
 ) -> Iterator[str]:
-    """JSON Lines: an AuditExportHeader, then one AuditEntry per line."""
+    """JSON Lines: an AuditExportHeader, then one AuditEntry per line, up to its head.
+
+    Header and entries are one snapshot: the budgets are those the exported charges add
+    up to, and the checkpoints none beyond the head (a busy node exports consistently).
+    """
     identity = load_identity(home)
     url = settings.db_url
-    seq, digest = head(database_url=url)
+    snap = snapshot(database_url=url)
     header = AuditExportHeader(
         side="node",
         owner_id=identity.node_id,
         public_jwk=identity.public_jwk,
-        exported_at=datetime.now(UTC),
-        head_seq=seq,
-        head_hash=digest,
+        exported_at=snap.as_of,
+        head_seq=snap.head[0],
+        head_hash=snap.head[1],
         complete=flt is None or flt == AuditFilter(),
-        budgets=tuple(budgets(database_url=url)),
-        checkpoints=tuple(checkpoints(database_url=url)),
+        budgets=tuple(snap.budgets),
+        checkpoints=tuple(snap.checkpoints),
     )
     yield header.model_dump_json()
-    for entry in iter_entries(database_url=url, flt=flt):
-        if entry.seq > seq:
-            break  # appended during the export: the header's head is where it ends
+    for entry in iter_entries(database_url=url, flt=flt, upto=snap.head[0]):
         yield entry.model_dump_json()
 
 
@@ -282,36 +355,94 @@ def record_export(*, database_url: str, actor: str, fmt: str, flt: AuditFilter) 
         )
 
 
+CHECKPOINT_SIGNED = "checkpoint_signed"
+
+
 def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
-    """Sign the current chain head with the node's key and keep it, pending publication."""
+    """Sign the current chain head with the node's key and keep it, pending publication.
+
+    Idempotent: when nothing but the last checkpoint's own entry came after it, that
+    checkpoint is returned rather than a new one at the next sequence number.
+    """
     identity = load_identity(home)
     key = load_key(home)
     with transaction(settings.db_url) as session:
         tip = _locked_tip(session)
-        existing = session.get(CheckpointRow, tip.seq)
-        if existing is not None:
+        latest = _latest_checkpoint(session)
+        if latest is not None and _covers_head(session, latest.seq, tip.seq):
             return signing.verify_model(
-                existing.jws, signing.load_public_key(identity.public_jwk), AuditCheckpoint
+                latest.jws, signing.load_public_key(identity.public_jwk), AuditCheckpoint
             )
-        checkpoint = AuditCheckpoint(
-            node_id=identity.node_id, seq=tip.seq, hash=tip.hash, signed_at=datetime.now(UTC)
+        return _sign_head(session, identity=identity, key=key, tip=tip)
+
+
+def checkpoint_if_due(*, home: Path, settings: NodeSettings) -> tuple[AuditCheckpoint | None, int]:
+    """Sign the head if `audit_checkpoint_every` entries came after the last checkpoint.
+
+    Decided under the chain's lock, so concurrent triggers sign once: the others find the
+    new checkpoint and return (None, its seq). Returns the checkpoint made (or None) and the
+    sequence number of the newest checkpoint.
+    """
+    every = settings.audit_checkpoint_every
+    identity = load_identity(home)
+    key = load_key(home)
+    with transaction(settings.db_url) as session:
+        tip = _locked_tip(session)
+        latest = _latest_checkpoint(session)
+        last = latest.seq if latest is not None else 0
+        # More than the checkpoint's own entry must have come after it (every=1 included).
+        if tip.seq - last < max(every, 1) or (latest is not None and tip.seq <= last + 1):
+            return None, last
+        return _sign_head(session, identity=identity, key=key, tip=tip), tip.seq
+
+
+def latest_checkpoint_seq(session: Session) -> int:
+    """The newest checkpoint's sequence number (0: none yet), in the caller's transaction."""
+    latest = session.execute(select(func.max(CheckpointRow.seq))).scalar_one()
+    return int(latest or 0)
+
+
+def _latest_checkpoint(session: Session) -> CheckpointRow | None:
+    return session.execute(
+        select(CheckpointRow).order_by(CheckpointRow.seq.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def _covers_head(session: Session, checkpoint_seq: int, tip_seq: int) -> bool:
+    if tip_seq == checkpoint_seq:
+        return True
+    if tip_seq != checkpoint_seq + 1:
+        return False
+    after = session.get(AuditRow, tip_seq)
+    return (
+        after is not None
+        and after.action == CHECKPOINT_SIGNED
+        and after.object == f"checkpoint:{checkpoint_seq}"
+    )
+
+
+def _sign_head(
+    session: Session, *, identity: NodeIdentity, key: OKPKey, tip: _Tip
+) -> AuditCheckpoint:
+    checkpoint = AuditCheckpoint(
+        node_id=identity.node_id, seq=tip.seq, hash=tip.hash, signed_at=datetime.now(UTC)
+    )
+    session.add(
+        CheckpointRow(
+            seq=checkpoint.seq,
+            hash=checkpoint.hash,
+            jws=signing.sign(checkpoint, key),
+            signed_at=at_text(checkpoint.signed_at),
+            published_at=None,
         )
-        session.add(
-            CheckpointRow(
-                seq=checkpoint.seq,
-                hash=checkpoint.hash,
-                jws=signing.sign(checkpoint, key),
-                signed_at=at_text(checkpoint.signed_at),
-                published_at=None,
-            )
-        )
-        append(
-            session,
-            actor="node",
-            action="checkpoint_signed",
-            object=f"checkpoint:{checkpoint.seq}",
-            details={"seq": checkpoint.seq, "hash": checkpoint.hash},
-        )
+    )
+    append(
+        session,
+        actor="node",
+        action=CHECKPOINT_SIGNED,
+        object=f"checkpoint:{checkpoint.seq}",
+        details={"seq": checkpoint.seq, "hash": checkpoint.hash},
+    )
     return checkpoint
 
 
@@ -354,31 +485,3 @@ def _error_code(response: httpx.Response) -> str:
         return str(response.json()["error"]["code"])
     except (ValueError, KeyError, TypeError):
         return f"http_{response.status_code}"
-
-
-def maybe_checkpoint(
-    *, home: Path, settings: NodeSettings, transport: httpx.BaseTransport | None = None
-) -> None:
-    """Checkpoint every `audit_checkpoint_every` entries and publish when the hub is reachable.
-
-    Runs after the response (a background task), never in the query's own path; failures
-    are logged and retried next time, since pending checkpoints are kept.
-    """
-    every = settings.audit_checkpoint_every
-    if every <= 0:
-        return
-    url = settings.db_url
-    # One short transaction for both reads: this runs after every query response.
-    with transaction(url) as session:
-        tip = session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).first()
-        last = session.execute(select(CheckpointRow.seq).order_by(CheckpointRow.seq.desc())).first()
-    seq = tip[0] if tip is not None else 0
-    if seq - (last[0] if last else 0) < every:
-        return
-    make_checkpoint(home=home, settings=settings)
-    if load_identity(home).hub_url is None:
-        return
-    try:
-        publish_pending(home=home, settings=settings, transport=transport)
-    except CheckpointNotPublished as exc:
-        log.warning("audit checkpoint not published: %s", exc.message)

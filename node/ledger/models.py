@@ -1,20 +1,24 @@
 """Tables of the privacy budget ledger and of stored releases keyed by query id."""
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import DateTime, Float, Integer, String, Text
+from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.db import Base
+from node.db import Base, ExactDecimal
 
 
 class BudgetRow(Base):
-    """Spent zCDP budget of one agreement at this node; locked for every charge."""
+    """Spent zCDP budget of one agreement at this node; locked for every charge.
+
+    Every rho here is an exact decimal (ExactDecimal), so totals equal the sum of charges.
+    """
 
     __tablename__ = "budgets"
 
     agreement_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    rho_spent: Mapped[float] = mapped_column(Float)
+    rho_spent: Mapped[Decimal] = mapped_column(ExactDecimal())
     queries: Mapped[int] = mapped_column(Integer)
 
 
@@ -26,7 +30,7 @@ class ReleaseRow(Base):
     query_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     agreement_id: Mapped[str] = mapped_column(String(100))
     request_digest: Mapped[str] = mapped_column(String(64))
-    rho: Mapped[float] = mapped_column(Float)
+    rho: Mapped[Decimal] = mapped_column(ExactDecimal())
     created_at: Mapped[str] = mapped_column(String(40))
     release: Mapped[str | None] = mapped_column(Text, nullable=True)
 
@@ -44,7 +48,7 @@ class BudgetCharge(Base):
     query_id: Mapped[str] = mapped_column(String(36), unique=True)
     agreement_id: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    rho: Mapped[float] = mapped_column(Float)
+    rho: Mapped[Decimal] = mapped_column(ExactDecimal())
     # Naive UTC on SQLite, timestamptz on PostgreSQL: compared only with UTC bounds.
     charged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     period: Mapped[str] = mapped_column(String(20))

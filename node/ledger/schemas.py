@@ -2,27 +2,33 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.budget import Amount
+
 
 class BudgetLine(BaseModel):
-    """One agreement's budget in the current period, under the newest version signed here."""
+    """One agreement's budget in the current period, under the newest version signed here.
+
+    Amounts are exact decimals (JSON: decimal strings such as "0.37"), never float sums.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     agreement_id: str
     version: int
-    rho_budget: float
-    rho_spent: float
-    rho_remaining: float
+    rho_budget: Amount
+    rho_spent: Amount
+    rho_remaining: Amount
     queries: int
     budget_period: str = "validity"
     period: str = "validity"
     period_start: datetime | None = None
     period_end: datetime | None = None
-    rho_spent_all_time: float = 0.0
+    rho_spent_all_time: Amount = Decimal(0)
     status: str = "active"
 
 
@@ -33,7 +39,7 @@ class ChargeRead(BaseModel):
 
     query_id: str
     version: int
-    rho: float
+    rho: Amount
     charged_at: datetime
     period: str
     requested_by: str
@@ -48,7 +54,7 @@ class SpendBy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str
-    rho: float
+    rho: Amount
     queries: int
 
 

@@ -4,17 +4,19 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts.agreement_rules import budget_window, period_label
 from contracts.v1 import AgreementTerms
 from node.agreements.exceptions import AgreementUnknown
 from node.agreements.models import AgreementRow
-from node.db import transaction, url_for
+from node.db import exact_sum, transaction, url_for
 from node.ledger.exceptions import BudgetExhausted, QueryIdConflict
 from node.ledger.models import BudgetCharge, BudgetRow, ReleaseRow
 from node.ledger.schemas import (
@@ -27,8 +29,6 @@ from node.ledger.schemas import (
 )
 from node.settings import NodeSettings
 
-# Float sums of costs may land a hair above the budget they exactly fill.
-RHO_TOLERANCE = 1e-12
 # Who spent a budget when the request does not say (requests from hubs before v1 carried it).
 HUB = "hub"
 
@@ -39,21 +39,26 @@ def _utc(moment: datetime) -> datetime:
 
 
 def spent_in_period(
-    session: Session, *, terms: AgreementTerms, now: datetime, lifetime: float
-) -> tuple[float, int]:
-    """Rho spent and queries charged under this agreement (any version) in `now`'s period."""
+    session: Session, *, terms: AgreementTerms, now: datetime, lifetime: Decimal
+) -> tuple[Decimal, int]:
+    """Rho spent (exactly) and queries charged under this agreement in `now`'s period."""
     start, end = budget_window(terms, now)
-    stmt = select(func.coalesce(func.sum(BudgetCharge.rho), 0.0), func.count()).where(
-        BudgetCharge.agreement_id == terms.agreement_id
-    )
-    if start is not None and end is not None:
-        stmt = stmt.where(BudgetCharge.charged_at >= start, BudgetCharge.charged_at < end)
-    rho, queries = session.execute(stmt).one()
-    if start is None:
-        # The whole validity is one period: the lifetime total also holds charges made
+    if start is None or end is None:
+        # The whole validity is one period: the lifetime total is that period's sum of
+        # charges (kept exactly, in the same transactions), and also holds charges made
         # before per-charge rows existed.
-        return max(float(rho), lifetime), int(queries)
-    return float(rho), int(queries)
+        queries = session.execute(
+            select(func.count()).where(BudgetCharge.agreement_id == terms.agreement_id)
+        ).scalar_one()
+        return lifetime, int(queries)
+    rho, queries = session.execute(
+        select(exact_sum(BudgetCharge.rho), func.count()).where(
+            BudgetCharge.agreement_id == terms.agreement_id,
+            BudgetCharge.charged_at >= start,
+            BudgetCharge.charged_at < end,
+        )
+    ).one()
+    return rho, int(queries)
 
 
 def reserve(
@@ -68,17 +73,19 @@ def reserve(
 ) -> Reservation:
     """In the caller's transaction: look up the query id, else charge `rho` and record intent.
 
-    The budget row is locked first (FOR UPDATE; BEGIN IMMEDIATE on SQLite), so concurrent
-    requests under one agreement are serialised and can never overspend. The budget is the
-    one of `now`'s period by the agreement's calendar, spent by every version alike, so an
-    amendment never resets what was spent.
+    `rho` is the request's cost as it came over the wire; the ledger charges its shortest
+    decimal (contracts.budget) and keeps every total exact. The budget row is locked first
+    (FOR UPDATE; BEGIN IMMEDIATE on SQLite), so concurrent requests under one agreement are
+    serialised and can never overspend. The budget is the one of `now`'s period by the
+    agreement's calendar, spent by every version alike, so an amendment never resets what
+    was spent.
     """
     now = _utc(now or datetime.now(UTC))
     budget = session.execute(
         select(BudgetRow).where(BudgetRow.agreement_id == terms.agreement_id).with_for_update()
     ).scalar_one_or_none()
     if budget is None:
-        budget = BudgetRow(agreement_id=terms.agreement_id, rho_spent=0.0, queries=0)
+        budget = BudgetRow(agreement_id=terms.agreement_id, rho_spent=exact.ZERO, queries=0)
         session.add(budget)
         session.flush()
     existing = session.get(ReleaseRow, str(query_id))
@@ -88,15 +95,16 @@ def reserve(
         if existing.release is not None:
             return Reservation(outcome="stored", release_jws=existing.release)
         return Reservation(outcome="pending")
-    _check_covers(session, terms=terms, rho=rho, now=now, lifetime=budget.rho_spent)
-    budget.rho_spent += rho
+    cost = exact.rho(rho)
+    _check_covers(session, terms=terms, cost=cost, now=now, lifetime=budget.rho_spent)
+    budget.rho_spent = exact.add(budget.rho_spent, cost)
     budget.queries += 1
     session.add(
         ReleaseRow(
             query_id=str(query_id),
             agreement_id=terms.agreement_id,
             request_digest=request_digest,
-            rho=rho,
+            rho=cost,
             created_at=now.isoformat(),
             release=None,
         )
@@ -107,7 +115,7 @@ def reserve(
             query_id=str(query_id),
             agreement_id=terms.agreement_id,
             version=info.version,
-            rho=rho,
+            rho=cost,
             charged_at=now,
             period=period_label(terms, now),
             analyst=info.analyst,
@@ -138,26 +146,34 @@ def release_reservation(session: Session, *, query_id: UUID, request_digest: str
     intent = session.get(ReleaseRow, str(query_id), with_for_update=True)
     if intent is None or intent.release is not None or intent.request_digest != request_digest:
         return None
-    budget.rho_spent = max(0.0, budget.rho_spent - intent.rho)
+    # Exact, as the charge was: the running total comes back to what it was before it.
+    budget.rho_spent = max(exact.ZERO, exact.EXACT.subtract(budget.rho_spent, intent.rho))
     budget.queries = max(0, budget.queries - 1)
     session.execute(delete(BudgetCharge).where(BudgetCharge.query_id == str(query_id)))
     session.delete(intent)
     session.flush()
-    return intent.rho
+    # The chain records costs as the JSON numbers the hub signed.
+    return float(intent.rho)
 
 
 def check_covers(session: Session, *, terms: AgreementTerms, rho: float, now: datetime) -> None:
     """Raise BudgetExhausted unless `now`'s period can still cover `rho` (charges nothing)."""
     budget = session.get(BudgetRow, terms.agreement_id)
-    lifetime = budget.rho_spent if budget is not None else 0.0
-    _check_covers(session, terms=terms, rho=rho, now=_utc(now), lifetime=lifetime)
+    lifetime = budget.rho_spent if budget is not None else exact.ZERO
+    _check_covers(session, terms=terms, cost=exact.rho(rho), now=_utc(now), lifetime=lifetime)
 
 
 def _check_covers(
-    session: Session, *, terms: AgreementTerms, rho: float, now: datetime, lifetime: float
+    session: Session, *, terms: AgreementTerms, cost: Decimal, now: datetime, lifetime: Decimal
 ) -> None:
-    spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
-    if spent + rho > terms.rho_budget + RHO_TOLERANCE:
+    # Exact: a budget of 0.37 admits exactly 37 charges of 0.01, and never a 38th. For the
+    # whole validity that is one locked row (no scan); a calendar period sums its charges.
+    start, end = budget_window(terms, now)
+    if start is None or end is None:
+        spent = lifetime
+    else:
+        spent, _ = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
+    if not exact.covers(budget=terms.rho_budget, spent=spent, cost=cost):
         raise BudgetExhausted(
             "term rho_budget: the agreement's privacy budget at this node for the current "
             "period cannot cover this query"
@@ -199,7 +215,7 @@ def _line(session: Session, rows: list[AgreementRow], now: datetime) -> BudgetLi
     latest = rows[-1]
     terms = AgreementTerms.model_validate_json(latest.terms)
     budget = session.get(BudgetRow, latest.agreement_id)
-    lifetime = budget.rho_spent if budget else 0.0
+    lifetime = budget.rho_spent if budget else exact.ZERO
     spent, queries = spent_in_period(session, terms=terms, now=now, lifetime=lifetime)
     if terms.budget_period == "validity" and budget is not None:
         queries = max(queries, budget.queries)
@@ -207,9 +223,9 @@ def _line(session: Session, rows: list[AgreementRow], now: datetime) -> BudgetLi
     return BudgetLine(
         agreement_id=latest.agreement_id,
         version=latest.version,
-        rho_budget=terms.rho_budget,
+        rho_budget=exact.rho(terms.rho_budget),
         rho_spent=spent,
-        rho_remaining=max(0.0, terms.rho_budget - spent),
+        rho_remaining=exact.remaining(terms.rho_budget, spent),
         queries=queries,
         budget_period=terms.budget_period,
         period=period_label(terms, now),
@@ -283,9 +299,10 @@ def budget_detail(
 
 
 def _sums(charges: list[ChargeRead], key: Callable[[ChargeRead], str]) -> tuple[SpendBy, ...]:
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    grouped: dict[str, list[Decimal]] = defaultdict(list)
     for charge in charges:
-        entry = totals[key(charge)]
-        entry[0] += charge.rho
-        entry[1] += 1
-    return tuple(SpendBy(key=k, rho=v[0], queries=int(v[1])) for k, v in sorted(totals.items()))
+        grouped[key(charge)].append(charge.rho)
+    return tuple(
+        SpendBy(key=k, rho=exact.add(*costs), queries=len(costs))
+        for k, costs in sorted(grouped.items())
+    )

@@ -10,6 +10,7 @@ import gettext
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,19 @@ def digits(text: str, lang: str) -> str:
     return text.translate(table) if table else text
 
 
-def number(value: float | int, lang: str, *, places: int | None = None) -> str:
-    """A number in the language's grouping and digits; `places` fixes the decimals shown."""
+def number(value: float | int | Decimal, lang: str, *, places: int | None = None) -> str:
+    """A number in the language's grouping and digits; `places` fixes the decimals shown.
+
+    A Decimal is an exact budget amount: `places` is then the fewest decimals shown, and it
+    is never rounded, so a page can never show more spent than was (or less left).
+    """
     pattern = None
     if places is not None:
         # The language's own grouping (lakh for ne and bn), with exactly `places` decimals.
         grouping = Locale.parse(lang).decimal_formats[None].pattern.split(";")[0].split(".")[0]
         pattern = grouping + ("." + "0" * places if places else "")
-    text = format_decimal(value, format=pattern, locale=lang)
+    exact = isinstance(value, Decimal)
+    text = format_decimal(value, format=pattern, locale=lang, decimal_quantization=not exact)
     return digits(text, lang)
 
 

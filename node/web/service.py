@@ -12,10 +12,12 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import ValidationError
 
+from contracts import budget as exact
 from contracts.agreement_rules import PURPOSE_CODES, one_person_release_chance
 from contracts.v1 import AgreementTerms, Column, DatasetContract, SignedAgreement
 from contracts.v1.audit import AuditEntry, AuditFilter
@@ -156,9 +158,9 @@ class DatasetView:
 class ChartPoint:
     at: datetime
     query_id: str
-    rho: float
-    spent: float
-    remaining: float
+    rho: Decimal
+    spent: Decimal
+    remaining: Decimal
 
 
 @dataclass(frozen=True)
@@ -169,12 +171,12 @@ class BudgetChart:
     height: int
     path: str
     budget_y: float
-    rho_budget: float
-    rho_spent: float
+    rho_budget: Decimal
+    rho_spent: Decimal
     start: datetime
     end: datetime
     points: list[ChartPoint]
-    ticks: list[tuple[float, float]] = field(default_factory=list)
+    ticks: list[tuple[float, Decimal]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -619,22 +621,23 @@ def budget_chart(
     end = max(moment, charges[-1].charged_at if charges else moment)
     if end <= start:
         end = start + timedelta(hours=1)
-    top = max(line.rho_budget, line.rho_spent) or 1.0
+    top = max(line.rho_budget, line.rho_spent) or Decimal(1)
     plot_w = CHART_WIDTH - _LEFT - _RIGHT
     plot_h = CHART_HEIGHT - _TOP - _BOTTOM
 
     def x(at: datetime) -> float:
         return round(_LEFT + plot_w * (at - start) / (end - start), 1)
 
-    def y(rho: float) -> float:
-        return round(_TOP + plot_h * (1 - rho / top), 1)
+    def y(rho: Decimal) -> float:
+        # Drawing only: the amounts shown beside the chart stay exact.
+        return round(_TOP + plot_h * (1 - float(rho) / float(top)), 1)
 
-    spent = 0.0
-    steps = [f"M{x(start)},{y(0)}"]
+    spent = exact.ZERO
+    steps = [f"M{x(start)},{y(exact.ZERO)}"]
     points = []
     for charge in charges:
         steps.append(f"H{x(charge.charged_at)}")
-        spent += charge.rho
+        spent = exact.add(spent, charge.rho)
         steps.append(f"V{y(spent)}")
         points.append(
             ChartPoint(
@@ -642,7 +645,7 @@ def budget_chart(
                 query_id=charge.query_id,
                 rho=charge.rho,
                 spent=spent,
-                remaining=max(line.rho_budget - spent, 0.0),
+                remaining=exact.remaining(line.rho_budget, spent),
             )
         )
     steps.append(f"H{x(end)}")
@@ -656,7 +659,7 @@ def budget_chart(
         start=start,
         end=end,
         points=points,
-        ticks=[(y(top * f), top * f) for f in (0.0, 0.5, 1.0)],
+        ticks=[(y(top * f), top * f) for f in (Decimal(0), Decimal("0.5"), Decimal(1))],
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from contracts.budget import text as rho
 from contracts.v1 import (
     AgreementTerms,
     DatasetRef,
@@ -431,8 +432,8 @@ def run_demo(
                 for line in lines:
                     echo(
                         f"  {node_id:<26} {line.agreement_id} v{line.version}: "
-                        f"spent {line.rho_spent:.3f} of {line.rho_budget:.3f}, "
-                        f"remaining {line.rho_remaining:.3f} after {line.queries} queries"
+                        f"spent {rho(line.rho_spent)} of {rho(line.rho_budget)}, "
+                        f"remaining {rho(line.rho_remaining)} after {line.queries} queries"
                     )
             echo(f"\nResults written to {out.resolve()} (CSV and JSON per question).")
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
@@ -86,8 +87,8 @@ def test_start_up_refuses_an_old_schema_unless_allowed(
 ) -> None:
     schema = schema_of(app)
     schema.migrate(engine)
-    # A later release would ship a new revision; its head is what the code then asks for.
-    monkeypatch.setattr(schema, "head", lambda: "0099")
+    # A later release would ship a newer revision; its head is what the code then asks for.
+    monkeypatch.setattr(schema, "head", lambda: "9000")
     with pytest.raises(APPS[app][2], match=f"sauti {app} migrate"):
         schema.ensure_schema(engine, upgrade=False)
 
@@ -197,3 +198,47 @@ def test_hub_0004_moves_pinned_keys_into_the_key_history(engine: Engine) -> None
         ("two", "k2", False, False, False),
         ("two", "k3", True, True, True),
     ]
+
+
+@pytest.mark.parametrize("app", ["node"])
+def test_node_0003_turns_float_budgets_into_exact_decimals(engine: Engine) -> None:
+    node_schema.migrate(engine)
+    node_schema.downgrade(engine, "0002")
+    charge = text(
+        "INSERT INTO budget_charges (query_id, agreement_id, version, rho, charged_at, period,"
+        " dataset, measure, group_by) VALUES (:q, :a, 1, :rho, '2026-01-01 00:00:00+00:00',"
+        " 'validity', 'survey', 'count', '[]')"
+    )
+    with engine.begin() as conn:
+        conn.execute(charge, [{"q": f"q{i}", "a": "mou", "rho": 0.01} for i in range(37)])
+        # Charges made before per-charge rows existed: the running total keeps them.
+        conn.execute(charge, [{"q": "old", "a": "legacy", "rho": 0.2}])
+        conn.execute(
+            text("INSERT INTO budgets (agreement_id, rho_spent, queries) VALUES (:a, :s, :n)"),
+            [
+                {"a": "mou", "s": sum([0.01] * 37), "n": 37},  # 0.37000000000000016
+                {"a": "legacy", "s": 0.5, "n": 3},
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO releases (query_id, agreement_id, request_digest, rho, created_at)"
+                " VALUES ('r', 'mou', 'd', :rho, '2026-01-01T00:00:00+00:00')"
+            ),
+            {"rho": 0.0123456789012345},
+        )
+    assert node_schema.migrate(engine) == ("0002", node_schema.head())
+    with engine.connect() as conn:
+        spent = dict(conn.execute(text("SELECT agreement_id, rho_spent FROM budgets")).all())
+        charges = {str(r) for (r,) in conn.execute(text("SELECT rho FROM budget_charges"))}
+        release = conn.execute(text("SELECT rho FROM releases")).scalar_one()
+    assert {k: Decimal(str(v)) for k, v in spent.items()} == {
+        "mou": Decimal("0.37"),
+        "legacy": Decimal("0.5"),
+    }
+    assert charges == {"0.01", "0.2"}
+    # 17 significant digits survive (both databases' own casts keep only 15).
+    assert Decimal(str(release)) == Decimal("0.0123456789012345")
+    node_schema.downgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT rho FROM releases")).scalar_one() == 0.0123456789012345

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from contracts import budget as exact
 from contracts.v1 import QueryResult
 from sauti.cli import app
 from sauti.demo.run import questions, run_demo
@@ -58,7 +59,7 @@ def test_demo_answers_every_question_and_leaves_nothing_running(tmp_path: Path) 
     for lines in report.budgets.values():
         (line,) = lines
         assert line.queries == len(asked)
-        assert line.rho_spent == pytest.approx(sum(q.spec.rho for q in asked))
+        assert line.rho_spent == exact.total(q.spec.rho for q in asked)
         assert line.rho_remaining < line.rho_budget
     assert "analyst token" in text
     assert len(report.files) == 2 * len(asked)

@@ -13,6 +13,7 @@ truth outside the interval) has probability below 27 x 9.1e-5 < 0.25%.
 import base64
 import logging
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -101,9 +102,9 @@ def _query(hub: Hub, **spec: object) -> dict[str, object]:
     return result
 
 
-def _spent(home: Path) -> float:
+def _spent(home: Path) -> Decimal:
     lines = ledger.budget_report(home=home, settings=NodeSettings(home=home))
-    return sum(line.rho_spent for line in lines)
+    return sum((line.rho_spent for line in lines), Decimal(0))
 
 
 def test_one_module_query_across_three_surveys(
@@ -141,7 +142,7 @@ def test_one_module_query_across_three_surveys(
         assert outcomes[node_id]["error_code"] == "variable_not_collected"
         assert "disability_status" in outcomes[node_id]["message"]
         assert _spent(homes[node_id]) == before[node_id]
-    assert _spent(homes["ke-dpo"]) == pytest.approx(before["ke-dpo"] + RHO)
+    assert _spent(homes["ke-dpo"]) == before["ke-dpo"] + Decimal(repr(RHO))
     by_variable = {v["variable"]: v for v in count["variables"]}  # type: ignore[union-attr]
     assert by_variable["disability_status"]["answered"] == ["ke-dpo"]
     assert sorted(by_variable["disability_status"]["not_collected"]) == ["bd-swn", "np-dalit"]

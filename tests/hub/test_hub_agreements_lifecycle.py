@@ -136,7 +136,7 @@ def test_amendment_is_a_new_version_and_old_ones_stay_readable(
     )
     assert {r.agreement_version for n in sim_nodes for r in n.requests} == {2}
     versions = hub.client.get("/v1/agreements/lnob-2026/versions", headers=sec).json()
-    assert [v["rho_spent_at_hub"] for v in versions] == [0.0, 0.2]
+    assert [v["rho_spent_at_hub"] for v in versions] == ["0", "0.2"]
 
 
 def test_node_notices_record_each_partys_standing(

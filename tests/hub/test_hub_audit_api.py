@@ -84,7 +84,7 @@ def test_every_kind_of_tampering_names_the_first_bad_entry(
         )
     )
     session.commit()
-    assert _problem(session, hub_home) == ("head_mismatch", 10)
+    assert _problem(session, hub_home) == ("head_mismatch", 9)
     # Delete in the middle.
     session.execute(delete(AuditRow).where(AuditRow.seq.in_((2, 9))))
     session.commit()

@@ -1,6 +1,7 @@
 """Reconciliation of hub and node logs from their exports, and the `sauti audit` commands."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,9 @@ def _node_events(
     return events
 
 
-def _node(events: list[tuple[str, str, dict[str, Any]]], spent: float, queries: int) -> AuditLog:
+def _node(
+    events: list[tuple[str, str, dict[str, Any]]], spent: float | Decimal, queries: int
+) -> AuditLog:
     return _export(
         "node",
         NODE,
@@ -250,3 +253,55 @@ def test_cli_reconcile_and_verify_exports(tmp_path: Path) -> None:
     nowhere = runner.invoke(app, ["audit", "verify", "--home", str(tmp_path)])
     assert nowhere.exit_code == 1
     assert "neither a node home" in nowhere.output
+
+
+def test_budgets_and_charges_are_compared_exactly() -> None:
+    """Three charges of 0.1 fill 0.3 exactly; a ledger left at the float sum does not."""
+    hub = _hub({"q1": "ok", "q2": "ok", "q3": "ok"})
+    events = _node_events("q1") + _node_events("q2") + _node_events("q3")
+    assert _kinds(hub, _node(events, spent=Decimal("0.3"), queries=3)) == []
+    drifted = reconcile(hub, [_node(events, spent=0.1 + 0.1 + 0.1, queries=3)]).differences
+    assert [d.kind for d in drifted] == ["budget_mismatch"]
+    assert drifted[0].message == (
+        "the node's ledger says rho 0.30000000000000004 spent, the charges in its log add up to 0.3"
+    )
+
+
+def _checkpoint(seq: int, entries: list[AuditEntry], signed_at: datetime) -> str:
+    payload = AuditCheckpoint(
+        node_id=NODE, seq=seq, hash=entries[seq - 1].hash, signed_at=signed_at
+    )
+    return signing.sign(payload, KEY)
+
+
+def test_a_node_whose_log_runs_far_past_the_hubs_checkpoints_is_flagged() -> None:
+    qids = [f"q{i}" for i in range(60)]  # 4 entries each: 240 entries
+    events = [e for q in qids for e in _node_events(q)]
+    node = _node(events, spent=Decimal("6"), queries=60)
+    hub = _hub(dict.fromkeys(qids, "ok"))
+    flagged = reconcile(hub, [node]).differences
+    assert [(d.kind, d.node_id) for d in flagged] == [("checkpoints_overdue", NODE)]
+    assert "no signed checkpoint for the last 240 entries" in flagged[0].message
+    assert reconcile(hub, [node], overdue_entries=0).differences == []
+    held = _checkpoint(100, node.entries, datetime.now(UTC))
+    hub = AuditLog(hub.header.model_copy(update={"checkpoints": (held,)}), hub.entries)
+    assert reconcile(hub, [node]).differences == []  # 140 entries after it: within 200
+
+
+def test_checkpoints_newer_than_a_node_export_are_not_taken_for_deletions() -> None:
+    events = _node_events("q1")
+    node = _node(events, spent=Decimal("0.1"), queries=1)
+    longer = _log([*events, *_node_events("q2")])
+    # Signed after the export was taken, for an entry it does not hold: not comparable yet.
+    later = node.header.exported_at + timedelta(seconds=5)
+    hub = _hub({"q1": "ok"})
+    hub_later = hub.header.model_copy(update={"checkpoints": (_checkpoint(6, longer, later),)})
+    assert reconcile(AuditLog(hub_later, hub.entries), [node]).differences == []
+    # Signed before the export for an entry it no longer holds: its tail was deleted.
+    earlier = node.header.exported_at - timedelta(seconds=5)
+    hub_before = hub.header.model_copy(update={"checkpoints": (_checkpoint(6, longer, earlier),)})
+    result = reconcile(AuditLog(hub_before, hub.entries), [node])
+    assert [d.kind for d in result.differences] == ["chain_invalid"]
+    problem = result.verifications[1].problem
+    assert problem is not None
+    assert (problem.kind, problem.seq) == ("checkpoint_mismatch", 6)

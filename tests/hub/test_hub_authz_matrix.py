@@ -65,6 +65,7 @@ MATRIX: dict[tuple[str, str], Allowed] = {
     ("GET", "/v1/audit/entries"): AUDIT,
     ("GET", "/v1/audit/verify"): AUDIT,
     ("GET", "/v1/audit/checkpoints"): AUDIT,
+    ("GET", "/v1/audit/checkpoints/status"): AUDIT,
     ("GET", "/v1/audit/export"): AUDIT,
     ("POST", "/v1/nodes/{node_id}/audit/checkpoints"): SIGNED,
     # identity and access

@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +139,18 @@ def test_quarter_rolls_over_with_a_fixed_clock(tmp_path: Path, db_url: str) -> N
     q2 = datetime(2026, 4, 1, 0, 0, 1, tzinfo=UTC)
     _ask(n, q2, rho=0.2)
     line = ledger.budget_report(home=n.home, settings=n.settings, now=q2)[0]
-    assert (line.period, line.rho_spent, line.rho_spent_all_time) == ("2026-Q2", 0.2, 0.4)
-    assert line.rho_remaining == pytest.approx(0.05)
+    assert (line.period, line.rho_spent, line.rho_spent_all_time) == (
+        "2026-Q2",
+        Decimal("0.2"),
+        Decimal("0.4"),
+    )
+    assert line.rho_remaining == Decimal("0.05")
     assert line.period_start == q2.replace(second=0)
     detail = ledger.budget_detail(home=n.home, agreement_id="mou-1", settings=n.settings, now=q2)
-    assert [(p.key, p.rho) for p in detail.by_period] == [("2026-Q1", 0.2), ("2026-Q2", 0.2)]
+    assert [(p.key, p.rho) for p in detail.by_period] == [
+        ("2026-Q1", Decimal("0.2")),
+        ("2026-Q2", Decimal("0.2")),
+    ]
     assert {c.requested_by for c in detail.charges} == {"analyst"}
     assert [(o.key, o.queries) for o in detail.by_organisation] == [("NSO Nepal", 2)]
     assert [(c.dataset, c.measure, c.group_by) for c in detail.charges] == [
@@ -200,9 +208,13 @@ def test_amendment_keeps_the_spent_budget(tmp_path: Path, db_url: str) -> None:
         _ask(n, now, rho=0.01)
     assert getattr(old.value, "code", None) == "agreement_superseded"
     detail = ledger.budget_detail(home=n.home, agreement_id="mou-1", settings=n.settings)
-    assert [(v.key, round(v.rho, 6)) for v in detail.by_version] == [("v1", 0.45), ("v2", 0.15)]
+    # Exact: 0.4 + 0.05 is 0.45 here, not 0.45000000000000007, and 0.6 is spent to the last digit.
+    assert [(v.key, v.rho) for v in detail.by_version] == [
+        ("v1", Decimal("0.45")),
+        ("v2", Decimal("0.15")),
+    ]
     assert detail.line.version == 2
-    assert detail.line.rho_remaining == pytest.approx(0.0)
+    assert (detail.line.rho_spent, detail.line.rho_remaining) == (Decimal("0.6"), 0)
     # Both versions stay readable at the node.
     assert [
         r.version for r in agreements.show(home=n.home, agreement_id="mou-1", settings=n.settings)

@@ -1,9 +1,8 @@
 """Every agreement term, violated one at a time, is refused by the node and charges nothing."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from contracts import signing
 from contracts.v1 import Filter, PublicGrid, Release
@@ -11,7 +10,7 @@ from node.ledger.service import budget_report
 from tests.node.conftest import Node, make_node
 
 
-def spent(node: Node) -> float:
+def spent(node: Node) -> Decimal:
     return budget_report(home=node.home, settings=node.settings)[0].rho_spent
 
 
@@ -77,7 +76,7 @@ def test_rho_budget(tmp_path: Path, db_url: str) -> None:
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "budget_exhausted"
     assert response.json()["error"]["message"].startswith("term rho_budget:")
-    assert spent(n) == pytest.approx(0.1)
+    assert spent(n) == Decimal("0.1")
 
 
 def test_analyst_organisations(node: Node) -> None:

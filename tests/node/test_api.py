@@ -2,6 +2,7 @@
 
 import shutil
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -19,7 +20,7 @@ def release_of(node: Node, response) -> Release:
     return signing.verify_model(response.json()["jws"], node_key, Release)
 
 
-def spent(node: Node) -> float:
+def spent(node: Node) -> Decimal:
     return budget_report(home=node.home, settings=node.settings)[0].rho_spent
 
 
@@ -55,7 +56,7 @@ def test_count_and_share_happy_path(node: Node) -> None:
     cells = release_of(node, node.post(share)).cells
     assert cells[0].status == "ok"
     assert 0 <= cells[0].estimate <= 1
-    assert spent(node) == pytest.approx(0.2)
+    assert spent(node) == Decimal("0.2")
 
 
 def test_retry_returns_same_release_and_charges_once(node: Node) -> None:
@@ -63,10 +64,10 @@ def test_retry_returns_same_release_and_charges_once(node: Node) -> None:
     first = node.post(request)
     second = node.post(request)
     assert first.json() == second.json()
-    assert spent(node) == pytest.approx(0.1)
+    assert spent(node) == Decimal("0.1")
     other = node.request(query_id=request.query_id, rho=0.2, spec=node.spec(rho=0.2))
     refused(node.post(other), 409, "query_id_conflict")
-    assert spent(node) == pytest.approx(0.1)
+    assert spent(node) == Decimal("0.1")
 
 
 def test_forged_unsigned_and_malformed(node: Node) -> None:
@@ -106,7 +107,7 @@ def test_agreement_checks(node: Node) -> None:
     assert node.post(node.request()).status_code == 200
     agreements.revoke(home=node.home, agreement_id="mou-1", settings=node.settings)
     refused(node.post(node.request()), 403, "agreement_revoked")
-    assert spent(node) == pytest.approx(0.1)
+    assert spent(node) == Decimal("0.1")
 
 
 def test_spec_checks(node: Node) -> None:
@@ -157,9 +158,9 @@ def test_budget_exhausted_charges_nothing(tmp_path, db_url) -> None:
     assert n.post(n.request()).status_code == 200
     refused(n.post(n.request()), 403, "budget_exhausted")
     line = budget_report(home=n.home, settings=n.settings)[0]
-    assert line.rho_spent == pytest.approx(0.2)
+    assert line.rho_spent == Decimal("0.2")
     assert line.queries == 2
-    assert line.rho_remaining == pytest.approx(0.05)
+    assert line.rho_remaining == Decimal("0.05")
     assert n.post(n.request(n.spec(rho=0.05))).status_code == 200
 
 

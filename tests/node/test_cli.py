@@ -63,7 +63,7 @@ def test_node_cli_flow(tmp_path, monkeypatch) -> None:
     assert json.loads((tmp_path / "sig.json").read_text())["signer"] == "test-cso"
     assert "mou-1" in run("agreements", "list", "--home", home)
     budget = json.loads(run("budget", "--home", home, "--json"))
-    assert budget[0]["rho_remaining"] == 5.0
+    assert budget[0]["rho_remaining"] == "5"
     run("agreements", "revoke", "mou-1", "--home", home)
     assert "revoked" in run("agreements", "list", "--home", home)
     verified = runner.invoke(app, ["audit", "verify", "--home", home])

@@ -2,8 +2,7 @@
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
+from decimal import Decimal
 
 from contracts import signing
 from contracts.v1 import Signed
@@ -37,7 +36,7 @@ def test_racing_queries_never_overspend(tmp_path, db_url) -> None:
     assert len(answered) == 5
     assert results.count("budget_exhausted") == THREADS - 5
     line = budget_report(home=n.home, settings=n.settings)[0]
-    assert line.rho_spent == pytest.approx(0.5)
+    assert line.rho_spent == Decimal("0.5")
     assert line.queries == 5
 
 

@@ -1,7 +1,8 @@
 """The budget under load and crashes, on SQLite and PostgreSQL (the `db_url` fixture).
 
-* 100 concurrent requests against a budget that admits exactly 37 (costs are binary
-  fractions, so float sums are exact): 37 answered, 63 refused, never overspent.
+* 100 concurrent requests of rho 0.01 against a budget of 0.37, which admits exactly 37
+  (in doubles, 37 x 0.01 adds up to 0.37000000000000016 and would refuse the 37th or show
+  an overspend; the ledger adds exact decimals): 37 answered, 63 refused, spent == 0.37.
 * A node process killed (os._exit) between the charge and the response: the charge stands,
   the ledger is consistent, and a retry of the same query id is answered without a second
   charge; a further retry returns the stored release.
@@ -11,19 +12,20 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from contracts import signing
 from contracts.v1 import Signed
-from node.db import dispose_engines, transaction
+from node.db import dispose_engines, exact_sum, transaction
 from node.exceptions import NodeError
 from node.ledger.models import BudgetCharge, ReleaseRow
 from node.ledger.service import budget_report
 from node.queries.service import handle_query
 from tests.node.conftest import make_node
 
-RHO = 1 / 64
+RHO = 0.01
 ADMITTED = 37
 REQUESTS = 100
 
@@ -46,7 +48,7 @@ print("answered")
 
 
 def test_hundred_concurrent_requests_against_a_budget_for_37(tmp_path, db_url) -> None:
-    n = make_node(tmp_path / "n", db_url, rho_budget=ADMITTED * RHO, rho_per_query_max=RHO)
+    n = make_node(tmp_path / "n", db_url, rho_budget=0.37, rho_per_query_max=RHO)
     spec = n.spec(group_by=("sex",), rho=RHO)
     tokens = [Signed(jws=signing.sign(n.request(spec), n.hub_key)) for _ in range(REQUESTS)]
     barrier = threading.Barrier(REQUESTS)
@@ -65,14 +67,17 @@ def test_hundred_concurrent_requests_against_a_budget_for_37(tmp_path, db_url) -
     assert results.count("budget_exhausted") == REQUESTS - ADMITTED
     line = budget_report(home=n.home, settings=n.settings)[0]
     assert line.queries == ADMITTED
-    assert line.rho_spent == ADMITTED * RHO
-    assert line.rho_spent <= n.terms.rho_budget
+    assert (line.rho_spent, line.rho_budget, line.rho_remaining) == (
+        Decimal("0.37"),
+        Decimal("0.37"),
+        Decimal(0),
+    )
     with transaction(n.settings.db_url) as session:
-        charges = session.execute(select(func.count(), func.sum(BudgetCharge.rho))).one()
+        charges = session.execute(select(func.count(), exact_sum(BudgetCharge.rho))).one()
         stored = session.execute(
             select(func.count()).where(ReleaseRow.release.is_not(None))
         ).scalar_one()
-    assert tuple(charges) == (ADMITTED, ADMITTED * RHO)
+    assert tuple(charges) == (ADMITTED, Decimal("0.37"))
     assert stored == ADMITTED
 
 
@@ -93,7 +98,7 @@ def test_crash_between_charge_and_response(tmp_path, db_url) -> None:
     # Restart (a fresh process state): the charge stands and the intent is pending.
     dispose_engines()
     line = budget_report(home=n.home, settings=n.settings)[0]
-    assert (line.queries, line.rho_spent) == (1, 0.1)
+    assert (line.queries, line.rho_spent) == (1, Decimal("0.1"))
     with transaction(n.settings.db_url) as session:
         row = session.get(ReleaseRow, str(request.query_id))
         assert row is not None
@@ -103,7 +108,7 @@ def test_crash_between_charge_and_response(tmp_path, db_url) -> None:
     again = handle_query(settings=n.settings, signed=Signed(jws=token))
     assert retried.jws == again.jws
     line = budget_report(home=n.home, settings=n.settings)[0]
-    assert (line.queries, line.rho_spent) == (1, 0.1)
+    assert (line.queries, line.rho_spent) == (1, Decimal("0.1"))
     with transaction(n.settings.db_url) as session:
         row = session.get(ReleaseRow, str(request.query_id))
         assert row is not None

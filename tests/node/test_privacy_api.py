@@ -1,6 +1,8 @@
 """Every measure through the node API: answered with its components, or refused with a
 stable 4xx code and nothing charged (the issue's bad-input list)."""
 
+from decimal import Decimal
+
 import polars as pl
 import pytest
 
@@ -43,7 +45,7 @@ def release_of(node: Node, response) -> Release:
     return signing.verify_model(response.json()["jws"], key, Release)
 
 
-def spent(node: Node) -> float:
+def spent(node: Node) -> Decimal:
     return budget_report(home=node.home, settings=node.settings)[0].rho_spent
 
 
@@ -66,7 +68,7 @@ def test_numeric_measures_are_answered_signed_and_charged(node: Node, fields, di
     assert sum(c.rho for c in release.components) == pytest.approx(0.1)
     assert release.epsilon is not None
     assert release.delta is not None
-    assert spent(node) == pytest.approx(0.1)
+    assert spent(node) == Decimal("0.1")
 
 
 @pytest.mark.parametrize(

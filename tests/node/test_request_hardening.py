@@ -20,6 +20,7 @@ import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from tests.node.memory_support import MB, peak_rss_growth
 from tests.node.test_secure_node import Peer, invite, own_member, roster
 
 
-def spent(node: Node) -> tuple[int, float]:
+def spent(node: Node) -> tuple[int, Decimal]:
     (line,) = budget_report(home=node.home, settings=node.settings)
     return line.queries, line.rho_spent
 
@@ -91,7 +92,7 @@ def test_tiny_rho_keeps_the_nodes_memory_flat(tmp_path: Path, db_url: str) -> No
         # At the floor: sigma ~ 7,071, an interval from the closed form.
         assert node.post(node.request(node.spec(group_by=("sex",), rho=1e-8))).status_code == 200
     assert growth.bytes < 50 * MB
-    assert spent(node) == (2, pytest.approx(0.1 + 1e-8))
+    assert spent(node) == (2, Decimal("0.10000001"))
 
 
 def test_the_floor_term_and_its_canonical_form() -> None:
@@ -114,7 +115,7 @@ def test_an_explicit_floor_is_enforced(tmp_path: Path, db_url: str) -> None:
     node = make_node(tmp_path / "n", db_url, min_rho=0.05)
     assert error(node.post(node.request(node.spec(rho=0.01)))) == (403, "rho_below_floor")
     assert node.post(node.request(node.spec(rho=0.05))).status_code == 200
-    assert spent(node) == (1, 0.05)
+    assert spent(node) == (1, Decimal("0.05"))
 
 
 def test_self_contradicting_requests_get_their_own_codes(node: Node) -> None:
@@ -213,7 +214,7 @@ def test_a_secure_request_replayed_to_the_plain_route_is_refused(secure_node: No
     offer = invite(node, request).json()["offer"]
     members = [own_member(node, offer), peer.member(request.query_id, 1)]
     assert roster(node, request, members).status_code == 200
-    assert spent(node) == (1, 0.1)
+    assert spent(node) == (1, Decimal("0.1"))
     before = chain(node)
     # The very request signed for secure aggregation, replayed to /v1/queries.
     assert error(node.post(request)) == (403, "wrong_route")
@@ -222,7 +223,7 @@ def test_a_secure_request_replayed_to_the_plain_route_is_refused(secure_node: No
     plain = node.request(query_id=request.query_id, aggregation="per_node")
     assert error(node.post(plain)) == (409, "query_mode_conflict")
     assert chain(node) == before + 2
-    assert spent(node) == (1, 0.1)
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def test_a_query_id_answered_plainly_is_refused_for_secure_aggregation(
@@ -235,7 +236,7 @@ def test_a_query_id_answered_plainly_is_refused_for_secure_aggregation(
     assert error(invite(node, again)) == (409, "query_mode_conflict")
     # Inside a secure phase, a request not signed for secure aggregation is refused.
     assert error(invite(node, node.request(aggregation="per_node"))) == (403, "wrong_route")
-    assert spent(node) == (1, 0.1)
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def _break(node: Node) -> tuple[Path, bytes]:
@@ -251,7 +252,7 @@ def test_a_release_that_fails_before_noise_returns_its_charge(node: Node) -> Non
     before = chain(node)
     for _ in range(2):  # the same task again fails the same way, charged and returned
         assert error(node.post(request)) == (500, "release_failed")
-        assert spent(node) == (0, pytest.approx(0.0, abs=1e-12))
+        assert spent(node) == (0, 0)
     entries = audit.entries(database_url=node.settings.db_url)[before:]
     failed = [e for e in entries if e.action == "release_failed"]
     assert len(failed) == 2
@@ -260,7 +261,7 @@ def test_a_release_that_fails_before_noise_returns_its_charge(node: Node) -> Non
     # The node goes on: repaired, the same query id is answered and charged once.
     path.write_bytes(original)
     assert node.post(request).status_code == 200
-    assert spent(node) == (1, pytest.approx(0.1))
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def test_a_release_that_fails_after_noise_keeps_its_charge(
@@ -274,7 +275,7 @@ def test_a_release_that_fails_after_noise_keeps_its_charge(
         request = node.request()
         assert error(node.post(request)) == (500, "release_failed")
     # Noise may have been drawn: the budget stays spent (the trust model).
-    assert spent(node) == (1, 0.1)
+    assert spent(node) == (1, Decimal("0.1"))
     (failed,) = [
         e for e in audit.entries(database_url=node.settings.db_url) if e.action == "release_failed"
     ]
@@ -283,7 +284,7 @@ def test_a_release_that_fails_after_noise_keeps_its_charge(
     assert "post-processing" not in str(failed.details)
     # A retry under the same id is answered, without a second charge.
     assert node.post(request).status_code == 200
-    assert spent(node) == (1, 0.1)
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def test_a_secure_contribution_that_fails_before_noise_returns_its_charge(
@@ -295,10 +296,10 @@ def test_a_secure_contribution_that_fails_before_noise_returns_its_charge(
     offer = invite(node, request).json()["offer"]
     members = [own_member(node, offer), Peer().member(request.query_id, 1)]
     assert error(roster(node, request, members)) == (500, "release_failed")
-    assert spent(node) == (0, pytest.approx(0.0, abs=1e-12))
+    assert spent(node) == (0, 0)
     path.write_bytes(original)
     assert roster(node, request, members).status_code == 200  # the same roster, repaired
-    assert spent(node) == (1, pytest.approx(0.1))
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def test_a_plain_charge_racing_a_secure_binding_waits_and_is_refused(node: Node) -> None:

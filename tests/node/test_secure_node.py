@@ -4,6 +4,7 @@ plus masks that a peer's cancel."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def own_member(node: Node, offer_jws: str) -> RosterMember:
     )
 
 
-def spent(node: Node) -> tuple[int, float]:
+def spent(node: Node) -> tuple[int, Decimal]:
     (line,) = ledger.budget_report(home=node.home, settings=node.settings)
     return line.queries, line.rho_spent
 
@@ -145,7 +146,7 @@ def test_offer_then_contribution_is_noise_plus_masks_that_cancel(secure_node: No
     members = [own_member(node, first.json()["offer"]), peer.member(request.query_id, 1)]
     answer = roster(node, request, members)
     assert answer.status_code == 200, answer.text
-    assert spent(node) == (1, pytest.approx(0.1))
+    assert spent(node) == (1, Decimal("0.1"))
     contribution = signing.verify_model(
         answer.json()["jws"], signing.load_public_key(node.identity.public_jwk), SecureContribution
     )
@@ -169,7 +170,7 @@ def test_offer_then_contribution_is_noise_plus_masks_that_cancel(secure_node: No
     # A retry of the same roster resends the stored contribution and charges nothing more.
     again = roster(node, request, members)
     assert again.json() == answer.json()
-    assert spent(node) == (1, pytest.approx(0.1))
+    assert spent(node) == (1, Decimal("0.1"))
 
 
 def test_another_roster_for_the_same_attempt_is_refused(secure_node: Node) -> None:
@@ -196,7 +197,7 @@ def test_each_attempt_is_charged(secure_node: Node) -> None:
         offer = invite(node, request, attempt=attempt).json()["offer"]
         members = [own_member(node, offer), Peer().member(request.query_id, attempt)]
         assert roster(node, request, members, attempt=attempt).status_code == 200
-    assert spent(node) == (2, pytest.approx(0.2))
+    assert spent(node) == (2, Decimal("0.2"))
 
 
 def test_agreements_without_secure_aggregation_are_refused(tmp_path: Path, db_url: str) -> None:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -19,6 +20,7 @@ from contracts import signing
 from contracts.v1 import QueryRequest, QuerySpec, SignedAgreement, TaskRefusal
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
+from hub.audit import service as hub_audit
 from hub.auth.service import create_token
 from hub.db import init_db, make_engine
 from hub.federation import service as federation
@@ -26,6 +28,7 @@ from hub.queries.models import QueryNodeRow
 from hub.settings import HubSettings
 from node import home as node_home
 from node.agreements import service as node_agreements
+from node.audit import checkpoints
 from node.audit import service as audit
 from node.datasets import service as node_datasets
 from node.db import dispose_engines
@@ -301,7 +304,7 @@ def test_a_pull_node_survives_a_task_that_always_fails(setup: PullSetup) -> None
     assert _actions(setup.home, "release_failed") == 1
     assert _actions(setup.home, "budget_released") == 1
     (line,) = ledger.budget_report(home=setup.home)
-    assert (line.queries, line.rho_spent) == (1, pytest.approx(0.05))
+    assert (line.queries, line.rho_spent) == (1, Decimal("0.05"))
     engine = make_engine(setup.hub_settings.effective_database_url)
     try:
         with init_db(engine)() as s:
@@ -384,3 +387,34 @@ def test_a_task_failing_unexpectedly_is_refused_after_three_tries(
         assert stub.refusals == []  # perhaps transient: left for the hub to hand out again
         sync.poll_once(settings=settings, client=client)
     assert [r.code for r in stub.refusals] == [sync.TASK_FAILED]
+
+
+def test_a_pull_node_publishes_checkpoints_of_what_it_answers(setup: PullSetup) -> None:
+    """Pull answers append like push ones: checkpoints fall due and reach the hub."""
+    settings = NodeSettings(home=setup.home, audit_checkpoint_every=4)
+    made = checkpoints.enable(settings)  # as `sauti node pull` does for its settings
+    assert made is not None
+    try:
+        asked = {_submit(setup) for _ in range(3)}
+        answered = 0
+        with httpx.Client() as client:
+            for _ in range(5):
+                answered += sync.poll_once(
+                    settings=settings, client=client, wait_seconds=2
+                ).answered
+                if answered == len(asked):
+                    break
+        assert answered == len(asked)
+        made.wait()
+    finally:
+        checkpoints.disable(settings)
+    node_id = node_home.load_identity(setup.home).node_id
+    engine = make_engine(setup.hub_settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            held = [c.seq for c in hub_audit.list_checkpoints(session=session, node_id=node_id)]
+    finally:
+        engine.dispose()
+    head = audit.snapshot(database_url=settings.db_url).head[0]
+    assert len(held) >= 2
+    assert head - max(held) < 2 * 4

@@ -494,3 +494,34 @@ def test_reconcile_refuses_what_is_not_a_node_export(web: Hub) -> None:
         "/audit/reconcile", files={"exports": ("n.jsonl", b"{}", "application/x-ndjson")}
     )
     assert no_token.status_code == 403
+
+
+def test_audit_page_shows_whose_checkpoints_are_overdue(
+    web: Hub, hub_settings: HubSettings
+) -> None:
+    spec = {"agreement_id": "lnob-2026", "dataset": "lnob_household", "measure": "count"}
+    asked = web.client.post(
+        "/v1/queries", json={**spec, "rho": 0.2}, headers=web.headers("analyst")
+    )
+    assert asked.status_code == 201, asked.text
+    login(web, "tuan")
+    table = web.client.get("/audit").text.split('id="checkpoint-status"')[1].split("</table>")[0]
+    assert table.count("Up to date") == 3  # one answer each: far within 200 entries
+    # With a strict threshold the same answers make every node overdue (none published).
+    strict = Hub(
+        client=AppClient(
+            create_app(hub_settings.model_copy(update={"checkpoint_overdue_entries": 1}))
+        ),
+        settings=hub_settings,
+        identity=web.identity,
+        nodes=web.nodes,
+        tokens=web.tokens,
+    )
+    try:
+        login(strict, "tuan")
+        page = strict.client.get("/audit").text
+        table = page.split('id="checkpoint-status"')[1].split("</table>")[0]
+        assert table.count("Overdue") == 3
+        assert all(node_id in table for node_id in web.nodes)
+    finally:
+        strict.client.close()
