@@ -6,13 +6,14 @@ moves only with a release: a refusal charges nothing, a release charges its rho 
 Unsigned junk is refused without a server error too.
 """
 
+from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from contracts import budget as exact
 from contracts.v1 import QuerySpec
 from node.ledger import service as ledger
 from tests.node.conftest import Node
@@ -65,9 +66,9 @@ def specs(draw: st.DrawFn, agreement_id: str) -> dict[str, Any]:
     }
 
 
-def _spent(node: Node) -> float:
+def _spent(node: Node) -> Decimal:
     lines = ledger.budget_report(home=node.home, settings=node.settings)
-    return sum(line.rho_spent for line in lines)
+    return exact.add(*(line.rho_spent for line in lines))
 
 
 @given(data=st.data())
@@ -85,7 +86,7 @@ def test_no_signed_request_fails_the_node_or_charges_without_a_release(
     after = _spent(node)
     assert answer.status_code < 500, answer.text
     if answer.status_code == 200:
-        assert after == pytest.approx(before + spec.rho)
+        assert after == exact.add(before, exact.rho(spec.rho))
     else:
         assert answer.json()["error"]["code"]
         assert after == before, answer.text
@@ -121,7 +122,7 @@ def test_answerable_questions_charge_their_release_once(
     after = _spent(node)
     assert answer.status_code < 500, answer.text
     if answer.status_code == 200:
-        assert after == pytest.approx(before + rho)
+        assert after == exact.add(before, exact.rho(rho))
     else:
         assert answer.json()["error"]["code"] in {
             "cost_over_cap",
@@ -134,7 +135,7 @@ def test_answerable_questions_charge_their_release_once(
     if repeat:
         again = node.post(request)
         assert again.status_code == answer.status_code
-        assert _spent(node) == pytest.approx(after)
+        assert _spent(node) == after
 
 
 @given(body=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
