@@ -519,10 +519,15 @@ def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
     delimiter: Delimiter = None,
     sheet: Sheet = None,
     keep_first: Annotated[bool, typer.Option("--keep-first")] = False,
+    mapping: MappingFile = None,
     as_json: Json = False,
 ) -> None:
-    """Check a contract document, and a file against it: a report, exit 1 on any error."""
+    """Check a contract document, and a file against it: a report, exit 1 on any error.
+
+    A draft from a shared codebook is checked through its --mapping (else the one kept for
+    that contract version)."""
     parsed = _read_contract(contract) if contract is not None else None
+    onto = _read_mapping(mapping) if mapping is not None else None
     if file is None:
         if parsed is None:
             fail("give --contract, or a FILE to check against --dataset's contract")
@@ -547,6 +552,7 @@ def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
             sheet=sheet,
             excess="keep_first" if keep_first else "refuse",
             settings=settings_for(home),
+            mapping=onto,
         )
     except NodeError as exc:
         _refused(exc, as_json=as_json)

@@ -476,6 +476,22 @@ def test_command_line_drafts_publishes_and_imports_through_the_mapping(
     assert json.loads(mapping_path.read_text())["columns"]["sex"]["column"] == "gender"
     assert LEVEL_CANARY not in out.read_text()
     assert f"--mapping {mapping_path}" in drafted.output
+    checked = runner.invoke(
+        sauti_app,
+        [
+            "node",
+            "contract",
+            "validate",
+            str(path),
+            *common,
+            "--contract",
+            str(out),
+            "--mapping",
+            str(mapping_path),
+        ],
+    )
+    assert checked.exit_code == 0, checked.output
+    assert "the file satisfies the contract" in checked.output
     published = runner.invoke(
         sauti_app,
         ["node", "contract", "publish", str(out), *common, "--mapping", str(mapping_path)],
