@@ -917,7 +917,8 @@ def _recoded(
             )
         )
         return named, notes, None
-    seen = dict(zip(counts[values.name].to_list(), counts["count"].to_list(), strict=True))
+    # In a fixed order (by value), so the same file always gives the same mapping.
+    seen = dict(sorted(zip(counts[values.name].to_list(), counts["count"].to_list(), strict=True)))
     own_codes = {level.code: tuple(level.labels.values()) for level in own.levels} if own else {}
     proposed: dict[str, str] = {}
     for value in (*seen, *own_codes):
