@@ -906,7 +906,9 @@ def _recoded(
         )
         for value in wrong:
             del named[value]
-    counts = values.value_counts() if values.n_unique() <= MAX_RECODE_VALUES else None
+    # Named apart from the file's column, which may itself be called "count".
+    few = values.n_unique() <= MAX_RECODE_VALUES
+    counts = values.alias("value").value_counts(name="rows") if few else None
     if counts is None:
         notes.append(
             _note(
@@ -918,7 +920,7 @@ def _recoded(
         )
         return named, notes, None
     # In a fixed order (by value), so the same file always gives the same mapping.
-    seen = dict(sorted(zip(counts[values.name].to_list(), counts["count"].to_list(), strict=True)))
+    seen = dict(sorted(zip(counts["value"].to_list(), counts["rows"].to_list(), strict=True)))
     own_codes = {level.code: tuple(level.labels.values()) for level in own.levels} if own else {}
     proposed: dict[str, str] = {}
     for value in (*seen, *own_codes):

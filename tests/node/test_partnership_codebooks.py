@@ -23,10 +23,17 @@ from hub.harmonisation.service import signed_module
 from node import home as node_home
 from node.audit import service as audit
 from node.auth import service as auth
-from node.datasets import drafting, store
+from node.datasets import drafting, mappings, store
 from node.datasets import service as datasets
 from node.datasets.exceptions import CodebookInvalid, DatasetInvalid, ImportMappingInvalid
-from node.datasets.schemas import ContractDraft, ValidationReport
+from node.datasets.schemas import (
+    ColumnMap,
+    ContractDraft,
+    ImportMapping,
+    SourceInfo,
+    ValidationReport,
+)
+from node.datasets.tables import Table
 from node.db import url_for
 from node.harmonisation import service as harmonisation
 from node.harmonisation import store as module_store
@@ -605,3 +612,32 @@ def test_steward_api_drafts_from_a_module_or_a_partner_file(sqlite_node: Node, t
     wrong = {**body["mapping"], "contract_version": 9}
     refused = node.client.request("PUT", f"{url}/mapping", headers=headers, json=wrong)
     assert refused.status_code == 422
+
+
+def test_mapping_renames_recodes_and_steps_aside(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {"sex": ["x", "y"], "gender": [" F", "M "], "count": ["1", "0"], "other": ["a", "b"]}
+    )
+    source = SourceInfo(filename="f.csv", format="csv", bytes=1, sha256="")
+    table = Table(frame=frame.lazy(), source=source, option_columns={"gender": ("q", "o")})
+    mapping = ImportMapping(
+        dataset="d",
+        contract_version=1,
+        columns={
+            "sex": ColumnMap(column="gender", levels={"F": "female", "M": None}),
+            "violence": ColumnMap(column="count", levels={"1": "yes", "0": "no"}),
+        },
+    )
+    out = mappings.apply(table, mapping).frame.collect()
+    # The file's own `sex` steps aside for the column mapped onto that name.
+    assert out.columns == ["sex", "violence", "other"]
+    assert out["sex"].to_list() == ["female", None]
+    assert out["violence"].to_list() == ["yes", "no"]
+    assert mappings.apply(table, mapping).option_columns == {"sex": ("q", "o")}
+    contract = DatasetContract(
+        name="d",
+        version=1,
+        title="t",
+        columns=(Column(name="sex", type="categorical", levels=(Level(code="female"),)),),
+    )
+    assert mappings.problems(mapping, contract) == ["column violence: not a column of the contract"]
