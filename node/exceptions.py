@@ -20,7 +20,9 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── ContractConflict          contract_conflict: that contract version has another text
 │   ├── FileUnreadable            file_unreadable: empty, wrong type, unknown encoding
 │   ├── FileTooLarge              file_too_large: over NODE_IMPORT_MAX_BYTES
-│   └── CodebookInvalid           codebook_invalid: an XLSForm without a usable survey sheet
+│   ├── CodebookInvalid           codebook_invalid: an XLSForm without a usable survey sheet,
+│   │                             or a partner codebook that is no contract, Table Schema or form
+│   └── ImportMappingInvalid      import_mapping_invalid: a mapping that does not fit its contract
 ├── PrivacyError
 │   ├── UnknownColumn             unknown_column
 │   ├── UnknownLevel              unknown_level
@@ -28,7 +30,8 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── DimNotCategorical         dim_not_categorical
 │   ├── MeasureNotSupported       measure_not_supported
 │   ├── CostCheckFailed           cost_check_failed: the measurement would cost more than allowed
-│   └── NoiseOutOfRange           noise_out_of_range: a rho too small for any usable noise scale
+│   ├── NoiseOutOfRange           noise_out_of_range: a rho too small for any usable noise scale
+│   └── ColumnNotCollected        variable_not_collected: a contract column this survey lacks
 ├── AgreementError
 │   ├── AgreementInvalid          agreement_invalid: digest, hub signature or party check failed
 │   ├── AgreementUnknown          agreement_unknown

@@ -16,7 +16,7 @@ from contracts.v1 import DatasetContract
 from node.datasets import drafting
 from node.datasets import service as datasets
 from node.datasets.exceptions import DatasetInvalid
-from node.datasets.schemas import FileFormat, ValidationReport
+from node.datasets.schemas import ContractDraft, FileFormat, ImportMapping, ValidationReport
 from node.datasets.sources import Progress as ProgressCallback
 from node.exceptions import NodeError
 from sauti.cli_common import echo_json, fail
@@ -42,6 +42,31 @@ Encoding = Annotated[
 ]
 Delimiter = Annotated[str | None, typer.Option("--delimiter", help="CSV field separator.")]
 Sheet = Annotated[str | None, typer.Option("--sheet", help="XLSX: the sheet to read.")]
+
+
+MappingFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="How your export maps onto the contract (the draft's .mapping.json), kept here.",
+    ),
+]
+
+
+def _read_mapping(path: Path) -> ImportMapping:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        fail(f"cannot read {path} as JSON")
+    try:
+        return datasets.parse_mapping(document)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+
+
+def mapping_file(out: Path) -> Path:
+    """Where a draft written to `out` puts its mapping: `c.json` -> `c.mapping.json`."""
+    return out.with_name(f"{out.stem}.mapping.json")
 
 
 def _read_contract(path: Path) -> DatasetContract:
@@ -161,10 +186,15 @@ def import_command(  # noqa: PLR0917 - typer maps each parameter to an option
             help="Keep the first max_contributions rows of each unit instead of refusing.",
         ),
     ] = False,
+    mapping: MappingFile = None,
     as_json: Json = False,
 ) -> None:
-    """Validate an export against its contract and store it as a new immutable version."""
+    """Validate an export against its contract and store it as a new immutable version.
+
+    An export drafted onto a shared codebook is read through the mapping kept for its
+    contract version (renamed columns, recoded levels)."""
     parsed = _read_contract(contract) if contract is not None else None
+    onto = _read_mapping(mapping) if mapping is not None else None
     try:
         with _progress(not as_json) as progress:
             result = datasets.import_file(
@@ -182,6 +212,7 @@ def import_command(  # noqa: PLR0917 - typer maps each parameter to an option
                 excess="keep_first" if keep_first else "refuse",
                 settings=settings_for(home),
                 progress=progress,
+                mapping=onto,
             )
     except NodeError as exc:
         _refused(exc, as_json=as_json)
@@ -267,19 +298,68 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
             help="COLUMN: show the distinct values of a candidate text column (repeatable).",
         ),
     ] = None,
+    bounds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bounds",
+            help="COLUMN=LOWER,UPPER[,clip|refuse]: public bounds of a numeric column"
+            " (repeatable; values outside are clipped at query time unless refuse).",
+        ),
+    ] = None,
+    from_module: Annotated[
+        str | None,
+        typer.Option(
+            "--from-module",
+            help="Draft the contract of a shared module held here (sauti node modules fetch).",
+        ),
+    ] = None,
+    module_version: Annotated[
+        int | None, typer.Option("--module-version", help="Default: the newest held.")
+    ] = None,
+    from_contract: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-contract",
+            help="Draft a partner's contract: its published contract (JSON or Table Schema)"
+            " or its XLSForm.",
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            help="CODEBOOK_COLUMN=YOUR_COLUMN: which column of your file it is (empty: not"
+            " collected). Repeatable.",
+        ),
+    ] = None,
+    recode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recode",
+            help="CODEBOOK_COLUMN=YOUR_VALUE:LEVEL,...: your codes onto the codebook's levels"
+            " (an empty LEVEL leaves the value missing). Repeatable.",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Propose a contract (Table Schema + x-privacy) to edit; identifiers are flagged.
 
     Text columns the XLSForm does not type stay free text: look at a candidate's values with
-    --show-levels, then publish them by naming them with --categorical."""
+    --show-levels, then publish them by naming them with --categorical. With --from-module or
+    --from-contract the contract is the shared codebook's (the same at every partner), and
+    the draft maps your export onto it (written beside --out as NAME.mapping.json)."""
+    if from_module is not None and from_contract is not None:
+        raise typer.BadParameter("draft from one shared codebook", param_hint="--from-module")
     try:
         choices = drafting.Choices(
             categorical=dict(drafting.parse_categorical(c) for c in categorical or ()),
             show_levels=frozenset(show_levels or ()),
+            bounds=dict(drafting.parse_bounds(b) for b in bounds or ()),
+            columns=dict(drafting.parse_column(c) for c in column or ()),
+            recode=dict(drafting.parse_recode(r) for r in recode or ()),
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--categorical") from exc
+        raise typer.BadParameter(str(exc)) from exc
     try:
         proposed = datasets.draft_contract(
             home=home,
@@ -293,6 +373,9 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
             sheet=sheet,
             settings=settings_for(home),
             choices=choices,
+            from_module=from_module,
+            module_version=module_version,
+            from_contract=from_contract,
         )
     except NodeError as exc:
         _refused(exc, as_json=as_json)
@@ -300,20 +383,32 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
         proposed.contract.model_dump(mode="json") if native else proposed.contract.to_table_schema()
     )
     text = json.dumps(document, indent=2, ensure_ascii=False)
+    mapped = proposed.mapping
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
+        if mapped is not None:
+            mapping_file(out).write_text(mapped.model_dump_json(indent=2) + "\n", encoding="utf-8")
     if as_json:
         echo_json(
             {
                 "contract": document,
                 "notes": [n.model_dump() for n in proposed.notes],
                 "candidates": [c.model_dump() for c in proposed.candidates],
+                "shared": proposed.shared,
+                "mapping": mapped.model_dump(mode="json") if mapped is not None else None,
             }
         )
         return
     if out is None:
         typer.echo(text)
+    _print_draft(proposed, out)
+
+
+def _print_draft(proposed: ContractDraft, out: Path | None) -> None:
+    """The review table, the values asked for and the mapping, on the steward's terminal."""
     console = Console(stderr=True, width=120, highlight=False)
+    if proposed.shared is not None:
+        console.print(f"drafted from {proposed.shared}: its columns, levels, labels and bounds")
     table = Table("column", "flag", "review")
     for note in proposed.notes:
         table.add_row(note.column, note.flag, note.note)
@@ -324,8 +419,22 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
                 f"values of {candidate.column} (yours to check; shown here only):"
                 f" {', '.join(candidate.values)}"
             )
+    mapped = proposed.mapping
+    if mapped is not None:
+        rows = Table("contract column", "your column", "your codes -> levels (shown here only)")
+        for name, entry in mapped.columns.items():
+            codes = ", ".join(f"{v} -> {lv or '(missing)'}" for v, lv in entry.levels.items())
+            rows.add_row(name, entry.column, codes)
+        console.print(rows)
     if out is not None:
-        console.print(f"draft written to {out}: edit it, then `sauti node contract publish`")
+        publish = f"sauti node contract publish {out}"
+        if mapped is not None:
+            publish += f" --mapping {mapping_file(out)}"
+            console.print(
+                f"mapping written to {mapping_file(out)}: it stays on this node", soft_wrap=True
+            )
+        # Unwrapped, so the command can be copied whole.
+        console.print(f"draft written to {out}: review it, then `{publish}`", soft_wrap=True)
 
 
 @contract_app.command("show")
@@ -349,15 +458,47 @@ def contract_show(
 def contract_publish(
     contract: Annotated[Path, typer.Argument(help="Contract JSON (either form).")],
     home: Home = DEFAULT_HOME,
+    mapping: MappingFile = None,
 ) -> None:
     """Publish a contract version; published versions never change."""
     parsed = _read_contract(contract)
+    onto = _read_mapping(mapping) if mapping is not None else None
     try:
-        created = datasets.publish_contract(home=home, contract=parsed, settings=settings_for(home))
+        created = datasets.publish_contract(
+            home=home, contract=parsed, settings=settings_for(home), mapping=onto
+        )
     except NodeError as exc:
         fail(f"{exc.code}: {exc.message}")
     state = "published" if created else "already published (same text)"
     typer.echo(f"contract {parsed.name} v{parsed.version} {state}")
+    if onto is not None:
+        typer.echo(f"mapping of your exports onto it kept ({len(onto.columns)} columns)")
+
+
+@contract_app.command("mapping")
+def contract_mapping(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    home: Home = DEFAULT_HOME,
+    version: Annotated[int | None, typer.Option("--version", help="Contract version.")] = None,
+    set_file: Annotated[
+        Path | None,
+        typer.Option("--set", help="Install this mapping (JSON) instead of showing it."),
+    ] = None,
+) -> None:
+    """Show (or --set) how this node's exports map onto a contract drafted from a shared
+    codebook. A new local code needs a new mapping, never a new contract."""
+    try:
+        if set_file is not None:
+            onto = _read_mapping(set_file)
+            if onto.dataset != name:
+                fail("the mapping names another dataset")
+            datasets.set_mapping(home=home, mapping=onto, settings=settings_for(home))
+            typer.echo(f"mapping onto {name} v{onto.contract_version} installed")
+            return
+        found = datasets.get_mapping(home=home, name=name, version=version)
+    except NodeError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    echo_json(found.model_dump(mode="json"))
 
 
 @contract_app.command("validate")
@@ -378,10 +519,15 @@ def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
     delimiter: Delimiter = None,
     sheet: Sheet = None,
     keep_first: Annotated[bool, typer.Option("--keep-first")] = False,
+    mapping: MappingFile = None,
     as_json: Json = False,
 ) -> None:
-    """Check a contract document, and a file against it: a report, exit 1 on any error."""
+    """Check a contract document, and a file against it: a report, exit 1 on any error.
+
+    A draft from a shared codebook is checked through its --mapping (else the one kept for
+    that contract version)."""
     parsed = _read_contract(contract) if contract is not None else None
+    onto = _read_mapping(mapping) if mapping is not None else None
     if file is None:
         if parsed is None:
             fail("give --contract, or a FILE to check against --dataset's contract")
@@ -406,6 +552,7 @@ def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
             sheet=sheet,
             excess="keep_first" if keep_first else "refuse",
             settings=settings_for(home),
+            mapping=onto,
         )
     except NodeError as exc:
         _refused(exc, as_json=as_json)

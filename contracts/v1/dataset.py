@@ -54,6 +54,11 @@ class Level(WireModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+# Fields added to Column after v1's first release, with their defaults: left out of the
+# canonical JSON at the default, so the digest of every contract published before is unchanged.
+_ADDED_DEFAULTS: dict[str, Any] = {"bounds_policy": "refuse", "bounds_rho": None, "collected": True}
+
+
 class Column(WireModel):
     """One column of the dataset as the codebook describes it."""
 
@@ -70,18 +75,30 @@ class Column(WireModel):
         default="drop",
         description="identifiers only: dropped at import, or kept as a salted hash",
     )
-    # Added after v1's first release: left out of the canonical JSON at its default, so the
-    # digest of every contract published before it is unchanged.
     bounds_policy: BoundsPolicy = Field(
         default="refuse",
         description="values outside the bounds: refuse the import, or clip them at query time",
+    )
+    bounds_rho: float | None = Field(
+        default=None,
+        gt=0,
+        description="the rho (zCDP) the node spent once to estimate these bounds from its data"
+        " with a differentially private rule (node/privacy/bounds.py); unset when the bounds"
+        " come from public knowledge (a form, a shared codebook, the steward)",
+    )
+    collected: bool = Field(
+        default=True,
+        description="False: a column of a shared codebook this node's survey does not collect;"
+        " kept so partners' contracts match, never stored, and every query naming it is"
+        " refused (variable_not_collected) rather than answered as zero",
     )
 
     @model_serializer(mode="wrap")
     def _omit_added_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("bounds_policy") == "refuse":
-            del data["bounds_policy"]
+        for name, default in _ADDED_DEFAULTS.items():
+            if name in data and data[name] == default:
+                del data[name]
         return data
 
     @model_validator(mode="after")
@@ -101,6 +118,8 @@ class Column(WireModel):
             raise ValueError(f"only numeric columns have bounds ({self.name!r})")
         if self.bounds_policy == "clip" and self.lower is None:
             raise ValueError(f"column {self.name!r} clips to bounds it does not have")
+        if self.bounds_rho is not None and self.lower is None:
+            raise ValueError(f"column {self.name!r} states the cost of bounds it does not have")
         if self.treatment == "hash" and self.role != "identifier":
             raise ValueError(f"only identifier columns can be hashed ({self.name!r})")
         return self
@@ -196,6 +215,10 @@ class DatasetContract(WireModel):
         unit = self.privacy.unit_key
         if unit is not None and unit not in names:
             raise ValueError(f"unit key {unit!r} is not a column")
+        for name in (unit, self.privacy.weight_column):
+            column = self.column(name) if name is not None else None
+            if column is not None and not column.collected:
+                raise ValueError(f"column {name!r} protects respondents: it must be collected")
         weight = self.privacy.weight_column
         if weight is not None:
             column = self.column(weight)
@@ -277,10 +300,14 @@ def _to_table_schema(contract: DatasetContract) -> dict[str, Any]:
         "bounds": {
             c.name: {"lower": c.lower, "upper": c.upper}
             | ({"policy": c.bounds_policy} if c.bounds_policy != "refuse" else {})
+            | ({"rho": c.bounds_rho} if c.bounds_rho is not None else {})
             for c in contract.columns
             if c.lower is not None
         },
     }
+    not_collected = [c.name for c in contract.columns if not c.collected]
+    if not_collected:
+        privacy["not_collected"] = not_collected
     if contract.privacy.weight_column is not None:
         privacy["weight"] = {
             "column": contract.privacy.weight_column,
@@ -318,7 +345,8 @@ def _column_from_field(
     field: dict[str, Any],
     roles: dict[str, ColumnRole],
     hashed: set[str],
-    policies: dict[str, BoundsPolicy],
+    bounds: dict[str, dict[str, Any]],
+    not_collected: set[str],
 ) -> Column:
     unknown = set(field) - _FIELD_KEYS
     name = str(field.get("name", ""))
@@ -352,7 +380,9 @@ def _column_from_field(
         upper=constraints.get("maximum"),
         nullable=not constraints.get("required", False),
         treatment="hash" if name in hashed else "drop",
-        bounds_policy=policies.get(name, "refuse"),
+        bounds_policy=bounds.get(name, {}).get("policy", "refuse"),
+        bounds_rho=bounds.get(name, {}).get("rho"),
+        collected=name not in not_collected,
     )
 
 
@@ -391,12 +421,16 @@ def _from_table_schema(cls: type[DatasetContract], descriptor: dict[str, Any]) -
     stray = sorted(set(roles) - names)
     if stray:
         raise ValueError(f"x-privacy names columns that are not fields: {', '.join(stray)}")
-    policies: dict[str, BoundsPolicy] = {
-        str(name): bound["policy"]
+    bounds: dict[str, dict[str, Any]] = {
+        str(name): bound
         for name, bound in dict(privacy.get("bounds") or {}).items()
-        if isinstance(bound, dict) and "policy" in bound
+        if isinstance(bound, dict)
     }
-    columns = tuple(_column_from_field(f, roles, hashed, policies) for f in fields)
+    not_collected = {str(n) for n in privacy.get("not_collected") or ()}
+    stray = sorted(not_collected - names)
+    if stray:
+        raise ValueError(f"x-privacy.not_collected names unknown columns: {', '.join(stray)}")
+    columns = tuple(_column_from_field(f, roles, hashed, bounds, not_collected) for f in fields)
     weight = privacy.get("weight") or {}
     methodology = meta.get("methodology")
     return cls(

@@ -187,13 +187,16 @@ def coverage(*, session: Session, name: str, version: int | None = None) -> Modu
 
 
 def variable_answers(spec: QuerySpec, nodes: Sequence[NodeStatus]) -> tuple[VariableAnswer, ...]:
-    """For a module query: per queried variable, who answered and who does not collect it.
+    """For a module query, or a dataset query some node does not fully collect (a shared
+    codebook's column its survey lacks): per queried variable, who answered and who does not
+    collect it.
 
     A node that answered answered every variable of the query; a node that refused with
     `variable_not_collected` named the variables it lacks. Nodes refusing for any other
     reason (or not answering) appear in neither list: their outcome says why.
     """
-    if spec.module_version is None:
+    lacking_any = any(n.error_code == NOT_COLLECTED_CODE for n in nodes)
+    if spec.module_version is None and not lacking_any:
         return ()
     names: dict[str, None] = {}
     if spec.column is not None:

@@ -76,6 +76,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "file_unreadable": 422,
     "file_too_large": 413,
     "codebook_invalid": 422,
+    "import_mapping_invalid": 422,
     "upload_expired": 410,
     "module_not_held": 422,
     "module_invalid": 422,

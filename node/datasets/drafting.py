@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -33,7 +34,16 @@ from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit
 from contracts.v1.dataset import BoundsPolicy, ColumnType
 from node.datasets.codebook import Codebook, Question, constraint_bounds
 from node.datasets.repeats import KOBO_SUBMISSION, ODK_SUBMISSION
-from node.datasets.schemas import ContractDraft, DraftFlag, DraftNote, LevelCandidate
+from node.datasets.schemas import (
+    ColumnMap,
+    ContractDraft,
+    DraftFlag,
+    DraftNote,
+    ImportMapping,
+    LevelCandidate,
+)
+from node.datasets.shared import SharedCodebook, SharedColumn, column_words, level_for, level_index
+from node.datasets.shared import words as shared_words
 from node.datasets.tables import ROW_INDEX, Table, names
 from node.datasets.validation import LOSSY_TEXT, datetime_value
 
@@ -203,16 +213,67 @@ class Choices:
     `categorical`: columns to publish as categorical, with the levels the steward names (in
     that order): the explicit confirmation levels proposed from data need. `show_levels`:
     columns whose distinct values the steward wants to look at first. `bounds`: public
-    bounds and policy the steward sets for numeric columns."""
+    bounds and policy the steward sets for numeric columns. `columns` and `recode` map the
+    file onto a shared codebook (`SharedCodebook`)."""
 
     categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     show_levels: frozenset[str] = frozenset()
     bounds: Mapping[str, tuple[float, float, BoundsPolicy]] = field(default_factory=dict)
+    # Columns whose `bounds` are what the DP rule proposed in an earlier draft (the web review
+    # sends them back), with the rho it spent: they stay marked as DP-estimated.
+    estimated: Mapping[str, float] = field(default_factory=dict)
+    # Drafting from a shared codebook: its column -> the file's column (None: not collected),
+    # and the file's own values -> the codebook's levels (None: left missing), by its column.
+    columns: Mapping[str, str | None] = field(default_factory=dict)
+    recode: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
 
 def _level_code(code: str) -> bool:
     """Whether `code` can be a contract level (1 to MAX_CODE characters)."""
     return 0 < len(code) <= MAX_CODE
+
+
+def parse_column(text: str) -> tuple[str, str | None]:
+    """`sex=gender` -> (`sex`, `gender`): the file's column for a shared codebook's column;
+    `sex=` -> (`sex`, None): the file has none (not collected)."""
+    column, sep, local = text.partition("=")
+    if not sep or not column.strip():
+        raise ValueError(f"name the codebook's column and yours: COLUMN=YOUR_COLUMN (got {text!r})")
+    return column.strip(), local.strip() or None
+
+
+def parse_recode(text: str) -> tuple[str, dict[str, str | None]]:
+    """`group=DL:caste_discriminated,X:` -> (`group`, {DL: caste_discriminated, X: None}):
+    the file's own values onto a shared codebook's levels; an empty level leaves it missing."""
+    column, sep, pairs = text.partition("=")
+    table: dict[str, str | None] = {}
+    for pair in pairs.split(","):
+        if not pair.strip():
+            continue
+        value, colon, level = pair.rpartition(":")
+        if not colon or not value.strip():
+            raise ValueError(f"recode as COLUMN=YOUR_VALUE:LEVEL,... (got {text!r})")
+        table[value.strip()] = level.strip() or None
+    if not sep or not column.strip() or not table:
+        raise ValueError(f"recode as COLUMN=YOUR_VALUE:LEVEL,... (got {text!r})")
+    return column.strip(), table
+
+
+def parse_bounds(text: str) -> tuple[str, tuple[float, float, BoundsPolicy]]:
+    """`income=0,50000` (clipped at query time) or `income=0,50000,refuse` -> public bounds."""
+    column, sep, rest = text.partition("=")
+    parts = [p.strip() for p in rest.split(",")]
+    policy = parts.pop() if len(parts) == 3 else "clip"
+    try:
+        lower, upper = (float(p) for p in parts)
+    except ValueError as exc:
+        raise ValueError(f"bounds as COLUMN=LOWER,UPPER[,clip|refuse] (got {text!r})") from exc
+    finite = math.isfinite(lower) and math.isfinite(upper)
+    if not sep or not column.strip() or not finite or lower > upper:
+        raise ValueError(f"bounds as COLUMN=LOWER,UPPER[,clip|refuse] (got {text!r})")
+    if policy not in ("clip", "refuse"):
+        raise ValueError(f"values outside bounds are clipped or refused (got {text!r})")
+    return column.strip(), (lower, upper, cast(BoundsPolicy, policy))
 
 
 def parse_categorical(text: str) -> tuple[str, tuple[str, ...]]:
@@ -226,7 +287,9 @@ def parse_categorical(text: str) -> tuple[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class Hint:
-    """What a public source says about a column: today a question of the XLSForm."""
+    """What a public source says about a column of the file: a question of the survey's own
+    XLSForm. A shared codebook (a module, a partner's contract) is the other public source:
+    `SharedCodebook`, which also decides the contract's columns."""
 
     source: str
     kind: str  # the question's base type: select_one, integer, text, geopoint, calculate...
@@ -467,9 +530,11 @@ def _measure(
 ) -> Proposal:
     title = hint.title if hint else None
     chosen = ctx.choices.bounds.get(name)
+    rho: float | None = None
     if chosen is not None:
         lower, upper, policy = chosen
-        why = "bounds you set"
+        rho = ctx.choices.estimated.get(name)
+        why = "bounds you set" if rho is None else _estimated_why(rho, kept=True)
     elif hint is not None and hint.lower is not None and hint.upper is not None:
         lower, upper, policy = hint.lower, hint.upper, "refuse"
         why = f"bounds from {hint.source}'s constraint: values outside are refused at import"
@@ -478,11 +543,13 @@ def _measure(
         from node.privacy.bounds import BOUNDS_RHO, propose_bounds  # noqa: PLC0415
 
         numbers = values.str.strip_chars().cast(pl.Float64, strict=False).drop_nulls()
-        proposed = propose_bounds(
-            numbers.to_numpy().astype(np.float64),
-            contributions=ctx.contributions,
-            integer=ctype == "integer",
-        )
+        proposed = None
+        if not numbers.is_empty():  # no data (a form alone): nothing to spend rho on
+            proposed = propose_bounds(
+                numbers.to_numpy().astype(np.float64),
+                contributions=ctx.contributions,
+                integer=ctype == "integer",
+            )
         if proposed is None:
             return Proposal(
                 Column(name=name, type=ctype, role="measure", title=title),
@@ -497,11 +564,8 @@ def _measure(
             )
         lower, upper = proposed
         policy = "clip"
-        why = (
-            f"bounds proposed by a differentially private rule (a noisy histogram on a public"
-            f" 1-2-5 grid, rho {BOUNDS_RHO:g} once), never the exact minimum or maximum;"
-            " values outside are clipped at query time: widen them if you know a public range"
-        )
+        rho = BOUNDS_RHO
+        why = _estimated_why(rho, kept=False)
     column = Column(
         name=name,
         type=ctype,
@@ -510,8 +574,26 @@ def _measure(
         lower=lower,
         upper=upper,
         bounds_policy=policy,
+        bounds_rho=rho,
     )
     return Proposal(column, (_note(name, "info", f"{ctype}: {why}"),))
+
+
+def _estimated_why(rho: float, *, kept: bool) -> str:
+    """The note on bounds the DP rule proposed: what they cost, and when it is spent."""
+    what = (
+        "as the differentially private rule proposed them"
+        if kept
+        else (
+            "proposed by a differentially private rule (a noisy histogram on a public 1-2-5 grid),"
+            " never the exact minimum or maximum"
+        )
+    )
+    return (
+        f"bounds {what}; publishing them spends rho {rho:g} once, outside any agreement's"
+        " budget, and the node's audit log records it (the contract says bounds_rho). Values"
+        " outside are clipped at query time: widen them if you know a public range"
+    )
 
 
 def _short_categories(values: pl.Series) -> int | None:
@@ -725,6 +807,373 @@ def _file_notes(table: Table, sample: pl.DataFrame, columns: Iterable[str]) -> l
     return notes
 
 
+# --- a shared codebook: one contract for a partnership ---------------------------------------
+
+MAX_RECODE_VALUES = 1000  # more distinct values than this: not a codebook's categories
+
+
+@dataclass(frozen=True)
+class SharedOutcome:
+    """The contract's columns and privacy unit drafted from a shared codebook, the notes and
+    candidates for the steward, and the mapping of the file onto it."""
+
+    columns: tuple[Column, ...]
+    privacy: PrivacyUnit
+    unit: str | None
+    notes: tuple[DraftNote, ...]
+    candidates: tuple[LevelCandidate, ...]
+    mapping: ImportMapping | None
+
+
+def _local_words(name: str, hint: Hint | None) -> set[str]:
+    return shared_words((name, hint.title if hint else None, *(hint.labels if hint else ())))
+
+
+def _matches(
+    shared: SharedCodebook,
+    columns: list[str],
+    unit: str | None,
+    hints: Mapping[str, Hint],
+    choices: Choices,
+) -> tuple[dict[str, str | None], list[DraftNote]]:
+    """Each codebook column's column in the file (None: not collected): the steward's choice,
+    else the file's column whose name, title or form labels match its name, title or
+    synonyms (the same name first). A derived module variable never matches one column."""
+    notes: list[DraftNote] = []
+    for named in sorted(set(choices.columns) - {c.column.name for c in shared.columns}):
+        notes.append(
+            _note(named, "warning", f"you named this column, but {shared.source} has none")
+        )
+    taken = {local for local in choices.columns.values() if local is not None}
+    found: dict[str, str | None] = {}
+    for item in shared.columns:
+        name = item.column.name
+        if item.derived is not None:
+            if choices.columns.get(name) is not None:
+                notes.append(
+                    _note(
+                        name,
+                        "warning",
+                        f"derived by {item.derived} from several questions: never taken from"
+                        " one column of your file",
+                    )
+                )
+            found[name] = None
+        elif name in choices.columns:
+            local = choices.columns[name]
+            if local is not None and local not in columns:
+                notes.append(_note(name, "warning", "you named a column the file does not have"))
+                local = None
+            found[name] = local
+        else:
+            keys = column_words(item)
+            fits = [
+                c
+                for c in columns
+                if c not in taken and c != unit and _local_words(c, hints.get(c)) & keys
+            ]
+            same = [c for c in fits if c.lower() == name.lower()]
+            best = next(iter(same or fits), None)
+            found[name] = best
+            if best is not None:
+                taken.add(best)
+    return found, notes
+
+
+def _recoded(
+    item: SharedColumn,
+    local: str,
+    values: pl.Series,
+    *,
+    own: Hint | None,
+    ctx: Context,
+    source: str,
+) -> tuple[dict[str, str | None], list[DraftNote], LevelCandidate | None]:
+    """How the file's values of `local` reach the codebook's levels: values that are levels
+    pass; a value (or a code of the survey's own form) whose words name one level is recoded
+    onto it; the steward's recodes win. Values left over are counted, never named, and an
+    import refuses them until the steward maps them: a value only one node's data hold never
+    becomes a level."""
+    name = item.column.name
+    codes = item.column.level_codes
+    index = level_index(item)
+    named = dict(ctx.choices.recode.get(name, {}))
+    wrong = [v for v, level in named.items() if level is not None and level not in codes]
+    notes: list[DraftNote] = []
+    if wrong:
+        notes.append(
+            _note(name, "warning", f"{len(wrong)} of your recodes name a level {source} lacks")
+        )
+        for value in wrong:
+            del named[value]
+    # Named apart from the file's column, which may itself be called "count".
+    few = values.n_unique() <= MAX_RECODE_VALUES
+    counts = values.alias("value").value_counts(name="rows") if few else None
+    if counts is None:
+        notes.append(
+            _note(
+                name,
+                "warning",
+                f"more than {MAX_RECODE_VALUES} distinct values in the sample: is your column"
+                f" {local} really this codebook's column? Name another with --column",
+            )
+        )
+        return named, notes, None
+    # In a fixed order (by value), so the same file always gives the same mapping.
+    seen = dict(sorted(zip(counts["value"].to_list(), counts["rows"].to_list(), strict=True)))
+    own_codes = {level.code: tuple(level.labels.values()) for level in own.levels} if own else {}
+    proposed: dict[str, str] = {}
+    for value in (*seen, *own_codes):
+        if value in named or value in codes or value in proposed:
+            continue
+        level = level_for(index, (value, *own_codes.get(value, ())))
+        if level is not None:
+            proposed[value] = level
+    table: dict[str, str | None] = {**proposed, **named}
+    unmatched = [v for v in seen if v not in codes and v not in table]
+    held = {table.get(v, v) for v in seen} & set(codes)
+    notes.append(
+        _note(
+            name,
+            "info",
+            f"categorical: its {len(codes)} levels and their labels come from {source}, not"
+            f" from your data, so they are public without your confirmation; the sample holds"
+            f" {len(held)} of them",
+        )
+    )
+    if table:
+        notes.append(
+            _note(
+                name,
+                "recode",
+                f"{len(table)} of your codes are recoded onto these levels at import"
+                f" ({len(proposed)} matched by their codes, labels or synonyms, {len(named)}"
+                " named by you): check them in the mapping",
+            )
+        )
+    candidate = None
+    if unmatched:
+        rows = sum(int(seen[v]) for v in unmatched)
+        notes.append(
+            _note(
+                name,
+                "unmapped",
+                f"{len(unmatched)} values of your column ({rows} rows of the sample) are not"
+                f" levels of {source}: an import refuses them until you map each onto a level,"
+                f" or to missing (--recode {name}=VALUE:LEVEL or VALUE:), after looking at them"
+                f" (--show-levels {name}). They never become levels",
+            )
+        )
+        shown: tuple[str, ...] = ()
+        if {name, local} & ctx.choices.show_levels:
+            shown = tuple(sorted(str(v) for v in unmatched))[:MAX_SHOWN_LEVELS]
+        candidate = LevelCandidate(column=name, distinct=len(unmatched), values=shown)
+    return table, notes, candidate
+
+
+def _bounded(item: SharedColumn, values: pl.Series, ctx: Context, source: str) -> Proposal:
+    """A numeric codebook column: its public bounds (or the partnership's, set by the steward:
+    a private guess would differ at every node), and how much of the sample lies outside."""
+    column = item.column
+    name = column.name
+    notes: list[DraftNote] = []
+    chosen = ctx.choices.bounds.get(name)
+    if chosen == (column.lower, column.upper, column.bounds_policy):
+        chosen = None  # the codebook's own, sent back by the review form
+    if chosen is not None:
+        lower, upper, policy = chosen
+        column = column.model_copy(update={"lower": lower, "upper": upper, "bounds_policy": policy})
+        if item.column.lower is not None:
+            notes.append(
+                _note(
+                    name,
+                    "warning",
+                    f"you changed the bounds {source} gives: your contract no longer matches"
+                    " your partners'",
+                )
+            )
+    if column.lower is None or column.upper is None:
+        notes.append(
+            _note(
+                name,
+                "needs_bounds",
+                f"{source} gives no bounds: agree public bounds with your partners and set the"
+                f" same at every node (--bounds {name}=LOWER,UPPER). No private guess is made:"
+                " it would differ at every node",
+            )
+        )
+        return Proposal(column, tuple(notes))
+    numbers = values.cast(pl.Float64, strict=False)
+    wrong = int(numbers.is_null().sum())
+    outside = int(((numbers < column.lower) | (numbers > column.upper)).sum())
+    fate = "clipped at query time" if column.bounds_policy == "clip" else "refused at import"
+    note = (
+        f"{column.type}: public bounds [{column.lower:g}, {column.upper:g}] from"
+        f" {source if chosen is None else 'you'}; values outside are {fate}"
+    )
+    if outside:
+        note += f" ({outside} rows of the sample)"
+    notes.insert(0, _note(name, "info", note))
+    if wrong:
+        notes.append(
+            _note(name, "warning", f"{wrong} rows of the sample are not numbers: refused at import")
+        )
+    return Proposal(column, tuple(notes))
+
+
+def _conformed(
+    item: SharedColumn,
+    local: str,
+    hints: Mapping[str, Hint],
+    ctx: Context,
+    source: str,
+) -> tuple[Proposal, ColumnMap | None]:
+    """A codebook column the file has (as `local`): the codebook's definition, whatever the
+    file holds, and the mapping that brings the file's values to it."""
+    column = item.column
+    name = column.name
+    try:
+        values = _values(ctx.sample, local)
+    except pl.exceptions.PolarsError:
+        values = pl.Series(local, [], dtype=pl.String)
+    renamed = [] if local == name else [_note(name, "info", f"from your column {local}")]
+    levels: dict[str, str | None] = {}
+    if column.type == "categorical":
+        levels, notes, candidate = _recoded(
+            item, local, values, own=hints.get(local), ctx=ctx, source=source
+        )
+        proposal = Proposal(column, (*renamed, *notes), candidate)
+    elif column.type in ("integer", "number"):
+        bounded = _bounded(item, values, ctx, source)
+        proposal = Proposal(bounded.column, (*renamed, *bounded.notes))
+    else:
+        why = identifier_by_name(local) or identifier_by_values(values)
+        notes = [_note(name, "info", f"a {column.role} column, as {source} defines it")]
+        if why is not None and column.role not in ("identifier", "free_text"):
+            notes.append(
+                _note(name, "warning", f"your column looks like {why}: is it really this one?")
+            )
+        proposal = Proposal(column, (*renamed, *notes))
+    mapped = ColumnMap(column=local, levels=levels) if local != name or levels else None
+    return proposal, mapped
+
+
+def _absent(item: SharedColumn, source: str) -> Proposal:
+    """A codebook column the file lacks: kept, so every partner's contract has it (and an
+    agreement naming it can be signed here), but marked not collected, so a query on it is
+    refused by name rather than answered as zero. Columns an import drops anyway stay as they
+    are."""
+    column = item.column
+    name = column.name
+    if column.role == "free_text" or (column.role == "identifier" and column.treatment == "drop"):
+        return Proposal(
+            column, (_note(name, "info", "not in your file: dropped at import anyway"),)
+        )
+    if item.derived is not None:
+        why = (
+            f"{source} derives it from several questions ({item.derived}), which a contract"
+            " cannot take from one column: kept, marked not collected here. A module mapping"
+            " derives it (sauti node map draft)"
+        )
+    else:
+        why = (
+            "no column of your file matches it: kept, marked not collected, so your contract"
+            " matches your partners' and a query on it is refused here, never answered as zero"
+            f" (if your file has it under another name: --column {name}=YOUR_COLUMN)"
+        )
+    return Proposal(
+        column.model_copy(update={"collected": False}), (_note(name, "not_collected", why),)
+    )
+
+
+def _draft_shared(
+    shared: SharedCodebook,
+    *,
+    name: str,
+    unit: str | None,
+    hints: Mapping[str, Hint],
+    ctx: Context,
+) -> SharedOutcome:
+    """The contract of a shared codebook for this file: its columns in its order, each from
+    the file's matching column (renamed, recoded) or marked not collected; the file's other
+    columns left out, so every partner publishes the same columns."""
+    source = shared.source
+    found, notes = _matches(shared, ctx.columns, unit, hints, ctx.choices)
+    if shared.name is not None and shared.name != name:
+        notes.append(
+            _note(
+                "",
+                "warning",
+                f"{source} is published as {shared.name}: a query across partners names one"
+                " dataset, so publish yours under the same name",
+            )
+        )
+    if ctx.choices.categorical:
+        notes.append(
+            _note("", "warning", f"levels you named are ignored: {source} gives the levels")
+        )
+    columns: list[Column] = []
+    candidates: list[LevelCandidate] = []
+    maps: dict[str, ColumnMap] = {}
+    if unit is not None:
+        # Who one unit is and how many rows it has are the node's own: its unit key keeps its
+        # name (it is dropped at import and never queried).
+        columns.append(Column(name=unit, type="string", role="unit_key"))
+        notes.append(_note(unit, "info", "unit key: one privacy unit; dropped at import"))
+    for item in shared.columns:
+        column_name = item.column.name
+        local = found.get(column_name)
+        if local is None:
+            proposal = _absent(item, source)
+        else:
+            proposal, mapped = _conformed(item, local, hints, ctx, source)
+            if mapped is not None:
+                maps[column_name] = mapped
+        assert proposal.column is not None
+        columns.append(proposal.column)
+        notes.extend(proposal.notes)
+        if proposal.candidate is not None:
+            candidates.append(proposal.candidate)
+    used = {m.column for m in maps.values()} | {c for c in found.values() if c} | {unit}
+    for local in ctx.columns:
+        if local not in used:
+            notes.append(
+                _note(
+                    local,
+                    "left_out",
+                    f"not in {source}: left out (not imported), so your contract stays the"
+                    " partnership's",
+                )
+            )
+    weight = shared.weight_column
+    collected = {c.name for c in columns if c.collected}
+    privacy = PrivacyUnit(
+        unit_key=unit,
+        max_contributions=ctx.contributions,
+        weight_column=weight if weight in collected else None,
+        weight_upper=shared.weight_upper if weight in collected else None,
+    )
+    mapping = None
+    if maps:
+        mapping = ImportMapping(
+            dataset=name, contract_version=shared.version, source=source, columns=maps
+        )
+    return SharedOutcome(
+        columns=tuple(columns),
+        privacy=privacy,
+        unit=unit,
+        notes=tuple(notes),
+        candidates=tuple(candidates),
+        mapping=mapping,
+    )
+
+
+def _values(sample: pl.DataFrame, name: str) -> pl.Series:
+    """A column's non-empty values in the sample, stripped (raises PolarsError on odd data)."""
+    values = sample[name].drop_nulls().str.strip_chars()
+    return values.filter(values != "")
+
+
 def draft(
     *,
     table: Table,
@@ -733,8 +1182,12 @@ def draft(
     title: str | None = None,
     choices: Choices | None = None,
     hints: Mapping[str, Hint] | None = None,
+    shared: SharedCodebook | None = None,
 ) -> ContractDraft:
-    """A contract for `table`, every column with a reason; `hints` default to the codebook's."""
+    """A contract for `table`, every column with a reason; `hints` default to the codebook's.
+
+    With `shared`, the contract is the shared codebook's (its columns, levels, labels and
+    bounds) and the draft maps the file onto it (`ContractDraft.mapping`)."""
     choices = choices or Choices()
     frame = table.frame
     sample = frame.head(SAMPLE_ROWS).collect()
@@ -769,14 +1222,43 @@ def draft(
         repeat=repeat,
         columns=columns,
     )
+    if shared is not None:
+        outcome = _draft_shared(shared, name=name, unit=unit, hints=hints, ctx=ctx)
+        notes.extend(outcome.notes)
+        contract = DatasetContract(
+            name=name,
+            version=shared.version,
+            title=title or shared.title,
+            description=shared.description,
+            language=shared.language,
+            columns=outcome.columns,
+            privacy=outcome.privacy,
+        )
+        return ContractDraft(
+            contract=contract,
+            notes=(
+                *notes,
+                *_closing_notes(
+                    table,
+                    sample,
+                    columns,
+                    choices,
+                    outcome.unit,
+                    known=(c.column.name for c in shared.columns),
+                ),
+            ),
+            source=table.source,
+            candidates=outcome.candidates,
+            shared=shared.source,
+            mapping=outcome.mapping,
+        )
     proposed: list[Column] = []
     candidates: list[LevelCandidate] = []
     for column_name in columns:
         proposal = _meta(column_name, unit, repeat)
         if proposal is None:
             try:
-                values = sample[column_name].drop_nulls().str.strip_chars()
-                values = values.filter(values != "")
+                values = _values(sample, column_name)
                 proposal = _propose(column_name, hints.get(column_name), values, ctx)
             except pl.exceptions.PolarsError:
                 proposal = Proposal(
@@ -788,15 +1270,6 @@ def draft(
         if proposal.candidate is not None:
             candidates.append(proposal.candidate)
         notes.extend(proposal.notes)
-    notes.extend(_file_notes(table, sample, columns))
-    unknown = sorted((set(choices.categorical) | choices.show_levels) - set(columns))
-    for column_name in unknown:
-        notes.append(_note(column_name, "warning", "you named this column, but the file has none"))
-    if unit is None:
-        notes.append(
-            _note("", "warning", "no unit key found: each row will count as its own respondent")
-        )
-    notes.append(_note("", "info", "fill in the methodology (collection, sampling, consent...)"))
     contract = DatasetContract(
         name=name,
         version=1,
@@ -805,5 +1278,31 @@ def draft(
         privacy=PrivacyUnit(unit_key=unit, max_contributions=contributions),
     )
     return ContractDraft(
-        contract=contract, notes=tuple(notes), source=table.source, candidates=tuple(candidates)
+        contract=contract,
+        notes=(*notes, *_closing_notes(table, sample, columns, choices, unit)),
+        source=table.source,
+        candidates=tuple(candidates),
     )
+
+
+def _closing_notes(
+    table: Table,
+    sample: pl.DataFrame,
+    columns: list[str],
+    choices: Choices,
+    unit: str | None,
+    *,
+    known: Iterable[str] = (),
+) -> list[DraftNote]:
+    """What the file as a whole and the steward's choices leave to say, after the columns
+    (`known`: other names the steward may use, a shared codebook's columns)."""
+    notes = _file_notes(table, sample, columns)
+    unknown = sorted((set(choices.categorical) | choices.show_levels) - {*columns, *known})
+    for column_name in unknown:
+        notes.append(_note(column_name, "warning", "you named this column, but the file has none"))
+    if unit is None:
+        notes.append(
+            _note("", "warning", "no unit key found: each row will count as its own respondent")
+        )
+    notes.append(_note("", "info", "fill in the methodology (collection, sampling, consent...)"))
+    return notes

@@ -58,3 +58,9 @@ class UploadExpired(DatasetError):
     """A staged upload (a draft under review in the browser) is gone: expired or finished."""
 
     code = "upload_expired"
+
+
+class ImportMappingInvalid(DatasetError):
+    """A mapping of exports onto a contract that does not fit it (names contract columns)."""
+
+    code = "import_mapping_invalid"

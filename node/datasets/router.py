@@ -15,8 +15,15 @@ from node.api.deps import SettingsDep, StewardDep
 from node.auth.schemas import Steward
 from node.datasets import drafting, service, store
 from node.datasets.exceptions import ContractInvalid, FileTooLarge
-from node.datasets.schemas import FileFormat, ImportResult, ValidationReport, VersionInfo
+from node.datasets.schemas import (
+    FileFormat,
+    ImportMapping,
+    ImportResult,
+    ValidationReport,
+    VersionInfo,
+)
 from node.settings import NodeSettings
+from node.web import multipart
 
 router = APIRouter(prefix="/v1/steward/datasets", tags=["steward", "datasets"])
 # The routes whose body is a data file, streamed to disk: the app includes them under
@@ -109,37 +116,100 @@ async def draft_contract(
     sheet: str | None = None,
     categorical: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     show_levels: Annotated[list[str], Query()] = [],  # noqa: B006
+    bounds: Annotated[list[str], Query()] = [],  # noqa: B006
+    from_module: str | None = None,
+    module_version: Annotated[int | None, Query(ge=1)] = None,
+    column: Annotated[list[str], Query()] = [],  # noqa: B006
+    recode: Annotated[list[str], Query()] = [],  # noqa: B006
 ) -> dict[str, Any]:
-    """Propose a contract from an uploaded export (request body = the file).
+    """Propose a contract from an uploaded export: the request body is the file, or a
+    multipart form with the file as `upload`, the survey's XLSForm as `codebook` and a
+    partner's codebook (contract JSON, Table Schema or XLSForm) as `partner`.
 
     `categorical=COLUMN=LEVEL,LEVEL` (repeatable) publishes a text column's levels as named;
-    `show_levels=COLUMN` returns a candidate column's distinct values (to this steward only)."""
+    `show_levels=COLUMN` returns a candidate column's distinct values (to this steward only);
+    `bounds=COLUMN=LOWER,UPPER[,clip|refuse]`. `from_module` (and `module_version`) or the
+    `partner` part: draft the shared codebook's contract, with `column=CODEBOOK=YOURS` and
+    `recode=CODEBOOK=VALUE:LEVEL,...` mapping the file onto it; the answer's `mapping` is
+    installed with `PUT .../mapping` once the contract is published."""
     try:
         choices = drafting.Choices(
             categorical=dict(drafting.parse_categorical(c) for c in categorical),
             show_levels=frozenset(show_levels),
+            bounds=dict(drafting.parse_bounds(b) for b in bounds),
+            columns=dict(drafting.parse_column(c) for c in column),
+            recode=dict(drafting.parse_recode(r) for r in recode),
         )
     except ValueError as exc:
         raise ContractInvalid(str(exc)) from exc
     with _upload_dir(settings) as folder:
-        path = await _receive(request, folder, filename, settings.import_max_bytes)
+        files: dict[str, Path] = {}
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await multipart.receive(
+                request,
+                folder=folder,
+                files={"upload": "export", "codebook": "codebook", "partner": "partner"},
+                limit=settings.import_max_bytes,
+                before_file=lambda _fields: None,  # a bearer token: nothing for CSRF to ride on
+            )
+            files = form.files
+            if "upload" not in files:
+                raise ContractInvalid("the form needs the export as its `upload` file")
+        else:
+            files["upload"] = await _receive(request, folder, filename, settings.import_max_bytes)
+        if from_module is not None and "partner" in files:
+            raise ContractInvalid("draft from one shared codebook: a module or a partner's file")
         draft = await run_in_threadpool(
             service.draft_contract,
             home=settings.home,
-            path=path,
+            path=files["upload"],
             name=name,
             fmt=fmt,
+            codebook_path=files.get("codebook"),
             repeat=repeat,
             sheet=sheet,
             settings=settings,
             choices=choices,
+            from_module=from_module,
+            module_version=module_version,
+            from_contract=files.get("partner"),
         )
     return {
         "contract": draft.contract.model_dump(mode="json"),
         "table_schema": draft.contract.to_table_schema(),
         "notes": [n.model_dump() for n in draft.notes],
         "candidates": [c.model_dump() for c in draft.candidates],
+        "shared": draft.shared,
+        "mapping": draft.mapping.model_dump(mode="json") if draft.mapping else None,
     }
+
+
+@router.get("/{name}/mapping", response_model=ImportMapping)
+async def show_mapping(
+    name: Name, settings: SettingsDep, _steward: StewardDep, version: int | None = None
+) -> ImportMapping:
+    """How this node's exports map onto a contract version (steward only: its own codes)."""
+    return await run_in_threadpool(
+        service.get_mapping, home=settings.home, name=name, version=version
+    )
+
+
+@router.put("/{name}/mapping", response_model=ImportMapping)
+async def set_mapping(
+    name: Name,
+    document: Annotated[dict[str, Any], Body()],
+    settings: SettingsDep,
+    steward: StewardDep,
+) -> ImportMapping:
+    """Install (or replace) the mapping of exports onto a published contract version; logged
+    by contract column names only."""
+    mapping = service.parse_mapping(document)
+    if mapping.dataset != name:
+        raise ContractInvalid("the mapping names another dataset than the path")
+    await run_in_threadpool(
+        service.set_mapping, home=settings.home, mapping=mapping, settings=settings, by=_by(steward)
+    )
+    return mapping
 
 
 @uploads.post("/{name}/validate", response_model=ValidationReport)

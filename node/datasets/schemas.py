@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.v1 import DatasetContract
 
@@ -139,6 +139,9 @@ DraftFlag = Literal[
     "levels_from_data",  # text that could be categorical once the steward names its levels
     "needs_bounds",  # a numeric column without public bounds: not queryable until set
     "left_out",  # not in the contract: export metadata, media, select_multiple answer lists
+    "recode",  # the file's own codes are mapped onto a shared codebook's levels at import
+    "unmapped",  # values a shared codebook lacks: refused at import until the steward maps them
+    "not_collected",  # a shared codebook's column the file lacks: kept, marked not collected
     "warning",  # something about the file the steward should know (encoding, format)
     "info",  # the reason for an ordinary choice
 ]
@@ -170,10 +173,41 @@ class LevelCandidate(BaseModel):
     values: tuple[str, ...] = ()
 
 
+class ColumnMap(BaseModel):
+    """Where one contract column's values come from in this node's exports: the export's own
+    column, and its own codes recoded onto the contract's levels (`null`: left missing).
+    Values the table does not name pass unchanged, so one the contract lacks is refused by the
+    import (`unknown_level`, rows named), never silently added or dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    column: str = Field(min_length=1, max_length=200)
+    levels: dict[str, str | None] = Field(default_factory=dict)
+
+
+class ImportMapping(BaseModel):
+    """How this node's exports map onto a contract drafted from a shared codebook (a module or
+    a partner's contract): renamed columns and recoded levels, applied to every import and
+    dry run under that contract version. It holds the node's own codes, so it stays on the
+    node like its data: never published, sent or logged (the audit names its columns only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    contract_version: int = Field(ge=1)
+    source: str = ""  # the shared codebook the contract was drafted from, for the steward
+    columns: dict[str, ColumnMap] = Field(default_factory=dict)  # by contract column
+
+
 class ContractDraft(BaseModel):
+    """A proposed contract, why each column is what it is, and (drafted from a shared codebook)
+    the mapping of this node's export onto it (`mapping`, steward-only like `candidates`)."""
+
     model_config = ConfigDict(frozen=True)
 
     contract: DatasetContract
     notes: tuple[DraftNote, ...]
     source: SourceInfo | None = None
     candidates: tuple[LevelCandidate, ...] = ()
+    shared: str | None = None  # the shared codebook drafted from: "module lnob_core v1", ...
+    mapping: ImportMapping | None = None

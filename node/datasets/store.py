@@ -1,6 +1,7 @@
 """The versioned dataset store on disk: published contracts and immutable import versions.
 
     <home>/datasets/<name>/contracts/v<N>.json    contract version N, never rewritten
+    <home>/datasets/<name>/mappings/v<N>.json     how this node's exports map onto it (local)
     <home>/datasets/<name>/versions/<V>/          import version V, never rewritten:
         data.parquet  manifest.json  report.json
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from contracts import signing
 from contracts.v1 import DatasetContract
 from node.datasets.exceptions import ContractConflict, UnknownDataset
-from node.datasets.schemas import Manifest
+from node.datasets.schemas import ImportMapping, Manifest
 
 SALT_FILE = ".identifier-salt"
 
@@ -206,3 +207,26 @@ def salt(home: Path) -> bytes:
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
     return path.read_bytes()
+
+
+def mapping_path(home: Path, name: str, contract_version: int) -> Path:
+    """Where the node keeps how its exports map onto a contract version (never published)."""
+    return dataset_dir(home, name) / "mappings" / f"v{contract_version}.json"
+
+
+def read_mapping(home: Path, name: str, contract_version: int) -> ImportMapping | None:
+    path = mapping_path(home, name, contract_version)
+    if not path.exists():
+        return None
+    return ImportMapping.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def write_mapping(home: Path, mapping: ImportMapping) -> Path:
+    """Write (or replace) a mapping at once: an import reads the old or the new, never half."""
+    path = mapping_path(home, mapping.dataset, mapping.contract_version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".mapping-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(mapping.model_dump_json(indent=2))
+    os.replace(tmp, path)
+    return path

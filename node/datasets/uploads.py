@@ -21,16 +21,17 @@ from node.datasets.exceptions import UploadExpired
 STAGED_FOR = 2 * 3600  # seconds a staged upload waits for the steward
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-EXPORT, CODEBOOK = "export", "codebook"
+EXPORT, CODEBOOK, PARTNER = "export", "codebook", "partner"
 
 
 @dataclass(frozen=True)
 class Staged:
-    """One staged upload: the export and, if given, its XLSForm."""
+    """One staged upload: the export and, if given, its XLSForm and a partner's codebook."""
 
     token: str
     export: Path
     codebook: Path | None
+    partner: Path | None = None
 
     @property
     def filename(self) -> str:
@@ -81,11 +82,18 @@ def find(home: Path, token: str) -> Staged:
     if time.time() - folder.stat().st_mtime > STAGED_FOR:
         shutil.rmtree(folder, ignore_errors=True)
         raise UploadExpired("the uploaded file waited too long and was deleted: upload it again")
-    exports = sorted((folder / EXPORT).glob("*")) if (folder / EXPORT).is_dir() else []
-    codebooks = sorted((folder / CODEBOOK).glob("*")) if (folder / CODEBOOK).is_dir() else []
+    exports, codebooks, partners = (
+        sorted((folder / part).glob("*")) if (folder / part).is_dir() else []
+        for part in (EXPORT, CODEBOOK, PARTNER)
+    )
     if len(exports) != 1:
         raise UploadExpired("the uploaded file is no longer here: upload it again")
-    return Staged(token=token, export=exports[0], codebook=codebooks[0] if codebooks else None)
+    return Staged(
+        token=token,
+        export=exports[0],
+        codebook=codebooks[0] if codebooks else None,
+        partner=partners[0] if partners else None,
+    )
 
 
 def discard(home: Path, token: str) -> None:

@@ -162,8 +162,11 @@ def plan(
     issues = list(preliminary or [])
     present = [n for n in frame.collect_schema().names() if n != ROW_INDEX]
     # A column the import drops anyway (free text, an identifier not kept as a hash) may be
-    # absent: nothing to drop. Anything stored or the unit key must be there.
-    absent = [c for c in contract.columns if c.name not in present]
+    # absent: nothing to drop. Anything stored or the unit key must be there. A column the
+    # contract marks not collected (a shared codebook's column this survey lacks) is never
+    # read or stored, in the file or not.
+    uncollected = {c.name for c in contract.columns if not c.collected}
+    absent = [c for c in contract.columns if c.name not in present and c.name not in uncollected]
     optional = {c.name for c in absent if _dropped_without_trace(c)}
     missing = [c.name for c in absent if c.name not in optional]
     for name in missing:
@@ -193,7 +196,7 @@ def plan(
                 message="the file has a single column: is the delimiter right?",
             )
         )
-    ignored = tuple(n for n in present if contract.column(n) is None)
+    ignored = tuple(n for n in present if contract.column(n) is None or n in uncollected)
     if missing or any(i.severity == "error" for i in issues):
         # Without every column (or with a broken table) row checks would only add noise.
         return Plan(issues, frame, _count(frame), 0, ignored)
@@ -201,7 +204,7 @@ def plan(
     casts: list[pl.Expr] = []
     checks: list[Check] = []
     for column in contract.columns:
-        if column.name in optional:
+        if column.name in optional or column.name in uncollected:
             continue
         cast, column_checks = _typed(column)
         casts.append(cast)
@@ -254,7 +257,11 @@ def plan(
             # Only the rows found go: everything else streams through untouched.
             clean = clean.filter(~pl.col(ROW_INDEX).is_in(beyond))
     clean = clean.select(casts)
-    kept = [c.name for c in contract.columns if c.role not in DROPPED_ROLES]
+    kept = [
+        c.name
+        for c in contract.columns
+        if c.role not in DROPPED_ROLES and c.name not in uncollected
+    ]
     hashed = [c.name for c in contract.columns if c.role == "identifier" and c.treatment == "hash"]
     if hashed and salt is not None:
         clean = clean.with_columns(

@@ -90,6 +90,14 @@ def load_module(home: Path, name: str, version: int) -> Module:
     return module
 
 
+def held_versions(home: Path, name: str) -> list[int]:
+    """The versions of module `name` pinned here (files only: each verifies when loaded)."""
+    _stem(name, 1)  # refuses a name that is not a module name before it reaches a path
+    folder = home / MODULES
+    stems = (p.name.removeprefix(f"{name}-v").removesuffix(".jws") for p in folder.glob("*.jws"))
+    return sorted(int(v) for v in stems if v.isdigit()) if folder.is_dir() else []
+
+
 def held_modules(home: Path) -> list[Module]:
     folder = home / MODULES
     found = []

@@ -49,11 +49,13 @@ from contracts.accuracy import (
     suppression_reason,
 )
 from contracts.v1 import Cell, Column, Component, DatasetContract, QuerySpec
+from contracts.v1.harmonisation import not_collected_message
 from contracts.v1.query import NUMERIC_MEASURES
 from contracts.v1.release import BIN_DIM, QUANTILE_DIM, SuppressionReason
 from node.privacy import mechanisms
 from node.privacy.exceptions import (
     BoundsMissing,
+    ColumnNotCollected,
     ColumnNotNumeric,
     ColumnNotQueryable,
     CostCheckFailed,
@@ -89,6 +91,14 @@ def check_spec(*, contract: DatasetContract, spec: QuerySpec) -> None:
     """Refuse a spec that the contract cannot answer; messages name columns, never levels."""
     if spec.measure not in SUPPORTED_MEASURES:
         raise MeasureNotSupported(f"measure {spec.measure} is not implemented at this node")
+    named = (spec.column, *spec.group_by, *(f.column for f in spec.filters))
+    lacking = [
+        name
+        for name in dict.fromkeys(n for n in named if n is not None)
+        if (column := contract.column(name)) is not None and not column.collected
+    ]
+    if lacking:
+        raise ColumnNotCollected(not_collected_message(lacking))
     for i, dim in enumerate(spec.group_by):
         _categorical(contract, dim, field=f"group_by[{i}]")
     for i, flt in enumerate(spec.filters):

@@ -47,3 +47,11 @@ class NoiseOutOfRange(PrivacyError):
     """A noise scale no release can carry (the privacy map holds, the numbers would not)."""
 
     code = "noise_out_of_range"
+
+
+class ColumnNotCollected(PrivacyError):
+    """A column the contract marks not collected (a shared codebook's column this survey lacks):
+    refused by name, never answered as zero. The same code as a module variable not collected,
+    so the hub says per variable which nodes could not answer."""
+
+    code = "variable_not_collected"

@@ -189,7 +189,8 @@ async def dashboard(request: Request, settings: SettingsDep, browser: SessionDep
 @router.get("/datasets", response_class=HTMLResponse)
 async def datasets(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     view = await run_in_threadpool(service.dataset_list, settings=settings)
-    return render(request, "datasets.html", session=browser, datasets=view)
+    held = await run_in_threadpool(service.held_modules, settings=settings)
+    return render(request, "datasets.html", session=browser, datasets=view, modules=held)
 
 
 async def _staged_form(
@@ -201,7 +202,11 @@ async def _staged_form(
         form = await multipart.receive(
             request,
             folder=folder,
-            files={"upload": uploads.EXPORT, "codebook": uploads.CODEBOOK},
+            files={
+                "upload": uploads.EXPORT,
+                "codebook": uploads.CODEBOOK,
+                "partner": uploads.PARTNER,
+            },
             limit=settings.import_max_bytes,
             before_file=lambda fields: session.check_csrf(browser, fields.get("csrf_token", "")),
         )

@@ -32,12 +32,15 @@ from node.datasets.schemas import (
     ContractDraft,
     DraftNote,
     FileFormat,
+    ImportMapping,
     ImportResult,
     LevelCandidate,
     ValidationReport,
     VersionInfo,
 )
 from node.datasets.sources import sniff
+from node.harmonisation import store as modules
+from node.harmonisation.exceptions import HarmonisationError
 from node.home import NodeIdentity, load_identity
 from node.ledger import service as ledger
 from node.ledger.schemas import BudgetDetail, BudgetLine
@@ -242,6 +245,33 @@ def dataset_list(*, settings: NodeSettings) -> list[DatasetView]:
     return out
 
 
+@dataclass(frozen=True)
+class HeldModule:
+    """A shared module pinned here, offered as a codebook to draft from."""
+
+    name: str
+    version: int
+    title: str
+
+    @property
+    def value(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+def held_modules(*, settings: NodeSettings) -> list[HeldModule]:
+    """The modules pinned here whose hub signature verifies (a broken file is left out: the
+    draft would refuse it by name)."""
+    held = []
+    folder = settings.home / modules.MODULES
+    for path in sorted(folder.glob("*.jws")) if folder.is_dir() else []:
+        try:
+            module = modules.verify_module(settings.home, path.read_text(encoding="utf-8"))
+        except (HarmonisationError, OSError, UnicodeDecodeError):
+            continue
+        held.append(HeldModule(name=module.name, version=module.version, title=module.title))
+    return held
+
+
 def version_detail(
     *, settings: NodeSettings, name: str, version: int
 ) -> tuple[VersionInfo, ValidationReport | None]:
@@ -268,6 +298,13 @@ class UploadOptions:
     fmt: FileFormat | None = None
     table: str | None = None  # a repeat group (ODK) or a sheet (Kobo XLSX, any workbook)
     keep_first: bool = False
+    module: str | None = None  # drafting from a shared module held here: name and version
+    module_version: int | None = None
+
+    @property
+    def shared_module(self) -> str:
+        """The form field that carries the module through the review rounds."""
+        return f"{self.module}:{self.module_version}" if self.module else ""
 
 
 FORMATS: tuple[FileFormat, ...] = ("kobo", "odk", "csv", "xlsx", "parquet")
@@ -282,10 +319,15 @@ def upload_options(fields: Mapping[str, str]) -> UploadOptions:
     table = fields.get("table", "").strip() or None
     if table is not None and not _TABLE.match(table):
         raise FormInvalid("a repeat group or sheet name has letters, digits, _ - . only")
+    module, _, version = fields.get("shared_module", "").strip().partition(":")
+    if module and not (_NAME.match(module) and version.isdigit() and 0 < int(version) < 10**6):
+        raise FormInvalid("unknown shared module")
     return UploadOptions(
         fmt=fmt,
         table=table,
         keep_first=fields.get("keep_first") == "yes",
+        module=module or None,
+        module_version=int(version) if module else None,
     )
 
 
@@ -313,9 +355,11 @@ def import_staged(
     check_only: bool,
     by: str,
     contract: DatasetContract | None = None,
+    mapping: ImportMapping | None = None,
 ) -> ImportOutcome:
     """Check (or import, whole or nothing) a staged upload against the dataset's newest
-    contract (or `contract`, published with the import), as `sauti node import` does."""
+    contract (or `contract`, published with the import, with `mapping` when it was drafted
+    from a shared codebook), as `sauti node import` does."""
     if not _NAME.match(dataset):
         raise FormInvalid("a dataset name has a-z, 0-9 and _ and starts with a letter")
     try:
@@ -327,6 +371,7 @@ def import_staged(
             imported_by=by,
             dry_run=check_only,
             excess="keep_first" if options.keep_first else "refuse",
+            mapping=mapping,
             **_reading(settings, staged, options),
         )
     except DatasetInvalid as exc:
@@ -353,6 +398,10 @@ class DraftRow:
     lower: str
     upper: str
     policy: str
+    estimated: str = ""  # "lower,upper,rho" of bounds the DP rule proposed, sent back as is
+    shared: bool = False  # a column of the shared codebook drafted from
+    local: str = ""  # the file's column it is read from (shared codebooks)
+    recode: str = ""  # the file's own codes onto its levels, "VALUE:LEVEL, ..." (steward only)
 
 
 @dataclass(frozen=True)
@@ -368,6 +417,7 @@ class DraftView:
     rows: list[DraftRow]
     general: tuple[DraftNote, ...]  # notes about the whole file
     shown: frozenset[str]
+    partner: str | None = None  # the partner's codebook file drafted from, if any
 
     @property
     def document(self) -> str:
@@ -388,10 +438,20 @@ def draft_choices(fields: Mapping[str, str], shown: frozenset[str]) -> drafting.
     """The steward's decisions on the review form, as the drafting service takes them."""
     categorical: dict[str, tuple[str, ...]] = {}
     bounds: dict[str, tuple[float, float, BoundsPolicy]] = {}
+    columns: dict[str, str | None] = {}
+    recode: dict[str, dict[str, str | None]] = {}
     for key, text in fields.items():
         if key.startswith("levels__") and text.strip():
             column = key[len("levels__") :]
             categorical[column] = drafting.parse_categorical(f"{column}={text}")[1]
+        if key.startswith("column__"):
+            columns[key[len("column__") :]] = text.strip() or None
+        if key.startswith("recode__") and text.strip():
+            column = key[len("recode__") :]
+            try:
+                recode[column] = drafting.parse_recode(f"{column}={text}")[1]
+            except ValueError as exc:
+                raise FormInvalid(f"write the codes of {column} as VALUE:LEVEL, ...") from exc
         if key.startswith("lower__"):
             column = key[len("lower__") :]
             upper = fields.get(f"upper__{column}", "").strip()
@@ -404,7 +464,31 @@ def draft_choices(fields: Mapping[str, str], shown: frozenset[str]) -> drafting.
                 if low > high:
                     raise FormInvalid(f"the lower bound of {column} is above its upper bound")
                 bounds[column] = (low, high, cast(BoundsPolicy, policy))
-    return drafting.Choices(categorical=categorical, show_levels=shown, bounds=bounds)
+    return drafting.Choices(
+        categorical=categorical,
+        show_levels=shown,
+        bounds=bounds,
+        estimated=_estimated(fields, bounds),
+        columns=columns,
+        recode=recode,
+    )
+
+
+def _estimated(
+    fields: Mapping[str, str], bounds: Mapping[str, tuple[float, float, BoundsPolicy]]
+) -> dict[str, float]:
+    """Bounds sent back exactly as the DP rule proposed them stay marked DP-estimated (the
+    form carries `estimated__COLUMN` = "lower,upper,rho"), so publishing them is audited."""
+    kept = {}
+    for column, (low, high, _policy) in bounds.items():
+        parts = fields.get(f"estimated__{column}", "").split(",")
+        try:
+            lower, upper, rho = (float(p) for p in parts)
+        except ValueError:
+            continue
+        if (lower, upper) == (low, high) and math.isfinite(rho) and rho > 0:
+            kept[column] = rho
+    return kept
 
 
 def _next_version(settings: NodeSettings, dataset: str) -> int:
@@ -432,13 +516,21 @@ def draft_staged(
         name=dataset,
         settings=settings,
         choices=choices,
+        from_module=options.module,
+        module_version=options.module_version,
+        from_contract=staged.partner,
         **reading,
     )
     title = fields.get("title", "").strip()[:200] or proposed.contract.title
     version = int(fields["version"]) if fields.get("version", "").isdigit() else 0
-    version = version or _next_version(settings, dataset)
+    # A shared codebook names the version partners publish; otherwise the next free one.
+    shared_version = proposed.contract.version if proposed.shared else 0
+    version = version or shared_version or _next_version(settings, dataset)
     contract = proposed.contract.model_copy(update={"title": title, "version": version})
-    proposed = proposed.model_copy(update={"contract": contract})
+    mapping = proposed.mapping
+    if mapping is not None:
+        mapping = mapping.model_copy(update={"contract_version": version})
+    proposed = proposed.model_copy(update={"contract": contract, "mapping": mapping})
     by_column: dict[str, list[DraftNote]] = {}
     general = []
     for note in proposed.notes:
@@ -450,6 +542,9 @@ def draft_staged(
     rows = []
     for name, notes in by_column.items():
         column = contract.column(name)
+        lower = "" if column is None or column.lower is None else f"{column.lower:g}"
+        upper = "" if column is None or column.upper is None else f"{column.upper:g}"
+        rho = column.bounds_rho if column is not None else None
         rows.append(
             DraftRow(
                 name=name,
@@ -457,9 +552,11 @@ def draft_staged(
                 notes=tuple(notes),
                 candidate=candidates.get(name),
                 levels=fields.get(f"levels__{name}", ""),
-                lower="" if column is None or column.lower is None else f"{column.lower:g}",
-                upper="" if column is None or column.upper is None else f"{column.upper:g}",
+                lower=lower,
+                upper=upper,
                 policy=column.bounds_policy if column is not None else "refuse",
+                estimated="" if rho is None else f"{lower},{upper},{rho:g}",
+                **_shared_row(name, column, mapping) if proposed.shared else {},
             )
         )
     return DraftView(
@@ -474,7 +571,19 @@ def draft_staged(
         rows=rows,
         general=tuple(general),
         shown=shown,
+        partner=staged.partner.name if staged.partner else None,
     )
+
+
+def _shared_row(name: str, column: Column | None, mapping: ImportMapping | None) -> dict[str, Any]:
+    """A shared codebook's column on the review form: the file's column it is read from and
+    the file's codes recoded onto its levels (both the steward may change)."""
+    if column is None or column.role == "unit_key":
+        return {}
+    entry = mapping.columns.get(name) if mapping is not None else None
+    local = entry.column if entry is not None else name if column.collected else ""
+    recode = ", ".join(f"{v}:{lv or ''}" for v, lv in entry.levels.items()) if entry else ""
+    return {"shared": True, "local": local, "recode": recode}
 
 
 def publish_draft(
@@ -483,9 +592,12 @@ def publish_draft(
     """Publish the reviewed draft (a new contract version), then, if asked, import the staged
     file under it: whole or nothing, as on the command line. The upload is deleted after."""
     contract = view.draft.contract
+    mapping = view.draft.mapping
     staged = uploads.find(settings.home, view.token)
     if not import_file:
-        datasets.publish_contract(home=settings.home, contract=contract, settings=settings, by=by)
+        datasets.publish_contract(
+            home=settings.home, contract=contract, settings=settings, by=by, mapping=mapping
+        )
         uploads.discard(settings.home, view.token)
         return None
     outcome = import_staged(
@@ -496,6 +608,7 @@ def publish_draft(
         check_only=False,
         by=by,
         contract=contract,
+        mapping=mapping,
     )
     if outcome.version is not None:
         uploads.discard(settings.home, view.token)

@@ -6,6 +6,7 @@ is created at the hub, signed by each steward at the node with the node key, and
 collects the signatures (what `Hub.agree` does for simulated nodes).
 """
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import polars as pl
 from hub_support import DATASET, Hub
+from sqlalchemy import create_engine, inspect, text
 
 from contracts.v1 import (
     AgreementTerms,
@@ -35,11 +37,12 @@ SEXES = ("female", "male")
 
 @dataclass(frozen=True)
 class NodeData:
-    """One real node to start: its country (UN M49), its dataset and, if not `CSO <id>`, name."""
+    """One real node to start: its country (UN M49), its dataset and, if not `CSO <id>`, name.
+    Without a contract the node starts empty (its steward imports later)."""
 
     country: str
-    contract: DatasetContract
-    frame: pl.DataFrame
+    contract: DatasetContract | None
+    frame: pl.DataFrame | None
     name: str | None = None
 
 
@@ -99,7 +102,8 @@ def start_real_nodes(
             home, name=node.name or f"CSO {node_id}", country=node.country, node_id=node_id
         )
         node_home.pin_hub(home, hub_id=hub_home.hub_id, public_jwk=hub_home.public_jwk, url=hub_url)
-        node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
+        if node.contract is not None and node.frame is not None:
+            node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
         homes[node_id] = home
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(
             app=create_node_app(NodeSettings(home=home))
@@ -121,3 +125,46 @@ def start_real_nodes(
         )
         assert response.status_code == 201, response.text
     return RealNodes(hub=hub, homes=homes, routes=routes)
+
+
+def hub_transport(hub: Hub) -> httpx.MockTransport:
+    """What a node's own (sync) client reaches the in-process hub app through: the hub's
+    test client stands in for the network between a node and its hub."""
+
+    def forward(request: httpx.Request) -> httpx.Response:
+        response = hub.client.request(
+            request.method, request.url.path, content=request.content, headers=request.headers
+        )
+        return httpx.Response(response.status_code, content=response.content)
+
+    return httpx.MockTransport(forward)
+
+
+def hub_database(hub: Hub) -> str:
+    """Every row of every hub table, as text (for canary checks)."""
+    engine = create_engine(hub.settings.effective_database_url)
+    try:
+        tables = inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            return "\n".join(
+                str(row) for t in tables for row in conn.execute(text(f'SELECT * FROM "{t}"'))
+            )
+    finally:
+        engine.dispose()
+
+
+def decoded(blob: str) -> str:
+    """The blob plus the decoded payload of every compact JWS in it."""
+    parts = [blob]
+    for chunk in blob.replace("'", '"').split('"'):
+        if chunk.count(".") == 2:
+            segment = chunk.split(".")[1]
+            try:
+                parts.append(
+                    base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode(
+                        errors="replace"
+                    )
+                )
+            except ValueError:
+                continue
+    return "\n".join(parts)

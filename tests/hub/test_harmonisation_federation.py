@@ -10,18 +10,15 @@ DP answer equals the exact pooled answer and lies in its interval. The test make
 truth outside the interval) has probability below 27 x 9.1e-5 < 0.25%.
 """
 
-import base64
 import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 from hub_support import Hub, make_terms
-from real_nodes_support import NodeData, start_real_nodes
-from sqlalchemy import create_engine, inspect, text
+from real_nodes_support import NodeData, decoded, hub_database, hub_transport, start_real_nodes
 
 from contracts.v1 import ModuleRef
 from hub.home import HubIdentity
@@ -53,13 +50,10 @@ def three_nodes(
     real = start_real_nodes(tmp_path, hub_home, make_hub, nodes, hub_url="http://hub.test")
     hub, homes = real.hub, real.homes
     frames = {node_id: node.frame for node_id, node in nodes.items()}
-    # The hub's own client stands in for the network between a node and its hub.
-    hub_transport = httpx.MockTransport(
-        lambda request: _forward(hub, request)  # sync node client -> in-process hub app
-    )
+    to_hub = hub_transport(hub)
     for node_id, home in homes.items():
         module = harmonisation.fetch_module(
-            home=home, name="lnob_core", version=1, transport=hub_transport
+            home=home, name="lnob_core", version=1, transport=to_hub
         )
         assert module.name == "lnob_core"
         mapping = Mapping.model_validate(
@@ -68,7 +62,7 @@ def three_nodes(
         path = tmp_path / f"{node_id}-mapping.yaml"
         path.write_text(store.mapping_yaml(mapping), encoding="utf-8")
         harmonisation.install_mapping(home=home, path=path)
-        assert harmonisation.publish_coverage(home=home, transport=hub_transport) == 1
+        assert harmonisation.publish_coverage(home=home, transport=to_hub) == 1
     terms = make_terms(
         [(n, built[n][0]) for n in homes],
         agreement_id=AGREEMENT,
@@ -85,13 +79,6 @@ def three_nodes(
     real.agree(terms)
     yield hub, homes, frames
     dispose_engines()
-
-
-def _forward(hub: Hub, request: httpx.Request) -> httpx.Response:
-    response = hub.client.request(
-        request.method, request.url.path, content=request.content, headers=request.headers
-    )
-    return httpx.Response(response.status_code, content=response.content)
 
 
 def _query(hub: Hub, **spec: object) -> dict[str, object]:
@@ -175,7 +162,7 @@ def test_one_module_query_across_three_surveys(
         str(count),
         coverage.text,
         caplog.text,
-        _decoded(_hub_database(hub)),
+        decoded(hub_database(hub)),
         *(
             p.read_text(errors="replace")
             for p in hub.settings.home.rglob("*")
@@ -185,36 +172,6 @@ def test_one_module_query_across_three_surveys(
     for blob in outside:
         assert TEXT_CANARY not in blob
         assert LEVEL_CANARY not in blob
-
-
-def _hub_database(hub: Hub) -> str:
-    """Every row of every hub table, as text."""
-    engine = create_engine(hub.settings.effective_database_url)
-    try:
-        tables = inspect(engine).get_table_names()
-        with engine.connect() as conn:
-            return "\n".join(
-                str(row) for t in tables for row in conn.execute(text(f'SELECT * FROM "{t}"'))
-            )
-    finally:
-        engine.dispose()
-
-
-def _decoded(blob: str) -> str:
-    """The blob plus the decoded payload of every compact JWS in it."""
-    parts = [blob]
-    for chunk in blob.replace("'", '"').split('"'):
-        if chunk.count(".") == 2:
-            segment = chunk.split(".")[1]
-            try:
-                parts.append(
-                    base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode(
-                        errors="replace"
-                    )
-                )
-            except ValueError:
-                continue
-    return "\n".join(parts)
 
 
 def test_module_query_refusals_charge_nothing(

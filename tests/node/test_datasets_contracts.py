@@ -162,3 +162,45 @@ def test_bounds_policy_is_left_out_of_canonical_json_at_its_default() -> None:
                 "privacy": {},
             }
         )
+
+
+def test_bounds_rho_and_not_collected_are_left_out_at_their_defaults() -> None:
+    published = contract()
+    for name in ("bounds_rho", "collected"):
+        assert all(name not in c for c in published.model_dump(mode="json")["columns"])
+    changed = published.model_copy(
+        update={
+            "columns": tuple(
+                c.model_copy(update={"bounds_rho": 0.02, "bounds_policy": "clip"})
+                if c.name == "age"
+                else c.model_copy(update={"collected": False})
+                if c.name == "sex"
+                else c
+                for c in published.columns
+            )
+        }
+    )
+    assert signing.digest(changed) != signing.digest(published)
+    schema = changed.to_table_schema()
+    assert schema["x-privacy"]["bounds"]["age"] == {
+        "lower": 0,
+        "upper": 120,
+        "policy": "clip",
+        "rho": 0.02,
+    }
+    assert schema["x-privacy"]["not_collected"] == ["sex"]
+    assert "not_collected" not in published.to_table_schema()["x-privacy"]
+    assert DatasetContract.from_table_schema(schema) == DatasetContract.model_validate(
+        changed.model_dump()
+    )
+    with pytest.raises(ContractInvalid, match="cost of bounds"):
+        service.parse_contract(
+            {
+                **published.model_dump(mode="json"),
+                "columns": [{"name": "x", "type": "integer", "role": "measure", "bounds_rho": 0.1}],
+                "privacy": {},
+            }
+        )
+    stray = {**schema, "x-privacy": {**schema["x-privacy"], "not_collected": ["nope"]}}
+    with pytest.raises(ContractInvalid, match="not_collected names unknown"):
+        service.parse_contract(stray)

@@ -6,19 +6,24 @@ to a staging folder under the import limit, CSRF first, and never leave raw valu
 the steward did not ask for.
 """
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hub.harmonisation.service import signed_module
 from node.app import create_app
+from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets import store, uploads
 from node.db import dispose_engines
+from node.harmonisation import service as harmonisation
+from tests import partnership_surveys as ps
 from tests.node import survey_exports as se
 from tests.node.conftest import Node
-from tests.web.node_web_support import WebClient, steward_node, web_client
+from tests.web.node_web_support import WebClient, csrf_of, steward_node, web_client
 
 
 @pytest.fixture
@@ -196,3 +201,126 @@ def test_expired_uploads_are_swept(tmp_path: Path) -> None:
     assert uploads.find(tmp_path, token).filename == "x.csv"
     uploads.sweep(tmp_path, now=folder.stat().st_mtime + uploads.STAGED_FOR + 1)
     assert not folder.exists()
+
+
+def test_one_contract_for_a_partnership_from_a_module_or_a_partner_file(
+    node: Node, steward: WebClient, tmp_path: Path
+) -> None:
+    signed = tmp_path / "lnob_core.json"
+    signed.write_text(
+        json.dumps(signed_module(name="lnob_core", version=1, key=node.hub_key).model_dump())
+    )
+    harmonisation.add_module(home=node.home, path=signed, settings=node.settings)
+    export = ps.write_exports(tmp_path / "exports")["bd-swn"]
+    listing = steward.get("/steward/datasets")
+    assert 'value="lnob_core:1"' in listing.text
+    page = steward.post(
+        "/steward/datasets/draft",
+        data={
+            "csrf_token": csrf_of(listing.text),
+            "dataset": ps.DATASET,
+            "shared_module": "lnob_core:1",
+        },
+        files={"upload": ("bd.csv", export.read_bytes(), "text/csv")},
+    )
+    assert page.status_code == 200, page.text[-800:]
+    html = page.text
+    assert "module lnob_core v1" in html
+    assert ps.LEVEL_CANARY not in html  # counted, not shown, until the steward asks
+    fields = _fields(html)
+    assert fields["shared_module"] == "lnob_core:1"
+    assert fields["column__sex"] == "gender"
+    assert fields["recode__sex"] == "F:female, M:male"
+    assert fields["column__violence_12m"] == "hinsa"
+    assert fields["column__admin_area"] == ""  # not collected here
+    shown = steward.post(
+        "/steward/datasets/draft/review", data={**fields, "action": "show:marginalised_group"}
+    )
+    assert shown.status_code == 200
+    assert ps.LEVEL_CANARY in shown.text  # asked for: the value nobody placed, to this steward
+    fields = _fields(shown.text)
+    fields["recode__sex"] += ", H:other"
+    fields["recode__marginalised_group"] += f", {ps.LEVEL_CANARY}:"
+    published = steward.post(
+        "/steward/datasets/draft/review", data={**fields, "action": "publish_import"}
+    )
+    assert published.status_code == 200, published.text[-800:]
+    assert "Imported." in published.text
+    contract = datasets.get_contract(home=node.home, name=ps.DATASET)
+    assert contract.column("marginalised_group").level_codes == ps.MODULE_GROUPS  # type: ignore[union-attr]
+    assert not contract.column("admin_area").collected  # type: ignore[union-attr]
+    mapping = datasets.get_mapping(home=node.home, name=ps.DATASET)
+    assert mapping.columns["sex"].levels == {"F": "female", "M": "male", "H": "other"}
+    assert ps.LEVEL_CANARY not in json.dumps(contract.model_dump(mode="json"))
+    page = steward.get(f"/steward/datasets/{ps.DATASET}/contracts/1")
+    assert "not collected by this survey" in page.text
+
+    # A partner's published contract as the codebook: the same columns, levels and bounds.
+    partner = json.dumps(contract.to_table_schema()).encode()
+    other = ps.write_exports(tmp_path / "more")["ke-dpo"]
+    page = steward.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": csrf_of(listing.text), "dataset": "kenya_copy"},
+        files={
+            "upload": ("ke.csv", other.read_bytes(), "text/csv"),
+            "partner": ("partner.json", partner, "application/json"),
+        },
+    )
+    assert page.status_code == 200, page.text[-800:]
+    assert f"partner contract {ps.DATASET} v1" in page.text
+    fields = _fields(page.text)
+    assert fields["column__violence_12m"] == ""
+    refused = steward.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": csrf_of(listing.text), "dataset": "x"},
+        files={
+            "upload": ("ke.csv", other.read_bytes(), "text/csv"),
+            "partner": ("notes.json", b'{"hello": 1}', "application/json"),
+        },
+    )
+    assert refused.status_code == 422
+    assert "<code>codebook_invalid</code>" in refused.text
+    assert len(_staged(node)) == 1  # the draft under review waits; the refused one is gone
+
+
+def test_dp_estimated_bounds_stay_marked_through_the_review(
+    node: Node, steward: WebClient, tmp_path: Path
+) -> None:
+    rows = "\n".join(f"r{i},{1000 + (i * 37) % 9000}" for i in range(600))
+    export = tmp_path / "incomes.csv"
+    export.write_text("respondent_id,income\n" + rows + "\n", encoding="utf-8")
+    token = steward.csrf("/steward/datasets")
+    page = steward.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": token, "dataset": "incomes"},
+        files={"upload": ("incomes.csv", export.read_bytes(), "text/csv")},
+    )
+    assert page.status_code == 200, page.text[-800:]
+    fields = _fields(page.text)
+    lower, upper = fields["lower__income"], fields["upper__income"]
+    assert fields["estimated__income"] == f"{lower},{upper},0.02"
+    # Sent back unchanged, the bounds stay DP-estimated (no new noise is drawn) ...
+    again = steward.post("/steward/datasets/draft/review", data={**fields, "action": "review"})
+    assert _fields(again.text)["estimated__income"] == f"{lower},{upper},0.02"
+    published = steward.post("/steward/datasets/draft/review", data={**fields, "action": "publish"})
+    assert published.status_code == 303
+    income = datasets.get_contract(home=node.home, name="incomes").column("income")
+    assert income is not None
+    assert income.bounds_rho == 0.02
+    entries = audit.entries(database_url=node.settings.db_url)
+    assert entries[-1].action == "contract_published"
+    assert entries[-1].details["dp_bounds"] == {"income": 0.02}
+    page = steward.get("/steward/datasets/incomes/contracts/1")
+    assert "estimated from the data with differential privacy" in page.text
+    # ... and bounds the steward changes are theirs: nothing is marked or spent for them.
+    changed = steward.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": token, "dataset": "incomes2"},
+        files={"upload": ("incomes.csv", export.read_bytes(), "text/csv")},
+    )
+    fields = {**_fields(changed.text), "lower__income": "0", "upper__income": "15000"}
+    kept = steward.post("/steward/datasets/draft/review", data={**fields, "action": "publish"})
+    assert kept.status_code == 303
+    own = datasets.get_contract(home=node.home, name="incomes2").column("income")
+    assert own is not None
+    assert (own.lower, own.upper, own.bounds_rho) == (0, 15000, None)
