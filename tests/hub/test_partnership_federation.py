@@ -15,6 +15,7 @@ astronomically rare.
 
 import logging
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +23,7 @@ import pytest
 from hub_support import Hub, make_terms
 from real_nodes_support import NodeData, decoded, hub_database, hub_transport, start_real_nodes
 
+from contracts import budget as rho_math
 from contracts.v1 import DatasetRef
 from hub.home import HubIdentity
 from node.datasets import drafting
@@ -93,10 +95,9 @@ def _query(hub: Hub, **spec: object) -> dict[str, object]:
     return result
 
 
-def _spent(home: Path) -> float:
-    return sum(
-        line.rho_spent for line in ledger.budget_report(home=home, settings=NodeSettings(home=home))
-    )
+def _spent(home: Path) -> Decimal:
+    lines = ledger.budget_report(home=home, settings=NodeSettings(home=home))
+    return rho_math.add(*(line.rho_spent for line in lines))
 
 
 def test_one_query_returns_every_level_for_every_node(
@@ -133,7 +134,7 @@ def test_one_query_returns_every_level_for_every_node(
     assert _spent(homes["ke-dpo"]) == before["ke-dpo"]
     for node_id in ("np-dalit", "bd-swn"):
         assert outcomes[node_id]["outcome"] == "ok"
-        assert _spent(homes[node_id]) == pytest.approx(before[node_id] + RHO)
+        assert _spent(homes[node_id]) == rho_math.add(before[node_id], rho_math.rho(RHO))
     variables = {v["variable"]: v for v in share["variables"]}  # type: ignore[union-attr]
     assert variables["violence_12m"]["not_collected"] == ["ke-dpo"]
     assert sorted(variables["violence_12m"]["answered"]) == ["bd-swn", "np-dalit"]
