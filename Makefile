@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy contracts node hub sauti bench
+	$(BIN)/mypy contracts runtime node hub sauti bench
 
 check: lint types test
 

@@ -1,66 +1,21 @@
 """Database engine, sessions and the declarative base shared by every hub domain."""
 
-from typing import Any
-
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from runtime import db
+from runtime.db import read_only
+
+__all__ = ["Base", "init_db", "make_engine", "read_only"]
 
 
 class Base(DeclarativeBase):
-    # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = db.metadata()
 
 
 def make_engine(url: str) -> Engine:
-    """SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL goes through psycopg 3."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _begin_immediate(engine)
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _begin_immediate(engine: Engine) -> None:
-    # SQLAlchemy's documented pysqlite recipe: take over transaction control from the
-    # driver so every transaction takes the write lock up front and the audit chain never
-    # forks under concurrent threads.
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        # WAL: one fsync per commit instead of a rollback journal's several; the federation
-        # writes once per node answer, so this bounds the hub's per-node cost (bench/federation.py).
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # A transaction marked read-only (`read_only`) begins deferred: in WAL mode it reads
-        # a snapshot without the write lock, so progress reads never make the recorder of node
-        # answers sleep in SQLite's coarse busy steps (nor wait for it).
-        deferred = conn.get_execution_options().get(READ_ONLY_OPTION)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
-
-
-READ_ONLY_OPTION = "sauti_read_only"
-
-
-def read_only(session: Session) -> Session:
-    """Mark the session's next transaction as one that only reads; returns the session.
-
-    Call before the transaction's first statement. On SQLite it then takes no write lock
-    (a write in it would fail, not wait); on PostgreSQL it changes nothing.
-    """
-    session.connection(execution_options={READ_ONLY_OPTION: True})
-    return session
+    """The hub's engine: SQLite waits up to 30 s for the write lock (see `runtime.db`)."""
+    return db.make_engine(url, sqlite_timeout=30)
 
 
 def init_db(engine: Engine) -> sessionmaker[Session]:

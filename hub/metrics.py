@@ -10,7 +10,6 @@ import hmac
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -96,17 +95,12 @@ class DatabaseCollector(Collector):
                 .group_by(QueryNodeRow.node_id)
             ):
                 if at is not None:
-                    seen.add_metric([node_id], _aware(at).timestamp())
+                    seen.add_metric([node_id], at.timestamp())
             for status, mode, n in session.execute(
                 select(Node.status, Node.mode, func.count()).group_by(Node.status, Node.mode)
             ):
                 nodes.add_metric([status, mode], n)
         yield from (queries, tasks, spent, seen, nodes)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the hub stores UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def registry_for(sessions: sessionmaker[Session]) -> CollectorRegistry:

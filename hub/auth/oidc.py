@@ -218,7 +218,7 @@ def finish_login(
         or login is None
         or login.provider != p.name
         or not fresh
-        or _aware(login.created_at) + timedelta(seconds=LOGIN_TTL_SECONDS) <= now
+        or login.created_at + timedelta(seconds=LOGIN_TTL_SECONDS) <= now
         or not browser
         or not secrets.compare_digest(login.browser_hash, _sha(browser))
     ):
@@ -263,10 +263,6 @@ def finish_login(
         session=session, user_id=row.id, method=f"oidc:{p.name}", settings=settings
     )
     return cookie, info, login.next_path
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _redeem(

@@ -64,11 +64,6 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time the hub stores is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -94,7 +89,7 @@ def _org_read(row: Organisation) -> OrganisationRead:
         name=row.name,
         kind=cast(OrgKind, row.kind),
         country=row.country,
-        created_at=_aware(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -170,7 +165,7 @@ def _grants(session: Session, user_id: int) -> list[RoleGrant]:
 def _user_read(session: Session, row: UserRow) -> UserRead:
     org = session.get(Organisation, row.organisation_id)
     assert org is not None
-    locked = row.locked_until if row.locked_until is None else _aware(row.locked_until)
+    locked = row.locked_until
     return UserRead(
         user_id=row.id,
         username=row.username,
@@ -182,7 +177,7 @@ def _user_read(session: Session, row: UserRow) -> UserRead:
                 role=cast(Role, g.role),
                 scope=g.scope,
                 source=g.source,
-                granted_at=_aware(g.granted_at),
+                granted_at=g.granted_at,
             )
             for g in _grants(session, row.id)
         ),
@@ -192,7 +187,7 @@ def _user_read(session: Session, row: UserRow) -> UserRead:
         locked_until=locked if credentials.is_locked(locked, now=_now()) else None,
         disabled=row.disabled_at is not None,
         oidc_provider=row.oidc_provider,
-        created_at=_aware(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -598,7 +593,7 @@ def login_password(
         credentials.verify_password(None, password)  # same time as a real check
         _login_failed(session, username, "unknown_user" if row is None else "no_password")
         raise LoginFailed()
-    locked = row.locked_until if row.locked_until is None else _aware(row.locked_until)
+    locked = row.locked_until
     if credentials.is_locked(locked, now=now):
         credentials.verify_password(row.password_hash, password)  # same time, no answer
         _login_failed(session, username, "locked")
@@ -675,7 +670,7 @@ def _session_info(session: Session, web: WebSession, row: UserRow) -> SessionInf
         roles=principal.roles,
         node_ids=principal.node_ids,
         csrf_token=web.csrf_token,
-        expires_at=_aware(web.expires_at),
+        expires_at=web.expires_at,
         must_change_password=row.must_change_password,
         method=web.method,
     )
@@ -692,12 +687,12 @@ def authenticate_session(
     if web is None or web.revoked_at is not None:
         raise SessionInvalid()
     idle = timedelta(minutes=settings.session_idle_minutes)
-    if _aware(web.expires_at) <= now or _aware(web.last_seen_at) + idle <= now:
+    if web.expires_at <= now or web.last_seen_at + idle <= now:
         raise SessionInvalid(f"session:{web.id}")
     row = session.get(UserRow, web.user_id)
     if row is None or row.disabled_at is not None:
         raise SessionInvalid()
-    if (now - _aware(web.last_seen_at)).total_seconds() > SESSION_TOUCH_SECONDS:
+    if (now - web.last_seen_at).total_seconds() > SESSION_TOUCH_SECONDS:
         web.last_seen_at = now
         session.commit()
     user = _principal(session, row, via="session", session_id=web.id)
@@ -909,9 +904,9 @@ def _token_read(session: Session, row: ApiToken) -> TokenRead:
         organisation=row.organisation,
         role=cast(Role, row.role),
         scope=row.scope,
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at) if row.expires_at else None,
-        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+        created_at=row.created_at,
+        expires_at=row.expires_at if row.expires_at else None,
+        revoked_at=row.revoked_at if row.revoked_at else None,
     )
 
 
@@ -954,7 +949,7 @@ def authenticate(*, session: Session, token: str | None, now: datetime | None = 
     now = now or _now()
     if row.revoked_at is not None:
         raise TokenRevoked(f"token:{row.id}")
-    if row.expires_at is not None and _aware(row.expires_at) <= now:
+    if row.expires_at is not None and row.expires_at <= now:
         raise TokenExpired(f"token:{row.id}")
     if row.user_id is None:
         # A token made before accounts existed: its own name, organisation and role.

@@ -75,7 +75,7 @@ def load_push_calls(
     if query is not None and query.deadline is not None:
         rules = query.rules or {}
         version = rules.get("contract_version")
-        deadline = queries._aware(query.deadline)
+        deadline = query.deadline
         for task in tasks:
             node = nodes.get(task.node_id)
             if node is None or node.status != "active" or node.mode == "pull" or not node.url:

@@ -3,10 +3,11 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.db import UtcDateTime
 
 
 class Node(Base):
@@ -19,17 +20,15 @@ class Node(Base):
     url: Mapped[str] = mapped_column(String(500))
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     kid: Mapped[str] = mapped_column(String(100))
-    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime)
     mode: Mapped[str] = mapped_column(String(10), default="push")
     status: Mapped[str] = mapped_column(String(20), default="active")
-    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # Key rotation overlap: the replaced key still verifies releases until this moment, so
     # answers signed (and stored at the node) before the rotation are not lost.
     previous_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     previous_kid: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    previous_valid_until: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class NodeKey(Base):
@@ -45,9 +44,9 @@ class NodeKey(Base):
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id"), primary_key=True)
     kid: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
-    valid_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class EnrollmentToken(Base):
@@ -60,9 +59,9 @@ class EnrollmentToken(Base):
     node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     note: Mapped[str] = mapped_column(String(200), default="")
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     used_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
@@ -73,4 +72,4 @@ class NodeNonce(Base):
 
     node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -115,7 +115,7 @@ def load(*, session: Session, query_id: str) -> Secure | None:
         for t in tasks
         if t.node_id in nodes
     )
-    deadline = queries._aware(row.deadline)
+    deadline = row.deadline
     session.rollback()
     return Secure(query_id=query_id, deadline=deadline, members=members)
 

@@ -23,6 +23,7 @@ from contracts.v1 import (
     KeyRotationSubmission,
     Signed,
 )
+from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
 from hub.audit import service as audit
 from hub.exceptions import Invalid
@@ -184,10 +185,6 @@ def _token_read(row: EnrollmentToken) -> EnrollmentTokenRead:
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def enroll(
     *,
     session: Session,
@@ -204,7 +201,7 @@ def enroll(
         .where(EnrollmentToken.token_hash == _token_hash(submission.token))
         .with_for_update()
     ).one_or_none()
-    if row is None or row.used_at is not None or _aware(row.expires_at) <= now:
+    if row is None or row.used_at is not None or row.expires_at <= now:
         raise EnrollmentTokenInvalid()
     request = _self_signed_enrollment(submission.jws)
     parts = submission.token.split(".")
@@ -212,7 +209,7 @@ def enroll(
         raise EnrollmentInvalid("the request names another hub key than this hub's")
     if row.node_id is not None and row.node_id != request.node_id:
         raise EnrollmentInvalid("the token was issued for another node id")
-    if abs((_aware(request.issued_at) - now).total_seconds()) > skew_seconds:
+    if abs((utc(request.issued_at) - now).total_seconds()) > skew_seconds:
         raise EnrollmentInvalid("the request's issued_at is outside the allowed clock skew")
     if request.mode == "push" and request.url is None:
         raise EnrollmentInvalid("a push node must give the URL the hub calls")
@@ -300,7 +297,7 @@ def node_keys(node: Node, *, now: datetime) -> dict[str, dict[str, Any]]:
         node.previous_kid is not None
         and node.previous_jwk is not None
         and node.previous_valid_until is not None
-        and _aware(node.previous_valid_until) > now
+        and node.previous_valid_until > now
     ):
         keys[node.previous_kid] = node.previous_jwk
     return keys
@@ -338,7 +335,7 @@ def key_history(*, session: Session, node_id: str) -> list[NodeKeyRead]:
 
 
 def _sort_moment(moment: datetime | None) -> datetime:
-    return _aware(moment) if moment is not None else datetime.min.replace(tzinfo=UTC)
+    return moment if moment is not None else datetime.min.replace(tzinfo=UTC)
 
 
 def _owner_of(session: Session, kid: str) -> tuple[Node, dict[str, Any]] | None:
@@ -417,7 +414,7 @@ def verify_node_record(
         # The key the node enrolled with has no lower bound: a checkpoint it signed before
         # enrolling (published later) is still its own. A rotated-in key starts at rotation.
         start = row.valid_from
-        if start is not None and _aware(start) <= _aware(node.registered_at):
+        if start is not None and start <= node.registered_at:
             start = None
         window = (start, row.valid_until or row.retired_at)
     payload = _verified(token, jwk, model, node)
@@ -425,8 +422,8 @@ def verify_node_record(
     if moment is not None:
         skew = timedelta(seconds=skew_seconds)
         start, end = window
-        if (start is not None and _aware(moment) < _aware(start) - skew) or (
-            end is not None and _aware(moment) > _aware(end)
+        if (start is not None and utc(moment) < start - skew) or (
+            end is not None and utc(moment) > end
         ):
             raise NodeMessageRejected(
                 "the record is dated outside the time its key was the node's key",
@@ -468,7 +465,7 @@ def check_fresh(
     skew_seconds: int,
 ) -> None:
     """Refuse stale messages and any nonce seen inside the freshness window (replays)."""
-    if abs((_aware(issued_at) - now).total_seconds()) > skew_seconds:
+    if abs((utc(issued_at) - now).total_seconds()) > skew_seconds:
         raise NodeMessageRejected(
             "the message's issued_at is outside the allowed clock skew", code="message_stale"
         )
@@ -584,7 +581,7 @@ def _rotation_accepted(node: Node, *, identity: HubIdentity, key: OKPKey, now: d
         node_id=node.node_id,
         kid=node.kid,
         previous_kid=node.previous_kid,
-        previous_valid_until=_aware(node.previous_valid_until),
+        previous_valid_until=node.previous_valid_until,
         issued_at=now,
     )
     return Signed(jws=signing.sign(accepted, key))
@@ -602,7 +599,7 @@ def _retire_keys(
     """Close the replaced key's interval; an older key still in its overlap loses it now."""
     rows = {r.kid: r for r in session.scalars(select(NodeKey).where(NodeKey.node_id == node_id))}
     for row in rows.values():
-        if row.kid != old_kid and row.valid_until is not None and _aware(row.valid_until) > now:
+        if row.kid != old_kid and row.valid_until is not None and row.valid_until > now:
             row.valid_until = now
     old = rows.get(old_kid)
     if old is None:  # a registry row without history: start it here

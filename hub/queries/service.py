@@ -74,10 +74,6 @@ class Prepared:
     secure: bool = False
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def prepare_query(
     *,
     session: Session,
@@ -339,7 +335,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
     """At (or after) the deadline, close every pending task and complete the query."""
     now = now or datetime.now(UTC)
     row = _locked_query(session, query_id)
-    if row.status != "running" or row.deadline is None or _aware(row.deadline) > now:
+    if row.status != "running" or row.deadline is None or row.deadline > now:
         session.rollback()
         return False
     tasks = _tasks(session, query_id)
@@ -422,9 +418,9 @@ def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         ),
         cells=(),
         aggregation_note="the nodes' answers could not be combined; no cells are shown",
-        created_at=_aware(row.created_at),
-        deadline=_aware(row.deadline) if row.deadline is not None else None,
-        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
+        created_at=row.created_at,
+        deadline=row.deadline if row.deadline is not None else None,
+        completed_at=row.completed_at if row.completed_at is not None else None,
     )
 
 
@@ -476,9 +472,9 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         aggregation_note=_aggregation_note(rules),
         grid=grid,
         grid_resolution=resolution,
-        created_at=_aware(row.created_at),
-        deadline=_aware(row.deadline) if row.deadline is not None else None,
-        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
+        created_at=row.created_at,
+        deadline=row.deadline if row.deadline is not None else None,
+        completed_at=row.completed_at if row.completed_at is not None else None,
     )
 
 
@@ -605,7 +601,7 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
         raise QueryNotFound()
     if user.role not in READ_ALL_ROLES and row.organisation != user.organisation:
         raise QueryOfOtherOrg()
-    due = row.deadline is not None and _aware(row.deadline) <= datetime.now(UTC)
+    due = row.deadline is not None and row.deadline <= datetime.now(UTC)
     if row.status == "running" and due:
         # A lost timer (a hub restart, a worker down) must not leave a query running.
         session.rollback()
@@ -652,7 +648,7 @@ class _CompletedResults:
             cached = self._items.get(row.query_id)
         if cached is None or row.completed_at is None:
             return None
-        if cached.status != row.status or cached.completed_at != _aware(row.completed_at):
+        if cached.status != row.status or cached.completed_at != row.completed_at:
             return None
         return cached
 
@@ -666,7 +662,7 @@ def is_running(*, session: Session, query_id: UUID) -> bool:
     running = (
         row is not None
         and row.status == "running"
-        and (row.deadline is None or _aware(row.deadline) > datetime.now(UTC))
+        and (row.deadline is None or row.deadline > datetime.now(UTC))
     )
     session.rollback()
     return running

@@ -350,15 +350,11 @@ def valid_node_id(node_id: str) -> bool:
     return True
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def node_views(*, session: Session, now: datetime | None = None) -> list[NodeView]:
     """Registered nodes with when each last answered a task (release, refusal or error)."""
     now = now or datetime.now(UTC)
     seen = {
-        node_id: _aware(at)
+        node_id: at
         for node_id, at in session.execute(
             select(QueryNodeRow.node_id, func.max(QueryNodeRow.answered_at))
             .where(QueryNodeRow.outcome.in_(NODE_ANSWERED))

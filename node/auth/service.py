@@ -36,10 +36,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -97,8 +93,8 @@ def list_tokens(*, database_url: str) -> list[dict[str, object]]:
                 "token_id": r.id,
                 "name": r.name,
                 "kind": r.kind,
-                "created_at": _aware(r.created_at).isoformat(),
-                "expires_at": _aware(r.expires_at).isoformat() if r.expires_at else None,
+                "created_at": r.created_at.isoformat(),
+                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
                 "revoked": r.revoked_at is not None,
             }
             for r in session.scalars(select(StewardToken).order_by(StewardToken.id))
@@ -119,7 +115,7 @@ def authenticate(*, database_url: str, token: str | None) -> Steward:
         account = session.get(StewardAccount, row.account_id) if row.account_id else None
         if row.revoked_at is not None or (account is not None and account.disabled_at):
             refused = ("revoked", row.id)
-        elif row.expires_at is not None and _aware(row.expires_at) <= now:
+        elif row.expires_at is not None and row.expires_at <= now:
             refused = ("expired", row.id)
         else:
             return Steward(
@@ -158,7 +154,7 @@ def _check_password(password: str, *, username: str, settings: NodeSettings) -> 
 
 
 def _read(row: StewardAccount) -> StewardAccountRead:
-    locked = _aware(row.locked_until) if row.locked_until else None
+    locked = row.locked_until if row.locked_until else None
     return StewardAccountRead(
         account_id=row.id,
         username=row.username,
@@ -167,7 +163,7 @@ def _read(row: StewardAccount) -> StewardAccountRead:
         totp_enabled=row.totp_confirmed,
         locked_until=locked if credentials.is_locked(locked, now=_now()) else None,
         disabled=row.disabled_at is not None,
-        created_at=_aware(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -412,7 +408,7 @@ def login(
         if row is None:
             credentials.verify_password(None, password)
             failure = "unknown_user"
-        elif credentials.is_locked(_aware(row.locked_until) if row.locked_until else None, now=now):
+        elif credentials.is_locked(row.locked_until if row.locked_until else None, now=now):
             credentials.verify_password(row.password_hash, password)  # same time, no answer
             failure = "locked"
         else:

@@ -26,6 +26,7 @@ from contracts.v1 import (
     SecureRoster,
     Signed,
 )
+from contracts.v1.base import utc
 from node import security
 from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementUnknown
@@ -378,10 +379,6 @@ _NAMES: dict[type, str] = {
 }
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _check_request(
     identity: NodeIdentity, request: QueryRequest, *, settings: NodeSettings, now: datetime
 ) -> None:
@@ -390,7 +387,7 @@ def _check_request(
     if request.rho != request.spec.rho:
         raise RhoMismatch("the request's rho differs from its spec's rho")
     skew = timedelta(seconds=settings.clock_skew_seconds)
-    issued, expires = _aware(request.issued_at), _aware(request.expires_at)
+    issued, expires = utc(request.issued_at), utc(request.expires_at)
     if expires + skew < now:
         raise RequestExpired("the request has expired")
     if issued - skew > now:

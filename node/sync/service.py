@@ -39,6 +39,7 @@ from contracts.v1 import (
     TaskRefusal,
 )
 from contracts.v1.audit import KEY_ROTATED
+from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
 from node import security
 from node.audit import service as audit
@@ -335,7 +336,7 @@ def _answer(
         log.warning("a task that does not verify with the pinned hub key was skipped")
         stats.skipped += 1
         return
-    if _aware(request.expires_at) < datetime.now(UTC):
+    if utc(request.expires_at) < datetime.now(UTC):
         # A node back after days answers only what is still open; the hub closed the rest.
         log.info("expired task %s skipped", request.query_id)
         stats.skipped += 1
@@ -524,7 +525,3 @@ def _error(response: httpx.Response) -> str:
     except ValidationError:
         return f"HTTP {response.status_code}"
     return f"{error.code}: {error.message[:MAX_MESSAGE]}"
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
