@@ -9,6 +9,7 @@ COPY requirements.lock pyproject.toml README.md ./
 RUN /opt/sauti/bin/pip install --require-hashes -r requirements.lock \
  && /opt/sauti/bin/pip uninstall -y mypy ruff pytest pytest-timeout pytest-xdist execnet scipy pypdf types-openpyxl types-pyyaml playwright hypothesis schemathesis hypothesis-graphql graphql-core harfile jsonschema-rs pyrate-limiter requests sortedcontainers urllib3 werkzeug
 COPY contracts contracts
+COPY runtime runtime
 COPY node node
 COPY hub hub
 COPY sauti sauti
