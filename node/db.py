@@ -14,11 +14,14 @@ from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from contracts import budget
+from node.exceptions import SchemaOutOfDate
 from node.settings import NodeSettings
 from runtime import db
 from runtime.db import after_commit
+from runtime.migrations import Schema
 
 __all__ = [
+    "SCHEMA",
     "Base",
     "ExactDecimal",
     "after_commit",
@@ -102,13 +105,21 @@ def make_engine(url: str) -> Engine:
     return db.make_engine(url, sqlite_timeout=60, on_sqlite_connect=_register_decimal_sum)
 
 
-def _ensure_schema(engine: Engine, url: str) -> None:
-    # Imported here, not at the top: the models import Base from this module.
-    from node.migrations.schema import ensure_schema  # noqa: PLC0415
+SCHEMA = Schema(
+    package="node",
+    package_dir=Path(__file__).parent,
+    base=Base.metadata,
+    versions=Path(__file__).parent / "migrations" / "versions",
+    migrate_command="sauti node migrate",
+    lock_key=0x5A07_0002,
+    out_of_date=SchemaOutOfDate,
+)
 
+
+def _ensure_schema(engine: Engine, url: str) -> None:
     # The embedded SQLite is this node's alone: bring it up to date. A PostgreSQL
     # database is upgraded by its operator (`sauti node migrate`), after a backup.
-    ensure_schema(engine, upgrade=url.startswith("sqlite"))
+    SCHEMA.ensure_schema(engine, upgrade=url.startswith("sqlite"))
 
 
 _engines = db.Engines(_ensure_schema, sqlite_timeout=60, on_sqlite_connect=_register_decimal_sum)
