@@ -14,6 +14,8 @@ from node.datasets import service as datasets
 from node.db import transaction
 from node.home import load_identity
 from node.queries import secure
+from node.queries.service import handle_query
+from node.settings import NodeSettings
 from node.sync.service import learn_hub_key
 
 router = APIRouter(prefix="/v1")
@@ -51,7 +53,12 @@ async def query(
     if hub_key_rotation is not None:
         # The hub announces a new key with the first request it signs with it.
         await run_in_threadpool(learn_hub_key, home=settings.home, announced=hub_key_rotation)
-    return await run_in_threadpool(metrics.observed_handle_query, settings=settings, signed=body)
+    return await run_in_threadpool(_answer, settings, body)
+
+
+def _answer(settings: NodeSettings, signed: Signed) -> Signed:
+    with metrics.observing_query():
+        return handle_query(settings=settings, signed=signed, on_verified=metrics.hub_heard)
 
 
 @router.post("/secure/offers", response_model=OfferAnswer, tags=["secure aggregation"])

@@ -41,7 +41,7 @@ from contracts.v1 import (
 from contracts.v1.audit import KEY_ROTATED
 from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
-from node import security
+from node import metrics, security
 from node.audit import service as audit
 from node.db import transaction, url_for
 from node.exceptions import HomeError, NodeError
@@ -57,7 +57,7 @@ from node.home import (
     repair_identity,
     switch_key,
 )
-from node.metrics import observed_handle_query
+from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync.exceptions import (
     EnrollmentFailed,
@@ -348,7 +348,10 @@ def _answer(
         path, kind = REFUSALS, "refused"
     else:
         try:
-            answer = observed_handle_query(settings=settings, signed=task, route=PULL_ROUTE)
+            with metrics.observing_query():
+                answer = handle_query(
+                    settings=settings, signed=task, route=PULL_ROUTE, on_verified=metrics.hub_heard
+                )
             path, kind = RELEASES, "answered"
         except NodeError as exc:
             answer = _refusal(

@@ -50,7 +50,7 @@ from node.audit import service as node_audit
 from node.datasets import service as node_datasets
 from node.db import dispose_engines
 from node.exceptions import NodeError
-from node.metrics import observed_handle_query
+from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync import service as sync
 from sauti.cli import app as sauti_app
@@ -258,7 +258,7 @@ def test_pull_node_rotates_old_key_counts_only_during_the_overlap(
     tasks = federation.collect("ke-pull")
     assert len(tasks) == 2
     # Answered (charged, stored, signed with the old key) but not yet delivered.
-    answers = [observed_handle_query(settings=settings, signed=t) for t in tasks]
+    answers = [handle_query(settings=settings, signed=t) for t in tasks]
     by_query = {
         str(QueryRequest.model_validate_json(signing.unverified_payload(t.jws)).query_id): a
         for t, a in zip(tasks, answers, strict=True)
@@ -607,7 +607,7 @@ def _after_hub_rotation(
         pull_home, identity.model_copy(update={"previous_hub_keys": (ended,)})
     )
     with pytest.raises(NodeError) as late:
-        observed_handle_query(settings=federation.settings("ke-pull"), signed=old_signed)
+        handle_query(settings=federation.settings("ke-pull"), signed=old_signed)
     assert late.value.code == "signature_invalid"
     # ... while what the old key signed before stays valid.
     assert node_agreements.preview(home=pull_home, agreement=federation.agreement).already_signed

@@ -379,7 +379,7 @@ def test_a_task_failing_unexpectedly_is_refused_after_three_tries(
 
     stub = HubStub(_live_task(setup))
     monkeypatch.setattr(sync, "POST_ATTEMPTS", 1)
-    monkeypatch.setattr(sync, "observed_handle_query", broken)
+    monkeypatch.setattr(sync, "handle_query", broken)
     settings = NodeSettings(home=setup.home)
     with httpx.Client(transport=httpx.MockTransport(stub)) as client:
         first = [sync.poll_once(settings=settings, client=client) for _ in range(2)]
