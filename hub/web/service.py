@@ -18,6 +18,7 @@ from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
 from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
+from hub.audit import checkpoints
 from hub.audit import service as audit
 from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
 from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
@@ -510,10 +511,10 @@ def chain_status(
     """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
     session.rollback()  # a fresh transaction: verification reads without the write lock
     verification = audit.verify(session=session, identity=identity)
-    checkpoints = audit.list_checkpoints(session=session)
-    status = audit.checkpoint_status(session=session, overdue_entries=overdue_entries)
+    held = audit.list_checkpoints(session=session)
+    status = checkpoints.checkpoint_status(session=session, overdue_entries=overdue_entries)
     session.rollback()
-    return verification, checkpoints, status
+    return verification, held, status
 
 
 def reconcile_uploads(
