@@ -7,7 +7,6 @@ import httpx
 from fastapi import Depends, FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from contracts import edge
 from contracts.v1 import ErrorResponse
 from hub import metrics
 from hub.agreements.router import router as agreements_router
@@ -27,6 +26,7 @@ from hub.home import load_identity, load_key
 from hub.queries.router import router as queries_router
 from hub.settings import HubSettings
 from hub.web.router import install as install_web
+from runtime import edge
 
 
 def create_app(

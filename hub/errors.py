@@ -8,11 +8,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import edge
 from contracts.v1 import ErrorBody, ErrorResponse
 from hub.auth.refusals import record_refusal
 from hub.exceptions import HubError
 from hub.web.errors import error_page, is_web
+from runtime import edge
 
 log = logging.getLogger("hub")
 

@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from contracts import edge
 from contracts.v1 import ErrorResponse
 from node import metrics
 from node.api import agreements as steward_agreements
@@ -20,6 +19,7 @@ from node.datasets.router import uploads as dataset_uploads
 from node.db import engine_for
 from node.settings import NodeSettings
 from node.web import router as steward_web
+from runtime import edge
 
 # A multipart form around an uploaded file adds its field names and boundaries.
 FORM_OVERHEAD_BYTES = 64 * 1024

@@ -58,7 +58,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── WrongNode                 wrong_node
 │   ├── RequestExpired            request_expired
 │   ├── ControlCharacters         invalid_request: a signed message with a control character
-│   │                             (or NUL) in a text field; names the fields (contracts.edge)
+│   │                             (or NUL) in a text field; names the fields (runtime.edge)
 │   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
 │   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
 │   ├── RosterInvalid             roster_invalid: a secure roster that does not check out

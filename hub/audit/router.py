@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from contracts import edge
 from contracts.v1 import Signed
 from contracts.v1.audit import AuditVerification
 from hub.audit import checkpoints, service
@@ -18,6 +17,7 @@ from hub.audit.schemas import (
     NodeCheckpointStatus,
 )
 from hub.deps import Auditor, SessionDep, StateDep
+from runtime import edge
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 # Published by nodes, authenticated by the node's signature against its pinned key.

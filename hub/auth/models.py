@@ -7,7 +7,6 @@ Secrets are never stored: API tokens and session cookies as the SHA-256 of their
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean,
     ForeignKey,
     Integer,
     String,
@@ -16,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.credentials import AccountColumns
 from runtime.db import UtcDateTime
 
 
@@ -31,7 +31,7 @@ class Organisation(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class UserRow(Base):
+class UserRow(AccountColumns, Base):
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("oidc_provider", "oidc_subject"),)
 
@@ -42,13 +42,6 @@ class UserRow(Base):
     # person (logs in) or service (API tokens only, never a password or an IdP login).
     kind: Mapped[str] = mapped_column(String(10))
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     oidc_provider: Mapped[str | None] = mapped_column(String(100), nullable=True)
     oidc_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

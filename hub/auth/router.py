@@ -7,15 +7,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from contracts import edge
 from hub.auth import oidc, service
 from hub.auth.exceptions import CsrfFailed, ScopeInvalid
 from hub.auth.schemas import (
-    LoginRequest,
     OidcProviderRead,
     OrganisationCreate,
     OrganisationRead,
-    PasswordChange,
     PasswordReset,
     RoleScope,
     SessionInfo,
@@ -23,7 +20,6 @@ from hub.auth.schemas import (
     TokenCreated,
     TokenRead,
     TotpConfirm,
-    TotpSetup,
     User,
     UserCreate,
     UserCreated,
@@ -40,6 +36,8 @@ from hub.deps import (
 )
 from hub.exceptions import Invalid
 from hub.settings import HubSettings
+from runtime import edge
+from runtime.credentials import LoginRequest, PasswordChange, TotpSetup
 
 router = APIRouter(tags=["auth"])
 

@@ -4,7 +4,6 @@ Every login, failure, lockout, token creation or revocation and role change is a
 to the hub's audit chain in the same transaction as the change itself.
 """
 
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -12,7 +11,6 @@ from typing import cast
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts import credentials
 from hub.audit import service as audit
 from hub.auth.exceptions import (
     LoginFailed,
@@ -45,7 +43,6 @@ from hub.auth.schemas import (
     SessionInfo,
     TokenCreated,
     TokenRead,
-    TotpSetup,
     User,
     UserCreate,
     UserCreated,
@@ -54,14 +51,12 @@ from hub.auth.schemas import (
 )
 from hub.exceptions import Forbidden
 from hub.settings import HubSettings
+from runtime import credentials
+from runtime.credentials import TotpSetup
 
 TOKEN_PREFIX = "sauti_"  # noqa: S105 - a marker, not a secret
 # Sessions are touched at most this often, so reads do not each cost a write.
 SESSION_TOUCH_SECONDS = 60
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -641,7 +636,7 @@ def create_session(
     now = _now()
     cookie = secrets.token_urlsafe(32)
     web = WebSession(
-        session_hash=_hash(cookie),
+        session_hash=credentials.secret_digest(cookie),
         user_id=user_id,
         csrf_token=secrets.token_urlsafe(32),
         method=method,
@@ -682,7 +677,7 @@ def authenticate_session(
     """The session's principal, its CSRF token and whether a password change is pending."""
     now = now or _now()
     web = session.scalars(
-        select(WebSession).where(WebSession.session_hash == _hash(cookie))
+        select(WebSession).where(WebSession.session_hash == credentials.secret_digest(cookie))
     ).first()
     if web is None or web.revoked_at is not None:
         raise SessionInvalid()
@@ -864,12 +859,12 @@ def _issue(
     expires_at: datetime,
     actor: str,
 ) -> TokenCreated:
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = credentials.new_secret(TOKEN_PREFIX)
     api = ApiToken(
         name=name,
         organisation=organisation,
         role=role,
-        token_hash=_hash(token),
+        token_hash=credentials.secret_digest(token),
         created_at=_now(),
         user_id=row.id,
         scope=scope,
@@ -943,7 +938,9 @@ def authenticate(*, session: Session, token: str | None, now: datetime | None = 
     """The principal behind a bearer token: acting only as the token's role and scope."""
     if not token:
         raise TokenUnknown()
-    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(token))).first()
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == credentials.secret_digest(token))
+    ).first()
     if row is None:
         raise TokenUnknown()
     now = now or _now()

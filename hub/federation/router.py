@@ -16,8 +16,6 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import edge
-from contracts.edge import HTTP_CODES
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed, TaskBatch
 from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep, refuse_text
 from hub.exceptions import HubError, Invalid
@@ -32,6 +30,8 @@ from hub.federation.schemas import (
 )
 from hub.federation.signals import node_key, query_key, wait_event
 from hub.home import rotation_headers
+from runtime import edge
+from runtime.edge import HTTP_CODES
 
 log = logging.getLogger("hub.federation")
 router = APIRouter(tags=["federation"])

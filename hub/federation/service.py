@@ -12,7 +12,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts import edge, signing
+from contracts import signing
 from contracts.errors import ContractError, KeyInvalid
 from contracts.v1 import (
     EnrollmentAccepted,
@@ -45,6 +45,7 @@ from hub.federation.schemas import (
     NodeRead,
 )
 from hub.home import HubIdentity
+from runtime import edge
 
 M = TypeVar("M", bound=BaseModel)
 

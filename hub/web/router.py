@@ -17,13 +17,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from contracts import edge
 from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import service as auth_service
 from hub.auth.router import set_session_cookie
-from hub.auth.schemas import LoginRequest
 from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
 from hub.exceptions import HubError, HubSetupError
 from hub.federation import service as federation
@@ -41,6 +39,8 @@ from hub.web.deps import (
 from hub.web.exceptions import FormInvalid, QueryStillRunning
 from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from hub.web.templating import render
+from runtime import edge
+from runtime.credentials import LoginRequest
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PATH = "/static/hub"

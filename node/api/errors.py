@@ -7,10 +7,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import edge
 from contracts.v1 import ErrorBody, ErrorResponse
 from node import security
 from node.exceptions import NodeError
+from runtime import edge
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,15 @@
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base
+from runtime.credentials import AccountColumns
 from runtime.db import UtcDateTime
 
 
-class StewardAccount(Base):
+class StewardAccount(AccountColumns, Base):
     """A person who governs this node; authenticated here, never by the hub."""
 
     __tablename__ = "steward_accounts"
@@ -18,13 +19,6 @@ class StewardAccount(Base):
     username: Mapped[str] = mapped_column(String(200), unique=True, index=True)
     display_name: Mapped[str] = mapped_column(String(300))
     password_hash: Mapped[str] = mapped_column(String(200))
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -6,7 +6,8 @@ from starlette.concurrency import run_in_threadpool
 from node.api.deps import SettingsDep, StewardDep
 from node.auth import service
 from node.auth.exceptions import Unauthenticated
-from node.auth.schemas import LoginRequest, LoginResult, PasswordChange, Steward
+from node.auth.schemas import LoginResult, Steward
+from runtime.credentials import LoginRequest, PasswordChange
 
 router = APIRouter(prefix="/v1/steward", tags=["steward"])
 

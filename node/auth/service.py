@@ -1,19 +1,17 @@
 """Steward accounts and tokens in the node's own database: the node never asks the hub.
 
-Accounts follow the hub's password, lockout and TOTP rules (`contracts.credentials`).
+Accounts follow the hub's password, lockout and TOTP rules (`runtime.credentials`).
 A password login returns a bearer session token (not a cookie: the steward API is called
 by the CLI and scripts, so there is no ambient credential for a CSRF attack to ride on).
 Every login, failure, lockout, token creation and revocation is in the audit chain.
 """
 
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts import credentials
 from node.audit import service as audit
 from node.auth.exceptions import (
     AccountUnknown,
@@ -25,15 +23,13 @@ from node.auth.exceptions import (
     Unauthenticated,
 )
 from node.auth.models import StewardAccount, StewardToken
-from node.auth.schemas import LoginResult, Steward, StewardAccountRead, TotpSetup
+from node.auth.schemas import LoginResult, Steward, StewardAccountRead
 from node.db import transaction
 from node.settings import NodeSettings
+from runtime import credentials
+from runtime.credentials import TotpSetup
 
 TOKEN_PREFIX = "sauti_node_"  # noqa: S105 - a marker, not a secret
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -47,13 +43,13 @@ def create_token(
     *, database_url: str, name: str, expires_in_days: float | None = None, actor: str = "cli"
 ) -> str:
     """A new random steward token; only its hash is kept, so this is the one time it is seen."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = credentials.new_secret(TOKEN_PREFIX)
     days = expires_in_days if expires_in_days is not None else 365.0
     expires_at = _now() + timedelta(days=days)
     with transaction(database_url) as session:
         row = StewardToken(
             name=name,
-            token_hash=_hash(token),
+            token_hash=credentials.secret_digest(token),
             created_at=_now(),
             expires_at=expires_at,
             kind="token",
@@ -108,7 +104,7 @@ def authenticate(*, database_url: str, token: str | None) -> Steward:
     refused: tuple[str, int] | None = None
     with transaction(database_url) as session:
         row = session.scalars(
-            select(StewardToken).where(StewardToken.token_hash == _hash(token))
+            select(StewardToken).where(StewardToken.token_hash == credentials.secret_digest(token))
         ).first()
         if row is None:
             raise Unauthenticated("the steward token is not valid")
@@ -433,11 +429,11 @@ def login(
                     row.totp_last_step = step
                 if credentials.needs_rehash(row.password_hash):
                     row.password_hash = credentials.hash_password(password)
-                token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+                token = credentials.new_secret(TOKEN_PREFIX)
                 expires_at = now + timedelta(hours=settings.steward_session_hours)
                 session_row = StewardToken(
                     name=f"session:{username}",
-                    token_hash=_hash(token),
+                    token_hash=credentials.secret_digest(token),
                     created_at=now,
                     expires_at=expires_at,
                     kind="session",

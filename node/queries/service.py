@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from contracts import edge, signing
+from contracts import signing
 from contracts.agreement_rules import filter_refusal
 from contracts.errors import ContractError
 from contracts.v1 import (
@@ -53,6 +53,7 @@ from node.queries.exceptions import (
     WrongRoute,
 )
 from node.settings import NodeSettings
+from runtime import edge
 
 log = logging.getLogger(__name__)
 

@@ -53,6 +53,7 @@ from node.exceptions import NodeError
 from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync import service as sync
+from runtime import keys
 from sauti.cli import app as sauti_app
 
 HUB_URL = "http://hub.test"
@@ -299,7 +300,7 @@ def test_interrupted_rotation_resumes_with_the_same_key(federation: Federation) 
         sync.rotate_key(home=home, client=federation.client)
     assert lost.value.code == "hub_unreachable"
     # The hub pinned the new key; the node still signs with the old one (in overlap).
-    pending = signing.load_private_key(home / node_home.NEXT_KEY_FILE)
+    pending = keys.load_private_key(home / node_home.NEXT_KEY_FILE)
     assert federation.hub_node("ke-pull")["kid"] == signing.key_id(pending)
     assert node_home.load_identity(home).kid == old_kid
     rotated = sync.rotate_key(home=home, client=federation.client)
@@ -501,7 +502,7 @@ def test_node_switches_only_on_the_hubs_signed_answer(federation: Federation, an
     # The node still signs with its old key and keeps the new one pending.
     assert node_home.load_identity(home).kid == before.kid
     assert signing.key_id(node_home.load_key(home)) == before.kid
-    assert signing.key_id(signing.load_private_key(home / node_home.NEXT_KEY_FILE)) == pending
+    assert signing.key_id(keys.load_private_key(home / node_home.NEXT_KEY_FILE)) == pending
     # The hub did pin the pending key (only its answer was replaced): running again resumes.
     assert federation.hub_node("ke-pull")["kid"] == pending
     rotated = sync.rotate_key(home=home, client=federation.client)

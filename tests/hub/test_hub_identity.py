@@ -13,7 +13,6 @@ from hub_support import AppClient, Hub, SimNode
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from contracts import credentials
 from hub.audit import service as audit
 from hub.auth import service
 from hub.auth.models import ApiToken, RoleGrant, UserRow, WebSession
@@ -21,6 +20,7 @@ from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.settings import HubSettings
+from runtime import credentials
 
 PASSWORD = "long enough passphrase 42"
 

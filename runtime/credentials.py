@@ -1,10 +1,12 @@
-"""Password, lockout and TOTP rules shared by hub accounts and node steward accounts.
+"""Credentials both sides keep for their people: password, lockout and TOTP rules, bearer
+secrets, the account columns that hold them, and the login API's bodies.
 
-Pure functions (no database, no network), so the hub and the node apply the same rules
-without importing each other. The policy follows NIST SP 800-63B: a minimum length, a
-block list of common and context words, no composition rules and no forced rotation.
+The hub's accounts and the node's steward accounts apply the same rules without importing
+each other. The policy follows NIST SP 800-63B: a minimum length, a block list of common and
+context words, no composition rules and no forced rotation.
 """
 
+import hashlib
 import secrets
 import string
 from dataclasses import dataclass
@@ -13,6 +15,11 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from runtime.db import UtcDateTime
 
 # argon2id with the library's defaults (RFC 9106 low-memory profile: t=3, m=64 MiB, p=4).
 _hasher = PasswordHasher()
@@ -143,3 +150,55 @@ def totp_step(secret: str, code: str | None, *, now: datetime, last_step: int | 
 def totp_code(secret: str, *, now: datetime) -> str:
     """The code an authenticator app shows at `now` (for tests and the CLI's self-check)."""
     return pyotp.TOTP(secret).at(now)
+
+
+# --- bearer secrets (API tokens, sessions) -----------------------------------------------
+
+
+def new_secret(prefix: str = "") -> str:
+    """A random 256-bit bearer secret, shown once; `prefix` marks what kind it is."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def secret_digest(secret: str) -> str:
+    """How a bearer secret is stored and looked up: SHA-256 hex. The secrets are 256-bit
+    random, so a fast hash is enough (passwords get argon2)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --- what an account row keeps --------------------------------------------------------------
+
+
+class AccountColumns:
+    """Columns of an account that logs in with a password (+ TOTP) and can be locked."""
+
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+# --- the login API's bodies -----------------------------------------------------------------
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=12)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class TotpSetup(BaseModel):
+    secret: str
+    uri: str

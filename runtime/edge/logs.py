@@ -19,10 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from contracts.edge.asgi import current_request_id
+from runtime.edge.asgi import current_request_id
 
 _ROOT = Path(__file__).resolve().parents[2]
-_PACKAGES = frozenset({"contracts", "hub", "node", "sauti"})
+_PACKAGES = frozenset({"contracts", "runtime", "hub", "node", "sauti"})
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 

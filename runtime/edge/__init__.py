@@ -1,12 +1,10 @@
 """Plumbing both apps run at their HTTP edge: text rules, request ids, headers, logs, OpenAPI.
 
-This is runtime plumbing, not wire protocol. It sits in `contracts` only because that is the
-one package the hub and the node both import today; it moves to the planned `runtime/`
-package as it is. It imports no web library (pure ASGI, logging and dicts), so `contracts`
-stays free of them; each app adapts it in a few lines (`hub/edge.py`, `node/api/edge.py`).
+Runtime plumbing, not wire protocol: pure ASGI, logging and dicts, so it depends on no
+web framework; each app installs it in a few lines of its `create_app`.
 """
 
-from contracts.edge.asgi import (
+from runtime.edge.asgi import (
     HTTP_CODES,
     REQUEST_ID_HEADER,
     EdgeMiddleware,
@@ -14,10 +12,10 @@ from contracts.edge.asgi import (
     error_json,
     request_id,
 )
-from contracts.edge.csp import DEFAULT_HTML_POLICY, document_policy
-from contracts.edge.logs import DataFreeFormatter, data_free_logging, describe, log_config
-from contracts.edge.openapi import document_errors, file_answer, with_errors
-from contracts.edge.text import (
+from runtime.edge.csp import DEFAULT_HTML_POLICY, document_policy
+from runtime.edge.logs import DataFreeFormatter, data_free_logging, describe, log_config
+from runtime.edge.openapi import document_errors, file_answer, with_errors
+from runtime.edge.text import (
     Location,
     forbidden_in,
     forbidden_in_form,

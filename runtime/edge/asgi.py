@@ -10,7 +10,7 @@
   plain-text 413 after the route ran; it is turned into the apps' JSON error here, so every
   413 carries the machine-readable code `too_large`.
 
-Pure ASGI (no web library), so `contracts` stays free of one.
+Pure ASGI (no web library): the middleware runs under any ASGI app.
 """
 
 import json
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-from contracts.edge.csp import DEFAULT_HTML_POLICY
+from runtime.edge.csp import DEFAULT_HTML_POLICY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

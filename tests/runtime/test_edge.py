@@ -1,4 +1,4 @@
-"""contracts.edge: the text rule, document policies, data-free log lines, OpenAPI errors."""
+"""runtime.edge: the text rule, document policies, data-free log lines, OpenAPI errors."""
 
 import base64
 import hashlib
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from contracts import edge
-from contracts.edge.logs import _AccessWithoutQuery, _TaskFailureWithoutText
 from contracts.v1 import ErrorResponse
+from runtime import edge
+from runtime.edge.logs import _AccessWithoutQuery, _TaskFailureWithoutText
 
 
 @pytest.mark.parametrize("bad", ["\x00", "\x01", "\x1b", "\x7f", "\x85", chr(0xD800), chr(0xDFFF)])
