@@ -18,12 +18,13 @@ from hub.auth.router import router as auth_router
 from hub.db import init_db, make_engine
 from hub.deps import HubState, check_request_text
 from hub.errors import install_error_handlers
-from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
-from hub.federation.router import router as nodes_router
-from hub.federation.transport import node_client
 from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
+from hub.nodes.router import router as nodes_router
+from hub.queries.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
+from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
+from hub.queries.transport import node_client
 from hub.settings import HubSettings
 from hub.web.router import install as install_web
 from runtime import edge
@@ -86,6 +87,7 @@ def create_app(
         app.openapi, error_schema=ErrorResponse.model_json_schema()
     )
     app.include_router(nodes_router)
+    app.include_router(pull_router)
     app.include_router(agreements_router)
     app.include_router(queries_router)
     app.include_router(audit_router)
@@ -108,7 +110,7 @@ def make_dispatcher(
 ) -> Dispatcher:
     """Celery when a broker is configured; else deliveries run in this process."""
     if settings.celery_enabled:
-        from hub.federation.worker import create_celery  # noqa: PLC0415 - only with a broker
+        from hub.queries.worker import create_celery  # noqa: PLC0415 - only with a broker
 
         return CeleryDispatcher(
             app=create_celery(settings),

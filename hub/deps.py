@@ -16,9 +16,9 @@ from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
 from hub.auth.service import authenticate, authenticate_session, session_cookie_name
-from hub.federation.dispatch import Dispatcher
-from hub.federation.signals import Signals
 from hub.home import HubIdentity
+from hub.queries.dispatch import Dispatcher
+from hub.queries.signals import Signals
 from hub.settings import HubSettings
 from runtime import edge
 

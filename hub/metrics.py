@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts import budget as exact
 from hub.exceptions import Unauthenticated
-from hub.federation.models import Node
+from hub.nodes.models import Node
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.settings import HubSettings
 from runtime import metrics

@@ -58,7 +58,7 @@ class HubSettings(SideSettings):
     node_retries: int = 2
     # First retry waits about this long, doubling each time (plus jitter).
     node_backoff_seconds: float = 0.2
-    # Federation (hub/federation). Without a broker, deliveries run in the hub's own process
+    # Delivery to nodes (hub/queries). Without a broker, deliveries run in the hub's own process
     # (the embedded default, used by `sauti demo`); with one, `sauti hub worker` runs them.
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None

@@ -53,10 +53,10 @@ from hub.agreements.schemas import (
 )
 from hub.audit import service as audit
 from hub.auth.schemas import User
-from hub.federation import service as federation
-from hub.federation.models import Node
 from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
+from hub.nodes import service as federation
+from hub.nodes.models import Node
 from hub.queries.models import QueryRow
 
 # Roles that see every agreement, drafts included; analysts see those naming their organisation.

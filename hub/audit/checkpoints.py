@@ -16,9 +16,9 @@ from hub.audit.exceptions import CheckpointConflict, CheckpointInvalid
 from hub.audit.models import CheckpointRow
 from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
 from hub.audit.service import append, checkpoint_read
-from hub.federation.exceptions import NodeRemoved
-from hub.federation.models import Node
-from hub.federation.service import verify_node_record
+from hub.nodes.exceptions import NodeRemoved
+from hub.nodes.models import Node
+from hub.nodes.service import verify_node_record
 from hub.queries.models import QueryNodeRow
 
 

@@ -2,7 +2,7 @@
 arrive, and complete at the deadline with what arrived (never imputing the rest).
 
 Every function here is synchronous and takes a session; the transport (push deliveries in
-process or on a Celery worker, pull hand-outs) lives in `hub.federation`.
+process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 """
 
 import logging
@@ -30,8 +30,11 @@ from hub.agreements.service import active_version
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import read_only
-from hub.federation.calls import PushCall, planned_push_calls
-from hub.federation.combine import (
+from hub.harmonisation.service import variable_answers
+from hub.home import HubIdentity
+from hub.nodes.models import Node
+from hub.queries.calls import PushCall, planned_push_calls
+from hub.queries.combine import (
     NodeAnswer,
     combine,
     release_guarantee,
@@ -39,20 +42,17 @@ from hub.federation.combine import (
     result_grid,
     result_status,
 )
-from hub.federation.models import Node
-from hub.federation.releases import parsed_releases, sent_request, stored_payload
-from hub.harmonisation.service import variable_answers
-from hub.home import HubIdentity
-from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
-from hub.privacy.secure import (
+from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
+from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.planning import NodeTarget, check_spec, plan_query, select_targets
+from hub.queries.releases import parsed_releases, sent_request, stored_payload
+from hub.queries.schemas import QuerySummary
+from hub.queries.secure_combine import (
     aggregate,
     contribution_guarantee,
     plan_aggregation,
     secure_cells,
 )
-from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
-from hub.queries.models import QueryNodeRow, QueryRow
-from hub.queries.schemas import QuerySummary
 
 log = logging.getLogger("hub.queries")
 # Roles that may read every organisation's queries.
@@ -70,7 +70,7 @@ class Prepared:
     deadline: datetime
     # The push deliveries themselves, so the first dispatch needs no second read.
     push_calls: tuple[PushCall, ...] = ()
-    # Secure aggregation: the nodes are run together by hub.federation.secure, not pushed.
+    # Secure aggregation: the nodes are run together by hub.queries.secure, not pushed.
     secure: bool = False
 
 
@@ -495,7 +495,7 @@ def _cells(
         )
     if not contributions:
         return ()
-    # Checked when the attempt completed (hub.federation.secure): they add up.
+    # Checked when the attempt completed (hub.queries.secure): they add up.
     return secure_cells(
         aggregate(contributions),
         min_cell_size=min_cell_size,
@@ -528,7 +528,7 @@ def settle_secure(
     """Close a secure query's tasks: members whose contribution made the sum are `ok` (their
     signed contributions kept as the record), dropped nodes carry why. With `fallback`, the
     remaining pending task becomes an ordinary push task that sends `fallback_request` (a
-    plain request under a derived query id: hub.federation.secure.per_node_request), and the
+    plain request under a derived query id: hub.queries.secure.per_node_request), and the
     query goes on per node; the hub's chain records the id the node will charge."""
     now = now or datetime.now(UTC)
     row = _locked_query(session, query_id)

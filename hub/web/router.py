@@ -24,7 +24,7 @@ from hub.auth import service as auth_service
 from hub.auth.router import set_session_cookie
 from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
 from hub.exceptions import HubError, HubSetupError
-from hub.federation import service as federation
+from hub.nodes import service as federation
 from hub.queries import run
 from hub.web import downloads, service
 from hub.web.deps import (

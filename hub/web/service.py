@@ -25,9 +25,9 @@ from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
 from hub.auth import service as auth_service
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
-from hub.federation import service as federation
-from hub.federation.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.home import HubIdentity
+from hub.nodes import service as federation
+from hub.nodes.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow
 from hub.queries.schemas import QuerySummary

@@ -40,8 +40,8 @@ from hub import home as hub_home_files
 from hub.app import create_app as create_hub_app
 from hub.audit.reconcile import parse_export, reconcile, verify_export
 from hub.db import init_db, make_engine
-from hub.federation import service as hub_federation
-from hub.federation.models import Node
+from hub.nodes import service as hub_federation
+from hub.nodes.models import Node
 from hub.queries.models import QueryNodeRow
 from node import home as node_home
 from node.agreements import service as node_agreements

@@ -16,8 +16,8 @@ from hub.auth.models import ApiToken
 from hub.auth.service import authenticate, create_token
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
-from hub.federation import service as federation
 from hub.home import HubIdentity, load_identity, load_key
+from hub.nodes import service as federation
 from hub.settings import HubSettings
 
 

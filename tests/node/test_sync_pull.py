@@ -23,7 +23,7 @@ from hub.app import create_app as create_hub_app
 from hub.audit import service as hub_audit
 from hub.auth.service import create_token
 from hub.db import init_db, make_engine
-from hub.federation import service as federation
+from hub.nodes import service as federation
 from hub.queries.models import QueryNodeRow
 from hub.settings import HubSettings
 from node import home as node_home

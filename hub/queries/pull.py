@@ -12,13 +12,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from contracts.v1 import NodePoll, Release, Signed, TaskBatch, TaskRefusal
-from hub.federation.exceptions import NodeMessageRejected, ReleaseRejected, TaskUnknown
-from hub.federation.models import Node
-from hub.federation.releases import check_release, sent_digest, sent_request
-from hub.federation.service import check_fresh, verify_node_message
 from hub.home import HubIdentity
+from hub.nodes.exceptions import NodeMessageRejected
+from hub.nodes.models import Node
+from hub.nodes.service import check_fresh, verify_node_message
 from hub.queries import service as queries
+from hub.queries.exceptions import ReleaseRejected, TaskUnknown
 from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.releases import check_release, sent_digest, sent_request
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from contracts.v1 import QueryRequest
-from hub.federation.models import Node
-from hub.federation.releases import sent_digest
-from hub.federation.service import node_keys
-from hub.privacy.planning import PlannedCall
+from hub.nodes.models import Node
+from hub.nodes.service import node_keys
+from hub.queries.planning import PlannedCall
+from hub.queries.releases import sent_digest
 
 
 @dataclass(frozen=True)

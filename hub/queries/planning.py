@@ -12,7 +12,7 @@ from joserfc.jwk import OKPKey
 from contracts import signing
 from contracts.agreement_rules import HUB_DIMS, filter_refusal, grid_refusal
 from contracts.v1 import AgreementTerms, Filter, QueryRequest, QuerySpec
-from hub.privacy.exceptions import CostOverCap, OrgNotPermitted, TermViolation
+from hub.queries.exceptions import CostOverCap, OrgNotPermitted, TermViolation
 
 # Answered at the hub by splitting on nodes; never sent to a node.
 

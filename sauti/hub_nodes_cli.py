@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
-from hub.federation import service as federation
 from hub.home import load_identity
+from hub.nodes import service as federation
 from hub.settings import HubSettings
 from sauti.cli_common import data_free_logging, fail
 
@@ -58,7 +58,7 @@ def worker(
         fail(f"{exc.code}: {exc.message}")
     from celery.signals import setup_logging  # type: ignore[import-untyped]  # noqa: PLC0415
 
-    from hub.federation.worker import create_celery  # noqa: PLC0415 - only this command
+    from hub.queries.worker import create_celery  # noqa: PLC0415 - only this command
 
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
     setup_logging.connect(lambda **_: None, weak=False)

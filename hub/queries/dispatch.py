@@ -19,10 +19,10 @@ import httpx
 from celery import Celery  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.federation import fanout, secure
-from hub.federation.calls import PushCall
-from hub.federation.signals import Signals, query_key
+from hub.queries import push, secure
 from hub.queries import service as queries
+from hub.queries.calls import PushCall
+from hub.queries.signals import Signals, query_key
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
@@ -137,7 +137,7 @@ class InProcessDispatcher:
 
             def load() -> list[PushCall]:
                 with self._sessions() as session:
-                    return fanout.load_push_calls(session=session, query_id=query_id)
+                    return push.load_push_calls(session=session, query_id=query_id)
 
             calls = await asyncio.to_thread(load)
         for call in calls:
@@ -155,7 +155,7 @@ class InProcessDispatcher:
 
             def load(qid: str = query_id, nids: list[str] = node_ids) -> list[PushCall]:
                 with self._sessions() as session:
-                    return fanout.load_push_calls(session=session, query_id=qid, node_ids=nids)
+                    return push.load_push_calls(session=session, query_id=qid, node_ids=nids)
 
             for call in await asyncio.to_thread(load):
                 self._spawn(self._deliver(call))
@@ -187,7 +187,7 @@ class InProcessDispatcher:
         key = (call.query_id, call.node_id)
         self._in_flight.add(key)
         try:
-            result = await fanout.post_with_retries(
+            result = await push.post_with_retries(
                 client=self._client, call=call, settings=self._settings
             )
         except Exception as exc:  # never takes the hub down; recorded, so never resent
@@ -197,8 +197,8 @@ class InProcessDispatcher:
                 call.query_id,
                 type(exc).__name__,
             )
-            result = fanout.delivery_failed(call.node_id)
-        await self._queue.put(fanout.to_outcome(call, result))
+            result = push.delivery_failed(call.node_id)
+        await self._queue.put(push.to_outcome(call, result))
 
     async def _record_loop(self) -> None:
         while True:
@@ -214,7 +214,7 @@ class InProcessDispatcher:
                 self._signals.notify(query_key(item.query_id))
 
     def _record(self, batch: list[queries.Outcome]) -> None:
-        stored = fanout.record_safely(self._sessions, batch)
+        stored = push.record_safely(self._sessions, batch)
         for item, ok in zip(batch, stored, strict=True):
             if not ok:
                 log.warning(
@@ -338,8 +338,8 @@ class Sweeper:
     async def sweep(self) -> None:
         def claim() -> tuple[list[tuple[str, str]], list[str]]:
             with self._sessions() as session:
-                stale = fanout.claim_stale(session=session, older_than_seconds=self._after)
-                return stale, fanout.due_queries(session=session)
+                stale = push.claim_stale(session=session, older_than_seconds=self._after)
+                return stale, push.due_queries(session=session)
 
         stale, due = await asyncio.to_thread(claim)
         if stale:

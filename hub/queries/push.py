@@ -21,14 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.v1 import ErrorResponse, Release, Signed
 from contracts.v1.result import NodeOutcome
 from hub.db import read_only
-from hub.federation.calls import PushCall
-from hub.federation.exceptions import ReleaseRejected
-from hub.federation.models import Node
-from hub.federation.releases import sent_digest, sent_request, verify_release
-from hub.federation.service import node_keys
 from hub.home import rotation_headers
+from hub.nodes.models import Node
+from hub.nodes.service import node_keys
 from hub.queries import service as queries
+from hub.queries.calls import PushCall
+from hub.queries.exceptions import ReleaseRejected
 from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.releases import sent_digest, sent_request, verify_release
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
@@ -114,7 +114,7 @@ def claim_stale(
         .join(QueryRow, QueryRow.query_id == QueryNodeRow.query_id)
         .where(
             QueryNodeRow.outcome == "pending",
-            # Pull tasks are collected; secure ones run together (hub.federation.secure).
+            # Pull tasks are collected; secure ones run together (hub.queries.secure).
             QueryNodeRow.mode == "push",
             QueryRow.status == "running",
             QueryRow.deadline > now,

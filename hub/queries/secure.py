@@ -42,15 +42,15 @@ from contracts.v1 import (
     Signed,
 )
 from contracts.v1.secure import Keys
-from hub.federation import fanout
-from hub.federation.exceptions import ReleaseRejected
-from hub.federation.models import Node
-from hub.federation.releases import sent_digest, sent_request, verify_signed
-from hub.federation.service import node_keys
 from hub.home import rotation_headers, signer
-from hub.privacy.secure import MAX_ATTEMPTS, AggregateInvalid, aggregate, fallback_query_id
+from hub.nodes.models import Node
+from hub.nodes.service import node_keys
+from hub.queries import push
 from hub.queries import service as queries
+from hub.queries.exceptions import ReleaseRejected
 from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.releases import sent_digest, sent_request, verify_signed
+from hub.queries.secure_combine import MAX_ATTEMPTS, AggregateInvalid, aggregate, fallback_query_id
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
@@ -165,7 +165,7 @@ async def run(
 
     await anyio.to_thread.run_sync(record)
     if fallback is not None:
-        await fanout.deliver(
+        await push.deliver(
             client=client,
             sessions=sessions,
             settings=settings,
@@ -437,6 +437,6 @@ def _id(member: Member) -> str:
 def _refusal(response: httpx.Response) -> Failure:
     try:
         error = ErrorResponse.model_validate_json(response.content).error
-        return Failure("refused", error.code[:100], error.message[: fanout.MAX_NODE_MESSAGE])
+        return Failure("refused", error.code[:100], error.message[: push.MAX_NODE_MESSAGE])
     except ValidationError:
         return Failure("refused", f"http_{response.status_code}", "the node refused the request")

@@ -19,7 +19,7 @@ from contracts.accuracy import count_interval, share_estimate, share_interval, s
 from contracts.agreement_rules import secure_refusal
 from contracts.v1 import AgreementTerms, Component, QuerySpec, ResultCell, SecureContribution
 from contracts.v1.release import SuppressionReason
-from hub.federation.combine import judged
+from hub.queries.combine import judged
 
 # Attempts of one query before the hub gives up (each one is charged at the nodes).
 MAX_ATTEMPTS = 3

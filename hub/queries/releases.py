@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 from contracts import signing
 from contracts.errors import ContractError
 from contracts.v1 import QueryRequest, Release
-from hub.federation.combine import result_dims
-from hub.federation.exceptions import ReleaseRejected
+from hub.queries.combine import result_dims
+from hub.queries.exceptions import ReleaseRejected
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -50,13 +50,3 @@ class NodeMessageRejected(Unauthenticated):
 class ReplayedMessage(Conflict):
     def __init__(self) -> None:
         super().__init__("this signed message was already received", code="replayed")
-
-
-class TaskUnknown(NotFound):
-    def __init__(self) -> None:
-        super().__init__("no open task of this node has this query id", code="task_unknown")
-
-
-class ReleaseRejected(Invalid):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="release_invalid")

@@ -27,7 +27,8 @@ from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX
 from hub.audit import service as audit
 from hub.exceptions import Invalid
-from hub.federation.exceptions import (
+from hub.home import HubIdentity
+from hub.nodes.exceptions import (
     EnrollmentInvalid,
     EnrollmentTokenInvalid,
     NodeExists,
@@ -37,14 +38,13 @@ from hub.federation.exceptions import (
     NodeRemoved,
     ReplayedMessage,
 )
-from hub.federation.models import EnrollmentToken, Node, NodeKey, NodeNonce
-from hub.federation.schemas import (
+from hub.nodes.models import EnrollmentToken, Node, NodeKey, NodeNonce
+from hub.nodes.schemas import (
     EnrollmentTokenIssued,
     EnrollmentTokenRead,
     NodeKeyRead,
     NodeRead,
 )
-from hub.home import HubIdentity
 from runtime import edge
 
 M = TypeVar("M", bound=BaseModel)

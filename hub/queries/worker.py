@@ -28,10 +28,10 @@ from celery import Celery  # type: ignore[import-untyped]
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db import init_db, make_engine
-from hub.federation import fanout, secure
-from hub.federation.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
-from hub.federation.transport import node_client
+from hub.queries import push, secure
 from hub.queries import service as queries
+from hub.queries.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
+from hub.queries.transport import node_client
 from hub.settings import HubSettings
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ def create_celery(settings: HubSettings) -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         # Reconnect to a restarted broker for as long as it takes; what the broker lost is
-        # sent again by the hub's sweeper (`hub.federation.dispatch.Sweeper`).
+        # sent again by the hub's sweeper (`hub.queries.dispatch.Sweeper`).
         broker_connection_max_retries=None,
         # Tasks ack on receipt (see above), so this cancels nothing: a delivery in flight when
         # the broker goes away finishes and records its outcome. (Set to Celery 6's default.)
@@ -127,7 +127,7 @@ def create_celery(settings: HubSettings) -> Celery:
     def deliver(query_id: str, node_id: str) -> bool:
         try:
             return runtime.run(
-                fanout.deliver(
+                push.deliver(
                     client=runtime.client,
                     sessions=runtime.sessions,
                     settings=settings,
