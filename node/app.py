@@ -8,14 +8,9 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from contracts.v1 import ErrorResponse
 from node import metrics
-from node.api import agreements as steward_agreements
-from node.api import audit, errors, steward
+from node.api import agreements, audit, auth, budget, datasets, errors, info, queries
 from node.api.deps import check_request_text
-from node.api.router import router
 from node.audit import checkpoints
-from node.auth.router import router as steward_auth_router
-from node.datasets.router import router as datasets_router
-from node.datasets.router import uploads as dataset_uploads
 from node.db import engine_for
 from node.settings import NodeSettings
 from node.web import router as steward_web
@@ -57,13 +52,14 @@ def create_app(settings: NodeSettings) -> FastAPI:
         app.openapi, error_schema=ErrorResponse.model_json_schema()
     )
     upload_limit = settings.import_max_bytes + FORM_OVERHEAD_BYTES
-    app.include_router(router)
-    app.include_router(steward.router)
-    app.include_router(datasets_router)
-    app.include_router(dataset_uploads, max_body_size=upload_limit)
-    app.include_router(steward_agreements.router)
+    app.include_router(info.router)
+    app.include_router(queries.router)
+    app.include_router(budget.router)
+    app.include_router(datasets.router)
+    app.include_router(datasets.uploads, max_body_size=upload_limit)
+    app.include_router(agreements.router)
     app.include_router(audit.router)
-    app.include_router(steward_auth_router)
+    app.include_router(auth.router)
     app.include_router(steward_web.router)
     app.include_router(steward_web.upload_routes, max_body_size=upload_limit)
     app.mount("/steward/static", steward_web.static_files, name="steward-static")

@@ -1,46 +1,23 @@
-"""Node HTTP routes: /v1/health, /v1/info, /v1/queries and the secure aggregation phases."""
+"""The routes the hub calls: /v1/queries (push mode) and the secure aggregation phases.
+
+A push query is counted and timed here (`node.metrics.observing_query`), around the
+transport-agnostic handler that the pull loop (node/sync) calls the same way."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Header
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from contracts.v1 import NodeInfo, OfferAnswer, Signed
+from contracts.v1 import OfferAnswer, Signed
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from node import metrics
 from node.api.deps import SettingsDep
-from node.datasets import service as datasets
-from node.db import transaction
-from node.home import load_identity
 from node.queries import secure
 from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync.service import learn_hub_key
 
 router = APIRouter(prefix="/v1")
-
-
-@router.get("/health", tags=["meta"])
-def health(settings: SettingsDep) -> dict[str, str]:
-    """Liveness for containers and monitors: the home loads and the database answers."""
-    identity = load_identity(settings.home)
-    with transaction(settings.db_url) as session:
-        session.execute(text("SELECT 1"))
-    return {"status": "ok", "node_id": identity.node_id}
-
-
-@router.get("/info", response_model=NodeInfo)
-def info(settings: SettingsDep) -> NodeInfo:
-    identity = load_identity(settings.home)
-    return NodeInfo(
-        node_id=identity.node_id,
-        name=identity.name,
-        country=identity.country,
-        public_jwk=identity.public_jwk,
-        kid=identity.kid,
-        datasets=tuple(datasets.list_datasets(home=settings.home)),
-    )
 
 
 @router.post("/queries", response_model=Signed)
