@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
-from hub.auth.service import authenticate, authenticate_session, session_cookie_name
+from hub.auth.sessions import authenticate_session, session_cookie_name
+from hub.auth.tokens import authenticate
 from hub.home import HubIdentity
 from hub.queries.dispatch import Dispatcher
 from hub.queries.signals import Signals

@@ -11,7 +11,7 @@ from contracts.v1.base import MAX_VERSION
 from hub.agreements import document, service
 from hub.agreements.schemas import AgreementRead, StatusChange
 from hub.auth.schemas import User
-from hub.auth.service import check_node_scope
+from hub.auth.users import check_node_scope
 from hub.deps import CurrentUser, OptionalUser, Secretariat, SessionDep, StateDep, VersionPath
 from runtime import edge
 

@@ -22,7 +22,7 @@ from hub.audit import checkpoints
 from hub.audit import service as audit
 from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
 from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
-from hub.auth import service as auth_service
+from hub.auth import organisations as auth_organisations
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
 from hub.home import HubIdentity
@@ -380,7 +380,7 @@ def node_views(*, session: Session, now: datetime | None = None) -> list[NodeVie
 
 def secretariat_overview(*, session: Session) -> SecretariatOverview:
     overview = SecretariatOverview(
-        organisations=auth_service.list_organisations(session=session),
+        organisations=auth_organisations.list_organisations(session=session),
         nodes=node_views(session=session),
         tokens=federation.list_enrollment_tokens(session=session),
         agreements=agreements.list_agreements(session=session),

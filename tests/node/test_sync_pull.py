@@ -21,7 +21,7 @@ from contracts.v1 import QueryRequest, QuerySpec, SignedAgreement, TaskRefusal
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
 from hub.audit import service as hub_audit
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from hub.nodes import service as federation
 from hub.queries.models import QueryNodeRow
