@@ -7,13 +7,15 @@ Each side maps the columns onto its own tables (`AuditRow`, `AuditHead` in its
 decides which transaction (the caller's, or one per batch) reads or writes.
 """
 
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from sqlalchemy import Integer, String, Text, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -193,6 +195,18 @@ class AuditLog:
         head = (found[0], found[1]) if found[0] is not None else (0, GENESIS)
         return head, found[2] or 0
 
+    def search(
+        self,
+        read: Callable[[], AbstractContextManager[Session]],
+        *,
+        flt: AuditFilter,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
+        found = (e for e in self.iter_entries(read, flt=flt) if e.seq > after_seq)
+        return list(itertools.islice(found, limit))
+
     def iter_entries(
         self,
         read: Callable[[], AbstractContextManager[Session]],
@@ -257,3 +271,23 @@ def _row_values(entry: AuditEntry) -> dict[str, Any]:
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
     }
+
+
+# --- the query parameters of both sides' audit routes ----------------------------------------
+
+
+class AuditQuery(AuditFilter):
+    """Search parameters: the filter, then paging (`after_seq`, `limit`)."""
+
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+    def filter(self) -> AuditFilter:
+        return AuditFilter.model_validate(self.model_dump(exclude={"after_seq", "limit"}))
+
+
+class ExportQuery(AuditFilter):
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+    def filter(self) -> AuditFilter:
+        return AuditFilter.model_validate(self.model_dump(exclude={"format"}))

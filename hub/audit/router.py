@@ -10,14 +10,13 @@ from contracts.v1 import Signed
 from contracts.v1.audit import AuditVerification
 from hub.audit import checkpoints, service
 from hub.audit.schemas import (
-    AuditQuery,
     CheckpointRead,
     EntryPage,
-    ExportQuery,
     NodeCheckpointStatus,
 )
 from hub.deps import Auditor, SessionDep, StateDep
 from runtime import edge
+from runtime.audit_log import AuditQuery, ExportQuery
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 # Published by nodes, authenticated by the node's signature against its pinned key.

@@ -63,13 +63,7 @@ def search(
     *, session: Session, flt: AuditFilter, after_seq: int = 0, limit: int = 100
 ) -> list[AuditEntry]:
     """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
-    found: list[AuditEntry] = []
-    for entry in iter_entries(session=session, flt=flt):
-        if entry.seq > after_seq:
-            found.append(entry)
-            if len(found) >= limit:
-                break
-    return found
+    return LOG.search(lambda: nullcontext(session), flt=flt, after_seq=after_seq, limit=limit)
 
 
 def head(*, session: Session) -> tuple[int, str]:

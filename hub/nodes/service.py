@@ -174,16 +174,8 @@ def list_enrollment_tokens(*, session: Session) -> list[EnrollmentTokenRead]:
 
 
 def _token_read(row: EnrollmentToken) -> EnrollmentTokenRead:
-    return EnrollmentTokenRead(
-        token_id=row.token_id,
-        node_id=row.node_id,
-        note=row.note,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-        used_by=row.used_by,
-    )
+    # Every field is a column of the same name (never the token's hash).
+    return EnrollmentTokenRead.model_validate(row, from_attributes=True)
 
 
 def enroll(

@@ -11,8 +11,8 @@ from contracts.v1.audit import AuditCheckpoint, AuditEntry, AuditVerification, c
 from node.api.deps import SettingsDep, StewardDep
 from node.audit import checkpoints
 from node.audit import service as audit
-from node.audit.schemas import AuditQuery, ExportQuery
 from runtime import edge
+from runtime.audit_log import AuditQuery, ExportQuery
 
 router = APIRouter(prefix="/v1/steward/audit", tags=["steward"])
 

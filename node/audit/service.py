@@ -69,13 +69,7 @@ def search(
     *, database_url: str, flt: AuditFilter, after_seq: int = 0, limit: int = 100
 ) -> list[AuditEntry]:
     """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
-    found: list[AuditEntry] = []
-    for entry in iter_entries(database_url=database_url, flt=flt):
-        if entry.seq > after_seq:
-            found.append(entry)
-            if len(found) >= limit:
-                break
-    return found
+    return LOG.search(lambda: transaction(database_url), flt=flt, after_seq=after_seq, limit=limit)
 
 
 def head(*, database_url: str) -> tuple[int, str]:
