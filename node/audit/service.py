@@ -25,7 +25,6 @@ from contracts.v1.audit import (
     first_bad_seq,
     verify_log,
 )
-from node.audit import checkpoints as automatic
 from node.audit.exceptions import CheckpointNotPublished
 from node.audit.models import AuditHead, AuditRow, CheckpointRow
 from node.db import transaction
@@ -37,14 +36,11 @@ from runtime.audit_log import AuditLog, Event, Tip
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
-# The one place every path appends through: a checkpoint due now is signed on commit.
 __all__ = ["LOG", "Event", "append", "append_many"]
 
-LOG = AuditLog(
-    entries=AuditRow,
-    head=AuditHead,
-    after_append=lambda session, seq: automatic.note_append(session, head=seq),
-)
+# The one place every path appends through; `checkpoints.enable` hooks the automatic
+# checkpoints in (a checkpoint due after an append is signed when it commits).
+LOG = AuditLog(entries=AuditRow, head=AuditHead)
 append = LOG.append
 append_many = LOG.append_many
 
