@@ -5,9 +5,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from hub.audit.reconcile import CHECKPOINT_OVERDUE_ENTRIES
 from runtime.db import database_url
 from runtime.settings import SideSettings
+
+# Default of checkpoint_overdue_entries, and of `sauti audit reconcile --overdue-entries`.
+CHECKPOINT_OVERDUE_ENTRIES = 200
 
 
 class OidcProviderSettings(BaseModel):
