@@ -1,15 +1,11 @@
 """Routes of the node registry: registration, enrollment tokens, enrollment, key rotation.
 
-Node-facing routes (enroll, keys, poll, releases, refusals) carry no API token: each body is
-signed by the node's enrolled key (or, for enrollment, comes with a one-time token). Their
-bodies are size-limited before parsing, and every refusal is logged without the body.
+The node-facing routes (enroll, keys) carry no API token: each body is signed by the node's
+key (or, for enrollment, comes with a one-time token); `hub.nodes.messages` reads them.
+The pull routes a node polls are the query routes' (`hub.queries.router.pull_router`).
 """
 
-import logging
-from typing import TypeVar
-
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed
 from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep
@@ -24,16 +20,7 @@ from hub.nodes.schemas import (
     NodeRead,
 )
 
-log = logging.getLogger("hub.federation")
 router = APIRouter(tags=["federation"])
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-PULL_RECHECK_SECONDS = 1.0
-
-
-class Answered(BaseModel):
-    query_id: str
-    status: str = "recorded"
 
 
 # --- registry (API tokens) ----------------------------------------------------------------
