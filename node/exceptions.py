@@ -3,6 +3,7 @@
 NodeError                         code (HTTP status is mapped in node/api/errors.py only)
 ├── HomeError                     home_invalid: a node home is missing, broken or already exists
 ├── SchemaOutOfDate               schema_out_of_date: the database needs `sauti node migrate`
+├── HubUnreachable                hub_unreachable: the steward asked for a fetch from the hub
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 │   ├── TokenExpired              token_expired: a steward token or login session past its end
 │   └── LoginFailed               login_failed: user name, password or TOTP code wrong, or
@@ -47,8 +48,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── RhoBelowFloor             rho_below_floor: below the agreement's min_rho
 │   ├── AnalystOrgNotPermitted    analyst_org_not_permitted
 │   ├── DisseminationNotAllowed   dissemination_not_allowed
-│   ├── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
-│   └── HubUnreachable            hub_unreachable: the steward asked for a fetch from the hub
+│   └── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
 ├── LedgerError
 │   ├── BudgetExhausted           budget_exhausted
 │   └── QueryIdConflict           query_id_conflict
@@ -108,6 +108,12 @@ class HomeError(NodeError):
 
 class SchemaOutOfDate(NodeError):
     code = "schema_out_of_date"
+
+
+class HubUnreachable(NodeError):
+    """A fetch the steward asked for (agreements, shared modules) found no hub to answer."""
+
+    code = "hub_unreachable"
 
 
 class DatasetError(NodeError):

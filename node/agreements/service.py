@@ -49,7 +49,6 @@ from node.agreements.exceptions import (
     DimNotAllowed,
     DisseminationNotAllowed,
     GridNotAllowed,
-    HubUnreachable,
     MeasureNotAllowed,
     RhoBelowFloor,
     TermNotInContract,
@@ -67,6 +66,7 @@ from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
+from node.exceptions import HubUnreachable
 from node.harmonisation import store as harmonisation_store
 from node.harmonisation.exceptions import HarmonisationError
 from node.home import NodeIdentity, hub_keys, load_identity, load_key
