@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: demo test check lint types bench clean lock settings-doc system-deps
+.PHONY: demo test check lint types imports bench clean lock settings-doc system-deps
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -47,9 +47,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)
-	$(BIN)/mypy contracts node hub sauti bench
+	$(BIN)/mypy contracts runtime node hub sauti bench
 
-check: lint types test
+# The import rules of pyproject.toml ([tool.importlinter]); tests/test_import_rules.py runs
+# them too, so CI's `make test` checks them.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+check: lint types imports test
 
 bench: $(STAMP)
 	$(BIN)/python bench/dp_count.py
@@ -72,4 +77,4 @@ lock: | $(UV)
 		--no-header --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf .tools $(VENV) .mypy_cache .pytest_cache .ruff_cache sauti-demo-out
+	rm -rf .tools $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache sauti-demo-out

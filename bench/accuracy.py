@@ -6,12 +6,12 @@ Three queries by region (count; share of urban = yes; sum of income), each at th
 answered three ways and compared with the exact pooled values:
 
 - central: the engine's release over the pooled rows (`compute_release`, suppress=False),
-- per-node: each node's own release, combined as the hub does (hub/federation/combine.py:
+- per-node: each node's own release, combined as the hub does (hub/queries/combine.py:
   counts and sum numerators add; a share is the summed numerators over summed denominators),
 - secure: each node's exact vectors plus its share of the noise (`noisy_shares`, rank by
   node id, `members=k`, `collusion=t`), masked with pairwise masks from fresh X25519 keys
   per repetition; the hub adds the masked vectors (`unmasked_sum`) and reads the cells as
-  `hub.privacy.secure.secure_cells` does (count: the total; share: N / (N + O); sum:
+  `hub.queries.secure_combine.secure_cells` does (count: the total; share: N / (N + O); sum:
   granularity x centred total + center x count).
 
 `compute_release` is `measure_exact` (the polars pass) followed by `release_exact` (the
@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from contracts.accuracy import share_estimate
 from contracts.v1 import Cell, Column, DatasetContract, Level, PrivacyUnit, QuerySpec
-from hub.privacy.secure import unmasked_sum
+from hub.queries.secure_combine import unmasked_sum
 from node.privacy import engine, secure
 from sauti.demo.data import demo_nodes
 
@@ -151,7 +151,7 @@ def central_cells(exact: engine.Exact) -> np.ndarray:
 
 
 def per_node_cells(measure: str, exacts: Sequence[engine.Exact]) -> np.ndarray:
-    """Every node's own release, combined as hub/federation/combine.py combines them."""
+    """Every node's own release, combined as hub/queries/combine.py combines them."""
     releases = [released(exact) for exact in exacts]
 
     def total(field: str) -> np.ndarray:

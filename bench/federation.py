@@ -41,7 +41,7 @@ from contracts.v1 import QueryRequest, Release, Signed, SignedAgreement
 from contracts.v1.agreement import Aggregation
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings
 from node import home as node_home

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contracts import signing
-from hub.auth import service as hub_auth
+from hub.auth import organisations, users
+from hub.auth import sessions as auth_sessions
 from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
@@ -45,13 +46,13 @@ def hub_cases(work: Path) -> dict[str, Callable[[], None]]:
     timed = settings.model_copy(update={"login_max_failures": 1_000_000})
     sessions = init_db(make_engine(settings.effective_database_url))
     with sessions() as s:
-        hub_auth.create_organisation(
+        organisations.create_organisation(
             session=s,
             body=OrganisationCreate(slug="nso", name="NSO", kind="nso"),
             actor="bench",
         )
         for name in ("known", "locked"):
-            hub_auth.create_user(
+            users.create_user(
                 session=s,
                 body=UserCreate(
                     username=name, organisation="nso", roles=(RoleScope(role="analyst"),)
@@ -65,7 +66,7 @@ def hub_cases(work: Path) -> dict[str, Callable[[], None]]:
         def attempt() -> None:
             with sessions() as s:
                 try:
-                    hub_auth.login_password(
+                    auth_sessions.login_password(
                         session=s,
                         username=username,
                         password=password,

@@ -12,15 +12,15 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import psycopg
 from sqlalchemy import Engine
 
+from hub.db import SCHEMA as hub_schema
 from hub.db import make_engine as hub_engine
-from hub.migrations import schema as hub_schema
+from node.db import SCHEMA as node_schema
 from node.db import make_engine as node_engine
-from node.migrations import schema as node_schema
+from runtime.migrations import Schema
 
 ROUNDS = 7
 ADMIN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout=3"
@@ -77,7 +77,7 @@ def timed(
 
 
 def report(
-    app: str, schema: ModuleType, make: Callable[[str], Engine], kind: str, user: str | None
+    app: str, schema: Schema, make: Callable[[str], Engine], kind: str, user: str | None
 ) -> None:
     def ensure(engine: Engine) -> None:
         schema.ensure_schema(engine, upgrade=False)

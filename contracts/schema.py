@@ -1,7 +1,6 @@
-"""JSON Schema export of the v1 wire models, for partners who implement Sauti elsewhere."""
+"""JSON Schema of the v1 wire models, for partners who implement Sauti elsewhere
+(`python -m sauti.json_schemas DIR` writes them out)."""
 
-import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,13 +40,3 @@ EXPORTED: tuple[type[BaseModel], ...] = (
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     return {model.__name__: model.model_json_schema() for model in EXPORTED}
-
-
-def write_json_schemas(folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, schema in json_schemas().items():
-        path = folder / f"{name}.schema.json"
-        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
-        written.append(path)
-    return written

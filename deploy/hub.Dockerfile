@@ -7,8 +7,9 @@ RUN python -m venv /opt/sauti
 COPY requirements.lock pyproject.toml README.md ./
 # Every dependency pinned by hash; the dev tools share the lock file and are removed after.
 RUN /opt/sauti/bin/pip install --require-hashes -r requirements.lock \
- && /opt/sauti/bin/pip uninstall -y mypy ruff pytest pytest-timeout pytest-xdist execnet scipy pypdf types-openpyxl types-pyyaml playwright hypothesis schemathesis hypothesis-graphql graphql-core harfile jsonschema-rs pyrate-limiter requests sortedcontainers urllib3 werkzeug
+ && /opt/sauti/bin/pip uninstall -y mypy ruff import-linter grimp pytest pytest-timeout pytest-xdist execnet scipy pypdf types-openpyxl types-pyyaml playwright hypothesis schemathesis hypothesis-graphql graphql-core harfile jsonschema-rs pyrate-limiter requests sortedcontainers urllib3 werkzeug
 COPY contracts contracts
+COPY runtime runtime
 COPY node node
 COPY hub hub
 COPY sauti sauti

@@ -5,10 +5,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import Depends, FastAPI
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from contracts import edge
-from contracts.v1 import ErrorResponse
 from hub import metrics
 from hub.agreements.router import router as agreements_router
 from hub.assessments.router import pages_router as assessment_pages_router
@@ -19,14 +16,16 @@ from hub.auth.router import router as auth_router
 from hub.db import init_db, make_engine
 from hub.deps import HubState, check_request_text
 from hub.errors import install_error_handlers
-from hub.federation.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
-from hub.federation.router import router as nodes_router
-from hub.federation.transport import node_client
 from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
+from hub.nodes.router import router as nodes_router
+from hub.queries.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
+from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
+from hub.queries.transport import node_client
 from hub.settings import HubSettings
 from hub.web.router import install as install_web
+from runtime import apps
 
 
 def create_app(
@@ -64,28 +63,15 @@ def create_app(
                 state.client = None
         engine.dispose()
 
-    app = FastAPI(
-        title="Sauti hub",
-        version="1",
-        # Swagger UI and ReDoc load their code from a CDN, which no page here may do (and no
-        # CSP here allows): the document itself is at /openapi.json for any OpenAPI viewer.
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-        dependencies=[Depends(check_request_text)],
+    app = apps.new_app(
+        title="Sauti hub", lifespan=lifespan, dependencies=[Depends(check_request_text)]
     )
     app.state.hub = state
     install_error_handlers(app)
     metrics.install(app, settings, state.sessions)
-    # Refused before it is read (Content-Length) or once it passes the limit (chunked); the
-    # routes included with a larger max_body_size (uploads) raise it for themselves. Inside
-    # the edge, so every 413 becomes the JSON error with its code.
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.body_max_bytes)
-    app.add_middleware(edge.EdgeMiddleware)
-    app.openapi = edge.with_errors(  # type: ignore[method-assign]
-        app.openapi, error_schema=ErrorResponse.model_json_schema()
-    )
+    apps.install_edge(app, body_max_bytes=settings.body_max_bytes)
     app.include_router(nodes_router)
+    app.include_router(pull_router)
     app.include_router(agreements_router)
     app.include_router(queries_router)
     app.include_router(audit_router)
@@ -108,7 +94,7 @@ def make_dispatcher(
 ) -> Dispatcher:
     """Celery when a broker is configured; else deliveries run in this process."""
     if settings.celery_enabled:
-        from hub.federation.worker import create_celery  # noqa: PLC0415 - only with a broker
+        from hub.queries.worker import create_celery  # noqa: PLC0415 - only with a broker
 
         return CeleryDispatcher(
             app=create_celery(settings),

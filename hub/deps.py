@@ -12,15 +12,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts import edge
 from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
-from hub.auth.service import authenticate, authenticate_session, session_cookie_name
-from hub.federation.dispatch import Dispatcher
-from hub.federation.signals import Signals
+from hub.auth.sessions import authenticate_session, session_cookie_name
+from hub.auth.tokens import authenticate
 from hub.home import HubIdentity
+from hub.queries.dispatch import Dispatcher
+from hub.queries.signals import Signals
 from hub.settings import HubSettings
+from runtime import edge
 
 
 @dataclass
@@ -38,7 +39,7 @@ class HubState:
 
 
 def refuse_text(locations: Iterable[edge.Location]) -> None:
-    """422 `invalid_request` naming each field with a control character (contracts.edge.text)."""
+    """422 `invalid_request` naming each field with a control character (runtime.edge.text)."""
     if errors := edge.validation_errors(locations):
         raise RequestValidationError(errors)
 

@@ -8,11 +8,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import edge
-from contracts.v1 import ErrorBody, ErrorResponse
 from hub.auth.refusals import record_refusal
 from hub.exceptions import HubError
 from hub.web.errors import error_page, is_web
+from runtime import edge, errors
 
 log = logging.getLogger("hub")
 
@@ -20,11 +19,10 @@ log = logging.getLogger("hub")
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message))
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+    return errors.error_response(status, code, message, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -45,14 +43,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        # FastAPI's default body echoes the input; name fields and error kinds only.
-        problems = sorted(
-            {
-                f"{'.'.join(str(p) for p in err.get('loc', ()))} ({err.get('type', 'invalid')})"
-                for err in exc.errors()
-            }
-        )
-        message = "invalid fields: " + ", ".join(problems)
+        message = errors.invalid_fields(exc)
         if is_web(request):
             return error_page(request, status=422, code="invalid_request", message=message)
         return error_response(422, "invalid_request", message)
@@ -67,15 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, code.replace("_", " "))
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The type and where only: an exception's text carries SQL and its parameters.
-        rid = edge.request_id(request.scope)
-        log.error("unhandled error: %s (request %s)", edge.describe(exc), rid)
-        return error_response(
-            500,
-            "internal_error",
-            f"the hub hit an internal error (request {rid})",
-            headers={edge.REQUEST_ID_HEADER: rid},
-        )
+        return errors.internal_error(request, exc, log=log, answer="the hub hit an internal error")
 
     app.add_exception_handler(HubError, hub_error)
     app.add_exception_handler(RequestValidationError, validation_error)

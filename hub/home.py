@@ -14,6 +14,7 @@ from contracts.errors import ContractError, KeyInvalid
 from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub.exceptions import HubSetupError
+from runtime import keys
 
 IDENTITY_FILE = "hub.json"
 KEY_FILE = Path("keys") / "hub.jwk.json"
@@ -50,7 +51,7 @@ def init_home(home: Path, *, hub_id: str = "lnob-hub") -> HubIdentity:
     key_path = home / KEY_FILE
     key_path.parent.mkdir(parents=True, exist_ok=True)
     key_path.parent.chmod(0o700)
-    signing.save_private_key(key, key_path)
+    keys.save_private_key(key, key_path)
     key_path.chmod(0o600)
     identity = HubIdentity(
         hub_id=hub_id, kid=signing.key_id(key), public_jwk=signing.public_jwk(key)
@@ -111,9 +112,9 @@ def rotate_key(home: Path, *, overlap_seconds: int, now: datetime | None = None)
     tmp.replace(rotation_path)
     key_path = home / KEY_FILE
     new_path = key_path.with_name(f".{key_path.name}.new")
-    signing.save_private_key(new, new_path)
+    keys.save_private_key(new, new_path)
     new_path.chmod(0o600)
-    signing.replace_private_key(new_path, key_path)
+    keys.replace_private_key(new_path, key_path)
     retired = PreviousHubKey(
         kid=identity.kid,
         public_jwk=identity.public_jwk,
@@ -191,6 +192,6 @@ def _signer(home: Path, _versions: tuple[tuple[int, int, int], ...]) -> tuple[Hu
 
 def load_key(home: Path) -> OKPKey:
     try:
-        return signing.load_private_key(home / KEY_FILE)
+        return keys.load_private_key(home / KEY_FILE)
     except (OSError, KeyInvalid) as exc:
         raise HubSetupError(f"no readable hub key in {home}; run `sauti hub init`") from exc

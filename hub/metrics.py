@@ -6,43 +6,30 @@ Everything but HTTP traffic is read from the database at scrape time, so the web
 processes and the Celery workers report one truth (one grouped query per family).
 """
 
-import hmac
-import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import budget as exact
 from hub.exceptions import Unauthenticated
-from hub.federation.models import Node
+from hub.nodes.models import Node
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.settings import HubSettings
+from runtime import metrics
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Outcomes that mean the node itself answered (the hub writes timeout and expired).
 _NODE_ANSWERED = ("ok", "refused", "failed")
 
-HTTP_REQUESTS = Counter(
-    "sauti_hub_http_requests",
-    "HTTP requests by route template, method and status.",
-    ["method", "route", "status"],
-    registry=None,
-)
-HTTP_LATENCY = Histogram(
-    "sauti_hub_http_request_duration_seconds",
-    "HTTP request latency by route template (POST /v1/queries: what analysts wait).",
-    ["method", "route"],
-    buckets=_LATENCY_BUCKETS,
-    registry=None,
+HTTP = metrics.HttpMetrics(
+    "hub",
+    latency_help="HTTP request latency by route template (POST /v1/queries: what analysts wait).",
+    buckets=(*metrics.LATENCY_BUCKETS, 60),
 )
 
 
@@ -96,7 +83,7 @@ class DatabaseCollector(Collector):
                 .group_by(QueryNodeRow.node_id)
             ):
                 if at is not None:
-                    seen.add_metric([node_id], _aware(at).timestamp())
+                    seen.add_metric([node_id], at.timestamp())
             for status, mode, n in session.execute(
                 select(Node.status, Node.mode, func.count()).group_by(Node.status, Node.mode)
             ):
@@ -104,62 +91,19 @@ class DatabaseCollector(Collector):
         yield from (queries, tasks, spent, seen, nodes)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; the hub stores UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def registry_for(sessions: sessionmaker[Session]) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(HTTP_REQUESTS)
-    registry.register(HTTP_LATENCY)
+    HTTP.register(registry)
     registry.register(DatabaseCollector(sessions))
     return registry
 
 
-class MetricsMiddleware:
-    """Counts and times every request by its route template (pure ASGI: no body buffering)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            HTTP_LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
-
-
 def install(app: FastAPI, settings: HubSettings, sessions: sessionmaker[Session]) -> None:
-    """`GET /metrics`, answered only with `Authorization: Bearer <HUB_METRICS_TOKEN>`.
-
-    Without a token configured there is no such route (404): metrics are off unless asked
-    for. A separate token, not an API token: Prometheus needs no account and no role.
-    """
-    app.add_middleware(MetricsMiddleware)
-    if settings.metrics_token is None:
-        return
-    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
-    registry = registry_for(sessions)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise Unauthenticated("metrics need the HUB_METRICS_TOKEN bearer token")
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """`GET /metrics`, answered only with `Authorization: Bearer <HUB_METRICS_TOKEN>`."""
+    metrics.install(
+        app,
+        http=HTTP,
+        token=settings.metrics_token,
+        registry=lambda: registry_for(sessions),
+        refuse=lambda: Unauthenticated("metrics need the HUB_METRICS_TOKEN bearer token"),
+    )

@@ -3,11 +3,13 @@
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from pydantic_settings import SettingsConfigDict
 
-from hub import config_sources
-from hub.audit.reconcile import CHECKPOINT_OVERDUE_ENTRIES
+from runtime.db import database_url
+from runtime.settings import SideSettings
+
+# Default of checkpoint_overdue_entries, and of `sauti audit reconcile --overdue-entries`.
+CHECKPOINT_OVERDUE_ENTRIES = 200
 
 
 class OidcProviderSettings(BaseModel):
@@ -41,8 +43,9 @@ class OidcProviderSettings(BaseModel):
     clock_skew_seconds: int = 60
 
 
-class HubSettings(BaseSettings):
+class HubSettings(SideSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+    toml_name = "hub.toml"
 
     # The hub's folder: identity, signing key and (by default) its SQLite database.
     home: Path
@@ -57,7 +60,7 @@ class HubSettings(BaseSettings):
     node_retries: int = 2
     # First retry waits about this long, doubling each time (plus jitter).
     node_backoff_seconds: float = 0.2
-    # Federation (hub/federation). Without a broker, deliveries run in the hub's own process
+    # Delivery to nodes (hub/queries). Without a broker, deliveries run in the hub's own process
     # (the embedded default, used by `sauti demo`); with one, `sauti hub worker` runs them.
     celery_broker_url: str | None = None
     celery_result_backend: str | None = None
@@ -118,24 +121,11 @@ class HubSettings(BaseSettings):
     def celery_enabled(self) -> bool:
         return self.celery_broker_url is not None
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return config_sources.sources(settings_cls, init_settings, env_settings)
-
     @property
     def effective_database_url(self) -> str:
         """The database URL with its password: for the engine only, never for a log."""
-        if self.database_url is None:
-            return f"sqlite:///{self.home}/hub.sqlite"
-        url = self.database_url.get_secret_value()
-        if self.database_password is None:
-            return url
-        password = self.database_password.get_secret_value()
-        return make_url(url).set(password=password).render_as_string(hide_password=False)
+        return database_url(
+            url=self.database_url,
+            password=self.database_password,
+            default=f"sqlite:///{self.home}/hub.sqlite",
+        )

@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from node.audit import service as audit
-from node.db import transaction
+from node.db import SCHEMA, transaction
 from node.exceptions import HomeError
 from node.home import IDENTITY_FILE, KEY_FILE, load_identity
-from node.migrations.schema import head
 from node.settings import NodeSettings
 
 MANIFEST = "sauti-backup.json"
@@ -78,7 +77,7 @@ def backup(*, settings: NodeSettings, out: Path, actor: str, include_database: b
             "format": FORMAT,
             "node_id": identity.node_id,
             "created_at": datetime.now(UTC).isoformat(),
-            "schema_revision": head(),
+            "schema_revision": SCHEMA.head(),
             "files": files,
         }
         data = json.dumps(manifest, indent=2, sort_keys=True).encode()

@@ -1,34 +1,41 @@
 """The node database: one engine per URL, the ORM base, and serialised write transactions."""
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, MetaData, Numeric, Text, create_engine, event
+from sqlalchemy import Dialect, Engine, Numeric, Text
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from contracts import budget
+from node.exceptions import SchemaOutOfDate
 from node.settings import NodeSettings
+from runtime import db
+from runtime.db import after_commit
+from runtime.migrations import Schema
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+__all__ = [
+    "SCHEMA",
+    "Base",
+    "ExactDecimal",
+    "after_commit",
+    "dispose_engines",
+    "engine_for",
+    "exact_sum",
+    "make_engine",
+    "transaction",
+    "url_for",
+]
 
 
 class Base(DeclarativeBase):
-    # Named constraints, so later migrations can alter them (SQLite batch mode needs names).
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = db.metadata()
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -89,88 +96,55 @@ class _DecimalSum:
         return str(self.total)
 
 
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()
-
-
-def engine_for(url: str) -> Engine:
-    """The shared engine for `url`, its schema checked (or created) on first use."""
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = make_engine(url)
-            # Imported here, not at the top: the models import Base from this module.
-            from node.migrations.schema import ensure_schema  # noqa: PLC0415
-
-            # The embedded SQLite is this node's alone: bring it up to date. A PostgreSQL
-            # database is upgraded by its operator (`sauti node migrate`), after a backup.
-            try:
-                ensure_schema(engine, upgrade=url.startswith("sqlite"))
-            except Exception:
-                engine.dispose()
-                raise
-            _engines[url] = engine
-        return engine
-
-
-def dispose_engines() -> None:
-    """Close every pooled connection (tests drop their databases afterwards)."""
-    with _lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
+def _register_decimal_sum(dbapi_connection: Any) -> None:
+    dbapi_connection.create_aggregate("decimal_sum", 1, _DecimalSum)
 
 
 def make_engine(url: str) -> Engine:
     """A new engine for `url` (no schema check: `engine_for` is what services use)."""
-    if not url.startswith("sqlite"):
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
-
-    # SQLAlchemy's documented pysqlite recipe: take over transaction control so that every
-    # transaction starts with BEGIN IMMEDIATE, which serialises writers (ledger, audit chain)
-    # up front instead of failing on lock upgrade.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA busy_timeout=60000")
-        dbapi_connection.create_aggregate("decimal_sum", 1, _DecimalSum)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    return db.make_engine(url, sqlite_timeout=60, on_sqlite_connect=_register_decimal_sum)
 
 
-# Keys of `Session.info` that `transaction` sets and reads.
+SCHEMA = Schema(
+    package="node",
+    package_dir=Path(__file__).parent,
+    base=Base.metadata,
+    versions=Path(__file__).parent / "migrations" / "versions",
+    migrate_command="sauti node migrate",
+    lock_key=0x5A07_0002,
+    out_of_date=SchemaOutOfDate,
+)
+
+
+def _ensure_schema(engine: Engine, url: str) -> None:
+    # The embedded SQLite is this node's alone: bring it up to date. A PostgreSQL
+    # database is upgraded by its operator (`sauti node migrate`), after a backup.
+    SCHEMA.ensure_schema(engine, upgrade=url.startswith("sqlite"))
+
+
+_engines = db.Engines(_ensure_schema, sqlite_timeout=60, on_sqlite_connect=_register_decimal_sum)
+
+
+def engine_for(url: str) -> Engine:
+    """The shared engine for `url`, its schema checked (or created) on first use."""
+    return _engines.get(url)
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests drop their databases afterwards)."""
+    _engines.dispose()
+
+
+# The key of `Session.info` that holds the URL a `transaction` was opened on.
 DATABASE_URL = "database_url"
-_AFTER_COMMIT = "after_commit"
 
 
 @contextmanager
 def transaction(url: str) -> Iterator[Session]:
-    """One write transaction: committed on success, rolled back on any error.
-
-    Hooks registered with `after_commit` run once it has committed (never on a rollback).
-    """
-    factory = sessionmaker(engine_for(url), expire_on_commit=False)
-    with factory() as session:
-        session.info[DATABASE_URL] = url
-        with session.begin():
-            yield session
-        for hook in session.info.pop(_AFTER_COMMIT, []):
-            hook()
-
-
-def after_commit(session: Session, hook: Callable[[], None]) -> None:
-    """Run `hook` (once) after the `transaction` that `session` belongs to commits."""
-    hooks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
-    if hook not in hooks:
-        hooks.append(hook)
+    """One write transaction on the node database: committed on success, rolled back on any
+    error; hooks registered with `after_commit` run once it has committed."""
+    with db.transaction(engine_for(url), info={DATABASE_URL: url}) as session:
+        yield session
 
 
 def url_for(*, home: Path, settings: NodeSettings | None = None) -> str:

@@ -3,6 +3,7 @@
 NodeError                         code (HTTP status is mapped in node/api/errors.py only)
 ├── HomeError                     home_invalid: a node home is missing, broken or already exists
 ├── SchemaOutOfDate               schema_out_of_date: the database needs `sauti node migrate`
+├── HubUnreachable                hub_unreachable: the steward asked for a fetch from the hub
 ├── Unauthenticated               unauthenticated: no, unknown or revoked steward token
 │   ├── TokenExpired              token_expired: a steward token or login session past its end
 │   └── LoginFailed               login_failed: user name, password or TOTP code wrong, or
@@ -50,8 +51,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── RhoBelowFloor             rho_below_floor: below the agreement's min_rho
 │   ├── AnalystOrgNotPermitted    analyst_org_not_permitted
 │   ├── DisseminationNotAllowed   dissemination_not_allowed
-│   ├── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
-│   └── HubUnreachable            hub_unreachable: the steward asked for a fetch from the hub
+│   └── TermNotInContract         term_not_in_contract: a term names a column the contract lacks
 ├── LedgerError
 │   ├── BudgetExhausted           budget_exhausted
 │   └── QueryIdConflict           query_id_conflict
@@ -61,7 +61,7 @@ NodeError                         code (HTTP status is mapped in node/api/errors
 │   ├── WrongNode                 wrong_node
 │   ├── RequestExpired            request_expired
 │   ├── ControlCharacters         invalid_request: a signed message with a control character
-│   │                             (or NUL) in a text field; names the fields (contracts.edge)
+│   │                             (or NUL) in a text field; names the fields (runtime.edge)
 │   ├── SecureNotAllowed          secure_not_allowed: the query may not be securely aggregated
 │   ├── SecureSessionUnknown      secure_session_unknown: no offer of this node for that attempt
 │   ├── RosterInvalid             roster_invalid: a secure roster that does not check out
@@ -111,6 +111,12 @@ class HomeError(NodeError):
 
 class SchemaOutOfDate(NodeError):
     code = "schema_out_of_date"
+
+
+class HubUnreachable(NodeError):
+    """A fetch the steward asked for (agreements, shared modules) found no hub to answer."""
+
+    code = "hub_unreachable"
 
 
 class DatasetError(NodeError):

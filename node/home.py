@@ -14,6 +14,7 @@ from contracts import signing
 from contracts.errors import ContractError
 from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
 from node.exceptions import HomeError
+from runtime import keys as key_files
 
 IDENTITY_FILE = "node.json"
 KEY_FILE = Path("keys") / "node.jwk.json"
@@ -91,7 +92,7 @@ def init_home(home: Path, *, name: str, country: str, node_id: str | None = None
         raise HomeError(f"invalid node identity fields: {fields}") from exc
     for folder in (home, home / "keys", home / "datasets"):
         folder.mkdir(parents=True, exist_ok=True)
-    signing.save_private_key(key, home / KEY_FILE)
+    key_files.save_private_key(key, home / KEY_FILE)
     _write_identity(home, identity)
     return identity
 
@@ -131,7 +132,7 @@ def load_key(home: Path) -> OKPKey:
         cached = _parsed.get(("key", text))
         if cached is not None:
             return cast(OKPKey, cached)
-        key = signing.load_private_key(path)
+        key = key_files.load_private_key(path)
     except (ContractError, FileNotFoundError) as exc:
         raise HomeError("cannot read the node's private key") from exc
     _remember("key", text, key)
@@ -234,12 +235,12 @@ def next_key(home: Path) -> OKPKey:
     path = home / NEXT_KEY_FILE
     if path.exists():
         try:
-            return signing.load_private_key(path)
+            return key_files.load_private_key(path)
         except ContractError as exc:
             raise HomeError("cannot read the node's pending new key") from exc
     key = signing.generate_key()
     tmp = path.with_name(f".{path.name}.tmp")
-    signing.save_private_key(key, tmp)
+    key_files.save_private_key(key, tmp)
     tmp.replace(path)
     return key
 
@@ -259,7 +260,7 @@ def switch_key(home: Path, *, retired_at: datetime, valid_until: datetime | None
     identity = load_identity(home)
     path = home / NEXT_KEY_FILE
     try:
-        new = signing.load_private_key(path)
+        new = key_files.load_private_key(path)
     except (ContractError, FileNotFoundError) as exc:
         raise HomeError("no pending new key to switch to") from exc
     old = PreviousKey(
@@ -269,7 +270,7 @@ def switch_key(home: Path, *, retired_at: datetime, valid_until: datetime | None
         valid_until=valid_until,
     )
     current = home / KEY_FILE
-    signing.replace_private_key(path, current)
+    key_files.replace_private_key(path, current)
     updated = identity.model_copy(
         update={
             "kid": signing.key_id(new),

@@ -1,47 +1,33 @@
 """Prometheus metrics of the node: HTTP traffic, query outcomes and latency, budget spent.
 
+The transports (the push route, the pull loop) wrap their call of the query handler in
+`observing_query`; the handler itself knows no metrics.
+
 Labels carry only route templates, HTTP methods and statuses, error codes and agreement
 ids: never a path as sent, a dataset value, a level or a count from the data. Budget
 figures are read from the ledger at scrape time, so `serve` and `pull` agree.
 """
 
-import hmac
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from contextlib import contextmanager
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest, start_http_server
+from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 from sqlalchemy import select
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.v1 import Signed
 from node.auth.exceptions import Unauthenticated
 from node.db import transaction
 from node.exceptions import NodeError
 from node.ledger.models import BudgetRow
-from node.queries.service import PUSH_ROUTE, handle_query
 from node.security import UNVERIFIED
 from node.settings import NodeSettings
+from runtime import metrics
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-HTTP_REQUESTS = Counter(
-    "sauti_node_http_requests",
-    "HTTP requests by route template, method and status.",
-    ["method", "route", "status"],
-    registry=None,
-)
-HTTP_LATENCY = Histogram(
-    "sauti_node_http_request_duration_seconds",
-    "HTTP request latency by route template.",
-    ["method", "route"],
-    buckets=_LATENCY_BUCKETS,
-    registry=None,
-)
+HTTP = metrics.HttpMetrics("node", latency_help="HTTP request latency by route template.")
 QUERIES = Counter(
     "sauti_node_queries",
     "Hub queries handled (push or pull): outcome is `released` or the refusal code.",
@@ -52,7 +38,7 @@ QUERY_LATENCY = Histogram(
     "sauti_node_query_duration_seconds",
     "Time to check, charge and answer one hub query.",
     ["result"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=metrics.LATENCY_BUCKETS,
     registry=None,
 )
 HUB_LAST_SEEN = Gauge(
@@ -62,26 +48,24 @@ HUB_LAST_SEEN = Gauge(
 )
 
 
-def observed_handle_query(
-    *, settings: NodeSettings, signed: Signed, now: datetime | None = None, route: str = PUSH_ROUTE
-) -> Signed:
-    """`handle_query`, counted and timed: the one entry of both transports."""
+@contextmanager
+def observing_query() -> Iterator[None]:
+    """Count and time one hub query a transport hands to the handler: `released`, or the
+    refusal's code."""
     started = time.perf_counter()
     try:
-        answer = handle_query(
-            settings=settings,
-            signed=signed,
-            now=now,
-            route=route,
-            on_verified=HUB_LAST_SEEN.set_to_current_time,
-        )
+        yield
     except NodeError as exc:
         QUERIES.labels(outcome=exc.code).inc()
         QUERY_LATENCY.labels(result="refused").observe(time.perf_counter() - started)
         raise
     QUERIES.labels(outcome="released").inc()
     QUERY_LATENCY.labels(result="released").observe(time.perf_counter() - started)
-    return answer
+
+
+def hub_heard() -> None:
+    """The handler verified a request the hub signed (push or pull): now is when."""
+    HUB_LAST_SEEN.set_to_current_time()
 
 
 class LedgerCollector(Collector):
@@ -109,57 +93,22 @@ class LedgerCollector(Collector):
 
 def registry_for(settings: NodeSettings) -> CollectorRegistry:
     registry = CollectorRegistry()
-    for metric in (HTTP_REQUESTS, HTTP_LATENCY, QUERIES, QUERY_LATENCY, HUB_LAST_SEEN, UNVERIFIED):
+    HTTP.register(registry)
+    for metric in (QUERIES, QUERY_LATENCY, HUB_LAST_SEEN, UNVERIFIED):
         registry.register(metric)
     registry.register(LedgerCollector(settings.db_url))
     return registry
 
 
-class MetricsMiddleware:
-    """Counts and times every request by its route template (pure ASGI: no body buffering)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            HTTP_LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
-
-
 def install(app: FastAPI, settings: NodeSettings) -> None:
-    """`GET /metrics`, answered only with `Authorization: Bearer <NODE_METRICS_TOKEN>`.
-
-    Without a token configured there is no such route (404): metrics are off unless asked for.
-    """
-    app.add_middleware(MetricsMiddleware)
-    if settings.metrics_token is None:
-        return
-    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
-    registry = registry_for(settings)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise Unauthenticated("metrics need the NODE_METRICS_TOKEN bearer token")
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """`GET /metrics`, answered only with `Authorization: Bearer <NODE_METRICS_TOKEN>`."""
+    metrics.install(
+        app,
+        http=HTTP,
+        token=settings.metrics_token,
+        registry=lambda: registry_for(settings),
+        refuse=lambda: Unauthenticated("metrics need the NODE_METRICS_TOKEN bearer token"),
+    )
 
 
 def serve_separately(settings: NodeSettings) -> Callable[[], None] | None:

@@ -3,14 +3,15 @@
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from pydantic_settings import SettingsConfigDict
 
-from node import config_sources
+from runtime.db import database_url
+from runtime.settings import SideSettings
 
 
-class NodeSettings(BaseSettings):
+class NodeSettings(SideSettings):
     model_config = SettingsConfigDict(env_prefix="NODE_", frozen=True)
+    toml_name = "node.toml"
 
     # The node's folder: identity, keys, datasets and (by default) its SQLite database.
     home: Path
@@ -47,24 +48,11 @@ class NodeSettings(BaseSettings):
     # Mark the steward pages' cookies Secure (sent over HTTPS only): set it behind TLS.
     web_cookie_secure: bool = False
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return config_sources.sources(settings_cls, init_settings, env_settings)
-
     @property
     def db_url(self) -> str:
         """The database URL with its password: for the engine only, never for a log."""
-        if self.database_url is None:
-            return f"sqlite:///{self.home}/node.sqlite"
-        url = self.database_url.get_secret_value()
-        if self.database_password is None:
-            return url
-        password = self.database_password.get_secret_value()
-        return make_url(url).set(password=password).render_as_string(hide_password=False)
+        return database_url(
+            url=self.database_url,
+            password=self.database_password,
+            default=f"sqlite:///{self.home}/node.sqlite",
+        )

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification, csv_chunks
 from hub.audit import service as hub_audit
 from hub.audit.reconcile import (
-    CHECKPOINT_OVERDUE_ENTRIES,
     AuditLog,
     parse_export,
     reconcile,
@@ -29,7 +28,7 @@ from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
 from hub.home import load_identity as load_hub_identity
-from hub.settings import HubSettings
+from hub.settings import CHECKPOINT_OVERDUE_ENTRIES, HubSettings
 from node.audit import service as node_audit
 from node.exceptions import NodeError
 from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE

@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from contracts import edge
+from runtime import edge
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,7 +21,7 @@ def fail(message: str) -> NoReturn:
 
 def data_free_logging(level: str = "info") -> AbstractContextManager[None]:
     """Logs without data for a server, worker or demo while the block runs
-    (contracts.edge.logs): no traceback, exception text, SQL or query string at any level;
+    (runtime.edge.logs): no traceback, exception text, SQL or query string at any level;
     each line names its request id."""
     return edge.data_free_logging(level)
 

@@ -12,7 +12,9 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from hub.auth import service
+from hub.auth import organisations as auth_organisations
+from hub.auth import tokens as auth_tokens
+from hub.auth import users as auth_users
 from hub.auth.schemas import ORG_KINDS, ROLES, OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
@@ -72,14 +74,14 @@ def org_add(
     except ValueError:
         fail("invalid_request: slug is letters/digits/.-_, kind one of the list, country 3 digits")
     with _session(home) as (session, _):
-        org = service.create_organisation(session=session, body=body, actor=ACTOR)
+        org = auth_organisations.create_organisation(session=session, body=body, actor=ACTOR)
     typer.echo(f"organisation {org.slug} ({org.kind}, {org.country or '-'})")
 
 
 @org_app.command("list")
 def org_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
     with _session(home) as (session, _):
-        orgs = service.list_organisations(session=session)
+        orgs = auth_organisations.list_organisations(session=session)
     if as_json:
         echo_json([o.model_dump(mode="json") for o in orgs])
         return
@@ -118,7 +120,7 @@ def user_add(  # noqa: PLR0917 - typer maps each parameter
     except ValueError:
         fail("invalid_request: user names are letters, digits and . _ @ -")
     with _session(home) as (session, settings):
-        created = service.create_user(session=session, body=body, actor=ACTOR, settings=settings)
+        created = auth_users.create_user(session=session, body=body, actor=ACTOR, settings=settings)
     typer.echo(f"user {created.user.username} in {created.user.organisation}", err=True)
     if created.initial_password:
         typer.echo("one-time password (change it at first login):", err=True)
@@ -132,7 +134,7 @@ def user_list(
     as_json: Json = False,
 ) -> None:
     with _session(home) as (session, _):
-        users = service.list_users(session=session, organisation=org)
+        users = auth_users.list_users(session=session, organisation=org)
     if as_json:
         echo_json([u.model_dump(mode="json") for u in users])
         return
@@ -160,7 +162,7 @@ def user_grant(
     """Grant a role (logged)."""
     (scope,) = _roles([role])
     with _session(home) as (session, _):
-        service.grant_role(
+        auth_users.grant_role(
             session=session, username=username, role=scope.role, node_id=scope.node_id, actor=ACTOR
         )
     typer.echo(f"{username}: granted {role}")
@@ -175,7 +177,7 @@ def user_revoke(
     """Take a role away (logged); tokens acting in it stop working at once."""
     (scope,) = _roles([role])
     with _session(home) as (session, _):
-        service.revoke_role(
+        auth_users.revoke_role(
             session=session, username=username, role=scope.role, node_id=scope.node_id, actor=ACTOR
         )
     typer.echo(f"{username}: revoked {role}")
@@ -185,7 +187,7 @@ def user_revoke(
 def user_reset_password(username: str, home: Home = DEFAULT_HOME) -> None:
     """A one-time password (printed once); sessions end; the user changes it at login."""
     with _session(home) as (session, settings):
-        reset = service.reset_password(
+        reset = auth_users.reset_password(
             session=session, username=username, actor=ACTOR, settings=settings
         )
     typer.echo(reset.temporary_password)
@@ -195,7 +197,7 @@ def user_reset_password(username: str, home: Home = DEFAULT_HOME) -> None:
 def user_unlock(username: str, home: Home = DEFAULT_HOME) -> None:
     """Clear a lockout after repeated failed logins."""
     with _session(home) as (session, _):
-        service.unlock(session=session, username=username, actor=ACTOR)
+        auth_users.unlock(session=session, username=username, actor=ACTOR)
     typer.echo(f"{username}: unlocked")
 
 
@@ -203,14 +205,14 @@ def user_unlock(username: str, home: Home = DEFAULT_HOME) -> None:
 def user_disable(username: str, home: Home = DEFAULT_HOME) -> None:
     """No more logins; sessions end and tokens stop at once."""
     with _session(home) as (session, _):
-        service.set_disabled(session=session, username=username, disabled=True, actor=ACTOR)
+        auth_users.set_disabled(session=session, username=username, disabled=True, actor=ACTOR)
     typer.echo(f"{username}: disabled")
 
 
 @user_app.command("enable")
 def user_enable(username: str, home: Home = DEFAULT_HOME) -> None:
     with _session(home) as (session, _):
-        service.set_disabled(session=session, username=username, disabled=False, actor=ACTOR)
+        auth_users.set_disabled(session=session, username=username, disabled=False, actor=ACTOR)
     typer.echo(f"{username}: enabled")
 
 
@@ -218,7 +220,7 @@ def user_enable(username: str, home: Home = DEFAULT_HOME) -> None:
 def user_totp_reset(username: str, home: Home = DEFAULT_HOME) -> None:
     """Turn TOTP off for a user who lost their device (they can set it up again)."""
     with _session(home) as (session, _):
-        service.totp_reset(session=session, username=username, actor=ACTOR)
+        auth_users.totp_reset(session=session, username=username, actor=ACTOR)
     typer.echo(f"{username}: TOTP off")
 
 
@@ -250,12 +252,12 @@ def token_create(  # noqa: PLR0917 - typer maps each parameter
             if expires_days is not None:
                 fail("invalid_request: --expires-days needs --user")
             typer.echo(
-                service.create_token(session=session, name=name, organisation=org, role=role)
+                auth_tokens.create_token(session=session, name=name, organisation=org, role=role)
             )
             return
         assert user is not None
         (scope,) = _roles([role])
-        created = service.issue_token(
+        created = auth_tokens.issue_token(
             session=session,
             username=user,
             name=name,
@@ -277,7 +279,7 @@ def token_list(
 ) -> None:
     """Every token (never its secret): id, name, user, role, scope, expiry, revoked."""
     with _session(home) as (session, _):
-        tokens = service.list_tokens(session=session, username=user)
+        tokens = auth_tokens.list_tokens(session=session, username=user)
     if as_json:
         echo_json([t.model_dump(mode="json") for t in tokens])
         return
@@ -290,5 +292,5 @@ def token_list(
 def token_revoke(token_id: int, home: Home = DEFAULT_HOME) -> None:
     """Revoke an API token at once."""
     with _session(home) as (session, _):
-        service.revoke_token(session=session, token_id=token_id, actor=ACTOR)
+        auth_tokens.revoke_token(session=session, token_id=token_id, actor=ACTOR)
     typer.echo(f"token {token_id} revoked")

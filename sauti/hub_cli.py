@@ -18,11 +18,11 @@ from hub.app import create_app
 from hub.audit import service as hub_audit
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
-from hub.federation import service as federation
 from hub.home import init_home, load_identity, load_key
 from hub.home import rotate_key as rotate_home_key
+from hub.nodes import service as federation
 from hub.settings import HubSettings
-from sauti import hub_agreements_cli, hub_auth_cli, hub_federation_cli, migrate_cli
+from sauti import hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
 from sauti.cli_common import data_free_logging, read_model
 
 app = typer.Typer(no_args_is_help=True)
@@ -35,9 +35,9 @@ app.add_typer(hub_auth_cli.user_app, name="user")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(agreements_app, name="agreements")
 agreements_app.registered_commands.extend(hub_agreements_cli.app.registered_commands)
-app.registered_commands.extend(hub_federation_cli.app.registered_commands)
-app.add_typer(hub_federation_cli.enroll_token_app, name="enroll-token")
-nodes_app.registered_commands.extend(hub_federation_cli.nodes_app.registered_commands)
+app.registered_commands.extend(hub_nodes_cli.app.registered_commands)
+app.add_typer(hub_nodes_cli.enroll_token_app, name="enroll-token")
+nodes_app.registered_commands.extend(hub_nodes_cli.nodes_app.registered_commands)
 app.command("migrate")(migrate_cli.hub_migrate)
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]

@@ -8,13 +8,13 @@ import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from hub.db import SCHEMA as hub_schema
 from hub.db import make_engine as hub_engine
 from hub.exceptions import HubError
-from hub.migrations import schema as hub_schema
 from hub.settings import HubSettings
+from node.db import SCHEMA as node_schema
 from node.db import make_engine as node_engine
 from node.exceptions import NodeError
-from node.migrations import schema as node_schema
 from sauti.cli_common import fail
 from sauti.node_options import DEFAULT_HOME as NODE_HOME
 from sauti.node_options import Home as NodeHome

@@ -16,7 +16,7 @@ from contracts.budget import Amount
 from contracts.errors import ContractError
 from contracts.signing import digest
 from contracts.spreadsheet import safe_cell
-from contracts.v1.base import WireModel
+from contracts.v1.base import WireModel, utc
 
 GENESIS = "0" * 64
 EXPORT_FORMAT: Final = "sauti.audit.export/1"
@@ -105,11 +105,6 @@ def entry_hash(
         "prev_hash": prev_hash,
     }
     return digest(body)
-
-
-def utc(moment: datetime) -> datetime:
-    """The same instant in UTC; naive values are taken as UTC (how both sides write them)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def at_text(moment: datetime) -> str:

@@ -3,10 +3,11 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.db import UtcDateTime
 
 
 class AgreementVersion(Base):
@@ -18,7 +19,7 @@ class AgreementVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     terms: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # draft: editable, unsigned, invisible to analysts; proposed: the hub signed this text.
     state: Mapped[str] = mapped_column(String(20), default="proposed")
     created_by: Mapped[str] = mapped_column(String(200), default="")
@@ -34,7 +35,7 @@ class AgreementSignatureRow(Base):
     signer: Mapped[str] = mapped_column(String(100))
     kid: Mapped[str] = mapped_column(String(100))
     jws: Mapped[str] = mapped_column(Text)
-    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AgreementStatusRow(Base):
@@ -47,8 +48,8 @@ class AgreementStatusRow(Base):
     agreement_id: Mapped[str] = mapped_column(String(100), index=True)
     party: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     reason: Mapped[str] = mapped_column(String(500), default="")
     actor: Mapped[str] = mapped_column(String(200))
     jws: Mapped[str | None] = mapped_column(Text, nullable=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -6,14 +6,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from contracts import edge
 from contracts.v1 import AgreementSignature, AgreementTerms, Signed, SignedAgreement
 from contracts.v1.base import MAX_VERSION
 from hub.agreements import document, service
 from hub.agreements.schemas import AgreementRead, StatusChange
 from hub.auth.schemas import User
-from hub.auth.service import check_node_scope
+from hub.auth.users import check_node_scope
 from hub.deps import CurrentUser, OptionalUser, Secretariat, SessionDep, StateDep, VersionPath
+from runtime import edge
 
 router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 

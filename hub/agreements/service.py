@@ -26,6 +26,7 @@ from contracts.v1 import (
     SignaturePayload,
     SignedAgreement,
 )
+from contracts.v1.base import utc
 from hub.agreements.exceptions import (
     AgreementNotActive,
     AgreementNotDraft,
@@ -52,19 +53,14 @@ from hub.agreements.schemas import (
 )
 from hub.audit import service as audit
 from hub.auth.schemas import User
-from hub.federation import service as federation
-from hub.federation.models import Node
 from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
+from hub.nodes import service as federation
+from hub.nodes.models import Node
 from hub.queries.models import QueryRow
 
 # Roles that see every agreement, drafts included; analysts see those naming their organisation.
 READ_ALL_ROLES = ("admin", "secretariat", "auditor")
-
-
-def _aware(value: datetime) -> datetime:
-    # Terms written without a zone are read as UTC rather than failing the comparison.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # --- drafting and proposing ----------------------------------------------------------------
@@ -368,7 +364,7 @@ def receive_notice(
         )
         .order_by(AgreementStatusRow.at.desc(), AgreementStatusRow.id.desc())
     ).first()
-    fresh = latest is None or _aware(latest.at) < _aware(notice.at)
+    fresh = latest is None or latest.at < utc(notice.at)
     if fresh and not (latest is not None and latest.status == "revoked"):
         session.add(
             AgreementStatusRow(
@@ -553,9 +549,9 @@ def status_of(
     if missing:
         return "proposed", missing
     now = at or datetime.now(UTC)
-    if now < _aware(terms.valid_from):
+    if now < utc(terms.valid_from):
         return "not_yet_valid", ()
-    if now >= _aware(terms.valid_until):
+    if now >= utc(terms.valid_until):
         return "expired", ()
     return "active", ()
 
@@ -582,7 +578,7 @@ def _standings(session: Session, agreement_id: str) -> dict[str, PartyStanding]:
         if row.party in latest and latest[row.party].status == "revoked":
             continue  # revocation is final
         latest[row.party] = PartyStanding(
-            party=row.party, status=row.status, at=_aware(row.at), reason=row.reason
+            party=row.party, status=row.status, at=row.at, reason=row.reason
         )
     return latest
 
@@ -642,9 +638,7 @@ def _read(
         ),
         status=status,
         missing_signers=missing,
-        signers=tuple(
-            SignerRead(signer=s.signer, kid=s.kid, signed_at=_aware(s.signed_at)) for s in sigs
-        ),
+        signers=tuple(SignerRead(signer=s.signer, kid=s.kid, signed_at=s.signed_at) for s in sigs),
         standings=tuple(
             standing for party, standing in standings.items() if party in terms.node_ids
         ),

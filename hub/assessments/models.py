@@ -7,10 +7,11 @@ own answers are stored; no node data.
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.db import UtcDateTime
 
 
 class TemplateRow(Base):
@@ -22,7 +23,7 @@ class TemplateRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class RoundRow(Base):
@@ -41,7 +42,7 @@ class RoundRow(Base):
     dissemination: Mapped[str] = mapped_column(String(20))
     created_by: Mapped[str] = mapped_column(String(200))
     organisation: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class RoundQueryRow(Base):
@@ -70,4 +71,4 @@ class AnswerRow(Base):
     value: Mapped[Any] = mapped_column(JSON)
     score: Mapped[float] = mapped_column(Float)
     answered_by: Mapped[str] = mapped_column(String(200))
-    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -10,7 +10,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from contracts import edge
 from contracts.v1.agreement import Dissemination
 from hub.assessments import pages, run, service
 from hub.assessments.exceptions import AnswerNotAllowed
@@ -30,6 +29,7 @@ from hub.deps import CurrentUser, Secretariat, SessionDep, StateDep, require
 from hub.exceptions import HubSetupError
 from hub.publications import service as publications
 from hub.web.deps import AnyViewer, mark_web
+from runtime import edge
 
 router = APIRouter(prefix="/v1/assessments", tags=["assessments"])
 pages_router = APIRouter(

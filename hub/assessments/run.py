@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.assessments import service
 from hub.assessments.schemas import RoundCreate, RoundRead
 from hub.auth.schemas import User
-from hub.federation.dispatch import Dispatcher
-from hub.federation.signals import Signals
 from hub.home import HubIdentity
 from hub.queries import run as queries_run
+from hub.queries.dispatch import Dispatcher
+from hub.queries.signals import Signals
 from hub.settings import HubSettings
 
 

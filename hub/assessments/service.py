@@ -57,10 +57,10 @@ from hub.audit import service as audit
 from hub.auth.models import Organisation
 from hub.auth.schemas import User
 from hub.exceptions import HubError
-from hub.federation.models import Node
-from hub.privacy.planning import check_spec
+from hub.nodes.models import Node
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.planning import check_spec
 
 # Roles that run rounds and read every country's results.
 SECRETARIAT_ROLES = ("admin", "secretariat")

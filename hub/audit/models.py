@@ -4,32 +4,19 @@ from sqlalchemy import Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.audit_log import EntryColumns, HeadColumns
 
 
-class AuditRow(Base):
-    """One entry. Stored exactly as hashed, like the node's: `at` as fixed-precision UTC ISO
-    text (sortable, round-trips on every database), `details` as canonical JSON text."""
+class AuditRow(EntryColumns, Base):
+    """One entry of this side's chain (columns: `runtime.audit_log.EntryColumns`)."""
 
     __tablename__ = "audit_log"
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[str] = mapped_column(String(40), index=True)
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(100))
-    object: Mapped[str] = mapped_column(String(300))
-    details: Mapped[str] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
 
-
-class AuditHead(Base):
-    """Exactly one row (id 1); `SELECT ... FOR UPDATE` on it serialises appends."""
+class AuditHead(HeadColumns, Base):
+    """The chain's tip, one row (columns: `runtime.audit_log.HeadColumns`)."""
 
     __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(Integer)
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 class CheckpointRow(Base):

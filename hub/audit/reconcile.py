@@ -31,10 +31,10 @@ from contracts.v1.audit import (
     past_keys,
     verify_log,
 )
+from hub.settings import CHECKPOINT_OVERDUE_ENTRIES
 
 # Twice a node's default checkpoint cadence (NODE_AUDIT_CHECKPOINT_EVERY = 100): room for
 # one checkpoint signed but not yet published.
-CHECKPOINT_OVERDUE_ENTRIES = 200
 
 Kind = Literal[
     "chain_invalid",

@@ -6,18 +6,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from contracts import edge
 from contracts.v1 import Signed
 from contracts.v1.audit import AuditVerification
-from hub.audit import service
+from hub.audit import checkpoints, service
 from hub.audit.schemas import (
-    AuditQuery,
     CheckpointRead,
     EntryPage,
-    ExportQuery,
     NodeCheckpointStatus,
 )
 from hub.deps import Auditor, SessionDep, StateDep
+from runtime import edge
+from runtime.audit_log import AuditQuery, ExportQuery
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 # Published by nodes, authenticated by the node's signature against its pinned key.
@@ -54,7 +53,7 @@ def checkpoint_status(
     _user: Auditor, session: SessionDep, state: StateDep
 ) -> list[NodeCheckpointStatus]:
     """Per node: the newest checkpoint the hub holds, answers since, and whether overdue."""
-    return service.checkpoint_status(
+    return checkpoints.checkpoint_status(
         session=session, overdue_entries=state.settings.checkpoint_overdue_entries
     )
 
@@ -89,7 +88,7 @@ def export(
 def receive_checkpoint(
     node_id: str, body: Signed, session: SessionDep, state: StateDep
 ) -> CheckpointRead:
-    return service.receive_checkpoint(
+    return checkpoints.receive_checkpoint(
         session=session,
         node_id=node_id,
         jws=body.jws,

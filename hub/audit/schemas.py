@@ -1,28 +1,11 @@
-"""What the audit API takes and returns besides contracts' AuditEntry and AuditVerification."""
+"""What the hub's audit API returns besides contracts' AuditEntry and AuditVerification
+(its query parameters are `runtime.audit_log.AuditQuery` and `ExportQuery`)."""
 
 from datetime import datetime
-from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from contracts.v1.audit import AuditEntry, AuditFilter
-
-
-class AuditQuery(AuditFilter):
-    """Search parameters: the filter, then paging (`after_seq`, `limit`)."""
-
-    after_seq: int = Field(default=0, ge=0)
-    limit: int = Field(default=100, ge=1, le=1000)
-
-    def filter(self) -> AuditFilter:
-        return AuditFilter.model_validate(self.model_dump(exclude={"after_seq", "limit"}))
-
-
-class ExportQuery(AuditFilter):
-    format: Literal["jsonl", "csv"] = "jsonl"
-
-    def filter(self) -> AuditFilter:
-        return AuditFilter.model_validate(self.model_dump(exclude={"format"}))
+from contracts.v1.audit import AuditEntry
 
 
 class CheckpointRead(BaseModel):

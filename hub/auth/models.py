@@ -7,8 +7,6 @@ Secrets are never stored: API tokens and session cookies as the SHA-256 of their
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -17,6 +15,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.credentials import AccountColumns
+from runtime.db import UtcDateTime
 
 
 class Organisation(Base):
@@ -28,10 +28,10 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(String(300))
     kind: Mapped[str] = mapped_column(String(20))
     country: Mapped[str | None] = mapped_column(String(3), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class UserRow(Base):
+class UserRow(AccountColumns, Base):
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("oidc_provider", "oidc_subject"),)
 
@@ -42,16 +42,9 @@ class UserRow(Base):
     # person (logs in) or service (API tokens only, never a password or an IdP login).
     kind: Mapped[str] = mapped_column(String(10))
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     oidc_provider: Mapped[str | None] = mapped_column(String(100), nullable=True)
     oidc_subject: Mapped[str | None] = mapped_column(String(300), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class RoleGrant(Base):
@@ -67,7 +60,7 @@ class RoleGrant(Base):
     # Where the grant came from: "local" (an admin) or "oidc:<provider>" (the IdP's claims,
     # re-synchronised at each login).
     source: Mapped[str] = mapped_column(String(110), default="local")
-    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ApiToken(Base):
@@ -78,12 +71,12 @@ class ApiToken(Base):
     organisation: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     # The role's scope the token acts in ("org:<slug>" or "node:<node_id>").
     scope: Mapped[str | None] = mapped_column(String(250), nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(250), nullable=True)
 
 
@@ -96,10 +89,10 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     # "password" or "oidc:<provider>".
     method: Mapped[str] = mapped_column(String(110))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class OidcLogin(Base):
@@ -116,5 +109,5 @@ class OidcLogin(Base):
     nonce: Mapped[str] = mapped_column(String(100))
     code_verifier: Mapped[str] = mapped_column(String(200))
     next_path: Mapped[str] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.audit import service as audit
-from hub.auth import service
+from hub.auth import sessions, users
 from hub.auth.exceptions import OidcFailed, OidcProviderUnknown
 from hub.auth.models import OidcLogin, Organisation, UserRow
 from hub.auth.schemas import ROLES, RoleScope, SessionInfo
@@ -218,7 +218,7 @@ def finish_login(
         or login is None
         or login.provider != p.name
         or not fresh
-        or _aware(login.created_at) + timedelta(seconds=LOGIN_TTL_SECONDS) <= now
+        or login.created_at + timedelta(seconds=LOGIN_TTL_SECONDS) <= now
         or not browser
         or not secrets.compare_digest(login.browser_hash, _sha(browser))
     ):
@@ -259,14 +259,10 @@ def finish_login(
     row = _provision(session, p, claims, org_slug=org_slug, wanted=wanted)
     if row.disabled_at is not None:
         raise _fail(session, p.name, "login_failed", "this account is disabled")
-    cookie, info = service.create_session(
+    cookie, info = sessions.create_session(
         session=session, user_id=row.id, method=f"oidc:{p.name}", settings=settings
     )
     return cookie, info, login.next_path
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _redeem(
@@ -440,6 +436,6 @@ def _provision(
             details={"organisation": org.slug},
         )
         row.organisation_id = org.id
-    service.sync_grants(session=session, row=row, wanted=wanted, source=actor, actor=actor)
+    users.sync_grants(session=session, row=row, wanted=wanted, source=actor, actor=actor)
     session.flush()
     return row

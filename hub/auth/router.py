@@ -7,15 +7,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from contracts import edge
-from hub.auth import oidc, service
+from hub.auth import oidc, organisations, sessions, tokens, users
 from hub.auth.exceptions import CsrfFailed, ScopeInvalid
 from hub.auth.schemas import (
-    LoginRequest,
     OidcProviderRead,
     OrganisationCreate,
     OrganisationRead,
-    PasswordChange,
     PasswordReset,
     RoleScope,
     SessionInfo,
@@ -23,7 +20,6 @@ from hub.auth.schemas import (
     TokenCreated,
     TokenRead,
     TotpConfirm,
-    TotpSetup,
     User,
     UserCreate,
     UserCreated,
@@ -40,6 +36,8 @@ from hub.deps import (
 )
 from hub.exceptions import Invalid
 from hub.settings import HubSettings
+from runtime import edge
+from runtime.credentials import LoginRequest, PasswordChange, TotpSetup
 
 router = APIRouter(tags=["auth"])
 
@@ -54,7 +52,7 @@ def _actor(user: User) -> str:
 
 def set_session_cookie(response: Response, settings: HubSettings, cookie: str) -> None:
     response.set_cookie(
-        service.session_cookie_name(settings),
+        sessions.session_cookie_name(settings),
         cookie,
         max_age=int(settings.session_hours * 3600),
         path="/",
@@ -70,7 +68,7 @@ def set_session_cookie(response: Response, settings: HubSettings, cookie: str) -
 @router.get("/v1/auth/login-csrf")
 def login_csrf(state: StateDep, response: Response) -> dict[str, str]:
     """A token for a login *form*: posted back as csrf_token and matched against its cookie."""
-    token = service.new_csrf_token()
+    token = sessions.new_csrf_token()
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -92,7 +90,7 @@ async def _login_body(request: Request) -> LoginRequest:
             refuse_text(edge.forbidden_in_form(form.multi_items()))
             cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
             field = form.get("csrf_token")
-            if not cookie or not isinstance(field, str) or not service.same(field, cookie):
+            if not cookie or not isinstance(field, str) or not sessions.same(field, cookie):
                 raise CsrfFailed()
             return LoginRequest.model_validate(
                 {k: v for k, v in form.items() if k != "csrf_token" and isinstance(v, str)}
@@ -129,7 +127,7 @@ def login(
     response: Response,
 ) -> SessionInfo:
     """Password (and TOTP code) login; sets the session cookie. Failures count to a lockout."""
-    cookie, info = service.login_password(
+    cookie, info = sessions.login_password(
         session=session,
         username=body.username,
         password=body.password,
@@ -149,15 +147,15 @@ def _session_user(user: User) -> int:
 @router.get("/v1/auth/session")
 def current_session(user: CurrentUser, session: SessionDep) -> SessionInfo:
     """The signed-in user and the CSRF token to send on state-changing requests."""
-    return service.session_info(session=session, session_id=_session_user(user))
+    return sessions.session_info(session=session, session_id=_session_user(user))
 
 
 @router.post("/v1/auth/logout", status_code=204)
 def logout(user: CurrentUser, state: StateDep, session: SessionDep) -> Response:
-    service.logout(session=session, session_id=_session_user(user))
+    sessions.logout(session=session, session_id=_session_user(user))
     response = Response(status_code=204)
     response.delete_cookie(
-        service.session_cookie_name(state.settings),
+        sessions.session_cookie_name(state.settings),
         path="/",
         secure=state.settings.session_cookie_secure,
         httponly=True,
@@ -178,7 +176,7 @@ def change_password(
 ) -> Response:
     if user.user_id is None:
         raise ScopeInvalid("this token has no user account")
-    service.change_password(
+    users.change_password(
         session=session,
         user_id=user.user_id,
         current_password=body.current_password,
@@ -194,14 +192,14 @@ def totp_begin(user: CurrentUser, state: StateDep, session: SessionDep) -> TotpS
     """Start TOTP: a secret for the authenticator app, active once a code confirms it."""
     if user.user_id is None:
         raise ScopeInvalid("this token has no user account")
-    return service.totp_begin(session=session, user_id=user.user_id, settings=state.settings)
+    return users.totp_begin(session=session, user_id=user.user_id, settings=state.settings)
 
 
 @router.post("/v1/auth/totp/confirm", status_code=204)
 def totp_confirm(body: TotpConfirm, user: CurrentUser, session: SessionDep) -> Response:
     if user.user_id is None:
         raise ScopeInvalid("this token has no user account")
-    service.totp_confirm(session=session, user_id=user.user_id, code=body.code)
+    users.totp_confirm(session=session, user_id=user.user_id, code=body.code)
     return Response(status_code=204)
 
 
@@ -280,18 +278,18 @@ def oidc_callback(
 def create_organisation(
     body: OrganisationCreate, user: AdminOrSecretariat, session: SessionDep
 ) -> OrganisationRead:
-    return service.create_organisation(session=session, body=body, actor=_actor(user))
+    return organisations.create_organisation(session=session, body=body, actor=_actor(user))
 
 
 @router.get("/v1/organisations")
 def list_organisations(_user: CurrentUser, session: SessionDep) -> list[OrganisationRead]:
-    return service.list_organisations(session=session)
+    return organisations.list_organisations(session=session)
 
 
 @router.post("/v1/users", status_code=201)
 def create_user(body: UserCreate, user: Admin, state: StateDep, session: SessionDep) -> UserCreated:
     """A person (initial password generated, shown once, to change at first login) or service."""
-    return service.create_user(
+    return users.create_user(
         session=session, body=body, actor=_actor(user), settings=state.settings
     )
 
@@ -302,45 +300,43 @@ def list_users(
     session: SessionDep,
     organisation: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[UserRead]:
-    return service.list_users(session=session, organisation=organisation)
+    return users.list_users(session=session, organisation=organisation)
 
 
 @router.get("/v1/users/{username}")
 def get_user(username: str, _user: AdminOrAuditor, session: SessionDep) -> UserRead:
-    return service.get_user(session=session, username=username)
+    return users.get_user(session=session, username=username)
 
 
 @router.post("/v1/users/{username}/roles")
 def grant_role(username: str, body: RoleScope, user: Admin, session: SessionDep) -> UserRead:
-    return service.grant_role(
+    return users.grant_role(
         session=session, username=username, role=body.role, node_id=body.node_id, actor=_actor(user)
     )
 
 
 @router.post("/v1/users/{username}/roles/revoke")
 def revoke_role(username: str, body: RoleScope, user: Admin, session: SessionDep) -> UserRead:
-    return service.revoke_role(
+    return users.revoke_role(
         session=session, username=username, role=body.role, node_id=body.node_id, actor=_actor(user)
     )
 
 
 @router.post("/v1/users/{username}/disable")
 def disable_user(username: str, user: Admin, session: SessionDep) -> UserRead:
-    return service.set_disabled(
-        session=session, username=username, disabled=True, actor=_actor(user)
-    )
+    return users.set_disabled(session=session, username=username, disabled=True, actor=_actor(user))
 
 
 @router.post("/v1/users/{username}/enable")
 def enable_user(username: str, user: Admin, session: SessionDep) -> UserRead:
-    return service.set_disabled(
+    return users.set_disabled(
         session=session, username=username, disabled=False, actor=_actor(user)
     )
 
 
 @router.post("/v1/users/{username}/unlock")
 def unlock_user(username: str, user: Admin, session: SessionDep) -> UserRead:
-    return service.unlock(session=session, username=username, actor=_actor(user))
+    return users.unlock(session=session, username=username, actor=_actor(user))
 
 
 @router.post("/v1/users/{username}/password-reset")
@@ -348,14 +344,14 @@ def reset_password(
     username: str, user: Admin, state: StateDep, session: SessionDep
 ) -> PasswordReset:
     """A one-time password, shown once; the user must change it at the next login."""
-    return service.reset_password(
+    return users.reset_password(
         session=session, username=username, actor=_actor(user), settings=state.settings
     )
 
 
 @router.post("/v1/users/{username}/totp-reset")
 def reset_totp(username: str, user: Admin, session: SessionDep) -> UserRead:
-    return service.totp_reset(session=session, username=username, actor=_actor(user))
+    return users.totp_reset(session=session, username=username, actor=_actor(user))
 
 
 # --- API tokens ---
@@ -374,7 +370,7 @@ def create_token(
     if user.via == "token" and username == user.name and body.role != user.role:
         # A token may not mint a token with more power than itself.
         raise ScopeInvalid("a token can only issue tokens acting in its own role")
-    return service.issue_token(
+    return tokens.issue_token(
         session=session,
         username=username,
         name=body.name,
@@ -390,14 +386,14 @@ def create_token(
 def list_tokens(user: CurrentUser, session: SessionDep) -> list[TokenRead]:
     """Admins and auditors see every token (never a secret); others their own."""
     if user.has("admin") or user.has("auditor"):
-        return service.list_tokens(session=session)
-    return service.list_tokens(session=session, username=user.name)
+        return tokens.list_tokens(session=session)
+    return tokens.list_tokens(session=session, username=user.name)
 
 
 @router.delete("/v1/tokens/{token_id}")
 def revoke_token(token_id: int, user: CurrentUser, session: SessionDep) -> TokenRead:
     """Revoke at once: your own tokens, or any token as an admin."""
     owner = None if user.has("admin") else (user.user_id if user.user_id is not None else -1)
-    return service.revoke_token(
+    return tokens.revoke_token(
         session=session, token_id=token_id, actor=_actor(user), owner_id=owner
     )

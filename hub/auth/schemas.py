@@ -150,14 +150,6 @@ class TokenCreated(BaseModel):
 # --- login, sessions, TOTP ---------------------------------------------------------------------
 
 
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1024)
-    totp: str | None = Field(default=None, max_length=12)
-
-
 class SessionInfo(BaseModel):
     """The signed-in user, and the CSRF token state-changing requests must echo."""
 
@@ -169,18 +161,6 @@ class SessionInfo(BaseModel):
     expires_at: datetime
     must_change_password: bool
     method: str
-
-
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
-
-
-class TotpSetup(BaseModel):
-    secret: str
-    uri: str
 
 
 class TotpConfirm(BaseModel):

@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from runtime.db import UtcDateTime
 
 
 class ModuleCoverageRow(Base):
@@ -18,4 +19,4 @@ class ModuleCoverageRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     # {variable: "mapped" | "derived" | "not_collected"}
     variables: Mapped[dict[str, str]] = mapped_column(JSON)
-    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -23,8 +23,6 @@ from contracts.v1.harmonisation import (
     not_collected_variables,
 )
 from hub.audit import service as audit
-from hub.federation.models import Node
-from hub.federation.service import check_fresh, verify_node_message
 from hub.harmonisation.exceptions import (
     CoverageInvalid,
     ModuleFileInvalid,
@@ -34,6 +32,8 @@ from hub.harmonisation.exceptions import (
 from hub.harmonisation.models import ModuleCoverageRow
 from hub.harmonisation.schemas import CoverageAccepted, ModuleSummary
 from hub.home import HubIdentity
+from hub.nodes.models import Node
+from hub.nodes.service import check_fresh, verify_node_message
 
 MODULES_DIR = Path(__file__).parent / "modules"
 

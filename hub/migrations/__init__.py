@@ -1,1 +1,1 @@
-"""Alembic migrations of the hub database; `schema` runs them."""
+"""The hub database's Alembic revisions (`versions/`), run by `hub.db.SCHEMA`."""

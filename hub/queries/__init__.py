@@ -1,1 +1,2 @@
-"""Analyst queries at the hub: check, plan, fan out, combine, store."""
+"""A query's whole life at the hub: term checks and planning, signing, delivery (push,
+pull, Celery), recording answers, combining them, secure aggregation."""

@@ -1,4 +1,5 @@
-"""Query errors (see the tree in `hub.exceptions`)."""
+"""Query errors: refusals against an agreement's terms, and of what nodes send back (see
+the tree in `hub.exceptions`)."""
 
 from hub.exceptions import Conflict, Forbidden, Invalid, NotFound
 
@@ -23,3 +24,30 @@ class TtlTooLong(Invalid):
         super().__init__(
             f"ttl_seconds may be at most {max_seconds} on this hub", code="ttl_too_long"
         )
+
+
+class OrgNotPermitted(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "the analyst's organisation is not among the agreement's analyst organisations",
+            code="org_not_permitted",
+        )
+
+
+class CostOverCap(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("rho exceeds the agreement's per-query cap", code="cost_over_cap")
+
+
+class TermViolation(Invalid):
+    """The spec asks for something the agreement does not allow; names columns, not values."""
+
+
+class TaskUnknown(NotFound):
+    def __init__(self) -> None:
+        super().__init__("no open task of this node has this query id", code="task_unknown")
+
+
+class ReleaseRejected(Invalid):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="release_invalid")

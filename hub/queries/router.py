@@ -1,15 +1,21 @@
 """Routes of analyst queries: submit (answers at once or after a short wait), read progress."""
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
-from contracts.v1 import QueryResult, QuerySpec
+from contracts.v1 import QueryResult, QuerySpec, Signed, TaskBatch
 from hub.deps import Analyst, CurrentUser, SessionDep, StateDep
 from hub.exceptions import HubSetupError
-from hub.queries import run, service
+from hub.home import rotation_headers
+from hub.nodes import messages
+from hub.queries import pull, run, service
 from hub.queries.schemas import QuerySummary
+from hub.queries.signals import node_key, query_key, wait_event
 
 router = APIRouter(prefix="/v1/queries", tags=["queries"])
 
@@ -80,3 +86,78 @@ async def get_query(
         user=user,
         wait_seconds=wait or 0,
     )
+
+
+# --- pull mode: node-facing, signed by the node's key (no API token) ------------------------
+
+pull_router = APIRouter(tags=["federation"])
+PULL_RECHECK_SECONDS = 1.0
+
+
+class Answered(BaseModel):
+    query_id: str
+    status: str = "recorded"
+
+
+@pull_router.post("/v1/federation/poll")
+async def poll(request: Request, response: Response, state: StateDep) -> TaskBatch:
+    """Long poll: answers as soon as the node has tasks, or after the poll's wait.
+
+    While a hub key rotation's overlap lasts, the answer carries its announcement in a
+    header, so a pull node learns the new key on its next poll.
+    """
+    signed = await messages.read_body(request, Signed)
+    settings = state.settings
+    response.headers.update(rotation_headers(settings.home))
+
+    def accept() -> tuple[str, Any]:
+        with state.sessions() as session:
+            return pull.accept_poll(
+                session=session, identity=state.identity, signed=signed, settings=settings
+            )
+
+    node_id, node_poll = await messages.node_call(request, accept)
+    give_up = time.monotonic() + min(node_poll.wait_seconds, settings.pull_max_wait_seconds)
+
+    def collect() -> TaskBatch:
+        with state.sessions() as session:
+            return pull.collect_tasks(
+                session=session,
+                node_id=node_id,
+                max_tasks=node_poll.max_tasks,
+                lease_seconds=settings.pull_lease_seconds,
+            )
+
+    with state.signals.listen(node_key(node_id)) as event:
+        while True:
+            batch = await anyio.to_thread.run_sync(collect)
+            remaining = give_up - time.monotonic()
+            if batch.tasks or remaining <= 0 or await request.is_disconnected():
+                return batch
+            await wait_event(event, min(PULL_RECHECK_SECONDS, remaining))
+
+
+@pull_router.post("/v1/federation/releases", status_code=202)
+async def post_release(request: Request, state: StateDep) -> Answered:
+    signed = await messages.read_body(request, Signed)
+
+    def work() -> str:
+        with state.sessions() as session:
+            return pull.accept_release(session=session, signed=signed)
+
+    query_id = await messages.node_call(request, work)
+    state.signals.notify(query_key(query_id))
+    return Answered(query_id=query_id)
+
+
+@pull_router.post("/v1/federation/refusals", status_code=202)
+async def post_refusal(request: Request, state: StateDep) -> Answered:
+    signed = await messages.read_body(request, Signed)
+
+    def work() -> str:
+        with state.sessions() as session:
+            return pull.accept_refusal(session=session, signed=signed)
+
+    query_id = await messages.node_call(request, work)
+    state.signals.notify(query_key(query_id))
+    return Answered(query_id=query_id)

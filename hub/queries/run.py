@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1 import QueryResult, QuerySpec
 from hub.auth.schemas import User
-from hub.federation.dispatch import Dispatcher
-from hub.federation.signals import Signals, node_key, query_key, wait_event
 from hub.home import HubIdentity
 from hub.queries import service
+from hub.queries.dispatch import Dispatcher
+from hub.queries.signals import Signals, node_key, query_key, wait_event
 from hub.settings import HubSettings
 
 

@@ -2,7 +2,7 @@
 arrive, and complete at the deadline with what arrived (never imputing the rest).
 
 Every function here is synchronous and takes a session; the transport (push deliveries in
-process or on a Celery worker, pull hand-outs) lives in `hub.federation`.
+process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 """
 
 import logging
@@ -30,8 +30,11 @@ from hub.agreements.service import active_version
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import read_only
-from hub.federation.calls import PushCall, planned_push_calls
-from hub.federation.combine import (
+from hub.harmonisation.service import variable_answers
+from hub.home import HubIdentity
+from hub.nodes.models import Node
+from hub.queries.calls import PushCall, planned_push_calls
+from hub.queries.combine import (
     NodeAnswer,
     combine,
     release_guarantee,
@@ -39,20 +42,17 @@ from hub.federation.combine import (
     result_grid,
     result_status,
 )
-from hub.federation.models import Node
-from hub.federation.releases import parsed_releases, sent_request, stored_payload
-from hub.harmonisation.service import variable_answers
-from hub.home import HubIdentity
-from hub.privacy.planning import NodeTarget, check_spec, plan_query, select_targets
-from hub.privacy.secure import (
+from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
+from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.planning import NodeTarget, check_spec, plan_query, select_targets
+from hub.queries.releases import parsed_releases, sent_request, stored_payload
+from hub.queries.schemas import QuerySummary
+from hub.queries.secure_combine import (
     aggregate,
     contribution_guarantee,
     plan_aggregation,
     secure_cells,
 )
-from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
-from hub.queries.models import QueryNodeRow, QueryRow
-from hub.queries.schemas import QuerySummary
 
 log = logging.getLogger("hub.queries")
 # Roles that may read every organisation's queries.
@@ -70,12 +70,8 @@ class Prepared:
     deadline: datetime
     # The push deliveries themselves, so the first dispatch needs no second read.
     push_calls: tuple[PushCall, ...] = ()
-    # Secure aggregation: the nodes are run together by hub.federation.secure, not pushed.
+    # Secure aggregation: the nodes are run together by hub.queries.secure, not pushed.
     secure: bool = False
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def prepare_query(
@@ -339,7 +335,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
     """At (or after) the deadline, close every pending task and complete the query."""
     now = now or datetime.now(UTC)
     row = _locked_query(session, query_id)
-    if row.status != "running" or row.deadline is None or _aware(row.deadline) > now:
+    if row.status != "running" or row.deadline is None or row.deadline > now:
         session.rollback()
         return False
     tasks = _tasks(session, query_id)
@@ -422,9 +418,9 @@ def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         ),
         cells=(),
         aggregation_note="the nodes' answers could not be combined; no cells are shown",
-        created_at=_aware(row.created_at),
-        deadline=_aware(row.deadline) if row.deadline is not None else None,
-        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
+        created_at=row.created_at,
+        deadline=row.deadline if row.deadline is not None else None,
+        completed_at=row.completed_at if row.completed_at is not None else None,
     )
 
 
@@ -476,9 +472,9 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         aggregation_note=_aggregation_note(rules),
         grid=grid,
         grid_resolution=resolution,
-        created_at=_aware(row.created_at),
-        deadline=_aware(row.deadline) if row.deadline is not None else None,
-        completed_at=_aware(row.completed_at) if row.completed_at is not None else None,
+        created_at=row.created_at,
+        deadline=row.deadline if row.deadline is not None else None,
+        completed_at=row.completed_at if row.completed_at is not None else None,
     )
 
 
@@ -499,7 +495,7 @@ def _cells(
         )
     if not contributions:
         return ()
-    # Checked when the attempt completed (hub.federation.secure): they add up.
+    # Checked when the attempt completed (hub.queries.secure): they add up.
     return secure_cells(
         aggregate(contributions),
         min_cell_size=min_cell_size,
@@ -532,7 +528,7 @@ def settle_secure(
     """Close a secure query's tasks: members whose contribution made the sum are `ok` (their
     signed contributions kept as the record), dropped nodes carry why. With `fallback`, the
     remaining pending task becomes an ordinary push task that sends `fallback_request` (a
-    plain request under a derived query id: hub.federation.secure.per_node_request), and the
+    plain request under a derived query id: hub.queries.secure.per_node_request), and the
     query goes on per node; the hub's chain records the id the node will charge."""
     now = now or datetime.now(UTC)
     row = _locked_query(session, query_id)
@@ -605,7 +601,7 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
         raise QueryNotFound()
     if user.role not in READ_ALL_ROLES and row.organisation != user.organisation:
         raise QueryOfOtherOrg()
-    due = row.deadline is not None and _aware(row.deadline) <= datetime.now(UTC)
+    due = row.deadline is not None and row.deadline <= datetime.now(UTC)
     if row.status == "running" and due:
         # A lost timer (a hub restart, a worker down) must not leave a query running.
         session.rollback()
@@ -652,7 +648,7 @@ class _CompletedResults:
             cached = self._items.get(row.query_id)
         if cached is None or row.completed_at is None:
             return None
-        if cached.status != row.status or cached.completed_at != _aware(row.completed_at):
+        if cached.status != row.status or cached.completed_at != row.completed_at:
             return None
         return cached
 
@@ -666,7 +662,7 @@ def is_running(*, session: Session, query_id: UUID) -> bool:
     running = (
         row is not None
         and row.status == "running"
-        and (row.deadline is None or _aware(row.deadline) > datetime.now(UTC))
+        and (row.deadline is None or row.deadline > datetime.now(UTC))
     )
     session.rollback()
     return running

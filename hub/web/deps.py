@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hub.auth import service as auth_service
+from hub.auth import sessions
 from hub.auth.schemas import Role, User
 from hub.deps import CurrentUser, SessionDep, require
 
@@ -30,7 +30,7 @@ class Viewer:
 def _viewer(user: User, session: SessionDep) -> Viewer:
     csrf = ""
     if user.via == "session" and user.session_id is not None:
-        csrf = auth_service.session_info(session=session, session_id=user.session_id).csrf_token
+        csrf = sessions.session_info(session=session, session_id=user.session_id).csrf_token
     return Viewer(user=user, csrf_token=csrf)
 
 

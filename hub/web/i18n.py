@@ -2,23 +2,22 @@
 
 The `.po` files under `locales/` are the only source: they are read and compiled with Babel
 when first needed (no `.mo` files to keep in step). A string missing from a catalogue, or
-left untranslated, falls back to the English msgid.
+left untranslated, falls back to the English msgid. Keep them in step with the templates:
+`python -m hub.web.i18n` (`--check` only reports; a test runs it).
 """
 
 import gettext
 import math
+import sys
 from decimal import Decimal
-from functools import cache
-from io import BytesIO
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
+from runtime.catalogue import Catalogues
+
 LOCALES_DIR = Path(__file__).parent / "locales"
-DOMAIN = "messages"
 DEFAULT_LANGUAGE = "en"
 # The interface languages, each named in its own script for the switcher.
 LANGUAGES: dict[str, str] = {
@@ -36,22 +35,22 @@ _NATIVE_DIGITS = {
 }
 
 
-def catalogue_path(language: str) -> Path:
-    return LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+CATALOGUES = Catalogues(
+    project="Sauti hub",
+    sources=Path(__file__).parent / "templates",
+    locales=LOCALES_DIR,
+    languages=LANGUAGES,
+    methods=[("**.html", "jinja2.ext:babel_extract")],
+    options={
+        "**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "1", "lstrip_blocks": "1"}
+    },
+    default=DEFAULT_LANGUAGE,
+)
 
 
-@cache
 def translations(language: str) -> gettext.NullTranslations:
     """The compiled catalogue of `language`; English (the msgids themselves) otherwise."""
-    path = catalogue_path(language)
-    if language == DEFAULT_LANGUAGE or not path.is_file():
-        return gettext.NullTranslations()
-    with path.open("rb") as handle:
-        catalog = read_po(handle, locale=language)
-    buffer = BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+    return CATALOGUES.translations(language)
 
 
 def choose_language(*, cookie: str | None, accept_language: str | None) -> str:
@@ -101,3 +100,7 @@ def format_number(value: float | Decimal, *, language: str, digits: int = 2) -> 
     text = format_decimal(value, format=pattern, locale=locale, decimal_quantization=not exact)
     table = _NATIVE_DIGITS.get(language)
     return text.translate(table) if table else text
+
+
+if __name__ == "__main__":
+    raise SystemExit(CATALOGUES.main(sys.argv[1:]))

@@ -17,16 +17,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from contracts import edge
 from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
-from hub.auth import service as auth_service
+from hub.auth import sessions as auth_sessions
+from hub.auth import users
 from hub.auth.router import set_session_cookie
-from hub.auth.schemas import LoginRequest
 from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
 from hub.exceptions import HubError, HubSetupError
-from hub.federation import service as federation
+from hub.nodes import service as federation
 from hub.queries import run
 from hub.web import downloads, service
 from hub.web.deps import (
@@ -41,6 +40,8 @@ from hub.web.deps import (
 from hub.web.exceptions import FormInvalid, QueryStillRunning
 from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from hub.web.templating import render
+from runtime import edge
+from runtime.credentials import LoginRequest
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PATH = "/static/hub"
@@ -108,7 +109,7 @@ def _login_form(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    token = auth_service.new_csrf_token()
+    token = auth_sessions.new_csrf_token()
     providers = [
         {"title": p.title or p.name, "url": f"/v1/auth/oidc/{p.name}/login?next={quote(next_path)}"}
         for p in state.settings.oidc_providers
@@ -140,7 +141,7 @@ def login(request: Request, form: Form, state: StateDep, session: SessionDep) ->
     next_path = _local(_field(form, "next"))
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     presented = _field(form, "csrf_token")
-    if not cookie or not presented or not auth_service.same(presented, cookie):
+    if not cookie or not presented or not auth_sessions.same(presented, cookie):
         return _login_form(request, state, next_path=next_path, error="csrf_failed", status=403)
     # The API's own model and the service's own normalisation: a page accepts exactly what
     # the API accepts (a password is never stripped or cut short).
@@ -155,7 +156,7 @@ def login(request: Request, form: Form, state: StateDep, session: SessionDep) ->
     except ValidationError:
         return _login_form(request, state, next_path=next_path, error="missing", status=422)
     try:
-        value, info = auth_service.login_password(
+        value, info = auth_sessions.login_password(
             session=session,
             username=body.username,
             password=body.password,
@@ -185,10 +186,10 @@ def _raw(form: FormData, name: str) -> str:
 @router.post("/logout")
 def logout(viewer: AnyViewer, state: StateDep, session: SessionDep) -> Response:
     if viewer.user.session_id is not None:
-        auth_service.logout(session=session, session_id=viewer.user.session_id)
+        auth_sessions.logout(session=session, session_id=viewer.user.session_id)
     response = _see_other("/login")
     response.delete_cookie(
-        auth_service.session_cookie_name(state.settings),
+        auth_sessions.session_cookie_name(state.settings),
         path="/",
         secure=state.settings.session_cookie_secure,
         httponly=True,
@@ -231,7 +232,7 @@ def change_password(
     if new != _raw(form, "confirm_password"):
         return _page(request, viewer, "password.html", error="mismatch", status_code=422)
     try:
-        auth_service.change_password(
+        users.change_password(
             session=session,
             user_id=viewer.user.user_id,
             # Empty: wrong (current) or rejected (new) by the service, as the API would be.

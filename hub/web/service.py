@@ -18,15 +18,16 @@ from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
 from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
+from hub.audit import checkpoints
 from hub.audit import service as audit
 from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
 from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
-from hub.auth import service as auth_service
+from hub.auth import organisations as auth_organisations
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
-from hub.federation import service as federation
-from hub.federation.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.home import HubIdentity
+from hub.nodes import service as federation
+from hub.nodes.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.queries import service as queries
 from hub.queries.models import QueryNodeRow
 from hub.queries.schemas import QuerySummary
@@ -350,15 +351,11 @@ def valid_node_id(node_id: str) -> bool:
     return True
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def node_views(*, session: Session, now: datetime | None = None) -> list[NodeView]:
     """Registered nodes with when each last answered a task (release, refusal or error)."""
     now = now or datetime.now(UTC)
     seen = {
-        node_id: _aware(at)
+        node_id: at
         for node_id, at in session.execute(
             select(QueryNodeRow.node_id, func.max(QueryNodeRow.answered_at))
             .where(QueryNodeRow.outcome.in_(NODE_ANSWERED))
@@ -383,7 +380,7 @@ def node_views(*, session: Session, now: datetime | None = None) -> list[NodeVie
 
 def secretariat_overview(*, session: Session) -> SecretariatOverview:
     overview = SecretariatOverview(
-        organisations=auth_service.list_organisations(session=session),
+        organisations=auth_organisations.list_organisations(session=session),
         nodes=node_views(session=session),
         tokens=federation.list_enrollment_tokens(session=session),
         agreements=agreements.list_agreements(session=session),
@@ -514,10 +511,10 @@ def chain_status(
     """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
     session.rollback()  # a fresh transaction: verification reads without the write lock
     verification = audit.verify(session=session, identity=identity)
-    checkpoints = audit.list_checkpoints(session=session)
-    status = audit.checkpoint_status(session=session, overdue_entries=overdue_entries)
+    held = audit.list_checkpoints(session=session)
+    status = checkpoints.checkpoint_status(session=session, overdue_entries=overdue_entries)
     session.rollback()
-    return verification, checkpoints, status
+    return verification, held, status
 
 
 def reconcile_uploads(

@@ -71,9 +71,5 @@ class TermNotInContract(AgreementError):
     code = "term_not_in_contract"
 
 
-class HubUnreachable(AgreementError):
-    code = "hub_unreachable"
-
-
 class RhoBelowFloor(AgreementError):
     code = "rho_below_floor"

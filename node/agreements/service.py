@@ -33,6 +33,7 @@ from contracts.v1 import (
     SignedAgreement,
 )
 from contracts.v1.agreement import DISSEMINATION_ORDER
+from contracts.v1.base import utc
 from node.agreements.exceptions import (
     AgreementExpired,
     AgreementInvalid,
@@ -48,7 +49,6 @@ from node.agreements.exceptions import (
     DimNotAllowed,
     DisseminationNotAllowed,
     GridNotAllowed,
-    HubUnreachable,
     MeasureNotAllowed,
     RhoBelowFloor,
     TermNotInContract,
@@ -66,6 +66,7 @@ from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
+from node.exceptions import HubUnreachable
 from node.harmonisation import store as harmonisation_store
 from node.harmonisation.exceptions import HarmonisationError
 from node.home import NodeIdentity, hub_keys, load_identity, load_key
@@ -75,10 +76,6 @@ from node.settings import NodeSettings
 log = logging.getLogger(__name__)
 STEWARD = "steward"
 NOTICE_TIMEOUT_SECONDS = 10.0
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _check_signable(
@@ -144,7 +141,7 @@ def preview(
     """Check a hub-signed version as `sign` would, and give the steward its plain-language rules."""
     identity = load_identity(home)
     _check_signable(
-        home=home, identity=identity, agreement=agreement, now=_aware(now or datetime.now(UTC))
+        home=home, identity=identity, agreement=agreement, now=utc(now or datetime.now(UTC))
     )
     terms = agreement.terms
     with transaction(url_for(home=home, settings=settings)) as session:
@@ -179,7 +176,7 @@ def sign(
     now: datetime | None = None,
 ) -> AgreementSignature:
     """Check a hub-signed agreement version, sign it with the node key and honour it."""
-    moment = _aware(now or datetime.now(UTC))
+    moment = utc(now or datetime.now(UTC))
     identity = load_identity(home)
     _check_signable(home=home, identity=identity, agreement=agreement, now=moment)
     terms = agreement.terms
@@ -244,7 +241,7 @@ def _check_hub_signature(
         except ContractError:
             continue
         end = until.get(sig.kid)
-        if end is not None and _aware(payload.signed_at) > _aware(end):
+        if end is not None and utc(payload.signed_at) > utc(end):
             continue
         if (
             payload.agreement_id == agreement.terms.agreement_id
@@ -360,7 +357,7 @@ def _set_status(
     now: datetime | None,
 ) -> StatusOutcome:
     """Change the status and queue a node-signed notice for the hub, in one transaction."""
-    moment = _aware(now or datetime.now(UTC))
+    moment = utc(now or datetime.now(UTC))
     identity = load_identity(home)
     with transaction(url_for(home=home, settings=settings)) as session:
         current = _status_of(session, agreement_id)
@@ -569,10 +566,10 @@ def honoured_terms(
     if status == "suspended":
         raise AgreementSuspended("the agreement is suspended at this node")
     terms = _parsed_terms(row.terms)
-    moment = _aware(now)
-    if moment < _aware(terms.valid_from):
+    moment = utc(now)
+    if moment < utc(terms.valid_from):
         raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")
-    if moment > _aware(terms.valid_until):
+    if moment > utc(terms.valid_until):
         raise AgreementExpired("term valid_until: the agreement has expired")
     newer = session.execute(
         select(BudgetCharge.id)

@@ -7,12 +7,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from contracts import edge
 from contracts.v1.audit import AuditCheckpoint, AuditEntry, AuditVerification, csv_chunks
 from node.api.deps import SettingsDep, StewardDep
 from node.audit import checkpoints
 from node.audit import service as audit
-from node.audit.schemas import AuditQuery, ExportQuery
+from runtime import edge
+from runtime.audit_log import AuditQuery, ExportQuery
 
 router = APIRouter(prefix="/v1/steward/audit", tags=["steward"])
 

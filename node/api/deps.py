@@ -7,17 +7,17 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contracts import edge
 from node.auth import service as auth
 from node.auth.exceptions import PasswordChangeRequired
 from node.auth.schemas import Steward
 from node.settings import NodeSettings
+from runtime import edge
 
 _bearer = HTTPBearer(auto_error=False)
 
 
 def refuse_text(locations: Iterable[edge.Location]) -> None:
-    """422 `invalid_request` naming each field with a control character (contracts.edge.text)."""
+    """422 `invalid_request` naming each field with a control character (runtime.edge.text)."""
     if errors := edge.validation_errors(locations):
         raise RequestValidationError(errors)
 

@@ -7,10 +7,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts import edge
-from contracts.v1 import ErrorBody, ErrorResponse
 from node import security
 from node.exceptions import NodeError
+from runtime import edge, errors
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +91,7 @@ STATUS_BY_CODE: dict[str, int] = {
 SIGNED_ROUTES = ("/v1/queries", "/v1/secure/offers", "/v1/secure/contributions")
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"), headers=headers)
+error_response = errors.error_response
 
 
 async def _node_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -109,14 +104,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if request.url.path in SIGNED_ROUTES:
         security.unverified(route=request.url.path, code="unsigned")
         return error_response(401, "unsigned", "the body must be a signed message {jws}")
-    # FastAPI's default body echoes the input; name the fields and the kind of problem only.
-    problems = sorted(
-        {
-            f"{'.'.join(str(p) for p in err.get('loc', ()))} ({err.get('type', 'invalid')})"
-            for err in exc.errors()
-        }
-    )
-    return error_response(422, "invalid_request", f"invalid fields: {', '.join(problems)}")
+    return error_response(422, "invalid_request", errors.invalid_fields(exc))
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -126,15 +114,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # The type and where only: an exception's text could carry data.
-    rid = edge.request_id(request.scope)
-    log.error("internal error: %s (request %s)", edge.describe(exc), rid)
-    return error_response(
-        500,
-        "internal_error",
-        f"the node could not answer (request {rid})",
-        headers={edge.REQUEST_ID_HEADER: rid},
-    )
+    return errors.internal_error(request, exc, log=log, answer="the node could not answer")
 
 
 def install(app: FastAPI) -> None:

@@ -1,13 +1,13 @@
 """Automatic checkpoints: signed after whichever append makes one due, published in background.
 
 Every path that writes the chain — queries pushed or pulled, secure aggregation, steward
-actions, imports, the command line — appends through `service.append_many`, which calls
-`note_append`. Once `NODE_AUDIT_CHECKPOINT_EVERY` entries have come after the last
-checkpoint, the head is signed right after that transaction commits (a few milliseconds,
-once per that many entries), and one background thread per database sends the pending
-checkpoints to the pinned hub, so nothing waits on the hub. A process turns this on for its
-database with `enable` (the node app, `sauti node pull`, every `sauti node` command); where
-nobody did (tools, most tests), appends sign nothing.
+actions, imports, the command line — appends through `service.LOG`, which calls
+`note_append` once `enable` has hooked it in. Once `NODE_AUDIT_CHECKPOINT_EVERY` entries
+have come after the last checkpoint, the head is signed right after that transaction
+commits (a few milliseconds, once per that many entries), and one background thread per
+database sends the pending checkpoints to the pinned hub, so nothing waits on the hub. A
+process turns this on for its database with `enable` (the node app, `sauti node pull`,
+every `sauti node` command); where nobody did (tools, most tests), appends sign nothing.
 """
 
 import logging
@@ -18,6 +18,8 @@ import httpx
 from sqlalchemy.orm import Session
 
 from contracts.v1.audit import AuditCheckpoint
+from node.audit import service
+from node.audit.exceptions import CheckpointNotPublished
 from node.db import DATABASE_URL, after_commit
 from node.home import load_identity
 from node.settings import NodeSettings
@@ -41,16 +43,12 @@ class Checkpointer:
     def note(self, session: Session, head: int) -> None:
         every = self.settings.audit_checkpoint_every
         if self.next_due is None:
-            from node.audit import service  # noqa: PLC0415 - service imports this module
-
             self.next_due = service.latest_checkpoint_seq(session) + every
         if head >= self.next_due:
             after_commit(session, self.sign)
 
     def sign(self) -> None:
         """After the commit that made a checkpoint due: sign it here, publish in background."""
-        from node.audit import service  # noqa: PLC0415 - service imports this module
-
         every = self.settings.audit_checkpoint_every
         try:
             made, newest = service.checkpoint_if_due(
@@ -84,8 +82,6 @@ class Checkpointer:
             thread.join(timeout)
 
     def _publish(self) -> None:
-        from node.audit import service  # noqa: PLC0415 - service imports this module
-        from node.audit.exceptions import CheckpointNotPublished  # noqa: PLC0415
 
         while True:
             try:
@@ -116,6 +112,7 @@ def enable(
     `audit_checkpoint_every` = 0). Calling it again with other settings or another
     transport replaces them."""
     url = settings.db_url
+    service.LOG.after_append = _note_append
     with _registry_lock:
         if settings.audit_checkpoint_every <= 0:
             _checkpointers.pop(url, None)
@@ -139,8 +136,6 @@ def checkpointer(settings: NodeSettings) -> Checkpointer | None:
 
 def sign_now(settings: NodeSettings) -> AuditCheckpoint:
     """A checkpoint on request (the steward's route): signed now, sent in the background."""
-    from node.audit import service  # noqa: PLC0415 - service imports this module
-
     made = service.make_checkpoint(home=settings.home, settings=settings)
     found = checkpointer(settings)
     if found is not None:
@@ -154,3 +149,7 @@ def note_append(session: Session, *, head: int) -> None:
     found = _checkpointers.get(url) if isinstance(url, str) else None
     if found is not None:
         found.note(session, head)
+
+
+def _note_append(session: Session, head: int) -> None:
+    note_append(session, head=head)

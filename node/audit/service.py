@@ -1,23 +1,19 @@
 """Append to, search, verify, checkpoint and export the node's hash-chained audit log."""
 
-import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from joserfc.jwk import OKPKey
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts import signing
 from contracts.v1 import Signed
 from contracts.v1.audit import (
-    GENESIS,
     AuditCheckpoint,
     AuditEntry,
     AuditExportHeader,
@@ -27,144 +23,26 @@ from contracts.v1.audit import (
     PastKey,
     at_text,
     first_bad_seq,
-    matches,
-    next_entry,
-    stored_entry,
     verify_log,
 )
-from node.audit import checkpoints as automatic
 from node.audit.exceptions import CheckpointNotPublished
 from node.audit.models import AuditHead, AuditRow, CheckpointRow
 from node.db import transaction
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger.models import BudgetRow
 from node.settings import NodeSettings
+from runtime.audit_log import AuditLog, Event, Tip
 
 log = logging.getLogger(__name__)
-BATCH = 5000
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
+__all__ = ["LOG", "Event", "append", "append_many"]
 
-@dataclass(frozen=True)
-class Event:
-    """One entry to append: `details` holds ids, codes, column names and costs, never data."""
-
-    actor: str
-    action: str
-    object: str
-    details: dict[str, Any]
-
-
-@dataclass
-class _Tip:
-    """The chain head as locked by one transaction (kept in `session.info` for that txn)."""
-
-    transaction: object
-    seq: int
-    hash: str
-
-
-# Built once: appends sit on the query path, so they go through Core with cached statements
-# (no ORM unit of work, no identity map), one multi-row insert and one head update per call.
-_INSERT = insert(AuditRow)
-_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
-_MOVE_HEAD = (
-    update(AuditHead)
-    .where(AuditHead.id == 1)
-    .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
-)
-_TIP_KEY = "audit_tip"
-
-
-def append(
-    session: Session, *, actor: str, action: str, object: str, details: dict[str, Any]
-) -> int:
-    """Append one entry inside the caller's transaction; returns its sequence number.
-
-    `details` holds ids, codes, column names and costs only, never a data value.
-    """
-    return append_many(
-        session, [Event(actor=actor, action=action, object=object, details=details)]
-    )[-1]
-
-
-def append_many(session: Session, events: Sequence[Event]) -> list[int]:
-    """Append entries in order inside the caller's transaction; returns their sequence numbers.
-
-    The head is locked once per transaction, so events that belong to one decision (request
-    received, decision, budget charged) cost one round of statements and commit with it.
-    """
-    if not events:
-        return []
-    tip = _locked_tip(session)
-    rows = []
-    for event in events:
-        entry = next_entry(
-            prev_seq=tip.seq,
-            prev_hash=tip.hash,
-            at=datetime.now(UTC),
-            actor=event.actor,
-            action=event.action,
-            object=event.object,
-            details=event.details,
-        )
-        rows.append(_row_values(entry))
-        tip.seq, tip.hash = entry.seq, entry.hash
-    connection = session.connection()
-    connection.execute(_INSERT, rows)
-    connection.execute(_MOVE_HEAD, {"tip_seq": tip.seq, "tip_hash": tip.hash})
-    # The one place every path appends through: a checkpoint due now is signed on commit.
-    automatic.note_append(session, head=tip.seq)
-    return [row["seq"] for row in rows]
-
-
-def _row_values(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": at_text(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "object": entry.object,
-        "details": json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
-
-
-def _from_row(row: AuditRow, *, lenient: bool = False) -> AuditEntry:
-    return stored_entry(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        object=row.object,
-        details=row.details,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        lenient=lenient,
-    )
-
-
-def _locked_tip(session: Session) -> _Tip:
-    # Locked once per transaction (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE already holds
-    # SQLite's write lock): later appends in the same transaction continue from the cache.
-    # Keyed by the innermost transaction, so a rolled-back savepoint never leaves it stale.
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    cached = session.info.get(_TIP_KEY)
-    if isinstance(cached, _Tip) and cached.transaction is transaction:
-        return cached
-    connection = session.connection()
-    found = connection.execute(_LOCK_HEAD).first()
-    if found is None:
-        try:
-            with session.begin_nested():
-                session.connection().execute(insert(AuditHead).values(id=1, seq=0, hash=GENESIS))
-        except IntegrityError:
-            pass  # another writer created it first; lock theirs
-        found = connection.execute(_LOCK_HEAD).one()
-    tip = _Tip(transaction=transaction, seq=found[0], hash=found[1])
-    session.info[_TIP_KEY] = tip
-    return tip
+# The one place every path appends through; `checkpoints.enable` hooks the automatic
+# checkpoints in (a checkpoint due after an append is signed when it commits).
+LOG = AuditLog(entries=AuditRow, head=AuditHead)
+append = LOG.append
+append_many = LOG.append_many
 
 
 def iter_entries(
@@ -174,29 +52,9 @@ def iter_entries(
     upto: int | None = None,
     lenient: bool = False,
 ) -> Iterator[AuditEntry]:
-    """Entries in sequence order, read in batches so a long chain streams in constant memory.
-
-    `upto` stops at a snapshot's head: entries are never changed once written, so those up
-    to it read the same in later transactions, whatever is appended meanwhile.
-    """
-    after = 0
-    while True:
-        with transaction(database_url) as session:
-            stmt = select(AuditRow).where(AuditRow.seq > after)
-            if upto is not None:
-                stmt = stmt.where(AuditRow.seq <= upto)
-            if flt is not None and flt.since is not None:
-                stmt = stmt.where(AuditRow.at >= at_text(flt.since))
-            if flt is not None and flt.until is not None:
-                stmt = stmt.where(AuditRow.at < at_text(flt.until))
-            rows = session.execute(stmt.order_by(AuditRow.seq).limit(BATCH)).scalars().all()
-            batch = [_from_row(r, lenient=lenient) for r in rows]
-        if not batch:
-            return
-        after = batch[-1].seq
-        for entry in batch:
-            if flt is None or matches(entry, flt):
-                yield entry
+    """Entries in sequence order, each batch in a transaction of its own, so a long chain
+    streams in constant memory and never holds the node's write lock for long."""
+    return LOG.iter_entries(lambda: transaction(database_url), flt=flt, upto=upto, lenient=lenient)
 
 
 def entries(*, database_url: str) -> list[AuditEntry]:
@@ -207,19 +65,12 @@ def search(
     *, database_url: str, flt: AuditFilter, after_seq: int = 0, limit: int = 100
 ) -> list[AuditEntry]:
     """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
-    found: list[AuditEntry] = []
-    for entry in iter_entries(database_url=database_url, flt=flt):
-        if entry.seq > after_seq:
-            found.append(entry)
-            if len(found) >= limit:
-                break
-    return found
+    return LOG.search(lambda: transaction(database_url), flt=flt, after_seq=after_seq, limit=limit)
 
 
 def head(*, database_url: str) -> tuple[int, str]:
     with transaction(database_url) as session:
-        row = session.get(AuditHead, 1)
-        return (row.seq, row.hash) if row is not None else (0, GENESIS)
+        return LOG.head(session)
 
 
 def verify_chain(*, database_url: str) -> int | None:
@@ -261,7 +112,7 @@ def snapshot(*, database_url: str) -> Snapshot:
     with transaction(database_url) as session:
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        tip = session.execute(_SNAPSHOT).one()
+        tip, last_seq = LOG.tip(session)
         rows = session.execute(select(BudgetRow).order_by(BudgetRow.agreement_id)).scalars()
         budgets = [
             BudgetState(agreement_id=r.agreement_id, rho_spent=r.rho_spent, queries=r.queries)
@@ -269,20 +120,11 @@ def snapshot(*, database_url: str) -> Snapshot:
         ]
         return Snapshot(
             as_of=as_of,
-            head=(tip[0], tip[1]) if tip[0] is not None else (0, GENESIS),
-            last_seq=tip[2] or 0,
+            head=tip,
+            last_seq=last_seq,
             checkpoints=_checkpoint_tokens(session),
             budgets=budgets,
         )
-
-
-# The head and the highest stored entry in one statement: one snapshot even where each
-# statement of a transaction sees its own (PostgreSQL's READ COMMITTED).
-_SNAPSHOT = select(
-    select(AuditHead.seq).where(AuditHead.id == 1).scalar_subquery(),
-    select(AuditHead.hash).where(AuditHead.id == 1).scalar_subquery(),
-    select(func.max(AuditRow.seq)).scalar_subquery(),
-)
 
 
 def verify(
@@ -367,7 +209,7 @@ def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
     identity = load_identity(home)
     key = load_key(home)
     with transaction(settings.db_url) as session:
-        tip = _locked_tip(session)
+        tip = LOG.locked_tip(session)
         latest = _latest_checkpoint(session)
         if latest is not None and _covers_head(session, latest.seq, tip.seq):
             return signing.verify_model(
@@ -387,7 +229,7 @@ def checkpoint_if_due(*, home: Path, settings: NodeSettings) -> tuple[AuditCheck
     identity = load_identity(home)
     key = load_key(home)
     with transaction(settings.db_url) as session:
-        tip = _locked_tip(session)
+        tip = LOG.locked_tip(session)
         latest = _latest_checkpoint(session)
         last = latest.seq if latest is not None else 0
         # More than the checkpoint's own entry must have come after it (every=1 included).
@@ -422,7 +264,7 @@ def _covers_head(session: Session, checkpoint_seq: int, tip_seq: int) -> bool:
 
 
 def _sign_head(
-    session: Session, *, identity: NodeIdentity, key: OKPKey, tip: _Tip
+    session: Session, *, identity: NodeIdentity, key: OKPKey, tip: Tip
 ) -> AuditCheckpoint:
     checkpoint = AuditCheckpoint(
         node_id=identity.node_id, seq=tip.seq, hash=tip.hash, signed_at=datetime.now(UTC)

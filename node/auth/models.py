@@ -2,13 +2,15 @@
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base
+from runtime.credentials import AccountColumns
+from runtime.db import UtcDateTime
 
 
-class StewardAccount(Base):
+class StewardAccount(AccountColumns, Base):
     """A person who governs this node; authenticated here, never by the hub."""
 
     __tablename__ = "steward_accounts"
@@ -17,14 +19,7 @@ class StewardAccount(Base):
     username: Mapped[str] = mapped_column(String(200), unique=True, index=True)
     display_name: Mapped[str] = mapped_column(String(300))
     password_hash: Mapped[str] = mapped_column(String(200))
-    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
-    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class StewardToken(Base):
@@ -35,9 +30,9 @@ class StewardToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # "token" (made on the command line) or "session" (made by a password login).
     kind: Mapped[str] = mapped_column(String(10), default="token")
     account_id: Mapped[int | None] = mapped_column(ForeignKey("steward_accounts.id"), nullable=True)

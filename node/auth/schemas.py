@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 
 class Steward(BaseModel):
@@ -27,14 +27,6 @@ class StewardAccountRead(BaseModel):
     created_at: datetime
 
 
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=1024)
-    totp: str | None = Field(default=None, max_length=12)
-
-
 class LoginResult(BaseModel):
     """A bearer session token, shown once; send it as `Authorization: Bearer ...`."""
 
@@ -42,15 +34,3 @@ class LoginResult(BaseModel):
     expires_at: datetime
     username: str
     must_change_password: bool
-
-
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
-
-
-class TotpSetup(BaseModel):
-    secret: str
-    uri: str

@@ -1,19 +1,17 @@
 """Steward accounts and tokens in the node's own database: the node never asks the hub.
 
-Accounts follow the hub's password, lockout and TOTP rules (`contracts.credentials`).
+Accounts follow the hub's password, lockout and TOTP rules (`runtime.credentials`).
 A password login returns a bearer session token (not a cookie: the steward API is called
 by the CLI and scripts, so there is no ambient credential for a CSRF attack to ride on).
 Every login, failure, lockout, token creation and revocation is in the audit chain.
 """
 
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts import credentials
 from node.audit import service as audit
 from node.auth.exceptions import (
     AccountUnknown,
@@ -25,19 +23,13 @@ from node.auth.exceptions import (
     Unauthenticated,
 )
 from node.auth.models import StewardAccount, StewardToken
-from node.auth.schemas import LoginResult, Steward, StewardAccountRead, TotpSetup
+from node.auth.schemas import LoginResult, Steward, StewardAccountRead
 from node.db import transaction
 from node.settings import NodeSettings
+from runtime import credentials
+from runtime.credentials import TotpSetup
 
 TOKEN_PREFIX = "sauti_node_"  # noqa: S105 - a marker, not a secret
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -51,13 +43,13 @@ def create_token(
     *, database_url: str, name: str, expires_in_days: float | None = None, actor: str = "cli"
 ) -> str:
     """A new random steward token; only its hash is kept, so this is the one time it is seen."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = credentials.new_secret(TOKEN_PREFIX)
     days = expires_in_days if expires_in_days is not None else 365.0
     expires_at = _now() + timedelta(days=days)
     with transaction(database_url) as session:
         row = StewardToken(
             name=name,
-            token_hash=_hash(token),
+            token_hash=credentials.secret_digest(token),
             created_at=_now(),
             expires_at=expires_at,
             kind="token",
@@ -97,8 +89,8 @@ def list_tokens(*, database_url: str) -> list[dict[str, object]]:
                 "token_id": r.id,
                 "name": r.name,
                 "kind": r.kind,
-                "created_at": _aware(r.created_at).isoformat(),
-                "expires_at": _aware(r.expires_at).isoformat() if r.expires_at else None,
+                "created_at": r.created_at.isoformat(),
+                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
                 "revoked": r.revoked_at is not None,
             }
             for r in session.scalars(select(StewardToken).order_by(StewardToken.id))
@@ -112,14 +104,14 @@ def authenticate(*, database_url: str, token: str | None) -> Steward:
     refused: tuple[str, int] | None = None
     with transaction(database_url) as session:
         row = session.scalars(
-            select(StewardToken).where(StewardToken.token_hash == _hash(token))
+            select(StewardToken).where(StewardToken.token_hash == credentials.secret_digest(token))
         ).first()
         if row is None:
             raise Unauthenticated("the steward token is not valid")
         account = session.get(StewardAccount, row.account_id) if row.account_id else None
         if row.revoked_at is not None or (account is not None and account.disabled_at):
             refused = ("revoked", row.id)
-        elif row.expires_at is not None and _aware(row.expires_at) <= now:
+        elif row.expires_at is not None and row.expires_at <= now:
             refused = ("expired", row.id)
         else:
             return Steward(
@@ -158,7 +150,7 @@ def _check_password(password: str, *, username: str, settings: NodeSettings) -> 
 
 
 def _read(row: StewardAccount) -> StewardAccountRead:
-    locked = _aware(row.locked_until) if row.locked_until else None
+    locked = row.locked_until if row.locked_until else None
     return StewardAccountRead(
         account_id=row.id,
         username=row.username,
@@ -167,7 +159,7 @@ def _read(row: StewardAccount) -> StewardAccountRead:
         totp_enabled=row.totp_confirmed,
         locked_until=locked if credentials.is_locked(locked, now=_now()) else None,
         disabled=row.disabled_at is not None,
-        created_at=_aware(row.created_at),
+        created_at=row.created_at,
     )
 
 
@@ -412,7 +404,7 @@ def login(
         if row is None:
             credentials.verify_password(None, password)
             failure = "unknown_user"
-        elif credentials.is_locked(_aware(row.locked_until) if row.locked_until else None, now=now):
+        elif credentials.is_locked(row.locked_until if row.locked_until else None, now=now):
             credentials.verify_password(row.password_hash, password)  # same time, no answer
             failure = "locked"
         else:
@@ -437,11 +429,11 @@ def login(
                     row.totp_last_step = step
                 if credentials.needs_rehash(row.password_hash):
                     row.password_hash = credentials.hash_password(password)
-                token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+                token = credentials.new_secret(TOKEN_PREFIX)
                 expires_at = now + timedelta(hours=settings.steward_session_hours)
                 session_row = StewardToken(
                     name=f"session:{username}",
-                    token_hash=_hash(token),
+                    token_hash=credentials.secret_digest(token),
                     created_at=now,
                     expires_at=expires_at,
                     kind="session",

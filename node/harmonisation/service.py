@@ -21,11 +21,11 @@ from contracts.v1 import (
     Signed,
 )
 from contracts.v1.harmonisation import not_collected_message
-from node.agreements.exceptions import HubUnreachable
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
 from node.db import transaction, url_for
+from node.exceptions import HubUnreachable
 from node.harmonisation import draft as drafting
 from node.harmonisation import rules, store
 from node.harmonisation.exceptions import (

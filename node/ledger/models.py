@@ -3,10 +3,11 @@
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.db import Base, ExactDecimal
+from runtime.db import UtcDateTime
 
 
 class BudgetRow(Base):
@@ -50,7 +51,7 @@ class BudgetCharge(Base):
     version: Mapped[int] = mapped_column(Integer)
     rho: Mapped[Decimal] = mapped_column(ExactDecimal())
     # Naive UTC on SQLite, timestamptz on PostgreSQL: compared only with UTC bounds.
-    charged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    charged_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     period: Mapped[str] = mapped_column(String(20))
     analyst: Mapped[str | None] = mapped_column(String(200), nullable=True)
     organisation: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -1,1 +1,1 @@
-"""Alembic migrations of the node database; `schema` runs them."""
+"""The node database's Alembic revisions (`versions/`), run by `node.db.SCHEMA`."""

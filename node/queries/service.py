@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from contracts import edge, signing
+from contracts import signing
 from contracts.agreement_rules import filter_refusal
 from contracts.errors import ContractError
 from contracts.v1 import (
@@ -26,6 +26,7 @@ from contracts.v1 import (
     SecureRoster,
     Signed,
 )
+from contracts.v1.base import utc
 from node import security
 from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementUnknown
@@ -52,6 +53,7 @@ from node.queries.exceptions import (
     WrongRoute,
 )
 from node.settings import NodeSettings
+from runtime import edge
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +380,6 @@ _NAMES: dict[type, str] = {
 }
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _check_request(
     identity: NodeIdentity, request: QueryRequest, *, settings: NodeSettings, now: datetime
 ) -> None:
@@ -390,7 +388,7 @@ def _check_request(
     if request.rho != request.spec.rho:
         raise RhoMismatch("the request's rho differs from its spec's rho")
     skew = timedelta(seconds=settings.clock_skew_seconds)
-    issued, expires = _aware(request.issued_at), _aware(request.expires_at)
+    issued, expires = utc(request.issued_at), utc(request.expires_at)
     if expires + skew < now:
         raise RequestExpired("the request has expired")
     if issued - skew > now:

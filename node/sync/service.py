@@ -39,8 +39,9 @@ from contracts.v1 import (
     TaskRefusal,
 )
 from contracts.v1.audit import KEY_ROTATED
+from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
-from node import security
+from node import metrics, security
 from node.audit import service as audit
 from node.db import transaction, url_for
 from node.exceptions import HomeError, NodeError
@@ -56,7 +57,7 @@ from node.home import (
     repair_identity,
     switch_key,
 )
-from node.metrics import observed_handle_query
+from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync.exceptions import (
     EnrollmentFailed,
@@ -335,7 +336,7 @@ def _answer(
         log.warning("a task that does not verify with the pinned hub key was skipped")
         stats.skipped += 1
         return
-    if _aware(request.expires_at) < datetime.now(UTC):
+    if utc(request.expires_at) < datetime.now(UTC):
         # A node back after days answers only what is still open; the hub closed the rest.
         log.info("expired task %s skipped", request.query_id)
         stats.skipped += 1
@@ -347,7 +348,10 @@ def _answer(
         path, kind = REFUSALS, "refused"
     else:
         try:
-            answer = observed_handle_query(settings=settings, signed=task, route=PULL_ROUTE)
+            with metrics.observing_query():
+                answer = handle_query(
+                    settings=settings, signed=task, route=PULL_ROUTE, on_verified=metrics.hub_heard
+                )
             path, kind = RELEASES, "answered"
         except NodeError as exc:
             answer = _refusal(
@@ -524,7 +528,3 @@ def _error(response: httpx.Response) -> str:
     except ValidationError:
         return f"HTTP {response.status_code}"
     return f"{error.code}: {error.message[:MAX_MESSAGE]}"
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

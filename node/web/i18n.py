@@ -2,12 +2,13 @@
 
 The `.po` catalogues in `locales/` are the source of truth; they are compiled in memory at
 first use (no `.mo` files to keep in step). A message missing from a catalogue, or left
-empty or fuzzy, falls back to English.
+empty or fuzzy, falls back to English. Keep them in step with the code and templates:
+`python -m node.web.i18n` (`--check` only reports); tests/web/test_node_i18n.py fails while
+any message lacks a translation.
 """
 
-import functools
 import gettext
-import io
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,12 +17,11 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_datetime
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
+from runtime.catalogue import Catalogues
+
 LOCALES = Path(__file__).parent / "locales"
-DOMAIN = "messages"
 DEFAULT = "en"
 # Each language named in itself, for the language switch.
 LANGUAGES: dict[str, str] = {
@@ -43,22 +43,21 @@ def N_(message: str) -> str:
     return message
 
 
-def catalogue_path(lang: str) -> Path:
-    return LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+CATALOGUES = Catalogues(
+    project="Sauti node steward pages",
+    sources=Path(__file__).parent,
+    locales=LOCALES,
+    languages=LANGUAGES,
+    methods=[("templates/**.html", "jinja2.ext:babel_extract"), ("*.py", "python")],
+    keywords={"_": None, "gettext": None, "N_": None},
+    comment_tags=("TRANSLATORS:",),
+    default=DEFAULT,
+)
 
 
-@functools.cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The compiled catalogue of `lang` (English: the messages themselves)."""
-    path = catalogue_path(lang)
-    if lang == DEFAULT or lang not in LANGUAGES or not path.exists():
-        return gettext.NullTranslations()
-    with path.open("rb") as f:
-        catalog = read_po(f, locale=lang)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog, use_fuzzy=False)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+    return CATALOGUES.translations(lang)
 
 
 def negotiate(cookie: str | None, accept_language: str | None) -> str:
@@ -132,3 +131,7 @@ class Translator:
             "num": lambda value, places=None: number(value, self.lang, places=places),
             "when": lambda value: moment(value, self.lang),
         }
+
+
+if __name__ == "__main__":
+    raise SystemExit(CATALOGUES.main(sys.argv[1:]))

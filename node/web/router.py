@@ -9,7 +9,6 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from contracts import edge
 from node.api.deps import SettingsDep, refuse_text
 from node.auth import service as auth
 from node.auth.exceptions import (
@@ -25,6 +24,7 @@ from node.web.i18n import LANGUAGES
 from node.web.multipart import Form as UploadForm
 from node.web.pages import WebRoute, redirect, render, safe_next
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
+from runtime import edge
 
 router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 # The import form's body is a data file: included under NODE_IMPORT_MAX_BYTES (node/app.py).

@@ -26,7 +26,8 @@ from contracts.v1 import (
 from contracts.v1.agreement import Aggregation
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
-from hub.auth import service as hub_auth
+from hub.auth import organisations, users
+from hub.auth import tokens as auth_tokens
 from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings
@@ -190,7 +191,7 @@ def _create_token(settings: HubSettings, *, name: str, organisation: str, role: 
     try:
         sessions = init_db(engine)
         with sessions() as session:
-            return hub_auth.create_token(
+            return auth_tokens.create_token(
                 session=session, name=name, organisation=organisation, role=role
             )
     finally:
@@ -339,7 +340,7 @@ def hub_web_logins(hub_home: Path, nodes: Sequence[DemoNode]) -> tuple[str, dict
     engine = make_engine(HubSettings(home=hub_home).effective_database_url)
     try:
         with init_db(engine)() as session:
-            hub_auth.create_organisation(
+            organisations.create_organisation(
                 session=session,
                 body=OrganisationCreate(
                     slug=steward.node_id,
@@ -350,7 +351,7 @@ def hub_web_logins(hub_home: Path, nodes: Sequence[DemoNode]) -> tuple[str, dict
                 actor="system:demo",
             )
             for username, (organisation, role) in people.items():
-                hub_auth.create_user(
+                users.create_user(
                     session=session,
                     body=UserCreate(username=username, organisation=organisation, roles=(role,)),
                     actor="system:demo",

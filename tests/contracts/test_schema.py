@@ -1,7 +1,8 @@
 import json
 from pathlib import Path
 
-from contracts.schema import EXPORTED, write_json_schemas
+from contracts.schema import EXPORTED
+from sauti.json_schemas import write_json_schemas
 
 
 def test_every_wire_model_exports_a_closed_json_schema(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,12 +12,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from typer.testing import CliRunner
 
+from hub.db import SCHEMA as hub_schema
 from hub.db import make_engine as hub_engine
 from hub.exceptions import SchemaOutOfDate as HubSchemaOutOfDate
-from hub.migrations import schema as hub_schema
+from node.db import SCHEMA as node_schema
 from node.db import make_engine as node_engine
 from node.exceptions import SchemaOutOfDate as NodeSchemaOutOfDate
-from node.migrations import schema as node_schema
+from runtime.migrations import Schema
 from sauti.cli import app as cli
 
 ROOT = Path(__file__).parents[2]
@@ -46,7 +46,7 @@ def engine(app: str, db_url: str) -> Iterator[Engine]:
     made.dispose()
 
 
-def schema_of(app: str) -> ModuleType:
+def schema_of(app: str) -> Schema:
     return APPS[app][0]
 
 

@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 from contracts import signing
 from contracts.v1 import Release, SignedAgreement
 from hub import home as hub_home
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from node import home as node_home
 from node.agreements import service as node_agreements

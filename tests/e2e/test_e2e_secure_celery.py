@@ -14,7 +14,7 @@ from federation_procs import celery_env, hub_and_worker, require_redis
 
 from contracts.v1 import SignedAgreement
 from hub import home as hub_home
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from node import home as node_home
 from node.agreements import service as node_agreements

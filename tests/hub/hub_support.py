@@ -34,7 +34,7 @@ from contracts.v1 import (
     Signed,
 )
 from hub.app import create_app
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from hub.home import HubIdentity, init_home
 from hub.settings import HubSettings

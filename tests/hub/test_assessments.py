@@ -366,7 +366,7 @@ def test_round_over_budget_starts_nothing_and_charges_nothing(
 def test_answers_are_checked_and_only_the_country_team_may_answer(
     federation3: Federation,
 ) -> None:
-    from hub.auth import service as auth  # noqa: PLC0415
+    from hub.auth import organisations, tokens  # noqa: PLC0415
     from hub.auth.schemas import OrganisationCreate  # noqa: PLC0415
 
     fed = federation3
@@ -375,12 +375,12 @@ def test_answers_are_checked_and_only_the_country_team_may_answer(
     round_id = start(fed, "lnob-mini", "2026")["round_id"]
     engine = make_engine(hub.settings.effective_database_url)
     with init_db(engine)() as s:
-        auth.create_organisation(
+        organisations.create_organisation(
             session=s,
             body=OrganisationCreate(slug="nso-nepal", name="NSO Nepal", kind="nso", country="524"),
             actor="test",
         )
-        hub.tokens["nepal"] = auth.create_token(
+        hub.tokens["nepal"] = tokens.create_token(
             session=s, name="np-team", organisation="nso-nepal", role="analyst"
         )
     engine.dispose()

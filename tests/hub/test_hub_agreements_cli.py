@@ -6,8 +6,8 @@ from hub_support import SimNode, make_terms
 from typer.testing import CliRunner
 
 from hub.db import init_db, make_engine
-from hub.federation import service as federation
 from hub.home import HubIdentity
+from hub.nodes import service as federation
 from hub.settings import HubSettings
 from sauti.cli import app
 

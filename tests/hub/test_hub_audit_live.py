@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contracts import signing
 from contracts.v1.audit import AuditCheckpoint, AuditEntry, AuditVerification
+from hub.audit import checkpoints
 from hub.audit import service as audit
 from hub.audit.models import CheckpointRow
 from hub.db import init_db, make_engine
@@ -123,7 +124,7 @@ def test_one_checkpoint_posted_twice_at_once_is_stored_once(
     def receive(_i: int) -> int:
         barrier.wait()
         with sessions() as session:
-            return audit.receive_checkpoint(session=session, node_id="ke-a", jws=token).seq
+            return checkpoints.receive_checkpoint(session=session, node_id="ke-a", jws=token).seq
 
     with ThreadPoolExecutor(racers) as pool:
         assert list(pool.map(receive, range(racers))) == [12] * racers

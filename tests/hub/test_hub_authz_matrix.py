@@ -13,7 +13,9 @@ import httpx
 import pytest
 from hub_support import AppClient, Hub
 
-from hub.auth import service
+from hub.auth import organisations as auth_organisations
+from hub.auth import tokens as auth_tokens
+from hub.auth import users as auth_users
 from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 
@@ -166,12 +168,12 @@ def matrix_hub(make_hub: Callable[..., Hub]) -> Hub:
     hub = make_hub([])
     engine = make_engine(hub.settings.effective_database_url)
     with init_db(engine)() as s:
-        service.create_organisation(
+        auth_organisations.create_organisation(
             session=s,
             body=OrganisationCreate(slug="cso-a", name="CSO A", kind="cso", country="524"),
             actor="test",
         )
-        service.create_user(
+        auth_users.create_user(
             session=s,
             body=UserCreate(
                 username="steward-a",
@@ -181,7 +183,7 @@ def matrix_hub(make_hub: Callable[..., Hub]) -> Hub:
             ),
             actor="test",
         )
-        hub.tokens["steward"] = service.issue_token(
+        hub.tokens["steward"] = auth_tokens.issue_token(
             session=s,
             username="steward-a",
             name="matrix",
@@ -191,7 +193,7 @@ def matrix_hub(make_hub: Callable[..., Hub]) -> Hub:
             actor="test",
             settings=hub.settings,
         ).token
-        service.create_user(
+        auth_users.create_user(
             session=s,
             body=UserCreate(username="root", organisation="sec", roles=(RoleScope(role="admin"),)),
             actor="test",

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from contracts.v1 import SignedAgreement
 from hub.app import create_app
 from hub.db import init_db, make_engine
-from hub.federation.service import register_node
+from hub.nodes.service import register_node
 from hub.settings import HubSettings
 from sauti.cli import app
 from sauti.serve import serve_in_thread

@@ -1,4 +1,4 @@
-"""Unit tests of `hub.federation.combine`: sums, shares, structural zeros, suppression."""
+"""Unit tests of `hub.queries.combine`: sums, shares, structural zeros, suppression."""
 
 import math
 from datetime import UTC, datetime
@@ -8,7 +8,7 @@ import pytest
 
 from contracts.accuracy import Z95, count_interval, share_interval
 from contracts.v1 import Cell, QuerySpec, Release, ResultCell
-from hub.federation.combine import NodeAnswer, combine, result_status
+from hub.queries.combine import NodeAnswer, combine, result_status
 
 QID = UUID("12345678-1234-4678-9234-567812345678")
 

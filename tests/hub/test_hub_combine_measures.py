@@ -10,7 +10,7 @@ import pytest
 
 from contracts.accuracy import quantile_from_bins
 from contracts.v1 import QuerySpec, Release, ResultCell
-from hub.federation.combine import NodeAnswer, combine, result_dims
+from hub.queries.combine import NodeAnswer, combine, result_dims
 from node.privacy import engine
 from tests.node.test_privacy_statistics import GROUPS, contract, frame
 

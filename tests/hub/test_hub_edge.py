@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from hub_support import Hub, make_terms
 
-from contracts.edge.csp import document_policy
+from runtime.edge.csp import document_policy
 
 BIG = 3_000_000  # over the default HUB_BODY_MAX_BYTES (2 MB)
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from contracts import signing
 from contracts.v1 import EnrollmentAccepted, KeyRotation, KeyRotationAccepted
 from hub.db import init_db, make_engine
-from hub.federation.models import EnrollmentToken
+from hub.nodes.models import EnrollmentToken
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from hub import home as hub_home_files
 from hub.app import create_app as create_hub_app
 from hub.audit.reconcile import parse_export, reconcile, verify_export
 from hub.db import init_db, make_engine
-from hub.federation import service as hub_federation
-from hub.federation.models import Node
+from hub.nodes import service as hub_federation
+from hub.nodes.models import Node
 from hub.queries.models import QueryNodeRow
 from node import home as node_home
 from node.agreements import service as node_agreements
@@ -50,9 +50,10 @@ from node.audit import service as node_audit
 from node.datasets import service as node_datasets
 from node.db import dispose_engines
 from node.exceptions import NodeError
-from node.metrics import observed_handle_query
+from node.queries.service import handle_query
 from node.settings import NodeSettings
 from node.sync import service as sync
+from runtime import keys
 from sauti.cli import app as sauti_app
 
 HUB_URL = "http://hub.test"
@@ -258,7 +259,7 @@ def test_pull_node_rotates_old_key_counts_only_during_the_overlap(
     tasks = federation.collect("ke-pull")
     assert len(tasks) == 2
     # Answered (charged, stored, signed with the old key) but not yet delivered.
-    answers = [observed_handle_query(settings=settings, signed=t) for t in tasks]
+    answers = [handle_query(settings=settings, signed=t) for t in tasks]
     by_query = {
         str(QueryRequest.model_validate_json(signing.unverified_payload(t.jws)).query_id): a
         for t, a in zip(tasks, answers, strict=True)
@@ -299,7 +300,7 @@ def test_interrupted_rotation_resumes_with_the_same_key(federation: Federation) 
         sync.rotate_key(home=home, client=federation.client)
     assert lost.value.code == "hub_unreachable"
     # The hub pinned the new key; the node still signs with the old one (in overlap).
-    pending = signing.load_private_key(home / node_home.NEXT_KEY_FILE)
+    pending = keys.load_private_key(home / node_home.NEXT_KEY_FILE)
     assert federation.hub_node("ke-pull")["kid"] == signing.key_id(pending)
     assert node_home.load_identity(home).kid == old_kid
     rotated = sync.rotate_key(home=home, client=federation.client)
@@ -501,7 +502,7 @@ def test_node_switches_only_on_the_hubs_signed_answer(federation: Federation, an
     # The node still signs with its old key and keeps the new one pending.
     assert node_home.load_identity(home).kid == before.kid
     assert signing.key_id(node_home.load_key(home)) == before.kid
-    assert signing.key_id(signing.load_private_key(home / node_home.NEXT_KEY_FILE)) == pending
+    assert signing.key_id(keys.load_private_key(home / node_home.NEXT_KEY_FILE)) == pending
     # The hub did pin the pending key (only its answer was replaced): running again resumes.
     assert federation.hub_node("ke-pull")["kid"] == pending
     rotated = sync.rotate_key(home=home, client=federation.client)
@@ -607,7 +608,7 @@ def _after_hub_rotation(
         pull_home, identity.model_copy(update={"previous_hub_keys": (ended,)})
     )
     with pytest.raises(NodeError) as late:
-        observed_handle_query(settings=federation.settings("ke-pull"), signed=old_signed)
+        handle_query(settings=federation.settings("ke-pull"), signed=old_signed)
     assert late.value.code == "signature_invalid"
     # ... while what the old key signed before stays valid.
     assert node_agreements.preview(home=pull_home, agreement=federation.agreement).already_signed

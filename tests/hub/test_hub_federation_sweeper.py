@@ -12,8 +12,8 @@ from contracts.v1 import QuerySpec
 from hub.app import create_app
 from hub.auth.schemas import User
 from hub.db import init_db, make_engine
-from hub.federation import fanout
 from hub.home import HubIdentity, load_key
+from hub.queries import push as fanout
 from hub.queries import service
 from hub.settings import HubSettings
 

@@ -22,12 +22,12 @@ from contracts import signing
 from contracts.v1 import QuerySpec
 from hub.auth.schemas import User
 from hub.db import init_db, make_engine
-from hub.federation import dispatch, fanout, secure, worker
-from hub.federation.signals import Signals
 from hub.home import load_identity, load_key
-from hub.privacy.planning import NodeTarget, plan_query
-from hub.queries import service
+from hub.queries import dispatch, secure, service, worker
+from hub.queries import push as fanout
 from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.planning import NodeTarget, plan_query
+from hub.queries.signals import Signals
 from hub.settings import HubSettings
 
 ANALYST = User(name="ana", organisation=ANALYST_ORG, role="analyst")

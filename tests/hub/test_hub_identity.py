@@ -13,14 +13,16 @@ from hub_support import AppClient, Hub, SimNode
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from contracts import credentials
 from hub.audit import service as audit
-from hub.auth import service
+from hub.auth import organisations as auth_organisations
+from hub.auth import tokens as auth_tokens
+from hub.auth import users as auth_users
 from hub.auth.models import ApiToken, RoleGrant, UserRow, WebSession
 from hub.auth.schemas import OrganisationCreate, RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.settings import HubSettings
+from runtime import credentials
 
 PASSWORD = "long enough passphrase 42"
 
@@ -73,13 +75,13 @@ def _person(
     password: str = PASSWORD,
 ) -> None:
     def work(s: Session) -> None:
-        if org not in {o.slug for o in service.list_organisations(session=s)}:
-            service.create_organisation(
+        if org not in {o.slug for o in auth_organisations.list_organisations(session=s)}:
+            auth_organisations.create_organisation(
                 session=s,
                 body=OrganisationCreate(slug=org, name=org, kind="nso", country="404"),
                 actor="test",
             )
-        service.create_user(
+        auth_users.create_user(
             session=s,
             body=UserCreate(username=username, organisation=org, roles=roles),
             actor="test",
@@ -329,7 +331,9 @@ def test_tokens_are_scoped_expiring_revocable_and_shown_once(hub: Hub) -> None:
 def test_expired_tokens_and_removed_roles_stop_tokens(hub: Hub) -> None:
     token = _with_session(
         hub.settings,
-        lambda s: service.create_token(session=s, name="bot", organisation="nso-x", role="analyst"),
+        lambda s: auth_tokens.create_token(
+            session=s, name="bot", organisation="nso-x", role="analyst"
+        ),
     )
     auth = {"Authorization": f"Bearer {token}"}
     assert hub.client.get("/v1/queries", headers=auth).status_code == 200
@@ -346,7 +350,9 @@ def test_expired_tokens_and_removed_roles_stop_tokens(hub: Hub) -> None:
     assert expired.json()["error"]["code"] == "token_expired"
     fresh = _with_session(
         hub.settings,
-        lambda s: service.create_token(session=s, name="bot", organisation="nso-x", role="analyst"),
+        lambda s: auth_tokens.create_token(
+            session=s, name="bot", organisation="nso-x", role="analyst"
+        ),
     )
     fresh_auth = {"Authorization": f"Bearer {fresh}"}
     assert hub.client.get("/v1/queries", headers=fresh_auth).status_code == 200
@@ -498,7 +504,9 @@ def test_admin_manages_organisations_users_and_roles(hub: Hub) -> None:
 def _bot_token(hub: Hub) -> dict[str, str]:
     token = _with_session(
         hub.settings,
-        lambda s: service.create_token(session=s, name="bot", organisation="nso-x", role="analyst"),
+        lambda s: auth_tokens.create_token(
+            session=s, name="bot", organisation="nso-x", role="analyst"
+        ),
     )
     return {"Authorization": f"Bearer {token}"}
 

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from hub.federation.transport import PerOriginTransport, node_client
+from hub.queries.transport import PerOriginTransport, node_client
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 

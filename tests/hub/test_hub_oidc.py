@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from hub.app import create_app
 from hub.audit import service as audit
-from hub.auth import oidc, service
+from hub.auth import oidc, organisations
 from hub.auth.schemas import OrganisationCreate
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings, OidcProviderSettings
@@ -100,7 +100,7 @@ def sso(
     )
     engine = make_engine(settings.effective_database_url)
     with init_db(engine)() as s:
-        service.create_organisation(
+        organisations.create_organisation(
             session=s,
             body=OrganisationCreate(slug="knbs", name="KNBS", kind="nso", country="404"),
             actor="test",

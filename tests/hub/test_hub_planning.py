@@ -1,4 +1,4 @@
-"""Unit tests of `hub.privacy.planning`: term checks and signed per-node requests."""
+"""Unit tests of `hub.queries.planning`: term checks and signed per-node requests."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +10,7 @@ from hub_support import ANALYST_ORG, make_terms
 from contracts import signing
 from contracts.v1 import Filter, QueryRequest, QuerySpec
 from hub.exceptions import HubError
-from hub.privacy.planning import NodeTarget, check_spec, node_spec, plan_query, select_targets
+from hub.queries.planning import NodeTarget, check_spec, node_spec, plan_query, select_targets
 
 NODES = [("ke-a", "404"), ("np-a", "524")]
 

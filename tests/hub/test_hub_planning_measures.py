@@ -7,7 +7,7 @@ from hub_support import ANALYST_ORG, make_terms
 
 from contracts.v1 import QuerySpec
 from hub.exceptions import HubError
-from hub.privacy.planning import check_spec, node_spec
+from hub.queries.planning import check_spec, node_spec
 
 NODES = [("ke-a", "404"), ("np-a", "524")]
 ALL = ("count", "share", "sum", "mean", "quantile", "histogram")

@@ -13,11 +13,11 @@ from contracts import signing
 from hub.agreements import service as agreements
 from hub.audit import service as audit
 from hub.auth.models import ApiToken
-from hub.auth.service import authenticate, create_token
+from hub.auth.tokens import authenticate, create_token
 from hub.db import init_db, make_engine
 from hub.exceptions import HubError
-from hub.federation import service as federation
 from hub.home import HubIdentity, load_identity, load_key
+from hub.nodes import service as federation
 from hub.settings import HubSettings
 
 

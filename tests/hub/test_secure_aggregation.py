@@ -28,8 +28,8 @@ from hub.audit import service as hub_audit
 from hub.audit.reconcile import Reconciliation, parse_export, reconcile
 from hub.db import init_db, make_engine
 from hub.home import HubIdentity
-from hub.privacy.secure import fallback_query_id, vector
 from hub.queries.models import QueryNodeRow
+from hub.queries.secure_combine import fallback_query_id, vector
 from node.audit import service as node_audit
 from node.db import dispose_engines, transaction
 from node.ledger.models import BudgetCharge

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from contracts.v1 import AgreementTerms, ModuleRef, Party, SignedAgreement
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
-from hub.federation import service as federation
+from hub.nodes import service as federation
 from hub.settings import HubSettings
 from node import home as node_home
 from node.agreements import service as node_agreements

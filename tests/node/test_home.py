@@ -3,6 +3,7 @@ import pytest
 from contracts import signing
 from node.exceptions import HomeError
 from node.home import init_home, load_identity, pin_hub
+from runtime import keys
 
 
 def test_init_creates_identity_and_private_key(tmp_path):
@@ -11,7 +12,7 @@ def test_init_creates_identity_and_private_key(tmp_path):
     assert load_identity(tmp_path / "h") == identity
     key_file = tmp_path / "h" / "keys" / "node.jwk.json"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert signing.key_id(signing.load_private_key(key_file)) == identity.kid
+    assert signing.key_id(keys.load_private_key(key_file)) == identity.kid
 
 
 def test_init_refuses_to_overwrite(tmp_path):

@@ -25,7 +25,7 @@ from contracts.v1 import (
 )
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub import home as hub_home
-from hub.privacy.secure import unmasked_sum, vector
+from hub.queries.secure_combine import unmasked_sum, vector
 from node import home as node_home
 from node.ledger import service as ledger
 from node.privacy import secure as noise

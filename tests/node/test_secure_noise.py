@@ -30,7 +30,7 @@ from scipy import stats
 
 from contracts.accuracy import Z95
 from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit, QuerySpec
-from hub.privacy.secure import Aggregate, secure_cells, unmasked_sum
+from hub.queries.secure_combine import Aggregate, secure_cells, unmasked_sum
 from node.privacy import engine, mechanisms, secure
 from node.privacy.exceptions import CostCheckFailed
 

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from contracts import credentials
 from node.audit import service as audit
 from node.auth import service as auth
 from node.auth.models import StewardToken
 from node.db import transaction
 from node.exceptions import NodeError
+from runtime import credentials
 from tests.node.conftest import Node
 
 PASSWORD = "kathmandu monsoon ledger"

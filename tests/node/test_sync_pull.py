@@ -21,9 +21,9 @@ from contracts.v1 import QueryRequest, QuerySpec, SignedAgreement, TaskRefusal
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
 from hub.audit import service as hub_audit
-from hub.auth.service import create_token
+from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
-from hub.federation import service as federation
+from hub.nodes import service as federation
 from hub.queries.models import QueryNodeRow
 from hub.settings import HubSettings
 from node import home as node_home
@@ -379,7 +379,7 @@ def test_a_task_failing_unexpectedly_is_refused_after_three_tries(
 
     stub = HubStub(_live_task(setup))
     monkeypatch.setattr(sync, "POST_ATTEMPTS", 1)
-    monkeypatch.setattr(sync, "observed_handle_query", broken)
+    monkeypatch.setattr(sync, "handle_query", broken)
     settings = NodeSettings(home=setup.home)
     with httpx.Client(transport=httpx.MockTransport(stub)) as client:
         first = [sync.poll_once(settings=settings, client=client) for _ in range(2)]

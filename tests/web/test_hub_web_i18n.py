@@ -5,7 +5,7 @@ import re
 import pytest
 from babel.messages.pofile import read_po
 
-from hub.web import catalog
+from hub.web.i18n import CATALOGUES as catalog
 from hub.web.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
@@ -23,9 +23,9 @@ def template_ids() -> set[str]:
 
 
 def test_the_committed_template_matches_the_templates() -> None:
-    with catalog.TEMPLATE_PATH.open("rb") as handle:
+    with catalog.template_path.open("rb") as handle:
         committed = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(handle) if m.id}
-    assert committed == template_ids(), "run: python -m hub.web.catalog"
+    assert committed == template_ids(), "run: python -m hub.web.i18n"
 
 
 @pytest.mark.parametrize("language", OTHER_LANGUAGES)

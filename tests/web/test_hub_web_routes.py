@@ -25,7 +25,7 @@ from hub_support import (
 )
 
 from hub.app import create_app
-from hub.auth import service as auth_service
+from hub.auth import organisations, users
 from hub.auth.schemas import RoleScope, UserCreate
 from hub.db import init_db, make_engine
 from hub.home import HubIdentity
@@ -63,10 +63,10 @@ def add_people(settings: HubSettings) -> None:
     try:
         with init_db(engine)() as session:
             for name, (org, roles) in PEOPLE.items():
-                if auth_service._org(session, org) is None:
-                    auth_service._org_or_create(session, org, actor="test")
+                if organisations.org_row(session, org) is None:
+                    organisations.org_or_create(session, org, actor="test")
                     session.commit()
-                auth_service.create_user(
+                users.create_user(
                     session=session,
                     body=UserCreate(
                         username=name,
@@ -372,8 +372,8 @@ def test_results_of_another_organisation_and_ended_sessions(web: Hub) -> None:
     engine = make_engine(web.settings.effective_database_url)
     try:
         with init_db(engine)() as session:
-            auth_service._org_or_create(session, "other-org", actor="test")
-            auth_service.create_user(
+            organisations.org_or_create(session, "other-org", actor="test")
+            users.create_user(
                 session=session,
                 body=UserCreate(
                     username="omar", organisation="other-org", roles=(RoleScope(role="analyst"),)
@@ -427,7 +427,7 @@ def test_a_reset_password_must_be_changed_first(web: Hub) -> None:
     engine = make_engine(web.settings.effective_database_url)
     try:
         with init_db(engine)() as session:
-            temporary = auth_service.reset_password(
+            temporary = users.reset_password(
                 session=session, username="amina", actor="test"
             ).temporary_password
     finally:

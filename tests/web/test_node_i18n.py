@@ -5,7 +5,8 @@ import re
 import pytest
 from babel.messages.pofile import read_po
 
-from node.web import catalogue, i18n
+from node.web import i18n
+from node.web.i18n import CATALOGUES as catalogue
 
 PLACEHOLDER = re.compile(r"%\(\w+\)s|%%")
 # Words a language writes as English does ("Data" in Swahili).
@@ -14,17 +15,17 @@ TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.DEFAULT]
 
 
 def test_the_template_catalogue_matches_the_code() -> None:
-    with catalogue.TEMPLATE.open("rb") as f:
+    with catalogue.template_path.open("rb") as f:
         template = read_po(f)
     assert catalogue.messages(template) == catalogue.messages(catalogue.extract()), (
-        "run `python -m node.web.catalogue` and translate the new messages"
+        "run `python -m node.web.i18n` and translate the new messages"
     )
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)
 def test_every_catalogue_translates_every_message(lang: str) -> None:
     expected = catalogue.messages(catalogue.extract())
-    with i18n.catalogue_path(lang).open("rb") as f:
+    with catalogue.path(lang).open("rb") as f:
         po = read_po(f, locale=lang)
     translated = {str(m.id): str(m.string) for m in po if m.id and m.string and not m.fuzzy}
     assert sorted(expected - set(translated)) == []

@@ -8,13 +8,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from contracts import credentials, signing
+from contracts import signing
 from node.agreements import service as agreements
 from node.audit import service as audit
 from node.auth import service as auth
 from node.datasets import service as datasets
 from node.db import dispose_engines
 from node.web import session as web_session
+from runtime import credentials
 from tests.node.conftest import Node, frame, hub_signed, terms
 from tests.web.node_web_support import (
     CANARY_TEXT,

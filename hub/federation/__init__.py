@@ -1,1 +1,0 @@
-"""Node registry and fan-out of signed query requests; combination of releases."""

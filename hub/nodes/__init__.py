@@ -1,0 +1,1 @@
+"""The node registry: enrollment with one-time tokens, pinned keys, rotation, removal."""

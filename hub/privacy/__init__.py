@@ -1,1 +1,0 @@
-"""Query planning at the hub: per-node costs and combined accuracy."""

@@ -1,0 +1,60 @@
+"""What one push delivery needs, gathered before any network I/O."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from contracts.v1 import QueryRequest
+from hub.nodes.models import Node
+from hub.nodes.service import node_keys
+from hub.queries.planning import PlannedCall
+from hub.queries.releases import sent_digest
+
+
+@dataclass(frozen=True)
+class PushCall:
+    """Everything one delivery needs, read from the database (or the plan) before any I/O."""
+
+    query_id: str
+    node_id: str
+    url: str
+    jws: str
+    request: QueryRequest
+    keys: dict[str, dict[str, Any]]
+    contract_version: int | None
+    deadline: datetime
+    request_digest: str
+
+
+def planned_push_calls(
+    *,
+    query_id: str,
+    calls: Sequence[PlannedCall],
+    nodes: Sequence[Node],
+    contract_version: int | None,
+    deadline: datetime,
+    now: datetime,
+) -> tuple[PushCall, ...]:
+    """The push deliveries of a query just planned, from the plan's own requests and the node
+    rows already read: the first dispatch needs no second read and no re-parsing."""
+    by_id = {n.node_id: n for n in nodes}
+    out = []
+    for call in calls:
+        node = by_id.get(call.target.node_id)
+        if node is None or node.status != "active" or node.mode == "pull" or not node.url:
+            continue
+        out.append(
+            PushCall(
+                query_id=query_id,
+                node_id=node.node_id,
+                url=node.url,
+                jws=call.jws,
+                request=call.request,
+                keys=dict(node_keys(node, now=now)),
+                contract_version=contract_version,
+                deadline=deadline,
+                request_digest=sent_digest(call.jws),
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,118 @@
+"""Accept a node's release only if a pinned key signed it and it answers what was sent."""
+
+import hashlib
+import json
+import threading
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from contracts import signing
+from contracts.errors import ContractError
+from contracts.v1 import QueryRequest, Release
+from hub.queries.combine import result_dims
+from hub.queries.exceptions import ReleaseRejected
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def verify_release(
+    *,
+    token: str,
+    request: QueryRequest,
+    keys: dict[str, dict[str, Any]],
+    contract_version: int | None,
+    request_digest: str | None = None,
+) -> Release:
+    """`keys` maps key ids to the node's pinned public JWKs (current and, in overlap, previous).
+
+    `request_digest`: the digest of `request` if the caller has it (`sent_digest`)."""
+    release = verify_signed(token=token, keys=keys, model=Release)
+    return check_release(
+        release,
+        request=request,
+        contract_version=contract_version,
+        request_digest=request_digest,
+    )
+
+
+def verify_signed(*, token: str, keys: dict[str, dict[str, Any]], model: type[M]) -> M:
+    """A node message signed by one of its pinned `keys`, parsed as `model`."""
+    try:
+        kid = signing.unverified_header(token).get("kid")
+        jwk = keys.get(kid) if isinstance(kid, str) else None
+        if jwk is None:
+            raise ReleaseRejected("the node's answer is not signed with its pinned key")
+        return signing.verify_model(token, signing.load_public_key(jwk), model)
+    except (ValidationError, ContractError) as exc:
+        raise ReleaseRejected("the node's answer does not verify with its pinned key") from exc
+
+
+def check_release(
+    release: Release,
+    *,
+    request: QueryRequest,
+    contract_version: int | None,
+    request_digest: str | None = None,
+) -> Release:
+    """A release whose signature was verified: refuse it unless it answers `request`."""
+    matches = (
+        release.query_id == request.query_id
+        and release.node_id == request.node_id
+        and release.agreement_id == request.agreement_id
+        and release.agreement_version == request.agreement_version
+        and release.request_digest == (request_digest or signing.digest(request))
+        and release.dataset == request.spec.dataset
+        and release.measure == request.spec.measure
+        and release.group_by == result_dims(request.spec)
+        and release.rho == request.rho  # the cost charged is the one signed, to the bit
+        and (contract_version is None or release.contract_version == contract_version)
+    )
+    if not matches:
+        raise ReleaseRejected("the node's release does not answer the request that was sent")
+    return release
+
+
+def sent_request(request_jws: str) -> QueryRequest:
+    """The request the hub itself signed and stored; read back without re-verifying."""
+    return QueryRequest.model_validate_json(signing.unverified_payload(request_jws))
+
+
+def sent_digest(request_jws: str) -> str:
+    """The digest of a request the hub signed, from its token: the JWS payload is the request's
+    canonical JSON (`signing.sign`), so this equals `signing.digest(sent_request(...))`."""
+    return hashlib.sha256(signing.unverified_payload(request_jws)).hexdigest()
+
+
+def stored_payload(release_jws: str) -> dict[str, Any]:
+    """A verified release's payload as stored with its task (JSON decoding, no model pass)."""
+    payload: dict[str, Any] = json.loads(signing.unverified_payload(release_jws))
+    return payload
+
+
+class ParsedReleases:
+    """Releases verified in this process, by (query id, node id), so recombining a query as
+    its answers arrive does not parse every stored release again. Bounded; a miss (another
+    process verified it, or it was evicted) parses the stored payload, which is the same."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], Release] = {}
+
+    def remember(self, query_id: str, node_id: str, release: Release) -> None:
+        with self._lock:
+            if len(self._items) >= self._size:
+                for key in list(self._items)[: self._size // 4]:
+                    del self._items[key]
+            self._items[(query_id, node_id)] = release
+
+    def get(self, query_id: str, node_id: str, stored: dict[str, Any]) -> Release:
+        with self._lock:
+            cached = self._items.get((query_id, node_id))
+        if cached is not None and str(cached.query_id) == query_id:
+            return cached
+        return Release.model_validate(stored)
+
+
+parsed_releases = ParsedReleases()

@@ -1,0 +1,293 @@
+"""Storage of a hash-chained audit log, the same on both sides (the chain maths is in
+`contracts.v1.audit`): the tables' columns, appends under one lock per transaction, and
+reads in batches.
+
+Each side maps the columns onto its own tables (`AuditRow`, `AuditHead` in its
+`audit/models.py`) and builds one `AuditLog` over them. Everything takes a session: a side
+decides which transaction (the caller's, or one per batch) reads or writes.
+"""
+
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Integer, String, Text, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from contracts.v1.audit import (
+    GENESIS,
+    AuditEntry,
+    AuditFilter,
+    at_text,
+    matches,
+    next_entry,
+    stored_entry,
+)
+
+BATCH = 5000
+
+
+class EntryColumns:
+    """One entry. Stored exactly as hashed: `at` as fixed-precision UTC ISO text (sortable,
+    round-trips on every database), `details` as canonical JSON text."""
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    object: Mapped[str] = mapped_column(String(300))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class HeadColumns:
+    """Exactly one row (id 1), the chain's tip; locking it serialises appends."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry to append: `details` holds ids, codes, column names and costs, never data."""
+
+    actor: str
+    action: str
+    object: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tip:
+    """The chain head as locked by one transaction (kept in `session.info` for that txn)."""
+
+    transaction: object
+    seq: int
+    hash: str
+
+
+_TIP_KEY = "audit_tip"
+
+
+class AuditLog:
+    """Appends to and reads one side's chain, over its entry and head tables.
+
+    `after_append(session, head_seq)` runs after every append, inside its transaction (the
+    node signs a checkpoint that falls due there).
+    """
+
+    def __init__(
+        self,
+        *,
+        entries: type[EntryColumns],
+        head: type[HeadColumns],
+        after_append: Callable[[Session, int], None] | None = None,
+    ) -> None:
+        self.entries = entries
+        self.head_table = head
+        self.after_append = after_append
+        # Built once and run through Core: appends sit on the query path, so no ORM unit of
+        # work, one multi-row insert and one head update per call.
+        self._insert = insert(entries)
+        self._lock_head = select(head.seq, head.hash).where(head.id == 1).with_for_update()
+        self._read_head = select(head.seq, head.hash).where(head.id == 1)
+        self._move_head = (
+            update(head)
+            .where(head.id == 1)
+            .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
+        )
+        # The head and the highest stored entry in one statement: one snapshot even where
+        # each statement of a transaction sees its own (PostgreSQL's READ COMMITTED).
+        self._snapshot = select(
+            select(head.seq).where(head.id == 1).scalar_subquery(),
+            select(head.hash).where(head.id == 1).scalar_subquery(),
+            select(func.max(entries.seq)).scalar_subquery(),
+        )
+
+    def append(
+        self,
+        session: Session,
+        *,
+        actor: str,
+        action: str,
+        object: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one entry in the caller's transaction; returns its sequence number.
+
+        `details` holds ids, codes, column names and costs only, never a data value.
+        """
+        event = Event(actor=actor, action=action, object=object, details=details or {})
+        return self.append_many(session, [event])[-1]
+
+    def append_many(self, session: Session, events: Sequence[Event]) -> list[int]:
+        """Append entries in order in the caller's transaction; returns their sequence numbers.
+
+        The head is locked once per transaction, so events that belong to one decision cost
+        one round of statements and commit with it.
+        """
+        if not events:
+            return []
+        tip = self.locked_tip(session)
+        rows = []
+        for event in events:
+            entry = next_entry(
+                prev_seq=tip.seq,
+                prev_hash=tip.hash,
+                at=datetime.now(UTC),
+                actor=event.actor,
+                action=event.action,
+                object=event.object,
+                details=event.details,
+            )
+            rows.append(_row_values(entry))
+            tip.seq, tip.hash = entry.seq, entry.hash
+        connection = session.connection()
+        connection.execute(self._insert, rows)
+        connection.execute(self._move_head, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+        if self.after_append is not None:
+            self.after_append(session, tip.seq)
+        return [row["seq"] for row in rows]
+
+    def locked_tip(self, session: Session) -> Tip:
+        """The head, locked for the rest of the caller's transaction.
+
+        Locked once per transaction (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE already holds
+        SQLite's write lock): later appends in it continue from the cache. Keyed by the
+        innermost transaction, so a rolled-back savepoint never leaves it stale.
+        """
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        cached = session.info.get(_TIP_KEY)
+        if isinstance(cached, Tip) and cached.transaction is transaction:
+            return cached
+        connection = session.connection()
+        found = connection.execute(self._lock_head).first()
+        if found is None:
+            try:
+                with session.begin_nested():
+                    session.connection().execute(
+                        insert(self.head_table).values(id=1, seq=0, hash=GENESIS)
+                    )
+            except IntegrityError:
+                pass  # another writer created it first; lock theirs
+            found = connection.execute(self._lock_head).one()
+        tip = Tip(transaction=transaction, seq=found[0], hash=found[1])
+        session.info[_TIP_KEY] = tip
+        return tip
+
+    def head(self, session: Session) -> tuple[int, str]:
+        # Core, not session.get: appends move the head through Core, so an ORM copy could be
+        # stale.
+        row = session.execute(self._read_head).first()
+        return (row[0], row[1]) if row is not None else (0, GENESIS)
+
+    def tip(self, session: Session) -> tuple[tuple[int, str], int]:
+        """The head and the highest stored entry, read in one statement (one snapshot)."""
+        found = session.execute(self._snapshot).one()
+        head = (found[0], found[1]) if found[0] is not None else (0, GENESIS)
+        return head, found[2] or 0
+
+    def search(
+        self,
+        read: Callable[[], AbstractContextManager[Session]],
+        *,
+        flt: AuditFilter,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
+        found = (e for e in self.iter_entries(read, flt=flt) if e.seq > after_seq)
+        return list(itertools.islice(found, limit))
+
+    def iter_entries(
+        self,
+        read: Callable[[], AbstractContextManager[Session]],
+        *,
+        flt: AuditFilter | None = None,
+        upto: int | None = None,
+        lenient: bool = False,
+    ) -> Iterator[AuditEntry]:
+        """Entries in sequence order, in batches, so a long chain streams in constant memory.
+
+        Each batch is read in the session `read()` gives (the caller's own, or a transaction
+        of its own). `upto` stops at a snapshot's head: entries never change once written,
+        so those up to it read the same in later statements, whatever is appended meanwhile.
+        """
+        table = self.entries
+        after = 0
+        while True:
+            stmt = select(table).where(table.seq > after)
+            if upto is not None:
+                stmt = stmt.where(table.seq <= upto)
+            if flt is not None and flt.since is not None:
+                stmt = stmt.where(table.at >= at_text(flt.since))
+            if flt is not None and flt.until is not None:
+                stmt = stmt.where(table.at < at_text(flt.until))
+            if flt is not None and flt.analyst is not None:
+                stmt = stmt.where(table.actor == f"user:{flt.analyst}")
+            if flt is not None and flt.action is not None:
+                stmt = stmt.where(table.action == flt.action)
+            with read() as session:
+                rows = session.scalars(stmt.order_by(table.seq).limit(BATCH)).all()
+                batch = [self.entry(r, lenient=lenient) for r in rows]
+            if not batch:
+                return
+            after = batch[-1].seq
+            yield from (e for e in batch if flt is None or matches(e, flt))
+
+    @staticmethod
+    def entry(row: EntryColumns, *, lenient: bool = False) -> AuditEntry:
+        """The entry a stored row holds (`lenient`: one that fails to parse still comes back,
+        marked, so a verifier can name it)."""
+        return stored_entry(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            object=row.object,
+            details=row.details,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+            lenient=lenient,
+        )
+
+
+def _row_values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "at": at_text(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "object": entry.object,
+        "details": json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+# --- the query parameters of both sides' audit routes ----------------------------------------
+
+
+class AuditQuery(AuditFilter):
+    """Search parameters: the filter, then paging (`after_seq`, `limit`)."""
+
+    after_seq: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+    def filter(self) -> AuditFilter:
+        return AuditFilter.model_validate(self.model_dump(exclude={"after_seq", "limit"}))
+
+
+class ExportQuery(AuditFilter):
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+    def filter(self) -> AuditFilter:
+        return AuditFilter.model_validate(self.model_dump(exclude={"format"}))

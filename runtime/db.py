@@ -1,0 +1,172 @@
+"""Database plumbing: a UTC datetime type, constraint names, engines, transactions, URLs."""
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from contracts.v1.base import utc
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def metadata() -> MetaData:
+    """A side's one MetaData, with named constraints so later migrations can alter them
+    (SQLite's batch mode needs the names)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, always aware and in UTC on the way out.
+
+    SQLite keeps no offset and hands back naive values (UTC is what both sides write);
+    PostgreSQL's `timestamptz` comes back in the session's zone. The DDL is exactly
+    `DateTime(timezone=True)`, so existing migrations and databases stay as they are.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        # SQLite would store an aware value's wall time without its offset: store UTC.
+        return None if value is None or value.tzinfo is None else utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+# A transaction started with this execution option only reads (see `read_only`).
+READ_ONLY_OPTION = "sauti_read_only"
+
+
+def make_engine(
+    url: str,
+    *,
+    sqlite_timeout: float = 30,
+    on_sqlite_connect: Callable[[Any], None] | None = None,
+) -> Engine:
+    """SQLite serialises writers with BEGIN IMMEDIATE (WAL); PostgreSQL goes through psycopg 3.
+
+    `on_sqlite_connect` gets each new sqlite3 connection (to register functions on it).
+    """
+    if not url.startswith("sqlite"):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": sqlite_timeout}
+    )
+
+    # SQLAlchemy's documented pysqlite recipe: take over transaction control from the driver
+    # so every transaction takes the write lock up front (ledger, audit chain) instead of
+    # failing on a lock upgrade, and the audit chain never forks under concurrent threads.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        # WAL: one fsync per commit instead of a rollback journal's several, and readers
+        # never wait for the writer.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        if on_sqlite_connect is not None:
+            on_sqlite_connect(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # A transaction marked read-only begins deferred: in WAL mode it reads a snapshot
+        # without the write lock, so long reads never hold up writers (nor wait for them).
+        deferred = conn.get_execution_options().get(READ_ONLY_OPTION)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def read_only(session: Session) -> Session:
+    """Mark the session's next transaction as one that only reads; returns the session.
+
+    Call before the transaction's first statement. On SQLite it then takes no write lock
+    (a write in it would fail, not wait); on PostgreSQL it changes nothing.
+    """
+    session.connection(execution_options={READ_ONLY_OPTION: True})
+    return session
+
+
+class Engines:
+    """One shared engine per URL, each prepared once (its schema checked) on first use."""
+
+    def __init__(self, prepare: Callable[[Engine, str], None], **options: Any) -> None:
+        self._prepare = prepare
+        self._options = options
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> Engine:
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = make_engine(url, **self._options)
+                try:
+                    self._prepare(engine, url)
+                except Exception:
+                    engine.dispose()
+                    raise
+                self._engines[url] = engine
+            return engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection (tests drop their databases afterwards)."""
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+
+_AFTER_COMMIT = "after_commit"
+
+
+@contextmanager
+def transaction(engine: Engine, *, info: dict[str, Any] | None = None) -> Iterator[Session]:
+    """One write transaction: committed on success, rolled back on any error.
+
+    `info` goes into `Session.info`. Hooks registered with `after_commit` run once it has
+    committed (never on a rollback).
+    """
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        session.info.update(info or {})
+        with session.begin():
+            yield session
+        for hook in session.info.pop(_AFTER_COMMIT, []):
+            hook()
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run `hook` (once) after the `transaction` that `session` belongs to commits."""
+    hooks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def database_url(*, url: SecretStr | None, password: SecretStr | None, default: str) -> str:
+    """The URL with its password merged in: for the engine only, never for a log.
+
+    The password is a setting of its own so the URL can be logged while it stays a secret;
+    `default` (the home's SQLite file) serves when no URL is set.
+    """
+    if url is None:
+        return default
+    if password is None:
+        return url.get_secret_value()
+    merged = make_url(url.get_secret_value()).set(password=password.get_secret_value())
+    return merged.render_as_string(hide_password=False)

@@ -1,0 +1,127 @@
+"""`sauti hub worker`, `sauti hub enroll-token ...` and `sauti hub nodes remove`."""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from sqlalchemy.orm import Session
+
+from hub.db import init_db, make_engine
+from hub.exceptions import HubError
+from hub.home import load_identity
+from hub.nodes import service as federation
+from hub.settings import HubSettings
+from sauti.cli_common import data_free_logging, fail
+
+app = typer.Typer(no_args_is_help=True)
+enroll_token_app = typer.Typer(
+    no_args_is_help=True, help="One-time enrollment tokens for new nodes (shown once)."
+)
+nodes_app = typer.Typer(no_args_is_help=True)
+
+Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
+DEFAULT_HOME = Path("sauti-hub")
+
+
+@contextmanager
+def _session(home: Path) -> Iterator[Session]:
+    engine = make_engine(HubSettings(home=home).effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            yield session
+    except HubError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    finally:
+        engine.dispose()
+
+
+@app.command("worker")
+def worker(
+    home: Home = DEFAULT_HOME,
+    pool: Annotated[
+        Literal["threads", "solo"],
+        typer.Option("--pool", help="threads or solo (polars under prefork can deadlock)."),
+    ] = "threads",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 8,
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
+) -> None:
+    """Run the Celery worker that delivers queries to push nodes and completes deadlines."""
+    settings = HubSettings(home=home)
+    if not settings.celery_enabled:
+        fail("no_broker: set HUB_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
+    try:
+        load_identity(home)
+    except HubError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    from celery.signals import setup_logging  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    from hub.queries.worker import create_celery  # noqa: PLC0415 - only this command
+
+    # Celery configures nothing itself when someone handles this signal: logs stay data-free.
+    setup_logging.connect(lambda **_: None, weak=False)
+    with data_free_logging(loglevel):
+        create_celery(settings).worker_main(
+            [
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={1 if pool == 'solo' else concurrency}",
+                f"--loglevel={loglevel}",
+                f"--queues={settings.celery_queue}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+
+
+@enroll_token_app.command("create")
+def enroll_token_create(
+    home: Home = DEFAULT_HOME,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="Only this node id may use it.")
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="Who it is for.")] = "",
+    ttl_hours: Annotated[float | None, typer.Option("--ttl-hours", min=0.01, max=720)] = None,
+) -> None:
+    """Issue a one-time enrollment token; give it to the node's steward (shown only once)."""
+    settings = HubSettings(home=home)
+    try:
+        identity = load_identity(home)
+    except HubError as exc:
+        fail(f"{exc.code}: {exc.message}")
+    with _session(home) as session:
+        issued = federation.create_enrollment_token(
+            session=session,
+            identity=identity,
+            actor="cli",
+            node_id=node_id,
+            note=note,
+            ttl_hours=ttl_hours or settings.enrollment_token_ttl_hours,
+        )
+    typer.echo(issued.token)
+    typer.echo(f"expires {issued.expires_at.isoformat()} (token {issued.token_id})", err=True)
+
+
+@enroll_token_app.command("list")
+def enroll_token_list(
+    home: Home = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Issued tokens (never the tokens themselves): for whom, expiry, use."""
+    with _session(home) as session:
+        tokens = federation.list_enrollment_tokens(session=session)
+    if as_json:
+        typer.echo(json.dumps([t.model_dump(mode="json") for t in tokens], indent=2))
+        return
+    for t in tokens:
+        used = f"used by {t.used_by}" if t.used_at else "unused"
+        typer.echo(f"{t.token_id}\t{t.node_id or '-'}\t{t.expires_at.isoformat()}\t{used}")
+
+
+@nodes_app.command("remove")
+def nodes_remove(node_id: Annotated[str, typer.Argument()], home: Home = DEFAULT_HOME) -> None:
+    """Remove a node: from now on its polls, answers and re-enrollment are refused."""
+    with _session(home) as session:
+        node = federation.remove_node(session=session, node_id=node_id, actor="cli")
+    typer.echo(f"node {node.node_id} removed")
