@@ -73,6 +73,7 @@ async def upload_template(
         with state.sessions() as session:
             problems: list[str] = []
             error = None
+            status = 422
             summary = None
             if not content:
                 error = "file_missing"
@@ -102,7 +103,7 @@ async def upload_template(
                         if exc.status_code >= 500:
                             raise
                         session.rollback()
-                        error = exc.code
+                        error, status = exc.code, exc.status_code
             templates, rounds = views.index(session=session, language=request_language(request))
         return _page(
             request,
@@ -114,7 +115,7 @@ async def upload_template(
             problems=problems,
             checked=summary,
             registered=register and summary is not None,
-            status_code=422 if error else 200,
+            status_code=status if error else 200,
         )
 
     return await anyio.to_thread.run_sync(work)
