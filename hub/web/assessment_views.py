@@ -318,15 +318,22 @@ class AnswerItem:
 
 @dataclass(frozen=True)
 class AnswersView:
-    round: RoundView
+    round_id: str
+    title: Text
+    period: str
+    status: str
     country: str
     country_name: str
     items: list[AnswerItem]
     # The countries this reader may answer for, in name order (navigation between them).
     countries: list[tuple[str, str]]
+    # This country's queries and answers so far; for those who may read the round's results.
+    progress: CountryView | None
 
 
 _CHOICE_LABELS = {"yes": "Yes", "no": "No", "in_progress": "In progress"}
+# Who reads the round's queries (the API's readers of rounds); a country team sees its form.
+ROUND_READERS = ("secretariat", "admin", "auditor")
 
 
 def answers_view(
@@ -341,10 +348,13 @@ def answers_view(
 ) -> AnswersView:
     """The answer form: each item with what is stored, or what was just typed."""
     tr = Translator(language)
-    view = round_view(session=session, round_id=round_id, user=user, language=language)
-    _row, template, answers = assessments.answer_form_data(
+    row, template, answers = assessments.answer_form_data(
         session=session, round_id=round_id, country=country
     )
+    progress = None
+    if any(user.has(r) for r in ROUND_READERS):
+        view = round_view(session=session, round_id=round_id, user=user, language=language)
+        progress = next((c for c in view.countries if c.status.country == country), None)
     items = []
     for ind in template.self_reported:
         spec = ind.answer
@@ -375,18 +385,25 @@ def answers_view(
                 error=ind.id in bad,
             )
         )
-    allowed = [
-        (c.status.country, c.name)
-        for c in view.countries
-        if assessments.may_answer(session=session, user=user, country=c.status.country)
-    ]
+    allowed = sorted(
+        (
+            (code, tr.country(code))
+            for code in row.countries
+            if assessments.may_answer(session=session, user=user, country=code)
+        ),
+        key=lambda pair: pair[1],
+    )
     session.rollback()
     return AnswersView(
-        round=view,
+        round_id=row.round_id,
+        title=_text(tr, template.title),
+        period=row.period,
+        status=row.status,
         country=country,
         country_name=tr.country(country),
         items=items,
         countries=allowed,
+        progress=progress,
     )
 
 
