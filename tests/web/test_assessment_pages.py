@@ -213,6 +213,10 @@ def test_answer_form_keeps_typed_answers_and_saves_none_on_a_problem(site: DemoS
         nepali = client.get(path).text
         assert "नेपाल" in nepali
         assert "Save answers" not in nepali
+        # The shipped template's titles, options and rubric levels: all in Nepali.
+        main = nepali.split("<main", 1)[1].split("</main>", 1)[0]
+        assert 'lang="en"' not in main
+        assert "संयुक्त कार्ययोजना छ।" in main
 
 
 def _readme_commands() -> list[str]:
