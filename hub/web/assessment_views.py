@@ -32,7 +32,6 @@ from hub.assessments.templates import (
     DpIndicator,
     NumberAnswer,
     RubricAnswer,
-    Template,
 )
 from hub.auth.schemas import User
 from hub.nodes import service as federation
@@ -508,9 +507,3 @@ def publish_form(
     if country and country not in {c.country for c in read.countries}:
         out.errors["country"] = "country_choose"
     return out
-
-
-def template_of(*, session: Session, read: RoundRead) -> Template:
-    return assessments.get_template(
-        session=session, template_id=read.template_id, version=read.template_version
-    )
