@@ -45,7 +45,8 @@ test: $(STAMP) system-deps
 # The pictures in the role guides are taken by the browser journeys, in all five languages;
 # run after changing a page the guides show, and commit the pictures with the change.
 guide-shots: $(STAMP) system-deps
-	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps
+	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps \
+		tests/web/test_assessment_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,7 +8,6 @@ from fastapi import Depends, FastAPI
 
 from hub import metrics
 from hub.agreements.router import router as agreements_router
-from hub.assessments.router import pages_router as assessment_pages_router
 from hub.assessments.router import router as assessments_router
 from hub.audit.router import checkpoints_router as audit_checkpoints_router
 from hub.audit.router import router as audit_router
@@ -24,6 +23,7 @@ from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
+from hub.web.assessments import router as assessment_pages_router
 from hub.web.router import install as install_web
 from runtime import apps
 

@@ -1,17 +1,16 @@
 """Routes of assessments: templates, rounds (plan, start, status), answers, results, publishing.
 
-JSON under /v1/assessments; the country teams' answer form under /assessments (HTML).
+JSON under /v1/assessments; the pages (the country teams' answer form among them) are in
+`hub.web.assessments`.
 """
 
 from typing import Annotated
 from urllib.parse import quote
 
-import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Response
 
 from contracts.v1.agreement import Dissemination
-from hub.assessments import pages, run, service
+from hub.assessments import run, service
 from hub.assessments.exceptions import AnswerNotAllowed
 from hub.assessments.schemas import (
     AnswerIn,
@@ -28,16 +27,9 @@ from hub.auth.schemas import User
 from hub.deps import CurrentUser, Secretariat, SessionDep, StateDep, require
 from hub.exceptions import HubSetupError
 from hub.publications import service as publications
-from hub.web.deps import AnyViewer, mark_web
 from runtime import edge
 
 router = APIRouter(prefix="/v1/assessments", tags=["assessments"])
-pages_router = APIRouter(
-    prefix="/assessments",
-    tags=["assessments"],
-    dependencies=[Depends(mark_web)],
-    include_in_schema=False,
-)
 
 # Reading rounds and their results: the secretariat, and auditors (read-only).
 Reader = Annotated[User, Depends(require("secretariat", "admin", "auditor"))]
@@ -188,27 +180,3 @@ def publication(  # noqa: PLR0917 - FastAPI maps each parameter
     if result.media_type.startswith("text/html"):
         headers["Content-Security-Policy"] = edge.document_policy(result.content.decode())
     return Response(content=result.content, media_type=result.media_type, headers=headers)
-
-
-@pages_router.get("/rounds/{round_id}/answers/{country}", response_class=HTMLResponse)
-def answer_form(
-    round_id: str, country: str, viewer: AnyViewer, session: SessionDep
-) -> HTMLResponse:
-    """The country team's form for the round's self-reported indicators."""
-    return pages.answer_form(session=session, round_id=round_id, country=country, viewer=viewer)
-
-
-@pages_router.post("/rounds/{round_id}/answers/{country}", response_class=HTMLResponse)
-async def submit_form(
-    round_id: str, country: str, request: Request, viewer: AnyViewer, state: StateDep
-) -> HTMLResponse:
-    form = await request.form()
-    values = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
-
-    def save() -> HTMLResponse:
-        with state.sessions() as session:
-            return pages.submit_form(
-                session=session, round_id=round_id, country=country, viewer=viewer, values=values
-            )
-
-    return await anyio.to_thread.run_sync(save)

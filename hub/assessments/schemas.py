@@ -93,6 +93,23 @@ class RoundRead(_Out):
     countries: tuple[CountryStatus, ...]
 
 
+class QueryProgress(_Out):
+    """One of a round's federated queries (indicator x breakdown) and each node's answer."""
+
+    indicator_id: str
+    breakdown: tuple[str, ...]
+    query_id: str
+    status: str  # the query's: running, complete, partial, failed
+    nodes: tuple[NodeStatus, ...]
+
+
+class RoundProgress(_Out):
+    """A round's status per country and the progress of each of its queries per node."""
+
+    round: RoundRead
+    queries: tuple[QueryProgress, ...]
+
+
 class AnswerIn(_In):
     value: str | float = Field(union_mode="left_to_right")
 

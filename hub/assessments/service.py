@@ -36,9 +36,11 @@ from hub.assessments.schemas import (
     Comparison,
     CountryStatus,
     NodeCost,
+    QueryProgress,
     ResultValue,
     RoundCreate,
     RoundPlan,
+    RoundProgress,
     RoundRead,
     RoundResults,
     TemplateSummary,
@@ -98,6 +100,11 @@ def _summary(template: Template, *, shipped: bool) -> TemplateSummary:
         rho_per_node=exact.add(*(i.rho_per_node for i in template.dp_indicators)),
         shipped=shipped,
     )
+
+
+def template_summary(template: Template) -> TemplateSummary:
+    """What a checked (not necessarily registered) template holds and costs per node."""
+    return _summary(template, shipped=False)
 
 
 def register_template(*, session: Session, yaml_text: str, user: User) -> TemplateSummary:
@@ -489,6 +496,28 @@ def submit_answers(
     return [_answer_read(a) for a in stored]
 
 
+def answer_problems(
+    *, session: Session, round_id: str, values: dict[str, str | float]
+) -> dict[str, str]:
+    """Which of `values` would be refused, by indicator id (checks only; stores nothing)."""
+    row = _round(session, round_id)
+    template = get_template(
+        session=session, template_id=row.template_id, version=row.template_version
+    )
+    session.rollback()
+    problems = {}
+    for indicator_id, raw in values.items():
+        indicator = template.indicator(indicator_id)
+        if not isinstance(indicator, SelfReportedIndicator):
+            problems[indicator_id] = "no self-reported indicator with this id"
+            continue
+        try:
+            _score(indicator, raw)
+        except AnswerInvalid as exc:
+            problems[indicator_id] = exc.message
+    return problems
+
+
 def answer_form_data(
     *, session: Session, round_id: str, country: str
 ) -> tuple[RoundRow, Template, dict[str, AnswerRead]]:
@@ -572,7 +601,26 @@ def _node_state(result: QueryResult, country: str) -> str:
 
 def read_round(*, session: Session, round_id: str, user: User) -> RoundRead:
     """The round with its status per country (DP indicators and self-reported answers)."""
+    return _read_round(session, _load(session, round_id, user))
+
+
+def round_progress(*, session: Session, round_id: str, user: User) -> RoundProgress:
+    """The round's status per country and every query's answer per node (one load)."""
     loaded = _load(session, round_id, user)
+    queries_progress = tuple(
+        QueryProgress(
+            indicator_id=link.indicator_id,
+            breakdown=tuple(link.breakdown),
+            query_id=link.query_id,
+            status=result.status,
+            nodes=result.nodes,
+        )
+        for link, result in loaded.queries
+    )
+    return RoundProgress(round=_read_round(session, loaded), queries=queries_progress)
+
+
+def _read_round(session: Session, loaded: _Loaded) -> RoundRead:
     row = loaded.row
     to_answer = len(loaded.template.self_reported)
     per_country = []

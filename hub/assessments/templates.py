@@ -176,16 +176,39 @@ def parse_template(text: str) -> Template:
     try:
         return Template.model_validate(data)
     except ValidationError as exc:
-        raise TemplateInvalid(_problems(data, exc)) from None
+        raise TemplateInvalid(_problems(data, exc, yaml.compose(text))) from None
 
 
-def _problems(data: dict[str, object], exc: ValidationError) -> list[str]:
+def _line(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """The line (1-based) of the deepest YAML node `loc` reaches, to point an editor at it."""
+    node = root
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _problems(
+    data: dict[str, object], exc: ValidationError, root: yaml.Node | None = None
+) -> list[str]:
     indicators = data.get("indicators")
     out = []
     errors = exc.errors()
     item_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "indicators" for e in errors)
     for err in errors:
         loc = list(err["loc"])
+        line = _line(root, [p for p in loc if p not in ("dp", "self_reported")])
+        at = f" at line {line}" if line is not None else ""
         if item_errors and loc == ["indicators"] and err["type"] == "too_short":
             continue  # pydantic's follow-on to a failed item, not a second problem
         prefix = ""
@@ -204,7 +227,7 @@ def _problems(data: dict[str, object], exc: ValidationError) -> list[str]:
             if loc and loc[0] in ("dp", "self_reported"):
                 loc = loc[1:]  # the union's tag, not a field
         field_name = ".".join(str(p) for p in loc) or "(template)"
-        out.append(f"{prefix}{field_name} ({err['type']}: {err['msg']})")
+        out.append(f"{prefix}{field_name} ({err['type']}: {err['msg']}){at}")
     return sorted(set(out))
 
 

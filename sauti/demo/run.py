@@ -166,7 +166,9 @@ def demo_terms(
         aggregation=aggregation,
         rho_per_query_max=0.1,
         rho_budget=1.0,
-        analyst_organisations=tuple(org for org, _ in NSOS),
+        # The national statistics offices ask ad-hoc questions; the secretariat runs the
+        # partnership's assessment rounds (`sauti assessment round ...`) under the same MoU.
+        analyst_organisations=(*(org for org, _ in NSOS), SECRETARIAT),
         dissemination="partners",
         # A day of slack so machines with slightly wrong clocks still agree it is valid.
         valid_from=now - timedelta(days=1),
@@ -459,6 +461,12 @@ def run_demo(
                     "user steward (same password)"
                 )
                 echo(f"  analyst token ({ANALYST_ORG}): {fed.analyst_token}")
+                echo(f"  secretariat token ({SECRETARIAT}): {fed.secretariat_token}")
+                echo(
+                    f"  assessment: SAUTI_HUB={fed.hub_url} SAUTI_TOKEN={fed.secretariat_token} "
+                    f"sauti assessment round plan lnob-core 2026 "
+                    f"--country 524={fed.agreement_id} --country 050={fed.agreement_id}"
+                )
                 echo(
                     f"  try: SAUTI_TOKEN={fed.analyst_token} sauti query --hub {fed.hub_url} "
                     f"--agreement {fed.agreement_id} --dataset {DATASET} "
