@@ -47,6 +47,7 @@ test: $(STAMP) system-deps
 guide-shots: $(STAMP) system-deps
 	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps \
 		tests/web/test_assessment_browser.py
+	$(BIN)/python -m tests.web.guide_shots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

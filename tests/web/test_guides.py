@@ -26,6 +26,7 @@ from node.db import dispose_engines
 from node.web import router as node_router
 from node.web.i18n import CATALOGUES as NODE_CATALOGUES
 from runtime.catalogue import Catalogues
+from tests.web import guide_shots
 from tests.web.node_web_support import WebClient, steward_node, web_client
 
 __all__ = ["hub_home", "make_hub"]  # fixtures, found by name
@@ -177,6 +178,16 @@ def test_the_screenshot_set_is_complete_in_every_language(language: str) -> None
     assert wanted
     missing = sorted(str(p.relative_to(ROOT)) for p in wanted if not p.is_file())
     assert missing == [], "run: make guide-shots"
+
+
+def test_no_picture_is_kept_that_no_guide_shows() -> None:
+    stale = sorted(
+        str(path.relative_to(ROOT))
+        for folder, names in guide_shots.wanted().items()
+        for path in folder.glob("*/*.jpg")
+        if path.stem not in names
+    )
+    assert stale == [], "run: make guide-shots (it prunes them)"
 
 
 def _ink(pdf: bytes, tmp_path: Path) -> list[int]:
