@@ -77,6 +77,46 @@ class Tip:
 _TIP_KEY = "audit_tip"
 
 
+@dataclass(frozen=True)
+class EntrySearch:
+    """What an auditor's page searches by: exact action and object, substrings of actor and
+    object, and a period [since, until)."""
+
+    action: str | None = None
+    actor_contains: str | None = None
+    object_contains: str | None = None
+    object_is: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self, table: type[EntryColumns]) -> list[Any]:
+        found: list[Any] = []
+        if self.action is not None:
+            found.append(table.action == self.action)
+        if self.actor_contains:
+            found.append(table.actor.contains(self.actor_contains, autoescape=True))
+        if self.object_contains:
+            found.append(table.object.contains(self.object_contains, autoescape=True))
+        if self.object_is is not None:
+            found.append(table.object == self.object_is)
+        if self.since is not None:
+            found.append(table.at >= at_text(self.since))
+        if self.until is not None:
+            found.append(table.at < at_text(self.until))
+        return found
+
+    def matches(self, entry: AuditEntry) -> bool:
+        """The same conditions on an entry already read (exports stream the whole log)."""
+        return (
+            (self.action is None or entry.action == self.action)
+            and (not self.actor_contains or self.actor_contains in entry.actor)
+            and (not self.object_contains or self.object_contains in entry.object)
+            and (self.object_is is None or entry.object == self.object_is)
+            and (self.since is None or entry.at >= self.since)
+            and (self.until is None or entry.at < self.until)
+        )
+
+
 class AuditLog:
     """Appends to and reads one side's chain, over its entry and head tables.
 
@@ -242,6 +282,32 @@ class AuditLog:
                 return
             after = batch[-1].seq
             yield from (e for e in batch if flt is None or matches(e, flt))
+
+    def newest_first(
+        self,
+        session: Session,
+        *,
+        search: EntrySearch,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[AuditEntry], int]:
+        """One page of matching entries, newest first, and how many match in all.
+
+        Every condition is SQL (a page of a million-entry log reads one page of rows);
+        `actor` and `object` match as substrings, wildcards taken literally.
+        """
+        table = self.entries
+        conditions = search.conditions(table)
+        total = session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
+        rows = session.scalars(
+            select(table).where(*conditions).order_by(table.seq.desc()).offset(offset).limit(limit)
+        ).all()
+        return [self.entry(r, lenient=True) for r in rows], total
+
+    def actions(self, session: Session) -> list[str]:
+        """Every action the log holds, in alphabetical order (an auditor's pick-list)."""
+        table = self.entries
+        return list(session.scalars(select(table.action).distinct().order_by(table.action)))
 
     @staticmethod
     def entry(row: EntryColumns, *, lenient: bool = False) -> AuditEntry:
