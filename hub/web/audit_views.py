@@ -33,7 +33,8 @@ PER_PAGE = 50
 # Entries of one query or agreement shown on its record page (newest first).
 RECORD_ENTRIES = 200
 SEARCH_FIELDS = ("actor", "action", "object", "since", "until", "page")
-FIELD_LENGTH = {"actor": 200, "action": 100, "object": 300, "since": 10, "until": 10, "page": 9}
+FIELD_LENGTH = {"actor": 200, "action": 100, "object": 300, "since": 10, "until": 10, "page": 20}
+MAX_PAGE = 10**9
 
 
 # --- details, readable ---------------------------------------------------------------------
@@ -179,7 +180,7 @@ def parse_search(
         errors["action"] = "unknown_action"
     page = 1
     if values["page"]:
-        if values["page"].isdecimal() and 0 < int(values["page"]) < 10 ** FIELD_LENGTH["page"]:
+        if values["page"].isdecimal() and 0 < int(values["page"]) < MAX_PAGE:
             page = int(values["page"])
         else:
             errors["page"] = "bad_page"
@@ -225,7 +226,9 @@ def export_search(params: Mapping[str, str], *, session: Session) -> EntrySearch
     """The search an export repeats; a form with problems is refused (as on the page)."""
     actions = audit.actions(session=session)
     session.rollback()
-    _, errors, search, _ = parse_search(params, actions=actions)
+    # Every page of the search is exported: the page asked for plays no part.
+    wanted = {k: v for k, v in params.items() if k != "page"}
+    _, errors, search, _ = parse_search(wanted, actions=actions)
     if errors:
         raise FormInvalid("check these fields: " + ", ".join(sorted(errors)))
     return search
