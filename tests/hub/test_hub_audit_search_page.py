@@ -58,14 +58,13 @@ def test_conditions_combine_and_wildcards_are_literal(session: Session) -> None:
 
 def test_a_day_range(session: Session) -> None:
     _fill(session)
-    newest, _ = audit.search_page(session=session, search=EntrySearch(), limit=12)
-    # The day the entries were written (no race at midnight: all within a second or two).
-    today = newest[-1].at.replace(hour=0, minute=0, second=0, microsecond=0)
-    assert newest[0].at < today + timedelta(days=1)
+    written, _ = audit.search_page(session=session, search=EntrySearch(), limit=12)
     day = timedelta(days=1)
+    first = written[-1].at.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = written[0].at.replace(hour=0, minute=0, second=0, microsecond=0) + day
     _, inside = audit.search_page(
-        session=session, search=EntrySearch(since=today, until=today + day), limit=1
+        session=session, search=EntrySearch(since=first, until=end), limit=1
     )
-    _, after = audit.search_page(session=session, search=EntrySearch(since=today + day), limit=1)
-    _, before = audit.search_page(session=session, search=EntrySearch(until=today), limit=1)
+    _, after = audit.search_page(session=session, search=EntrySearch(since=end), limit=1)
+    _, before = audit.search_page(session=session, search=EntrySearch(until=first), limit=1)
     assert (inside, after, before) == (12, 0, 0)
