@@ -5,6 +5,7 @@ Problems with the search form are codes per field (`SearchForm.errors`): the pag
 in the reader's language, next to the field.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +31,8 @@ from hub.web.exceptions import FormInvalid
 from runtime.audit_log import EntrySearch
 
 PER_PAGE = 50
+# A time written into details (deadlines, expiries): shown like every other time.
+ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 # Entries of one query or agreement shown on its record page (newest first).
 RECORD_ENTRIES = 200
 SEARCH_FIELDS = ("actor", "action", "object", "since", "until", "page")
@@ -42,12 +45,13 @@ MAX_PAGE = 10**9
 
 @dataclass(frozen=True)
 class Detail:
-    """One labelled detail of an entry. `kind`: text, number, flag, list, group (nested)."""
+    """One labelled detail of an entry. `kind`: text, number, flag, time, list, group."""
 
     key: str
     kind: str = "text"
     text: str = ""
     number: float | None = None
+    moment: datetime | None = None
     href: str | None = None
     items: tuple["Detail", ...] = ()
 
@@ -99,6 +103,11 @@ def detail(key: str, value: Any) -> Detail:
     if value is None:
         return Detail(key=key, text="—")
     text = str(value)
+    if ISO_MOMENT.match(text):
+        try:
+            return Detail(key=key, kind="time", moment=datetime.fromisoformat(text))
+        except ValueError:
+            pass
     return Detail(key=key, text=text, href=_link(key, text))
 
 
