@@ -134,6 +134,8 @@ class AuditLog:
         self.entries = entries
         self.head_table = head
         self.after_append = after_append
+        # Database address -> (seq, its hash, actions up to it): see `actions`.
+        self._actions: dict[str, tuple[int, str, frozenset[str]]] = {}
         # Built once and run through Core: appends sit on the query path, so no ORM unit of
         # work, one multi-row insert and one head update per call.
         self._insert = insert(entries)
@@ -305,9 +307,33 @@ class AuditLog:
         return [self.entry(r, lenient=True) for r in rows], total
 
     def actions(self, session: Session) -> list[str]:
-        """Every action the log holds, in alphabetical order (an auditor's pick-list)."""
+        """Every action the log holds, in alphabetical order (an auditor's pick-list).
+
+        Entries never change once written, so the actions seen up to an entry are kept (per
+        database) and only later entries are read: a million-entry log is scanned once per
+        process, not on every page. If the entry the list was taken up to is no longer the
+        same (another database at the same address), the whole log is read again.
+        """
         table = self.entries
-        return list(session.scalars(select(table.action).distinct().order_by(table.action)))
+        key = str(session.get_bind().url)
+        start, known = 0, set[str]()
+        cached = self._actions.get(key)
+        if cached is not None:
+            seq, digest, names = cached
+            if session.scalar(select(table.hash).where(table.seq == seq)) == digest:
+                start, known = seq, set(names)
+        found = session.execute(
+            select(table.action, func.max(table.seq))
+            .where(table.seq > start)
+            .group_by(table.action)
+        ).all()
+        known.update(action for action, _ in found)
+        top = max((seq for _, seq in found), default=start)
+        if top > start:
+            digest = session.scalar(select(table.hash).where(table.seq == top))
+            if digest is not None:
+                self._actions[key] = (top, digest, frozenset(known))
+        return sorted(known)
 
     @staticmethod
     def entry(row: EntryColumns, *, lenient: bool = False) -> AuditEntry:

@@ -1,11 +1,14 @@
 """The auditor page's search of the hub's log, on SQLite and PostgreSQL: newest first,
-counted, paged by offset, substrings taken literally, actions listed, a day range."""
+counted, paged by offset, substrings taken literally, a day range, and the actions listed
+(remembered per database, read again when the log is another one)."""
 
 from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from hub.audit import service as audit
+from hub.audit.models import AuditHead, AuditRow
 from runtime.audit_log import EntrySearch
 
 
@@ -68,3 +71,19 @@ def test_a_day_range(session: Session) -> None:
     _, after = audit.search_page(session=session, search=EntrySearch(since=end), limit=1)
     _, before = audit.search_page(session=session, search=EntrySearch(until=first), limit=1)
     assert (inside, after, before) == (12, 0, 0)
+
+
+def test_actions_follow_the_log_they_were_read_from(session: Session) -> None:
+    _fill(session)
+    assert audit.actions(session=session) == ["auth.login", "query.submitted"]
+    audit.append(session=session, actor="user:x", action="agreement.signed", object="x")
+    session.commit()
+    assert audit.actions(session=session) == ["agreement.signed", "auth.login", "query.submitted"]
+    # Another log at the same address (a database recreated): read again, not remembered.
+    session.execute(delete(AuditRow))
+    session.execute(delete(AuditHead))
+    session.commit()
+    for _ in range(14):
+        audit.append(session=session, actor="user:y", action="node.registered", object="n")
+    session.commit()
+    assert audit.actions(session=session) == ["node.registered"]
