@@ -315,7 +315,7 @@ class AuditLog:
         same (another database at the same address), the whole log is read again.
         """
         table = self.entries
-        key = str(session.get_bind().url)
+        key = str(session.connection().engine.url)
         start, known = 0, set[str]()
         cached = self._actions.get(key)
         if cached is not None:
@@ -330,9 +330,9 @@ class AuditLog:
         known.update(action for action, _ in found)
         top = max((seq for _, seq in found), default=start)
         if top > start:
-            digest = session.scalar(select(table.hash).where(table.seq == top))
-            if digest is not None:
-                self._actions[key] = (top, digest, frozenset(known))
+            tip = session.scalar(select(table.hash).where(table.seq == top))
+            if tip is not None:
+                self._actions[key] = (top, tip, frozenset(known))
         return sorted(known)
 
     @staticmethod
