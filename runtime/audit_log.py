@@ -77,6 +77,46 @@ class Tip:
 _TIP_KEY = "audit_tip"
 
 
+@dataclass(frozen=True)
+class EntrySearch:
+    """What an auditor's page searches by: exact action and object, substrings of actor and
+    object, and a period [since, until)."""
+
+    action: str | None = None
+    actor_contains: str | None = None
+    object_contains: str | None = None
+    object_is: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self, table: type[EntryColumns]) -> list[Any]:
+        found: list[Any] = []
+        if self.action is not None:
+            found.append(table.action == self.action)
+        if self.actor_contains:
+            found.append(table.actor.contains(self.actor_contains, autoescape=True))
+        if self.object_contains:
+            found.append(table.object.contains(self.object_contains, autoescape=True))
+        if self.object_is is not None:
+            found.append(table.object == self.object_is)
+        if self.since is not None:
+            found.append(table.at >= at_text(self.since))
+        if self.until is not None:
+            found.append(table.at < at_text(self.until))
+        return found
+
+    def matches(self, entry: AuditEntry) -> bool:
+        """The same conditions on an entry already read (exports stream the whole log)."""
+        return (
+            (self.action is None or entry.action == self.action)
+            and (not self.actor_contains or self.actor_contains in entry.actor)
+            and (not self.object_contains or self.object_contains in entry.object)
+            and (self.object_is is None or entry.object == self.object_is)
+            and (self.since is None or entry.at >= self.since)
+            and (self.until is None or entry.at < self.until)
+        )
+
+
 class AuditLog:
     """Appends to and reads one side's chain, over its entry and head tables.
 
@@ -94,6 +134,8 @@ class AuditLog:
         self.entries = entries
         self.head_table = head
         self.after_append = after_append
+        # Database address -> (seq, its hash, actions up to it): see `actions`.
+        self._actions: dict[str, tuple[int, str, frozenset[str]]] = {}
         # Built once and run through Core: appends sit on the query path, so no ORM unit of
         # work, one multi-row insert and one head update per call.
         self._insert = insert(entries)
@@ -242,6 +284,56 @@ class AuditLog:
                 return
             after = batch[-1].seq
             yield from (e for e in batch if flt is None or matches(e, flt))
+
+    def newest_first(
+        self,
+        session: Session,
+        *,
+        search: EntrySearch,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[AuditEntry], int]:
+        """One page of matching entries, newest first, and how many match in all.
+
+        Every condition is SQL (a page of a million-entry log reads one page of rows);
+        `actor` and `object` match as substrings, wildcards taken literally.
+        """
+        table = self.entries
+        conditions = search.conditions(table)
+        total = session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
+        rows = session.scalars(
+            select(table).where(*conditions).order_by(table.seq.desc()).offset(offset).limit(limit)
+        ).all()
+        return [self.entry(r, lenient=True) for r in rows], total
+
+    def actions(self, session: Session) -> list[str]:
+        """Every action the log holds, in alphabetical order (an auditor's pick-list).
+
+        Entries never change once written, so the actions seen up to an entry are kept (per
+        database) and only later entries are read: a million-entry log is scanned once per
+        process, not on every page. If the entry the list was taken up to is no longer the
+        same (another database at the same address), the whole log is read again.
+        """
+        table = self.entries
+        key = str(session.connection().engine.url)
+        start, known = 0, set[str]()
+        cached = self._actions.get(key)
+        if cached is not None:
+            seq, digest, names = cached
+            if session.scalar(select(table.hash).where(table.seq == seq)) == digest:
+                start, known = seq, set(names)
+        found = session.execute(
+            select(table.action, func.max(table.seq))
+            .where(table.seq > start)
+            .group_by(table.action)
+        ).all()
+        known.update(action for action, _ in found)
+        top = max((seq for _, seq in found), default=start)
+        if top > start:
+            tip = session.scalar(select(table.hash).where(table.seq == top))
+            if tip is not None:
+                self._actions[key] = (top, tip, frozenset(known))
+        return sorted(known)
 
     @staticmethod
     def entry(row: EntryColumns, *, lenient: bool = False) -> AuditEntry:

@@ -24,7 +24,7 @@ from contracts.v1.audit import (
 from hub.audit.models import AuditHead, AuditRow, CheckpointRow
 from hub.audit.schemas import CheckpointRead
 from hub.home import HubIdentity
-from runtime.audit_log import AuditLog, Event
+from runtime.audit_log import AuditLog, EntrySearch, Event
 from runtime.db import read_only
 
 __all__ = ["LOG", "Event", "append", "append_many"]
@@ -64,6 +64,18 @@ def search(
 ) -> list[AuditEntry]:
     """At most `limit` matching entries after `after_seq` (page on with the last seq)."""
     return LOG.search(lambda: nullcontext(session), flt=flt, after_seq=after_seq, limit=limit)
+
+
+def search_page(
+    *, session: Session, search: EntrySearch, offset: int = 0, limit: int = 50
+) -> tuple[list[AuditEntry], int]:
+    """One page of matching entries, newest first, and how many match in all."""
+    return LOG.newest_first(session, search=search, offset=offset, limit=limit)
+
+
+def actions(*, session: Session) -> list[str]:
+    """The actions the hub's log holds (what an auditor can pick from)."""
+    return LOG.actions(session)
 
 
 def head(*, session: Session) -> tuple[int, str]:
@@ -120,22 +132,39 @@ def checkpoint_read(row: CheckpointRow) -> CheckpointRead:
 # --- exports -------------------------------------------------------------------------------
 
 
-def record_export(*, session: Session, actor: str, fmt: str, flt: AuditFilter) -> None:
+def record_export(
+    *,
+    session: Session,
+    actor: str,
+    fmt: str,
+    flt: AuditFilter,
+    search: EntrySearch | None = None,
+) -> None:
     """Who took a copy of the log, in what form and filtered how, goes in the log itself."""
+    shown = flt.model_dump(mode="json", exclude_none=True)
+    if search is not None:
+        shown |= {k: v for k, v in _search_fields(search).items() if v}
     append(
         session=session,
         actor=actor,
         action="audit.exported",
         object="audit",
-        details={"format": fmt, "filter": flt.model_dump(mode="json", exclude_none=True)},
+        details={"format": fmt, "filter": shown},
     )
     session.commit()
 
 
 def export_jsonl(
-    *, session: Session, identity: HubIdentity, flt: AuditFilter | None = None
+    *,
+    session: Session,
+    identity: HubIdentity,
+    flt: AuditFilter | None = None,
+    search: EntrySearch | None = None,
 ) -> Iterator[str]:
-    """JSON Lines: an AuditExportHeader (with every node checkpoint), then one entry a line."""
+    """JSON Lines: an AuditExportHeader (with every node checkpoint), then one entry a line.
+
+    `search` (the auditor's page) narrows further; either makes the export incomplete.
+    """
     exported_at = datetime.now(UTC)  # before the head is read: the snapshot's moment
     seq, digest = head(session=session)
     header = AuditExportHeader(
@@ -145,15 +174,31 @@ def export_jsonl(
         exported_at=exported_at,
         head_seq=seq,
         head_hash=digest,
-        complete=flt is None or flt == AuditFilter(),
+        complete=(flt is None or flt == AuditFilter())
+        and (search is None or search == EntrySearch()),
         checkpoints=tuple(c.jws for c in list_checkpoints(session=session)),
     )
     yield header.model_dump_json() + "\n"
     # Entries appended during the export are after the header's head: not part of it.
     for entry in iter_entries(session=session, flt=flt, upto=seq):
-        yield entry.model_dump_json() + "\n"
+        if search is None or search.matches(entry):
+            yield entry.model_dump_json() + "\n"
 
 
-def export_csv(*, session: Session, flt: AuditFilter | None = None) -> Iterator[str]:
+def export_csv(
+    *, session: Session, flt: AuditFilter | None = None, search: EntrySearch | None = None
+) -> Iterator[str]:
     """CSV for spreadsheets: one row per entry, `details` as compact JSON."""
-    return csv_chunks(iter_entries(session=session, flt=flt))
+    found = iter_entries(session=session, flt=flt)
+    return csv_chunks(e for e in found if search is None or search.matches(e))
+
+
+def _search_fields(search: EntrySearch) -> dict[str, str | None]:
+    return {
+        "action": search.action,
+        "actor_contains": search.actor_contains,
+        "object_contains": search.object_contains,
+        "object": search.object_is,
+        "since": search.since.isoformat() if search.since else None,
+        "until": search.until.isoformat() if search.until else None,
+    }

@@ -1,14 +1,16 @@
 """Dependencies of the web pages: who is viewing (with the CSRF token forms carry), by role."""
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.datastructures import FormData
 
 from hub.auth import sessions
 from hub.auth.schemas import Role, User
-from hub.deps import CurrentUser, SessionDep, require
+from hub.deps import CurrentUser, SessionDep, refuse_text, require
+from runtime import edge
 
 
 def mark_web(request: Request) -> None:
@@ -53,3 +55,16 @@ AnalystViewer = Annotated[Viewer, Depends(viewer_with("analyst"))]
 StewardViewer = Annotated[Viewer, Depends(viewer_with("steward"))]
 SecretariatViewer = Annotated[Viewer, Depends(viewer_with("secretariat", "admin"))]
 AuditorViewer = Annotated[Viewer, Depends(viewer_with("auditor", "admin"))]
+
+
+async def form_data(request: Request) -> AsyncIterator[FormData]:
+    # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
+    form = await request.form()
+    try:
+        refuse_text(edge.forbidden_in_form(form.multi_items()))
+        yield form
+    finally:
+        await form.close()  # uploaded files are spooled to temporary files
+
+
+Form = Annotated[FormData, Depends(form_data)]

@@ -4,7 +4,6 @@ Every state-changing form posts the session's CSRF token (checked by the hub's o
 `get_current_user`); the login form uses a double-submit cookie, as the login API does.
 """
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 
 from contracts.agreement_rules import plain_language
 from contracts.v1 import QueryResult
@@ -23,24 +22,23 @@ from hub.agreements import service as agreements
 from hub.auth import sessions as auth_sessions
 from hub.auth import users
 from hub.auth.router import set_session_cookie
-from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
+from hub.deps import SessionDep, StateDep, VersionPath
 from hub.exceptions import HubError, HubSetupError
 from hub.nodes import service as federation
 from hub.queries import run
-from hub.web import downloads, guides, service
+from hub.web import audit, downloads, guides, service
 from hub.web.deps import (
     AnalystViewer,
     AnyViewer,
-    AuditorViewer,
+    Form,
     SecretariatViewer,
     StewardViewer,
     Viewer,
     mark_web,
 )
-from hub.web.exceptions import FormInvalid, QueryStillRunning
+from hub.web.exceptions import QueryStillRunning
 from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from hub.web.templating import render
-from runtime import edge
 from runtime.credentials import LoginRequest
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,21 +54,9 @@ router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Register the pages and their vendored static files on the hub's app."""
     app.include_router(router)
+    app.include_router(audit.router)
     guides.install(app)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="hub-static")
-
-
-async def form_data(request: Request) -> AsyncIterator[FormData]:
-    # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
-    form = await request.form()
-    try:
-        refuse_text(edge.forbidden_in_form(form.multi_items()))
-        yield form
-    finally:
-        await form.close()  # uploaded files are spooled to temporary files
-
-
-Form = Annotated[FormData, Depends(form_data)]
 
 
 def _local(path: str | None) -> str:
@@ -517,76 +503,3 @@ def propose_agreement(
         actor=f"user:{viewer.user.name}",
     )
     return _see_other("/secretariat#agreements")
-
-
-# --- auditor ----------------------------------------------------------------------------
-
-
-@router.get("/audit")
-def audit_page(
-    request: Request, viewer: AuditorViewer, state: StateDep, session: SessionDep
-) -> Response:
-    params = {k: v for k, v in request.query_params.items() if k in _AUDIT_FIELDS}
-    error = None
-    try:
-        entries, more = service.audit_search(session=session, params=params)
-    except FormInvalid as exc:
-        entries, more, error = [], False, exc.message
-    verification, checkpoints, status = service.chain_status(
-        session=session,
-        identity=state.identity,
-        overdue_entries=state.settings.checkpoint_overdue_entries,
-    )
-    export_query = "&".join(f"{k}={quote(v)}" for k, v in _export_params(params).items() if v)
-    return _page(
-        request,
-        viewer,
-        "audit.html",
-        params=params,
-        entries=entries,
-        more=more,
-        verification=verification,
-        checkpoints=checkpoints,
-        checkpoint_status=status,
-        export_query=export_query,
-        error=error,
-        status_code=422 if error else 200,
-    )
-
-
-_AUDIT_FIELDS = ("actor", "action", "object", "since", "until")
-
-
-def _export_params(params: dict[str, str]) -> dict[str, str]:
-    """The API export takes the action and date range (actor/object filter the page only)."""
-    flt = service.audit_filter(params)
-    return {
-        "action": flt.action or "",
-        "since": flt.since.isoformat() if flt.since else "",
-        "until": flt.until.isoformat() if flt.until else "",
-    }
-
-
-@router.post("/audit/reconcile")
-async def reconcile(
-    request: Request, form: Form, viewer: AuditorViewer, state: StateDep
-) -> Response:
-    uploads = [f for f in form.getlist("exports") if isinstance(f, UploadFile) and f.filename]
-    contents = [await f.read() for f in uploads]
-
-    def work() -> Response:
-        with state.sessions() as session:
-            try:
-                if not contents:
-                    raise FormInvalid("choose at least one node export file")
-                result = service.reconcile_uploads(
-                    session=session,
-                    identity=state.identity,
-                    uploads=contents,
-                    overdue_entries=state.settings.checkpoint_overdue_entries,
-                )
-            except FormInvalid as exc:
-                return _page(request, viewer, "reconcile.html", error=exc.message, status_code=422)
-        return _page(request, viewer, "reconcile.html", result=result)
-
-    return await anyio.to_thread.run_sync(work)

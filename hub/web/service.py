@@ -15,17 +15,11 @@ from sqlalchemy.orm import Session
 from contracts import budget as exact
 from contracts.agreement_rules import HUB_DIMS, Section, plain_language
 from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
-from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
 from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
-from hub.audit import checkpoints
-from hub.audit import service as audit
-from hub.audit.reconcile import AuditLog, Reconciliation, parse_export, reconcile
-from hub.audit.schemas import CheckpointRead, NodeCheckpointStatus
 from hub.auth import organisations as auth_organisations
 from hub.auth.schemas import OrganisationRead, User
 from hub.exports.sdmx import query_result_to_sdmx_csv
-from hub.home import HubIdentity
 from hub.nodes import service as federation
 from hub.nodes.schemas import EnrollmentTokenCreate, EnrollmentTokenRead, NodeRead
 from hub.queries import service as queries
@@ -39,7 +33,6 @@ NODE_ANSWERED = ("ok", "refused", "failed")
 # A node that has not answered for this long is shown as quiet.
 QUIET_AFTER = timedelta(days=2)
 MAX_FILTERS = 2
-AUDIT_PAGE = 200
 MEASURES_WITH_VALUE = ("share",)
 
 
@@ -460,79 +453,7 @@ def terms_from_form(form: Mapping[str, Any], *, hub_id: str) -> AgreementTerms:
         raise FormInvalid(_problems(exc)) from exc
 
 
-# --- auditor ------------------------------------------------------------------------------
-
-
-def audit_filter(params: Mapping[str, str]) -> AuditFilter:
-    """The search form's filter (actor and object are matched on the page, see below)."""
-
-    def moment(name: str, *, end: bool = False) -> datetime | None:
-        text = params.get(name, "").strip()
-        if not text:
-            return None
-        day = _day(text, name)
-        return day + timedelta(days=1) if end else day
-
-    return AuditFilter(
-        action=params.get("action", "").strip() or None,
-        since=moment("since"),
-        until=moment("until", end=True),
-    )
-
-
-def audit_search(
-    *, session: Session, params: Mapping[str, str], limit: int = AUDIT_PAGE
-) -> tuple[list[AuditEntry], bool]:
-    """Matching entries (newest last) and whether more matched than are shown.
-
-    `actor` and `object` match as substrings, so "user:ana" or "query:" work.
-    """
-    flt = audit_filter(params)
-    actor = params.get("actor", "").strip()
-    obj = params.get("object", "").strip()
-    found: list[AuditEntry] = []
-    more = False
-    for entry in audit.iter_entries(session=session, flt=flt):
-        if actor and actor not in entry.actor:
-            continue
-        if obj and obj not in entry.object:
-            continue
-        if len(found) >= limit:
-            more = True
-            break
-        found.append(entry)
-    session.rollback()
-    return found, more
-
-
-def chain_status(
-    *, session: Session, identity: HubIdentity, overdue_entries: int
-) -> tuple[AuditVerification, list[CheckpointRead], list[NodeCheckpointStatus]]:
-    """The hub chain's verification, the node checkpoints it holds, and who is overdue."""
-    session.rollback()  # a fresh transaction: verification reads without the write lock
-    verification = audit.verify(session=session, identity=identity)
-    held = audit.list_checkpoints(session=session)
-    status = checkpoints.checkpoint_status(session=session, overdue_entries=overdue_entries)
-    session.rollback()
-    return verification, held, status
-
-
-def reconcile_uploads(
-    *, session: Session, identity: HubIdentity, uploads: Sequence[bytes], overdue_entries: int
-) -> Reconciliation:
-    """Reconcile the hub's whole log with the node exports an auditor uploaded."""
-    hub_log = parse_export(list(audit.export_jsonl(session=session, identity=identity)))
-    session.rollback()
-    nodes: list[AuditLog] = []
-    for number, data in enumerate(uploads, start=1):
-        try:
-            nodes.append(parse_export(data.decode("utf-8").splitlines()))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormInvalid(f"file {number} is not a node audit export (JSON Lines)") from exc
-    try:
-        return reconcile(hub_log, nodes, overdue_entries=overdue_entries)
-    except ValueError as exc:
-        raise FormInvalid("upload node exports only (the hub's own log is read here)") from exc
+# --- downloads ----------------------------------------------------------------------------
 
 
 def sdmx_csv(*, session: Session, result: QueryResult, user: User) -> str:

@@ -473,14 +473,14 @@ def test_reconcile_refuses_what_is_not_a_node_export(web: Hub) -> None:
     token = login(web, "tuan")
     empty = web.client.post("/audit/reconcile", data={"csrf_token": token})
     assert empty.status_code == 422
-    assert "choose at least one node export file" in empty.text
+    assert "choose at least one node’s audit export file" in empty.text.replace("'", "’")
     garbage = web.client.post(
         "/audit/reconcile",
         data={"csrf_token": token},
         files={"exports": ("node.jsonl", b"not json\n", "application/x-ndjson")},
     )
     assert garbage.status_code == 422
-    assert "file 1 is not a node audit export" in garbage.text
+    assert "“node.jsonl” is not a node audit export" in garbage.text
     hub_export = web.client.get("/v1/audit/export", params={"format": "jsonl"})
     assert hub_export.status_code == 200
     own = web.client.post(
@@ -489,7 +489,7 @@ def test_reconcile_refuses_what_is_not_a_node_export(web: Hub) -> None:
         files={"exports": ("hub.jsonl", hub_export.content, "application/x-ndjson")},
     )
     assert own.status_code == 422
-    assert "upload node exports only" in own.text
+    assert "upload the nodes’ exports only" in own.text.replace("'", "’")
     no_token = web.client.post(
         "/audit/reconcile", files={"exports": ("n.jsonl", b"{}", "application/x-ndjson")}
     )
@@ -505,7 +505,8 @@ def test_audit_page_shows_whose_checkpoints_are_overdue(
     )
     assert asked.status_code == 201, asked.text
     login(web, "tuan")
-    table = web.client.get("/audit").text.split('id="checkpoint-status"')[1].split("</table>")[0]
+    page = web.client.get("/audit/verify").text
+    table = page.split('id="checkpoint-status"')[1].split("</table>")[0]
     assert table.count("Up to date") == 3  # one answer each: far within 200 entries
     # With a strict threshold the same answers make every node overdue (none published).
     strict = Hub(
@@ -519,7 +520,7 @@ def test_audit_page_shows_whose_checkpoints_are_overdue(
     )
     try:
         login(strict, "tuan")
-        page = strict.client.get("/audit").text
+        page = strict.client.get("/audit/verify").text
         table = page.split('id="checkpoint-status"')[1].split("</table>")[0]
         assert table.count("Overdue") == 3
         assert all(node_id in table for node_id in web.nodes)
