@@ -319,6 +319,7 @@ async def submit_query(
             user=viewer.user,
             spec=spec,
             ttl_seconds=None,
+            client=state.client,
         )
     except HubError as exc:
         if exc.status_code >= 500:

@@ -1,13 +1,16 @@
-"""Who this node is, and whether it is up: /v1/health and /v1/info."""
+"""Who this node is, and whether it is up: /v1/health, /v1/info and /v1/contracts."""
+
+from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from contracts.v1 import NodeInfo
+from contracts import signing
+from contracts.v1 import NodeInfo, PublishedContracts, Signed
 from node.api.deps import SettingsDep
 from node.datasets import service as datasets
 from node.db import transaction
-from node.home import load_identity
+from node.home import load_identity, load_key
 
 router = APIRouter(prefix="/v1")
 
@@ -32,3 +35,16 @@ def info(settings: SettingsDep) -> NodeInfo:
         kid=identity.kid,
         datasets=tuple(datasets.list_datasets(home=settings.home)),
     )
+
+
+@router.get("/contracts", response_model=Signed)
+def contracts(settings: SettingsDep) -> Signed:
+    """Every dataset contract version this node serves, signed with the node key: the hub
+    stores them per node and version and checks queries against them before sending."""
+    identity = load_identity(settings.home)
+    published = PublishedContracts(
+        node_id=identity.node_id,
+        issued_at=datetime.now(UTC),
+        datasets=tuple(datasets.list_datasets(home=settings.home)),
+    )
+    return Signed(jws=signing.sign(published, load_key(settings.home)))
