@@ -696,6 +696,7 @@ def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
             measure=str(r.spec.get("measure")),
             status=r.status,
             created_at=r.created_at,
+            spec=r.spec,
         )
         for r in session.scalars(stmt)
     ]

@@ -4,11 +4,9 @@ Every state-changing form posts the session's CSRF token (checked by the hub's o
 `get_current_user`); the login form uses a double-submit cookie, as the login API does.
 """
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -18,18 +16,15 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from contracts.agreement_rules import plain_language
-from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import sessions as auth_sessions
 from hub.auth import users
 from hub.auth.router import set_session_cookie
-from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
-from hub.exceptions import HubError, HubSetupError
+from hub.deps import SessionDep, StateDep, VersionPath
+from hub.exceptions import HubError
 from hub.nodes import service as federation
-from hub.queries import run
-from hub.web import downloads, service
+from hub.web import analyst, service
 from hub.web.deps import (
-    AnalystViewer,
     AnyViewer,
     AuditorViewer,
     SecretariatViewer,
@@ -37,10 +32,10 @@ from hub.web.deps import (
     Viewer,
     mark_web,
 )
-from hub.web.exceptions import FormInvalid, QueryStillRunning
+from hub.web.exceptions import FormInvalid
+from hub.web.forms import Form
 from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from hub.web.templating import render
-from runtime import edge
 from runtime.credentials import LoginRequest
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,20 +51,8 @@ router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Register the pages and their vendored static files on the hub's app."""
     app.include_router(router)
+    app.include_router(analyst.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="hub-static")
-
-
-async def form_data(request: Request) -> AsyncIterator[FormData]:
-    # Parsed once: the CSRF check in `get_current_user` reads the same cached form.
-    form = await request.form()
-    try:
-        refuse_text(edge.forbidden_in_form(form.multi_items()))
-        yield form
-    finally:
-        await form.close()  # uploaded files are spooled to temporary files
-
-
-Form = Annotated[FormData, Depends(form_data)]
 
 
 def _local(path: str | None) -> str:
@@ -259,145 +242,6 @@ def change_password(
 @router.get("/")
 def home(request: Request, viewer: AnyViewer) -> Response:
     return _page(request, viewer, "home.html")
-
-
-# --- analyst ----------------------------------------------------------------------------
-
-
-@router.get("/analyst")
-def analyst_page(
-    request: Request,
-    viewer: AnalystViewer,
-    session: SessionDep,
-    agreement_id: Annotated[str | None, Query(max_length=100)] = None,
-    dataset: Annotated[str | None, Query(max_length=63)] = None,
-) -> Response:
-    form = service.query_form(
-        session=session, user=viewer.user, agreement_id=agreement_id, dataset=dataset
-    )
-    recent = service.recent_queries(session=session, user=viewer.user)
-    return _page(request, viewer, "analyst.html", form=form, recent=recent)
-
-
-@router.post("/analyst/queries")
-async def submit_query(
-    request: Request, form: Form, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-
-    def refused(message: str, status: int) -> Response:
-        with state.sessions() as session:
-            query_form = service.query_form(
-                session=session,
-                user=viewer.user,
-                agreement_id=values.get("agreement_id"),
-                dataset=values.get("dataset"),
-                values=values,
-            )
-            recent = service.recent_queries(session=session, user=viewer.user)
-        return _page(
-            request,
-            viewer,
-            "analyst.html",
-            form=query_form,
-            recent=recent,
-            error=message,
-            status_code=status,
-        )
-
-    try:
-        spec = service.spec_from_form(form)
-        if state.dispatcher is None:
-            raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
-        query_id = await run.submit(
-            sessions=state.sessions,
-            dispatcher=state.dispatcher,
-            signals=state.signals,
-            settings=state.settings,
-            identity=state.identity,
-            key=state.key,
-            user=viewer.user,
-            spec=spec,
-            ttl_seconds=None,
-            client=state.client,
-        )
-    except HubError as exc:
-        if exc.status_code >= 500:
-            raise
-        return await anyio.to_thread.run_sync(refused, exc.message, exc.status_code)
-    return _see_other(f"/analyst/queries/{query_id}")
-
-
-async def _result(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
-    return await run.view(
-        sessions=state.sessions,
-        signals=state.signals,
-        settings=state.settings,
-        query_id=query_id,
-        user=viewer.user,
-        wait_seconds=0,
-    )
-
-
-@router.get("/analyst/queries/{query_id}")
-async def query_page(
-    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    view = service.result_view(await _result(state, viewer, query_id))
-    return _page(request, viewer, "query.html", view=view, poll_seconds=POLL_SECONDS)
-
-
-@router.get("/analyst/queries/{query_id}/progress")
-async def query_progress(
-    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    """The status and result fragment; it keeps polling itself while the query runs."""
-    view = service.result_view(await _result(state, viewer, query_id))
-    return _page(request, viewer, "_result.html", view=view, poll_seconds=POLL_SECONDS)
-
-
-async def _complete(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
-    result = await _result(state, viewer, query_id)
-    if result.status == "running":
-        raise QueryStillRunning()
-    return result
-
-
-def _attachment(content: bytes, media_type: str, name: str) -> Response:
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
-@router.get("/analyst/queries/{query_id}/result.csv")
-async def download_csv(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-    return _attachment(
-        downloads.to_csv(result), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "csv")
-    )
-
-
-@router.get("/analyst/queries/{query_id}/result.xlsx")
-async def download_xlsx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-    content = await anyio.to_thread.run_sync(downloads.to_xlsx, result)
-    return _attachment(content, downloads.XLSX_MEDIA_TYPE, downloads.filename(result, "xlsx"))
-
-
-@router.get("/analyst/queries/{query_id}/result.sdmx.csv")
-async def download_sdmx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-
-    def build() -> str:
-        with state.sessions() as session:
-            return service.sdmx_csv(session=session, result=result, user=viewer.user)
-
-    text = await anyio.to_thread.run_sync(build)
-    return _attachment(
-        text.encode("utf-8"), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "sdmx.csv")
-    )
 
 
 # --- steward ----------------------------------------------------------------------------

@@ -115,6 +115,8 @@ PAGES = {
     "/secretariat/agreements/new": "secretariat",
     "/audit": "auditor",
 }
+# What the builder's options were built for (agreement|version|dataset), sent with each run.
+OPTIONS_FOR = "lnob-2026|1|lnob_household"
 OWNER = {"analyst": "amina", "steward": "sita", "secretariat": "grace", "auditor": "tuan"}
 
 
@@ -180,19 +182,22 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "rho": "lots",
         },
     )
     assert bad_rho.status_code == 422
     assert "The query was not run." in bad_rho.text
-    assert "rho" in bad_rho.text
+    assert "“lots” is not a number above zero." in bad_rho.text
+    assert 'id="err-rho"' in bad_rho.text
     over_cap = web.client.post(
         "/analyst/queries",
         data={
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "sex",
             "rho": "0.9",
@@ -206,13 +211,15 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "filter_column_1": "sex",
             "rho": "0.1",
         },
     )
     assert half_filter.status_code == 422
-    assert "filter 1 needs both" in half_filter.text
+    assert "Choose at least one level to keep" in half_filter.text
+    assert 'aria-describedby="err-filter_levels_1"' in half_filter.text
 
     sec_token = login(web, "grace")
     draft = web.client.post(
@@ -234,6 +241,7 @@ def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "sex",
             "rho": "0.1",
@@ -297,6 +305,7 @@ def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "country",
             "group_by_2": "sex",
@@ -364,6 +373,7 @@ def test_results_of_another_organisation_and_ended_sessions(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "rho": "0.1",
         },
