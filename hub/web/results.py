@@ -17,7 +17,7 @@ from hub.exports.sdmx import query_result_to_sdmx_csv
 from hub.nodes import contracts as node_contracts
 from hub.nodes import service as federation
 from hub.queries import service as queries
-from hub.web.i18n import format_number
+from hub.web.i18n import format_number, format_significant
 from hub.web.labels import column_titles, country_name, dim_labels, key_label
 
 PERCENT_MEASURES = ("share",)
@@ -164,10 +164,10 @@ class Formatter:
             return format_number(v * 100, language=self.lang, digits=1) + "%"
         return format_number(v, language=self.lang, digits=self.digits)
 
-    def plain(self, v: float | None, digits: int = 3) -> str:
+    def plain(self, v: float | None, figures: int = 3) -> str:
         if v is None:
             return "—"
-        return format_number(v, language=self.lang, digits=digits)
+        return format_significant(v, language=self.lang, figures=figures)
 
 
 def result_view(
@@ -211,9 +211,9 @@ def result_view(
             error_code=n.error_code,
             message=n.message,
             rho=fmt.plain(n.rho, 3) if n.rho is not None else "—",
-            epsilon=fmt.plain(n.epsilon, 2) if n.epsilon is not None else "—",
+            epsilon=fmt.plain(n.epsilon) if n.epsilon is not None else "—",
             delta=f"{n.delta:g}" if n.delta is not None else "—",
-            noise=fmt.plain(n.noise_scale, 2) if n.noise_scale is not None else "—",
+            noise=fmt.plain(n.noise_scale) if n.noise_scale is not None else "—",
             mechanism=n.mechanism,
         )
         for n in result.nodes
