@@ -150,7 +150,8 @@ def build(
         return Builder(agreements=choices, values=values, errors=errors or {})
     terms = chosen.agreement.terms
     names = tuple(d.name for d in terms.datasets)
-    dataset = values.get("dataset") if values.get("dataset") in names else names[0]
+    dataset = values.get("dataset", "")
+    dataset = dataset if dataset in names else names[0]
     version = next(d.contract_version for d in terms.datasets if d.name == dataset)
     held = node_contracts.contracts_for(
         session=session, node_ids=terms.node_ids, dataset=dataset, version=version

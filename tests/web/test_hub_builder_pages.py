@@ -119,7 +119,7 @@ def test_builder_offers_the_contracts_levels_in_the_readers_language(web: Hub) -
             "measure": "share",
             "column": "violence_12m",
             "filter_column_1": "group",
-        }
+        },
     )
     assert page.status_code == 200
     text = page.text
@@ -183,7 +183,7 @@ def test_a_bad_level_is_stopped_at_the_hub_next_to_its_field(web: Hub) -> None:
             "filter_column_1": "group",
             "filter_levels_1": "women",
             "rho": "0.1",
-        }
+        },
     )
     assert page.status_code == 422
     assert 'id="err-filter_levels_1"' in page.text
