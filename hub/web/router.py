@@ -272,18 +272,24 @@ def create_enrollment_token(
 ) -> Response:
     node_id = _field(form, "node_id") or None
     note = _field(form, "note")[:200]
+    invalid = []
     try:
         ttl_hours = float(_field(form, "ttl_hours") or "72")
-        if not 0 < ttl_hours <= 24 * 30 or (node_id and not service.valid_node_id(node_id)):
+        if not 0 < ttl_hours <= 24 * 30:
             raise ValueError
     except ValueError:
+        invalid.append("ttl_hours")
+    if node_id and not service.valid_node_id(node_id):
+        invalid.append("node_id")
+    if invalid:
         overview = service.secretariat_overview(session=session)
         return _page(
             request,
             viewer,
             "secretariat.html",
             overview=overview,
-            error="check these fields: node_id, ttl_hours",
+            invalid=tuple(invalid),
+            values={"node_id": node_id or "", "note": note, "ttl_hours": _field(form, "ttl_hours")},
             status_code=422,
         )
     issued = federation.create_enrollment_token(
@@ -326,13 +332,16 @@ def create_agreement(
             raise
         values = {k: v for k, v in form.items() if isinstance(v, str)}
         values["measures"] = " ".join(v for v in form.getlist("measures") if isinstance(v, str))
+        fields = exc.fields if isinstance(exc, FormInvalid) else ()
         return _page(
             request,
             viewer,
             "agreement_form.html",
             values=values,
             measures=_MEASURES,
-            error=exc.message,
+            # A form field's own problem is marked at it; the service's refusal is said whole.
+            error=None if fields else exc.message,
+            invalid=fields,
             status_code=exc.status_code,
         )
     return _page(

@@ -35,9 +35,11 @@ QUIET_AFTER = timedelta(days=2)
 AUDIT_PAGE = 200
 
 
-def _problems(exc: ValidationError) -> str:
-    fields = sorted({".".join(str(p) for p in e["loc"]) or "form" for e in exc.errors()})
-    return "check these fields: " + ", ".join(fields)
+def _invalid(exc: ValidationError) -> FormInvalid:
+    """The form fields a validation error is about (a field's own name: `parties`, never
+    `parties.1.country`), for the page to mark each one."""
+    fields = tuple(sorted({str(e["loc"][0]) if e["loc"] else "form" for e in exc.errors()}))
+    return FormInvalid("check these fields: " + ", ".join(fields), fields=fields)
 
 
 def _text(form: Mapping[str, Any], name: str) -> str:
@@ -152,7 +154,8 @@ def _parties(text: str) -> list[dict[str, Any]]:
         parts = [p.strip() for p in line.split("|")]
         if len(parts) < 2 or len(parts) > 4 or not parts[0] or not parts[1]:
             raise FormInvalid(
-                f"party line {number} should read: organisation | role | country | node"
+                f"party line {number} should read: organisation | role | country | node",
+                fields=("parties",),
             )
         parts += [""] * (4 - len(parts))
         parties.append(
@@ -171,7 +174,9 @@ def _datasets(text: str) -> list[dict[str, Any]]:
     for item in _split(text):
         name, _, version = item.partition(":")
         if not version.strip().isdigit():
-            raise FormInvalid("each dataset should read: name:contract version")
+            raise FormInvalid(
+                "each dataset should read: name:contract version", fields=("datasets",)
+            )
         out.append({"name": name.strip(), "contract_version": int(version)})
     return out
 
@@ -180,7 +185,7 @@ def _day(text: str, name: str) -> datetime:
     try:
         return datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError as exc:
-        raise FormInvalid(f"check these fields: {name}") from exc
+        raise FormInvalid(f"check these fields: {name}", fields=(name,)) from exc
 
 
 def terms_from_form(form: Mapping[str, Any], *, hub_id: str) -> AgreementTerms:
@@ -211,7 +216,7 @@ def terms_from_form(form: Mapping[str, Any], *, hub_id: str) -> AgreementTerms:
     try:
         return AgreementTerms.model_validate(data)
     except ValidationError as exc:
-        raise FormInvalid(_problems(exc)) from exc
+        raise _invalid(exc) from exc
 
 
 # --- auditor ------------------------------------------------------------------------------

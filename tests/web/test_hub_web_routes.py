@@ -227,7 +227,17 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
         data={"csrf_token": sec_token, "agreement_id": "Bad Id", "parties": "only-one-field"},
     )
     assert draft.status_code == 422
-    assert "party line 1" in draft.text
+    assert 'aria-describedby="err-parties parties-hint"' in draft.text
+    assert "Each line should read: organisation | role | country | node" in draft.text
+    assert "check these fields" not in draft.text
+    bad_token = web.client.post(
+        "/secretariat/enrollment-tokens",
+        data={"csrf_token": sec_token, "node_id": "Bad Id!", "ttl_hours": "48"},
+    )
+    assert bad_token.status_code == 422
+    assert 'aria-describedby="err-node_id"' in bad_token.text
+    assert 'aria-describedby="err-ttl_hours"' not in bad_token.text
+    assert 'value="Bad Id!"' in bad_token.text  # nothing typed is lost
 
 
 def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
