@@ -1,16 +1,13 @@
 """Who this node is, and whether it is up: /v1/health, /v1/info and /v1/contracts."""
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from contracts import signing
-from contracts.v1 import NodeInfo, PublishedContracts, Signed
+from contracts.v1 import NodeInfo, Signed
 from node.api.deps import SettingsDep
 from node.datasets import service as datasets
 from node.db import transaction
-from node.home import load_identity, load_key
+from node.home import load_identity
 
 router = APIRouter(prefix="/v1")
 
@@ -41,10 +38,4 @@ def info(settings: SettingsDep) -> NodeInfo:
 def contracts(settings: SettingsDep) -> Signed:
     """Every dataset contract version this node serves, signed with the node key: the hub
     stores them per node and version and checks queries against them before sending."""
-    identity = load_identity(settings.home)
-    published = PublishedContracts(
-        node_id=identity.node_id,
-        issued_at=datetime.now(UTC),
-        datasets=tuple(datasets.list_datasets(home=settings.home)),
-    )
-    return Signed(jws=signing.sign(published, load_key(settings.home)))
+    return Signed(jws=datasets.signed_contracts(home=settings.home))

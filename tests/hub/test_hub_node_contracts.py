@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hub_support import DATASET, Hub, SimNode, count_cell, make_terms
-from real_nodes_support import NodeData, lnob_contract, start_real_nodes
+from real_nodes_support import NodeData, hub_transport, lnob_contract, start_real_nodes
 from test_hub_with_real_nodes import contract as real_contract
 from test_hub_with_real_nodes import frame as real_frame
 
@@ -17,6 +18,7 @@ from contracts.v1 import Column, DatasetContract, DatasetRef, Level, PublishedCo
 from hub.home import HubIdentity
 from hub.queries.contract_check import differences
 from node.db import dispose_engines
+from node.sync.service import publish_contracts
 
 YES_NO = (Level(code="yes", labels={"en": "Yes", "bn": "হ্যাঁ"}), Level(code="no"))
 
@@ -170,3 +172,17 @@ def test_a_real_node_signs_its_contracts_and_the_hub_checks_against_them(real_hu
     rows = stored(real_hub, "ke-cso")
     assert [(r["dataset"], r["version"]) for r in rows] == [(DATASET, 1)]
     assert ask(real_hub, filters=[{"column": "group", "levels": ["dalit"]}]).status_code == 201
+
+
+def test_a_pull_node_posts_its_signed_contracts(
+    tmp_path: Path, hub_home: HubIdentity, make_hub: Callable[..., Hub]
+) -> None:
+    nodes = {"np-pull": NodeData("524", real_contract(), real_frame(50, 3))}
+    federation = start_real_nodes(tmp_path, hub_home, make_hub, nodes, hub_url="http://hub.test")
+    try:
+        with httpx.Client(transport=hub_transport(federation.hub)) as client:
+            assert publish_contracts(home=federation.homes["np-pull"], client=client)
+        rows = stored(federation.hub, "np-pull")
+        assert [(r["dataset"], r["version"]) for r in rows] == [(DATASET, 1)]
+    finally:
+        dispose_engines()
