@@ -7,9 +7,12 @@ queries against them (`hub.queries.planning.check_levels`).
 """
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from weakref import WeakKeyDictionary
 
+import anyio
 import anyio.to_thread
 import httpx
 from pydantic import ValidationError
@@ -111,23 +114,45 @@ def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version:
     return [n.node_id for n in nodes if n.node_id not in held and n.url]
 
 
+# A node whose contracts could not be fetched is not asked again for this long (kept with
+# the hub's node client, so per hub process): a dead node must not slow every page that
+# offers its levels.
+RETRY_AFTER_SECONDS = 60.0
+_failures: "WeakKeyDictionary[httpx.AsyncClient, dict[str, float]]" = WeakKeyDictionary()
+
+
 async def fetch(
     *, client: httpx.AsyncClient, nodes: Sequence[tuple[str, str]], timeout: float
 ) -> dict[str, str]:
-    """GET each push node's signed contracts: node id -> compact JWS (unreachable left out).
+    """GET each push node's signed contracts, all at once: node id -> compact JWS (nodes that
+    do not answer, or answered badly within RETRY_AFTER_SECONDS, are left out).
 
     Fetching is best effort: a node that does not answer is simply not checked against,
     and the query still goes to it (the node checks every query itself).
     """
     tokens: dict[str, str] = {}
-    for node_id, url in nodes:
+    now = time.monotonic()
+    failed_at = _failures.setdefault(client, {})
+
+    async def one(node_id: str, url: str) -> None:
         try:
             response = await client.get(f"{url}/v1/contracts", timeout=timeout)
-            if response.status_code != 200:
-                continue
-            tokens[node_id] = Signed.model_validate_json(response.content).jws
+            if response.status_code == 200:
+                tokens[node_id] = Signed.model_validate_json(response.content).jws
+                failed_at.pop(node_id, None)
+                return
         except (httpx.HTTPError, ValidationError) as exc:
             log.warning("contracts of %s not fetched: %s", node_id, type(exc).__name__)
+        failed_at[node_id] = time.monotonic()
+
+    due = [
+        (n, u)
+        for n, u in nodes
+        if now - failed_at.get(n, -RETRY_AFTER_SECONDS) >= RETRY_AFTER_SECONDS
+    ]
+    async with anyio.create_task_group() as group:
+        for node_id, url in due:
+            group.start_soon(one, node_id, url)
     return tokens
 
 

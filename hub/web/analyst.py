@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from contracts.v1 import QueryResult
 from hub.deps import StateDep
 from hub.exceptions import HubError, HubSetupError
+from hub.nodes import contracts
 from hub.nodes import service as federation
 from hub.queries import run
 from hub.queries.exceptions import ContractViolation
@@ -67,9 +68,32 @@ def _builder_page(
     )
 
 
+async def _fetch_contracts(state: StateDep, viewer: Viewer) -> None:
+    """Fetch the contracts the hub lacks for the agreements this analyst may use, so the
+    options come from them (each node at most once per new contract version)."""
+
+    def wanted() -> list[tuple[tuple[str, ...], str, int]]:
+        with state.sessions() as session:
+            needs = builder.contract_needs(session=session, user=viewer.user)
+            session.rollback()
+            return needs
+
+    for node_ids, dataset, version in await anyio.to_thread.run_sync(wanted):
+        await contracts.refresh(
+            sessions=state.sessions,
+            client=state.client,
+            node_ids=node_ids,
+            dataset=dataset,
+            version=version,
+            timeout=min(state.settings.node_timeout_seconds, 5.0),
+            skew_seconds=state.settings.node_clock_skew_seconds,
+        )
+
+
 @router.get("/analyst")
 async def analyst_page(request: Request, viewer: AnalystViewer, state: StateDep) -> Response:
     params = dict(request.query_params)
+    await _fetch_contracts(state, viewer)
     return await anyio.to_thread.run_sync(lambda: _builder_page(request, viewer, state, params))
 
 
@@ -78,6 +102,7 @@ async def analyst_options(
     request: Request, form: Form, viewer: AnalystViewer, state: StateDep
 ) -> Response:
     """The builder again for what the form now names (nothing runs)."""
+    await _fetch_contracts(state, viewer)
     return await anyio.to_thread.run_sync(lambda: _builder_page(request, viewer, state, form))
 
 

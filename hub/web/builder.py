@@ -123,6 +123,24 @@ def _filter_levels(form: Any, number: int) -> tuple[str, ...]:
     return tuple(v.strip() for v in raw if isinstance(v, str) and v.strip())
 
 
+def _usable(session: Session, user: User) -> list[AgreementRead]:
+    return [
+        read
+        for read in agreements.list_agreements(session=session, user=user)
+        if read.status == "active"
+        and user.organisation in read.agreement.terms.analyst_organisations
+    ]
+
+
+def contract_needs(*, session: Session, user: User) -> list[tuple[tuple[str, ...], str, int]]:
+    """(node ids, dataset, contract version) of every agreement the user may query now."""
+    return [
+        (read.agreement.terms.node_ids, ref.name, ref.contract_version)
+        for read in _usable(session, user)
+        for ref in read.agreement.terms.datasets
+    ]
+
+
 def build(
     *,
     session: Session,
@@ -134,12 +152,7 @@ def build(
     """The builder for the agreement (and dataset, measure, column) the form names; the
     first usable agreement when it names none."""
     values = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
-    usable = [
-        read
-        for read in agreements.list_agreements(session=session, user=user)
-        if read.status == "active"
-        and user.organisation in read.agreement.terms.analyst_organisations
-    ]
+    usable = _usable(session, user)
     choices = tuple(Choice(r.agreement.terms.agreement_id, r.agreement.terms.title) for r in usable)
     wanted = values.get("agreement_id")
     chosen = next((r for r in usable if r.agreement.terms.agreement_id == wanted), None)

@@ -24,6 +24,7 @@ from sauti.demo.data import demo_nodes
 from sauti.demo.run import demo_terms, federation, hub_web_logins
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ALL_MEASURES = ("count", "share", "sum", "mean", "quantile", "histogram")
 AGREEMENT = "lnob-all-measures"
 SIZES = ({"width": 1280, "height": 800}, {"width": 390, "height": 844})
@@ -108,6 +109,8 @@ def check_page(page: Page, name: str) -> None:
         assert problems == [], f"{name} at {size['width']}px: {problems}"
         wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert wide[0] <= wide[1], f"{name} at {size['width']}px is {wide[0]}px wide"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"hub-journey-{name}-{size['width']}.png"), full_page=True)
     page.set_viewport_size(SIZES[0])
 
 
