@@ -24,6 +24,10 @@ from sauti.demo.data import demo_nodes
 from sauti.demo.run import demo_terms, federation, hub_web_logins
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+# The elements reaching past the right edge of the screen (what makes a page scroll sideways).
+WIDER_THAN_SCREEN = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(-5).map(e => e.tagName + '.' + e.className + '#' + e.id)"""
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ALL_MEASURES = ("count", "share", "sum", "mean", "quantile", "histogram")
 AGREEMENT = "lnob-all-measures"
@@ -108,7 +112,9 @@ def check_page(page: Page, name: str) -> None:
         problems = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
         assert problems == [], f"{name} at {size['width']}px: {problems}"
         wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-        assert wide[0] <= wide[1], f"{name} at {size['width']}px is {wide[0]}px wide"
+        assert wide[0] <= wide[1], f"{name} at {size['width']}px is {wide[0]}px wide: " + str(
+            page.evaluate(WIDER_THAN_SCREEN)
+        )
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"hub-journey-{name}-{size['width']}.png"), full_page=True)
     page.set_viewport_size(SIZES[0])

@@ -36,6 +36,10 @@ from hub.settings import HubSettings
 from sauti.serve import serve_in_thread
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+# The elements reaching past the right edge of the screen (what makes a page scroll sideways).
+WIDER_THAN_SCREEN = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(-5).map(e => e.tagName + '.' + e.className + '#' + e.id)"""
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
@@ -71,7 +75,9 @@ def check_page(page: Page, name: str) -> None:
         problems = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
         assert problems == [], f"{name} at {size['width']}px: {problems}"
         wide = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-        assert wide[0] <= wide[1], f"{name} at {size['width']}px is {wide[0]}px wide"
+        assert wide[0] <= wide[1], f"{name} at {size['width']}px is {wide[0]}px wide: " + str(
+            page.evaluate(WIDER_THAN_SCREEN)
+        )
         SHOTS.mkdir(parents=True, exist_ok=True)
         suffix = "" if size["width"] == 1280 else "-phone"
         page.screenshot(path=str(SHOTS / f"hub-{name}{suffix}.png"), full_page=True)
