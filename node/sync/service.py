@@ -494,6 +494,18 @@ def _contracts_digest(home: Path) -> str:
     )
 
 
+def _publish_if_changed(home: Path, client: httpx.Client, published: str) -> str:
+    """Post the contracts when they changed since `published` (their digest); what is
+    published now. Never fails the poll: the hub checks what it holds, nodes check all."""
+    try:
+        current = _contracts_digest(home)
+        if current != published and publish_contracts(home=home, client=client):
+            return current
+    except (HubNotReached, NodeError) as exc:
+        log.warning("pull: contracts not published (%s)", type(exc).__name__)
+    return published
+
+
 def run_pull(
     *,
     settings: NodeSettings,
@@ -513,9 +525,7 @@ def run_pull(
             try:
                 # The hub learns this node's contracts from the node itself, again whenever
                 # a contract version is added (it cannot call a pull node).
-                current = _contracts_digest(settings.home)
-                if current != published and publish_contracts(home=settings.home, client=http):
-                    published = current
+                published = _publish_if_changed(settings.home, http, published)
                 stats = poll_once(settings=settings, client=http, wait_seconds=wait_seconds)
             except NotEnrolled:
                 raise
