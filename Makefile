@@ -46,7 +46,8 @@ test: $(STAMP) system-deps
 # run after changing a page the guides show, and commit the pictures with the change.
 guide-shots: $(STAMP) system-deps
 	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps \
-		tests/web/test_assessment_browser.py tests/web/test_hub_audit_browser.py
+		tests/web/test_assessment_browser.py tests/web/test_hub_audit_browser.py \
+		tests/web/test_hub_analyst_journey.py
 	$(BIN)/python -m tests.web.guide_shots
 
 lint: $(STAMP)

@@ -202,3 +202,51 @@ def suppression_reason(
         if estimate <= 0 or width / abs(estimate) > max_ci_relative_width:
             return "interval_too_wide"
     return None
+
+
+# Of a mean's or sum's rho, the share spent on its count (the rest on the centred sum):
+# the node engine's split (node/privacy/engine.py), so the hub predicts what nodes release.
+COUNT_SHARE_OF_RHO = 1 / 3
+
+
+def gaussian_sd(sensitivity: float, rho: float) -> float:
+    """The noise standard deviation of a Gaussian mechanism costing `rho` (zCDP):
+    rho = sensitivity^2 / (2 sigma^2)."""
+    return sensitivity / math.sqrt(2 * rho)
+
+
+def predicted_half_width(
+    *,
+    measure: str,
+    rho: float,
+    nodes: int,
+    max_contributions: int = 1,
+    bounds: tuple[float, float] | None = None,
+    group_size: float = 100.0,
+) -> float | None:
+    """The half-width of a cell's 95% interval before the query runs, from the noise alone.
+
+    Each of `nodes` nodes spends `rho` on its own rows (parallel composition), so noise
+    variances add over nodes. Counts (and histogram bins) do not depend on the data; a
+    ratio does, so a share is given for a group of `group_size` people at a share of one
+    half, and a mean for `group_size` people. None where no fair figure exists without the
+    data (a quantile: its interval depends on where the data fall in the grid).
+    """
+    if rho <= 0 or nodes < 1:
+        return None
+    k = float(max_contributions)
+    if measure in ("count", "histogram"):
+        return Z95 * math.sqrt(nodes) * gaussian_sd(k, rho)
+    if measure == "share":
+        s2 = nodes * gaussian_sd(k, rho) ** 2
+        # Var(N - p D) / D^2 at p = 1/2: s2 (1 - 2p + 2p^2) / D^2 (accuracy of shares above).
+        return Z95 * math.sqrt(0.5 * s2) / group_size
+    if measure in ("sum", "mean") and bounds is not None:
+        low, high = bounds
+        count_sd = gaussian_sd(k, rho * COUNT_SHARE_OF_RHO)
+        sum_sd = gaussian_sd(k * (high - low) / 2, rho * (1 - COUNT_SHARE_OF_RHO))
+        if measure == "mean":
+            return Z95 * math.sqrt(nodes) * sum_sd / group_size
+        middle = (low + high) / 2
+        return Z95 * math.sqrt(nodes * (sum_sd**2 + (middle * count_sd) ** 2))
+    return None

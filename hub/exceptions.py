@@ -20,7 +20,8 @@ HubError                       root; `code` is machine-readable, messages name n
 │                              node_removed
 ├── Invalid (422)              invalid_request, dataset_not_allowed, measure_not_allowed,
 │                              column_not_allowed, dim_not_allowed, too_many_dims,
-│                              grid_not_allowed,
+│                              grid_not_allowed, unknown_level, unknown_column,
+│                              column_not_numeric (against the nodes' contracts),
 │                              node_not_registered, hub_mismatch, signature_invalid,
 │                              signer_not_party, digest_mismatch, version_not_next,
 │                              amends_mismatch, terms_mismatch, notice_invalid,

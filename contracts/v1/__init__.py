@@ -44,7 +44,7 @@ from contracts.v1.harmonisation import (
     ModuleVariable,
     VariableAnswer,
 )
-from contracts.v1.info import NodeInfo
+from contracts.v1.info import NodeInfo, PublishedContracts
 from contracts.v1.query import ErrorBody, ErrorResponse, Filter, QueryRequest, QuerySpec, Signed
 from contracts.v1.release import Cell, Component, Release
 from contracts.v1.result import NodeStatus, QueryResult, ResultCell
@@ -98,6 +98,7 @@ __all__ = [
     "Period",
     "PrivacyUnit",
     "PublicGrid",
+    "PublishedContracts",
     "QueryRequest",
     "QueryResult",
     "QuerySpec",

@@ -1,8 +1,9 @@
 """Reading what a node sends the hub: a signed body parsed strictly, work done off the
 event loop, and every refusal logged with the route and the code, never the body.
 
-Node-facing routes (enroll, keys, poll, releases, refusals) carry no API token: each body
-is signed by the node's enrolled key (or, for enrollment, comes with a one-time token).
+Node-facing routes (enroll, keys, contracts, poll, releases, refusals) carry no API token:
+each body is signed by the node's enrolled key (or, for enrollment, comes with a one-time
+token).
 """
 
 import json

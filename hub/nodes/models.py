@@ -73,3 +73,23 @@ class NodeNonce(Base):
     node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class NodeContract(Base):
+    """One dataset contract version a node published, verified with the node's key.
+
+    Contracts are public (codebook levels, labels, bounds, roles): the hub keeps each
+    node's so it can offer levels and check a query before anything is sent.
+    """
+
+    __tablename__ = "node_contracts"
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id"), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(100))
+    contract: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The key that signed the publication, and when it was signed and received.
+    kid: Mapped[str] = mapped_column(String(100))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -10,11 +10,13 @@ from fastapi import APIRouter, Request, Response
 from contracts.v1 import EnrollmentSubmission, KeyRotationSubmission, Signed
 from hub.deps import AdminOrSecretariat, CurrentUser, SessionDep, StateDep
 from hub.home import rotation_headers
-from hub.nodes import messages, service
+from hub.nodes import contracts, messages, service
 from hub.nodes.schemas import (
+    ContractsStored,
     EnrollmentTokenCreate,
     EnrollmentTokenIssued,
     EnrollmentTokenRead,
+    NodeContractRead,
     NodeCreate,
     NodeKeyRead,
     NodeRead,
@@ -81,6 +83,30 @@ async def enroll(request: Request, state: StateDep) -> Signed:
             )
 
     return await messages.node_call(request, work)
+
+
+@router.post("/v1/nodes/contracts")
+async def publish_contracts(request: Request, state: StateDep) -> ContractsStored:
+    """A node's signed `PublishedContracts` (a pull node posts them; the hub fetches a push
+    node's from its `GET /v1/contracts`). Stored per node, dataset and version."""
+    body = await messages.read_body(request, Signed)
+
+    def work() -> ContractsStored:
+        with state.sessions() as session:
+            changed = contracts.store_published(
+                session=session,
+                token=body.jws,
+                skew_seconds=state.settings.node_clock_skew_seconds,
+            )
+        return ContractsStored(stored=[f"{name}:v{version}" for name, version in changed])
+
+    return await messages.node_call(request, work)
+
+
+@router.get("/v1/nodes/{node_id}/contracts")
+def node_contracts(node_id: str, _user: CurrentUser, session: SessionDep) -> list[NodeContractRead]:
+    """The contract versions the hub holds for a node, as the node signed them."""
+    return contracts.list_contracts(session=session, node_id=node_id)
 
 
 @router.post("/v1/nodes/{node_id}/keys")

@@ -68,3 +68,20 @@ class EnrollmentTokenIssued(EnrollmentTokenRead):
     """Returned once, at creation: the only time the token itself is shown."""
 
     token: str
+
+
+class ContractsStored(BaseModel):
+    """The contract versions a publication added or changed (`name:vN`); empty: none."""
+
+    stored: list[str]
+
+
+class NodeContractRead(BaseModel):
+    node_id: str
+    dataset: str
+    version: int
+    digest: str
+    kid: str
+    issued_at: datetime
+    received_at: datetime
+    contract: dict[str, Any]

@@ -51,3 +51,23 @@ class TaskUnknown(NotFound):
 class ReleaseRejected(Invalid):
     def __init__(self, message: str) -> None:
         super().__init__(message, code="release_invalid")
+
+
+class ContractViolation(TermViolation):
+    """The spec names a column or level that no node's public contract has (or a measure
+    the column's type cannot take). `field` is the form field, `value` what was asked and
+    `allowed` the public levels, so a page can say it next to the field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        field: str,
+        value: str,
+        allowed: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+        self.value = value
+        self.allowed = allowed

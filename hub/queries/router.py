@@ -54,6 +54,7 @@ async def submit_query(  # noqa: PLR0917 - FastAPI maps each parameter
         user=user,
         spec=spec,
         ttl_seconds=ttl_seconds,
+        client=state.client,
     )
     result = await run.wait_for(
         sessions=state.sessions,

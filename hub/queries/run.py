@@ -4,12 +4,16 @@ import time
 from uuid import UUID
 
 import anyio.to_thread
+import httpx
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1 import QueryResult, QuerySpec
+from hub.agreements.service import active_version
 from hub.auth.schemas import User
+from hub.exceptions import HubError
 from hub.home import HubIdentity
+from hub.nodes import contracts
 from hub.queries import service
 from hub.queries.dispatch import Dispatcher
 from hub.queries.signals import Signals, node_key, query_key, wait_event
@@ -27,8 +31,16 @@ async def submit(
     user: User,
     spec: QuerySpec,
     ttl_seconds: int | None,
+    client: httpx.AsyncClient | None = None,
 ) -> UUID:
-    """Every check runs before any node is contacted; refusals raise and send nothing."""
+    """Every check runs before any query is sent; refusals raise and send nothing.
+
+    With `client`, the contracts of push nodes the hub does not hold yet for the agreement's
+    dataset version are fetched first (read only: nothing is asked of them but their
+    public contracts), so the spec is checked against them too.
+    """
+    if client is not None and spec.module_version is None:
+        await refresh_contracts(sessions=sessions, client=client, settings=settings, spec=spec)
 
     def prepare() -> service.Prepared:
         with sessions() as session:
@@ -56,6 +68,40 @@ async def submit(
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))
     return prepared.query_id
+
+
+async def refresh_contracts(
+    *,
+    sessions: sessionmaker[Session],
+    client: httpx.AsyncClient,
+    settings: HubSettings,
+    spec: QuerySpec,
+) -> None:
+    """Fetch the contracts the agreement's dataset version needs and the hub lacks."""
+
+    def wanted() -> tuple[tuple[str, ...], int] | None:
+        with sessions() as session:
+            try:
+                terms, _ = active_version(session=session, agreement_id=spec.agreement_id)
+            except HubError:
+                return None  # refused properly by the checks that follow
+            finally:
+                session.rollback()
+        version = next((d.contract_version for d in terms.datasets if d.name == spec.dataset), None)
+        return (terms.node_ids, version) if version is not None else None
+
+    found = await anyio.to_thread.run_sync(wanted)
+    if found is None:
+        return
+    await contracts.refresh(
+        sessions=sessions,
+        client=client,
+        node_ids=found[0],
+        dataset=spec.dataset,
+        version=found[1],
+        timeout=min(settings.node_timeout_seconds, 5.0),
+        skew_seconds=settings.node_clock_skew_seconds,
+    )
 
 
 async def wait_for(

@@ -32,6 +32,7 @@ from hub.auth.schemas import User
 from hub.db import read_only
 from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
+from hub.nodes import contracts as node_contracts
 from hub.nodes.models import Node
 from hub.queries.calls import PushCall, planned_push_calls
 from hub.queries.combine import (
@@ -42,6 +43,7 @@ from hub.queries.combine import (
     result_grid,
     result_status,
 )
+from hub.queries.contract_check import check_levels
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.planning import NodeTarget, check_spec, plan_query, select_targets
@@ -103,6 +105,17 @@ def prepare_query(
             for n in nodes
         ],
     )
+    if spec.module_version is None:
+        # A level no node's contract knows never leaves the hub (no node called, no budget).
+        check_levels(
+            spec=spec,
+            contracts=node_contracts.contracts_for(
+                session=session,
+                node_ids=[t.node_id for t in targets],
+                dataset=spec.dataset,
+                version=next(d.contract_version for d in terms.datasets if d.name == spec.dataset),
+            ),
+        )
     now = now or datetime.now(UTC)
     aggregation = plan_aggregation(
         terms=terms, spec=spec, modes=[modes.get(t.node_id, "push") for t in targets]
@@ -683,6 +696,7 @@ def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
             measure=str(r.spec.get("measure")),
             status=r.status,
             created_at=r.created_at,
+            spec=r.spec,
         )
         for r in session.scalars(stmt)
     ]

@@ -24,8 +24,7 @@ from hub.publications import service as publications
 from hub.publications.i18n import LANGUAGES as SHEET_LANGUAGES
 from hub.web import assessment_views as views
 from hub.web import publication_jobs
-from hub.web.deps import AnyViewer, SecretariatViewer, Viewer, mark_web
-from hub.web.router import Form
+from hub.web.deps import AnyViewer, Form, SecretariatViewer, Viewer, mark_web
 from hub.web.templating import render, request_language
 from runtime import edge
 

@@ -8,8 +8,11 @@ from hub.exceptions import Conflict, Invalid
 
 
 class FormInvalid(Invalid):
-    def __init__(self, message: str) -> None:
+    """`fields` names the form fields at fault, so a page can mark each one."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
         super().__init__(message, code="form_invalid")
+        self.fields = fields
 
 
 class QueryStillRunning(Conflict):

@@ -7,9 +7,7 @@ Every state-changing form posts the session's CSRF token (checked by the hub's o
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
-from uuid import UUID
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -17,18 +15,15 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from contracts.agreement_rules import plain_language
-from contracts.v1 import QueryResult
 from hub.agreements import service as agreements
 from hub.auth import sessions as auth_sessions
 from hub.auth import users
 from hub.auth.router import set_session_cookie
 from hub.deps import SessionDep, StateDep, VersionPath
-from hub.exceptions import HubError, HubSetupError
+from hub.exceptions import HubError
 from hub.nodes import service as federation
-from hub.queries import run
-from hub.web import audit, downloads, guides, service
+from hub.web import analyst, audit, guides, service
 from hub.web.deps import (
-    AnalystViewer,
     AnyViewer,
     Form,
     SecretariatViewer,
@@ -36,7 +31,7 @@ from hub.web.deps import (
     Viewer,
     mark_web,
 )
-from hub.web.exceptions import QueryStillRunning
+from hub.web.exceptions import FormInvalid
 from hub.web.i18n import LANGUAGE_COOKIE, LANGUAGES
 from hub.web.templating import render
 from runtime.credentials import LoginRequest
@@ -54,6 +49,7 @@ router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Register the pages and their vendored static files on the hub's app."""
     app.include_router(router)
+    app.include_router(analyst.router)
     app.include_router(audit.router)
     guides.install(app)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="hub-static")
@@ -248,144 +244,6 @@ def home(request: Request, viewer: AnyViewer) -> Response:
     return _page(request, viewer, "home.html")
 
 
-# --- analyst ----------------------------------------------------------------------------
-
-
-@router.get("/analyst")
-def analyst_page(
-    request: Request,
-    viewer: AnalystViewer,
-    session: SessionDep,
-    agreement_id: Annotated[str | None, Query(max_length=100)] = None,
-    dataset: Annotated[str | None, Query(max_length=63)] = None,
-) -> Response:
-    form = service.query_form(
-        session=session, user=viewer.user, agreement_id=agreement_id, dataset=dataset
-    )
-    recent = service.recent_queries(session=session, user=viewer.user)
-    return _page(request, viewer, "analyst.html", form=form, recent=recent)
-
-
-@router.post("/analyst/queries")
-async def submit_query(
-    request: Request, form: Form, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    values = {k: v for k, v in form.items() if isinstance(v, str)}
-
-    def refused(message: str, status: int) -> Response:
-        with state.sessions() as session:
-            query_form = service.query_form(
-                session=session,
-                user=viewer.user,
-                agreement_id=values.get("agreement_id"),
-                dataset=values.get("dataset"),
-                values=values,
-            )
-            recent = service.recent_queries(session=session, user=viewer.user)
-        return _page(
-            request,
-            viewer,
-            "analyst.html",
-            form=query_form,
-            recent=recent,
-            error=message,
-            status_code=status,
-        )
-
-    try:
-        spec = service.spec_from_form(form)
-        if state.dispatcher is None:
-            raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
-        query_id = await run.submit(
-            sessions=state.sessions,
-            dispatcher=state.dispatcher,
-            signals=state.signals,
-            settings=state.settings,
-            identity=state.identity,
-            key=state.key,
-            user=viewer.user,
-            spec=spec,
-            ttl_seconds=None,
-        )
-    except HubError as exc:
-        if exc.status_code >= 500:
-            raise
-        return await anyio.to_thread.run_sync(refused, exc.message, exc.status_code)
-    return _see_other(f"/analyst/queries/{query_id}")
-
-
-async def _result(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
-    return await run.view(
-        sessions=state.sessions,
-        signals=state.signals,
-        settings=state.settings,
-        query_id=query_id,
-        user=viewer.user,
-        wait_seconds=0,
-    )
-
-
-@router.get("/analyst/queries/{query_id}")
-async def query_page(
-    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    view = service.result_view(await _result(state, viewer, query_id))
-    return _page(request, viewer, "query.html", view=view, poll_seconds=POLL_SECONDS)
-
-
-@router.get("/analyst/queries/{query_id}/progress")
-async def query_progress(
-    request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
-) -> Response:
-    """The status and result fragment; it keeps polling itself while the query runs."""
-    view = service.result_view(await _result(state, viewer, query_id))
-    return _page(request, viewer, "_result.html", view=view, poll_seconds=POLL_SECONDS)
-
-
-async def _complete(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
-    result = await _result(state, viewer, query_id)
-    if result.status == "running":
-        raise QueryStillRunning()
-    return result
-
-
-def _attachment(content: bytes, media_type: str, name: str) -> Response:
-    return Response(
-        content,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
-@router.get("/analyst/queries/{query_id}/result.csv")
-async def download_csv(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-    return _attachment(
-        downloads.to_csv(result), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "csv")
-    )
-
-
-@router.get("/analyst/queries/{query_id}/result.xlsx")
-async def download_xlsx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-    content = await anyio.to_thread.run_sync(downloads.to_xlsx, result)
-    return _attachment(content, downloads.XLSX_MEDIA_TYPE, downloads.filename(result, "xlsx"))
-
-
-@router.get("/analyst/queries/{query_id}/result.sdmx.csv")
-async def download_sdmx(query_id: UUID, viewer: AnalystViewer, state: StateDep) -> Response:
-    result = await _complete(state, viewer, query_id)
-
-    def build() -> str:
-        with state.sessions() as session:
-            return service.sdmx_csv(session=session, result=result, user=viewer.user)
-
-    text = await anyio.to_thread.run_sync(build)
-    return _attachment(
-        text.encode("utf-8"), downloads.CSV_MEDIA_TYPE, downloads.filename(result, "sdmx.csv")
-    )
-
-
 # --- steward ----------------------------------------------------------------------------
 
 
@@ -414,18 +272,24 @@ def create_enrollment_token(
 ) -> Response:
     node_id = _field(form, "node_id") or None
     note = _field(form, "note")[:200]
+    invalid = []
     try:
         ttl_hours = float(_field(form, "ttl_hours") or "72")
-        if not 0 < ttl_hours <= 24 * 30 or (node_id and not service.valid_node_id(node_id)):
+        if not 0 < ttl_hours <= 24 * 30:
             raise ValueError
     except ValueError:
+        invalid.append("ttl_hours")
+    if node_id and not service.valid_node_id(node_id):
+        invalid.append("node_id")
+    if invalid:
         overview = service.secretariat_overview(session=session)
         return _page(
             request,
             viewer,
             "secretariat.html",
             overview=overview,
-            error="check these fields: node_id, ttl_hours",
+            invalid=tuple(invalid),
+            values={"node_id": node_id or "", "note": note, "ttl_hours": _field(form, "ttl_hours")},
             status_code=422,
         )
     issued = federation.create_enrollment_token(
@@ -468,13 +332,16 @@ def create_agreement(
             raise
         values = {k: v for k, v in form.items() if isinstance(v, str)}
         values["measures"] = " ".join(v for v in form.getlist("measures") if isinstance(v, str))
+        fields = exc.fields if isinstance(exc, FormInvalid) else ()
         return _page(
             request,
             viewer,
             "agreement_form.html",
             values=values,
             measures=_MEASURES,
-            error=exc.message,
+            # A form field's own problem is marked at it; the service's refusal is said whole.
+            error=None if fields else exc.message,
+            invalid=fields,
             status_code=exc.status_code,
         )
     return _page(

@@ -1,9 +1,9 @@
-"""Who this node is, and whether it is up: /v1/health and /v1/info."""
+"""Who this node is, and whether it is up: /v1/health, /v1/info and /v1/contracts."""
 
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from contracts.v1 import NodeInfo
+from contracts.v1 import NodeInfo, Signed
 from node.api.deps import SettingsDep
 from node.datasets import service as datasets
 from node.db import transaction
@@ -32,3 +32,10 @@ def info(settings: SettingsDep) -> NodeInfo:
         kid=identity.kid,
         datasets=tuple(datasets.list_datasets(home=settings.home)),
     )
+
+
+@router.get("/contracts", response_model=Signed)
+def contracts(settings: SettingsDep) -> Signed:
+    """Every dataset contract version this node serves, signed with the node key: the hub
+    stores them per node and version and checks queries against them before sending."""
+    return Signed(jws=datasets.signed_contracts(home=settings.home))

@@ -21,7 +21,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from contracts import signing
-from contracts.v1 import DatasetContract, DatasetInfo
+from contracts.v1 import DatasetContract, DatasetInfo, PublishedContracts
 from node.audit import service as audit
 from node.datasets import drafting, mappings, readers, shared, store, validation
 from node.datasets.codebook import Codebook, read_codebook
@@ -48,6 +48,7 @@ from node.datasets.validation import Excess
 from node.db import transaction, url_for
 from node.harmonisation import store as modules
 from node.harmonisation.exceptions import ModuleNotHeld
+from node.home import load_identity, load_key
 from node.settings import NodeSettings
 
 STEWARD = "steward"
@@ -614,6 +615,17 @@ def list_datasets(*, home: Path) -> list[DatasetInfo]:
             contract = store.read_contract(home, name, version)
             infos.append(DatasetInfo(contract=contract, contract_digest=signing.digest(contract)))
     return infos
+
+
+def signed_contracts(*, home: Path) -> str:
+    """Every contract version with data, signed with the node key (a compact JWS of
+    `PublishedContracts`): what `GET /v1/contracts` serves and a pull node posts to its hub."""
+    published = PublishedContracts(
+        node_id=load_identity(home).node_id,
+        issued_at=datetime.now(UTC),
+        datasets=tuple(list_datasets(home=home)),
+    )
+    return signing.sign(published, load_key(home))
 
 
 def list_versions(*, home: Path, name: str | None = None) -> list[VersionInfo]:

@@ -43,6 +43,7 @@ from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
 from node import metrics, security
 from node.audit import service as audit
+from node.datasets import service as datasets
 from node.db import transaction, url_for
 from node.exceptions import HomeError, NodeError
 from node.home import (
@@ -466,6 +467,45 @@ def _deliver(client: httpx.Client, url: str, answer: Signed) -> bool:
     return False
 
 
+CONTRACTS = "/v1/nodes/contracts"
+
+
+def publish_contracts(*, home: Path, client: httpx.Client | None = None) -> bool:
+    """Post this node's signed public contracts to its hub (a pull node: the hub cannot
+    fetch them). True when the hub took them."""
+    identity = load_identity(home)
+    if identity.hub_url is None:
+        raise NotEnrolled("no hub URL is pinned: run `sauti node enroll` first")
+    body = Signed(jws=datasets.signed_contracts(home=home))
+    with _client(client) as http:
+        response = _post(http, f"{identity.hub_url}{CONTRACTS}", body, timeout=30)
+    if response.status_code >= 300:
+        log.warning("the hub did not take the contracts (%s)", _error(response))
+        return False
+    return True
+
+
+def _contracts_digest(home: Path) -> str:
+    return signing.digest(
+        [
+            [i.contract.name, i.contract.version, i.contract_digest]
+            for i in datasets.list_datasets(home=home)
+        ]
+    )
+
+
+def _publish_if_changed(home: Path, client: httpx.Client, published: str) -> str:
+    """Post the contracts when they changed since `published` (their digest); what is
+    published now. Never fails the poll: the hub checks what it holds, nodes check all."""
+    try:
+        current = _contracts_digest(home)
+        if current != published and publish_contracts(home=home, client=client):
+            return current
+    except (HubNotReached, NodeError) as exc:
+        log.warning("pull: contracts not published (%s)", type(exc).__name__)
+    return published
+
+
 def run_pull(
     *,
     settings: NodeSettings,
@@ -479,9 +519,13 @@ def run_pull(
     dies of a task or a round, only `NotEnrolled` (nothing to poll) ends it."""
     total = PullStats()
     backoff = 1.0
+    published = ""
     with _client(client) as http:
         while not stop.is_set():
             try:
+                # The hub learns this node's contracts from the node itself, again whenever
+                # a contract version is added (it cannot call a pull node).
+                published = _publish_if_changed(settings.home, http, published)
                 stats = poll_once(settings=settings, client=http, wait_seconds=wait_seconds)
             except NotEnrolled:
                 raise

@@ -24,10 +24,13 @@ from contracts.v1 import (
     AgreementSignature,
     AgreementTerms,
     Cell,
+    DatasetContract,
+    DatasetInfo,
     DatasetRef,
     ErrorBody,
     ErrorResponse,
     Party,
+    PublishedContracts,
     QueryRequest,
     Release,
     SignaturePayload,
@@ -108,6 +111,9 @@ class SimNode:
     key: OKPKey = field(default_factory=signing.generate_key)
     calls: int = 0
     requests: list[QueryRequest] = field(default_factory=list)
+    # The public contracts it serves at GET /v1/contracts (none: 404, as an older node).
+    contracts: tuple[DatasetContract, ...] = ()
+    contract_fetches: int = 0
 
     @property
     def host(self) -> str:
@@ -120,7 +126,27 @@ class SimNode:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
+    def published(self) -> str:
+        """Its contracts, signed with its key, as GET /v1/contracts answers."""
+        return signing.sign(
+            PublishedContracts(
+                node_id=self.node_id,
+                issued_at=datetime.now(UTC),
+                datasets=tuple(
+                    DatasetInfo(contract=c, contract_digest=signing.digest(c))
+                    for c in self.contracts
+                ),
+            ),
+            self.key,
+        )
+
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/v1/contracts":
+            # Public metadata, not a query: never counted as a call, never scripted.
+            self.contract_fetches += 1
+            if not self.contracts:
+                return httpx.Response(404, json={"error": {"code": "not_found", "message": ""}})
+            return httpx.Response(200, json={"jws": self.published()})
         self.calls += 1
         action = self.script.pop(0) if self.script else "ok"
         if action == "timeout":

@@ -39,6 +39,9 @@ MATRIX: dict[tuple[str, str], Allowed] = {
     ("POST", "/v1/enroll"): SIGNED,
     ("POST", "/v1/nodes/{node_id}/keys"): SIGNED,
     ("GET", "/v1/nodes/{node_id}/keys"): ANY,
+    # public contracts: a pull node posts its own (signed); anyone signed in reads them
+    ("POST", "/v1/nodes/contracts"): SIGNED,
+    ("GET", "/v1/nodes/{node_id}/contracts"): ANY,
     ("POST", "/v1/federation/poll"): SIGNED,
     ("POST", "/v1/federation/releases"): SIGNED,
     ("POST", "/v1/federation/refusals"): SIGNED,

@@ -116,11 +116,12 @@ def test_count_and_share_across_two_real_nodes(
         assert 0 <= cell["ci95_low"] <= cell["estimate"] <= cell["ci95_high"] <= 1
 
 
-def test_node_refusal_comes_back_with_its_code(
+def test_a_level_outside_every_contract_is_stopped_at_the_hub(
     real_federation: tuple[Hub, dict[str, pl.DataFrame]],
 ) -> None:
     hub, _ = real_federation
-    # The node refuses a filter level outside its contract; the hub passes the code on.
+    # The hub holds the nodes' signed contracts: a level none of them has never leaves it
+    # (the nodes would refuse it as unknown_level; tests/node check that they still do).
     response = hub.client.post(
         "/v1/queries",
         json={
@@ -132,13 +133,11 @@ def test_node_refusal_comes_back_with_its_code(
         },
         headers=hub.headers("analyst"),
     )
-    assert response.status_code == 201, response.text
-    result = response.json()
-    assert result["status"] == "failed"
-    assert {n["outcome"] for n in result["nodes"]} == {"refused"}
-    assert all(n["error_code"] for n in result["nodes"])
-    for node in result["nodes"]:
-        assert "no-such-level" not in (node["message"] or "")
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_level"
+    assert "dalit, none" in error["message"]
+    assert hub.client.get("/v1/queries", headers=hub.headers("analyst")).json() == []
 
 
 def test_nodes_add_pins_what_the_node_says(tmp_path: Path, hub_home: HubIdentity) -> None:

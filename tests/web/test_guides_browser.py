@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from test_hub_browser import PASSWORD, Site, site
+from test_hub_browser import Site, site
 
 from node.db import dispose_engines
 from sauti.serve import serve_in_thread
@@ -59,55 +59,11 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     yield from _page(browser, language, viewport)
 
 
-def _language(page: Page) -> str:
-    return str(page.evaluate("document.documentElement.lang"))
-
-
 def test_every_hub_help_page_is_accessible(page: Page, site: Site) -> None:
     for path in HUB_HELP:
         page.goto(f"{site.url}{path}")
         expect(page.locator("h1")).to_be_visible()
         check(page, path)
-
-
-def _login_hub(page: Page, site: Site, who: str) -> None:
-    page.goto(f"{site.url}/login")
-    page.locator("#username").fill(who)
-    page.locator("#password").fill(PASSWORD)
-    page.locator("form[action='/login'] button[type=submit]").click()
-    expect(page.locator("header.site nav.main")).to_be_visible()
-
-
-@pytest.fixture(params=LANGUAGES)
-def desk(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A desktop page in one language: the size the guides' pictures are taken at."""
-    yield from _page(browser, request.param, "desktop")
-
-
-def test_analyst_and_auditor_steps_the_guides_show(desk: Page, site: Site) -> None:
-    page, language = desk, _language_of(desk, site)
-    _login_hub(page, site, "amina")
-    page.goto(f"{site.url}/analyst")
-    guide_shots.shot(page, "analyst", "builder", language)
-    page.locator("select[name^='group_by_']").first.select_option("sex")
-    page.locator("form[action='/analyst/queries'] button[type=submit]").click()
-    expect(page.locator("#result-table")).to_be_visible(timeout=15_000)
-    expect(page.locator("#result-chart")).to_be_visible()
-    guide_shots.shot(page, "analyst", "result", language)
-    # The result page links to the guide's own explanation of intervals.
-    page.goto(f"{site.url}/help/analyst#intervals")
-    expect(page.locator("#intervals")).to_be_visible()
-
-    page.context.clear_cookies()
-    _login_hub(page, site, "tuan")
-    page.goto(f"{site.url}/audit")
-    expect(page.locator("#audit-entries")).to_be_visible()
-    guide_shots.shot(page, "auditor", "log", language)
-
-
-def _language_of(page: Page, site: Site) -> str:
-    page.goto(f"{site.url}/help")
-    return _language(page)
 
 
 @pytest.fixture

@@ -115,6 +115,8 @@ PAGES = {
     "/secretariat/agreements/new": "secretariat",
     "/audit": "auditor",
 }
+# What the builder's options were built for (agreement|version|dataset), sent with each run.
+OPTIONS_FOR = "lnob-2026|1|lnob_household"
 OWNER = {"analyst": "amina", "steward": "sita", "secretariat": "grace", "auditor": "tuan"}
 
 
@@ -180,19 +182,22 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "rho": "lots",
         },
     )
     assert bad_rho.status_code == 422
     assert "The query was not run." in bad_rho.text
-    assert "rho" in bad_rho.text
+    assert "“lots” is not a number above zero." in bad_rho.text
+    assert 'id="err-rho"' in bad_rho.text
     over_cap = web.client.post(
         "/analyst/queries",
         data={
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "sex",
             "rho": "0.9",
@@ -206,13 +211,15 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "filter_column_1": "sex",
             "rho": "0.1",
         },
     )
     assert half_filter.status_code == 422
-    assert "filter 1 needs both" in half_filter.text
+    assert "Choose at least one level to keep" in half_filter.text
+    assert 'aria-describedby="err-filter_levels_1"' in half_filter.text
 
     sec_token = login(web, "grace")
     draft = web.client.post(
@@ -220,7 +227,17 @@ def test_bad_form_input_gives_a_clear_message(web: Hub) -> None:
         data={"csrf_token": sec_token, "agreement_id": "Bad Id", "parties": "only-one-field"},
     )
     assert draft.status_code == 422
-    assert "party line 1" in draft.text
+    assert 'aria-describedby="err-parties parties-hint"' in draft.text
+    assert "Each line should read: organisation | role | country | node" in draft.text
+    assert "check these fields" not in draft.text
+    bad_token = web.client.post(
+        "/secretariat/enrollment-tokens",
+        data={"csrf_token": sec_token, "node_id": "Bad Id!", "ttl_hours": "48"},
+    )
+    assert bad_token.status_code == 422
+    assert 'aria-describedby="err-node_id"' in bad_token.text
+    assert 'aria-describedby="err-ttl_hours"' not in bad_token.text
+    assert 'value="Bad Id!"' in bad_token.text  # nothing typed is lost
 
 
 def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
@@ -234,6 +251,7 @@ def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "sex",
             "rho": "0.1",
@@ -297,6 +315,7 @@ def test_analyst_runs_a_query_and_downloads_it(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "group_by_1": "country",
             "group_by_2": "sex",
@@ -364,6 +383,7 @@ def test_results_of_another_organisation_and_ended_sessions(web: Hub) -> None:
             "csrf_token": token,
             "agreement_id": "lnob-2026",
             "dataset": "lnob_household",
+            "options_for": OPTIONS_FOR,
             "measure": "count",
             "rho": "0.1",
         },

@@ -10,7 +10,8 @@ from openpyxl import load_workbook
 
 from contracts.v1 import QueryResult, QuerySpec, ResultCell
 from contracts.v1.release import BIN_DIM
-from hub.web import downloads, service
+from hub.web import builder, downloads, results, service
+from hub.web.builder import FormErrors
 from hub.web.exceptions import FormInvalid
 
 
@@ -59,20 +60,54 @@ def histogram_result() -> QueryResult:
 
 
 def test_result_view_names_every_key_part_and_draws_whiskers() -> None:
-    view = service.result_view(histogram_result())
+    view = results.result_view(
+        result=histogram_result(), lang="en", contracts={}, node_names={}, sdmx_refusal=None
+    )
     assert view.columns == ("sex", BIN_DIM)
-    assert view.digits == 0
+    assert [r.estimate for r in view.rows] == ["12", "", "-2"]
     chart = view.chart
     assert chart is not None
     bars = chart.bars
     assert [b.suppressed for b in bars] == [False, True, False]
-    # A negative estimate is drawn left of the zero axis; whiskers span the interval.
-    assert bars[2].x0 < chart.axis_x
+    # A negative estimate is drawn left of zero; whiskers span the interval; five ticks
+    # evenly spaced over a round range that holds every interval.
+    zero = bars[1].x0
+    assert bars[2].x0 < zero
     low, high = bars[0].low, bars[0].high
     assert low is not None
     assert high is not None
     assert low < bars[0].x0 + bars[0].width < high
-    assert [value for _, value in chart.ticks] == [-5.0, 0.0, 16.0]
+    assert chart.ticks == ("-10", "0", "10", "20", "30")
+    assert bars[0].label == "female · [0, 10)"
+
+
+def test_shares_read_as_percent_in_the_readers_digits() -> None:
+    spec = QuerySpec(
+        agreement_id="a", dataset="d", measure="share", column="v", value="yes", rho=0.1
+    )
+    result = QueryResult(
+        query_id=uuid4(),
+        spec=spec,
+        group_by=("country",),
+        status="complete",
+        nodes=(),
+        cells=(
+            ResultCell(
+                key=("050",),
+                status="ok",
+                estimate=0.239,
+                ci95_low=0.2,
+                ci95_high=0.28,
+                nodes=("n1",),
+            ),
+        ),
+        created_at=datetime.now(UTC),
+    )
+    view = results.result_view(
+        result=result, lang="bn", contracts={}, node_names={}, sdmx_refusal=None
+    )
+    assert view.rows[0].key == ("বাংলাদেশ",)
+    assert view.rows[0].estimate == "২৩.৯%"
 
 
 def test_csv_and_xlsx_carry_intervals_and_say_suppressed() -> None:
@@ -88,32 +123,32 @@ def test_csv_and_xlsx_carry_intervals_and_say_suppressed() -> None:
 
 
 def test_query_form_fields_become_a_spec() -> None:
-    spec = service.spec_from_form(
-        {
-            "agreement_id": "a",
-            "dataset": "d",
-            "measure": "quantile",
-            "column": "income",
-            "value": "ignored",
-            "group_by_1": "sex",
-            "group_by_2": "",
-            "group_by_3": "country",
-            "filter_column_1": "group",
-            "filter_levels_1": "dalit, disability",
-            "rho": "0.2",
-            "quantiles": "0.25, 0.5",
-            "weighted": "yes",
-        }
-    )
+    form = {
+        "agreement_id": "a",
+        "dataset": "d",
+        "measure": "quantile",
+        "column": "income",
+        "value": "ignored",
+        "group_by_1": "sex",
+        "group_by_2": "",
+        "group_by_3": "country",
+        "filter_column_1": "group",
+        "filter_levels_1": ["dalit", "disability"],
+        "rho": "0.2",
+        "quantiles": "0.25, 0.5",
+        "weighted": "yes",
+    }
+    spec = builder.spec_from_form(form)
     assert spec.group_by == ("sex", "country")
     assert spec.filters[0].levels == ("dalit", "disability")
-    assert spec.value is None
+    assert spec.value is None  # fields the measure does not use are not read
     assert spec.quantiles == (0.25, 0.5)
-    assert spec.weighted is True
-    with pytest.raises(FormInvalid, match="quantiles"):
-        service.spec_from_form({"measure": "quantile", "quantiles": "half", "rho": "1"})
-    with pytest.raises(FormInvalid, match="rho"):
-        service.spec_from_form({"agreement_id": "a", "dataset": "d", "measure": "count"})
+    assert spec.weighted is False
+    with pytest.raises(FormErrors) as bad:
+        builder.spec_from_form({"measure": "quantile", "quantiles": "half", "rho": "x"})
+    assert bad.value.errors["quantiles"].value == "half"
+    assert bad.value.errors["rho"].code == "rho_invalid"
+    assert bad.value.errors["column"].code == "column_needed"
 
 
 def test_drafting_form_becomes_terms() -> None:

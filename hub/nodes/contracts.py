@@ -1,0 +1,217 @@
+"""Nodes' public dataset contracts at the hub: verified, stored per node and version, read.
+
+A node signs its contracts with its own key (`GET /v1/contracts` at a push node; a pull
+node posts the same document to the hub). The hub keeps each (node, dataset, version) it
+has verified, fetches again when an agreement names a version it does not hold, and plans
+queries against them (`hub.queries.planning.check_levels`).
+"""
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from weakref import WeakKeyDictionary
+
+import anyio
+import anyio.to_thread
+import httpx
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts import signing
+from contracts.v1 import DatasetContract, PublishedContracts, Signed
+from contracts.v1.base import utc
+from hub.audit import service as audit
+from hub.exceptions import HubError
+from hub.nodes import service as registry
+from hub.nodes.exceptions import NodeMessageRejected
+from hub.nodes.models import Node, NodeContract
+from hub.nodes.schemas import NodeContractRead
+
+log = logging.getLogger("hub.federation")
+
+
+def store_published(
+    *, session: Session, token: str, skew_seconds: int, now: datetime | None = None
+) -> list[tuple[str, int]]:
+    """Verify a node's signed contracts and store every version not held yet (or changed).
+
+    Returns the (dataset, version) pairs that were new or changed. A version the hub holds
+    with the same digest is left alone, so fetching again is free and logs nothing.
+    """
+    now = now or datetime.now(UTC)
+    node, published = registry.verify_node_message(
+        session=session, token=token, model=PublishedContracts, now=now
+    )
+    if abs((utc(published.issued_at) - now).total_seconds()) > skew_seconds:
+        # An old publication replayed must not bring back a contract the node since changed.
+        raise NodeMessageRejected(
+            "the message's issued_at is outside the allowed clock skew", code="message_stale"
+        )
+    kid = signing.unverified_header(token).get("kid", "")
+    changed: list[tuple[str, int]] = []
+    for info in published.datasets:
+        contract = info.contract
+        digest = signing.digest(contract)
+        row = session.get(NodeContract, (node.node_id, contract.name, contract.version))
+        if row is not None and row.digest == digest:
+            continue
+        if row is None:
+            row = NodeContract(
+                node_id=node.node_id, dataset=contract.name, version=contract.version
+            )
+            session.add(row)
+        row.digest = digest
+        row.contract = contract.model_dump(mode="json")
+        row.kid = str(kid)
+        row.issued_at = published.issued_at
+        row.received_at = now
+        changed.append((contract.name, contract.version))
+    if changed:
+        session.flush()
+        audit.append(
+            session=session,
+            actor=f"node:{node.node_id}",
+            action="node.contracts_stored",
+            object=f"node:{node.node_id}",
+            details={"versions": [f"{name}:v{version}" for name, version in changed]},
+        )
+    session.commit()
+    return changed
+
+
+def contracts_for(
+    *, session: Session, node_ids: Iterable[str], dataset: str, version: int
+) -> dict[str, DatasetContract]:
+    """The stored contract of `dataset` at `version` for each node that published it."""
+    ids = list(node_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(NodeContract).where(
+            NodeContract.node_id.in_(ids),
+            NodeContract.dataset == dataset,
+            NodeContract.version == version,
+        )
+    )
+    out: dict[str, DatasetContract] = {}
+    for row in rows:
+        try:
+            out[row.node_id] = DatasetContract.model_validate(row.contract)
+        except ValidationError:  # stored by an older hub under other rules: fetch again
+            continue
+    return out
+
+
+def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version: int) -> list[str]:
+    """Active push nodes among `node_ids` whose contract version the hub does not hold."""
+    ids = list(node_ids)
+    held = set(contracts_for(session=session, node_ids=ids, dataset=dataset, version=version))
+    nodes = session.scalars(
+        select(Node).where(Node.node_id.in_(ids), Node.status == "active", Node.mode == "push")
+    )
+    return [n.node_id for n in nodes if n.node_id not in held and n.url]
+
+
+# A node whose contracts could not be fetched is not asked again for this long (kept with
+# the hub's node client, so per hub process): a dead node must not slow every page that
+# offers its levels.
+RETRY_AFTER_SECONDS = 60.0
+_failures: "WeakKeyDictionary[httpx.AsyncClient, dict[str, float]]" = WeakKeyDictionary()
+
+
+async def fetch(
+    *, client: httpx.AsyncClient, nodes: Sequence[tuple[str, str]], timeout: float
+) -> dict[str, str]:
+    """GET each push node's signed contracts, all at once: node id -> compact JWS (nodes that
+    do not answer, or answered badly within RETRY_AFTER_SECONDS, are left out).
+
+    Fetching is best effort: a node that does not answer is simply not checked against,
+    and the query still goes to it (the node checks every query itself).
+    """
+    tokens: dict[str, str] = {}
+    now = time.monotonic()
+    failed_at = _failures.setdefault(client, {})
+
+    async def one(node_id: str, url: str) -> None:
+        try:
+            response = await client.get(f"{url}/v1/contracts", timeout=timeout)
+            if response.status_code == 200:
+                tokens[node_id] = Signed.model_validate_json(response.content).jws
+                failed_at.pop(node_id, None)
+                return
+        except (httpx.HTTPError, ValidationError) as exc:
+            log.warning("contracts of %s not fetched: %s", node_id, type(exc).__name__)
+        failed_at[node_id] = time.monotonic()
+
+    due = [
+        (n, u)
+        for n, u in nodes
+        if now - failed_at.get(n, -RETRY_AFTER_SECONDS) >= RETRY_AFTER_SECONDS
+    ]
+    async with anyio.create_task_group() as group:
+        for node_id, url in due:
+            group.start_soon(one, node_id, url)
+    return tokens
+
+
+def list_contracts(*, session: Session, node_id: str) -> list[NodeContractRead]:
+    registry.get_node(session=session, node_id=node_id)  # 404 for an unknown node
+    rows = session.scalars(
+        select(NodeContract)
+        .where(NodeContract.node_id == node_id)
+        .order_by(NodeContract.dataset, NodeContract.version)
+    )
+    return [
+        NodeContractRead(
+            node_id=r.node_id,
+            dataset=r.dataset,
+            version=r.version,
+            digest=r.digest,
+            kid=r.kid,
+            issued_at=r.issued_at,
+            received_at=r.received_at,
+            contract=r.contract,
+        )
+        for r in rows
+    ]
+
+
+async def refresh(
+    *,
+    sessions: sessionmaker[Session],
+    client: httpx.AsyncClient | None,
+    node_ids: Iterable[str],
+    dataset: str,
+    version: int,
+    timeout: float,
+    skew_seconds: int,
+) -> None:
+    """Fetch and store the contracts of push nodes that lack `dataset` at `version` (a node
+    that published a new contract version is fetched again the first time it is named)."""
+    if client is None:
+        return
+    ids = list(node_ids)
+
+    def todo() -> list[tuple[str, str]]:
+        with sessions() as session:
+            wanted = missing(session=session, node_ids=ids, dataset=dataset, version=version)
+            urls = {n.node_id: n.url for n in registry.list_nodes(session=session)}
+            session.rollback()
+            return [(node_id, urls[node_id]) for node_id in wanted]
+
+    nodes = await anyio.to_thread.run_sync(todo)
+    if not nodes:
+        return
+    tokens = await fetch(client=client, nodes=nodes, timeout=timeout)
+
+    def keep() -> None:
+        for node_id, token in tokens.items():
+            with sessions() as session:
+                try:
+                    store_published(session=session, token=token, skew_seconds=skew_seconds)
+                except HubError as exc:
+                    log.warning("contracts of %s refused: %s", node_id, exc.code)
+
+    await anyio.to_thread.run_sync(keep)
