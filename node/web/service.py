@@ -228,12 +228,19 @@ def dashboard(*, settings: NodeSettings) -> Dashboard:
 
 
 def dataset_list(*, settings: NodeSettings) -> list[DatasetView]:
-    by_name: dict[str, list[VersionInfo]] = {}
+    # A dataset whose contract is published but nothing imported yet is listed too: its
+    # import form is how the steward brings the first file in.
+    by_name: dict[str, list[VersionInfo]] = {
+        name: []
+        for name in store.names(settings.home)
+        if store.contract_versions(settings.home, name)
+    }
     for info in datasets.list_versions(home=settings.home):
         by_name.setdefault(info.name, []).append(info)
     out = []
     for name, versions in sorted(by_name.items()):
-        contract_versions = tuple(sorted({v.contract_version for v in versions}))
+        published = store.contract_versions(settings.home, name)
+        contract_versions = tuple(sorted({*published, *(v.contract_version for v in versions)}))
         newest = datasets.get_contract(home=settings.home, name=name, version=None)
         out.append(
             DatasetView(

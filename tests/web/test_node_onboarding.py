@@ -327,3 +327,62 @@ def test_planted_respondent_never_leaves_the_browser_onboarding(
         assert not any(planted in text for text in seen), planted
     names = {v for s in survey.submissions for k, v in s.values.items() if k == "resp_name" and v}
     assert not any(name in text for name in names for text in seen[2:])
+
+
+def test_import_form_refusals_and_a_taken_version_are_named_beside_their_fields(
+    fresh: tuple[NodeSettings, WebClient], tmp_path: Path
+) -> None:
+    settings, client = fresh
+    export = tmp_path / "people.csv"
+    export.write_text(
+        "respondent_id,age\n" + "".join(f"r{i},{20 + i % 50}\n" for i in range(200)),
+        encoding="utf-8",
+    )
+    token = client.csrf("/steward/datasets")
+    page = client.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": token, "dataset": "people"},
+        files={"upload": ("people.csv", export.read_bytes(), "text/csv")},
+    )
+    fields = {**_fields(page.text), "lower__age": "0", "upper__age": "120"}
+    assert (
+        client.post(
+            "/steward/datasets/draft/review", data={**fields, "action": "publish"}
+        ).status_code
+        == 303
+    )
+    # The import form of an existing dataset: a ragged file is read and checked against the
+    # contract, so the validation report names the rule and rows; nothing is imported.
+    ragged = client.post(
+        "/steward/datasets/import",
+        data={"csrf_token": token, "dataset": "people", "mode": "import"},
+        files={"upload": ("people.csv", b"respondent_id,age\nr1,20\nr2\nr3,30\n", "text/csv")},
+    )
+    assert ragged.status_code == 422
+    assert "<code>ragged_row</code>" in ragged.text
+    # A file that is no export is refused before it is read, beside the file field.
+    refused = client.post(
+        "/steward/datasets/import",
+        data={"csrf_token": token, "dataset": "people", "mode": "import", "keep_first": "yes"},
+        files={"upload": ("minutes.docx", b"PK\x03\x04 not an export", "text/csv")},
+    )
+    assert refused.status_code == 422
+    assert re.search(r'id="import-file"[^>]*aria-invalid="true"', refused.text)
+    assert 'href="#import-file"' in refused.text
+    assert re.search(r'id="import-keep-first"[^>]*checked', refused.text)  # kept as ticked
+    assert datasets.list_versions(home=settings.home, name="people") == []
+    assert _staged(settings) == []
+    # Version 1 again with other bounds: it is taken, so the error is at the version field.
+    page = client.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": token, "dataset": "people"},
+        files={"upload": ("people.csv", export.read_bytes(), "text/csv")},
+    )
+    fields = {**_fields(page.text), "lower__age": "0", "upper__age": "99", "version": "1"}
+    taken = client.post("/steward/datasets/draft/review", data={**fields, "action": "publish"})
+    assert taken.status_code == 409
+    assert re.search(r'id="review-version"[^>]*value="1" aria-invalid="true"', taken.text)
+    assert "already published with another text" in taken.text
+    age = datasets.get_contract(home=settings.home, name="people").column("age")
+    assert age is not None
+    assert age.upper == 120  # the published version is unchanged
