@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced-stamp
 
-.PHONY: demo test check lint types imports bench clean lock settings-doc system-deps
+.PHONY: demo test check lint types imports bench clean lock settings-doc system-deps guide-shots
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -41,6 +41,11 @@ system-deps:
 TEST_WORKERS ?= auto
 test: $(STAMP) system-deps
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The pictures in the role guides are taken by the browser journeys, in all five languages;
+# run after changing a page the guides show, and commit the pictures with the change.
+guide-shots: $(STAMP) system-deps
+	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

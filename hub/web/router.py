@@ -27,7 +27,7 @@ from hub.deps import SessionDep, StateDep, VersionPath, refuse_text
 from hub.exceptions import HubError, HubSetupError
 from hub.nodes import service as federation
 from hub.queries import run
-from hub.web import downloads, service
+from hub.web import downloads, guides, service
 from hub.web.deps import (
     AnalystViewer,
     AnyViewer,
@@ -56,6 +56,7 @@ router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Register the pages and their vendored static files on the hub's app."""
     app.include_router(router)
+    guides.install(app)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="hub-static")
 
 

@@ -83,23 +83,30 @@ def render(
 ) -> HTMLResponse:
     """Render `template` in the request's language, as an HTML response."""
     language = request_language(request)
+    html = render_text(
+        template,
+        language=language,
+        context={"request": request, "path": request.url.path, **(context or {})},
+    )
+    headers = {"Content-Language": language, **PAGE_HEADERS}
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def render_text(template: str, *, language: str, context: dict[str, Any]) -> str:
+    """`template` rendered in `language` (a page, or the HTML a PDF is printed from)."""
     token = _current.set(translations(language))
     try:
-        html = (
+        return (
             environment()
             .get_template(template)
             .render(
-                request=request,
                 lang=language,
-                path=request.url.path,
                 num=lambda value, digits=2: format_number(value, language=language, digits=digits),
                 sig=lambda value, figures=3: format_significant(
                     value, language=language, figures=figures
                 ),
-                **(context or {}),
+                **context,
             )
         )
     finally:
         _current.reset(token)
-    headers = {"Content-Language": language, **PAGE_HEADERS}
-    return HTMLResponse(html, status_code=status_code, headers=headers)

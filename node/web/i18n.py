@@ -18,6 +18,7 @@ from typing import Any
 from babel import Locale
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
+from markupsafe import Markup, escape
 
 from runtime.catalogue import Catalogues
 
@@ -120,6 +121,9 @@ class Translator:
 
     def gettext(self, message: str, **values: Any) -> str:
         text = self._t.gettext(message)
+        if any(isinstance(v, Markup) for v in values.values()):
+            # A guide's `ui(...)` names a button in bold: keep that markup, escape the rest.
+            return escape(text) % values
         return text % values if values else text
 
     def helpers(self) -> dict[str, Callable[..., str] | str | dict[str, str]]:

@@ -24,10 +24,10 @@ from node.exceptions import DatasetError
 from node.harmonisation.exceptions import HarmonisationError
 from node.settings import NodeSettings
 from node.web import fonts, forms, multipart, service, session
-from node.web.exceptions import FormInvalid
+from node.web.exceptions import FormInvalid, LoginRequired
 from node.web.i18n import LANGUAGES
 from node.web.multipart import Form as UploadForm
-from node.web.pages import WebRoute, redirect, render, safe_next
+from node.web.pages import WebRoute, language, redirect, render, safe_next
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
 from runtime import edge
 
@@ -35,7 +35,10 @@ router = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
 # The import form's body is a data file: included under NODE_IMPORT_MAX_BYTES (node/app.py).
 # Routes that take a data upload: the app mounts them with the import size limit.
 upload_routes = APIRouter(prefix=PREFIX, route_class=WebRoute, include_in_schema=False)
-static_files = StaticFiles(directory=Path(__file__).parent / "static")
+STATIC_DIR = Path(__file__).parent / "static"
+static_files = StaticFiles(directory=STATIC_DIR)
+# Screenshots the browser journeys saved for the guide (tests/web/guide_shots.py), as JPEG.
+GUIDE_SHOTS = STATIC_DIR / "guides"
 # What a steward whose password was reset may still open.
 _PASSWORD_CHANGE_PAGES = frozenset({f"{PREFIX}/password", f"{PREFIX}/logout"})
 
@@ -53,6 +56,26 @@ def _session(request: Request, settings: SettingsDep) -> BrowserSession:
 
 
 SessionDep = Annotated[BrowserSession, Depends(_session)]
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+@router.get("/help", response_class=HTMLResponse)
+def help_page(request: Request, settings: SettingsDep) -> Response:
+    """The stewards' guide: anyone may read it; a signed-in steward keeps the menu."""
+    try:
+        browser: BrowserSession | None = session.current(request, settings)
+    except LoginRequired:
+        browser = None
+    lang = language(request)
+
+    def shot(name: str) -> str | None:
+        relative = f"{lang}/{name}.jpg"
+        found = (GUIDE_SHOTS / relative).is_file()
+        return f"{PREFIX}/static/guides/{relative}" if found else None
+
+    return render(request, "help/steward.html", session=browser, shot=shot)
 
 
 # --- login, logout, password, language -----------------------------------------------------------
