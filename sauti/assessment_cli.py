@@ -1,6 +1,8 @@
 """`sauti assessment`: templates, rounds, answers, comparisons and publications on a hub."""
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,6 +66,33 @@ def _call(
             fail(f"http_{response.status_code}: the hub refused the request")
         fail(f"{error.code}: {error.message}")
     return response
+
+
+class _Ticker:
+    """Says on stderr, every few seconds, that the hub is still at work (a PDF takes 20-40 s),
+    so a wait reads as progress and not as a hang."""
+
+    EVERY = 5.0
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _run(self) -> None:
+        while not self.done.wait(self.EVERY):
+            typer.echo(f"  still rendering... {self.elapsed():.0f} s", err=True)
+
+    def __enter__(self) -> "_Ticker":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def _countries(pairs: list[str]) -> dict[str, str]:
@@ -194,7 +223,13 @@ def publish(  # noqa: PLR0917 - typer maps each parameter
     if country:
         params["country"] = country
     path = f"/v1/assessments/rounds/{round_id}/publication"
-    response = _call("GET", hub, token, path, params=params, timeout=300)
+    what = "a fact sheet" if fmt in ("html", "pdf") else "a data file"
+    typer.echo(
+        f"the hub is making {what} ({fmt}, {lang}, {audience}): it may take a minute", err=True
+    )
+    with _Ticker() as ticker:
+        response = _call("GET", hub, token, path, params=params, timeout=300)
+    typer.echo(f"received {len(response.content):,} bytes after {ticker.elapsed():.0f} s", err=True)
     missing = response.headers.get("x-sauti-missing-translations")
     partial = out.with_name(out.name + ".part")
     partial.write_bytes(response.content)

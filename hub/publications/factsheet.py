@@ -54,6 +54,9 @@ PRIVACY_NOTE = (
 )
 MECHANISM_TEXT = {"discrete_gaussian": "discrete Gaussian", "gaussian": "Gaussian"}
 LEGEND = "Suppressed: too few respondents or too uncertain to publish"
+# An interval still one number at one more decimal than usual: say how narrow it is instead.
+NARROW_SHARE = "%(estimate)s (interval under %(width)s percentage points)"
+NARROW_NUMBER = "%(estimate)s (interval under %(width)s)"
 
 
 @dataclass(frozen=True)
@@ -101,19 +104,36 @@ class _Sheet:
             return self._("No data")
         if value.status != "ok" or value.estimate is None:
             return self._("Suppressed")
-        if value.measure == "share":
-            est = self.t.percent(value.estimate)
-            if value.ci95_low is None or value.ci95_high is None:
-                return est
-            low, high = self.t.percent(value.ci95_low), self.t.percent(value.ci95_high)
-            return f"{est} ({low}–{high})"
-        places = decimals_for(value.measure)
-        est = self.t.number(value.estimate, decimals=places)
-        if value.ci95_low is None or value.ci95_high is None:
-            return est
-        low = self.t.number(value.ci95_low, decimals=places)
-        high = self.t.number(value.ci95_high, decimals=places)
-        return f"{est} ({low}–{high})"
+        return self.with_interval(value.estimate, value.ci95_low, value.ci95_high, value.measure)
+
+    def amount(self, value: float, measure: str, places: int) -> str:
+        if measure == "share":
+            return self.t.percent(value, decimals=places)
+        return self.t.number(value, decimals=places)
+
+    def with_interval(
+        self, estimate: float, low: float | None, high: float | None, measure: str
+    ) -> str:
+        """ "59% (58%–60%)": the estimate and its 95% interval at a precision where the
+        interval's ends differ (a narrow one gets one more decimal, or says how narrow it is:
+        "59% (59%–59%)" would read as exact)."""
+        base = 0 if measure == "share" else decimals_for(measure)
+        if low is None or high is None:
+            return self.amount(estimate, measure, base)
+        for places in (base, base + 1):
+            low_text, high_text = (self.amount(x, measure, places) for x in (low, high))
+            if low_text != high_text or low == high:
+                return f"{self.amount(estimate, measure, places)} ({low_text}–{high_text})"
+        width = self.t.number(10.0 ** -(base + 1), decimals=base + 1)
+        text = NARROW_SHARE if measure == "share" else NARROW_NUMBER
+        return self._(text) % {"estimate": self.amount(estimate, measure, base + 1), "width": width}
+
+    def interval_places(self, low: float, high: float, measure: str) -> int:
+        """The decimals at which an interval's two ends read as two numbers (at most one
+        more than usual)."""
+        base = 0 if measure == "share" else decimals_for(measure)
+        same = self.amount(low, measure, base) == self.amount(high, measure, base)
+        return base + 1 if same and low != high else base
 
     def bar(self, label: str, value: ResultValue, *, emphasis: bool = False) -> Bar:
         ok = value.status == "ok" and value.estimate is not None
@@ -212,7 +232,16 @@ def _common(
 def _finish(
     sheet: _Sheet, template_name: str, context: dict[str, object], *, embed_fonts: bool
 ) -> Rendered:
-    context["font_faces"] = Markup(font_face_css(embed_files=embed_fonts))  # noqa: S704 - our own CSS
+    charts = context.get("charts")
+    if isinstance(charts, list):
+        # The legend goes beside the first suppressed cell (its chart never splits across
+        # pages), so a reader meets it where the symbol first appears; it repeats at the end.
+        for chart in charts:
+            if any(row["bar"].suppressed for group in chart["groups"] for row in group["rows"]):
+                chart["legend_here"] = True
+                break
+    faces = font_face_css(embed_files=embed_fonts, language=sheet.t.language)
+    context["font_faces"] = Markup(faces)  # noqa: S704 - our own CSS
     html = _environment().get_template(template_name).render(**context)
     return Rendered(html=html, missing_translations=tuple(sorted(sheet.t.missing)))
 
@@ -305,14 +334,16 @@ def country_sheet(
 
 
 def _change_row(sheet: _Sheet, change: Change, title: str, measure: str) -> dict[str, str]:
+    places = (
+        sheet.interval_places(change.change_ci95_low, change.change_ci95_high, measure)
+        if change.change_ci95_low is not None and change.change_ci95_high is not None
+        else (0 if measure == "share" else decimals_for(measure))
+    )
+
     def fmt(value: float | None, *, signed: bool = False) -> str:
         if value is None:
             return "–"
-        text = (
-            sheet.t.percent(value)
-            if measure == "share"
-            else sheet.t.number(value, decimals=decimals_for(measure))
-        )
+        text = sheet.amount(value, measure, places)
         return ("+" + text) if signed and value > 0 else text
 
     interval = (

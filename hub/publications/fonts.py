@@ -7,7 +7,9 @@ static ones on every PDF (seconds each); so the regular instance of each is deri
 HarfBuzz (through Pango) shapes conjuncts and reordered vowel signs; bold is synthesised.
 """
 
+import base64
 import hashlib
+import importlib.resources
 import importlib.util
 import os
 import tempfile
@@ -94,14 +96,34 @@ def static_font_files() -> dict[str, Path]:
     return {family: _static(family, path) for family, path in font_files().items()}
 
 
-def font_face_css(*, embed_files: bool) -> str:
-    """@font-face rules: the package fonts for PDF rendering, local() names for browsers."""
+# The WOFF2 fonts the hub's own pages serve (hub/web/static/fonts), by the language whose
+# script needs one: an HTML sheet carries its script's font inside it, so a reader without
+# Noto installed (most phones, many offices) sees Nepali or Bengali, not empty boxes.
+WEB_FONTS = {
+    "ne": ("Noto Sans Devanagari", "NotoSansDevanagari.woff2"),
+    "bn": ("Noto Sans Bengali", "NotoSansBengali.woff2"),
+}
+
+
+@cache
+def web_font_uri(filename: str) -> str:
+    """A hub WOFF2 font as a data: URI (a downloaded sheet opens offline, fonts and all)."""
+    data = importlib.resources.files("hub.web").joinpath("static", "fonts", filename).read_bytes()
+    return "data:font/woff2;base64," + base64.b64encode(data).decode("ascii")
+
+
+def font_face_css(*, embed_files: bool, language: str = "en") -> str:
+    """@font-face rules: the package fonts for PDF rendering; for a browser, local() names and
+    the hub's WOFF2 font of the sheet's script embedded."""
     files = static_font_files() if embed_files else {}
+    web = WEB_FONTS.get(language) if not embed_files else None
     rules = []
     for family, _package, _relative in _FONTS:
         sources = [f'local("{family}")']
         if family in files:
             sources.insert(0, f'url("{files[family].as_uri()}") format("truetype")')
+        if web is not None and web[0] == family:
+            sources.append(f'url("{web_font_uri(web[1])}") format("woff2")')
         rules.append(
             f'@font-face {{ font-family: "{family}"; src: {", ".join(sources)}; '
             "font-weight: 400; }"

@@ -61,9 +61,10 @@ class _Receiver:
         files: Mapping[str, str],
         limit: int,
         before_file: Callable[[Mapping[str, str]], None],
+        form: Form,
     ) -> None:
         self.folder, self.files, self.limit, self.before_file = folder, files, limit, before_file
-        self.form = Form()
+        self.form = form
         self.part = _Part()
         self.header_field = bytearray()
         self.header_value = bytearray()
@@ -150,9 +151,11 @@ async def receive(
     files: Mapping[str, str],
     limit: int,
     before_file: Callable[[Mapping[str, str]], None],
+    form: Form | None = None,
 ) -> Form:
     """Read a multipart form: file fields named in `files` (field -> staging part) go to
-    `folder`, other file parts are refused, text fields are returned."""
+    `folder`, other file parts are refused, text fields are returned (into `form`, if given,
+    which keeps the fields read before a refusal, to show the form again as typed)."""
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -160,7 +163,9 @@ async def receive(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > len(files) * limit + MAX_FIELD_BYTES:
         raise FileTooLarge(f"the upload is larger than this node's import limit of {limit} bytes")
-    receiver = _Receiver(folder=folder, files=files, limit=limit, before_file=before_file)
+    receiver = _Receiver(
+        folder=folder, files=files, limit=limit, before_file=before_file, form=form or Form()
+    )
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():

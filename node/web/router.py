@@ -1,5 +1,6 @@
 """Routes of the steward pages (/steward/...): thin, each calls one service function and renders."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +18,12 @@ from node.auth.exceptions import (
     PasswordRejected,
 )
 from node.datasets import uploads
+from node.datasets.exceptions import ContractConflict, ContractInvalid
+from node.datasets.schemas import ValidationReport
+from node.exceptions import DatasetError
+from node.harmonisation.exceptions import HarmonisationError
 from node.settings import NodeSettings
-from node.web import fonts, multipart, service, session
+from node.web import fonts, forms, multipart, service, session
 from node.web.exceptions import FormInvalid, LoginRequired
 from node.web.i18n import LANGUAGES
 from node.web.multipart import Form as UploadForm
@@ -211,18 +216,48 @@ async def dashboard(request: Request, settings: SettingsDep, browser: SessionDep
 
 @router.get("/datasets", response_class=HTMLResponse)
 async def datasets(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
+    return await _datasets_page(request, settings, browser)
+
+
+async def _datasets_page(
+    request: Request,
+    settings: NodeSettings,
+    browser: BrowserSession,
+    *,
+    refused: forms.FieldError | None = None,
+    form_id: str = "",
+    typed: dict[str, str] | None = None,
+    report: ValidationReport | None = None,
+) -> Response:
+    """The datasets with their import and draft forms; after a refused upload, the form it
+    came from again as typed, its error beside the field and in a summary."""
     view = await run_in_threadpool(service.dataset_list, settings=settings)
     held = await run_in_threadpool(service.held_modules, settings=settings)
-    return render(request, "datasets.html", session=browser, datasets=view, modules=held)
+    return render(
+        request,
+        "datasets.html",
+        status=refused.status if refused else 200,
+        session=browser,
+        datasets=view,
+        modules=held,
+        refused=refused,
+        form_id=form_id,
+        typed=typed or {},
+        report=report,
+    )
+
+
+_UPLOAD_REFUSALS = (DatasetError, FormInvalid, HarmonisationError)
 
 
 async def _staged_form(
-    request: Request, settings: NodeSettings, browser: BrowserSession
-) -> tuple[UploadForm, uploads.Staged]:
-    """Stream an upload form's files into a new staging folder (CSRF checked first)."""
+    request: Request, settings: NodeSettings, browser: BrowserSession, form: UploadForm
+) -> uploads.Staged:
+    """Stream an upload form's files into a new staging folder (CSRF checked first); `form`
+    gets the fields as they arrive."""
     token, folder = await run_in_threadpool(uploads.new_folder, settings.home)
     try:
-        form = await multipart.receive(
+        await multipart.receive(
             request,
             folder=folder,
             files={
@@ -232,22 +267,42 @@ async def _staged_form(
             },
             limit=settings.import_max_bytes,
             before_file=lambda fields: session.check_csrf(browser, fields.get("csrf_token", "")),
+            form=form,
         )
         session.check_csrf(browser, form.get("csrf_token"))
         # This route parses its own body, so the edge's text rule is applied here.
         refuse_text(edge.forbidden_in_form(form.fields.items()))
         if "upload" not in form.files:
-            raise FormInvalid("choose the file to check or import")
-        return form, await run_in_threadpool(uploads.find, settings.home, token)
+            raise forms.required("upload", forms.CHOOSE_FILE)
+        forms.check_export_name(form.files["upload"].name)
+        return await run_in_threadpool(uploads.find, settings.home, token)
     except BaseException:
         uploads.discard(settings.home, token)
         raise
 
 
+def _typed(form: UploadForm) -> dict[str, str]:
+    """What the steward typed, to fill the form again (never the CSRF token or a file)."""
+    return {k: v for k, v in form.fields.items() if k != "csrf_token"}
+
+
 @upload_routes.post("/datasets/import", response_class=HTMLResponse)
 async def import_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Check an uploaded export against the dataset's newest contract, or import it."""
-    form, staged = await _staged_form(request, settings, browser)
+    form = UploadForm()
+    try:
+        staged = await _staged_form(request, settings, browser, form)
+    except _UPLOAD_REFUSALS as exc:
+        refused = forms.upload_error(exc, has_codebook=True)
+        return await _datasets_page(
+            request,
+            settings,
+            browser,
+            refused=refused,
+            form_id="import",
+            typed=_typed(form),
+            report=getattr(exc, "report", None),
+        )
     try:
         mode = form.get("mode", "check")
         if mode not in ("check", "import"):
@@ -261,6 +316,17 @@ async def import_dataset(request: Request, settings: SettingsDep, browser: Sessi
             check_only=mode == "check",
             by=f"steward:{browser.steward.name}",
         )
+    except _UPLOAD_REFUSALS as exc:
+        refused = forms.upload_error(exc, has_codebook=True)
+        return await _datasets_page(
+            request,
+            settings,
+            browser,
+            refused=refused,
+            form_id="import",
+            typed=_typed(form),
+            report=getattr(exc, "report", None),
+        )
     finally:
         uploads.discard(settings.home, staged.token)
     status = 200 if outcome.report.ok else 422
@@ -273,8 +339,10 @@ async def import_dataset(request: Request, settings: SettingsDep, browser: Sessi
 @upload_routes.post("/datasets/draft", response_class=HTMLResponse)
 async def draft_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Propose a contract from an uploaded export (and its XLSForm), to review column by column."""
-    form, staged = await _staged_form(request, settings, browser)
+    form = UploadForm()
+    staged: uploads.Staged | None = None
     try:
+        staged = await _staged_form(request, settings, browser, form)
         view = await run_in_threadpool(
             service.draft_staged,
             settings=settings,
@@ -283,15 +351,31 @@ async def draft_dataset(request: Request, settings: SettingsDep, browser: Sessio
             options=service.upload_options(form.fields),
             fields={"title": form.get("title")},
         )
+    except _UPLOAD_REFUSALS as exc:
+        if staged is not None:
+            uploads.discard(settings.home, staged.token)
+        refused = forms.upload_error(exc, has_codebook="partner" not in form.files)
+        return await _datasets_page(
+            request,
+            settings,
+            browser,
+            refused=refused,
+            form_id="draft",
+            typed=_typed(form),
+            report=getattr(exc, "report", None),
+        )
     except BaseException:
-        uploads.discard(settings.home, staged.token)
+        if staged is not None:
+            uploads.discard(settings.home, staged.token)
         raise
     return render(request, "draft.html", session=browser, view=view)
 
 
 @router.post("/datasets/draft/review", response_class=HTMLResponse)
 async def review_draft(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
-    """Draft again with the steward's choices; publish it (and import the file) when asked."""
+    """Draft again with the steward's choices; publish it (and import the file) when asked.
+    Fields that cannot be read come back beside their error, as typed, and nothing is
+    published."""
     received = await request.form()
     fields = {k: v for k, v in received.items() if isinstance(v, str)}
     session.check_csrf(browser, fields.get("csrf_token", ""))
@@ -314,15 +398,23 @@ async def review_draft(request: Request, settings: SettingsDep, browser: Session
         fields=fields,
         shown=frozenset(shown),
     )
+    if view.errors:
+        return render(request, "draft.html", status=422, session=browser, view=view)
     if action not in ("publish", "publish_import"):
         return render(request, "draft.html", session=browser, view=view)
-    outcome = await run_in_threadpool(
-        service.publish_draft,
-        settings=settings,
-        view=view,
-        import_file=action == "publish_import",
-        by=f"steward:{browser.steward.name}",
-    )
+    try:
+        outcome = await run_in_threadpool(
+            service.publish_draft,
+            settings=settings,
+            view=view,
+            import_file=action == "publish_import",
+            by=f"steward:{browser.steward.name}",
+        )
+    except (ContractConflict, ContractInvalid) as exc:
+        refused = replace(view, errors=(forms.upload_error(exc),), typed_version=str(view.version))
+        return render(
+            request, "draft.html", status=refused.errors[0].status, session=browser, view=refused
+        )
     if outcome is None:
         return redirect(f"{PREFIX}/datasets/{view.dataset}/contracts/{view.version}")
     status = 200 if outcome.report.ok else 422

@@ -46,6 +46,7 @@ from node.ledger import service as ledger
 from node.ledger.schemas import BudgetDetail, BudgetLine
 from node.settings import NodeSettings
 from node.web.exceptions import FormInvalid
+from node.web.forms import DATASET_NAME, FieldError, FieldInvalid
 from node.web.i18n import N_
 
 # How far back the "recent requests" pages look in the audit chain.
@@ -227,12 +228,19 @@ def dashboard(*, settings: NodeSettings) -> Dashboard:
 
 
 def dataset_list(*, settings: NodeSettings) -> list[DatasetView]:
-    by_name: dict[str, list[VersionInfo]] = {}
+    # A dataset whose contract is published but nothing imported yet is listed too: its
+    # import form is how the steward brings the first file in.
+    by_name: dict[str, list[VersionInfo]] = {
+        name: []
+        for name in store.names(settings.home)
+        if store.contract_versions(settings.home, name)
+    }
     for info in datasets.list_versions(home=settings.home):
         by_name.setdefault(info.name, []).append(info)
     out = []
     for name, versions in sorted(by_name.items()):
-        contract_versions = tuple(sorted({v.contract_version for v in versions}))
+        published = store.contract_versions(settings.home, name)
+        contract_versions = tuple(sorted({*published, *(v.contract_version for v in versions)}))
         newest = datasets.get_contract(home=settings.home, name=name, version=None)
         out.append(
             DatasetView(
@@ -315,13 +323,17 @@ def upload_options(fields: Mapping[str, str]) -> UploadOptions:
     """The reading options of an upload form; a malformed one is named, never echoed."""
     fmt = fields.get("format", "") or None
     if fmt is not None and fmt not in FORMATS:
-        raise FormInvalid("unknown file format")
+        raise FieldInvalid(FieldError("format", N_("Choose a format from the list.")))
     table = fields.get("table", "").strip() or None
     if table is not None and not _TABLE.match(table):
-        raise FormInvalid("a repeat group or sheet name has letters, digits, _ - . only")
+        raise FieldInvalid(
+            FieldError(
+                "table", N_("A repeat group or sheet name has letters, digits, _ - and . only.")
+            )
+        )
     module, _, version = fields.get("shared_module", "").strip().partition(":")
     if module and not (_NAME.match(module) and version.isdigit() and 0 < int(version) < 10**6):
-        raise FormInvalid("unknown shared module")
+        raise FieldInvalid(FieldError("shared_module", N_("Choose a module from the list.")))
     return UploadOptions(
         fmt=fmt,
         table=table,
@@ -361,7 +373,7 @@ def import_staged(
     contract (or `contract`, published with the import, with `mapping` when it was drafted
     from a shared codebook), as `sauti node import` does."""
     if not _NAME.match(dataset):
-        raise FormInvalid("a dataset name has a-z, 0-9 and _ and starts with a letter")
+        raise FieldInvalid(FieldError("dataset", DATASET_NAME))
     try:
         result = datasets.import_file(
             home=settings.home,
@@ -418,53 +430,58 @@ class DraftView:
     general: tuple[DraftNote, ...]  # notes about the whole file
     shown: frozenset[str]
     partner: str | None = None  # the partner's codebook file drafted from, if any
+    errors: tuple[FieldError, ...] = ()  # fields of the review form to fix
+    typed_version: str = ""  # a version that could not be read, shown as typed
+
+    def error(self, name: str) -> FieldError | None:
+        return next((e for e in self.errors if e.field == name), None)
 
     @property
     def document(self) -> str:
         return json.dumps(self.draft.contract.to_table_schema(), indent=2, ensure_ascii=False)
 
 
-def _number(text: str, what: str) -> float:
+def _number(text: str) -> float | None:
     try:
         value = float(text)
-    except ValueError as exc:
-        raise FormInvalid(f"the {what} is not a number") from exc
-    if not math.isfinite(value):
-        raise FormInvalid(f"the {what} is not a number")
-    return value
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
-def draft_choices(fields: Mapping[str, str], shown: frozenset[str]) -> drafting.Choices:
-    """The steward's decisions on the review form, as the drafting service takes them."""
+def draft_choices(
+    fields: Mapping[str, str], shown: frozenset[str]
+) -> tuple[drafting.Choices, tuple[FieldError, ...]]:
+    """The steward's decisions on the review form, as the drafting service takes them, and
+    the fields to fix (a decision that cannot be read is left out of the draft, not guessed)."""
     categorical: dict[str, tuple[str, ...]] = {}
     bounds: dict[str, tuple[float, float, BoundsPolicy]] = {}
     columns: dict[str, str | None] = {}
     recode: dict[str, dict[str, str | None]] = {}
+    errors: list[FieldError] = []
     for key, text in fields.items():
         if key.startswith("levels__") and text.strip():
             column = key[len("levels__") :]
-            categorical[column] = drafting.parse_categorical(f"{column}={text}")[1]
+            try:
+                categorical[column] = drafting.parse_categorical(f"{column}={text}")[1]
+            except ValueError:
+                errors.append(FieldError(key, N_("Write the levels separated by commas.")))
         if key.startswith("column__"):
             columns[key[len("column__") :]] = text.strip() or None
         if key.startswith("recode__") and text.strip():
             column = key[len("recode__") :]
             try:
                 recode[column] = drafting.parse_recode(f"{column}={text}")[1]
-            except ValueError as exc:
-                raise FormInvalid(f"write the codes of {column} as VALUE:LEVEL, ...") from exc
+            except ValueError:
+                errors.append(
+                    FieldError(key, N_("Write your codes as CODE:LEVEL, separated by commas."))
+                )
         if key.startswith("lower__"):
             column = key[len("lower__") :]
-            upper = fields.get(f"upper__{column}", "").strip()
-            if text.strip() and upper:
-                policy = fields.get(f"policy__{column}", "clip")
-                if policy not in ("clip", "refuse"):
-                    raise FormInvalid(f"unknown bounds policy for {column}")
-                low = _number(text, f"lower bound of {column}")
-                high = _number(upper, f"upper bound of {column}")
-                if low > high:
-                    raise FormInvalid(f"the lower bound of {column} is above its upper bound")
-                bounds[column] = (low, high, cast(BoundsPolicy, policy))
-    return drafting.Choices(
+            _bounds(fields, column, bounds, errors)
+    if fields.get("version", "").strip() and not _VERSION.match(fields["version"].strip()):
+        errors.append(FieldError("version", N_("A contract version is a whole number from 1.")))
+    choices = drafting.Choices(
         categorical=categorical,
         show_levels=shown,
         bounds=bounds,
@@ -472,6 +489,41 @@ def draft_choices(fields: Mapping[str, str], shown: frozenset[str]) -> drafting.
         columns=columns,
         recode=recode,
     )
+    return choices, tuple(errors)
+
+
+_VERSION = re.compile(r"^[1-9][0-9]{0,5}$")
+
+
+def _bounds(
+    fields: Mapping[str, str],
+    column: str,
+    bounds: dict[str, tuple[float, float, BoundsPolicy]],
+    errors: list[FieldError],
+) -> None:
+    """A measure's bounds from the review form, or the fields to fix."""
+    lower_text = fields.get(f"lower__{column}", "").strip()
+    upper_text = fields.get(f"upper__{column}", "").strip()
+    if not lower_text and not upper_text:
+        return
+    policy = fields.get(f"policy__{column}", "clip")
+    if policy not in ("clip", "refuse"):
+        errors.append(FieldError(f"policy__{column}", N_("Choose what to do from the list.")))
+        return
+    low, high = _number(lower_text), _number(upper_text)
+    for name, text, value in (("lower", lower_text, low), ("upper", upper_text, high)):
+        if not text:
+            errors.append(FieldError(f"{name}__{column}", N_("Give both bounds, or neither.")))
+        elif value is None:
+            errors.append(FieldError(f"{name}__{column}", N_("Write a number, like 0 or 12.5.")))
+    if low is None or high is None:
+        return
+    if low > high:
+        errors.append(
+            FieldError(f"lower__{column}", N_("The lower bound must not be above the upper bound."))
+        )
+        return
+    bounds[column] = (low, high, cast(BoundsPolicy, policy))
 
 
 def _estimated(
@@ -507,9 +559,9 @@ def draft_staged(
     """The draft of a staged upload with the steward's choices so far (`sauti node contract
     draft`'s code path: the same drafting, the same rules)."""
     if not _NAME.match(dataset):
-        raise FormInvalid("a dataset name has a-z, 0-9 and _ and starts with a letter")
+        raise FieldInvalid(FieldError("dataset", DATASET_NAME))
     fields = fields or {}
-    choices = draft_choices(fields, shown)
+    choices, errors = draft_choices(fields, shown)
     reading = _reading(settings, staged, options)
     proposed = datasets.draft_contract(
         home=settings.home,
@@ -522,7 +574,8 @@ def draft_staged(
         **reading,
     )
     title = fields.get("title", "").strip()[:200] or proposed.contract.title
-    version = int(fields["version"]) if fields.get("version", "").isdigit() else 0
+    typed = fields.get("version", "").strip()
+    version = int(typed) if _VERSION.match(typed) else 0
     # A shared codebook names the version partners publish; otherwise the next free one.
     shared_version = proposed.contract.version if proposed.shared else 0
     version = version or shared_version or _next_version(settings, dataset)
@@ -540,10 +593,14 @@ def draft_staged(
             general.append(note)
     candidates = {c.column: c for c in proposed.candidates}
     rows = []
+    wrong = {e.field for e in errors}
     for name, notes in by_column.items():
         column = contract.column(name)
         lower = "" if column is None or column.lower is None else f"{column.lower:g}"
         upper = "" if column is None or column.upper is None else f"{column.upper:g}"
+        if {f"lower__{name}", f"upper__{name}"} & wrong:
+            # What the steward typed stays in the fields to fix, not the draft's value.
+            lower, upper = fields.get(f"lower__{name}", ""), fields.get(f"upper__{name}", "")
         rho = column.bounds_rho if column is not None else None
         rows.append(
             DraftRow(
@@ -556,7 +613,7 @@ def draft_staged(
                 upper=upper,
                 policy=column.bounds_policy if column is not None else "refuse",
                 estimated="" if rho is None else f"{lower},{upper},{rho:g}",
-                **_shared_row(name, column, mapping) if proposed.shared else {},
+                **_shared_row(name, column, mapping, fields, wrong) if proposed.shared else {},
             )
         )
     return DraftView(
@@ -572,10 +629,18 @@ def draft_staged(
         general=tuple(general),
         shown=shown,
         partner=staged.partner.name if staged.partner else None,
+        errors=errors,
+        typed_version=typed if "version" in wrong else "",
     )
 
 
-def _shared_row(name: str, column: Column | None, mapping: ImportMapping | None) -> dict[str, Any]:
+def _shared_row(
+    name: str,
+    column: Column | None,
+    mapping: ImportMapping | None,
+    fields: Mapping[str, str],
+    wrong: set[str],
+) -> dict[str, Any]:
     """A shared codebook's column on the review form: the file's column it is read from and
     the file's codes recoded onto its levels (both the steward may change)."""
     if column is None or column.role == "unit_key":
@@ -583,6 +648,8 @@ def _shared_row(name: str, column: Column | None, mapping: ImportMapping | None)
     entry = mapping.columns.get(name) if mapping is not None else None
     local = entry.column if entry is not None else name if column.collected else ""
     recode = ", ".join(f"{v}:{lv or ''}" for v, lv in entry.levels.items()) if entry else ""
+    if f"recode__{name}" in wrong:
+        recode = fields[f"recode__{name}"]  # not read (its error is beside it): kept as typed
     return {"shared": True, "local": local, "recode": recode}
 
 

@@ -110,6 +110,10 @@ def test_round_commands_against_a_served_hub(
                 ],
             )
             assert published.exit_code == 0, published.stderr
+            # Progress on stderr while the hub renders; stdout stays the one JSON line.
+            assert "the hub is making a data file (sdmx, en, partners)" in published.stderr
+            assert "received " in published.stderr
+            assert json.loads(published.stdout)["written"] == str(out)
             assert check_sdmx_csv(out.read_text()) == []
             public = runner.invoke(
                 app,
