@@ -114,7 +114,7 @@ def handle_query(
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
     except NodeError as exc:
-        audit_refusal(url, code=exc.code, details=base)
+        audit_refusal(url, code=exc.code, details=base, request=request)
         raise
     if reservation.outcome == "stored":
         assert reservation.release_jws is not None
@@ -408,15 +408,11 @@ def audit_accepted(
 ) -> None:
     # One append for the three entries: they share the reservation's transaction (and its
     # one commit), so the log says "charged" exactly when the ledger does.
-    spec = request.spec
     obj = _obj(request)
     decision = {
         **base,
         "code": "accepted" if reservation.outcome != "stored" else "stored_release",
-        "measure": spec.measure,
-        "column": spec.column,
-        "group_by": list(spec.group_by),
-        "filter_columns": [f.column for f in spec.filters],
+        **described(request),
     }
     events = [
         audit.Event(actor=HUB, action="request_received", object=obj, details=base),
@@ -434,17 +430,40 @@ def audit_accepted(
     audit.append_many(session, events)
 
 
-def audit_refusal(url: str, *, code: str, details: dict[str, Any]) -> None:
+def described(request: QueryRequest) -> dict[str, Any]:
+    """What was asked, by which organisation, at what cost: the steward's requests log shows
+    it for accepted and refused requests alike. Names, public codebook categories (filter
+    levels come from the contract, never from the data) and the cost; no value of the data."""
+    spec = request.spec
+    return {
+        "dataset": spec.dataset,
+        "measure": spec.measure,
+        "column": spec.column,
+        "group_by": list(spec.group_by),
+        "filter_columns": [f.column for f in spec.filters],
+        "filters": [{"column": f.column, "levels": list(f.levels)} for f in spec.filters],
+        "organisation": request.analyst_organisation,
+        "rho": request.rho,
+    }
+
+
+def audit_refusal(
+    url: str, *, code: str, details: dict[str, Any], request: QueryRequest | None = None
+) -> None:
     """Audit a verified hub request's refusal in its own transaction (the refused one was
     rolled back whole). Only ever called after the hub's signature verified."""
     obj = f"query:{details['query_id']}"
+    asked = described(request) if request is not None else {}
     with transaction(url) as session:
         audit.append_many(
             session,
             [
                 audit.Event(actor=HUB, action="request_received", object=obj, details=details),
                 audit.Event(
-                    actor=HUB, action="decision", object=obj, details={**details, "code": code}
+                    actor=HUB,
+                    action="decision",
+                    object=obj,
+                    details={**details, "code": code, **asked},
                 ),
             ],
         )
