@@ -11,7 +11,7 @@ import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -165,8 +165,8 @@ class Decision:
     group_by: tuple[str, ...]
     column: str | None = None
     dataset: str | None = None
-    # (column, levels) of each filter: public codebook categories, never data.
-    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Columns that filter the question (the levels chosen are never logged).
+    filters: tuple[str, ...] = ()
     organisation: str | None = None
     # What the question would cost; `charged` is what it did (refusals and repeats: zero).
     rho: Decimal | None = None
@@ -182,6 +182,10 @@ class Decision:
 
     def label(self, name: str) -> str:
         return labelled(name, self.labels)
+
+    @property
+    def group_by_text(self) -> str:
+        return ", ".join(self.label(dim) for dim in self.group_by)
 
 
 @dataclass(frozen=True)
@@ -753,13 +757,9 @@ def exact_rho(rho: float | Decimal) -> Decimal:
     return exact.rho(rho)
 
 
-def inclusive_days(terms: AgreementTerms) -> tuple[datetime, datetime]:
-    """First and last day in force, both included, as UTC midnights (for the date format)."""
-    first, last = validity_days(terms)
-    return (
-        datetime(first.year, first.month, first.day, tzinfo=UTC),
-        datetime(last.year, last.month, last.day, tzinfo=UTC),
-    )
+def inclusive_days(terms: AgreementTerms) -> tuple[date, date]:
+    """First and last UTC day in force, both included."""
+    return validity_days(terms)
 
 
 def column_text(name: str, labels: Mapping[str, str]) -> str:
@@ -869,7 +869,6 @@ def _decision(entry: AuditEntry, labels: Mapping[str, str]) -> Decision:
     details = entry.details
     code = str(details.get("code", ""))
     version = details.get("agreement_version")
-    filters = details.get("filters")
     rho = details.get("rho")
     column = details.get("column")
     dataset = details.get("dataset")
@@ -886,12 +885,7 @@ def _decision(entry: AuditEntry, labels: Mapping[str, str]) -> Decision:
         group_by=_strings(details.get("group_by")),
         column=str(column) if column else None,
         dataset=str(dataset) if dataset else None,
-        filters=tuple(
-            (str(f.get("column", "")), _strings(f.get("levels")))
-            for f in (filters if isinstance(filters, list) else [])
-            if isinstance(f, dict)
-        )
-        or tuple((c, ()) for c in _strings(details.get("filter_columns"))),
+        filters=_strings(details.get("filter_columns")),
         organisation=str(organisation) if organisation else None,
         rho=exact.rho(rho) if isinstance(rho, (int, float, str)) and rho != "" else None,
         labels=labels,
