@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from contracts.agreement_rules import summary_text
-from contracts.budget import text as rho
+from contracts.budget import figure as rho
 from contracts.v1 import SignedAgreement
 from node.agreements import service as agreements
 from node.agreements.schemas import AgreementRecord, NoticeReport, StatusOutcome

@@ -405,7 +405,7 @@ async def download_sdmx(query_id: UUID, viewer: AnalystViewer, state: StateDep) 
 @router.get("/steward")
 def steward_page(request: Request, viewer: StewardViewer, session: SessionDep) -> Response:
     items = service.steward_agreements(session=session, user=viewer.user)
-    return _page(request, viewer, "steward.html", items=items)
+    return _page(request, viewer, "steward.html", items=items, s=service)
 
 
 # --- secretariat ------------------------------------------------------------------------
