@@ -5,9 +5,11 @@ before signing and the periods the node's ledger charges against can never disag
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from contracts.budget_anchor import anchor_text
 from contracts.v1.agreement import AgreementTerms
 from contracts.v1.query import QuerySpec
 
@@ -93,6 +95,37 @@ def _names(values: tuple[str, ...], empty: str) -> str:
     return ", ".join(values) if values else empty
 
 
+def labelled(name: str, labels: Mapping[str, str] | None) -> str:
+    """A column by its label, with its name in brackets: `Age in years (age)`."""
+    label = (labels or {}).get(name, "").strip()
+    return f"{label} ({name})" if label and label != name else name
+
+
+def validity_days(terms: AgreementTerms) -> tuple[date, date]:
+    """The first and last UTC day the agreement is in force, both included: the window
+    [valid_from, valid_until) ends just before `valid_until`, so a version valid until
+    1 January 2027, 00:00 UTC is in force through 31 December 2026."""
+    last = _utc(terms.valid_until) - timedelta(microseconds=1)
+    return _utc(terms.valid_from).date(), last.date()
+
+
+def validity_text(terms: AgreementTerms) -> str:
+    first, last = validity_days(terms)
+    return (
+        f"In force from {first:%d %B %Y} through {last:%d %B %Y}, both days included (UTC):"
+        f" from {_date(terms.valid_from)} until just before {_date(terms.valid_until)}."
+    )
+
+
+def collusion_text(collusion: int) -> str:
+    """Who may share what they know with the hub while the guarantee still holds."""
+    if collusion == 0:
+        return "as long as no node shares what it knows with the hub"
+    if collusion == 1:
+        return "even if 1 other node shares what it knows with the hub"
+    return f"even if up to {collusion} other nodes share what they know with the hub"
+
+
 def grid_refusal(terms: AgreementTerms, spec: QuerySpec) -> str | None:
     """Why `spec`'s quantile candidates or histogram edges break the agreement's `grids` term
     (None: they do not). Under `grids: public` a spec must leave them out (the node derives
@@ -140,8 +173,13 @@ def filter_refusal(spec: QuerySpec) -> str | None:
     return None
 
 
-def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
-    """The terms as sentences a steward or a ministry official can check line by line."""
+def plain_language(
+    terms: AgreementTerms, *, labels: Mapping[str, str] | None = None
+) -> tuple[Section, ...]:
+    """The terms as sentences a steward or a ministry official can check line by line.
+
+    `labels` names columns by their labels from the dataset contracts (name -> label).
+    """
     purpose = PURPOSE_CODES.get(terms.purpose_code, f"the coded purpose {terms.purpose_code!r}")
     parties = tuple(
         f"{p.organisation} ({p.role}"
@@ -189,9 +227,10 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
             "What may be asked",
             (
                 f"Only these statistics: {measures}.",
-                f"Columns that may be measured: {_names(terms.columns, 'none')}.",
-                f"Columns that may be used to break results down or filter them: "
-                f"{_names(terms.dims, 'none')}.",
+                "Columns that may be measured: "
+                f"{_names(tuple(labelled(c, labels) for c in terms.columns), 'none')}.",
+                "Columns that may be used to break results down or filter them: "
+                f"{_names(tuple(labelled(d, labels) for d in terms.dims), 'none')}.",
                 f"At most {terms.max_dims} break-down columns in one question.",
                 "Only differentially private aggregates leave a node; no record, no exact count.",
             ),
@@ -219,6 +258,7 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
                 f"{PERIOD_TEXT[terms.budget_period]}.",
                 "When a node's budget is spent, that node answers no more questions under this "
                 "agreement until the next period.",
+                "What the whole budget means: " + anchor_text(terms.rho_budget),
             ),
         ),
         Section(
@@ -228,7 +268,7 @@ def plain_language(terms: AgreementTerms) -> tuple[Section, ...]:
         Section(
             "Validity",
             (
-                f"From {_date(terms.valid_from)} until {_date(terms.valid_until)}.",
+                validity_text(terms),
                 "Each CSO steward may suspend or revoke this agreement at their own node at any"
                 " time; it then takes effect at that node immediately.",
             ),
@@ -293,18 +333,19 @@ def _aggregation_text(terms: AgreementTerms) -> str:
     if terms.aggregation == "per_node":
         return "Each node adds the full noise to its own answer; the hub adds the answers up."
     return (
-        "Secure aggregation: for counts, shares and sums each node adds only its share of the"
-        " noise and sends its answer masked, so the hub sees only the total of all nodes"
-        f" together; the guarantee holds while at most {terms.collusion} node(s) collude with"
-        " the hub. Other questions are answered with each node's full noise, and the result"
-        " says so."
+        "Secure aggregation: for counts, shares and sums asked of two or more nodes together,"
+        " each node adds only its share of the noise and sends its answer masked, so the hub"
+        f" sees only the total of all nodes. With k nodes answering, each adds the noise for"
+        f" k - {terms.collusion} nodes; each node's respondents keep the full guarantee"
+        f" {collusion_text(terms.collusion)}. Other questions are answered with each node's"
+        " full noise, and the result says so."
     )
 
 
-def summary_text(terms: AgreementTerms) -> str:
+def summary_text(terms: AgreementTerms, *, labels: Mapping[str, str] | None = None) -> str:
     """The plain-language rules as terminal text."""
     out: list[str] = []
-    for section in plain_language(terms):
+    for section in plain_language(terms, labels=labels):
         out.append(section.heading.upper())
         out.extend(f"  {line}" for line in section.lines)
         out.append("")

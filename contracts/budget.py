@@ -76,6 +76,18 @@ def text(value: Decimal) -> str:
     return format(value.normalize(EXACT), "f")
 
 
+# Every page and command shows a budget amount with at least this many decimals, and never
+# rounds it (a page must never show less spent than was): 0.45 reads "0.450" everywhere.
+FIGURE_DECIMALS: Final = 3
+
+
+def figure(value: Decimal) -> str:
+    """A budget amount as pages and commands show it: exact, at least FIGURE_DECIMALS decimals."""
+    plain = text(value)
+    whole, _, decimals = plain.partition(".")
+    return f"{whole}.{decimals.ljust(FIGURE_DECIMALS, '0')}"
+
+
 # A budget amount in pydantic models: an exact decimal, in JSON a plain decimal string ("0.37",
 # "5", "0.0000001"), which parses back to the same decimal and never through a double.
 Amount = Annotated[Decimal, PlainSerializer(text, return_type=str, when_used="json")]

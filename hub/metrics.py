@@ -6,8 +6,8 @@ Everything but HTTP traffic is read from the database at scrape time, so the web
 processes and the Celery workers report one truth (one grouped query per family).
 """
 
-from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -16,7 +16,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts import budget as exact
+from contracts.v1 import AgreementTerms
+from hub.agreements import budget as agreement_budget
+from hub.agreements.models import AgreementVersion
 from hub.exceptions import Unauthenticated
 from hub.nodes.models import Node
 from hub.queries.models import QueryNodeRow, QueryRow
@@ -50,7 +52,8 @@ class DatabaseCollector(Collector):
         )
         spent = GaugeMetricFamily(
             "sauti_hub_budget_spent_rho",
-            "zCDP rho asked of each node party per agreement (parallel composition).",
+            "zCDP rho the nodes reported spent per agreement this budget period (the most any"
+            " one node spent; parallel composition).",
             labels=["agreement_id"],
         )
         seen = GaugeMetricFamily(
@@ -70,13 +73,20 @@ class DatabaseCollector(Collector):
                 select(QueryNodeRow.outcome, func.count()).group_by(QueryNodeRow.outcome)
             ):
                 tasks.add_metric([outcome], n)
-            # Summed exactly in Python (contracts.budget), not as SQL doubles, so 37 queries
-            # of 0.01 report 0.37; the gauge then carries the double nearest that total.
-            asked: dict[str, list[float]] = defaultdict(list)
-            for agreement_id, spec in session.execute(select(QueryRow.agreement_id, QueryRow.spec)):
-                asked[agreement_id].append(spec.get("rho", 0))
-            for agreement_id, costs in sorted(asked.items()):
-                spent.add_metric([agreement_id], float(exact.total(costs)))
+            # The figure the pages show (hub.agreements.budget): what the nodes reported they
+            # spent this period, summed exactly; the gauge carries the double nearest it.
+            latest: dict[str, Any] = {}
+            for agreement_id, terms in session.execute(
+                select(AgreementVersion.agreement_id, AgreementVersion.terms).order_by(
+                    AgreementVersion.version
+                )
+            ):
+                latest[agreement_id] = terms
+            for agreement_id, terms in sorted(latest.items()):
+                by_node = agreement_budget.spent_by_node(
+                    session, terms=AgreementTerms.model_validate(terms)
+                )
+                spent.add_metric([agreement_id], float(agreement_budget.spent(by_node)))
             for node_id, at in session.execute(
                 select(QueryNodeRow.node_id, func.max(QueryNodeRow.answered_at))
                 .where(QueryNodeRow.outcome.in_(_NODE_ANSWERED))

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from node import metrics
+from node.agreements import outbox
 from node.api import agreements, audit, auth, budget, datasets, errors, info, queries
 from node.api.deps import check_request_text
 from node.audit import checkpoints
@@ -22,11 +23,17 @@ def create_app(settings: NodeSettings) -> FastAPI:
     engine_for(settings.db_url)  # create tables up front, not on the first request
     checkpointer = checkpoints.enable(settings)
 
+    retrier = outbox.Retrier(settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if checkpointer is not None:
             checkpointer.publish_soon()  # what a stop or an unreachable hub left pending
-        yield
+        retrier.start()  # signatures and notices the hub has yet to confirm
+        try:
+            yield
+        finally:
+            retrier.stop()
 
     app = apps.new_app(
         title="Sauti node", lifespan=lifespan, dependencies=[Depends(check_request_text)]

@@ -30,6 +30,10 @@ class NodeSettings(SideSettings):
     body_max_bytes: int = Field(default=2_000_000, ge=1024)
     # Sign and publish the audit chain head after this many new entries (0: only on command).
     audit_checkpoint_every: int = 100
+    # While a steward's signature or status notice waits for the hub, the running node sends
+    # it again this often (seconds; 0: only on signing, on `sauti node agreements report`,
+    # and in pull mode on every poll).
+    outbox_retry_seconds: float = Field(default=60, ge=0)
     # Bearer token for GET /metrics (Prometheus); unset: no /metrics route at all.
     metrics_token: SecretStr | None = None
     # `sauti node pull` opens no API, so it serves /metrics (no token) on this port if set;

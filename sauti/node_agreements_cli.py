@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from contracts.agreement_rules import summary_text
-from contracts.budget import text as rho
+from contracts.budget import figure as rho
 from contracts.v1 import SignedAgreement
 from node.agreements import service as agreements
-from node.agreements.schemas import NoticeReport, StatusOutcome
+from node.agreements.schemas import AgreementRecord, NoticeReport, StatusOutcome
 from node.exceptions import NodeError
 from node.ledger import service as ledger
 from sauti.cli_common import echo_json, fail, read_model
@@ -28,7 +28,18 @@ def agreements_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
         echo_json([r.model_dump(mode="json") for r in records])
         return
     for r in records:
-        typer.echo(f"{r.agreement_id:<24} v{r.version:<3} {r.status:<10} {r.terms.title}")
+        typer.echo(
+            f"{r.agreement_id:<24} v{r.version:<3} {r.status:<10} {_at_hub(r):<22} {r.terms.title}"
+        )
+
+
+def _at_hub(record: AgreementRecord) -> str:
+    """Signed here / received by the hub / in force there, in a few words."""
+    if record.hub_answer is not None:
+        return f"hub refused: {record.hub_answer}"
+    if record.hub_received_at is None:
+        return "not yet at the hub"
+    return "in force at the hub" if record.hub_status == "active" else "received by the hub"
 
 
 @app.command("show")
@@ -78,15 +89,29 @@ def agreements_sign(
     elif not yes and sys.stdin.isatty() and not typer.confirm("Sign this version?"):
         fail("not signed")
     try:
-        signature = agreements.sign(home=home, agreement=agreement, settings=settings)
+        outcome = agreements.sign_and_deliver(home=home, agreement=agreement, settings=settings)
     except NodeError as exc:
         fail(f"{exc.code}: {exc.message}")
-    text = signature.model_dump_json(indent=2)
+    text = outcome.signature.model_dump_json(indent=2)
     if out is None:
         typer.echo(text)
     else:
         out.write_text(text + "\n")
         typer.echo(f"signature written to {out}")
+    _delivered(outcome.report)
+
+
+def _delivered(report: NoticeReport) -> None:
+    """Where the signature is now: at the hub, waiting to be sent, or refused by the hub."""
+    if report.sent:
+        typer.echo("the hub has received the signature")
+    elif report.refused:
+        typer.echo("the hub refused the signature; see `sauti node agreements list`")
+    elif report.pending:
+        typer.echo(
+            f"the hub is not told yet ({report.message or 'unreachable'}); it is retried "
+            "(`sauti node agreements report`), or hand the hub a signature file (--out)"
+        )
 
 
 def _changed(outcome: StatusOutcome, verb: str) -> None:
@@ -149,11 +174,21 @@ def agreements_revoke(agreement_id: str, home: Home = DEFAULT_HOME, reason: Reas
 
 @app.command("report")
 def agreements_report(home: Home = DEFAULT_HOME) -> None:
-    """Tell the hub about suspensions and revocations it has not heard of yet."""
-    report = agreements.report_notices(home=home, settings=settings_for(home))
+    """Send the hub the signatures, suspensions and revocations it has not confirmed yet."""
+    outbox = agreements.report_all(home=home, settings=settings_for(home))
+    report = outbox.total()
     if not (report.sent or report.pending or report.refused):
         typer.echo("nothing to report")
-    _report(report)
+    if outbox.signatures.sent:
+        typer.echo(f"the hub has received {outbox.signatures.sent} signature(s)")
+    if outbox.signatures.refused:
+        typer.echo(f"the hub refused {outbox.signatures.refused} signature(s); see the audit log")
+    _report(outbox.notices)
+    if outbox.signatures.pending and not outbox.notices.pending:
+        typer.echo(
+            f"the hub has not received {outbox.signatures.pending} signature(s) yet "
+            f"({outbox.signatures.message or 'unreachable'})"
+        )
     if report.pending:
         raise typer.Exit(1)
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from contracts.budget import text as rho
+from contracts.budget import figure as rho
 from node.auth import service as auth
 from node.exceptions import NodeError
 from node.home import init_home, pin_hub

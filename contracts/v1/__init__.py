@@ -8,6 +8,7 @@ from contracts.v1.agreement import (
     DatasetRef,
     Party,
     PublicGrid,
+    SignatureDelivery,
     SignaturePayload,
     SignedAgreement,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "SecureInvite",
     "SecureOffer",
     "SecureRoster",
+    "SignatureDelivery",
     "SignaturePayload",
     "Signed",
     "SignedAgreement",

@@ -256,6 +256,20 @@ class AgreementFetch(WireModel):
     nonce: str = Field(min_length=16, max_length=64)
 
 
+class SignatureDelivery(WireModel):
+    """A node handing its steward's signature of one version to its hub (node-signed).
+
+    Fresh and never replayable (`issued_at`, `nonce`); the signature inside is its own
+    authority, so delivering it again under a new nonce changes nothing at the hub.
+    """
+
+    hub_id: str
+    node_id: str
+    signature: AgreementSignature
+    issued_at: datetime
+    nonce: str = Field(min_length=16, max_length=64)
+
+
 class SignaturePayload(WireModel):
     """What a signature commits to: exactly one version of one agreement."""
 

@@ -96,6 +96,17 @@ def add_signature(
     )
 
 
+@router.post("/signatures/deliver")
+def deliver_signature(body: Signed, session: SessionDep, state: StateDep) -> AgreementRead:
+    """A node delivering its steward's signature, signed by the node (fresh, not replayable)."""
+    return service.receive_signature(
+        session=session,
+        token=body.jws,
+        identity=state.identity,
+        skew_seconds=state.settings.node_clock_skew_seconds,
+    )
+
+
 @router.post("/{agreement_id}/notices")
 def receive_notice(agreement_id: str, body: Signed, session: SessionDep) -> AgreementRead:
     """A node's signed report that its steward suspended, resumed or revoked the agreement."""

@@ -50,8 +50,11 @@ class AgreementRead(BaseModel):
     signers: tuple[SignerRead, ...] = ()
     # Nodes that suspended or revoked at their end: they refuse, the others still answer.
     standings: tuple[PartyStanding, ...] = ()
-    # Exact decimal (JSON: a decimal string), like every budget amount.
+    # What the nodes reported they spent this budget period (the rho of the releases they
+    # sent; refusals cost nothing): the most any one node spent, and per node. Exact
+    # decimals (JSON: decimal strings), like every budget amount.
     rho_spent_at_hub: Amount = Decimal(0)
+    rho_spent_by_node: dict[str, Amount] = Field(default_factory=dict)
 
 
 class StatusChange(BaseModel):

@@ -7,15 +7,15 @@ the hub; `superseded` once a newer version is active. A node's own suspension or
 is kept as that party's standing: that node refuses, the others still answer.
 """
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts import budget as exact
 from contracts import signing
 from contracts.errors import ContractError
 from contracts.v1 import (
@@ -23,10 +23,12 @@ from contracts.v1 import (
     AgreementNotice,
     AgreementSignature,
     AgreementTerms,
+    SignatureDelivery,
     SignaturePayload,
     SignedAgreement,
 )
 from contracts.v1.base import utc
+from hub.agreements import budget as agreement_budget
 from hub.agreements.exceptions import (
     AgreementNotActive,
     AgreementNotDraft,
@@ -53,12 +55,13 @@ from hub.agreements.schemas import (
 )
 from hub.audit import service as audit
 from hub.auth.schemas import User
+from hub.exceptions import HubError
 from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
 from hub.nodes import service as federation
 from hub.nodes.models import Node
-from hub.queries.models import QueryRow
 
+log = logging.getLogger("hub.security")
 # Roles that see every agreement, drafts included; analysts see those naming their organisation.
 READ_ALL_ROLES = ("admin", "secretariat", "auditor")
 
@@ -341,6 +344,54 @@ def add_signature(
     return _read(session, row)
 
 
+def receive_signature(
+    *,
+    session: Session,
+    token: str,
+    identity: HubIdentity,
+    skew_seconds: int,
+    now: datetime | None = None,
+) -> AgreementRead:
+    """A node delivering its steward's signature (node-signed, fresh, never replayed).
+
+    Everything that could make it wrong is refused with its code and logged, and nothing is
+    stored: a delivery no pinned node key verifies, a stale or replayed one, a signature by
+    another node than the deliverer, for a version the hub does not hold, or over another
+    text. A signature the hub already holds is answered as it stands (idempotent).
+    """
+    moment = now or datetime.now(UTC)
+    node_id = "unverified"
+    try:
+        node, delivery = federation.verify_node_message(
+            session=session, token=token, model=SignatureDelivery, now=moment
+        )
+        node_id = node.node_id
+        if delivery.hub_id != identity.hub_id:
+            raise SignatureRejected("the delivery names another hub", code="hub_mismatch")
+        federation.check_fresh(
+            session=session,
+            node_id=node.node_id,
+            nonce=delivery.nonce,
+            issued_at=delivery.issued_at,
+            now=moment,
+            skew_seconds=skew_seconds,
+        )
+        if delivery.signature.signer != node.node_id:
+            raise SignatureRejected(
+                "the signature is by another node than the one delivering it",
+                code="signer_mismatch",
+            )
+        read = add_signature(
+            session=session, signature=delivery.signature, actor=f"node:{node.node_id}"
+        )
+        session.commit()  # the nonce too, when the signature was already held
+        return read
+    except HubError as exc:
+        session.rollback()
+        log.warning("agreement signature from %s refused: %s", node_id, exc.code)
+        raise
+
+
 def receive_notice(
     *, session: Session, agreement_id: str, token: str, now: datetime | None = None
 ) -> AgreementRead:
@@ -608,26 +659,9 @@ def _read(
         status = "revoked"
     elif hub is not None and hub.status == "suspended" and status not in ("expired", "draft"):
         status = "suspended"
-    spent = usage and session.scalar(
-        select(func.count()).where(
-            QueryRow.agreement_id == row.agreement_id,
-            QueryRow.agreement_version == row.version,
-        )
-    )
-    # Summed exactly from each signed cost's shortest decimal (contracts.budget).
-    rho = (
-        exact.total(
-            spec.get("rho", 0)
-            for spec in session.scalars(
-                select(QueryRow.spec).where(
-                    QueryRow.agreement_id == row.agreement_id,
-                    QueryRow.agreement_version == row.version,
-                )
-            )
-        )
-        if spent
-        else exact.ZERO
-    )
+    # What the nodes reported they spent (their releases), this period: the figure every
+    # page and command shows, the same as each node's own ledger.
+    by_node = agreement_budget.spent_by_node(session, terms=terms) if usage else {}
     return AgreementRead(
         agreement=SignedAgreement(
             terms=terms,
@@ -642,5 +676,6 @@ def _read(
         standings=tuple(
             standing for party, standing in standings.items() if party in terms.node_ids
         ),
-        rho_spent_at_hub=rho,
+        rho_spent_at_hub=agreement_budget.spent(by_node),
+        rho_spent_by_node=by_node,
     )

@@ -198,25 +198,25 @@ def _period_start(terms: AgreementTerms, now: datetime) -> datetime | None:
 def rho_spent(
     *, session: Session, agreement_id: str, node_id: str, since: datetime | None
 ) -> Decimal:
-    """Rho the hub has asked of a node under an agreement (refusals charge nothing).
-
-    An upper bound of what the node's own ledger holds: the node is the authority and
-    refuses on its own when its budget is spent.
+    """Rho a node reported it spent under an agreement: the rho of each release it sent
+    (hub.agreements.budget; refusals and unanswered tasks cost nothing), the figure every
+    page shows. The node's own ledger stays the authority and refuses when it is spent.
     """
     stmt = (
-        select(QueryRow.spec, QueryRow.created_at)
+        select(QueryRow.spec, QueryRow.created_at, QueryNodeRow.release)
         .join(QueryNodeRow, QueryNodeRow.query_id == QueryRow.query_id)
         .where(
             QueryRow.agreement_id == agreement_id,
             QueryNodeRow.node_id == node_id,
-            QueryNodeRow.outcome != "refused",
+            QueryNodeRow.outcome == "ok",
         )
     )
     asked = []
-    for spec, created in session.execute(stmt):
+    for spec, created, release in session.execute(stmt):
         made = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
         if since is None or made >= since:
-            asked.append(spec.get("rho", 0))
+            reported = (release or {}).get("rho")
+            asked.append(reported if reported is not None else spec.get("rho", 0))
     return exact.total(asked)
 
 

@@ -250,7 +250,7 @@ def home(request: Request, viewer: AnyViewer) -> Response:
 @router.get("/steward")
 def steward_page(request: Request, viewer: StewardViewer, session: SessionDep) -> Response:
     items = service.steward_agreements(session=session, user=viewer.user)
-    return _page(request, viewer, "steward.html", items=items)
+    return _page(request, viewer, "steward.html", items=items, s=service)
 
 
 # --- secretariat ------------------------------------------------------------------------

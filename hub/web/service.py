@@ -5,13 +5,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts import budget as exact
 from contracts.agreement_rules import Section, plain_language
+from contracts.budget_anchor import Anchor, anchor
 from contracts.v1 import AgreementTerms
 from hub.agreements import service as agreements
 from hub.agreements.schemas import AgreementRead
@@ -48,11 +51,23 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class VersionSignature:
+    """One version and one of the steward's nodes: signed there when (the date inside the
+    signature), whether the hub has received it, and whether the version is in force."""
+
+    version: int
+    node_id: str
+    signed_at: datetime | None
+    status: str
+
+
+@dataclass(frozen=True)
 class StewardAgreement:
     read: AgreementRead
     my_nodes: tuple[str, ...]
     awaiting_mine: tuple[str, ...]
     sections: tuple[Section, ...]
+    versions: tuple[VersionSignature, ...] = ()
 
 
 def steward_agreements(*, session: Session, user: User) -> list[StewardAgreement]:
@@ -63,15 +78,39 @@ def steward_agreements(*, session: Session, user: User) -> list[StewardAgreement
         mine = tuple(n for n in terms.node_ids if n in user.node_ids)
         if not mine:
             continue
+        every = agreements.list_versions(
+            session=session, agreement_id=terms.agreement_id, user=user
+        )
+        versions = tuple(
+            VersionSignature(
+                version=v.agreement.terms.version,
+                node_id=node_id,
+                signed_at=next((s.signed_at for s in v.signers if s.signer == node_id), None),
+                status=v.status,
+            )
+            for v in reversed(every)
+            for node_id in v.agreement.terms.node_ids
+            if node_id in mine
+        )
         out.append(
             StewardAgreement(
                 read=read,
                 my_nodes=mine,
                 awaiting_mine=tuple(n for n in read.missing_signers if n in mine),
                 sections=plain_language(terms),
+                versions=versions,
             )
         )
     return out
+
+
+def budget_anchor(rho: float | Decimal) -> Anchor:
+    """What a spend of `rho` means for one person (the wording is in the templates)."""
+    return anchor(rho)
+
+
+def exact_rho(rho: float | Decimal) -> Decimal:
+    return exact.rho(rho)
 
 
 # --- secretariat --------------------------------------------------------------------------

@@ -17,6 +17,11 @@ class AgreementRow(Base):
     # active | suspended | revoked; suspension and revocation apply to every version.
     status: Mapped[str] = mapped_column(String(20))
     signed_at: Mapped[str] = mapped_column(String(40))
+    # The signature's way to the hub: sent at once, retried until the hub confirms
+    # (`hub_received_at`, with the version's status there) or refuses it for good (its code).
+    hub_received_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    hub_answer: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    hub_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class AgreementNoticeRow(Base):

@@ -20,6 +20,11 @@ class AgreementRecord(BaseModel):
     signed_at: datetime
     terms: AgreementTerms
     signature: AgreementSignature
+    # The signature's way to the hub: confirmed when (with the version's status there), or
+    # refused for good with the hub's code; neither while it waits to be (re)sent.
+    hub_received_at: datetime | None = None
+    hub_answer: str | None = None
+    hub_status: str | None = None
 
 
 class SigningPreview(BaseModel):
@@ -52,6 +57,34 @@ class NoticeReport(BaseModel):
     refused: int
     hub_reachable: bool
     message: str = ""
+
+
+class OutboxReport(BaseModel):
+    """How telling the hub went, for signatures and for status notices."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signatures: NoticeReport
+    notices: NoticeReport
+
+    def total(self) -> NoticeReport:
+        both = (self.signatures, self.notices)
+        return NoticeReport(
+            sent=sum(r.sent for r in both),
+            pending=sum(r.pending for r in both),
+            refused=sum(r.refused for r in both),
+            hub_reachable=all(r.hub_reachable for r in both),
+            message=next((r.message for r in both if r.message), ""),
+        )
+
+
+class SignedOutcome(BaseModel):
+    """A signature made here, and how handing it to the hub went."""
+
+    model_config = ConfigDict(frozen=True)
+
+    signature: AgreementSignature
+    report: NoticeReport
 
 
 class StatusOutcome(BaseModel):

@@ -6,9 +6,11 @@ suspended or revoked the agreement, and now is inside the version's validity win
 term is checked again on every request; each refusal names the term that refused it.
 """
 
+import contextlib
 import functools
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -29,7 +31,9 @@ from contracts.v1 import (
     DatasetContract,
     QueryRequest,
     QuerySpec,
+    SignatureDelivery,
     SignaturePayload,
+    Signed,
     SignedAgreement,
 )
 from contracts.v1.agreement import DISSEMINATION_ORDER
@@ -59,6 +63,8 @@ from node.agreements.schemas import (
     AgreementRecord,
     AgreementStatus,
     NoticeReport,
+    OutboxReport,
+    SignedOutcome,
     SigningPreview,
     StatusOutcome,
 )
@@ -152,8 +158,24 @@ def preview(
         version=terms.version,
         digest=agreement.digest,
         already_signed=row is not None and row.digest == agreement.digest,
-        summary=summary_text(terms),
+        summary=summary_text(terms, labels=column_labels(home=home, terms=terms)),
     )
+
+
+def column_labels(*, home: Path, terms: AgreementTerms) -> dict[str, str]:
+    """Each column the terms name, by the label its dataset contract gives it here."""
+    labels: dict[str, str] = {}
+    for ref in terms.datasets:
+        try:
+            contract = datasets.load(
+                home=home, name=ref.name, version=ref.contract_version
+            ).contract
+        except UnknownDataset:
+            continue
+        for column in contract.columns:
+            if column.title:
+                labels.setdefault(column.name, column.title)
+    return labels
 
 
 def _check_amendment(session: Session, terms: AgreementTerms) -> None:
@@ -221,6 +243,175 @@ def sign(
             details={"version": terms.version, "digest": agreement.digest},
         )
     return signature
+
+
+def sign_and_deliver(
+    *,
+    home: Path,
+    agreement: SignedAgreement,
+    settings: NodeSettings | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> SignedOutcome:
+    """Sign (in force here at once), then hand the signature to the pinned hub at once.
+
+    When the hub cannot be reached the signature waits in the outbox and is retried
+    (`deliver_signatures`: the node app's retry loop, the pull loop, `agreements report`).
+    """
+    signature = sign(home=home, agreement=agreement, settings=settings)
+    report = deliver_signatures(home=home, settings=settings, transport=transport)
+    return SignedOutcome(signature=signature, report=report)
+
+
+# A refusal the node may outlive: its clock was off; the next attempt is fresh.
+RETRY_CODES = frozenset({"message_stale"})
+
+
+@contextlib.contextmanager
+def _hub(
+    base_url: str,
+    *,
+    transport: httpx.BaseTransport | None,
+    client: httpx.Client | None,
+    timeout_seconds: float,
+) -> Iterator[httpx.Client]:
+    """The caller's client (a pull node's poll channel), or a fresh one to the hub."""
+    if client is not None:
+        yield client
+        return
+    with httpx.Client(base_url=base_url, transport=transport, timeout=timeout_seconds) as own:
+        yield own
+
+
+def deliver_signatures(
+    *,
+    home: Path,
+    settings: NodeSettings | None = None,
+    transport: httpx.BaseTransport | None = None,
+    client: httpx.Client | None = None,
+    timeout_seconds: float = NOTICE_TIMEOUT_SECONDS,
+) -> NoticeReport:
+    """Send the signatures the hub has not confirmed, oldest first, each in a node-signed,
+    fresh delivery; stop at the first network failure or 5xx (they stay queued).
+
+    The hub's confirmation (with the version's status there) or its refusal code is kept on
+    the version; a refusal is not retried, except one this node may outlive (RETRY_CODES).
+    """
+    url = url_for(home=home, settings=settings)
+    identity = load_identity(home)
+    with transaction(url) as session:
+        queued = [
+            (row.agreement_id, row.version, row.signature)
+            for row in session.execute(
+                select(AgreementRow)
+                .where(AgreementRow.hub_received_at.is_(None), AgreementRow.hub_answer.is_(None))
+                .order_by(AgreementRow.signed_at)
+            ).scalars()
+        ]
+    if not queued:
+        return NoticeReport(sent=0, pending=0, refused=0, hub_reachable=True)
+    if identity.hub_url is None or identity.hub_id is None:
+        return NoticeReport(
+            sent=0,
+            pending=len(queued),
+            refused=0,
+            hub_reachable=False,
+            message="no hub URL is pinned (sauti node pin-hub --url)",
+        )
+    key = load_key(home)
+    sent = refused = 0
+    reachable, message = True, ""
+    with _hub(
+        identity.hub_url, transport=transport, client=client, timeout_seconds=timeout_seconds
+    ) as http:
+        for agreement_id, version, signature in queued:
+            delivery = SignatureDelivery(
+                hub_id=identity.hub_id,
+                node_id=identity.node_id,
+                signature=AgreementSignature.model_validate_json(signature),
+                issued_at=datetime.now(UTC),
+                nonce=secrets.token_hex(16),
+            )
+            body = Signed(jws=signing.sign(delivery, key)).model_dump(mode="json")
+            try:
+                response = http.post(
+                    f"{identity.hub_url}/v1/agreements/signatures/deliver",
+                    json=body,
+                    timeout=timeout_seconds,
+                )
+            except httpx.HTTPError:
+                reachable, message = False, "the hub is unreachable; signatures stay queued"
+                break
+            if response.status_code >= 500:
+                reachable, message = False, f"the hub answered {response.status_code}"
+                break
+            answer = None if response.is_success else _error_code(response)
+            if answer in RETRY_CODES:
+                reachable, message = False, f"the hub refused for now ({answer}); will retry"
+                break
+            hub_status = _hub_status(response) if answer is None else None
+            refused += answer is not None
+            sent += answer is None
+            with transaction(url) as session:
+                row = session.get(AgreementRow, (agreement_id, version))
+                if row is not None:
+                    if answer is None:
+                        row.hub_received_at = datetime.now(UTC).isoformat()
+                        row.hub_status = hub_status
+                    else:
+                        row.hub_answer = answer
+                    audit.append(
+                        session,
+                        actor=identity.node_id,
+                        action="agreement_signature_reported",
+                        object=f"agreement:{agreement_id}",
+                        details={"version": version, "hub_answer": answer},
+                    )
+    log.info("agreement signatures: %d confirmed by the hub, %d refused", sent, refused)
+    return NoticeReport(
+        sent=sent,
+        pending=len(queued) - sent - refused,
+        refused=refused,
+        hub_reachable=reachable,
+        message=message,
+    )
+
+
+def _hub_status(response: httpx.Response) -> str | None:
+    try:
+        status = response.json().get("status")
+    except (ValueError, AttributeError):
+        return None
+    return str(status)[:20] if isinstance(status, str) else None
+
+
+def report_all(
+    *,
+    home: Path,
+    settings: NodeSettings | None = None,
+    transport: httpx.BaseTransport | None = None,
+    client: httpx.Client | None = None,
+) -> OutboxReport:
+    """Everything the hub has yet to hear from this node: signatures, then status notices."""
+    return OutboxReport(
+        signatures=deliver_signatures(
+            home=home, settings=settings, transport=transport, client=client
+        ),
+        notices=report_notices(home=home, settings=settings, transport=transport, client=client),
+    )
+
+
+def pending_deliveries(*, home: Path, settings: NodeSettings | None = None) -> int:
+    """How many signatures and notices still wait for the hub."""
+    with transaction(url_for(home=home, settings=settings)) as session:
+        signatures = session.execute(
+            select(AgreementRow.agreement_id).where(
+                AgreementRow.hub_received_at.is_(None), AgreementRow.hub_answer.is_(None)
+            )
+        ).all()
+        notices = session.execute(
+            select(AgreementNoticeRow.id).where(AgreementNoticeRow.reported_at.is_(None))
+        ).all()
+    return len(signatures) + len(notices)
 
 
 def _check_hub_signature(
@@ -403,6 +594,7 @@ def report_notices(
     home: Path,
     settings: NodeSettings | None = None,
     transport: httpx.BaseTransport | None = None,
+    client: httpx.Client | None = None,
     timeout_seconds: float = NOTICE_TIMEOUT_SECONDS,
 ) -> NoticeReport:
     """Send queued status notices to the hub, oldest first; stop at the first network failure.
@@ -434,12 +626,16 @@ def report_notices(
     sent = refused = 0
     reachable = True
     message = ""
-    with httpx.Client(
-        base_url=identity.hub_url, transport=transport, timeout=timeout_seconds
-    ) as client:
+    with _hub(
+        identity.hub_url, transport=transport, client=client, timeout_seconds=timeout_seconds
+    ) as http:
         for notice_id, agreement_id, jws in queued:
             try:
-                response = client.post(f"/v1/agreements/{agreement_id}/notices", json={"jws": jws})
+                response = http.post(
+                    f"{identity.hub_url}/v1/agreements/{agreement_id}/notices",
+                    json={"jws": jws},
+                    timeout=timeout_seconds,
+                )
             except httpx.HTTPError:
                 reachable, message = False, "the hub is unreachable; notices stay queued"
                 break
@@ -531,7 +727,11 @@ def _status_of(session: Session, agreement_id: str) -> AgreementStatus | None:
 
 
 def _record(row: AgreementRow) -> AgreementRecord:
+    received = row.hub_received_at
     return AgreementRecord(
+        hub_received_at=datetime.fromisoformat(received) if received else None,
+        hub_answer=row.hub_answer,
+        hub_status=row.hub_status,
         agreement_id=row.agreement_id,
         version=row.version,
         digest=row.digest,

@@ -45,10 +45,12 @@ async def review(
 async def sign(
     body: SignedAgreement, settings: SettingsDep, _steward: StewardDep
 ) -> AgreementSignature:
-    """Sign the version with the node key; the node honours it from now on."""
-    return await run_in_threadpool(
-        agreements.sign, home=settings.home, agreement=body, settings=settings
+    """Sign the version with the node key (honoured from now on) and hand the signature to
+    the pinned hub at once; one the hub does not confirm is retried until it does."""
+    outcome = await run_in_threadpool(
+        agreements.sign_and_deliver, home=settings.home, agreement=body, settings=settings
     )
+    return outcome.signature
 
 
 @router.get("/{agreement_id}", response_model=list[AgreementRecord])
@@ -119,5 +121,6 @@ async def revoke(
 
 @router.post("/report", response_model=NoticeReport)
 async def report(settings: SettingsDep, _steward: StewardDep) -> NoticeReport:
-    """Send status changes the hub has not heard of yet."""
-    return await run_in_threadpool(agreements.report_notices, home=settings.home, settings=settings)
+    """Send signatures and status changes the hub has not confirmed yet (totals of both)."""
+    report = await run_in_threadpool(agreements.report_all, home=settings.home, settings=settings)
+    return report.total()

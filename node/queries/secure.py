@@ -102,7 +102,9 @@ def handle_invite(
                 session, query_id=request.query_id, agreement_id=request.agreement_id, now=now
             )
     except NodeError as exc:
-        audit_refusal(settings.db_url, code=exc.code, details=base)
+        audit_refusal(
+            settings.db_url, code=exc.code, details=base, request=request, home=settings.home
+        )
         raise
     key = (identity.node_id, str(request.query_id), invite.attempt)
     digest = signing.digest(request)
@@ -182,7 +184,9 @@ def handle_roster(*, settings: NodeSettings, signed: Signed, now: datetime | Non
             )
             audit_accepted(session, base, request, reservation)
     except NodeError as exc:
-        audit_refusal(settings.db_url, code=exc.code, details=base)
+        audit_refusal(
+            settings.db_url, code=exc.code, details=base, request=request, home=settings.home
+        )
         raise
     if reservation.outcome == "stored":
         assert reservation.release_jws is not None

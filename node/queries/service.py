@@ -114,7 +114,7 @@ def handle_query(
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
     except NodeError as exc:
-        audit_refusal(url, code=exc.code, details=base)
+        audit_refusal(url, code=exc.code, details=base, request=request, home=settings.home)
         raise
     if reservation.outcome == "stored":
         assert reservation.release_jws is not None
@@ -408,15 +408,11 @@ def audit_accepted(
 ) -> None:
     # One append for the three entries: they share the reservation's transaction (and its
     # one commit), so the log says "charged" exactly when the ledger does.
-    spec = request.spec
     obj = _obj(request)
     decision = {
         **base,
         "code": "accepted" if reservation.outcome != "stored" else "stored_release",
-        "measure": spec.measure,
-        "column": spec.column,
-        "group_by": list(spec.group_by),
-        "filter_columns": [f.column for f in spec.filters],
+        **described(request),
     }
     events = [
         audit.Event(actor=HUB, action="request_received", object=obj, details=base),
@@ -434,17 +430,69 @@ def audit_accepted(
     audit.append_many(session, events)
 
 
-def audit_refusal(url: str, *, code: str, details: dict[str, Any]) -> None:
+def described(
+    request: QueryRequest, *, known: dict[str, frozenset[str]] | None = None
+) -> dict[str, Any]:
+    """What was asked, by which organisation, at what cost: the steward's requests log shows
+    it for accepted and refused requests alike: column names and the cost, never a value or
+    a level. For a refused request `known` holds the columns of the dataset's contract here:
+    a name the contract does not have is not written down (`"?"`), so nothing an analyst
+    typed enters the log unless it is this node's public metadata."""
+    spec = request.spec
+
+    def name(column: str | None) -> str | None:
+        if column is None or known is None or column in known:
+            return column
+        return "?"
+
+    return {
+        "dataset": spec.dataset if known is None or known else "?",
+        "measure": spec.measure,
+        "column": name(spec.column),
+        "group_by": [name(dim) for dim in spec.group_by],
+        # Which columns filter it, not the levels chosen: no entry repeats a level back.
+        "filter_columns": [name(f.column) for f in spec.filters],
+        "organisation": request.analyst_organisation,
+        "rho": request.rho,
+    }
+
+
+def public_names(home: Path, dataset: str) -> dict[str, frozenset[str]]:
+    """The columns of `dataset`'s newest contract here, with their levels (empty: not held)."""
+    try:
+        contract = datasets.get_contract(home=home, name=dataset)
+    except NodeError:
+        return {}
+    return {c.name: frozenset(level.code for level in c.levels) for c in contract.columns}
+
+
+def audit_refusal(
+    url: str,
+    *,
+    code: str,
+    details: dict[str, Any],
+    request: QueryRequest | None = None,
+    home: Path | None = None,
+) -> None:
     """Audit a verified hub request's refusal in its own transaction (the refused one was
-    rolled back whole). Only ever called after the hub's signature verified."""
+    rolled back whole). Only ever called after the hub's signature verified; what was asked
+    is recorded in names this node's contracts know (`described`)."""
     obj = f"query:{details['query_id']}"
+    asked = (
+        described(request, known=public_names(home, request.spec.dataset))
+        if request is not None and home is not None
+        else {}
+    )
     with transaction(url) as session:
         audit.append_many(
             session,
             [
                 audit.Event(actor=HUB, action="request_received", object=obj, details=details),
                 audit.Event(
-                    actor=HUB, action="decision", object=obj, details={**details, "code": code}
+                    actor=HUB,
+                    action="decision",
+                    object=obj,
+                    details={**details, "code": code, **asked},
                 ),
             ],
         )

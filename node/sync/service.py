@@ -42,6 +42,7 @@ from contracts.v1.audit import KEY_ROTATED
 from contracts.v1.base import utc
 from contracts.v1.federation import ENROLLMENT_TOKEN_PREFIX, HUB_KEY_ROTATION_HEADER
 from node import metrics, security
+from node.agreements import service as agreements
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.db import transaction, url_for
@@ -314,7 +315,17 @@ def poll_once(
         except Exception as exc:
             log.error("pull: a task could not be handled (%s)", type(exc).__name__)
             stats.failed += 1
+    report_outbox(settings=settings, client=client)
     return stats
+
+
+def report_outbox(*, settings: NodeSettings, client: httpx.Client) -> None:
+    """Send, over the poll channel, the signatures and status notices the hub has yet to
+    confirm; whatever fails waits for the next round (the poll never dies of it)."""
+    try:
+        agreements.report_all(home=settings.home, settings=settings, client=client)
+    except Exception as exc:
+        log.warning("pull: signatures and notices not sent (%s)", type(exc).__name__)
 
 
 def _answer(

@@ -10,13 +10,13 @@ any message lacks a translation.
 import gettext
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from markupsafe import Markup, escape
 
@@ -112,6 +112,11 @@ def moment(value: datetime | str, lang: str) -> str:
     return digits(text, lang) + " UTC"
 
 
+def day(value: date | datetime, lang: str) -> str:
+    """A calendar day, long form, in the language's words and digits (validity dates)."""
+    return digits(format_date(value, format="long", locale=lang), lang)
+
+
 class Translator:
     """The gettext callables and formatters a template gets for one request's language."""
 
@@ -134,6 +139,7 @@ class Translator:
             "languages": LANGUAGES,
             "num": lambda value, places=None: number(value, self.lang, places=places),
             "when": lambda value: moment(value, self.lang),
+            "day": lambda value: day(value, self.lang),
         }
 
 

@@ -501,8 +501,10 @@ async def sign(
     if confirm != "yes":
         raise FormInvalid("tick the box to confirm you have read the terms")
     agreement = service.parse_agreement(document)
-    agreement_id = await run_in_threadpool(service.sign, settings=settings, agreement=agreement)
-    return redirect(f"{PREFIX}/agreements/{agreement_id}?done=signed")
+    agreement_id, done = await run_in_threadpool(
+        service.sign, settings=settings, agreement=agreement
+    )
+    return redirect(f"{PREFIX}/agreements/{agreement_id}?done={done}")
 
 
 @router.get("/agreements/{agreement_id}", response_class=HTMLResponse)
@@ -557,22 +559,35 @@ async def change_status(
 
 @router.get("/requests", response_class=HTMLResponse)
 async def requests(
+    *,
     request: Request,
     settings: SettingsDep,
     browser: SessionDep,
     agreement_id: Annotated[str, Query(max_length=100)] = "",
+    organisation: Annotated[str, Query(max_length=200)] = "",
+    outcome: Annotated[str, Query(pattern="^(|accepted|refused)$")] = "",
 ) -> Response:
+    """Every request the hub sent, accepted or refused: what was asked, by whom, at what cost."""
     view = await run_in_threadpool(
-        service.decisions, settings=settings, limit=100, agreement_id=agreement_id or None
+        service.decisions,
+        settings=settings,
+        limit=100,
+        agreement_id=agreement_id or None,
+        organisation=organisation or None,
+        outcome=outcome or None,
     )
     template = "_decisions.html" if request.headers.get("hx-request") else "requests.html"
     known = await run_in_threadpool(service.agreement_list, settings=settings)
+    asking = await run_in_threadpool(service.organisations, settings=settings)
     return render(
         request,
         template,
         session=browser,
         decisions=view,
         agreement_id=agreement_id,
+        organisation=organisation,
+        outcome=outcome,
         agreements=known,
+        organisations=asking,
         s=service,
     )

@@ -11,14 +11,20 @@ import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 from pydantic import ValidationError
 
 from contracts import budget as exact
-from contracts.agreement_rules import PURPOSE_CODES, one_person_release_chance
+from contracts.agreement_rules import (
+    PURPOSE_CODES,
+    labelled,
+    one_person_release_chance,
+    validity_days,
+)
+from contracts.budget_anchor import Anchor, anchor
 from contracts.v1 import AgreementTerms, Column, DatasetContract, SignedAgreement
 from contracts.v1.audit import AuditEntry, AuditFilter
 from contracts.v1.dataset import BoundsPolicy
@@ -39,6 +45,7 @@ from node.datasets.schemas import (
     VersionInfo,
 )
 from node.datasets.sources import sniff
+from node.exceptions import DatasetError
 from node.harmonisation import store as modules
 from node.harmonisation.exceptions import HarmonisationError
 from node.home import NodeIdentity, load_identity
@@ -77,6 +84,15 @@ REASONS: dict[str, str] = {
     "request_expired": N_("Refused: the request was too old"),
     "signature_invalid": N_("Refused: the request signature did not verify"),
     "wrong_node": N_("Refused: the request was for another node"),
+    "rho_below_floor": N_("Refused: the question costs less than the agreement's lowest cost"),
+    "grid_not_allowed": N_("Refused: the agreement does not allow this grid of values"),
+    "column_not_queryable": N_("Refused: this column may never be released"),
+    "unknown_column": N_("Refused: the dataset has no such column"),
+    "unknown_level": N_("Refused: a filter names a category the codebook does not have"),
+    "unknown_dataset": N_("Refused: the dataset is not held at this node"),
+    "measure_not_supported": N_("Refused: this statistic cannot be computed on this column"),
+    "release_failed": N_("Refused: the node could not compute the answer"),
+    "query_id_conflict": N_("Refused: the request reused the number of another request"),
 }
 REFUSED_OTHER = N_("Refused by a rule of the node")
 STATUS_TEXT: dict[str, str] = {
@@ -103,6 +119,21 @@ PERIODS: dict[str, str] = {
     "validity": N_("for the whole validity of the agreement, amendments included"),
     "calendar_year": N_("for each calendar year, granted afresh every 1 January"),
     "quarter": N_("for each calendar quarter, granted afresh every three months"),
+}
+# The plain scale of a privacy spend (contracts.budget_anchor.SCALE_TEXT, translated).
+SCALES: dict[str, str] = {
+    "very_little": N_("very little can be learned about any one person"),
+    "little": N_("little can be learned about any one person"),
+    "moderate": N_("a moderate amount can be learned about one person"),
+    "a_lot": N_("a lot can be learned about one person"),
+    "very_much": N_("very much can be learned about one person"),
+}
+# How the hub answered a signature (node.agreements: hub_answer codes), in words.
+HUB_ANSWERS: dict[str, str] = {
+    "agreement_not_found": N_("the hub does not hold this version"),
+    "node_signature_invalid": N_("the hub does not recognise this node's key"),
+    "digest_mismatch": N_("the hub holds another text of this version"),
+    "replayed": N_("the hub saw this delivery before"),
 }
 ROLES: dict[str, str] = {
     "secretariat": N_("secretariat"),
@@ -133,10 +164,29 @@ class Decision:
     accepted: bool
     measure: str | None
     group_by: tuple[str, ...]
+    column: str | None = None
+    dataset: str | None = None
+    # Columns that filter the question (the levels chosen are never logged).
+    filters: tuple[str, ...] = ()
+    organisation: str | None = None
+    # What the question would cost; `charged` is what it did (refusals and repeats: zero).
+    rho: Decimal | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reason(self) -> str:
         return REASONS.get(self.code, REFUSED_OTHER)
+
+    @property
+    def charged(self) -> Decimal:
+        return self.rho if self.code == "accepted" and self.rho is not None else exact.ZERO
+
+    def label(self, name: str) -> str:
+        return labelled(name, self.labels)
+
+    @property
+    def group_by_text(self) -> str:
+        return ", ".join(self.label(dim) for dim in self.group_by)
 
 
 @dataclass(frozen=True)
@@ -192,6 +242,7 @@ class AgreementDetail:
     budget: BudgetDetail
     chart: BudgetChart
     decisions: list[Decision]
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -199,6 +250,7 @@ class Review:
     preview: SigningPreview
     agreement: SignedAgreement
     document: str
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -721,6 +773,7 @@ def agreement_detail(*, settings: NodeSettings, agreement_id: str) -> AgreementD
         budget=budget,
         chart=budget_chart(budget, first_signed=records[0].signed_at),
         decisions=decisions(settings=settings, limit=20, agreement_id=agreement_id),
+        labels=agreements.column_labels(home=settings.home, terms=newest.terms),
     )
 
 
@@ -738,7 +791,12 @@ def parse_agreement(document: str) -> SignedAgreement:
 
 def review(*, settings: NodeSettings, agreement: SignedAgreement) -> Review:
     preview = agreements.preview(home=settings.home, agreement=agreement, settings=settings)
-    return Review(preview=preview, agreement=agreement, document=agreement.model_dump_json())
+    return Review(
+        preview=preview,
+        agreement=agreement,
+        document=agreement.model_dump_json(),
+        labels=agreements.column_labels(home=settings.home, terms=agreement.terms),
+    )
 
 
 def fetch_for_review(*, settings: NodeSettings, agreement_id: str) -> Review:
@@ -746,9 +804,33 @@ def fetch_for_review(*, settings: NodeSettings, agreement_id: str) -> Review:
     return review(settings=settings, agreement=agreement)
 
 
-def sign(*, settings: NodeSettings, agreement: SignedAgreement) -> str:
-    agreements.sign(home=settings.home, agreement=agreement, settings=settings)
-    return agreement.terms.agreement_id
+def sign(*, settings: NodeSettings, agreement: SignedAgreement) -> tuple[str, str]:
+    """Sign, hand the signature to the hub at once; the agreement id and what to tell the
+    steward: `signed` (the hub has it), `signed_refused` or `signed_pending` (retried)."""
+    outcome = agreements.sign_and_deliver(
+        home=settings.home, agreement=agreement, settings=settings
+    )
+    report = outcome.report
+    done = "signed" if report.sent else "signed_refused" if report.refused else "signed_pending"
+    return agreement.terms.agreement_id, done
+
+
+def budget_anchor(rho: float | Decimal) -> Anchor:
+    """What a spend of `rho` means for one person (the wording is in the templates)."""
+    return anchor(rho)
+
+
+def exact_rho(rho: float | Decimal) -> Decimal:
+    return exact.rho(rho)
+
+
+def inclusive_days(terms: AgreementTerms) -> tuple[date, date]:
+    """First and last UTC day in force, both included."""
+    return validity_days(terms)
+
+
+def column_text(name: str, labels: Mapping[str, str]) -> str:
+    return labelled(name, labels)
 
 
 def change_status(
@@ -846,11 +928,18 @@ def budget_chart(
 # --- decisions -----------------------------------------------------------------------------------
 
 
-def _decision(entry: AuditEntry) -> Decision:
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _decision(entry: AuditEntry, labels: Mapping[str, str]) -> Decision:
     details = entry.details
     code = str(details.get("code", ""))
     version = details.get("agreement_version")
-    group_by = details.get("group_by")
+    rho = details.get("rho")
+    column = details.get("column")
+    dataset = details.get("dataset")
+    organisation = details.get("organisation")
     return Decision(
         seq=entry.seq,
         at=entry.at,
@@ -860,8 +949,28 @@ def _decision(entry: AuditEntry) -> Decision:
         code=code,
         accepted=code in ("accepted", "stored_release"),
         measure=details.get("measure"),
-        group_by=tuple(str(g) for g in group_by) if isinstance(group_by, list) else (),
+        group_by=_strings(details.get("group_by")),
+        column=str(column) if column else None,
+        dataset=str(dataset) if dataset else None,
+        filters=_strings(details.get("filter_columns")),
+        organisation=str(organisation) if organisation else None,
+        rho=exact.rho(rho) if isinstance(rho, (int, float, str)) and rho != "" else None,
+        labels=labels,
     )
+
+
+def _labels(settings: NodeSettings) -> dict[str, str]:
+    """Column labels of every dataset's newest contract here (name -> label)."""
+    labels: dict[str, str] = {}
+    for name in sorted({v.name for v in datasets.list_versions(home=settings.home)}):
+        try:
+            contract = datasets.get_contract(home=settings.home, name=name)
+        except DatasetError:
+            continue
+        for column in contract.columns:
+            if column.title:
+                labels.setdefault(column.name, column.title)
+    return labels
 
 
 def _recent(*, settings: NodeSettings, agreement_id: str | None) -> Iterator[Decision]:
@@ -871,13 +980,36 @@ def _recent(*, settings: NodeSettings, agreement_id: str | None) -> Iterator[Dec
         agreement_id=agreement_id,
         since=_now() - timedelta(days=RECENT_DAYS),
     )
+    labels = _labels(settings)
     for entry in audit.iter_entries(database_url=settings.db_url, flt=flt):
-        yield _decision(entry)
+        yield _decision(entry, labels)
+
+
+OUTCOMES = ("accepted", "refused")
 
 
 def decisions(
-    *, settings: NodeSettings, limit: int = 50, agreement_id: str | None = None
+    *,
+    settings: NodeSettings,
+    limit: int = 50,
+    agreement_id: str | None = None,
+    organisation: str | None = None,
+    outcome: str | None = None,
 ) -> list[Decision]:
-    """The newest audited decisions on requests, newest first (codes and names, no values)."""
-    newest = deque(_recent(settings=settings, agreement_id=agreement_id), maxlen=limit)
+    """The newest audited decisions on requests, newest first (codes and names, no values),
+    of one agreement, one requesting organisation, accepted or refused, as asked."""
+    wanted = (
+        d
+        for d in _recent(settings=settings, agreement_id=agreement_id)
+        if (organisation is None or d.organisation == organisation)
+        and (outcome is None or d.accepted == (outcome == "accepted"))
+    )
+    newest = deque(wanted, maxlen=limit)
     return list(reversed(newest))
+
+
+def organisations(*, settings: NodeSettings) -> list[str]:
+    """The organisations that asked questions here recently (for the requests filter)."""
+    return sorted(
+        {d.organisation for d in _recent(settings=settings, agreement_id=None) if d.organisation}
+    )

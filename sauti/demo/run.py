@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from contracts.budget import text as rho
+from contracts.budget import figure as rho
 from contracts.v1 import (
     AgreementTerms,
     DatasetRef,

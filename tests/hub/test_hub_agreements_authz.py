@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from hub_support import Hub, SimNode, make_terms
 
 from contracts import signing
-from contracts.v1 import AgreementFetch, AgreementNotice
+from contracts.v1 import AgreementFetch, AgreementNotice, AgreementSignature, SignatureDelivery
 from hub.agreements.router import router
 
 ROLES = ("admin", "secretariat", "analyst", "outsider", "auditor", "anonymous")
@@ -60,6 +60,17 @@ def _fetch(hub: Hub, nodes: list[SimNode]) -> Any:
         nonce=secrets.token_hex(16),
     )
     return {"jws": signing.sign(fetch, nodes[0].key)}
+
+
+def _delivery(hub: Hub, nodes: list[SimNode]) -> Any:
+    delivery = SignatureDelivery(
+        hub_id=hub.identity.hub_id,
+        node_id="ke-a",
+        signature=AgreementSignature.model_validate(_signature(hub, nodes)),
+        issued_at=datetime.now(UTC),
+        nonce=secrets.token_hex(16),
+    )
+    return {"jws": signing.sign(delivery, nodes[0].key)}
 
 
 def _other(hub: Hub, nodes: list[SimNode]) -> Any:
@@ -125,6 +136,13 @@ CALLS = (
         _notice,
     ),
     Call("POST", "/v1/agreements/fetch", "/v1/agreements/fetch", ANY, _fetch),
+    Call(
+        "POST",
+        "/v1/agreements/signatures/deliver",
+        "/v1/agreements/signatures/deliver",
+        ANY,
+        _delivery,
+    ),
     Call(
         "POST", "/v1/agreements/{agreement_id}/suspend", "/v1/agreements/lnob-2026/suspend", WRITERS
     ),

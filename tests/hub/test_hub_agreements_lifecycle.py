@@ -136,7 +136,10 @@ def test_amendment_is_a_new_version_and_old_ones_stay_readable(
     )
     assert {r.agreement_version for n in sim_nodes for r in n.requests} == {2}
     versions = hub.client.get("/v1/agreements/lnob-2026/versions", headers=sec).json()
-    assert [v["rho_spent_at_hub"] for v in versions] == ["0", "0.2"]
+    # The budget is the agreement's, amendments included (as each node's ledger counts it):
+    # every version shows what the nodes reported they spent this period.
+    assert [v["rho_spent_at_hub"] for v in versions] == ["0.2", "0.2"]
+    assert versions[-1]["rho_spent_by_node"] == {n.node_id: "0.2" for n in sim_nodes}
 
 
 def test_node_notices_record_each_partys_standing(

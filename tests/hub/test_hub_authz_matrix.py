@@ -55,6 +55,7 @@ MATRIX: dict[tuple[str, str], Allowed] = {
     ("POST", "/v1/agreements/{agreement_id}/signatures"): SIGNED,
     ("POST", "/v1/agreements/{agreement_id}/notices"): SIGNED,
     ("POST", "/v1/agreements/fetch"): SIGNED,
+    ("POST", "/v1/agreements/signatures/deliver"): SIGNED,
     ("POST", "/v1/agreements/{agreement_id}/suspend"): WRITERS,
     ("POST", "/v1/agreements/{agreement_id}/resume"): WRITERS,
     ("POST", "/v1/agreements/{agreement_id}/revoke"): WRITERS,

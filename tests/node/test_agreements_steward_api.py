@@ -77,7 +77,8 @@ def test_steward_flow(node: Node, steward: dict[str, str]) -> None:
     final = client.post("/v1/steward/agreements/mou-1/resume", headers=steward)
     assert (final.status_code, final.json()["error"]["code"]) == (403, "agreement_revoked")
     report = client.post("/v1/steward/agreements/report", headers=steward)
-    assert report.json()["pending"] == 3  # suspended, active, revoked
+    # Two signatures (the fixture's and this one) and three notices; no hub URL is pinned.
+    assert report.json()["pending"] == 5
 
 
 def test_bad_input_is_refused_with_a_code_and_changes_nothing(

@@ -132,7 +132,7 @@ def test_every_view_shows_a_filled_budget_as_filled(tmp_path: Path) -> None:
     shown = runner.invoke(cli, ["node", "budget", "--home", str(node.home), "--json"])
     assert json.loads(shown.output)[0]["rho_spent"] == "0.37"
     table = runner.invoke(cli, ["node", "agreements", "budget", "mou-1", "--home", str(node.home)])
-    assert "spent rho 0.37 of 0.37, 0 left after 37 queries" in table.output
+    assert "spent rho 0.370 of 0.370, 0.000 left after 37 queries" in table.output
 
     (gauge, _queries) = LedgerCollector(node.settings.db_url).collect()
     assert [s.value for s in gauge.samples] == [0.37]

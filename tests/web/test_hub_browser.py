@@ -229,7 +229,7 @@ def test_secretariat_and_steward_pages(page: Page, site: Site) -> None:
     page.context.clear_cookies()
     login(page, site, "sita")
     page.goto(f"{site.url}/steward")
-    expect(page.get_by_text("In force")).to_be_visible()
+    expect(page.locator("span.tag", has_text="In force")).to_be_visible()
     check_page(page, "steward")
 
 

@@ -231,7 +231,11 @@ def test_review_sign_suspend_resume_revoke(any_db_steward: tuple[Node, WebClient
             "confirm": "yes",
         },
     )
-    assert signed.headers["location"] == "/steward/agreements/mou-2?done=signed"
+    # No hub URL is pinned here: signed and in force at the node, the hub is told later.
+    assert signed.headers["location"] == "/steward/agreements/mou-2?done=signed_pending"
+    page = steward.get(signed.headers["location"]).text
+    assert "The hub could not be reached yet" in page
+    assert "sent again until the hub confirms" in page
     assert [
         a.agreement_id for a in agreements.list_agreements(home=node.home, settings=node.settings)
     ] == [
