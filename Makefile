@@ -45,9 +45,10 @@ test: $(STAMP) system-deps
 # The pictures in the role guides are taken by the browser journeys, in all five languages;
 # run after changing a page the guides show, and commit the pictures with the change.
 guide-shots: $(STAMP) system-deps
-	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly tests/web/test_guides_browser.py -k steps \
-		tests/web/test_assessment_browser.py tests/web/test_hub_audit_browser.py \
-		tests/web/test_hub_analyst_journey.py
+	SAUTI_GUIDE_SHOTS=1 $(BIN)/pytest -q -p no:randomly -n 2 --dist loadfile \
+		tests/web/test_node_onboarding_browser.py tests/web/test_signature_journey.py \
+		tests/web/test_hub_analyst_journey.py tests/web/test_assessment_browser.py \
+		tests/web/test_hub_audit_browser.py tests/web/test_guides_browser.py
 	$(BIN)/python -m tests.web.guide_shots
 
 lint: $(STAMP)

@@ -1,12 +1,9 @@
 """The guides in Chromium: every help page axe-clean and within the viewport on a desk and a
-phone, and the journeys that take the pictures the guides show (`make guide-shots`).
+phone, in English and Nepali (all five languages while `make guide-shots` runs).
 
-In an ordinary run the journeys go through English and Nepali and save nothing; with
-`SAUTI_GUIDE_SHOTS=1` they go through all five languages and save each step the guides
-picture under the hub's and the node's static `guides/` folders.
+The pictures the guides show are taken by the roles' own journeys (`make guide-shots`).
 """
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +15,6 @@ from test_hub_browser import Site, site
 from node.db import dispose_engines
 from sauti.serve import serve_in_thread
 from tests.web import guide_shots
-from tests.web.node_web_support import PASSWORD as STEWARD_PASSWORD
-from tests.web.node_web_support import USERNAME as STEWARD
 from tests.web.node_web_support import steward_node
 
 __all__ = ["site"]  # the hub fixture, found by name
@@ -74,37 +69,7 @@ def served(tmp_path: Path) -> Iterator[str]:
     dispose_engines()
 
 
-def _export(path: Path) -> Path:
-    """A small survey export: a name column (an identifier), sex, age and district."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["respondent_name", "sex", "age", "district"])
-        for i in range(40):
-            sex = ("female", "male", "third_gender")[i % 3]
-            writer.writerow([f"Person {i}", sex, 18 + i, ("Lalitpur", "Kaski")[i % 2]])
-    return path
-
-
-def test_the_steward_guide_and_its_steps(browser: Browser, served: str, tmp_path: Path) -> None:
-    export = _export(tmp_path / "survey.csv")
-    for language in LANGUAGES:
-        for viewport in VIEWPORTS:
-            for page in _page(browser, language, viewport):
-                page.goto(f"{served}/steward/help")
-                expect(page.locator("h1")).to_be_visible()
-                check(page, f"steward help {language} {viewport}")
-        for page in _page(browser, language, "desktop"):
-            page.goto(f"{served}/steward/login")
-            page.locator("#username").fill(STEWARD)
-            page.locator("#password").fill(STEWARD_PASSWORD)
-            page.locator("form[action='/steward/login'] button[type=submit]").click()
-            expect(page.locator("header.top nav")).to_be_visible()
-            page.goto(f"{served}/steward/datasets")
-            page.locator("#draft-dataset").fill("survey")
-            page.locator("#draft-file").set_input_files(str(export))
-            page.locator("form[action='/steward/datasets/draft'] button[type=submit]").click()
-            expect(page.locator("main h1")).to_be_visible()
-            guide_shots.shot(page, "steward", "draft", language)
-            page.goto(f"{served}/steward/agreements/mou-1")
-            expect(page.locator("main h1")).to_be_visible()
-            guide_shots.shot(page, "steward", "sign", language)
+def test_the_steward_guide_is_accessible(page: Page, served: str) -> None:
+    page.goto(f"{served}/steward/help")
+    expect(page.locator("h1")).to_be_visible()
+    check(page, "steward help")

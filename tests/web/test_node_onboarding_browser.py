@@ -19,7 +19,7 @@ from node.settings import NodeSettings
 from node.web.i18n import Translator, number
 from sauti.serve import serve_in_thread
 from tests.node import survey_exports as se
-from tests.web.guide_shots import shot
+from tests.web.guide_shots import languages, shot
 from tests.web.node_web_support import PASSWORD, USERNAME
 from tests.web.test_node_onboarding import fresh_node
 
@@ -67,7 +67,7 @@ def served(tmp_path: Path) -> Iterator[tuple[NodeSettings, str]]:
     dispose_engines()
 
 
-@pytest.mark.parametrize("language", ["en", "ne"])
+@pytest.mark.parametrize("language", languages(("en", "ne")))
 def test_steward_onboards_a_fresh_node_in_the_pages(
     page: Page, served: tuple[NodeSettings, str], tmp_path: Path, language: str
 ) -> None:

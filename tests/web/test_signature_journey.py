@@ -35,7 +35,7 @@ from node.settings import NodeSettings
 from node.web.i18n import translations as node_translations
 from sauti.serve import serve_in_thread
 from tests.node.conftest import contract, frame
-from tests.web.guide_shots import shot
+from tests.web.guide_shots import languages, shot
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PASSWORD = "lalitpur-data-steward-7"
@@ -204,7 +204,7 @@ def _hub_login(page: Page, fed: Federation, who: str, lang: str) -> None:
     expect(page.locator("html")).to_have_attribute("lang", lang)
 
 
-@pytest.mark.parametrize("lang", ["en", "ne"])
+@pytest.mark.parametrize("lang", languages(("en", "ne")))
 def test_steward_signs_on_the_node_then_the_hub_and_an_analyst_use_it(
     page: Page, federation: Federation, lang: str
 ) -> None:
