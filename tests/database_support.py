@@ -19,6 +19,7 @@ migrations, `migrate` commands) ask for an empty database: the default outside t
 and tests/node (the `database_schema` fixture).
 """
 
+import os
 import queue
 import secrets
 import shutil
@@ -56,7 +57,8 @@ class PostgresDatabases:
     def __init__(self, admin_dsn: str) -> None:
         self.admin_dsn = admin_dsn
         self.user = admin_dsn.split("user=")[1].split(maxsplit=1)[0]
-        self.prefix = f"sauti_test_{secrets.token_hex(3)}"
+        # The worker's pid names what a killed worker leaves behind.
+        self.prefix = f"sauti_test_{os.getpid()}"
         self.templates: dict[Side, str] = {}
         self._drops: queue.Queue[str | None] = queue.Queue(maxsize=PENDING_DROPS)
         self._failures: list[BaseException] = []
@@ -95,7 +97,7 @@ class PostgresDatabases:
     def _template(self, side: Side) -> str:
         name = self.templates.get(side)
         if name is None:
-            name = f"{self.prefix}_template_{side}"
+            name = f"{self.prefix}_template_{side}_{secrets.token_hex(2)}"
             with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{name}"')
             build_schema(side, self.url(name))
