@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+from database_support import Side
 from fastapi import FastAPI
 from joserfc.jwk import OKPKey
 
@@ -236,6 +237,12 @@ def make_node(
     agreements.sign(home=home, agreement=hub_signed(agreement_terms, hub_key), settings=settings)
     client = AppClient(create_app(settings))
     return Node(home, settings, load_identity(home), hub_key, agreement_terms, client)
+
+
+@pytest.fixture
+def database_schema() -> Side | None:
+    """Node tests' fresh databases hold the node's schema at head (tests/database_support)."""
+    return "node"
 
 
 @pytest.fixture(autouse=True)
