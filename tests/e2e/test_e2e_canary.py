@@ -25,7 +25,11 @@ CANARY_LEVEL = "Zyqborough"
 CANARY_ID = 918273645546371
 CANARIES = (CANARY_TEXT, CANARY_NAME, CANARY_LEVEL, str(CANARY_ID))
 # The canary level is a real (public) level of the contract, so grouping by `district`
-# would list it as a key by design; the queries below filter on district instead.
+# would list it as a key by design; the queries below filter on district instead. The hub
+# keeps every node's public contract (`node_contracts`), so the level may stand there, in
+# the hub's copy of what the node published, and nowhere else at the hub.
+PUBLIC_CONTRACTS = "node_contracts"
+CONTRACT_CHECK = {"unknown_level", "unknown_column", "column_not_numeric"}
 
 
 def _with_level(contract: DatasetContract, column: str, code: str) -> DatasetContract:
@@ -105,7 +109,8 @@ def _specs(agreement_id: str) -> list[dict[str, Any]]:
     return valid + invalid
 
 
-def _dump_tables(url: str) -> str:
+def _dump_tables(url: str, *, public: bool = False) -> str:
+    """Every row of the hub's tables but the nodes' public contracts (or only those)."""
     engine = create_engine(url)
     try:
         metadata = MetaData()
@@ -113,6 +118,8 @@ def _dump_tables(url: str) -> str:
         parts = []
         with engine.connect() as conn:
             for table in metadata.sorted_tables:
+                if (table.name == PUBLIC_CONTRACTS) != public:
+                    continue
                 parts.append(f"== {table.name}")
                 parts.extend(repr(tuple(row)) for row in conn.execute(select(table)))
         return "\n".join(parts)
@@ -162,10 +169,18 @@ def test_canaries_never_reach_the_hub(
                 bodies.append(client.get(path, headers=headers).text)
         hub_settings = HubSettings(home=hub_home, database_url=hub_db)
         database_text = _dump_tables(hub_settings.effective_database_url)
+        public_text = _dump_tables(hub_settings.effective_database_url, public=True)
 
     # Valid queries were answered and invalid ones refused, so both paths were exercised.
     assert statuses[:4] == [201] * 4
+    # The hub checks a question against the nodes' public contracts before asking anyone
+    # (#24): its refusal names the value the analyst typed and the public levels, which may
+    # include the canary level. Nothing a node holds beyond its contract is in it.
+    contract_checked: list[str] = []
     for status, body in zip(statuses[4:], bodies[4 : len(statuses)], strict=True):
+        if status == 422 and json.loads(body)["error"]["code"] in CONTRACT_CHECK:
+            contract_checked.append(body)
+            continue
         if status == 201:  # checked at the nodes: every node refused, nothing released
             refused = QueryResult.model_validate_json(body)
             assert refused.status == "failed"
@@ -183,10 +198,22 @@ def test_canaries_never_reach_the_hub(
     assert "GET /v1/info" in logs or "POST /v1/queries" in logs  # logging really was captured
     hub_files = {str(path): path.read_bytes() for path in hub_home.rglob("*") if path.is_file()}
     assert any(name.endswith(".sqlite") for name in hub_files) == (hub_db is None)
+    # The node's published contract did reach the hub, as designed; no value of a row did.
+    assert CANARY_LEVEL in public_text
+    for canary in (CANARY_TEXT, CANARY_NAME, str(CANARY_ID)):
+        assert canary not in public_text
+    assert contract_checked, "the hub's contract check was not exercised"
+    for body in contract_checked:
+        for canary in (CANARY_TEXT, CANARY_NAME, str(CANARY_ID)):
+            assert canary not in body
     for canary in CANARIES:
         for body in bodies:
+            if canary == CANARY_LEVEL and body in contract_checked:
+                continue
             assert canary not in body
         assert canary not in database_text
         assert canary not in logs
         for name, content in hub_files.items():
+            if canary == CANARY_LEVEL and name.endswith(".sqlite"):
+                continue  # the database file holds the public contract too: checked by table
             assert canary.encode() not in content, name

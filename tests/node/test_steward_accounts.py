@@ -182,6 +182,8 @@ SIGNED = "signed"
 STEWARD = "steward"
 MATRIX = {
     ("GET", "/v1/info"): PUBLIC,
+    # The node's published contracts, signed by the node: public by design.
+    ("GET", "/v1/contracts"): PUBLIC,
     ("GET", "/v1/health"): PUBLIC,
     ("POST", "/v1/steward/login"): PUBLIC,
     ("POST", "/v1/queries"): SIGNED,
