@@ -80,10 +80,17 @@ bench: $(STAMP)
 settings-doc: $(STAMP)
 	$(BIN)/python -m sauti.settings_doc
 
-# Re-pin after changing dependencies in pyproject.toml.
+# Re-pin after changing dependencies in pyproject.toml or packaging/*/pyproject.toml. The
+# node-only and hub-only installs (deploy/*.Dockerfile) pin the same versions as the full lock.
+SPLIT_INSTALLS := node hub
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml --group dev --generate-hashes --no-emit-index-url \
 		--no-header --python-version 3.11 -o requirements.lock
+	for side in $(SPLIT_INSTALLS); do \
+		$(UV) pip compile packaging/sauti-$$side/pyproject.toml -c requirements.lock \
+			--generate-hashes --no-emit-index-url --no-header --python-version 3.11 \
+			-o requirements-$$side.lock || exit 1; \
+	done
 
 clean:
 	rm -rf .tools $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache sauti-demo-out

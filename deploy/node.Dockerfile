@@ -4,16 +4,17 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/sauti
-COPY requirements.lock pyproject.toml README.md ./
-# Every dependency pinned by hash; the dev tools share the lock file and are removed after.
-RUN /opt/sauti/bin/pip install --require-hashes -r requirements.lock \
- && /opt/sauti/bin/pip uninstall -y mypy ruff import-linter grimp pytest pytest-timeout pytest-xdist execnet scipy pypdf types-openpyxl types-pyyaml playwright hypothesis schemathesis hypothesis-graphql graphql-core harfile jsonschema-rs pyrate-limiter requests sortedcontainers urllib3 werkzeug
+# The node-only install: contracts, runtime, node and the `sauti node` commands, without hub
+# code, WeasyPrint, Celery or authlib. Its own lock pins every dependency by hash; the
+# sauti-node wheel (packaging/) then goes in without resolving anything more.
+COPY requirements-node.lock ./
+RUN /opt/sauti/bin/pip install --require-hashes -r requirements-node.lock
 COPY contracts contracts
 COPY runtime runtime
 COPY node node
-COPY hub hub
 COPY sauti sauti
-RUN /opt/sauti/bin/pip install --no-deps .
+COPY packaging/sauti-node packaging/sauti-node
+RUN /opt/sauti/bin/pip install --no-deps ./packaging/sauti-node
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --home-dir /var/lib/sauti --create-home sauti \
