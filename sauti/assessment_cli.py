@@ -20,7 +20,7 @@ from hub.assessments.templates import (
     validate_template,
 )
 from sauti.cli_common import echo_json, fail, read_model
-from sauti.demo.data import COUNTRIES, make_contract
+from sauti.demo.codebook import COUNTRIES, make_contract
 
 app = typer.Typer(no_args_is_help=True)
 template_app = typer.Typer(no_args_is_help=True)

@@ -235,9 +235,10 @@ def test_a_node_from_the_node_install_answers_a_hub_from_the_full_install(
         "sauti",
         "node",
     )
-    with serve_in_thread(create_hub_app(settings)) as hub, httpx.Client(
-        base_url=hub.url, timeout=60
-    ) as client:
+    with (
+        serve_in_thread(create_hub_app(settings)) as hub,
+        httpx.Client(base_url=hub.url, timeout=60) as client,
+    ):
         run_in(node_venv, *node, "init", "--home", home, "--name", demo.organisation,
                "--country", demo.country, "--node-id", demo.node_id, cwd=tmp_path)  # fmt: skip
         run_in(node_venv, *node, "import", export, "--home", home, "--dataset",
@@ -254,7 +255,9 @@ def test_a_node_from_the_node_install_answers_a_hub_from_the_full_install(
 
         sec = {"Authorization": f"Bearer {secretariat}"}
         terms = demo_terms(nodes=[demo], hub_id=identity.hub_id)
-        drafted = client.post("/v1/agreements/drafts", json=terms.model_dump(mode="json"), headers=sec)
+        drafted = client.post(
+            "/v1/agreements/drafts", json=terms.model_dump(mode="json"), headers=sec
+        )
         assert drafted.status_code == 201, drafted.text
         proposed = client.post(
             f"/v1/agreements/{terms.agreement_id}/versions/{terms.version}/propose", headers=sec

@@ -14,7 +14,8 @@ from sqlalchemy import MetaData, create_engine, select
 from contracts.v1 import Column, DatasetContract, Filter, Level, QueryResult, QuerySpec
 from hub.settings import HubSettings
 from node.datasets import service as node_datasets
-from sauti.demo.data import DATASET, DemoNode, demo_nodes
+from sauti.demo.codebook import DATASET
+from sauti.demo.data import DemoNode, demo_nodes
 from sauti.demo.run import federation
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,8 @@ from hub_support import Hub, make_terms
 from real_nodes_support import NodeData, start_real_nodes
 
 from hub.home import HubIdentity
-from sauti.demo.data import COUNTRIES, make_contract, make_frame
+from sauti.demo.codebook import COUNTRIES, make_contract
+from sauti.demo.data import make_frame
 
 ROWS = 400
 CANARY = "CANARY-7f3e9b2a-assessment"

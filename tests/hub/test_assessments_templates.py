@@ -15,7 +15,7 @@ from hub.assessments.templates import (
     validate_template,
 )
 from hub.publications.i18n import LANGUAGES, Translator, catalogue
-from sauti.demo.data import COUNTRIES, make_contract
+from sauti.demo.codebook import COUNTRIES, make_contract
 
 
 def demo_catalogue() -> dict[str, object]:

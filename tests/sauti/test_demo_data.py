@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from node.datasets import service as node_datasets
-from sauti.demo.data import DATASET, GROUPS, DemoNode, demo_nodes
+from sauti.demo.codebook import DATASET, GROUPS
+from sauti.demo.data import DemoNode, demo_nodes
 
 
 @pytest.fixture(scope="module")
