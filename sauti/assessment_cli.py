@@ -235,7 +235,7 @@ def publish(  # noqa: PLR0917 - typer maps each parameter
     partial.write_bytes(response.content)
     partial.replace(out)
     if missing:
-        from urllib.parse import unquote  # noqa: PLC0415
+        from urllib.parse import unquote
 
         typer.echo(f"warning: shown in English (no translation): {unquote(missing)}", err=True)
     typer.echo(json.dumps({"written": str(out), "bytes": len(response.content)}))

@@ -1,21 +1,35 @@
-"""Entry point of the `sauti` command: one sub-command group per role."""
+"""Entry point of the `sauti` command: one sub-command group per role, each imported only
+when it runs (sauti.lazy), so `sauti --help` and `sauti node ...` start at once."""
+
+from typing import ClassVar
 
 import typer
 
-from sauti import assessment_cli, audit_cli, harmonisation_cli, hub_cli, node_cli, query_cli
-from sauti.demo import cli as demo_cli
+from sauti.lazy import MARKUP, Lazy, LazyGroup
+
+
+class _Roles(LazyGroup):
+    lazy: ClassVar[dict[str, Lazy]] = {
+        "query": Lazy("sauti.query_cli:query", "Ask the hub a DP aggregate question."),
+        "demo": Lazy(
+            "sauti.demo.cli:demo", "Three CSO nodes and a hub answering DP questions end to end."
+        ),
+        "node": Lazy("sauti.node_cli:app", "Run and govern a CSO node."),
+        "hub": Lazy("sauti.hub_cli:app", "Run the secretariat's hub."),
+        "audit": Lazy("sauti.audit_cli:app", "Verify, search, export and reconcile audit logs."),
+        "assessment": Lazy("sauti.assessment_cli:app", "Assessments and fact sheets."),
+    }
+
+
+def _roles() -> None:
+    pass  # typer makes a group only of an app with a callback or registered commands
+
 
 app = typer.Typer(
+    cls=_Roles,
+    callback=_roles,
     help="Sauti: federated, differentially private citizen-data sharing.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-)
-app.add_typer(node_cli.app, name="node", help="Run and govern a CSO node.")
-app.add_typer(hub_cli.app, name="hub", help="Run the secretariat's hub.")
-harmonisation_cli.register(node=node_cli.app, hub=hub_cli.app)
-app.add_typer(audit_cli.app, name="audit", help="Verify, search, export and reconcile audit logs.")
-app.command("query", help="Ask the hub a DP aggregate question.")(query_cli.query)
-app.add_typer(assessment_cli.app, name="assessment", help="Assessments and fact sheets.")
-app.command("demo", help="Three CSO nodes and a hub answering DP questions end to end.")(
-    demo_cli.demo
+    rich_markup_mode=MARKUP,
 )

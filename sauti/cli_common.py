@@ -3,14 +3,14 @@
 import json
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from runtime import edge
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def fail(message: str) -> NoReturn:
@@ -23,6 +23,8 @@ def data_free_logging(level: str = "info") -> AbstractContextManager[None]:
     """Logs without data for a server, worker or demo while the block runs
     (runtime.edge.logs): no traceback, exception text, SQL or query string at any level;
     each line names its request id."""
+    from runtime import edge
+
     return edge.data_free_logging(level)
 
 
@@ -32,6 +34,8 @@ def echo_json(value: Any) -> None:
 
 def read_model(path: Path, model: type[M]) -> M:
     """Parse a JSON file as `model`; the error names fields, never their values."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate_json(path.read_bytes())
     except OSError:

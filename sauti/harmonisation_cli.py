@@ -1,23 +1,20 @@
 """`sauti node map|modules ...` and `sauti hub modules ...`: shared modules and mappings."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.harmonisation import service as hub_modules
-from hub.home import load_key
-from hub.settings import HubSettings
-from node.exceptions import NodeError
-from node.harmonisation import service as harmonisation
-from node.harmonisation import store
-from node.harmonisation.schemas import ValidationReport
-from sauti import hub_cli
+from sauti import hub_options
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
+
+if TYPE_CHECKING:
+    from node.exceptions import NodeError
+    from node.harmonisation.schemas import ValidationReport
 
 map_app = typer.Typer(no_args_is_help=True, help="Map a local dataset onto a shared module.")
 modules_app = typer.Typer(no_args_is_help=True, help="Shared modules pinned at this node.")
@@ -27,16 +24,6 @@ ModuleName = Annotated[str, typer.Option("--module", help="Module name, e.g. lno
 Version = Annotated[
     int | None, typer.Option("--version", min=1, help="Module version (newest held if omitted).")
 ]
-HubHome = Annotated[
-    Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")
-]
-
-
-def register(*, node: typer.Typer, hub: typer.Typer) -> None:
-    """Attach the sub-apps (one call from sauti/cli.py)."""
-    node.add_typer(map_app, name="map")
-    node.add_typer(modules_app, name="modules")
-    hub.add_typer(hub_modules_app, name="modules")
 
 
 def _node_error(exc: NodeError) -> None:
@@ -44,6 +31,8 @@ def _node_error(exc: NodeError) -> None:
 
 
 def _version(home: Path, name: str, version: int | None) -> int:
+    from node.harmonisation import service as harmonisation
+
     if version is not None:
         return version
     held = [m.version for m in harmonisation.list_modules(home=home) if m.name == name]
@@ -71,6 +60,10 @@ def draft(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Propose a mapping from names, labels and levels; edit the YAML, then validate it."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+    from node.harmonisation import store
+
     try:
         chosen = _version(home, module, version)
         mapping = harmonisation.draft_mapping(
@@ -107,6 +100,9 @@ def validate(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Errors naming each variable, then unmapped levels and rows affected (local only)."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         chosen = _version(home, module, version)
         mapping = harmonisation.load_mapping(home=home, module=module, version=chosen, path=file)
@@ -143,6 +139,9 @@ def set_mapping(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Install an edited mapping once it has no errors."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         mapping = harmonisation.install_mapping(home=home, path=file, settings=settings_for(home))
     except NodeError as exc:
@@ -153,6 +152,10 @@ def set_mapping(
 @map_app.command("show")
 def show(module: ModuleName, version: Version = None, home: Home = DEFAULT_HOME) -> None:
     """Print the installed mapping (YAML)."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+    from node.harmonisation import store
+
     try:
         mapping = harmonisation.load_mapping(
             home=home, module=module, version=_version(home, module, version)
@@ -172,6 +175,9 @@ def fetch(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Fetch a module from the pinned hub and pin it once the hub signature verifies."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         module = harmonisation.fetch_module(
             home=home, name=name, version=version, settings=settings_for(home)
@@ -189,6 +195,9 @@ def add(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Pin a hub-signed module from a file (for nodes without a connection to the hub)."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         module = harmonisation.add_module(home=home, path=file, settings=settings_for(home))
     except NodeError as exc:
@@ -199,6 +208,9 @@ def add(
 @modules_app.command("list")
 def list_held(as_json: Json = False, home: Home = DEFAULT_HOME) -> None:
     """Modules pinned here, with the status of this node's mapping per variable."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         modules = harmonisation.list_modules(home=home)
         coverage = {(c.module, c.version): c for c in harmonisation.coverage(home=home)}
@@ -226,6 +238,9 @@ def list_held(as_json: Json = False, home: Home = DEFAULT_HOME) -> None:
 @modules_app.command("publish")
 def publish(home: Home = DEFAULT_HOME) -> None:
     """Send the hub this node's coverage: per module variable mapped/derived/not collected."""
+    from node.exceptions import NodeError
+    from node.harmonisation import service as harmonisation
+
     try:
         count = harmonisation.publish_coverage(home=home, settings=settings_for(home))
     except NodeError as exc:
@@ -239,6 +254,9 @@ def publish(home: Home = DEFAULT_HOME) -> None:
 @hub_modules_app.command("list")
 def hub_list(as_json: Json = False) -> None:
     """Modules shipped with this hub."""
+    from hub.exceptions import HubError
+    from hub.harmonisation import service as hub_modules
+
     try:
         summaries = hub_modules.list_modules()
     except HubError as exc:
@@ -257,9 +275,13 @@ def hub_show(
     signed: Annotated[
         bool, typer.Option("--signed", help="Print the hub-signed document for offline nodes.")
     ] = False,
-    home: HubHome = hub_cli.DEFAULT_HOME,
+    home: hub_options.Home = hub_options.DEFAULT_HOME,
 ) -> None:
     """A module's variables, levels, definitions and sources (JSON)."""
+    from hub.exceptions import HubError
+    from hub.harmonisation import service as hub_modules
+    from hub.home import load_key
+
     try:
         module = hub_modules.get_module(name=name, version=version)
         if signed:
@@ -278,9 +300,14 @@ def hub_coverage(
     name: Annotated[str, typer.Argument()],
     version: Annotated[int | None, typer.Option("--version", min=1)] = None,
     as_json: Json = False,
-    home: HubHome = hub_cli.DEFAULT_HOME,
+    home: hub_options.Home = hub_options.DEFAULT_HOME,
 ) -> None:
     """Per variable, which nodes and countries can answer it (from what nodes published)."""
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.harmonisation import service as hub_modules
+    from hub.settings import HubSettings
+
     engine = make_engine(HubSettings(home=home).effective_database_url)
     try:
         with init_db(engine)() as session:

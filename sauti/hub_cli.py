@@ -22,7 +22,7 @@ from hub.home import init_home, load_identity, load_key
 from hub.home import rotate_key as rotate_home_key
 from hub.nodes import service as federation
 from hub.settings import HubSettings
-from sauti import hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
+from sauti import harmonisation_cli, hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
 from sauti.cli_common import data_free_logging, read_model
 
 app = typer.Typer(no_args_is_help=True)
@@ -39,6 +39,7 @@ app.registered_commands.extend(hub_nodes_cli.app.registered_commands)
 app.add_typer(hub_nodes_cli.enroll_token_app, name="enroll-token")
 nodes_app.registered_commands.extend(hub_nodes_cli.nodes_app.registered_commands)
 app.command("migrate")(migrate_cli.hub_migrate)
+app.add_typer(harmonisation_cli.hub_modules_app, name="modules")
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 DEFAULT_HOME = Path("sauti-hub")

@@ -56,9 +56,9 @@ def worker(
         load_identity(home)
     except HubError as exc:
         fail(f"{exc.code}: {exc.message}")
-    from celery.signals import setup_logging  # type: ignore[import-untyped]  # noqa: PLC0415
+    from celery.signals import setup_logging  # type: ignore[import-untyped]
 
-    from hub.queries.worker import create_celery  # noqa: PLC0415 - only this command
+    from hub.queries.worker import create_celery
 
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
     setup_logging.connect(lambda **_: None, weak=False)

@@ -1,24 +1,20 @@
 """`sauti hub migrate` and `sauti node migrate`: bring a database to this version's schema."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
-from hub.db import SCHEMA as hub_schema
-from hub.db import make_engine as hub_engine
-from hub.exceptions import HubError
-from hub.settings import HubSettings
-from node.db import SCHEMA as node_schema
-from node.db import make_engine as node_engine
-from node.exceptions import NodeError
 from sauti.cli_common import fail
 from sauti.node_options import DEFAULT_HOME as NODE_HOME
 from sauti.node_options import Home as NodeHome
 from sauti.node_options import settings_for
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 HubHome = Annotated[
     Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")
@@ -31,6 +27,13 @@ Status = Annotated[
 
 def hub_migrate(home: HubHome = Path("sauti-hub"), status: Status = False) -> None:
     """Upgrade the hub database to this version's schema (back it up first)."""
+    from sqlalchemy.exc import OperationalError
+
+    from hub.db import SCHEMA as hub_schema
+    from hub.db import make_engine as hub_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     engine = hub_engine(HubSettings(home=home).effective_database_url)
     try:
         _run(engine, status=status, state=hub_schema.state, migrate=hub_schema.migrate)
@@ -44,6 +47,12 @@ def hub_migrate(home: HubHome = Path("sauti-hub"), status: Status = False) -> No
 
 def node_migrate(home: NodeHome = NODE_HOME, status: Status = False) -> None:
     """Upgrade the node database to this version's schema (back it up first)."""
+    from sqlalchemy.exc import OperationalError
+
+    from node.db import SCHEMA as node_schema
+    from node.db import make_engine as node_engine
+    from node.exceptions import NodeError
+
     engine = node_engine(settings_for(home).db_url)
     try:
         _run(engine, status=status, state=node_schema.state, migrate=node_schema.migrate)

@@ -1,20 +1,18 @@
 """`sauti node agreements ...`: what the steward reviews, signs, suspends and revokes."""
 
+from __future__ import annotations
+
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from contracts.agreement_rules import summary_text
-from contracts.budget import figure as rho
-from contracts.v1 import SignedAgreement
-from node.agreements import service as agreements
-from node.agreements.schemas import AgreementRecord, NoticeReport, StatusOutcome
-from node.exceptions import NodeError
-from node.ledger import service as ledger
 from sauti.cli_common import echo_json, fail, read_model
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
+
+if TYPE_CHECKING:
+    from node.agreements.schemas import AgreementRecord, NoticeReport, StatusOutcome
 
 app = typer.Typer(no_args_is_help=True, help="Agreements this node honours.")
 Reason = Annotated[str, typer.Option("--reason", help="Why; sent to the hub with the notice.")]
@@ -23,6 +21,8 @@ Reason = Annotated[str, typer.Option("--reason", help="Why; sent to the hub with
 @app.command("list")
 def agreements_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
     """Every signed version and its status at this node."""
+    from node.agreements import service as agreements
+
     records = agreements.list_agreements(home=home, settings=settings_for(home))
     if as_json:
         echo_json([r.model_dump(mode="json") for r in records])
@@ -45,6 +45,10 @@ def _at_hub(record: AgreementRecord) -> str:
 @app.command("show")
 def agreements_show(agreement_id: str, home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
     """The signed versions of one agreement, the newest in plain language."""
+    from contracts.agreement_rules import summary_text
+    from node.agreements import service as agreements
+    from node.exceptions import NodeError
+
     try:
         records = agreements.show(home=home, agreement_id=agreement_id, settings=settings_for(home))
     except NodeError as exc:
@@ -70,6 +74,10 @@ def agreements_sign(
     ),
 ) -> None:
     """Review an agreement version in plain language, then sign it with the node key."""
+    from contracts.v1 import SignedAgreement
+    from node.agreements import service as agreements
+    from node.exceptions import NodeError
+
     settings = settings_for(home)
     path = Path(source)
     try:
@@ -137,6 +145,9 @@ def _report(report: NoticeReport | None) -> None:
 
 
 def _status(action: str, agreement_id: str, home: Path, reason: str) -> None:
+    from node.agreements import service as agreements
+    from node.exceptions import NodeError
+
     settings = settings_for(home)
     change = {
         "suspended": agreements.suspend,
@@ -175,6 +186,8 @@ def agreements_revoke(agreement_id: str, home: Home = DEFAULT_HOME, reason: Reas
 @app.command("report")
 def agreements_report(home: Home = DEFAULT_HOME) -> None:
     """Send the hub the signatures, suspensions and revocations it has not confirmed yet."""
+    from node.agreements import service as agreements
+
     outbox = agreements.report_all(home=home, settings=settings_for(home))
     report = outbox.total()
     if not (report.sent or report.pending or report.refused):
@@ -200,6 +213,10 @@ def agreements_budget(
     as_json: Json = False,
 ) -> None:
     """What was spent this period, by whom, on what, and what is left."""
+    from contracts.budget import figure as rho
+    from node.exceptions import NodeError
+    from node.ledger import service as ledger
+
     settings = settings_for(home)
     if agreement_id is None:
         lines = ledger.budget_report(home=home, settings=settings)

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from node import backup as node_backup
-from node.exceptions import NodeError
 from sauti.cli_common import fail
 from sauti.node_options import DEFAULT_HOME, Home, settings_for
 
@@ -24,6 +22,9 @@ def backup(
     ] = False,
 ) -> None:
     """Back up keys, identity, datasets, ledger and audit chain (keep the archive secret)."""
+    from node import backup as node_backup
+    from node.exceptions import NodeError
+
     try:
         count = node_backup.backup(
             settings=settings_for(home),
@@ -42,6 +43,9 @@ def restore(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Restore a backup into a new, empty home; then run `sauti audit verify`."""
+    from node import backup as node_backup
+    from node.exceptions import NodeError
+
     try:
         manifest = node_backup.restore(archive=archive, home=home)
     except NodeError as exc:

@@ -6,12 +6,8 @@ from typing import Annotated
 
 import typer
 
-from contracts.budget import figure as rho
-from node.auth import service as auth
-from node.exceptions import NodeError
-from node.home import init_home, pin_hub
-from node.ledger import service as ledger
 from sauti import (
+    harmonisation_cli,
     migrate_cli,
     node_agreements_cli,
     node_backup_cli,
@@ -22,6 +18,7 @@ from sauti import (
 from sauti.cli_common import data_free_logging, echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
+# Each command imports what it runs in its body: `sauti node ...` starts at once.
 app = typer.Typer(no_args_is_help=True)
 app.add_typer(node_agreements_cli.app, name="agreements")
 token_app = typer.Typer(no_args_is_help=True, help="Steward API tokens (shown once).")
@@ -32,6 +29,8 @@ app.add_typer(node_datasets_cli.contract_app, name="contract")
 app.registered_commands.extend(node_sync_cli.app.registered_commands)
 app.command("migrate")(migrate_cli.node_migrate)
 app.registered_commands.extend(node_backup_cli.app.registered_commands)
+app.add_typer(harmonisation_cli.map_app, name="map")
+app.add_typer(harmonisation_cli.modules_app, name="modules")
 
 
 @app.command("init")
@@ -42,6 +41,9 @@ def init(
     node_id: Annotated[str | None, typer.Option("--node-id")] = None,
 ) -> None:
     """Create a node home: identity and Ed25519 key."""
+    from node.exceptions import NodeError
+    from node.home import init_home
+
     try:
         identity = init_home(home, name=name, country=country, node_id=node_id)
     except NodeError as exc:
@@ -59,6 +61,9 @@ def pin_hub_command(
     ] = None,
 ) -> None:
     """Pin the hub whose requests and agreements this node honours."""
+    from node.exceptions import NodeError
+    from node.home import pin_hub
+
     try:
         pin_hub(home, hub_id=hub_id, public_jwk=json.loads(jwk_file.read_text()), url=url)
     except (NodeError, OSError, ValueError) as exc:
@@ -69,6 +74,9 @@ def pin_hub_command(
 @app.command("budget")
 def budget_command(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
     """Privacy budget per agreement (zCDP rho)."""
+    from contracts.budget import figure as rho
+    from node.ledger import service as ledger
+
     lines = ledger.budget_report(home=home, settings=settings_for(home))
     if as_json:
         echo_json([line.model_dump(mode="json") for line in lines])
@@ -90,9 +98,9 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8701,
 ) -> None:
     """Serve the node's HTTP API and the steward's web pages (/steward/)."""
-    import uvicorn  # noqa: PLC0415  (only this command needs the server)
+    import uvicorn
 
-    from node.app import create_app  # noqa: PLC0415
+    from node.app import create_app
 
     application = create_app(settings_for(home))
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
@@ -109,6 +117,8 @@ def token_create(
     ] = None,
 ) -> None:
     """Create a steward token for the node's admin API; it is shown only this once."""
+    from node.auth import service as auth
+
     typer.echo(
         auth.create_token(
             database_url=settings_for(home).db_url, name=name, expires_in_days=expires_days
@@ -119,6 +129,9 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(token_id: int, home: Home = DEFAULT_HOME) -> None:
     """Revoke a steward token at once."""
+    from node.auth import service as auth
+    from node.exceptions import NodeError
+
     try:
         auth.revoke_token(database_url=settings_for(home).db_url, token_id=token_id)
     except NodeError as exc:

@@ -1,26 +1,25 @@
 """`sauti node import|datasets|dataset-delete` and `sauti node contract ...`: the steward's data."""
 
+from __future__ import annotations
+
 import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from contracts.v1 import DatasetContract
-from node.datasets import drafting
-from node.datasets import service as datasets
-from node.datasets.exceptions import DatasetInvalid
-from node.datasets.schemas import ContractDraft, FileFormat, ImportMapping, ValidationReport
-from node.datasets.sources import Progress as ProgressCallback
-from node.exceptions import NodeError
+from node.datasets.file_format import FileFormat
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
+
+if TYPE_CHECKING:
+    from contracts.v1 import DatasetContract
+    from node.datasets.schemas import ContractDraft, ImportMapping, ValidationReport
+    from node.datasets.sources import Progress as ProgressCallback
+    from node.exceptions import NodeError
 
 app = typer.Typer()
 contract_app = typer.Typer(
@@ -54,6 +53,9 @@ MappingFile = Annotated[
 
 
 def _read_mapping(path: Path) -> ImportMapping:
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -70,6 +72,9 @@ def mapping_file(out: Path) -> Path:
 
 
 def _read_contract(path: Path) -> DatasetContract:
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -83,6 +88,9 @@ def _read_contract(path: Path) -> DatasetContract:
 
 
 def _print_report(report: ValidationReport, *, err: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(stderr=err, width=120, highlight=False)
     source = report.source
     if source is not None:
@@ -128,6 +136,9 @@ def _print_report(report: ValidationReport, *, err: bool) -> None:
 @contextmanager
 def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
     """A progress bar on the terminal (stderr); nothing when output is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     if not enabled or not sys.stderr.isatty():
         yield None
         return
@@ -151,6 +162,8 @@ def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
 
 
 def _refused(exc: NodeError, *, as_json: bool) -> None:
+    from node.datasets.exceptions import DatasetInvalid
+
     report = exc.report if isinstance(exc, DatasetInvalid) else None
     if report is not None:
         if as_json:
@@ -193,6 +206,10 @@ def import_command(  # noqa: PLR0917 - typer maps each parameter to an option
 
     An export drafted onto a shared codebook is read through the mapping kept for its
     contract version (renamed columns, recoded levels)."""
+    from node.datasets import service as datasets
+    from node.datasets.schemas import ValidationReport
+    from node.exceptions import NodeError
+
     parsed = _read_contract(contract) if contract is not None else None
     onto = _read_mapping(mapping) if mapping is not None else None
     try:
@@ -235,6 +252,9 @@ def datasets_command(
     as_json: Json = False,
 ) -> None:
     """Datasets and their import versions at this node (* marks what queries use)."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     try:
         versions = datasets.list_versions(home=home, name=name)
     except NodeError as exc:
@@ -259,6 +279,9 @@ def dataset_delete(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
     """Delete one import version for good (logged in the audit chain)."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     if not yes:
         typer.confirm(f"delete {name} version {version} for good?", abort=True)
     try:
@@ -348,6 +371,10 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
     --show-levels, then publish them by naming them with --categorical. With --from-module or
     --from-contract the contract is the shared codebook's (the same at every partner), and
     the draft maps your export onto it (written beside --out as NAME.mapping.json)."""
+    from node.datasets import drafting
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     if from_module is not None and from_contract is not None:
         raise typer.BadParameter("draft from one shared codebook", param_hint="--from-module")
     try:
@@ -406,6 +433,9 @@ def contract_draft(  # noqa: PLR0917 - typer maps each parameter to an option
 
 def _print_draft(proposed: ContractDraft, out: Path | None) -> None:
     """The review table, the values asked for and the mapping, on the steward's terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(stderr=True, width=120, highlight=False)
     if proposed.shared is not None:
         console.print(f"drafted from {proposed.shared}: its columns, levels, labels and bounds")
@@ -447,6 +477,9 @@ def contract_show(
     ] = False,
 ) -> None:
     """Print a published contract (the newest version unless --version)."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     try:
         contract = datasets.get_contract(home=home, name=name, version=version)
     except NodeError as exc:
@@ -461,6 +494,9 @@ def contract_publish(
     mapping: MappingFile = None,
 ) -> None:
     """Publish a contract version; published versions never change."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     parsed = _read_contract(contract)
     onto = _read_mapping(mapping) if mapping is not None else None
     try:
@@ -487,6 +523,9 @@ def contract_mapping(
 ) -> None:
     """Show (or --set) how this node's exports map onto a contract drafted from a shared
     codebook. A new local code needs a new mapping, never a new contract."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     try:
         if set_file is not None:
             onto = _read_mapping(set_file)
@@ -526,6 +565,9 @@ def contract_validate(  # noqa: PLR0917 - typer maps each parameter to an option
 
     A draft from a shared codebook is checked through its --mapping (else the one kept for
     that contract version)."""
+    from node.datasets import service as datasets
+    from node.exceptions import NodeError
+
     parsed = _read_contract(contract) if contract is not None else None
     onto = _read_mapping(mapping) if mapping is not None else None
     if file is None:

@@ -1,22 +1,25 @@
 """Options and settings shared by the `sauti node` command modules."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from node.audit import checkpoints
-from node.settings import NodeSettings
+if TYPE_CHECKING:
+    from node.settings import NodeSettings
 
 Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The node's home folder.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_HOME = Path("sauti-node")
 
 
-def settings_for(home: Path) -> NodeSettings:
+def settings_for(home: Path) -> "NodeSettings":
     """The node's settings, with automatic audit checkpoints on for this process: any
     command that appends to the chain (an import, a signature, a revocation) may make one
     due, and the checkpoint is signed before the command ends."""
+    from node.audit import checkpoints
+    from node.settings import NodeSettings
+
     settings = NodeSettings(home=home)
     checkpoints.enable(settings)
     return settings

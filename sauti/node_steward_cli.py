@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from node.auth import service as auth
-from node.exceptions import NodeError
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
 
@@ -23,6 +21,9 @@ def add(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Create a steward account; its one-time password is printed once, to change at login."""
+    from node.auth import service as auth
+    from node.exceptions import NodeError
+
     try:
         account, initial = auth.create_account(
             settings=settings_for(home), username=username, display_name=name
@@ -35,6 +36,8 @@ def add(
 
 @app.command("list")
 def list_accounts(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
+    from node.auth import service as auth
+
     accounts = auth.list_accounts(settings=settings_for(home))
     if as_json:
         echo_json([a.model_dump(mode="json") for a in accounts])
@@ -54,6 +57,9 @@ def list_accounts(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
 
 
 def _run(action: str, username: str, home: Home, *, disabled: bool | None = None) -> None:
+    from node.auth import service as auth
+    from node.exceptions import NodeError
+
     settings = settings_for(home)
     try:
         if action == "unlock":
@@ -71,6 +77,9 @@ def _run(action: str, username: str, home: Home, *, disabled: bool | None = None
 @app.command("reset-password")
 def reset_password(username: str, home: Home = DEFAULT_HOME) -> None:
     """A one-time password (printed once); sessions end; change it at the next login."""
+    from node.auth import service as auth
+    from node.exceptions import NodeError
+
     try:
         typer.echo(auth.reset_password(settings=settings_for(home), username=username))
     except NodeError as exc:
@@ -97,6 +106,9 @@ def enable(username: str, home: Home = DEFAULT_HOME) -> None:
 @app.command("totp-setup")
 def totp_setup(username: str, home: Home = DEFAULT_HOME) -> None:
     """Show a TOTP secret for the steward's app, then ask for a code to switch TOTP on."""
+    from node.auth import service as auth
+    from node.exceptions import NodeError
+
     settings = settings_for(home)
     try:
         setup = auth.totp_begin(settings=settings, username=username, issuer="Sauti node")

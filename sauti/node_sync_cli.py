@@ -6,13 +6,8 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-import httpx
 import typer
 
-from node import metrics as node_metrics
-from node.audit import checkpoints
-from node.exceptions import NodeError
-from node.sync import service as sync
 from sauti.cli_common import data_free_logging, fail
 from sauti.node_options import DEFAULT_HOME, Home, settings_for
 
@@ -33,6 +28,9 @@ def enroll(
     ] = None,
 ) -> None:
     """Enroll with a hub: register this node's key and pin the hub key the token names."""
+    from node.exceptions import NodeError
+    from node.sync import service as sync
+
     try:
         accepted = sync.enroll(home=home, hub_url=hub, token=token, mode=mode, url=url)
     except NodeError as exc:
@@ -55,6 +53,13 @@ def pull(
 
 
 def _pull(*, home: Path, once: bool, wait: float) -> None:
+    import httpx
+
+    from node import metrics as node_metrics
+    from node.audit import checkpoints
+    from node.exceptions import NodeError
+    from node.sync import service as sync
+
     settings = settings_for(home)
     try:
         if once:
@@ -90,6 +95,9 @@ def rotate_key(
     ] = False,
 ) -> None:
     """Replace this node's signing key: the hub pins the new key, then the node switches to it."""
+    from node.exceptions import NodeError
+    from node.sync import service as sync
+
     try:
         rotated = sync.rotate_key(home=home, discard_pending=discard_pending)
     except NodeError as exc:

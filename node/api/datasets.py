@@ -15,8 +15,8 @@ from node.api.deps import SettingsDep, StewardDep
 from node.auth.schemas import Steward
 from node.datasets import drafting, service, store
 from node.datasets.exceptions import ContractInvalid, FileTooLarge
+from node.datasets.file_format import FileFormat
 from node.datasets.schemas import (
-    FileFormat,
     ImportMapping,
     ImportResult,
     ValidationReport,

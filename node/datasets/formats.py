@@ -8,7 +8,8 @@ hint naming the columns that gave it away, so a steward sees why group paths and
 select_multiple columns do not line up.
 """
 
-from node.datasets.schemas import FileFormat, Issue
+from node.datasets.file_format import FileFormat
+from node.datasets.schemas import Issue
 
 KOBO_MARKERS = (
     "_uuid",

@@ -22,7 +22,8 @@ from contracts.v1 import DatasetContract
 from node.datasets import formats, repeats
 from node.datasets.codebook import Codebook
 from node.datasets.exceptions import FileUnreadable
-from node.datasets.schemas import FileFormat, Issue
+from node.datasets.file_format import FileFormat
+from node.datasets.schemas import Issue
 from node.datasets.sources import Progress, Received, sniff
 from node.datasets.tables import (
     MAX_ROWS_NAMED,

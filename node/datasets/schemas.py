@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.v1 import DatasetContract
+from node.datasets.file_format import FileFormat
 
-FileFormat = Literal["kobo", "odk", "csv", "xlsx", "parquet"]
 Severity = Literal["error", "warning"]
 
 

@@ -32,9 +32,9 @@ from node.datasets.exceptions import (
     ImportMappingInvalid,
     UnknownDataset,
 )
+from node.datasets.file_format import FileFormat
 from node.datasets.schemas import (
     ContractDraft,
-    FileFormat,
     ImportMapping,
     ImportResult,
     LoadedDataset,

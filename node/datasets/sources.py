@@ -21,7 +21,7 @@ import charset_normalizer
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; pinned in pyproject
 
 from node.datasets.exceptions import FileTooLarge, FileUnreadable
-from node.datasets.schemas import FileFormat
+from node.datasets.file_format import FileFormat
 
 CHUNK = 1 << 20
 SNIFF_BYTES = 1 << 16

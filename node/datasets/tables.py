@@ -20,7 +20,8 @@ import polars as pl
 
 from node.datasets import records
 from node.datasets.exceptions import FileUnreadable
-from node.datasets.schemas import FileFormat, Issue, SourceInfo
+from node.datasets.file_format import FileFormat
+from node.datasets.schemas import Issue, SourceInfo
 from node.datasets.sources import (
     SNIFF_BYTES,
     Progress,

@@ -34,10 +34,10 @@ from node.audit import service as audit
 from node.datasets import drafting, store, uploads
 from node.datasets import service as datasets
 from node.datasets.exceptions import DatasetInvalid
+from node.datasets.file_format import FileFormat
 from node.datasets.schemas import (
     ContractDraft,
     DraftNote,
-    FileFormat,
     ImportMapping,
     ImportResult,
     LevelCandidate,
