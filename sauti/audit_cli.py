@@ -2,39 +2,33 @@
 
 Each command takes `--home` and works on a node home (node.json) or a hub home (hub.json);
 auditors without access to the machines work from exports (`--export`, `reconcile`).
+Each side's code is imported where it is used: a node-only install (packaging/sauti-node)
+verifies, searches and exports its node's log without the hub's code, and says so when asked
+for a hub home, an export or a reconciliation.
 """
+
+from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification, csv_chunks
-from hub.audit import service as hub_audit
-from hub.audit.reconcile import (
-    AuditLog,
-    parse_export,
-    reconcile,
-    verify_export,
-)
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
-from hub.home import load_identity as load_hub_identity
-from hub.settings import CHECKPOINT_OVERDUE_ENTRIES, HubSettings
-from node.audit import service as node_audit
-from node.exceptions import NodeError
-from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE
-from node.settings import NodeSettings
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import settings_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hub.audit.reconcile import AuditLog
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,15 +40,25 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _side(home: Path) -> Literal["hub", "node"]:
-    if (home / NODE_IDENTITY_FILE).exists():
+    if (home / "node.json").exists():  # node.home.IDENTITY_FILE
         return "node"
-    if (home / HUB_IDENTITY_FILE).exists():
+    if (home / "hub.json").exists():  # hub.home.IDENTITY_FILE
+        _needs_hub("a hub home")
         return "hub"
     return fail(f"{home} is neither a node home (node.json) nor a hub home (hub.json)")
 
 
+def _needs_hub(what: str) -> None:
+    if find_spec("hub") is None:
+        fail(f"{what} needs the hub's code, which this node-only install does not hold")
+
+
 @contextmanager
 def _hub_session(home: Path) -> Iterator[Session]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     engine = make_engine(HubSettings(home=home).effective_database_url)
     try:
         with init_db(engine)() as session:
@@ -82,6 +86,9 @@ def _reason(exc: SQLAlchemyError) -> str:
 
 
 def _read_export(path: Path) -> AuditLog:
+    _needs_hub("reading an export")
+    from hub.audit.reconcile import parse_export
+
     try:
         return parse_export(path.read_text(encoding="utf-8").splitlines())
     except OSError:
@@ -119,6 +126,8 @@ def verify(
     """Check the hash chain, its head and signed checkpoints; exit 1 naming the first bad entry."""
     extra: list[str] = list(_read_export(hub_export).header.checkpoints) if hub_export else []
     if export is not None:
+        from hub.audit.reconcile import verify_export
+
         log = _read_export(export)
         if not log.header.complete:
             fail("a filtered export cannot be verified; export the whole log")
@@ -128,6 +137,10 @@ def verify(
         fail("give --home or --export")
     with _database_errors():
         if _side(home) == "node":
+            from node.audit import service as node_audit
+            from node.exceptions import NodeError
+            from node.settings import NodeSettings
+
             try:
                 result = node_audit.verify(
                     home=home, settings=NodeSettings(home=home), hub_checkpoints=extra
@@ -135,6 +148,9 @@ def verify(
             except NodeError as exc:
                 fail(exc.message)
         else:
+            from hub.audit import service as hub_audit
+            from hub.home import load_identity as load_hub_identity
+
             with _hub_session(home) as session:
                 result = hub_audit.verify(session=session, identity=load_hub_identity(home))
     _report(result, as_json)
@@ -172,8 +188,13 @@ Until = Annotated[datetime | None, typer.Option("--until", help="Before this tim
 
 def _entries(home: Path, flt: AuditFilter) -> Iterator[AuditEntry]:
     if _side(home) == "node":
+        from node.audit import service as node_audit
+        from node.settings import NodeSettings
+
         yield from node_audit.iter_entries(database_url=NodeSettings(home=home).db_url, flt=flt)
     else:
+        from hub.audit import service as hub_audit
+
         with _hub_session(home) as session:
             yield from hub_audit.iter_entries(session=session, flt=flt)
 
@@ -251,6 +272,8 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
         if fmt == "csv":
             chunks = csv_chunks(_entries(home, flt))
         elif _side(home) == "node":
+            from node.audit import service as node_audit
+
             settings = settings_for(home)
             node_audit.record_export(database_url=settings.db_url, actor="cli", fmt=fmt, flt=flt)
             chunks = (
@@ -270,6 +293,9 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
 
 
 def _hub_jsonl(home: Path, flt: AuditFilter) -> Iterator[str]:
+    from hub.audit import service as hub_audit
+    from hub.home import load_identity as load_hub_identity
+
     identity = load_hub_identity(home)
     with _hub_session(home) as session:
         hub_audit.record_export(session=session, actor="cli", fmt="jsonl", flt=flt)
@@ -284,6 +310,9 @@ def checkpoint(
     """(Node) sign the chain head and publish pending checkpoints to the pinned hub URL."""
     if home is None or _side(home) != "node":
         fail("checkpoint runs on a node home (--home)")
+    from node.audit import service as node_audit
+    from node.exceptions import NodeError
+
     settings = settings_for(home)
     with _database_errors():
         try:
@@ -304,17 +333,24 @@ def reconcile_command(
     ] = None,
     home: Home = None,
     overdue_entries: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--checkpoint-overdue-entries",
             min=0,
             help="Flag a node with more log entries than this after the newest checkpoint "
             "the hub holds (0: never).",
+            show_default="the hub's HUB_CHECKPOINT_OVERDUE_ENTRIES default",
         ),
-    ] = CHECKPOINT_OVERDUE_ENTRIES,
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Compare the hub's log with each node's; list every difference, exit 1 if any."""
+    _needs_hub("reconcile")
+    from hub.audit.reconcile import parse_export, reconcile
+    from hub.settings import CHECKPOINT_OVERDUE_ENTRIES
+
+    if overdue_entries is None:
+        overdue_entries = CHECKPOINT_OVERDUE_ENTRIES
     if hub_export is not None:
         hub_log = _read_export(hub_export)
     elif home is not None and _side(home) == "hub":

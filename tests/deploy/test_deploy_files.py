@@ -21,8 +21,7 @@ from hub.app import create_app as hub_app
 from hub.home import init_home as hub_init
 from hub.settings import HubSettings
 from node.settings import NodeSettings
-from sauti.hub_entry import app as hub_cli
-from sauti.node_entry import app as node_cli
+from sauti import cli
 from tests.hub.hub_support import AppClient as HubClient
 from tests.node.conftest import make_node
 
@@ -31,7 +30,7 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 SAUTI_IMAGES = {"hub-migrate", "hub", "worker", "node-push", "node-pull"}
 # The `sauti` of each side's install (packaging/sauti-node, packaging/sauti-hub).
-CLI = {"node": node_cli, "hub": hub_cli}
+CLI = {"node": cli.node_app, "hub": cli.hub_app}
 
 
 def side_of(name: str) -> str:
