@@ -164,7 +164,8 @@ def paths(command, prefix, ctx):
     if hasattr(command, "list_commands"):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
-            yield from paths(sub, [*prefix, name], sub.context_class(sub, parent=ctx, info_name=name))
+            sub_ctx = sub.context_class(sub, parent=ctx, info_name=name)
+            yield from paths(sub, [*prefix, name], sub_ctx)
 
 failed = {}
 names = []
@@ -298,3 +299,17 @@ def test_a_node_from_the_node_install_answers_a_hub_from_the_full_install(
     assert [(n["node_id"], n["outcome"]) for n in result["nodes"]] == [(demo.node_id, "ok")]
     assert result["status"] == "complete", result
     assert any(cell.get("estimate") is not None for cell in result["cells"]), result
+    # The node's log (the nightly `sauti audit verify` of deploy/systemd) from the node install;
+    # a hub home is refused there in one line.
+    assert "audit log verifies" in run_in(node_venv, "sauti", "audit", "verify", "--home", home,
+                                          cwd=tmp_path)  # fmt: skip
+    refused = subprocess.run(
+        [node_venv / "bin" / "sauti", "audit", "verify", "--home", hub_dir],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "node-only install" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
