@@ -110,11 +110,12 @@ def build_install(side: str, folder: Path) -> Path:
     subprocess.run(
         [UV, "venv", "--quiet", "--python", sys.executable, folder], check=True, cwd=folder.parent
     )
-    steps = [
+    steps: list[list[str | Path]] = [
         ["--require-hashes", "-r", ROOT / f"requirements-{side}.lock"],
         ["--no-deps", ROOT / "packaging" / f"sauti-{side}"],
     ]
     for step in steps:
+        network: list[str]
         for network in (["--offline"], []):  # the registry only if the cache lacks a file
             done = subprocess.run(
                 [UV, "pip", "install", "--quiet", "--python", python, *network, *step],
