@@ -40,17 +40,19 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _side(home: Path) -> Literal["hub", "node"]:
-    if (home / "node.json").exists():  # node.home.IDENTITY_FILE
-        return "node"
-    if (home / "hub.json").exists():  # hub.home.IDENTITY_FILE
-        _needs_hub("a hub home")
-        return "hub"
+    side: Literal["hub", "node"]
+    for side in ("node", "hub"):
+        if (home / f"{side}.json").exists():  # node.home / hub.home IDENTITY_FILE
+            _needs(side, f"a {side} home")
+            return side
     return fail(f"{home} is neither a node home (node.json) nor a hub home (hub.json)")
 
 
-def _needs_hub(what: str) -> None:
-    if find_spec("hub") is None:
-        fail(f"{what} needs the hub's code, which this node-only install does not hold")
+def _needs(side: Literal["hub", "node"], what: str) -> None:
+    """A split install (packaging/) holds one side's code: say so in one line, no traceback."""
+    if find_spec(side) is None:
+        other = "hub" if side == "node" else "node"
+        fail(f"{what} needs the {side}'s code, which this {other}-only install does not hold")
 
 
 @contextmanager
@@ -86,7 +88,7 @@ def _reason(exc: SQLAlchemyError) -> str:
 
 
 def _read_export(path: Path) -> AuditLog:
-    _needs_hub("reading an export")
+    _needs("hub", "reading an export")
     from hub.audit.reconcile import parse_export
 
     try:
@@ -345,7 +347,7 @@ def reconcile_command(
     as_json: Json = False,
 ) -> None:
     """Compare the hub's log with each node's; list every difference, exit 1 if any."""
-    _needs_hub("reconcile")
+    _needs("hub", "reconcile")
     from hub.audit.reconcile import parse_export, reconcile
     from hub.settings import CHECKPOINT_OVERDUE_ENTRIES
 

@@ -5,7 +5,8 @@ pins the full lock's versions of what its packages import, and nothing of the ot
 The slow ones build each install in a fresh virtualenv with the repository's pinned uv (from
 its cache, offline when the cache holds everything; else from the registry), once per module,
 look for what must not be there, and run `sauti node` from the node install end to end: init,
-import, enrolment, signature and `node serve`, answering a query of a hub from the full install.
+import, enrolment, signature and `node serve`, answering a query of a hub from the full install;
+then each install verifies its own side's audit log and refuses the other side's home.
 """
 
 import importlib.metadata
@@ -300,17 +301,19 @@ def test_a_node_from_the_node_install_answers_a_hub_from_the_full_install(
     assert [(n["node_id"], n["outcome"]) for n in result["nodes"]] == [(demo.node_id, "ok")]
     assert result["status"] == "complete", result
     assert any(cell.get("estimate") is not None for cell in result["cells"]), result
-    # The node's log (the nightly `sauti audit verify` of deploy/systemd) from the node install;
-    # a hub home is refused there in one line.
-    assert "audit log verifies" in run_in(node_venv, "sauti", "audit", "verify", "--home", home,
-                                          cwd=tmp_path)  # fmt: skip
-    refused = subprocess.run(
-        [node_venv / "bin" / "sauti", "audit", "verify", "--home", hub_dir],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert refused.returncode == 1
-    assert "node-only install" in refused.stdout + refused.stderr
-    assert "Traceback" not in refused.stderr
+    # Each side's log (the nightly `sauti audit verify` of deploy/systemd) from its own install;
+    # the other side's home is refused there in one line.
+    for side, own, other in (("node", home, hub_dir), ("hub", hub_dir, home)):
+        venv = installs[side]
+        assert "audit log verifies" in run_in(venv, "sauti", "audit", "verify", "--home", own,
+                                              cwd=tmp_path)  # fmt: skip
+        refused = subprocess.run(
+            [venv / "bin" / "sauti", "audit", "verify", "--home", other],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refused.returncode == 1
+        assert f"{side}-only install" in refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
