@@ -20,14 +20,13 @@ from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.settings import HubSettings
 from sauti.cli_common import echo_json, fail
+from sauti.hub_options import DEFAULT_HOME, Home
 
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (CSO, NSO/ministry, ...).")
 user_app = typer.Typer(no_args_is_help=True, help="User accounts and their roles.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once).")
 
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-DEFAULT_HOME = Path("sauti-hub")
 ACTOR = "cli"
 
 
