@@ -28,7 +28,8 @@ def command_lines() -> list[Line]:
     for document in DOCUMENTS:
         in_block = False
         pending: tuple[int, str] | None = None
-        for number, raw in enumerate(document.read_text(encoding="utf-8").splitlines(), 1):
+        for at, raw in enumerate(document.read_text(encoding="utf-8").splitlines(), 1):
+            number = at
             if raw.lstrip().startswith("```"):
                 in_block = not in_block
                 continue
