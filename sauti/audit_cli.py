@@ -226,6 +226,7 @@ def search(  # noqa: PLR0917 - typer maps each parameter to an option
         since=since,
         until=until,
     )
+    shown = 0
     with _database_errors():
         for shown, entry in enumerate(_entries(home, flt), start=1):
             if as_json:
@@ -238,6 +239,8 @@ def search(  # noqa: PLR0917 - typer maps each parameter to an option
                 )
             if shown >= limit:
                 break
+    if shown == 0 and not as_json:
+        typer.echo("0 entries")
 
 
 @app.command("export")

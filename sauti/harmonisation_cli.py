@@ -275,7 +275,7 @@ def hub_show(
     signed: Annotated[
         bool, typer.Option("--signed", help="Print the hub-signed document for offline nodes.")
     ] = False,
-    home: hub_options.Home = hub_options.DEFAULT_HOME,
+    home: hub_options.HomeFolder = hub_options.DEFAULT_HOME,  # its key, for --signed only
 ) -> None:
     """A module's variables, levels, definitions and sources (JSON)."""
     from hub.exceptions import HubError

@@ -19,11 +19,10 @@ from hub.exceptions import HubError
 from hub.home import load_identity, load_key
 from hub.settings import HubSettings
 from sauti.cli_common import fail, read_model
+from sauti.hub_options import DEFAULT_HOME, Home
 
 app = typer.Typer(no_args_is_help=True)
 
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
-DEFAULT_HOME = Path("sauti-hub")
 Version = Annotated[int | None, typer.Option("--version", min=1, help="Default: the latest.")]
 Reason = Annotated[str, typer.Option("--reason")]
 ACTOR = "cli"

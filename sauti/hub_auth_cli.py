@@ -20,14 +20,13 @@ from hub.db import init_db, make_engine
 from hub.exceptions import HubError
 from hub.settings import HubSettings
 from sauti.cli_common import echo_json, fail
+from sauti.hub_options import DEFAULT_HOME, Home
 
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (CSO, NSO/ministry, ...).")
 user_app = typer.Typer(no_args_is_help=True, help="User accounts and their roles.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens (shown once).")
 
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-DEFAULT_HOME = Path("sauti-hub")
 ACTOR = "cli"
 
 
@@ -232,7 +231,12 @@ def token_create(  # noqa: PLR0917 - typer maps each parameter
     role: Annotated[
         str, typer.Option("--role", help="admin|secretariat|analyst|auditor|steward:<node_id>")
     ],
-    name: Annotated[str, typer.Option("--name", help="What the token is for (or the account).")],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", help="What the token is for (default: the account's name; --org needs it)."
+        ),
+    ] = None,
     org: Annotated[
         str | None, typer.Option("--org", help="Service account of this organisation (legacy).")
     ] = None,
@@ -251,6 +255,8 @@ def token_create(  # noqa: PLR0917 - typer maps each parameter
         if org is not None:
             if expires_days is not None:
                 fail("invalid_request: --expires-days needs --user")
+            if name is None:
+                fail("invalid_request: --org needs --name (the service account)")
             typer.echo(
                 auth_tokens.create_token(session=session, name=name, organisation=org, role=role)
             )
@@ -260,7 +266,7 @@ def token_create(  # noqa: PLR0917 - typer maps each parameter
         created = auth_tokens.issue_token(
             session=session,
             username=user,
-            name=name,
+            name=name or user,
             role=scope.role,
             node_id=scope.node_id,
             expires_in_days=expires_days,

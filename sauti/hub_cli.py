@@ -24,6 +24,7 @@ from hub.nodes import service as federation
 from hub.settings import HubSettings
 from sauti import harmonisation_cli, hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
 from sauti.cli_common import data_free_logging, read_model
+from sauti.hub_options import DEFAULT_HOME, Home, HomeFolder
 
 app = typer.Typer(no_args_is_help=True)
 token_app = hub_auth_cli.token_app
@@ -40,9 +41,6 @@ app.add_typer(hub_nodes_cli.enroll_token_app, name="enroll-token")
 nodes_app.registered_commands.extend(hub_nodes_cli.nodes_app.registered_commands)
 app.command("migrate")(migrate_cli.hub_migrate)
 app.add_typer(harmonisation_cli.hub_modules_app, name="modules")
-
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
-DEFAULT_HOME = Path("sauti-hub")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -65,7 +63,7 @@ def _session(home: Path) -> Iterator[Session]:
 
 @app.command("init")
 def init(
-    hub_id: Annotated[str, typer.Option("--hub-id")] = "lnob-hub", home: Home = DEFAULT_HOME
+    hub_id: Annotated[str, typer.Option("--hub-id")] = "lnob-hub", home: HomeFolder = DEFAULT_HOME
 ) -> None:
     """Create the hub's identity, key and database."""
     identity = init_home(home, hub_id=hub_id)

@@ -15,15 +15,13 @@ from hub.home import load_identity
 from hub.nodes import service as federation
 from hub.settings import HubSettings
 from sauti.cli_common import data_free_logging, fail
+from sauti.hub_options import DEFAULT_HOME, Home
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
     no_args_is_help=True, help="One-time enrollment tokens for new nodes (shown once)."
 )
 nodes_app = typer.Typer(no_args_is_help=True)
-
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")]
-DEFAULT_HOME = Path("sauti-hub")
 
 
 @contextmanager

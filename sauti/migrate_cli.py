@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sauti import hub_options
 from sauti.cli_common import fail
 from sauti.node_options import DEFAULT_HOME as NODE_HOME
 from sauti.node_options import Home as NodeHome
@@ -16,16 +16,15 @@ from sauti.node_options import settings_for
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-HubHome = Annotated[
-    Path, typer.Option("--home", envvar="SAUTI_HOME", help="The hub's home folder.")
-]
 Status = Annotated[
     bool,
     typer.Option("--status", help="Only show the revision; exit 1 if an upgrade is due."),
 ]
 
 
-def hub_migrate(home: HubHome = Path("sauti-hub"), status: Status = False) -> None:
+def hub_migrate(
+    home: hub_options.HomeFolder = hub_options.DEFAULT_HOME, status: Status = False
+) -> None:
     """Upgrade the hub database to this version's schema (back it up first)."""
     from sqlalchemy.exc import OperationalError
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from sauti.cli_common import fail
-from sauti.node_options import DEFAULT_HOME, Home, settings_for
+from sauti.node_options import DEFAULT_HOME, Home, HomeFolder, settings_for
 
 app = typer.Typer()
 
@@ -40,7 +40,7 @@ def backup(
 @app.command("restore")
 def restore(
     archive: Annotated[Path, typer.Argument(help="An archive from `sauti node backup`.")],
-    home: Home = DEFAULT_HOME,
+    home: HomeFolder = DEFAULT_HOME,
 ) -> None:
     """Restore a backup into a new, empty home; then run `sauti audit verify`."""
     from node import backup as node_backup

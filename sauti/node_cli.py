@@ -16,7 +16,7 @@ from sauti import (
     node_sync_cli,
 )
 from sauti.cli_common import data_free_logging, echo_json, fail
-from sauti.node_options import DEFAULT_HOME, Home, Json, settings_for
+from sauti.node_options import DEFAULT_HOME, Home, HomeFolder, Json, settings_for
 
 # Each command imports what it runs in its body: `sauti node ...` starts at once.
 app = typer.Typer(no_args_is_help=True)
@@ -37,7 +37,7 @@ app.add_typer(harmonisation_cli.modules_app, name="modules")
 def init(
     name: Annotated[str, typer.Option("--name")],
     country: Annotated[str, typer.Option("--country", help="UN M49 code, e.g. 524")],
-    home: Home = DEFAULT_HOME,
+    home: HomeFolder = DEFAULT_HOME,
     node_id: Annotated[str | None, typer.Option("--node-id")] = None,
 ) -> None:
     """Create a node home: identity and Ed25519 key."""

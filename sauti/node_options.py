@@ -8,7 +8,26 @@ import typer
 if TYPE_CHECKING:
     from node.settings import NodeSettings
 
-Home = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help="The node's home folder.")]
+HELP = "The node's home folder."
+
+
+def existing_home(home: Path) -> Path:
+    """A node home must exist before a command uses it: say so, rather than fail in SQLite."""
+    from node.home import IDENTITY_FILE
+
+    if not (home / IDENTITY_FILE).is_file():
+        raise typer.BadParameter(
+            f"{home} is not a node home (no {IDENTITY_FILE}); create it with "
+            f"`sauti node init --home {home}`"
+        )
+    return home
+
+
+Home = Annotated[
+    Path, typer.Option("--home", envvar="SAUTI_HOME", help=HELP, callback=existing_home)
+]
+# For the commands that make a home, or may run before it is made (a database migration).
+HomeFolder = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help=HELP)]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DEFAULT_HOME = Path("sauti-node")
 

@@ -8,9 +8,9 @@ import typer
 from pydantic import ValidationError
 
 from contracts.v1 import ErrorResponse, Filter, QueryResult, QuerySpec
+from contracts.v1.query import Measure
 from sauti.render import render_result
 
-Measure = Literal["count", "share"]
 Format = Literal["table", "csv", "json"]
 
 
