@@ -12,7 +12,29 @@ import numpy as np
 import polars as pl
 
 from contracts.v1 import DatasetContract
-from sauti.demo.codebook import AGE_BANDS, COUNTRIES, Country, make_contract
+from sauti.demo.codebook import (
+    AGE_BANDS,
+    CONTRACT_VERSION,
+    COUNTRIES,
+    DATASET,
+    GROUPS,
+    Country,
+    make_contract,
+)
+
+# The codebook's names stay importable from here too (the records and their contracts).
+__all__ = [
+    "CONTRACT_VERSION",
+    "COUNTRIES",
+    "DATASET",
+    "DEFAULT_ROWS",
+    "DEFAULT_SEED",
+    "GROUPS",
+    "DemoNode",
+    "demo_nodes",
+    "make_contract",
+    "make_frame",
+]
 
 DEFAULT_ROWS = 40_000
 DEFAULT_SEED = 20_261_127
