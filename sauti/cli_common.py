@@ -1,9 +1,11 @@
 """Helpers every `sauti` sub-command module shares: failing, JSON output, reading models."""
 
 import json
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import typer
 
@@ -17,6 +19,22 @@ def fail(message: str) -> NoReturn:
     """Print a one-line reason and exit 1 (refused or failed)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
+
+
+def existing_home(side: Literal["node", "hub"]) -> Callable[[Path], Path]:
+    """The `--home` check of `side`'s commands: a home must exist before a command uses it,
+    and saying so beats failing in SQLite. Imports `side` only when a command runs."""
+
+    def check(home: Path) -> Path:
+        identity = str(import_module(f"{side}.home").IDENTITY_FILE)
+        if not (home / identity).is_file():
+            raise typer.BadParameter(
+                f"{home} is not a {side} home (no {identity}); create it with "
+                f"`sauti {side} init --home {home}`"
+            )
+        return home
+
+    return check
 
 
 def data_free_logging(level: str = "info") -> AbstractContextManager[None]:

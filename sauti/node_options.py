@@ -5,26 +5,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sauti.cli_common import existing_home
+
 if TYPE_CHECKING:
     from node.settings import NodeSettings
 
 HELP = "The node's home folder."
-
-
-def existing_home(home: Path) -> Path:
-    """A node home must exist before a command uses it: say so, rather than fail in SQLite."""
-    from node.home import IDENTITY_FILE
-
-    if not (home / IDENTITY_FILE).is_file():
-        raise typer.BadParameter(
-            f"{home} is not a node home (no {IDENTITY_FILE}); create it with "
-            f"`sauti node init --home {home}`"
-        )
-    return home
-
-
 Home = Annotated[
-    Path, typer.Option("--home", envvar="SAUTI_HOME", help=HELP, callback=existing_home)
+    Path, typer.Option("--home", envvar="SAUTI_HOME", help=HELP, callback=existing_home("node"))
 ]
 # For the commands that make a home, or may run before it is made (a database migration).
 HomeFolder = Annotated[Path, typer.Option("--home", envvar="SAUTI_HOME", help=HELP)]
