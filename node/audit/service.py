@@ -313,12 +313,8 @@ def _sign_positions(
     them all."""
     if not positions:
         return []
-    hashes: dict[int, str] = {
-        seq: digest
-        for seq, digest in session.execute(
-            select(AuditRow.seq, AuditRow.hash).where(AuditRow.seq.in_(positions))
-        )
-    }
+    found = session.execute(select(AuditRow).where(AuditRow.seq.in_(positions))).scalars()
+    hashes = {row.seq: row.hash for row in found}
     hashes[tip.seq] = tip.hash  # also the empty log's (seq 0, genesis)
     now = datetime.now(UTC)
     made = []

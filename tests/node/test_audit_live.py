@@ -180,7 +180,7 @@ def _note(settings: NodeSettings, n: int) -> None:
 
 def _hashes(settings: NodeSettings) -> dict[int, str]:
     with transaction(settings.db_url) as session:
-        return {seq: digest for seq, digest in session.execute(select(AuditRow.seq, AuditRow.hash))}
+        return {row.seq: row.hash for row in session.scalars(select(AuditRow))}
 
 
 def test_due_points_crossed_before_a_signer_runs_are_each_signed_once(node: Node) -> None:
