@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 from contracts.budget_anchor import anchor_text
 from contracts.v1.agreement import AgreementTerms
@@ -99,6 +100,24 @@ def labelled(name: str, labels: Mapping[str, str] | None) -> str:
     """A column by its label, with its name in brackets: `Age in years (age)`."""
     label = (labels or {}).get(name, "").strip()
     return f"{label} ({name})" if label and label != name else name
+
+
+Validity = Literal["not_yet_valid", "in_force", "expired"]
+
+
+def validity_at(terms: AgreementTerms, at: datetime) -> Validity:
+    """Where `at` falls in the window the parties signed: in force from `valid_from`, up to
+    but not at `valid_until` ([valid_from, valid_until), the days `validity_days` names).
+
+    The one rule both sides apply: the node refuses a query and the hub calls a version
+    expired at the same instant, the one the signed text says it ends at.
+    """
+    moment = _utc(at)
+    if moment < _utc(terms.valid_from):
+        return "not_yet_valid"
+    if moment >= _utc(terms.valid_until):
+        return "expired"
+    return "in_force"
 
 
 def validity_days(terms: AgreementTerms) -> tuple[date, date]:

@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from hub.exceptions import SchemaOutOfDate
+from hub.home import check_database_file
 from runtime import db
 from runtime.db import read_only
 from runtime.migrations import Schema
@@ -34,7 +35,13 @@ SCHEMA = Schema(
 
 
 def init_db(engine: Engine) -> sessionmaker[Session]:
-    """Check (or create) the schema and return a session factory."""
+    """Check (or create) the schema and return a session factory.
+
+    A SQLite file is only created in a hub home (`hub.home.check_database_file`): every
+    command opens its database here, so a missing home is one `hub_not_initialised` line.
+    """
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        check_database_file(Path(str(engine.url.database)))
     # The embedded SQLite is this hub's alone: bring it up to date. A PostgreSQL database is
     # upgraded by its operator (`sauti hub migrate`, the Helm chart's job), after a backup.
     SCHEMA.ensure_schema(engine, upgrade=engine.dialect.name == "sqlite")

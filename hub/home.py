@@ -14,6 +14,7 @@ from contracts.errors import ContractError, KeyInvalid
 from contracts.v1 import HubKeyAnnouncement, HubKeyRotation
 from contracts.v1.federation import HUB_KEY_ROTATION_HEADER
 from hub.exceptions import HubSetupError
+from hub.settings import DATABASE_FILE
 from runtime import keys
 
 IDENTITY_FILE = "hub.json"
@@ -83,7 +84,27 @@ def load_identity(home: Path) -> HubIdentity:
             previous_keys=tuple(PreviousHubKey(**k) for k in data.get("previous_keys", [])),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise HubSetupError(f"no hub identity in {home}; run `sauti hub init`") from exc
+        raise _no_home(home, f"no readable {IDENTITY_FILE}") from exc
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse to open a SQLite file that does not exist in a home `sauti hub init` did not
+    make: a command given a wrong or missing `--home` (or SAUTI_HOME) says so in one line,
+    instead of failing in SQLite or quietly creating an empty hub there."""
+    if path.exists():
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        raise _no_home(folder, "the folder does not exist")
+    if path.name == DATABASE_FILE and not (folder / IDENTITY_FILE).exists():
+        raise _no_home(folder, f"no {IDENTITY_FILE}")
+
+
+def _no_home(folder: Path, why: str) -> HubSetupError:
+    return HubSetupError(
+        f"no hub home at {folder} ({why}); create one with `sauti hub init --home {folder}`"
+        " or give the right --home (or SAUTI_HOME)"
+    )
 
 
 def rotate_key(home: Path, *, overlap_seconds: int, now: datetime | None = None) -> HubKeyRotation:

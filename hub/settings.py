@@ -8,6 +8,8 @@ from pydantic_settings import SettingsConfigDict
 from runtime.db import database_url
 from runtime.settings import SideSettings
 
+# The embedded database's file in the home (`sauti hub init` creates it after hub.json).
+DATABASE_FILE = "hub.sqlite"
 # Default of checkpoint_overdue_entries, and of `sauti audit reconcile --overdue-entries`.
 CHECKPOINT_OVERDUE_ENTRIES = 200
 
@@ -127,5 +129,5 @@ class HubSettings(SideSettings):
         return database_url(
             url=self.database_url,
             password=self.database_password,
-            default=f"sqlite:///{self.home}/hub.sqlite",
+            default=f"sqlite:///{self.home}/{DATABASE_FILE}",
         )

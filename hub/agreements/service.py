@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts import signing
+from contracts.agreement_rules import validity_at
 from contracts.errors import ContractError
 from contracts.v1 import (
     AgreementFetch,
@@ -599,12 +600,8 @@ def status_of(
     missing = tuple(s for s in needed if s not in set(signers))
     if missing:
         return "proposed", missing
-    now = at or datetime.now(UTC)
-    if now < utc(terms.valid_from):
-        return "not_yet_valid", ()
-    if now >= utc(terms.valid_until):
-        return "expired", ()
-    return "active", ()
+    validity = validity_at(terms, at or datetime.now(UTC))
+    return ("active" if validity == "in_force" else validity), ()
 
 
 def _version(session: Session, agreement_id: str, version: int) -> AgreementVersion:

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts import signing
-from contracts.agreement_rules import grid_refusal, summary_text
+from contracts.agreement_rules import grid_refusal, summary_text, validity_at
 from contracts.errors import ContractError
 from contracts.v1 import (
     AgreementFetch,
@@ -766,10 +766,10 @@ def honoured_terms(
     if status == "suspended":
         raise AgreementSuspended("the agreement is suspended at this node")
     terms = _parsed_terms(row.terms)
-    moment = utc(now)
-    if moment < utc(terms.valid_from):
+    validity = validity_at(terms, now)
+    if validity == "not_yet_valid":
         raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")
-    if moment > utc(terms.valid_until):
+    if validity == "expired":
         raise AgreementExpired("term valid_until: the agreement has expired")
     newer = session.execute(
         select(BudgetCharge.id)

@@ -2,10 +2,11 @@
 
 Every path that writes the chain — queries pushed or pulled, secure aggregation, steward
 actions, imports, the command line — appends through `service.LOG`, which calls
-`note_append` once `enable` has hooked it in. Once `NODE_AUDIT_CHECKPOINT_EVERY` entries
-have come after the last checkpoint, the head is signed right after that transaction
-commits (a few milliseconds, once per that many entries), and one background thread per
-database sends the pending checkpoints to the pinned hub, so nothing waits on the hub. A
+`note_append` once `enable` has hooked it in. Each sequence number that is a multiple of
+`NODE_AUDIT_CHECKPOINT_EVERY` is a due point, signed once: right after the transaction
+that reached it commits (a few milliseconds, once per that many entries), or by whichever
+signer takes the chain's lock first when several fell due meanwhile. One background thread
+per database sends the pending checkpoints to the pinned hub, so nothing waits on it. A
 process turns this on for its database with `enable` (the node app, `sauti node pull`,
 every `sauti node` command); where nobody did (tools, most tests), appends sign nothing.
 """
@@ -43,24 +44,29 @@ class Checkpointer:
     def note(self, session: Session, head: int) -> None:
         every = self.settings.audit_checkpoint_every
         if self.next_due is None:
-            self.next_due = service.latest_checkpoint_seq(session) + every
+            self.next_due = service.next_due_after(service.latest_checkpoint_seq(session), every)
         if head >= self.next_due:
             after_commit(session, self.sign)
 
     def sign(self) -> None:
-        """After the commit that made a checkpoint due: sign it here, publish in background."""
+        """After the commit that made a checkpoint due: sign every due point not signed yet
+        (those whose trigger found another transaction holding the lock included), publish
+        in background."""
         every = self.settings.audit_checkpoint_every
         try:
-            made, newest = service.checkpoint_if_due(
+            made, decided_at = service.checkpoint_if_due(
                 home=self.settings.home, settings=self.settings
             )
         except Exception as exc:
-            # The transaction it follows has committed: log (no traceback) and retry later.
+            # The transaction it follows has committed: log (no traceback) and retry later;
+            # the next signer signs the due points this one missed.
             log.warning("audit checkpoint not signed: %s", type(exc).__name__)
             self.next_due = (self.next_due or 0) + every
             return
-        self.next_due = newest + every
-        if made is not None:
+        # Only a hint that spares appends a transaction each: every due point up to
+        # `decided_at` is signed, so a later (or racing, older) value is never past one.
+        self.next_due = service.next_due_after(decided_at, every)
+        if made:
             self.publish_soon()
 
     def publish_soon(self) -> None:

@@ -203,8 +203,10 @@ CHECKPOINT_SIGNED = "checkpoint_signed"
 def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
     """Sign the current chain head with the node's key and keep it, pending publication.
 
-    Idempotent: when nothing but the last checkpoint's own entry came after it, that
-    checkpoint is returned rather than a new one at the next sequence number.
+    Any automatic checkpoint due but not yet signed up to the head is signed with it (see
+    `checkpoint_if_due`), so signing the head never leaves a due point behind. Idempotent:
+    when nothing but checkpoints' own entries came after the last checkpoint, that
+    checkpoint is returned rather than a new one at a later sequence number.
     """
     identity = load_identity(home)
     key = load_key(home)
@@ -215,27 +217,45 @@ def make_checkpoint(*, home: Path, settings: NodeSettings) -> AuditCheckpoint:
             return signing.verify_model(
                 latest.jws, signing.load_public_key(identity.public_jwk), AuditCheckpoint
             )
-        return _sign_head(session, identity=identity, key=key, tip=tip)
+        last = latest.seq if latest is not None else 0
+        due = _due_positions(
+            session, after=last, upto=tip.seq, every=settings.audit_checkpoint_every
+        )
+        positions = sorted({*due, tip.seq})
+        return _sign_positions(session, identity=identity, key=key, tip=tip, positions=positions)[
+            -1
+        ]
 
 
-def checkpoint_if_due(*, home: Path, settings: NodeSettings) -> tuple[AuditCheckpoint | None, int]:
-    """Sign the head if `audit_checkpoint_every` entries came after the last checkpoint.
+def checkpoint_if_due(*, home: Path, settings: NodeSettings) -> tuple[list[AuditCheckpoint], int]:
+    """Sign every due point up to the head that has no checkpoint yet.
 
-    Decided under the chain's lock, so concurrent triggers sign once: the others find the
-    new checkpoint and return (None, its seq). Returns the checkpoint made (or None) and the
-    sequence number of the newest checkpoint.
+    The due points are the sequence numbers that are multiples of `audit_checkpoint_every`,
+    whichever transaction's append reached them; a checkpoint's own entry never falls due
+    (the next checkpoint covers it; with every=1 it would sign itself for ever). Decided
+    under the chain's lock, so when several appends make points due while another
+    transaction holds it, whoever takes the lock next signs each of them, with the hash
+    the log holds at that point, and concurrent triggers find them signed: each due point
+    is signed once. Returns the checkpoints made (oldest first) and the head they were
+    decided at (every due point up to it is signed).
     """
-    every = settings.audit_checkpoint_every
     identity = load_identity(home)
     key = load_key(home)
     with transaction(settings.db_url) as session:
         tip = LOG.locked_tip(session)
-        latest = _latest_checkpoint(session)
-        last = latest.seq if latest is not None else 0
-        # More than the checkpoint's own entry must have come after it (every=1 included).
-        if tip.seq - last < max(every, 1) or (latest is not None and tip.seq <= last + 1):
-            return None, last
-        return _sign_head(session, identity=identity, key=key, tip=tip), tip.seq
+        due = _due_positions(
+            session,
+            after=latest_checkpoint_seq(session),
+            upto=tip.seq,
+            every=settings.audit_checkpoint_every,
+        )
+        made = _sign_positions(session, identity=identity, key=key, tip=tip, positions=due)
+        return made, tip.seq
+
+
+def next_due_after(seq: int, every: int) -> int:
+    """The first due point after sequence number `seq` (the next multiple of `every`)."""
+    return (seq // every + 1) * every
 
 
 def latest_checkpoint_seq(session: Session) -> int:
@@ -251,41 +271,80 @@ def _latest_checkpoint(session: Session) -> CheckpointRow | None:
 
 
 def _covers_head(session: Session, checkpoint_seq: int, tip_seq: int) -> bool:
-    if tip_seq == checkpoint_seq:
-        return True
-    if tip_seq != checkpoint_seq + 1:
+    """Whether nothing but checkpoints' own entries came after the checkpoint."""
+    if tip_seq < checkpoint_seq:
         return False
-    after = session.get(AuditRow, tip_seq)
-    return (
-        after is not None
-        and after.action == CHECKPOINT_SIGNED
-        and after.object == f"checkpoint:{checkpoint_seq}"
-    )
-
-
-def _sign_head(
-    session: Session, *, identity: NodeIdentity, key: OKPKey, tip: Tip
-) -> AuditCheckpoint:
-    checkpoint = AuditCheckpoint(
-        node_id=identity.node_id, seq=tip.seq, hash=tip.hash, signed_at=datetime.now(UTC)
-    )
-    session.add(
-        CheckpointRow(
-            seq=checkpoint.seq,
-            hash=checkpoint.hash,
-            jws=signing.sign(checkpoint, key),
-            signed_at=at_text(checkpoint.signed_at),
-            published_at=None,
+    others = session.execute(
+        select(func.count())
+        .select_from(AuditRow)
+        .where(
+            AuditRow.seq > checkpoint_seq,
+            AuditRow.seq <= tip_seq,
+            AuditRow.action != CHECKPOINT_SIGNED,
         )
+    ).scalar_one()
+    return others == 0
+
+
+def _due_positions(session: Session, *, after: int, upto: int, every: int) -> list[int]:
+    """Due points in (after, upto]: multiples of `every` that are not a checkpoint's entry."""
+    if every <= 0 or upto < every:
+        return []
+    multiples = range(next_due_after(after, every), upto + 1, every)
+    if not multiples:
+        return []
+    own = set(
+        session.execute(
+            select(AuditRow.seq).where(
+                AuditRow.seq >= multiples[0],
+                AuditRow.seq <= upto,
+                AuditRow.action == CHECKPOINT_SIGNED,
+            )
+        ).scalars()
     )
-    append(
+    return [seq for seq in multiples if seq not in own]
+
+
+def _sign_positions(
+    session: Session, *, identity: NodeIdentity, key: OKPKey, tip: Tip, positions: list[int]
+) -> list[AuditCheckpoint]:
+    """Sign the chain at each position up to the locked `tip` (ascending, none signed yet)
+    with the hash the log holds there; each checkpoint also gets an entry, appended after
+    them all."""
+    if not positions:
+        return []
+    found = session.execute(select(AuditRow).where(AuditRow.seq.in_(positions))).scalars()
+    hashes = {row.seq: row.hash for row in found}
+    hashes[tip.seq] = tip.hash  # also the empty log's (seq 0, genesis)
+    now = datetime.now(UTC)
+    made = []
+    for seq in positions:
+        checkpoint = AuditCheckpoint(
+            node_id=identity.node_id, seq=seq, hash=hashes[seq], signed_at=now
+        )
+        session.add(
+            CheckpointRow(
+                seq=checkpoint.seq,
+                hash=checkpoint.hash,
+                jws=signing.sign(checkpoint, key),
+                signed_at=at_text(checkpoint.signed_at),
+                published_at=None,
+            )
+        )
+        made.append(checkpoint)
+    append_many(
         session,
-        actor="node",
-        action=CHECKPOINT_SIGNED,
-        object=f"checkpoint:{checkpoint.seq}",
-        details={"seq": checkpoint.seq, "hash": checkpoint.hash},
+        [
+            Event(
+                actor="node",
+                action=CHECKPOINT_SIGNED,
+                object=f"checkpoint:{c.seq}",
+                details={"seq": c.seq, "hash": c.hash},
+            )
+            for c in made
+        ],
     )
-    return checkpoint
+    return made
 
 
 def publish_pending(

@@ -1,7 +1,7 @@
 """The agreement text says what the rules do; the grids term; old digests still verify."""
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -13,6 +13,8 @@ from contracts.agreement_rules import (
     one_person_release_chance,
     plain_language,
     summary_text,
+    validity_at,
+    validity_days,
 )
 from contracts.v1 import AgreementTerms, DatasetRef, Party, PublicGrid, QuerySpec
 
@@ -129,3 +131,18 @@ def test_defaults_stay_out_of_the_canonical_json_so_old_digests_verify() -> None
     )
     assert strict.model_dump(mode="json")["grids"] == "public"
     assert signing.digest(strict) != signing.digest(t)
+
+
+def test_validity_at_ends_where_the_signed_days_end() -> None:
+    """`valid_until` is the first instant out of force; the last day named is the day before."""
+    t = terms(
+        valid_from=datetime(2026, 1, 1, tzinfo=UTC), valid_until=datetime(2027, 1, 1, tzinfo=UTC)
+    )
+    first, last = validity_days(t)
+    assert (first, last) == (date(2026, 1, 1), date(2026, 12, 31))
+    assert validity_at(t, datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == "not_yet_valid"
+    assert validity_at(t, datetime(2026, 1, 1, tzinfo=UTC)) == "in_force"
+    assert validity_at(t, datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == "in_force"
+    assert validity_at(t, datetime(2027, 1, 1, tzinfo=UTC)) == "expired"
+    # A naive moment is UTC, as everywhere in the agreement rules.
+    assert validity_at(t, datetime(2027, 1, 1)) == "expired"

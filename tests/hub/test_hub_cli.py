@@ -160,3 +160,45 @@ def test_query_command(served_hub: tuple[str, dict[str, str], SimNode], tmp_path
     assert code == 2
     code, _, _ = run(*base, "--measure", "count", "--rho", "0.2", "--where", "sexfemale", env=env)
     assert code == 2
+
+
+@pytest.mark.parametrize("made", [False, True], ids=["missing", "empty"])
+def test_a_hub_command_without_a_hub_home_says_how_to_make_one(tmp_path: Path, made: bool) -> None:
+    """One line naming the home and `sauti hub init`, exit 1, nothing created in it: never
+    a raw SQLite error (missing folder) nor a quietly created empty hub (empty folder)."""
+    home = tmp_path / "hub"
+    if made:
+        home.mkdir()
+    why = "no hub.json" if made else "the folder does not exist"
+    expected = (
+        f"error: hub_not_initialised: no hub home at {home} ({why}); create one with "
+        f"`sauti hub init --home {home}`"
+    )
+    for args in (
+        ("hub", "nodes", "list"),
+        ("hub", "agreements", "list"),
+        ("hub", "token", "list"),
+        ("hub", "org", "list"),
+        ("hub", "modules", "coverage", "lnob-core"),
+    ):
+        code, out, err = run(*args, "--home", str(home))
+        assert (code, out) == (1, ""), (args, err)
+        assert err.startswith(expected), (args, err)
+        assert len(err.splitlines()) == 1
+        # The same through SAUTI_HOME.
+        code, _, err = run(*args, env={"SAUTI_HOME": str(home)})
+        assert code == 1
+        assert err.startswith(expected), (args, err)
+    assert not home.exists() or list(home.iterdir()) == []
+
+
+def test_hub_init_still_makes_its_database_even_outside_the_home(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "db" / "secretariat.sqlite"
+    elsewhere.parent.mkdir()
+    env = {"HUB_DATABASE_URL": f"sqlite:///{elsewhere}"}
+    home = str(tmp_path / "hub")
+    assert run("hub", "init", "--home", home, env=env)[0] == 0
+    assert elsewhere.exists()
+    assert run("hub", "nodes", "list", "--home", home, env=env)[0] == 0
+    assert run("hub", "init", "--home", str(tmp_path / "own"))[0] == 0
+    assert (tmp_path / "own" / "hub.sqlite").exists()

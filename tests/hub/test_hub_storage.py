@@ -140,10 +140,10 @@ def test_status_follows_validity_window(hub_home: HubIdentity) -> None:
     terms = make_terms([("ke-a", "404")])
     signers = ["test-hub", "ke-a"]
     assert agreements.status_of(terms, signers)[0] == "active"
-    assert (
-        agreements.status_of(terms, signers, at=terms.valid_until + timedelta(seconds=1))[0]
-        == "expired"
-    )
+    # The signed text's boundary: in force until just before `valid_until`, as at the node.
+    last = terms.valid_until - timedelta(microseconds=1)
+    assert agreements.status_of(terms, signers, at=last)[0] == "active"
+    assert agreements.status_of(terms, signers, at=terms.valid_until)[0] == "expired"
     assert (
         agreements.status_of(terms, signers, at=terms.valid_from - timedelta(seconds=1))[0]
         == "not_yet_valid"

@@ -1,7 +1,7 @@
 """Signing, suspension and revocation at the node, the hub offline, periods and amendments."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from contracts import signing
+from contracts.agreement_rules import validity_days
 from contracts.v1 import AgreementNotice, Signed
 from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementInvalid, AgreementRevoked, TermNotInContract
@@ -182,6 +183,22 @@ def test_calendar_year_rolls_over_and_expiry_with_a_fixed_clock(
     with pytest.raises(Exception) as early:
         _ask(n, datetime(2026, 5, 31, 23, 0, tzinfo=UTC))
     assert getattr(early.value, "code", None) == "agreement_not_yet_valid"
+
+
+def test_the_last_instant_before_valid_until_is_in_force_and_valid_until_is_not(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The boundary the steward signed: "through 31 May 2027", i.e. until just before
+    1 June 2027 00:00 UTC (`contracts.agreement_rules.validity_at`, as at the hub)."""
+    until = datetime(2027, 6, 1, tzinfo=UTC)
+    n = make_node(
+        tmp_path / "n", db_url, valid_from=datetime(2026, 6, 1, tzinfo=UTC), valid_until=until
+    )
+    assert validity_days(n.terms)[1] == date(2027, 5, 31)
+    _ask(n, until - timedelta(microseconds=1))
+    with pytest.raises(Exception) as expired:
+        _ask(n, until)
+    assert getattr(expired.value, "code", None) == "agreement_expired"
 
 
 def test_amendment_keeps_the_spent_budget(tmp_path: Path, db_url: str) -> None:

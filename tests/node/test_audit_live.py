@@ -23,7 +23,12 @@ from typer.testing import CliRunner
 from contracts import budget as exact
 from contracts import signing
 from contracts.v1 import Signed
-from contracts.v1.audit import AuditEntry, AuditExportHeader, AuditVerification
+from contracts.v1.audit import (
+    AuditCheckpoint,
+    AuditEntry,
+    AuditExportHeader,
+    AuditVerification,
+)
 from hub.audit.reconcile import parse_export, verify_export
 from node.audit import checkpoints
 from node.audit import service as audit
@@ -167,6 +172,59 @@ def test_checkpoints_fall_due_once_under_concurrent_appends(node: Node) -> None:
     assert audit.verify(home=node.home, settings=settings).checkpoints_checked == len(signed)
 
 
+def _note(settings: NodeSettings, n: int) -> None:
+    for i in range(n):
+        with transaction(settings.db_url) as session:
+            audit.append(session, actor="steward", action="noted", object=f"n:{i}", details={})
+
+
+def _hashes(settings: NodeSettings) -> dict[int, str]:
+    with transaction(settings.db_url) as session:
+        return {row.seq: row.hash for row in session.scalars(select(AuditRow))}
+
+
+def test_due_points_crossed_before_a_signer_runs_are_each_signed_once(node: Node) -> None:
+    """The flaky cadence made deterministic: two points fall due while no signer gets the
+    lock (here: none runs); the next one signs both, at the hashes the log holds there."""
+    start = audit.make_checkpoint(home=node.home, settings=node.settings).seq
+    settings = node.settings.model_copy(update={"audit_checkpoint_every": 5})
+    first = audit.next_due_after(start + 1, 5)  # after the start checkpoint's own entry
+    _note(settings, first + 7 - (start + 1))
+    signer = checkpoints.enable(settings)
+    assert signer is not None
+    signer.sign()
+    signer.sign()  # a racing trigger finds nothing left to sign
+    assert _checkpoint_seqs(settings) == [start, first, first + 5]
+    hashes = _hashes(settings)
+    made = [
+        signing.verify_model(
+            jws, signing.load_public_key(node.identity.public_jwk), AuditCheckpoint
+        )
+        for jws in audit.checkpoints(database_url=settings.db_url)[1:]
+    ]
+    assert [(c.seq, c.hash) for c in made] == [(s, hashes[s]) for s in (first, first + 5)]
+    # The head is first + 9 (the two checkpoints' own entries after first + 7).
+    assert signer.next_due == first + 10
+    # A manual checkpoint catches up too before it signs the head.
+    checkpoints.disable(settings)
+    _note(settings, 7)
+    assert audit.make_checkpoint(home=node.home, settings=settings).seq == first + 16
+    assert _checkpoint_seqs(settings)[3:] == [first + 10, first + 15, first + 16]
+    assert audit.make_checkpoint(home=node.home, settings=settings).seq == first + 16
+    verified = audit.verify(home=node.home, settings=settings)
+    assert verified.ok, verified.problem
+    assert verified.checkpoints_checked == 6
+
+
+def test_a_checkpoints_own_entry_never_falls_due(node: Node) -> None:
+    """With a checkpoint after every entry, signing one does not make the next due."""
+    start = audit.make_checkpoint(home=node.home, settings=node.settings).seq
+    settings = _cadence(node, every=1)
+    _note(settings, 3)
+    assert _checkpoint_seqs(settings) == [start, start + 2, start + 4, start + 6]
+    assert audit.head(database_url=settings.db_url)[0] == start + 7
+
+
 def test_concurrent_manual_checkpoints_sign_the_head_once(node: Node) -> None:
     checkpoints.disable(node.settings)
     with transaction(node.settings.db_url) as session:
@@ -198,9 +256,10 @@ def test_every_append_path_can_make_a_checkpoint_due(tmp_path: Path) -> None:
         done = runner.invoke(cli, [*args, "--home", str(home)], env=env)
         assert done.exit_code == 0, done.output
     settings = NodeSettings(home=home)
-    assert _checkpoint_seqs(settings) == [2]
+    # Three tokens and the first checkpoint's own entry: both due points, 2 and 4, signed.
+    assert _checkpoint_seqs(settings) == [2, 4]
     verified = runner.invoke(cli, ["audit", "verify", "--home", str(home), "--json"])
-    assert json.loads(verified.output)["checkpoints_checked"] == 1
+    assert json.loads(verified.output)["checkpoints_checked"] == 2
     checkpoints.disable(settings)
 
 
