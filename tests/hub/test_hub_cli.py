@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from contracts.v1 import SignedAgreement
 from hub.app import create_app
 from hub.db import init_db, make_engine
+from hub.exceptions import HubSetupError
+from hub.home import check_database_file
 from hub.nodes.service import register_node
 from hub.settings import HubSettings
 from sauti.cli import app
@@ -164,16 +166,13 @@ def test_query_command(served_hub: tuple[str, dict[str, str], SimNode], tmp_path
 
 @pytest.mark.parametrize("made", [False, True], ids=["missing", "empty"])
 def test_a_hub_command_without_a_hub_home_says_how_to_make_one(tmp_path: Path, made: bool) -> None:
-    """One line naming the home and `sauti hub init`, exit 1, nothing created in it: never
-    a raw SQLite error (missing folder) nor a quietly created empty hub (empty folder)."""
+    """A usage error naming the home and `sauti hub init`, nothing created in it: never a
+    raw SQLite error (missing folder) nor a quietly created empty hub (empty folder). The
+    command line checks `--home` (and SAUTI_HOME) first; `hub.home.check_database_file`
+    is the same rule where a hub opens its database without a command line."""
     home = tmp_path / "hub"
     if made:
         home.mkdir()
-    why = "no hub.json" if made else "the folder does not exist"
-    expected = (
-        f"error: hub_not_initialised: no hub home at {home} ({why}); create one with "
-        f"`sauti hub init --home {home}`"
-    )
     for args in (
         ("hub", "nodes", "list"),
         ("hub", "agreements", "list"),
@@ -181,15 +180,18 @@ def test_a_hub_command_without_a_hub_home_says_how_to_make_one(tmp_path: Path, m
         ("hub", "org", "list"),
         ("hub", "modules", "coverage", "lnob-core"),
     ):
-        code, out, err = run(*args, "--home", str(home))
-        assert (code, out) == (1, ""), (args, err)
-        assert err.startswith(expected), (args, err)
-        assert len(err.splitlines()) == 1
-        # The same through SAUTI_HOME.
-        code, _, err = run(*args, env={"SAUTI_HOME": str(home)})
-        assert code == 1
-        assert err.startswith(expected), (args, err)
+        for how in (
+            {"argv": ("--home", str(home)), "env": None},
+            {"argv": (), "env": {"SAUTI_HOME": str(home)}},
+        ):
+            code, out, err = run(*args, *how["argv"], env=how["env"])
+            assert (code, out) == (2, ""), (args, err)
+            assert f"sauti hub init --home {home}" in err, (args, err)
+            assert "Traceback" not in err
     assert not home.exists() or list(home.iterdir()) == []
+    why = "no hub.json" if made else "the folder does not exist"
+    with pytest.raises(HubSetupError, match=f"no hub home at {home} \\({why}\\)"):
+        check_database_file(home / "hub.sqlite")
 
 
 def test_hub_init_still_makes_its_database_even_outside_the_home(tmp_path: Path) -> None:
