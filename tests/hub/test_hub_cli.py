@@ -180,11 +180,12 @@ def test_a_hub_command_without_a_hub_home_says_how_to_make_one(tmp_path: Path, m
         ("hub", "org", "list"),
         ("hub", "modules", "coverage", "lnob-core"),
     ):
-        for how in (
-            {"argv": ("--home", str(home)), "env": None},
-            {"argv": (), "env": {"SAUTI_HOME": str(home)}},
-        ):
-            code, out, err = run(*args, *how["argv"], env=how["env"])
+        ways: list[tuple[tuple[str, ...], dict[str, str] | None]] = [
+            (("--home", str(home)), None),
+            ((), {"SAUTI_HOME": str(home)}),
+        ]
+        for argv, env in ways:
+            code, out, err = run(*args, *argv, env=env)
             assert (code, out) == (2, ""), (args, err)
             assert f"sauti hub init --home {home}" in err, (args, err)
             assert "Traceback" not in err
