@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import stub_nodes
 
 from contracts.v1 import DatasetContract, SignedAgreement
@@ -168,16 +167,7 @@ async def measure(
                 headers={"Authorization": f"Bearer {admin}"},
             )
             r.raise_for_status()
-        parties = [
-            DemoNode(
-                node_id=n.node_id,
-                organisation=n.organisation,
-                country=n.country,
-                contract=contract,
-                frame=pl.DataFrame(),
-            )
-            for n in nodes
-        ]
+        parties = stub_nodes.parties(nodes, contract)
         terms = demo_terms(nodes=parties, hub_id=identity.hub_id)
         terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
         r = await hub.post(

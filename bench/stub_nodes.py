@@ -126,6 +126,25 @@ def home_node(home: Path, *, organisation: str, country: str) -> StubNode:
     )
 
 
+def parties(nodes: Sequence[StubNode], contract: DatasetContract) -> list[Any]:
+    """The nodes as `sauti.demo.run.demo_terms` takes its parties (`DemoNode`s without data),
+    all publishing `contract`."""
+    import polars as pl  # noqa: PLC0415 (bench-only import)
+
+    from sauti.demo.data import DemoNode  # noqa: PLC0415
+
+    return [
+        DemoNode(
+            node_id=n.node_id,
+            organisation=n.organisation or n.node_id,
+            country=n.country,
+            contract=contract,
+            frame=pl.DataFrame(),
+        )
+        for n in nodes
+    ]
+
+
 def registration(node: StubNode, url: str) -> dict[str, Any]:
     """The body of the hub's `POST /v1/nodes` for this node (an admin enrolls it)."""
     return {
