@@ -175,6 +175,37 @@ def agreement_signature(node: StubNode, agreement: SignedAgreement) -> Agreement
     )
 
 
+def store_signatures(
+    database_url: str, agreement: SignedAgreement, nodes: Sequence[StubNode]
+) -> None:
+    """Every node's signature of `agreement`, written straight into the hub's database as
+    `POST /v1/agreements/{id}/signatures` writes it after checking it. Only for setting up
+    large fleets: that route answers with the whole agreement (every signature), so 1,000
+    nodes signing one by one take minutes; tests/hub cover the route itself."""
+    from hub.agreements.models import AgreementSignatureRow  # noqa: PLC0415 (bench-only)
+    from hub.db import init_db, make_engine  # noqa: PLC0415
+
+    engine = make_engine(database_url)
+    with init_db(engine)() as session:
+        for node in nodes:
+            signature = agreement_signature(node, agreement)
+            payload = SignaturePayload.model_validate_json(
+                signing.unverified_payload(signature.jws)
+            )
+            session.add(
+                AgreementSignatureRow(
+                    agreement_id=agreement.terms.agreement_id,
+                    version=agreement.terms.version,
+                    signer=signature.signer,
+                    kid=signature.kid,
+                    jws=signature.jws,
+                    signed_at=payload.signed_at,
+                )
+            )
+        session.commit()
+    engine.dispose()
+
+
 # --- the fleet process --------------------------------------------------------------------
 
 
