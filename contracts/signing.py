@@ -142,8 +142,9 @@ def _import_public_key(jwk: Any) -> OKPKey:
     return key
 
 
-def sign(model: BaseModel, key: OKPKey) -> str:
-    """Compact JWS over the model's canonical JSON, with the key id in the header."""
+def sign(model: BaseModel | dict[str, Any], key: OKPKey) -> str:
+    """Compact JWS over the model's (or JSON document's) canonical JSON, with the key id in
+    the header."""
     header = {"alg": ALGORITHM, "kid": key_id(key)}
     private = key.private_key
     if not isinstance(private, Ed25519PrivateKey):
