@@ -175,6 +175,7 @@ def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version:
 # the hub's node client, so per hub process): a dead node must not slow every page that
 # offers its levels.
 RETRY_AFTER_SECONDS = 60.0
+FETCH_CONCURRENCY = 64
 _failures: "WeakKeyDictionary[httpx.AsyncClient, dict[str, float]]" = WeakKeyDictionary()
 
 
@@ -207,9 +208,17 @@ async def fetch(
         for n, u in nodes
         if now - failed_at.get(n, -RETRY_AFTER_SECONDS) >= RETRY_AFTER_SECONDS
     ]
+    # Bounded, like deliveries: the first query to 1,000 new nodes must not open 1,000
+    # connections at once (and time them all out on a busy machine).
+    limiter = anyio.CapacityLimiter(FETCH_CONCURRENCY)
+
+    async def bounded(node_id: str, url: str) -> None:
+        async with limiter:
+            await one(node_id, url)
+
     async with anyio.create_task_group() as group:
         for node_id, url in due:
-            group.start_soon(one, node_id, url)
+            group.start_soon(bounded, node_id, url)
     return tokens
 
 
