@@ -98,12 +98,8 @@ def contracts_for(
         NodeContract.dataset == dataset,
         NodeContract.version == version,
     )
-    digests = {
-        node_id: digest
-        for node_id, digest in session.execute(
-            select(NodeContract.node_id, NodeContract.digest).where(*where)
-        )
-    }
+    rows = session.execute(select(NodeContract.node_id, NodeContract.digest).where(*where))
+    digests = {node_id: digest for node_id, digest in rows.all()}  # noqa: C416 (Rows, not pairs)
     unknown = [node_id for node_id, digest in digests.items() if _parsed.get(digest) is None]
     if unknown:
         rows = session.execute(
