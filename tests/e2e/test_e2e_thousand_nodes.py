@@ -74,6 +74,35 @@ def test_a_query_to_1000_nodes_completes_with_1000_verified_answers(
     engine.dispose()
 
 
+def test_forged_misbound_and_oversized_answers_are_refused_and_nothing_of_them_stored(
+    tmp_path: Path,
+) -> None:
+    identity = hub_home.init_home(tmp_path / "hub", hub_id="scale-hub")
+    settings = HubSettings(home=tmp_path / "hub", request_ttl_seconds=60, node_retries=0)
+    nodes = stub_nodes.stub_nodes(4)
+    faults = {nodes[1].node_id: "forged", nodes[2].node_id: "other_query"}
+    faults[nodes[3].node_id] = "oversized"
+    with stub_nodes.fleet(
+        nodes, hub_jwk=identity.public_jwk, work=tmp_path / "fleet", latency=0, faults=faults
+    ) as urls:
+        body = asyncio.run(_query(settings, nodes, urls))
+    codes = {n["node_id"]: (n["outcome"], n["error_code"]) for n in body["nodes"]}
+    assert codes == {
+        nodes[0].node_id: ("ok", None),
+        nodes[1].node_id: ("failed", "release_invalid"),
+        nodes[2].node_id: ("failed", "release_invalid"),
+        nodes[3].node_id: ("failed", "response_too_large"),
+    }
+    assert body["status"] == "partial"
+    engine = make_engine(settings.effective_database_url)
+    with init_db(engine)() as session:
+        stored = session.scalars(
+            select(QueryNodeRow.node_id).where(QueryNodeRow.release_jws.is_not(None))
+        ).all()
+    engine.dispose()
+    assert stored == [nodes[0].node_id]
+
+
 async def _query(
     settings: HubSettings, nodes: list[stub_nodes.StubNode], urls: dict[str, str]
 ) -> dict[str, Any]:
