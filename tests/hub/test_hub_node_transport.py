@@ -156,8 +156,10 @@ def test_an_answer_over_the_limit_is_refused_unread_and_a_closed_connection_is_r
 def test_a_node_that_does_not_answer_times_out() -> None:
     async def run() -> None:
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await asyncio.sleep(5)
-            writer.close()
+            try:
+                await reader.read()  # until the hub gives up and closes
+            finally:
+                writer.close()
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
