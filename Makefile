@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/migrations.py
 	$(BIN)/python bench/login_timing.py
+	$(BIN)/python bench/hub_scale_out.py
 
 # The settings reference page is generated; unchanged code changes nothing.
 settings-doc: $(STAMP)
