@@ -44,8 +44,7 @@ from sauti.demo.data import COUNTRIES, DemoNode, make_contract
 from sauti.demo.run import ANALYST_ORG, SECRETARIAT, demo_terms
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-WINDOW = float(os.environ.get("BENCH_WINDOW_SECONDS", "20" if QUICK else "60"))
-WARMUP = 5.0 if QUICK else 15.0
+WINDOW = float(os.environ.get("BENCH_WINDOW_SECONDS", "30" if QUICK else "90"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "12"))
 NODES = int(os.environ.get("BENCH_NODES", "20"))
 LATENCY = float(os.environ.get("BENCH_NODE_LATENCY_MS", "100")) / 1000
@@ -147,29 +146,46 @@ def enroll(
     }
 
 
-async def load(url: str, analyst: dict[str, str], spec: dict[str, Any]) -> tuple[int, float, int]:
-    """Closed loop: queries completed inside the window, the window's length, and failures."""
-    start = time.monotonic()
-    window_start, window_end = start + WARMUP, start + WARMUP + WINDOW
-    done: list[float] = []
+async def load(
+    url: str, analyst: dict[str, str], spec: dict[str, Any]
+) -> tuple[int, float, float, int]:
+    """Closed loop. The window opens once every client has completed its first query (the
+    pipeline is full and the first contacts are made) and lasts WINDOW seconds: queries
+    completed in it, its length, the median latency of those, and failures."""
+    warmed = asyncio.Event()
+    first_done = 0
+    window: list[float] = []
+    done: list[tuple[float, float]] = []
     failures = 0
 
-    async def client(hub: httpx.AsyncClient) -> None:
+    async def one(hub: httpx.AsyncClient) -> None:
         nonlocal failures
-        while time.monotonic() < window_end:
-            r = await hub.post("/v1/queries", json=spec, params={"wait": 120})
+        start = time.monotonic()
+        r = await hub.post("/v1/queries", json=spec, params={"wait": 120})
+        body = r.json()
+        while r.status_code in (200, 201, 202) and body.get("status") == "running":
+            r = await hub.get(f"/v1/queries/{body['query_id']}", params={"wait": 30})
             body = r.json()
-            while r.status_code in (201, 202) and body.get("status") == "running":
-                r = await hub.get(f"/v1/queries/{body['query_id']}", params={"wait": 30})
-                body = r.json()
-            if r.status_code not in (200, 201) or body.get("status") != "complete":
-                failures += 1
-            done.append(time.monotonic())
+        if r.status_code not in (200, 201) or body.get("status") != "complete":
+            failures += 1
+        end = time.monotonic()
+        done.append((end, end - start))
+
+    async def client(hub: httpx.AsyncClient) -> None:
+        nonlocal first_done
+        await one(hub)
+        first_done += 1
+        if first_done == CLIENTS:
+            window.append(time.monotonic())
+            warmed.set()
+        await warmed.wait()
+        while time.monotonic() < window[0] + WINDOW:
+            await one(hub)
 
     async with httpx.AsyncClient(base_url=url, timeout=300, headers=analyst) as hub:
         await asyncio.gather(*(client(hub) for _ in range(CLIENTS)))
-    completed = sum(1 for t in done if window_start <= t < window_end)
-    return completed, WINDOW, failures
+    inside = [took for end, took in done if window[0] <= end < window[0] + WINDOW]
+    return len(inside), WINDOW, statistics.median(inside) if inside else 0.0, failures
 
 
 def loadavg() -> str:
@@ -186,7 +202,7 @@ def main() -> None:
         f"queries/s at the hub: `sauti hub serve --processes {API_PROCESSES}` and "
         f"`sauti hub worker --processes N --concurrency {CONCURRENCY}` on PostgreSQL + Redis; "
         f"{NODES} stub nodes answering after {LATENCY * 1000:.0f} ms (own process); "
-        f"{CLIENTS} closed-loop clients; {WARMUP:.0f} s warm-up, {WINDOW:.0f} s window"
+        f"{CLIENTS} closed-loop clients; a {WINDOW:.0f} s window once each has completed one query"
     )
     print(f"before: {loadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sauti-bench-scale-out-") as tmp, ExitStack() as stack:
@@ -224,7 +240,7 @@ def main() -> None:
         )
         analyst_headers = {"Authorization": f"Bearer {analyst}"}
         rates: list[tuple[int, float]] = []
-        print(f"{'workers':>8} {'queries':>8} {'q/s':>7} {'vs 1':>6}  load")
+        print(f"{'workers':>8} {'queries':>8} {'q/s':>7} {'vs 1':>6} {'p50 s':>8}  load")
         for count in ROUNDS:
             log = work / f"worker-{count}-{len(rates)}.log"
             args = [SAUTI, "hub", "worker", "--home", str(hub_dir), "--pool", "threads"]
@@ -237,18 +253,18 @@ def main() -> None:
                     worker,
                     f"{count} worker process(es)",
                 )
-                completed, window, failures = asyncio.run(load(url, analyst_headers, spec))
+                completed, window, p50, failures = asyncio.run(load(url, analyst_headers, spec))
             if failures:
                 raise RuntimeError(f"{failures} queries did not complete")
             rate = completed / window
             rates.append((count, rate))
-            first = rates[0][1]
+            first = rates[0][1] or float("nan")
             print(
-                f"{count:>8} {completed:>8} {rate:>7.2f} {rate / first:>5.2f}x  "
-                f"{os.getloadavg()[0]:.2f}",
+                f"{count:>8} {completed:>8} {rate:>7.2f} {rate / first:>5.2f}x "
+                f"{p50:>8.2f}  {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
-    one = statistics.mean(r for c, r in rates if c == 1)
+    one = statistics.mean(r for c, r in rates if c == 1) or float("nan")
     by_count = {c: r for c, r in rates if c != 1}
     print(f"after: {loadavg()}")
     print(f"4 processes ÷ 1: {by_count[4] / one:.2f}")
