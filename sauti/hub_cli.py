@@ -25,7 +25,7 @@ from hub.nodes import service as federation
 from hub.settings import HubSettings
 from runtime import edge
 from sauti import hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
-from sauti.cli_common import data_free_logging, read_model
+from sauti.cli_common import data_free_logging, processes_option, read_model
 
 app = typer.Typer(no_args_is_help=True)
 token_app = hub_auth_cli.token_app
@@ -109,11 +109,8 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8400,
     processes: Annotated[
         int | None,
-        typer.Option(
-            "--processes",
-            min=1,
-            max=64,
-            help="API processes on this one port (default HUB_API_PROCESSES, 1); more than "
+        processes_option(
+            "API processes on this one port (default HUB_API_PROCESSES, 1); more than "
             "one needs PostgreSQL.",
         ),
     ] = None,

@@ -15,7 +15,7 @@ from hub.home import load_identity
 from hub.nodes import service as federation
 from hub.settings import HubSettings
 from sauti import worker_processes
-from sauti.cli_common import data_free_logging, fail
+from sauti.cli_common import data_free_logging, fail, processes_option
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
@@ -60,11 +60,8 @@ def worker(
     ] = None,
     processes: Annotated[
         int | None,
-        typer.Option(
-            "--processes",
-            min=1,
-            max=64,
-            help="Worker processes to run; default HUB_WORKER_PROCESSES (1).",
+        processes_option(
+            "Worker processes to run; default HUB_WORKER_PROCESSES (1).",
         ),
     ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
