@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/migrations.py
 	$(BIN)/python bench/login_timing.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/hub_scale_out.py
 
 # The settings reference page is generated; unchanged code changes nothing.
 settings-doc: $(STAMP)

@@ -89,6 +89,12 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one of `sauti hub serve --processes N`'s children: settings from HUB_HOME
+    and the rest of the environment, as the parent read them."""
+    return create_app(HubSettings())  # home: HUB_HOME
+
+
 def make_dispatcher(
     settings: HubSettings, *, client: httpx.AsyncClient, state: HubState
 ) -> Dispatcher:

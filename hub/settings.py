@@ -1,6 +1,7 @@
 """Hub configuration, read only through pydantic-settings (environment prefix HUB_)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -74,6 +75,15 @@ class HubSettings(SideSettings):
     celery_queue: str = "sauti-hub"
     # Prefix of every Redis key Celery writes, so several hubs (or test runs) share a Redis.
     celery_key_prefix: str = ""
+    # Scale-out: uvicorn processes `sauti hub serve` runs on its one port (each with its own
+    # database pool and sweeper; claims and the audit head are row-locked, so they share one
+    # PostgreSQL safely). More than 1 needs PostgreSQL: SQLite has one writer.
+    api_processes: int = Field(default=1, ge=1, le=64)
+    # Celery worker processes `sauti hub worker` starts, the pool each runs (threads, or solo:
+    # polars under prefork can deadlock) and its concurrency (deliveries in flight at once).
+    worker_processes: int = Field(default=1, ge=1, le=64)
+    worker_pool: Literal["threads", "solo"] = "threads"
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
     # A push delivery still unanswered this long after it was sent is sent again (a broker
     # that lost its messages, a hub restart); the hub checks every half of it. Keep it above
     # node_timeout_seconds x (node_retries + 1), or slow deliveries are sent twice (harmless:

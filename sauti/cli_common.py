@@ -46,6 +46,11 @@ def data_free_logging(level: str = "info") -> AbstractContextManager[None]:
     return edge.data_free_logging(level)
 
 
+def processes_option(help_text: str) -> Any:
+    """`--processes N` (1 to 64) of a server or worker command; None: its setting decides."""
+    return typer.Option("--processes", min=1, max=64, help=help_text)
+
+
 def echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

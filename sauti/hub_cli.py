@@ -1,6 +1,7 @@
 """`sauti hub` sub-commands: thin wrappers over the hub's services."""
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +23,9 @@ from hub.home import init_home, load_identity, load_key
 from hub.home import rotate_key as rotate_home_key
 from hub.nodes import service as federation
 from hub.settings import HubSettings
+from runtime import edge
 from sauti import harmonisation_cli, hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
-from sauti.cli_common import data_free_logging, read_model
+from sauti.cli_common import data_free_logging, processes_option, read_model
 from sauti.hub_options import DEFAULT_HOME, Home, HomeFolder
 
 app = typer.Typer(no_args_is_help=True)
@@ -41,6 +43,8 @@ app.add_typer(hub_nodes_cli.enroll_token_app, name="enroll-token")
 nodes_app.registered_commands.extend(hub_nodes_cli.nodes_app.registered_commands)
 app.command("migrate")(migrate_cli.hub_migrate)
 app.add_typer(harmonisation_cli.hub_modules_app, name="modules")
+# How long an API process may take to start, and to answer its supervisor's health check.
+HEALTHCHECK_SECONDS = 60
 
 
 def _fail(message: str) -> typer.Exit:
@@ -102,16 +106,60 @@ def rotate_key(home: Home = DEFAULT_HOME) -> None:
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8400,
+    processes: Annotated[
+        int | None,
+        processes_option(
+            "API processes on this one port (default HUB_API_PROCESSES, 1); more than "
+            "one needs PostgreSQL.",
+        ),
+    ] = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
-    """Serve the hub API with uvicorn."""
+    """Serve the hub API with uvicorn (one process, or `--processes N` on one port)."""
+    settings = HubSettings(home=home)
+    count = processes or settings.api_processes
+    if count > 1:
+        _serve_processes(settings, host=host, port=port, processes=count)
+        return
     try:
-        application = create_app(HubSettings(home=home))
+        application = create_app(settings)
     except HubError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
     with data_free_logging():
         uvicorn.run(application, host=host, port=port, log_config=None)
+
+
+def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: int) -> None:
+    """uvicorn's supervisor: one socket, `processes` spawned children each building the app
+    from the environment (`hub.app:app_from_environment`), a dead child replaced."""
+    if settings.effective_database_url.startswith("sqlite"):
+        raise _fail(
+            "sqlite_single_process: several API processes need HUB_DATABASE_URL "
+            "(PostgreSQL); SQLite has one writer"
+        )
+    try:
+        load_identity(settings.home)
+        load_key(settings.home)
+    except HubError as exc:
+        raise _fail(f"{exc.code}: {exc.message}") from exc
+    # The children read their settings as this process did: the home is the one thing given
+    # on the command line, so it goes to them through the environment.
+    os.environ["HUB_HOME"] = str(settings.home.resolve())
+    with data_free_logging():
+        uvicorn.run(
+            "hub.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            # A spawned child imports the whole command before it answers its first health
+            # check: seconds on a loaded machine, beyond uvicorn's 5 s default (it would be
+            # killed and started again forever).
+            timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
+            # Applied in each child (spawned: nothing configured here is inherited).
+            log_config=edge.log_config(),
+        )
 
 
 @nodes_app.command("add")

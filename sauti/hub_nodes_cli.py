@@ -14,7 +14,8 @@ from hub.exceptions import HubError
 from hub.home import load_identity
 from hub.nodes import service as federation
 from hub.settings import HubSettings
-from sauti.cli_common import data_free_logging, fail
+from sauti import worker_processes
+from sauti.cli_common import data_free_logging, fail, processes_option
 from sauti.hub_options import DEFAULT_HOME, Home
 
 app = typer.Typer(no_args_is_help=True)
@@ -40,13 +41,30 @@ def _session(home: Path) -> Iterator[Session]:
 def worker(
     home: Home = DEFAULT_HOME,
     pool: Annotated[
-        Literal["threads", "solo"],
-        typer.Option("--pool", help="threads or solo (polars under prefork can deadlock)."),
-    ] = "threads",
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 8,
+        Literal["threads", "solo"] | None,
+        typer.Option(
+            "--pool",
+            help="threads or solo (polars under prefork can deadlock); default HUB_WORKER_POOL.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=256,
+            help="Deliveries in flight per process; default HUB_WORKER_CONCURRENCY (8).",
+        ),
+    ] = None,
+    processes: Annotated[
+        int | None,
+        processes_option(
+            "Worker processes to run; default HUB_WORKER_PROCESSES (1).",
+        ),
+    ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
 ) -> None:
-    """Run the Celery worker that delivers queries to push nodes and completes deadlines."""
+    """Run the Celery worker(s) that deliver queries to push nodes and complete deadlines."""
     settings = HubSettings(home=home)
     if not settings.celery_enabled:
         fail("no_broker: set HUB_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
@@ -54,10 +72,29 @@ def worker(
         load_identity(home)
     except HubError as exc:
         fail(f"{exc.code}: {exc.message}")
+    chosen_pool = pool or settings.worker_pool
+    threads = 1 if chosen_pool == "solo" else concurrency or settings.worker_concurrency
+    count = processes or settings.worker_processes
+    if count == 1:
+        run_worker(home, pool=chosen_pool, concurrency=threads, loglevel=loglevel)
+    else:
+        worker_processes.supervise(
+            count,
+            target=run_worker,
+            home=home,
+            pool=chosen_pool,
+            concurrency=threads,
+            loglevel=loglevel,
+        )
+
+
+def run_worker(home: Path, *, pool: str, concurrency: int, loglevel: str) -> None:
+    """One Celery worker process (its own broker connection, event loop and database pool)."""
     from celery.signals import setup_logging  # type: ignore[import-untyped]
 
     from hub.queries.worker import create_celery
 
+    settings = HubSettings(home=home)
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
     setup_logging.connect(lambda **_: None, weak=False)
     with data_free_logging(loglevel):
@@ -65,7 +102,7 @@ def worker(
             [
                 "worker",
                 f"--pool={pool}",
-                f"--concurrency={1 if pool == 'solo' else concurrency}",
+                f"--concurrency={concurrency}",
                 f"--loglevel={loglevel}",
                 f"--queues={settings.celery_queue}",
                 "--without-gossip",

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -18,6 +19,7 @@ import anyio.to_thread
 import httpx
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts import signing
@@ -55,19 +57,26 @@ def store_published(
     for info in published.datasets:
         contract = info.contract
         digest = signing.digest(contract)
-        row = session.get(NodeContract, (node.node_id, contract.name, contract.version))
+        key = (node.node_id, contract.name, contract.version)
+        row = session.get(NodeContract, key)
         if row is not None and row.digest == digest:
             continue
-        if row is None:
-            row = NodeContract(
-                node_id=node.node_id, dataset=contract.name, version=contract.version
-            )
-            session.add(row)
-        row.digest = digest
-        row.contract = contract.model_dump(mode="json")
-        row.kid = str(kid)
-        row.issued_at = published.issued_at
-        row.received_at = now
+        values: dict[str, Any] = {
+            "digest": digest,
+            "contract": contract.model_dump(mode="json"),
+            "kid": str(kid),
+            "issued_at": published.issued_at,
+            "received_at": now,
+        }
+        if row is None and not _inserted(session, key, values):
+            # Another hub process stored it meanwhile (each fetches the contracts its own
+            # queries need): theirs stands unless this publication differs from it.
+            row = session.get(NodeContract, key, populate_existing=True)
+            if row is None or row.digest == digest:
+                continue
+        if row is not None:
+            for name, value in values.items():
+                setattr(row, name, value)
         changed.append((contract.name, contract.version))
     if changed:
         session.flush()
@@ -80,6 +89,17 @@ def store_published(
         )
     session.commit()
     return changed
+
+
+def _inserted(session: Session, key: tuple[str, str, int], values: dict[str, Any]) -> bool:
+    """Insert the row; False if a concurrent transaction inserted the same key first."""
+    node_id, dataset, version = key
+    try:
+        with session.begin_nested():
+            session.add(NodeContract(node_id=node_id, dataset=dataset, version=version, **values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def contracts_for(

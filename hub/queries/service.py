@@ -307,8 +307,11 @@ def record_outcomes(
     for index, item in enumerate(outcomes):
         by_query.setdefault(item.query_id, []).append(index)
     stored = [False] * len(outcomes)
+    # Every query row is locked before the audit head, in one order: two processes recording
+    # batches that share queries would otherwise each hold what the other waits for.
+    rows = {query_id: _locked_query(session, query_id) for query_id in sorted(by_query)}
     for query_id, indexes in by_query.items():
-        row = _locked_query(session, query_id)
+        row = rows[query_id]
         # Only the batch's own tasks, without their payloads: a query of N nodes answered in
         # B batches reads N task rows in all, not N per batch.
         by_node = {

@@ -55,9 +55,17 @@ def shell_commands(script: str) -> list[list[str]]:
     return found
 
 
+INTERPOLATION = re.compile(r"\$\{[A-Z_]+:-([^}]*)\}")
+
+
+def interpolated(value: str) -> str:
+    """What Compose makes of `${VAR:-default}` with VAR unset."""
+    return INTERPOLATION.sub(lambda m: m.group(1), value)
+
+
 def compose_commands(name: str) -> list[list[str]]:
     service = COMPOSE["services"][name]
-    command = service["command"]
+    command = [interpolated(word) for word in service["command"]]
     if service.get("entrypoint") == ["sh", "-c"]:
         return shell_commands(" ".join(command))
     return [command]  # the image's ENTRYPOINT is `sauti`
@@ -86,9 +94,9 @@ def test_compose_runs_the_whole_federation() -> None:
     assert services["hub"]["depends_on"]["hub-migrate"] == {
         "condition": "service_completed_successfully"
     }
-    assert ["hub", "worker", "--pool", "threads", "--concurrency", "8"] in compose_commands(
-        "worker"
-    )
+    assert [
+        "hub", "worker", "--pool", "threads", "--concurrency", "8", "--processes", "2"
+    ] in compose_commands("worker")  # fmt: skip
     assert any(c[:2] == ["node", "pull"] for c in compose_commands("node-pull"))
     assert any(c[:2] == ["node", "serve"] for c in compose_commands("node-push"))
     assert any(c[:2] == ["hub", "migrate"] for c in compose_commands("hub-migrate"))
@@ -245,3 +253,49 @@ def test_systemd_units_run_real_commands() -> None:
                 command = shlex.split(command)[2].split("$(")[0] + "x"
             for args in shell_commands(command):
                 assert_sauti_command(args, side_of(unit.name))
+
+
+def test_compose_and_helm_expose_api_and_worker_counts() -> None:
+    """Scale-out is a setting: API processes, worker processes, concurrency and replicas."""
+    services = COMPOSE["services"]
+    hub_command = services["hub"]["command"]
+    processes = hub_command[hub_command.index("--processes") + 1]
+    assert processes == "${SAUTI_API_PROCESSES:-2}"
+    worker_command = services["worker"]["command"]
+    for option, variable in (
+        ("--processes", "SAUTI_WORKER_PROCESSES"),
+        ("--concurrency", "SAUTI_WORKER_CONCURRENCY"),
+    ):
+        assert worker_command[worker_command.index(option) + 1].startswith(f"${{{variable}:-")
+    assert interpolated(str(services["worker"]["deploy"]["replicas"])) == "1"
+
+    values, templates = chart_files("sauti")
+    assert values["web"]["processes"] >= 2
+    assert values["worker"]["processes"] >= 2
+    args = {
+        name: re.search(r"^\s*args: (\[.*\])$", templates[name], re.M)
+        for name in ("deployment-web.yaml", "deployment-worker.yaml")
+    }
+    web_args, worker_args = (m.group(1) if m else "" for m in args.values())
+    assert '"--processes", {{ .Values.web.processes | quote }}' in web_args
+    assert '"--processes", {{ .Values.worker.processes | quote }}' in worker_args
+    assert "replicas: {{ .Values.worker.replicas }}" in templates["deployment-worker.yaml"]
+    # The rendered command lines parse.
+    rendered = {
+        key: str(value)
+        for section in ("web", "worker")
+        for key, value in ((f".Values.{section}.{k}", v) for k, v in values[section].items())
+    }
+
+    def render(text: str) -> list[str]:
+        text = re.sub(
+            r"\{\{ (\.Values\.[a-z.]+) \| quote \}\}",
+            lambda m: json.dumps(rendered[m.group(1)]),
+            text,
+        )
+        parsed: list[str] = json.loads(text)
+        return parsed
+
+    web = json.loads(COMMAND.findall(templates["deployment-web.yaml"])[0])
+    assert_sauti_command([*web[1:], *render(web_args)], "hub")
+    assert_sauti_command(["hub", "worker", *render(worker_args)], "hub")

@@ -100,8 +100,11 @@ def redis_server(port: int, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
 
 
-def _wait_hub(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, *, timeout: float = 90
+) -> None:
+    """Until `url`'s /v1/health answers (a hub or a node); fails if the process ends first."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
@@ -109,12 +112,12 @@ def _wait_hub(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the hub did not start; see {log}")
+            raise RuntimeError(f"{url} did not start; see {log}")
         time.sleep(0.2)
 
 
-def _wait_worker(proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
+def wait_worker(proc: subprocess.Popen[bytes], log: Path, *, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
     while "ready." not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the worker did not start; see {log}")
@@ -135,7 +138,7 @@ def hub_server(
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     with process(_hub_args(home, port), env=env, log=log) as proc:
-        _wait_hub(url, proc, log)
+        wait_healthy(url, proc, log)
         yield url
 
 
@@ -143,7 +146,7 @@ def hub_server(
 def celery_worker(home: Path, *, env: dict[str, str], log: Path) -> Iterator[None]:
     args = [SAUTI, *WORKER_ARGS, "--home", str(home)]
     with process(args, env=env, log=log) as proc:
-        _wait_worker(proc, log)
+        wait_worker(proc, log)
         yield
 
 
@@ -159,6 +162,6 @@ def hub_and_worker(
         process(worker_args, env=env, log=worker_log) as worker,
         process(_hub_args(home, port), env=env, log=hub_log) as hub,
     ):
-        _wait_hub(url, hub, hub_log)
-        _wait_worker(worker, worker_log)
+        wait_healthy(url, hub, hub_log)
+        wait_worker(worker, worker_log)
         yield url

@@ -186,3 +186,43 @@ def test_a_pull_node_posts_its_signed_contracts(
         assert [(r["dataset"], r["version"]) for r in rows] == [(DATASET, 1)]
     finally:
         dispose_engines()
+
+
+def test_two_hub_processes_storing_the_same_contracts_at_once(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two API processes fetch the contracts their own queries need at once: the second
+    insert meets the first's row (once a 500 for a query) and keeps it, logging nothing."""
+    if not hub.settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("SQLite's one writer cannot interleave two transactions")
+    from hub.db import init_db, make_engine  # noqa: PLC0415
+    from hub.nodes import contracts as hub_contracts  # noqa: PLC0415
+
+    node = hub.nodes["ke-a"]
+    token = node.published()
+    engine = make_engine(hub.settings.effective_database_url)
+    sessions = init_db(engine)
+    real = hub_contracts._inserted
+    raced: list[list[tuple[str, int]]] = []
+    racing_now: list[bool] = []
+
+    def racing(session: Any, key: Any, values: Any) -> bool:
+        if not racing_now:  # the other process commits between this one's read and insert
+            racing_now.append(True)
+            with sessions() as other:
+                raced.append(
+                    hub_contracts.store_published(session=other, token=token, skew_seconds=300)
+                )
+        return real(session, key, values)
+
+    monkeypatch.setattr(hub_contracts, "_inserted", racing)
+    try:
+        with sessions() as session:
+            mine = hub_contracts.store_published(session=session, token=token, skew_seconds=300)
+    finally:
+        engine.dispose()
+    assert raced == [[(DATASET, 1)]]
+    assert mine == []  # the same publication: nothing changed, nothing logged twice
+    assert [(r["dataset"], r["digest"]) for r in stored(hub, "ke-a")] == [
+        (DATASET, signing.digest(node.contracts[0]))
+    ]
