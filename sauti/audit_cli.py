@@ -4,37 +4,26 @@ Each command takes `--home` and works on a node home (node.json) or a hub home (
 auditors without access to the machines work from exports (`--export`, `reconcile`).
 """
 
+from __future__ import annotations
+
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification, csv_chunks
-from hub.audit import service as hub_audit
-from hub.audit.reconcile import (
-    AuditLog,
-    parse_export,
-    reconcile,
-    verify_export,
-)
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
-from hub.home import load_identity as load_hub_identity
-from hub.settings import CHECKPOINT_OVERDUE_ENTRIES, HubSettings
-from node.audit import service as node_audit
-from node.exceptions import NodeError
-from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE
-from node.settings import NodeSettings
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import settings_for
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
+    from hub.audit.reconcile import AuditLog
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,6 +35,9 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _side(home: Path) -> Literal["hub", "node"]:
+    from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
+    from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE
+
     if (home / NODE_IDENTITY_FILE).exists():
         return "node"
     if (home / HUB_IDENTITY_FILE).exists():
@@ -55,6 +47,10 @@ def _side(home: Path) -> Literal["hub", "node"]:
 
 @contextmanager
 def _hub_session(home: Path) -> Iterator[Session]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     engine = make_engine(HubSettings(home=home).effective_database_url)
     try:
         with init_db(engine)() as session:
@@ -69,6 +65,8 @@ def _hub_session(home: Path) -> Iterator[Session]:
 def _database_errors() -> Iterator[None]:
     """A database that cannot be read (a corrupt SQLite page, PostgreSQL gone) is one line
     and exit 1, never a traceback: `verify` runs from cron, whose mail is read by people."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         yield
     except SQLAlchemyError as exc:
@@ -77,11 +75,17 @@ def _database_errors() -> Iterator[None]:
 
 def _reason(exc: SQLAlchemyError) -> str:
     # The driver's own first line ("database disk image is malformed"), never the SQL text.
+    from sqlalchemy.exc import DBAPIError
+
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
 
 
 def _read_export(path: Path) -> AuditLog:
+    from pydantic import ValidationError
+
+    from hub.audit.reconcile import parse_export
+
     try:
         return parse_export(path.read_text(encoding="utf-8").splitlines())
     except OSError:
@@ -117,6 +121,13 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Check the hash chain, its head and signed checkpoints; exit 1 naming the first bad entry."""
+    from hub.audit import service as hub_audit
+    from hub.audit.reconcile import verify_export
+    from hub.home import load_identity as load_hub_identity
+    from node.audit import service as node_audit
+    from node.exceptions import NodeError
+    from node.settings import NodeSettings
+
     extra: list[str] = list(_read_export(hub_export).header.checkpoints) if hub_export else []
     if export is not None:
         log = _read_export(export)
@@ -150,6 +161,8 @@ def _filter(
     since: datetime | None,
     until: datetime | None,
 ) -> AuditFilter:
+    from contracts.v1.audit import AuditFilter
+
     return AuditFilter(
         agreement_id=agreement,
         analyst=analyst,
@@ -171,6 +184,10 @@ Until = Annotated[datetime | None, typer.Option("--until", help="Before this tim
 
 
 def _entries(home: Path, flt: AuditFilter) -> Iterator[AuditEntry]:
+    from hub.audit import service as hub_audit
+    from node.audit import service as node_audit
+    from node.settings import NodeSettings
+
     if _side(home) == "node":
         yield from node_audit.iter_entries(database_url=NodeSettings(home=home).db_url, flt=flt)
     else:
@@ -236,6 +253,9 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
     until: Until = None,
 ) -> None:
     """Export the log as JSON Lines (header, then entries; what `reconcile` reads) or CSV."""
+    from contracts.v1.audit import csv_chunks
+    from node.audit import service as node_audit
+
     if home is None:
         fail("give --home")
     if fmt not in ("jsonl", "csv"):
@@ -273,6 +293,9 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
 
 
 def _hub_jsonl(home: Path, flt: AuditFilter) -> Iterator[str]:
+    from hub.audit import service as hub_audit
+    from hub.home import load_identity as load_hub_identity
+
     identity = load_hub_identity(home)
     with _hub_session(home) as session:
         hub_audit.record_export(session=session, actor="cli", fmt="jsonl", flt=flt)
@@ -285,6 +308,9 @@ def checkpoint(
     publish: Annotated[bool, typer.Option("--publish/--no-publish")] = True,
 ) -> None:
     """(Node) sign the chain head and publish pending checkpoints to the pinned hub URL."""
+    from node.audit import service as node_audit
+    from node.exceptions import NodeError
+
     if home is None or _side(home) != "node":
         fail("checkpoint runs on a node home (--home)")
     settings = settings_for(home)
@@ -307,17 +333,21 @@ def reconcile_command(
     ] = None,
     home: Home = None,
     overdue_entries: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--checkpoint-overdue-entries",
             min=0,
             help="Flag a node with more log entries than this after the newest checkpoint "
-            "the hub holds (0: never).",
+            "the hub holds (0: never; default: the hub's default, 200).",
         ),
-    ] = CHECKPOINT_OVERDUE_ENTRIES,
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Compare the hub's log with each node's; list every difference, exit 1 if any."""
+    from contracts.v1.audit import AuditFilter
+    from hub.audit.reconcile import parse_export, reconcile
+    from hub.settings import CHECKPOINT_OVERDUE_ENTRIES
+
     if hub_export is not None:
         hub_log = _read_export(hub_export)
     elif home is not None and _side(home) == "hub":
@@ -327,6 +357,8 @@ def reconcile_command(
     if not hub_log.header.complete:
         fail("the hub export is filtered; reconcile needs the whole log")
     try:
+        if overdue_entries is None:
+            overdue_entries = CHECKPOINT_OVERDUE_ENTRIES
         result = reconcile(
             hub_log, [_read_export(p) for p in node_exports], overdue_entries=overdue_entries
         )

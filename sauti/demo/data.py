@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 
 from contracts.v1 import Column, DatasetContract, Level, PrivacyUnit
+from sauti.demo import DEFAULT_ROWS
 
 DATASET = "lnob_household"
 CONTRACT_VERSION = 1
-DEFAULT_ROWS = 40_000
 DEFAULT_SEED = 20_261_127
 
 # level code -> English label, then the local label by language (ne, bn, sw).

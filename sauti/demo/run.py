@@ -39,7 +39,8 @@ from node.datasets import service as node_datasets
 from node.ledger import service as node_ledger
 from node.ledger.schemas import BudgetLine
 from node.settings import NodeSettings
-from sauti.demo.data import CONTRACT_VERSION, DATASET, DEFAULT_ROWS, DemoNode, demo_nodes
+from sauti.demo import DEFAULT_ROWS
+from sauti.demo.data import CONTRACT_VERSION, DATASET, DemoNode, demo_nodes
 from sauti.render import render_result
 from sauti.serve import serve_in_thread
 

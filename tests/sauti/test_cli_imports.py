@@ -92,3 +92,16 @@ def test_top_level_help_loads_no_role(tmp_path: Path) -> None:
     assert "hub.app" not in modules
     assert roots(modules) & {"hub", "node", "sqlalchemy", "pydantic", "weasyprint"} == set()
     assert not any(m.startswith("sauti.") and m.endswith("_cli") for m in modules)
+
+
+def test_every_role_help_page_loads_no_application(tmp_path: Path) -> None:
+    roles = ["hub", "audit", "query", "demo", "assessment"]
+    result = probe(
+        [[role, "--help"] for role in roles] + [["hub", "token", "create", "--help"]], tmp_path
+    )
+    assert result["failed"] == []
+    heavy = {"sqlalchemy", "fastapi", "starlette", "uvicorn", "httpx", "polars", "numpy"}
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    assert roots(modules) & (heavy | set(NODE_FREE_OF) - {"hub"}) == set()
+    assert "hub.app" not in modules
