@@ -35,11 +35,13 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _side(home: Path) -> Literal["hub", "node"]:
-    from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
+    # Each side imported only for its own homes: a node install carries no hub code.
     from node.home import IDENTITY_FILE as NODE_IDENTITY_FILE
 
     if (home / NODE_IDENTITY_FILE).exists():
         return "node"
+    from hub.home import IDENTITY_FILE as HUB_IDENTITY_FILE
+
     if (home / HUB_IDENTITY_FILE).exists():
         return "hub"
     return fail(f"{home} is neither a node home (node.json) nor a hub home (hub.json)")
@@ -121,24 +123,23 @@ def verify(
     as_json: Json = False,
 ) -> None:
     """Check the hash chain, its head and signed checkpoints; exit 1 naming the first bad entry."""
-    from hub.audit import service as hub_audit
-    from hub.audit.reconcile import verify_export
-    from hub.home import load_identity as load_hub_identity
-    from node.audit import service as node_audit
-    from node.exceptions import NodeError
-    from node.settings import NodeSettings
-
     extra: list[str] = list(_read_export(hub_export).header.checkpoints) if hub_export else []
     if export is not None:
         log = _read_export(export)
         if not log.header.complete:
             fail("a filtered export cannot be verified; export the whole log")
+        from hub.audit.reconcile import verify_export
+
         _report(verify_export(log, checkpoints=extra), as_json)
         return
     if home is None:
         fail("give --home or --export")
     with _database_errors():
         if _side(home) == "node":
+            from node.audit import service as node_audit
+            from node.exceptions import NodeError
+            from node.settings import NodeSettings
+
             try:
                 result = node_audit.verify(
                     home=home, settings=NodeSettings(home=home), hub_checkpoints=extra
@@ -146,6 +147,9 @@ def verify(
             except NodeError as exc:
                 fail(exc.message)
         else:
+            from hub.audit import service as hub_audit
+            from hub.home import load_identity as load_hub_identity
+
             with _hub_session(home) as session:
                 result = hub_audit.verify(session=session, identity=load_hub_identity(home))
     _report(result, as_json)
@@ -184,13 +188,14 @@ Until = Annotated[datetime | None, typer.Option("--until", help="Before this tim
 
 
 def _entries(home: Path, flt: AuditFilter) -> Iterator[AuditEntry]:
-    from hub.audit import service as hub_audit
-    from node.audit import service as node_audit
-    from node.settings import NodeSettings
-
     if _side(home) == "node":
+        from node.audit import service as node_audit
+        from node.settings import NodeSettings
+
         yield from node_audit.iter_entries(database_url=NodeSettings(home=home).db_url, flt=flt)
     else:
+        from hub.audit import service as hub_audit
+
         with _hub_session(home) as session:
             yield from hub_audit.iter_entries(session=session, flt=flt)
 

@@ -68,7 +68,7 @@ def test_every_node_help_page_loads_nothing_of_the_hub(tmp_path: Path) -> None:
     assert roots(result["modules"]) & set(NODE_FREE_OF) == set()
 
 
-def test_node_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
+def test_node_and_audit_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
     h = ["--home", str(tmp_path / "node")]
     runs = [
         ["node", "init", "--name", "CSO", "--country", "524", *h],
@@ -79,6 +79,9 @@ def test_node_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
         ["node", "steward", "list", *h],
         ["node", "migrate", "--status", *h],
         ["node", "modules", "list", *h],
+        ["audit", "verify", *h],
+        ["audit", "search", *h],
+        ["audit", "export", *h, "--out", str(tmp_path / "log.jsonl")],
     ]
     result = probe(runs, tmp_path)
     assert result["failed"] == []
