@@ -4,8 +4,8 @@ Each command imports only what it runs (sauti/lazy.py), so a steward's `sauti no
 pays for the node's command modules and not for the hub, WeasyPrint or the demo data.
 Measured as the child process's CPU time (user + system, the median of several runs):
 CPU, not wall time, so a loaded machine changes the figures little. Beside it, for scale:
-a bare interpreter, `import typer`, and importing every role's command module at once
-(what each call cost before the commands were loaded lazily; 3 runs). Target: 0.3 s each.
+a bare interpreter, `import typer`, and importing both apps and the demo (what every call
+paid before the commands were loaded lazily; 3 runs). Target: 0.3 s each.
 
 BENCH_CLI_RUNS sets the runs per command (default 7).
 """
@@ -22,10 +22,8 @@ LIMIT = 0.3
 PYTHON = sys.executable
 SAUTI = Path(PYTHON).with_name("sauti")
 ENTRY = [str(SAUTI)] if SAUTI.exists() else [PYTHON, "-c", "from sauti.cli import app; app()"]
-EVERY_ROLE = (
-    "import sauti.node_cli, sauti.hub_cli, sauti.audit_cli, sauti.assessment_cli, "
-    "sauti.query_cli, sauti.demo.cli"
-)
+# What every call paid when each command module imported its side's services at the top.
+EVERYTHING = "import hub.app, node.app, sauti.demo.run"
 
 
 def cpu_seconds(args: list[str], runs: int = RUNS) -> float:
@@ -42,18 +40,18 @@ def cpu_seconds(args: list[str], runs: int = RUNS) -> float:
 def main() -> None:
     bare = cpu_seconds([PYTHON, "-c", "pass"])
     typer_only = cpu_seconds([PYTHON, "-c", "import typer"])
-    every_role = cpu_seconds([PYTHON, "-c", EVERY_ROLE], runs=3)
+    everything = cpu_seconds([PYTHON, "-c", EVERYTHING], runs=3)
     help_cpu = cpu_seconds([*ENTRY, "--help"])
     node_cpu = cpu_seconds([*ENTRY, "node", "datasets", "--help"])
     print(f"CPU seconds, median of {RUNS} runs each")
     print(f"  python -c pass                    {bare:.3f}")
     print(f"  import typer                      {typer_only:.3f}")
-    print(f"  import every role's commands      {every_role:.3f}")
+    print(f"  import both apps and the demo     {everything:.3f}")
     print(f"  sauti --help                      {help_cpu:.3f}")
     print(f"  sauti node datasets --help        {node_cpu:.3f}")
     print(f"ratio sauti --help / import typer: {help_cpu / typer_only:.2f}")
-    print(f"ratio every role / sauti --help: {every_role / help_cpu:.1f}")
-    print(f"ratio every role / sauti node datasets --help: {every_role / node_cpu:.1f}")
+    print(f"ratio everything / sauti --help: {everything / help_cpu:.1f}")
+    print(f"ratio everything / sauti node datasets --help: {everything / node_cpu:.1f}")
     for name, value in (("cli-help-cpu-s", help_cpu), ("cli-node-help-cpu-s", node_cpu)):
         verdict = "PASS" if value <= LIMIT else "FAIL"
         print(f"target {name}: {value:.3f} (limit {LIMIT}) {verdict}")

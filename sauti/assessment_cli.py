@@ -1,26 +1,19 @@
 """`sauti assessment`: templates, rounds, answers, comparisons and publications on a hub."""
 
+from __future__ import annotations
+
 import json
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx
 import typer
-from pydantic import ValidationError
 
-from contracts import budget as exact
-from contracts.v1 import DatasetContract, ErrorResponse
-from hub.assessments.exceptions import TemplateInvalid
-from hub.assessments.templates import (
-    catalogue_from_contracts,
-    load_template,
-    shipped_templates,
-    validate_template,
-)
 from sauti.cli_common import echo_json, fail, read_model
-from sauti.demo.codebook import COUNTRIES, make_contract
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(no_args_is_help=True)
 template_app = typer.Typer(no_args_is_help=True)
@@ -48,6 +41,11 @@ def _call(
     params: dict[str, Any] | None = None,
     timeout: float = 120.0,
 ) -> httpx.Response:
+    import httpx
+    from pydantic import ValidationError
+
+    from contracts.v1 import ErrorResponse
+
     try:
         response = httpx.request(
             method,
@@ -86,7 +84,7 @@ class _Ticker:
         while not self.done.wait(self.EVERY):
             typer.echo(f"  still rendering... {self.elapsed():.0f} s", err=True)
 
-    def __enter__(self) -> "_Ticker":
+    def __enter__(self) -> _Ticker:
         self.thread.start()
         return self
 
@@ -114,6 +112,12 @@ def validate(
     ] = None,
 ) -> None:
     """Check a template offline against dataset contracts (the demo's by default)."""
+    from contracts import budget as exact
+    from contracts.v1 import DatasetContract
+    from hub.assessments.exceptions import TemplateInvalid
+    from hub.assessments.templates import catalogue_from_contracts, load_template, validate_template
+    from sauti.demo.codebook import COUNTRIES, make_contract
+
     contracts = (
         [read_model(p, DatasetContract) for p in contract]
         if contract
@@ -138,6 +142,8 @@ def list_templates(
     token: Annotated[str | None, typer.Option("--token", envvar="SAUTI_TOKEN")] = None,
 ) -> None:
     """The hub's templates (with --hub), else the ones shipped with Sauti."""
+    from hub.assessments.templates import shipped_templates
+
     if hub and token:
         echo_json(_call("GET", hub, token, "/v1/assessments/templates").json())
         return

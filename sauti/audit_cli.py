@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification, csv_chunks
 from sauti.cli_common import echo_json, fail
 from sauti.node_options import settings_for
 
 if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Session
 
+    from contracts.v1.audit import AuditEntry, AuditFilter, AuditVerification
     from hub.audit.reconcile import AuditLog
 
 app = typer.Typer(no_args_is_help=True)
@@ -75,6 +74,8 @@ def _hub_session(home: Path) -> Iterator[Session]:
 def _database_errors() -> Iterator[None]:
     """A database that cannot be read (a corrupt SQLite page, PostgreSQL gone) is one line
     and exit 1, never a traceback: `verify` runs from cron, whose mail is read by people."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         yield
     except SQLAlchemyError as exc:
@@ -83,12 +84,16 @@ def _database_errors() -> Iterator[None]:
 
 def _reason(exc: SQLAlchemyError) -> str:
     # The driver's own first line ("database disk image is malformed"), never the SQL text.
+    from sqlalchemy.exc import DBAPIError
+
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
 
 
 def _read_export(path: Path) -> AuditLog:
     _needs("hub", "reading an export")
+    from pydantic import ValidationError
+
     from hub.audit.reconcile import parse_export
 
     try:
@@ -133,6 +138,7 @@ def verify(
         log = _read_export(export)
         if not log.header.complete:
             fail("a filtered export cannot be verified; export the whole log")
+
         _report(verify_export(log, checkpoints=extra), as_json)
         return
     if home is None:
@@ -168,6 +174,8 @@ def _filter(
     since: datetime | None,
     until: datetime | None,
 ) -> AuditFilter:
+    from contracts.v1.audit import AuditFilter
+
     return AuditFilter(
         agreement_id=agreement,
         analyst=analyst,
@@ -259,6 +267,9 @@ def export(  # noqa: PLR0917 - typer maps each parameter to an option
     until: Until = None,
 ) -> None:
     """Export the log as JSON Lines (header, then entries; what `reconcile` reads) or CSV."""
+    from contracts.v1.audit import csv_chunks
+    from node.audit import service as node_audit
+
     if home is None:
         fail("give --home")
     if fmt not in ("jsonl", "csv"):
@@ -351,6 +362,7 @@ def reconcile_command(
 ) -> None:
     """Compare the hub's log with each node's; list every difference, exit 1 if any."""
     _needs("hub", "reconcile")
+    from contracts.v1.audit import AuditFilter
     from hub.audit.reconcile import parse_export, reconcile
     from hub.settings import CHECKPOINT_OVERDUE_ENTRIES
 
@@ -365,6 +377,8 @@ def reconcile_command(
     if not hub_log.header.complete:
         fail("the hub export is filtered; reconcile needs the whole log")
     try:
+        if overdue_entries is None:
+            overdue_entries = CHECKPOINT_OVERDUE_ENTRIES
         result = reconcile(
             hub_log, [_read_export(p) for p in node_exports], overdue_entries=overdue_entries
         )

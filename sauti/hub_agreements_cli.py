@@ -1,25 +1,22 @@
 """`sauti hub agreements draft|update|propose|versions|show|suspend|resume|revoke|document`."""
 
+from __future__ import annotations
+
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
-from contracts.agreement_rules import summary_text
-from contracts.v1 import AgreementTerms
-from hub.agreements import document
-from hub.agreements import service as agreements
-from hub.agreements.schemas import AgreementRead, PartyStatus
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.home import load_identity, load_key
-from hub.settings import HubSettings
 from sauti.cli_common import fail, read_model
 from sauti.hub_options import DEFAULT_HOME, Home
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hub.agreements.schemas import AgreementRead, PartyStatus
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,6 +27,10 @@ ACTOR = "cli"
 
 @contextmanager
 def _session(home: Path) -> Iterator[Session]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     engine = make_engine(HubSettings(home=home).effective_database_url)
     try:
         with init_db(engine)() as session:
@@ -53,6 +54,10 @@ def agreements_draft(
     terms_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Store TERMS.json as an unsigned draft: a new agreement or the next version of one."""
+    from contracts.v1 import AgreementTerms
+    from hub.agreements import service as agreements
+    from hub.home import load_identity
+
     terms = read_model(terms_file, AgreementTerms)
     with _session(home) as session:
         read = agreements.create_draft(
@@ -66,6 +71,10 @@ def agreements_update(
     terms_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Replace a draft's terms with TERMS.json (same agreement id and version)."""
+    from contracts.v1 import AgreementTerms
+    from hub.agreements import service as agreements
+    from hub.home import load_identity
+
     terms = read_model(terms_file, AgreementTerms)
     with _session(home) as session:
         read = agreements.update_draft(
@@ -84,6 +93,9 @@ def agreements_propose(
     agreement_id: str, version: Annotated[int, typer.Argument(min=1)], home: Home = DEFAULT_HOME
 ) -> None:
     """Freeze a draft and sign it for the secretariat; stewards may now sign at their nodes."""
+    from hub.agreements import service as agreements
+    from hub.home import load_identity, load_key
+
     with _session(home) as session:
         read = agreements.propose(
             session=session,
@@ -103,6 +115,8 @@ def agreements_versions(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every version with its status; older versions stay readable."""
+    from hub.agreements import service as agreements
+
     with _session(home) as session:
         reads = agreements.list_versions(session=session, agreement_id=agreement_id)
     if as_json:
@@ -113,6 +127,8 @@ def agreements_versions(
 
 
 def _one(session: Session, agreement_id: str, version: int | None) -> AgreementRead:
+    from hub.agreements import service as agreements
+
     if version is None:
         return agreements.get_agreement(session=session, agreement_id=agreement_id)
     return agreements.get_version(session=session, agreement_id=agreement_id, version=version)
@@ -126,6 +142,8 @@ def agreements_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One version in plain language (or as the SignedAgreement JSON a steward signs)."""
+    from contracts.agreement_rules import summary_text
+
     with _session(home) as session:
         read = _one(session, agreement_id, version)
     if as_json:
@@ -137,6 +155,9 @@ def agreements_show(
 
 
 def _status(agreement_id: str, status: PartyStatus, home: Path, reason: str) -> None:
+    from hub.agreements import service as agreements
+    from hub.home import load_identity
+
     with _session(home) as session:
         read = agreements.set_hub_status(
             session=session,
@@ -174,6 +195,8 @@ def agreements_document(
     version: Version = None,
 ) -> None:
     """Write the printable MoU (HTML or PDF by the file's extension)."""
+    from hub.agreements import document
+
     if out.suffix.lower() not in (".html", ".pdf"):
         fail("--out must end in .html or .pdf")
     with _session(home) as session:

@@ -4,23 +4,23 @@ Run on the hub's own machine by its operator (the actor recorded is `cli`); secr
 (initial and reset passwords, tokens) are printed once, on stdout, and never stored.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
-from hub.auth import organisations as auth_organisations
-from hub.auth import tokens as auth_tokens
-from hub.auth import users as auth_users
 from hub.auth.schemas import ORG_KINDS, ROLES, OrganisationCreate, RoleScope, UserCreate
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.settings import HubSettings
 from sauti.cli_common import echo_json, fail
 from sauti.hub_options import DEFAULT_HOME, Home
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hub.settings import HubSettings
 
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (CSO, NSO/ministry, ...).")
 user_app = typer.Typer(no_args_is_help=True, help="User accounts and their roles.")
@@ -32,6 +32,10 @@ ACTOR = "cli"
 
 @contextmanager
 def _session(home: Path) -> Iterator[tuple[Session, HubSettings]]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     engine = make_engine(settings.effective_database_url)
     try:
@@ -66,6 +70,8 @@ def org_add(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Register an organisation."""
+    from hub.auth import organisations as auth_organisations
+
     try:
         body = OrganisationCreate.model_validate(
             {"slug": slug, "name": name, "kind": kind, "country": country}
@@ -79,6 +85,8 @@ def org_add(
 
 @org_app.command("list")
 def org_list(home: Home = DEFAULT_HOME, as_json: Json = False) -> None:
+    from hub.auth import organisations as auth_organisations
+
     with _session(home) as (session, _):
         orgs = auth_organisations.list_organisations(session=session)
     if as_json:
@@ -106,6 +114,8 @@ def user_add(  # noqa: PLR0917 - typer maps each parameter
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Create an account; a person gets a one-time password (printed once) to change."""
+    from hub.auth import users as auth_users
+
     try:
         body = UserCreate.model_validate(
             {
@@ -132,6 +142,8 @@ def user_list(
     home: Home = DEFAULT_HOME,
     as_json: Json = False,
 ) -> None:
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, _):
         users = auth_users.list_users(session=session, organisation=org)
     if as_json:
@@ -159,6 +171,8 @@ def user_grant(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Grant a role (logged)."""
+    from hub.auth import users as auth_users
+
     (scope,) = _roles([role])
     with _session(home) as (session, _):
         auth_users.grant_role(
@@ -174,6 +188,8 @@ def user_revoke(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Take a role away (logged); tokens acting in it stop working at once."""
+    from hub.auth import users as auth_users
+
     (scope,) = _roles([role])
     with _session(home) as (session, _):
         auth_users.revoke_role(
@@ -185,6 +201,8 @@ def user_revoke(
 @user_app.command("reset-password")
 def user_reset_password(username: str, home: Home = DEFAULT_HOME) -> None:
     """A one-time password (printed once); sessions end; the user changes it at login."""
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, settings):
         reset = auth_users.reset_password(
             session=session, username=username, actor=ACTOR, settings=settings
@@ -195,6 +213,8 @@ def user_reset_password(username: str, home: Home = DEFAULT_HOME) -> None:
 @user_app.command("unlock")
 def user_unlock(username: str, home: Home = DEFAULT_HOME) -> None:
     """Clear a lockout after repeated failed logins."""
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, _):
         auth_users.unlock(session=session, username=username, actor=ACTOR)
     typer.echo(f"{username}: unlocked")
@@ -203,6 +223,8 @@ def user_unlock(username: str, home: Home = DEFAULT_HOME) -> None:
 @user_app.command("disable")
 def user_disable(username: str, home: Home = DEFAULT_HOME) -> None:
     """No more logins; sessions end and tokens stop at once."""
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, _):
         auth_users.set_disabled(session=session, username=username, disabled=True, actor=ACTOR)
     typer.echo(f"{username}: disabled")
@@ -210,6 +232,8 @@ def user_disable(username: str, home: Home = DEFAULT_HOME) -> None:
 
 @user_app.command("enable")
 def user_enable(username: str, home: Home = DEFAULT_HOME) -> None:
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, _):
         auth_users.set_disabled(session=session, username=username, disabled=False, actor=ACTOR)
     typer.echo(f"{username}: enabled")
@@ -218,6 +242,8 @@ def user_enable(username: str, home: Home = DEFAULT_HOME) -> None:
 @user_app.command("totp-reset")
 def user_totp_reset(username: str, home: Home = DEFAULT_HOME) -> None:
     """Turn TOTP off for a user who lost their device (they can set it up again)."""
+    from hub.auth import users as auth_users
+
     with _session(home) as (session, _):
         auth_users.totp_reset(session=session, username=username, actor=ACTOR)
     typer.echo(f"{username}: TOTP off")
@@ -249,6 +275,8 @@ def token_create(  # noqa: PLR0917 - typer maps each parameter
     `--user U --role R` issues a token for an existing account acting in a role it holds;
     `--org O --name N --role R` (as before) makes or reuses the service account N of O.
     """
+    from hub.auth import tokens as auth_tokens
+
     if (user is None) == (org is None):
         fail("invalid_request: give either --user or --org")
     with _session(home) as (session, settings):
@@ -284,6 +312,8 @@ def token_list(
     as_json: Json = False,
 ) -> None:
     """Every token (never its secret): id, name, user, role, scope, expiry, revoked."""
+    from hub.auth import tokens as auth_tokens
+
     with _session(home) as (session, _):
         tokens = auth_tokens.list_tokens(session=session, username=user)
     if as_json:
@@ -297,6 +327,8 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(token_id: int, home: Home = DEFAULT_HOME) -> None:
     """Revoke an API token at once."""
+    from hub.auth import tokens as auth_tokens
+
     with _session(home) as (session, _):
         auth_tokens.revoke_token(session=session, token_id=token_id, actor=ACTOR)
     typer.echo(f"token {token_id} revoked")

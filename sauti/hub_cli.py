@@ -1,32 +1,24 @@
 """`sauti hub` sub-commands: thin wrappers over the hub's services."""
 
+from __future__ import annotations
+
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-import uvicorn
-from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
-from contracts.v1 import AgreementSignature, AgreementTerms, NodeInfo
-from hub.agreements import service as agreements
-from hub.app import create_app
-from hub.audit import service as hub_audit
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.home import init_home, load_identity, load_key
-from hub.home import rotate_key as rotate_home_key
-from hub.nodes import service as federation
-from hub.settings import HubSettings
-from runtime import edge
 from sauti import harmonisation_cli, hub_agreements_cli, hub_auth_cli, hub_nodes_cli, migrate_cli
 from sauti.cli_common import data_free_logging, processes_option, read_model
 from sauti.hub_options import DEFAULT_HOME, Home, HomeFolder
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hub.settings import HubSettings
 
 app = typer.Typer(no_args_is_help=True)
 token_app = hub_auth_cli.token_app
@@ -54,6 +46,10 @@ def _fail(message: str) -> typer.Exit:
 
 @contextmanager
 def _session(home: Path) -> Iterator[Session]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     engine = make_engine(settings.effective_database_url)
     try:
@@ -70,6 +66,8 @@ def init(
     hub_id: Annotated[str, typer.Option("--hub-id")] = "lnob-hub", home: HomeFolder = DEFAULT_HOME
 ) -> None:
     """Create the hub's identity, key and database."""
+    from hub.home import init_home
+
     identity = init_home(home, hub_id=hub_id)
     with _session(home):
         pass
@@ -79,6 +77,12 @@ def init(
 @app.command("rotate-key")
 def rotate_key(home: Home = DEFAULT_HOME) -> None:
     """Replace the hub's signing key and announce it to the nodes (restart the hub after)."""
+    from hub.audit import service as hub_audit
+    from hub.exceptions import HubError
+    from hub.home import load_identity
+    from hub.home import rotate_key as rotate_home_key
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     try:
         old = load_identity(home)
@@ -116,6 +120,12 @@ def serve(
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Serve the hub API with uvicorn (one process, or `--processes N` on one port)."""
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     count = processes or settings.api_processes
     if count > 1:
@@ -133,6 +143,12 @@ def serve(
 def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: int) -> None:
     """uvicorn's supervisor: one socket, `processes` spawned children each building the app
     from the environment (`hub.app:app_from_environment`), a dead child replaced."""
+    import uvicorn
+
+    from hub.exceptions import HubError
+    from hub.home import load_identity, load_key
+    from runtime import edge
+
     if settings.effective_database_url.startswith("sqlite"):
         raise _fail(
             "sqlite_single_process: several API processes need HUB_DATABASE_URL "
@@ -165,6 +181,12 @@ def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: 
 @nodes_app.command("add")
 def nodes_add(url: Annotated[str, typer.Option("--url")], home: Home = DEFAULT_HOME) -> None:
     """Fetch a node's /v1/info and pin its key (trust on first use)."""
+    import httpx
+    from pydantic import ValidationError
+
+    from contracts.v1 import NodeInfo
+    from hub.nodes import service as federation
+
     try:
         response = httpx.get(f"{url.rstrip('/')}/v1/info", timeout=30)
         response.raise_for_status()
@@ -188,6 +210,8 @@ def nodes_add(url: Annotated[str, typer.Option("--url")], home: Home = DEFAULT_H
 def nodes_list(
     as_json: Annotated[bool, typer.Option("--json")] = False, home: Home = DEFAULT_HOME
 ) -> None:
+    from hub.nodes import service as federation
+
     with _session(home) as session:
         nodes = federation.list_nodes(session=session)
     if as_json:
@@ -202,6 +226,10 @@ def agreements_create(
     terms_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Store TERMS.json as a new agreement version and sign it as the hub."""
+    from contracts.v1 import AgreementTerms
+    from hub.agreements import service as agreements
+    from hub.home import load_identity, load_key
+
     terms = read_model(terms_file, AgreementTerms)
     with _session(home) as session:
         read = agreements.create_agreement(
@@ -219,6 +247,9 @@ def agreements_add_signature(
     signature_file: Annotated[Path, typer.Argument()], home: Home = DEFAULT_HOME
 ) -> None:
     """Add a node steward's signature (SIGNATURE.json, an AgreementSignature)."""
+    from contracts.v1 import AgreementSignature
+    from hub.agreements import service as agreements
+
     signature = read_model(signature_file, AgreementSignature)
     with _session(home) as session:
         read = agreements.add_signature(session=session, signature=signature, actor="cli")
@@ -230,6 +261,8 @@ def agreements_add_signature(
 def agreements_list(
     as_json: Annotated[bool, typer.Option("--json")] = False, home: Home = DEFAULT_HOME
 ) -> None:
+    from hub.agreements import service as agreements
+
     with _session(home) as session:
         reads = agreements.list_agreements(session=session)
     if as_json:

@@ -1,22 +1,20 @@
 """`sauti hub worker`, `sauti hub enroll-token ...` and `sauti hub nodes remove`."""
 
+from __future__ import annotations
+
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from sqlalchemy.orm import Session
 
-from hub.db import init_db, make_engine
-from hub.exceptions import HubError
-from hub.home import load_identity
-from hub.nodes import service as federation
-from hub.settings import HubSettings
-from sauti import worker_processes
 from sauti.cli_common import data_free_logging, fail, processes_option
 from sauti.hub_options import DEFAULT_HOME, Home
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(no_args_is_help=True)
 enroll_token_app = typer.Typer(
@@ -27,6 +25,10 @@ nodes_app = typer.Typer(no_args_is_help=True)
 
 @contextmanager
 def _session(home: Path) -> Iterator[Session]:
+    from hub.db import init_db, make_engine
+    from hub.exceptions import HubError
+    from hub.settings import HubSettings
+
     engine = make_engine(HubSettings(home=home).effective_database_url)
     try:
         with init_db(engine)() as session:
@@ -65,6 +67,10 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel")] = "info",
 ) -> None:
     """Run the Celery worker(s) that deliver queries to push nodes and complete deadlines."""
+    from hub.exceptions import HubError
+    from hub.home import load_identity
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     if not settings.celery_enabled:
         fail("no_broker: set HUB_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
@@ -78,6 +84,8 @@ def worker(
     if count == 1:
         run_worker(home, pool=chosen_pool, concurrency=threads, loglevel=loglevel)
     else:
+        from sauti import worker_processes
+
         worker_processes.supervise(
             count,
             target=run_worker,
@@ -93,6 +101,7 @@ def run_worker(home: Path, *, pool: str, concurrency: int, loglevel: str) -> Non
     from celery.signals import setup_logging  # type: ignore[import-untyped]
 
     from hub.queries.worker import create_celery
+    from hub.settings import HubSettings
 
     settings = HubSettings(home=home)
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
@@ -121,6 +130,11 @@ def enroll_token_create(
     ttl_hours: Annotated[float | None, typer.Option("--ttl-hours", min=0.01, max=720)] = None,
 ) -> None:
     """Issue a one-time enrollment token; give it to the node's steward (shown only once)."""
+    from hub.exceptions import HubError
+    from hub.home import load_identity
+    from hub.nodes import service as federation
+    from hub.settings import HubSettings
+
     settings = HubSettings(home=home)
     try:
         identity = load_identity(home)
@@ -144,6 +158,8 @@ def enroll_token_list(
     home: Home = DEFAULT_HOME, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """Issued tokens (never the tokens themselves): for whom, expiry, use."""
+    from hub.nodes import service as federation
+
     with _session(home) as session:
         tokens = federation.list_enrollment_tokens(session=session)
     if as_json:
@@ -157,6 +173,8 @@ def enroll_token_list(
 @nodes_app.command("remove")
 def nodes_remove(node_id: Annotated[str, typer.Argument()], home: Home = DEFAULT_HOME) -> None:
     """Remove a node: from now on its polls, answers and re-enrollment are refused."""
+    from hub.nodes import service as federation
+
     with _session(home) as session:
         node = federation.remove_node(session=session, node_id=node_id, actor="cli")
     typer.echo(f"node {node.node_id} removed")

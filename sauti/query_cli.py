@@ -1,15 +1,18 @@
 """`sauti query`: ask a hub a question and print the combined answer."""
 
+from __future__ import annotations
+
 import time
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import httpx
 import typer
-from pydantic import ValidationError
 
-from contracts.v1 import ErrorResponse, Filter, QueryResult, QuerySpec
 from contracts.v1.query import Measure
-from sauti.render import render_result
+
+if TYPE_CHECKING:
+    import httpx
+
+    from contracts.v1 import QueryResult, QuerySpec
 
 Format = Literal["table", "csv", "json"]
 
@@ -38,6 +41,8 @@ def query(  # noqa: PLR0917 - typer maps each parameter to an option
     edges: Annotated[str | None, typer.Option("--edges", help="X,X,X (histogram)")] = None,
     weighted: Annotated[bool, typer.Option("--weighted", help="Use survey weights.")] = False,
 ) -> None:
+    from sauti.render import render_result
+
     spec = _spec(
         agreement=agreement,
         dataset=dataset,
@@ -96,6 +101,10 @@ def _spec(
     grids: dict[str, str | None] | None = None,
     weighted: bool = False,
 ) -> QuerySpec:
+    from pydantic import ValidationError
+
+    from contracts.v1 import Filter, QuerySpec
+
     filters = []
     for clause in where:
         dim, sep, levels = clause.partition("=")
@@ -139,6 +148,11 @@ def _numbers(text: str, option: str) -> list[float]:
 def _call(
     method: str, url: str, headers: dict[str, str], body: object, give_up: float
 ) -> httpx.Response:
+    import httpx
+    from pydantic import ValidationError
+
+    from contracts.v1 import ErrorResponse
+
     wait = max(min(give_up - time.monotonic(), 30.0), 0.0)
     try:
         response = httpx.request(
@@ -156,6 +170,10 @@ def _call(
 
 
 def _parse(response: httpx.Response) -> QueryResult:
+    from pydantic import ValidationError
+
+    from contracts.v1 import QueryResult
+
     try:
         return QueryResult.model_validate_json(response.content)
     except ValidationError:

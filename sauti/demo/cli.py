@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from sauti.cli_common import data_free_logging
-from sauti.demo.data import DEFAULT_ROWS
-from sauti.demo.run import DemoError, run_demo
+from sauti.demo import DEFAULT_ROWS
 
 # The temporary homes hold the demo's private keys: whichever of these stops the demo, the
 # stack unwinds and removes them (only SIGKILL cannot be caught).
@@ -40,6 +39,8 @@ def demo(
     ] = DEFAULT_ROWS,
 ) -> None:
     """Three synthetic CSO nodes and a hub on localhost answering DP questions end to end."""
+    from sauti.demo.run import DemoError, run_demo
+
     previous = _on_stop_signals()
     try:
         with data_free_logging("warning"):

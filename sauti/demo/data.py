@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from contracts.v1 import DatasetContract
+from sauti.demo import DEFAULT_ROWS
 from sauti.demo.codebook import (
     AGE_BANDS,
     CONTRACT_VERSION,
@@ -35,8 +36,6 @@ __all__ = [
     "make_contract",
     "make_frame",
 ]
-
-DEFAULT_ROWS = 40_000
 DEFAULT_SEED = 20_261_127
 
 # Per group: P(violence yes), P(reported | violence yes), P(health access), P(female).

@@ -39,8 +39,9 @@ from node.datasets import service as node_datasets
 from node.ledger import service as node_ledger
 from node.ledger.schemas import BudgetLine
 from node.settings import NodeSettings
+from sauti.demo import DEFAULT_ROWS
 from sauti.demo.codebook import CONTRACT_VERSION, DATASET
-from sauti.demo.data import DEFAULT_ROWS, DemoNode, demo_nodes
+from sauti.demo.data import DemoNode, demo_nodes
 from sauti.render import render_result
 from sauti.serve import serve_in_thread
 

@@ -68,7 +68,7 @@ def test_every_node_help_page_loads_nothing_of_the_hub(tmp_path: Path) -> None:
     assert roots(result["modules"]) & set(NODE_FREE_OF) == set()
 
 
-def test_node_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
+def test_node_and_audit_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
     h = ["--home", str(tmp_path / "node")]
     runs = [
         ["node", "init", "--name", "CSO", "--country", "524", *h],
@@ -79,6 +79,9 @@ def test_node_commands_at_work_load_nothing_of_the_hub(tmp_path: Path) -> None:
         ["node", "steward", "list", *h],
         ["node", "migrate", "--status", *h],
         ["node", "modules", "list", *h],
+        ["audit", "verify", *h],
+        ["audit", "search", *h],
+        ["audit", "export", *h, "--out", str(tmp_path / "log.jsonl")],
     ]
     result = probe(runs, tmp_path)
     assert result["failed"] == []
@@ -92,3 +95,16 @@ def test_top_level_help_loads_no_role(tmp_path: Path) -> None:
     assert "hub.app" not in modules
     assert roots(modules) & {"hub", "node", "sqlalchemy", "pydantic", "weasyprint"} == set()
     assert not any(m.startswith("sauti.") and m.endswith("_cli") for m in modules)
+
+
+def test_every_role_help_page_loads_no_application(tmp_path: Path) -> None:
+    roles = ["hub", "audit", "query", "demo", "assessment"]
+    result = probe(
+        [[role, "--help"] for role in roles] + [["hub", "token", "create", "--help"]], tmp_path
+    )
+    assert result["failed"] == []
+    heavy = {"sqlalchemy", "fastapi", "starlette", "uvicorn", "httpx", "polars", "numpy"}
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    assert roots(modules) & (heavy | set(NODE_FREE_OF) - {"hub"}) == set()
+    assert "hub.app" not in modules
