@@ -227,6 +227,68 @@ async def run_size(
         )
 
 
+def tokens(settings: HubSettings) -> tuple[str, str]:
+    """An admin's and an analyst's API token at the hub."""
+    engine = make_engine(settings.effective_database_url)
+    with init_db(engine)() as s:
+        admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
+        analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
+    engine.dispose()
+    return admin, analyst
+
+
+async def agree(
+    hub: httpx.AsyncClient,
+    *,
+    admin: str,
+    settings: HubSettings,
+    nodes: list[DemoNode],
+    homes: dict[str, Path],
+    urls: dict[str, str],
+    aggregation: Aggregation = "per_node",
+) -> dict[str, Any]:
+    """Enroll the nodes and sign the agreement at hub and nodes; returns the queries' spec."""
+    identity = hub_home.load_identity(settings.home)
+    for node in nodes:
+        info = node_home.load_identity(homes[node.node_id])
+        r = await hub.post(
+            "/v1/nodes",
+            json={
+                "node_id": node.node_id,
+                "name": node.organisation,
+                "country": node.country,
+                "url": urls[node.node_id],
+                "public_jwk": info.public_jwk,
+            },
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        r.raise_for_status()
+    terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
+    terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
+    r = await hub.post(
+        "/v1/agreements",
+        json=terms.model_dump(mode="json"),
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    r.raise_for_status()
+    signed = SignedAgreement.model_validate(r.json()["agreement"])
+    for node in nodes:
+        signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
+        r = await hub.post(
+            f"/v1/agreements/{terms.agreement_id}/signatures",
+            json=signature.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        r.raise_for_status()
+    return {
+        "agreement_id": terms.agreement_id,
+        "dataset": nodes[0].contract.name,
+        "measure": "count",
+        "group_by": ["group", "sex"],
+        "rho": RHO,
+    }
+
+
 async def measure(
     settings: HubSettings,
     nodes: list[DemoNode],
@@ -238,12 +300,7 @@ async def measure(
     queries: int = QUERIES,
 ) -> tuple[list[float], list[float]]:
     """Enroll the nodes, agree, and time the queries at the hub's API."""
-    identity = hub_home.load_identity(settings.home)
-    engine = make_engine(settings.effective_database_url)
-    with init_db(engine)() as s:
-        admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
-        analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
-    engine.dispose()
+    admin, analyst = tokens(settings)
     app = create_hub_app(settings, transport=transport)
     latencies: list[float] = []
     cpu_times: list[float] = []
@@ -253,44 +310,15 @@ async def measure(
             transport=httpx.ASGITransport(app=app), base_url="http://hub.bench", timeout=600
         ) as hub,
     ):
-        for node in nodes:
-            info = node_home.load_identity(homes[node.node_id])
-            r = await hub.post(
-                "/v1/nodes",
-                json={
-                    "node_id": node.node_id,
-                    "name": node.organisation,
-                    "country": node.country,
-                    "url": urls[node.node_id],
-                    "public_jwk": info.public_jwk,
-                },
-                headers={"Authorization": f"Bearer {admin}"},
-            )
-            r.raise_for_status()
-        terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
-        terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
-        r = await hub.post(
-            "/v1/agreements",
-            json=terms.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {admin}"},
+        spec = await agree(
+            hub,
+            admin=admin,
+            settings=settings,
+            nodes=nodes,
+            homes=homes,
+            urls=urls,
+            aggregation=aggregation,
         )
-        r.raise_for_status()
-        signed = SignedAgreement.model_validate(r.json()["agreement"])
-        for node in nodes:
-            signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
-            r = await hub.post(
-                f"/v1/agreements/{terms.agreement_id}/signatures",
-                json=signature.model_dump(mode="json"),
-                headers={"Authorization": f"Bearer {admin}"},
-            )
-            r.raise_for_status()
-        spec: dict[str, Any] = {
-            "agreement_id": terms.agreement_id,
-            "dataset": nodes[0].contract.name,
-            "measure": "count",
-            "group_by": ["group", "sex"],
-            "rho": RHO,
-        }
         for i in range(WARMUP + queries):
             start, cpu_start = time.perf_counter(), time.process_time()
             r = await hub.post(
