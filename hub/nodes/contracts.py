@@ -23,6 +23,7 @@ from contracts import signing
 from contracts.v1 import DatasetContract, PublishedContracts, Signed
 from contracts.v1.base import utc
 from hub.audit import service as audit
+from hub.db import read_only
 from hub.exceptions import HubError
 from hub.nodes import service as registry
 from hub.nodes.exceptions import NodeMessageRejected
@@ -88,30 +89,67 @@ def contracts_for(
     ids = list(node_ids)
     if not ids:
         return {}
-    rows = session.scalars(
-        select(NodeContract).where(
+    rows = session.execute(
+        select(NodeContract.node_id, NodeContract.digest).where(
             NodeContract.node_id.in_(ids),
             NodeContract.dataset == dataset,
             NodeContract.version == version,
         )
-    )
+    ).all()
     out: dict[str, DatasetContract] = {}
-    for row in rows:
-        try:
-            out[row.node_id] = DatasetContract.model_validate(row.contract)
-        except ValidationError:  # stored by an older hub under other rules: fetch again
-            continue
+    for node_id, digest in rows:
+        contract = _parsed(
+            session, node_id=node_id, dataset=dataset, version=version, digest=digest
+        )
+        if contract is not None:
+            out[node_id] = contract
     return out
 
 
-def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version: int) -> list[str]:
-    """Active push nodes among `node_ids` whose contract version the hub does not hold."""
+# Parsed contracts by (node, dataset, version, digest): a stored contract is replaced only
+# with a new digest (`store_published`), so a parsed copy never goes stale. Planning reads
+# them on every query.
+_CACHE_SIZE = 4096
+_parsed_cache: dict[tuple[str, str, int, str], DatasetContract] = {}
+
+
+def _parsed(
+    session: Session, *, node_id: str, dataset: str, version: int, digest: str
+) -> DatasetContract | None:
+    key = (node_id, dataset, version, digest)
+    contract = _parsed_cache.get(key)
+    if contract is None:
+        raw = session.scalar(
+            select(NodeContract.contract).where(
+                NodeContract.node_id == node_id,
+                NodeContract.dataset == dataset,
+                NodeContract.version == version,
+                NodeContract.digest == digest,
+            )
+        )
+        try:
+            contract = DatasetContract.model_validate(raw)
+        except ValidationError:  # stored by an older hub under other rules: fetch again
+            return None
+        if len(_parsed_cache) >= _CACHE_SIZE:
+            _parsed_cache.clear()
+        _parsed_cache[key] = contract
+    return contract
+
+
+def missing(
+    *, session: Session, node_ids: Iterable[str], dataset: str, version: int
+) -> list[tuple[str, str]]:
+    """Active push nodes among `node_ids` whose contract version the hub does not hold, with
+    their URLs."""
     ids = list(node_ids)
     held = set(contracts_for(session=session, node_ids=ids, dataset=dataset, version=version))
-    nodes = session.scalars(
-        select(Node).where(Node.node_id.in_(ids), Node.status == "active", Node.mode == "push")
+    nodes = session.execute(
+        select(Node.node_id, Node.url).where(
+            Node.node_id.in_(ids), Node.status == "active", Node.mode == "push"
+        )
     )
-    return [n.node_id for n in nodes if n.node_id not in held and n.url]
+    return [(node_id, url) for node_id, url in nodes if node_id not in held and url]
 
 
 # A node whose contracts could not be fetched is not asked again for this long (kept with
@@ -196,12 +234,24 @@ async def refresh(
 
     def todo() -> list[tuple[str, str]]:
         with sessions() as session:
-            wanted = missing(session=session, node_ids=ids, dataset=dataset, version=version)
-            urls = {n.node_id: n.url for n in registry.list_nodes(session=session)}
-            session.rollback()
-            return [(node_id, urls[node_id]) for node_id in wanted]
+            read_only(session)
+            return missing(session=session, node_ids=ids, dataset=dataset, version=version)
 
     nodes = await anyio.to_thread.run_sync(todo)
+    await fetch_and_store(
+        sessions=sessions, client=client, nodes=nodes, timeout=timeout, skew_seconds=skew_seconds
+    )
+
+
+async def fetch_and_store(
+    *,
+    sessions: sessionmaker[Session],
+    client: httpx.AsyncClient,
+    nodes: Sequence[tuple[str, str]],
+    timeout: float,
+    skew_seconds: int,
+) -> None:
+    """Fetch the contracts of `nodes` (id, URL) and store what verifies."""
     if not nodes:
         return
     tokens = await fetch(client=client, nodes=nodes, timeout=timeout)
