@@ -75,9 +75,8 @@ def served_node(home: Path) -> Iterator[tuple[str, int]]:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the node process exited: see {log.name}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v1/info", timeout=5).status_code == 200:
-                    break
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break  # listening (a TCP probe: an HTTP client per try costs a TLS context)
             time.sleep(0.1)
         yield url, process.pid
     finally:
