@@ -1,10 +1,11 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio.to_thread
 import httpx
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -62,9 +63,17 @@ async def get_state(request: Request) -> HubState:  # async: no thread hop
 StateDep = Annotated[HubState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    with state.sessions() as session:
+async def get_session(state: StateDep) -> AsyncIterator[Session]:
+    """A session for the request. Async, so that making it and closing it costs no hop to the
+    thread pool; it is closed there only if a transaction is still open (I/O)."""
+    session = state.sessions()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await anyio.to_thread.run_sync(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

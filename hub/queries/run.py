@@ -126,9 +126,13 @@ async def wait_for(
         with sessions() as session:
             return service.read_query(session=session, query_id=query_id, user=user)
 
-    def running() -> bool:
+    def finished() -> QueryResult | None:
+        """The result if the query no longer runs (one thread hop), else None: no result is
+        built while answers are still arriving."""
         with sessions() as session:
-            return service.is_running(session=session, query_id=query_id)
+            if service.is_running(session=session, query_id=query_id):
+                return None
+            return service.read_query(session=session, query_id=query_id, user=user)
 
     with signals.listen(query_key(str(query_id))) as event:
         # The submitter of a query just recorded needs no reading yet (nor an authorisation
@@ -136,13 +140,15 @@ async def wait_for(
         result = None if submitted else await anyio.to_thread.run_sync(read)
         if result is not None and result.status != "running":
             return result
-        done = result is None and not await anyio.to_thread.run_sync(running)
+        done = await anyio.to_thread.run_sync(finished) if result is None else None
         waited = False
-        while not done and (remaining := give_up - time.monotonic()) > 0:
+        while done is None and (remaining := give_up - time.monotonic()) > 0:
             await wait_event(event, min(settings.progress_poll_seconds, remaining))
             # Answers arrive in batches and each batch signals: check cheaply, and build the
             # result (progress combines what arrived) only when it is complete or time is up.
-            waited, done = True, not await anyio.to_thread.run_sync(running)
+            waited, done = True, await anyio.to_thread.run_sync(finished)
+        if done is not None:
+            return done
         if result is None or waited:
             result = await anyio.to_thread.run_sync(read)
         return result
