@@ -14,7 +14,7 @@ CPU ms per query: this process's CPU during a query (the hub; the bare release's
 and the node process's (from /proc, 10 ms ticks, so summed over the queries).
 
 Environment: BENCH_QUICK=1 (few repetitions), BENCH_REPETITIONS (default 25, quick 7),
-BENCH_ROWS (comma-separated row counts, default "100000,1000000").
+BENCH_OVERHEAD_ROWS (comma-separated row counts, default "100000,1000000").
 """
 
 import asyncio
@@ -45,7 +45,7 @@ from sauti.demo.run import demo_terms
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 REPETITIONS = int(os.environ.get("BENCH_REPETITIONS", "7" if QUICK else "25"))
-ROWS = tuple(int(r) for r in os.environ.get("BENCH_ROWS", "100000,1000000").split(","))
+ROWS = tuple(int(r) for r in os.environ.get("BENCH_OVERHEAD_ROWS", "100000,1000000").split(","))
 WARMUP = 2
 LIMITS = {100_000: ("one-node-overhead-100k", 3.0), 1_000_000: ("one-node-overhead-1m", 1.5)}
 TICK = os.sysconf("SC_CLK_TCK")
