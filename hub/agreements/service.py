@@ -60,6 +60,7 @@ from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
 from hub.nodes import service as federation
 from hub.nodes.models import Node
+from runtime.memo import Memo
 
 log = logging.getLogger("hub.security")
 # Roles that see every agreement, drafts included; analysts see those naming their organisation.
@@ -617,14 +618,11 @@ def active_version(
 
 
 # Parsed terms by (agreement, version, digest): the query path reads them on every query.
-_TERMS_CACHE_SIZE = 256
-_terms_cache: dict[tuple[str, int, str], AgreementTerms] = {}
+_terms = Memo[tuple[str, int, str], AgreementTerms](256)
 
 
 def _terms_of(session: Session, *, agreement_id: str, version: int, digest: str) -> AgreementTerms:
-    key = (agreement_id, version, digest)
-    terms = _terms_cache.get(key)
-    if terms is None:
+    def parse() -> AgreementTerms:
         raw = session.scalar(
             select(AgreementVersion.terms).where(
                 AgreementVersion.agreement_id == agreement_id,
@@ -632,11 +630,9 @@ def _terms_of(session: Session, *, agreement_id: str, version: int, digest: str)
                 AgreementVersion.digest == digest,
             )
         )
-        terms = AgreementTerms.model_validate(raw)
-        if len(_terms_cache) >= _TERMS_CACHE_SIZE:
-            _terms_cache.clear()
-        _terms_cache[key] = terms
-    return terms
+        return AgreementTerms.model_validate(raw)
+
+    return _terms.get((agreement_id, version, digest), parse)
 
 
 def status_of(

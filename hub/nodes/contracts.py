@@ -29,6 +29,7 @@ from hub.nodes import service as registry
 from hub.nodes.exceptions import NodeMessageRejected
 from hub.nodes.models import Node, NodeContract
 from hub.nodes.schemas import NodeContractRead
+from runtime.memo import Memo
 
 log = logging.getLogger("hub.federation")
 
@@ -109,16 +110,13 @@ def contracts_for(
 # Parsed contracts by (node, dataset, version, digest): a stored contract is replaced only
 # with a new digest (`store_published`), so a parsed copy never goes stale. Planning reads
 # them on every query.
-_CACHE_SIZE = 4096
-_parsed_cache: dict[tuple[str, str, int, str], DatasetContract] = {}
+_contracts = Memo[tuple[str, str, int, str], DatasetContract](4096)
 
 
 def _parsed(
     session: Session, *, node_id: str, dataset: str, version: int, digest: str
 ) -> DatasetContract | None:
-    key = (node_id, dataset, version, digest)
-    contract = _parsed_cache.get(key)
-    if contract is None:
+    def parse() -> DatasetContract:
         raw = session.scalar(
             select(NodeContract.contract).where(
                 NodeContract.node_id == node_id,
@@ -127,14 +125,12 @@ def _parsed(
                 NodeContract.digest == digest,
             )
         )
-        try:
-            contract = DatasetContract.model_validate(raw)
-        except ValidationError:  # stored by an older hub under other rules: fetch again
-            return None
-        if len(_parsed_cache) >= _CACHE_SIZE:
-            _parsed_cache.clear()
-        _parsed_cache[key] = contract
-    return contract
+        return DatasetContract.model_validate(raw)
+
+    try:
+        return _contracts.get((node_id, dataset, version, digest), parse)
+    except ValidationError:  # stored by an older hub under other rules: fetch again
+        return None
 
 
 def missing(

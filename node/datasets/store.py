@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +26,7 @@ from contracts import signing
 from contracts.v1 import DatasetContract
 from node.datasets.exceptions import ContractConflict, UnknownDataset
 from node.datasets.schemas import ImportMapping, Manifest
+from runtime.memo import Memo
 
 SALT_FILE = ".identifier-salt"
 T = TypeVar("T")
@@ -40,22 +40,13 @@ class _ParsedFiles:
     time on every read: a deleted or replaced file is read (or refused) afresh."""
 
     def __init__(self, size: int = 512) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._items: dict[tuple[str, str, int, int, int], object] = {}
+        self._memo = Memo[tuple[str, str, int, int, int], object](size)
 
     def read(self, path: Path, parse: Callable[[str], T]) -> T:
         stat = path.stat()
         key = (parse.__qualname__, str(path), stat.st_ino, stat.st_size, stat.st_ctime_ns)
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is None:
-            hit = parse(path.read_text(encoding="utf-8"))
-            with self._lock:
-                if len(self._items) >= self._size:
-                    self._items.clear()
-                self._items[key] = hit
-        return hit  # type: ignore[return-value]  # stored by this very parse
+        # Stored by this very parse (its name is in the key).
+        return self._memo.get(key, lambda: parse(path.read_text(encoding="utf-8")))  # type: ignore[return-value]
 
 
 _parsed = _ParsedFiles()
