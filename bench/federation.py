@@ -42,6 +42,7 @@ from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings
 from node import home as node_home
+from node.agreements import service as node_agreements
 from node.app import create_app as create_node_app
 from node.datasets import service as node_datasets
 from node.settings import NodeSettings
@@ -134,6 +135,68 @@ async def run_size(
         )
 
 
+def tokens(settings: HubSettings) -> tuple[str, str]:
+    """An admin's and an analyst's API token at the hub."""
+    engine = make_engine(settings.effective_database_url)
+    with init_db(engine)() as s:
+        admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
+        analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
+    engine.dispose()
+    return admin, analyst
+
+
+async def agree(
+    hub: httpx.AsyncClient,
+    *,
+    admin: str,
+    settings: HubSettings,
+    nodes: list[DemoNode],
+    homes: dict[str, Path],
+    urls: dict[str, str],
+    aggregation: Aggregation = "per_node",
+) -> dict[str, Any]:
+    """Enroll the nodes and sign the agreement at hub and nodes; returns the queries' spec."""
+    identity = hub_home.load_identity(settings.home)
+    for node in nodes:
+        info = node_home.load_identity(homes[node.node_id])
+        r = await hub.post(
+            "/v1/nodes",
+            json={
+                "node_id": node.node_id,
+                "name": node.organisation,
+                "country": node.country,
+                "url": urls[node.node_id],
+                "public_jwk": info.public_jwk,
+            },
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        r.raise_for_status()
+    terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
+    terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
+    r = await hub.post(
+        "/v1/agreements",
+        json=terms.model_dump(mode="json"),
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    r.raise_for_status()
+    signed = SignedAgreement.model_validate(r.json()["agreement"])
+    for node in nodes:
+        signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
+        r = await hub.post(
+            f"/v1/agreements/{terms.agreement_id}/signatures",
+            json=signature.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        r.raise_for_status()
+    return {
+        "agreement_id": terms.agreement_id,
+        "dataset": nodes[0].contract.name,
+        "measure": "count",
+        "group_by": ["group", "sex"],
+        "rho": RHO,
+    }
+
+
 async def measure(
     settings: HubSettings,
     nodes: Sequence[stub_nodes.StubNode],
@@ -148,11 +211,7 @@ async def measure(
     """Enroll the nodes, agree on `contract`'s dataset, and time the queries at the hub's API:
     latencies and this process's CPU seconds per query."""
     identity = hub_home.load_identity(settings.home)
-    engine = make_engine(settings.effective_database_url)
-    with init_db(engine)() as s:
-        admin = create_token(session=s, name="a", organisation=SECRETARIAT, role="admin")
-        analyst = create_token(session=s, name="n", organisation=ANALYST_ORG, role="analyst")
-    engine.dispose()
+    admin, analyst = tokens(settings)
     app = create_hub_app(settings, transport=transport)
     latencies: list[float] = []
     cpu_times: list[float] = []

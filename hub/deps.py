@@ -1,10 +1,11 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio.to_thread
 import httpx
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +18,7 @@ from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidde
 from hub.auth.schemas import Role, User
 from hub.auth.sessions import authenticate_session, session_cookie_name
 from hub.auth.tokens import authenticate
+from hub.db import read_only
 from hub.home import HubIdentity
 from hub.queries.dispatch import Dispatcher
 from hub.queries.signals import Signals
@@ -53,7 +55,7 @@ async def check_request_text(request: Request) -> None:
     refuse_text(await edge.forbidden_in_request(request))
 
 
-def get_state(request: Request) -> HubState:
+async def get_state(request: Request) -> HubState:  # async: no thread hop
     state: HubState = request.app.state.hub
     return state
 
@@ -61,9 +63,17 @@ def get_state(request: Request) -> HubState:
 StateDep = Annotated[HubState, Depends(get_state)]
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
-    with state.sessions() as session:
+async def get_session(state: StateDep) -> AsyncIterator[Session]:
+    """A session for the request. Async, so that making it and closing it costs no hop to the
+    thread pool; it is closed there only if a transaction is still open (I/O)."""
+    session = state.sessions()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await anyio.to_thread.run_sync(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -99,6 +109,10 @@ def get_current_user(
     """A bearer API token, else the browser session cookie (with CSRF on state changes)."""
     cookie = request.cookies.get(session_cookie_name(state.settings))
     if credentials is not None or not cookie:
+        # A token lookup only reads: on SQLite it takes no write lock (the route's own
+        # transaction, after the rollback below, begins as usual).
+        if not session.in_transaction():
+            read_only(session)
         user = authenticate(session=session, token=credentials.credentials if credentials else None)
     else:
         user, csrf, must_change = authenticate_session(
@@ -141,10 +155,10 @@ def get_optional_user(
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 
 
-def require(*roles: Role) -> Callable[[User], User]:
+def require(*roles: Role) -> Callable[[User], Awaitable[User]]:
     """A dependency that lets only `roles` through (403 `forbidden` otherwise)."""
 
-    def check(user: CurrentUser) -> User:
+    async def check(user: CurrentUser) -> User:  # async: no thread hop
         if not any(user.has(role) for role in roles):
             raise RoleForbidden(roles)
         return user

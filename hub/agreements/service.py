@@ -61,6 +61,7 @@ from hub.harmonisation.service import check_shipped
 from hub.home import HubIdentity
 from hub.nodes import service as federation
 from hub.nodes.models import Node
+from runtime.memo import Memo
 
 log = logging.getLogger("hub.security")
 # Roles that see every agreement, drafts included; analysts see those naming their organisation.
@@ -581,15 +582,58 @@ def list_agreements(*, session: Session, user: User | None = None) -> list[Agree
 def active_version(
     *, session: Session, agreement_id: str, at: datetime | None = None
 ) -> tuple[AgreementTerms, str]:
-    """The newest version that is active now: its terms and digest."""
-    rows = _versions(session, agreement_id)
+    """The newest version that is active now: its terms and digest.
+
+    The query path's reading of `_read(...).status == "active"` (the same rules: every party
+    signed, within the validity window, the hub's own standing neither revoked nor suspended)
+    without building the whole read model, and with each version's terms parsed once per
+    digest: a version's text never changes under its digest (`update_draft` re-digests it).
+    Signatures and standings are read every time.
+    """
+    rows = session.execute(
+        select(AgreementVersion.version, AgreementVersion.digest, AgreementVersion.state)
+        .where(AgreementVersion.agreement_id == agreement_id)
+        .order_by(AgreementVersion.version.desc())
+    ).all()
     if not rows:
         raise AgreementNotFound()
-    for row in reversed(rows):
-        read = _read(session, row, at=at, usage=False)
-        if read.status == "active":
-            return read.agreement.terms, row.digest
+    hub_status: str | None = None
+    for version, digest, state in rows:
+        if state == "draft":
+            continue
+        terms = _terms_of(session, agreement_id=agreement_id, version=version, digest=digest)
+        signers = session.scalars(
+            select(AgreementSignatureRow.signer).where(
+                AgreementSignatureRow.agreement_id == agreement_id,
+                AgreementSignatureRow.version == version,
+            )
+        ).all()
+        if status_of(terms, signers, at=at)[0] != "active":
+            continue
+        if hub_status is None:
+            hub = _standings(session, agreement_id).get(terms.hub_id)
+            hub_status = hub.status if hub is not None else ""
+        if hub_status not in ("revoked", "suspended"):
+            return terms, digest
     raise AgreementNotActive()
+
+
+# Parsed terms by (agreement, version, digest): the query path reads them on every query.
+_terms = Memo[tuple[str, int, str], AgreementTerms](256)
+
+
+def _terms_of(session: Session, *, agreement_id: str, version: int, digest: str) -> AgreementTerms:
+    def parse() -> AgreementTerms:
+        raw = session.scalar(
+            select(AgreementVersion.terms).where(
+                AgreementVersion.agreement_id == agreement_id,
+                AgreementVersion.version == version,
+                AgreementVersion.digest == digest,
+            )
+        )
+        return AgreementTerms.model_validate(raw)
+
+    return _terms.get((agreement_id, version, digest), parse)
 
 
 def status_of(

@@ -7,7 +7,6 @@ queries against them (`hub.queries.planning.check_levels`).
 """
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -26,11 +25,13 @@ from contracts import signing
 from contracts.v1 import DatasetContract, PublishedContracts, Signed
 from contracts.v1.base import utc
 from hub.audit import service as audit
+from hub.db import read_only
 from hub.exceptions import HubError
 from hub.nodes import service as registry
 from hub.nodes.exceptions import NodeMessageRejected
 from hub.nodes.models import Node, NodeContract
 from hub.nodes.schemas import NodeContractRead
+from runtime.memo import Memo
 
 log = logging.getLogger("hub.federation")
 
@@ -120,7 +121,7 @@ def contracts_for(
     )
     rows = session.execute(select(NodeContract.node_id, NodeContract.digest).where(*where))
     digests = {node_id: digest for node_id, digest in rows.all()}  # noqa: C416 (Rows, not pairs)
-    unknown = [node_id for node_id, digest in digests.items() if _parsed.get(digest) is None]
+    unknown = [node_id for node_id, digest in digests.items() if _parsed.peek(digest) is None]
     if unknown:
         rows = session.execute(
             select(NodeContract.digest, NodeContract.contract).where(
@@ -128,43 +129,30 @@ def contracts_for(
             )
         )
         for digest, raw in rows:
-            if _parsed.get(digest) is None:
+            if _parsed.peek(digest) is None:
                 try:
                     _parsed.put(digest, DatasetContract.model_validate(raw))
                 except ValidationError:  # stored by an older hub under other rules: fetch again
                     continue
     out: dict[str, DatasetContract] = {}
     for node_id, digest in digests.items():
-        contract = _parsed.get(digest)
+        contract = _parsed.peek(digest)
         if contract is not None:
             out[node_id] = contract
     return out
 
 
-class _ParsedContracts:
-    """Validated contracts by digest (the digest the hub computed when it stored them)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._items: dict[str, DatasetContract] = {}
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> DatasetContract | None:
-        with self._lock:
-            return self._items.get(digest)
-
-    def put(self, digest: str, contract: DatasetContract) -> None:
-        with self._lock:
-            if len(self._items) >= self._size:
-                self._items.clear()
-            self._items[digest] = contract
+# Parsed contracts by digest (the digest the hub computed when it stored them): a stored
+# contract is replaced only with a new digest (`store_published`), so a parsed copy never
+# goes stale. Planning reads them on every query.
+_parsed = Memo[str, DatasetContract](4096)
 
 
-_parsed = _ParsedContracts()
-
-
-def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version: int) -> list[str]:
-    """Active push nodes among `node_ids` whose contract version the hub does not hold."""
+def missing(
+    *, session: Session, node_ids: Iterable[str], dataset: str, version: int
+) -> list[tuple[str, str]]:
+    """Active push nodes among `node_ids` whose contract version the hub does not hold, with
+    their URLs."""
     ids = list(node_ids)
     if not ids:
         return []
@@ -173,18 +161,17 @@ def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version:
         NodeContract.dataset == dataset,
         NodeContract.version == version,
     )
-    return list(
-        session.scalars(
-            select(Node.node_id).where(
-                Node.node_id.in_(ids),
-                Node.status == "active",
-                Node.mode == "push",
-                Node.url.is_not(None),
-                Node.url != "",
-                ~held.exists(),
-            )
+    rows = session.execute(
+        select(Node.node_id, Node.url).where(
+            Node.node_id.in_(ids),
+            Node.status == "active",
+            Node.mode == "push",
+            Node.url.is_not(None),
+            Node.url != "",
+            ~held.exists(),
         )
     )
+    return [(node_id, url) for node_id, url in rows]
 
 
 # A node whose contracts could not be fetched is not asked again for this long (kept with
@@ -278,17 +265,24 @@ async def refresh(
 
     def todo() -> list[tuple[str, str]]:
         with sessions() as session:
-            wanted = missing(session=session, node_ids=ids, dataset=dataset, version=version)
-            if not wanted:
-                session.rollback()
-                return []
-            rows = session.execute(
-                select(Node.node_id, Node.url).where(Node.node_id.in_(wanted))
-            ).all()
-            session.rollback()
-            return [(node_id, url) for node_id, url in rows if url]
+            read_only(session)
+            return missing(session=session, node_ids=ids, dataset=dataset, version=version)
 
     nodes = await anyio.to_thread.run_sync(todo)
+    await fetch_and_store(
+        sessions=sessions, client=client, nodes=nodes, timeout=timeout, skew_seconds=skew_seconds
+    )
+
+
+async def fetch_and_store(
+    *,
+    sessions: sessionmaker[Session],
+    client: httpx.AsyncClient,
+    nodes: Sequence[tuple[str, str]],
+    timeout: float,
+    skew_seconds: int,
+) -> None:
+    """Fetch the contracts of `nodes` (id, URL) and store what verifies."""
     if not nodes:
         return
     tokens = await fetch(client=client, nodes=nodes, timeout=timeout)

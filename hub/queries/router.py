@@ -63,6 +63,7 @@ async def submit_query(  # noqa: PLR0917 - FastAPI maps each parameter
         query_id=query_id,
         user=user,
         wait_seconds=state.settings.query_wait_seconds if wait is None else wait,
+        submitted=True,
     )
     if result.status == "running":
         response.status_code = 202

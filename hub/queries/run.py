@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.v1 import QueryResult, QuerySpec
 from hub.agreements.service import active_version
 from hub.auth.schemas import User
+from hub.db import read_only
 from hub.exceptions import HubError
 from hub.home import HubIdentity
 from hub.nodes import contracts
@@ -77,28 +78,31 @@ async def refresh_contracts(
     settings: HubSettings,
     spec: QuerySpec,
 ) -> None:
-    """Fetch the contracts the agreement's dataset version needs and the hub lacks."""
+    """Fetch the contracts the agreement's dataset version needs and the hub lacks (one
+    read-only transaction finds them: in the steady state, the whole cost of this step)."""
 
-    def wanted() -> tuple[tuple[str, ...], int] | None:
+    def todo() -> tuple[tuple[str, str], ...]:
         with sessions() as session:
+            read_only(session)
             try:
                 terms, _ = active_version(session=session, agreement_id=spec.agreement_id)
             except HubError:
-                return None  # refused properly by the checks that follow
-            finally:
-                session.rollback()
-        version = next((d.contract_version for d in terms.datasets if d.name == spec.dataset), None)
-        return (terms.node_ids, version) if version is not None else None
+                return ()  # refused properly by the checks that follow
+            version = next(
+                (d.contract_version for d in terms.datasets if d.name == spec.dataset), None
+            )
+            if version is None:
+                return ()
+            return tuple(
+                contracts.missing(
+                    session=session, node_ids=terms.node_ids, dataset=spec.dataset, version=version
+                )
+            )
 
-    found = await anyio.to_thread.run_sync(wanted)
-    if found is None:
-        return
-    await contracts.refresh(
+    await contracts.fetch_and_store(
         sessions=sessions,
         client=client,
-        node_ids=found[0],
-        dataset=spec.dataset,
-        version=found[1],
+        nodes=await anyio.to_thread.run_sync(todo),
         timeout=min(settings.node_timeout_seconds, 5.0),
         skew_seconds=settings.node_clock_skew_seconds,
     )
@@ -112,29 +116,41 @@ async def wait_for(
     query_id: UUID,
     user: User,
     wait_seconds: float,
+    submitted: bool = False,
 ) -> QueryResult:
-    """The result once complete, or its progress after `wait_seconds`."""
+    """The result once complete, or its progress after `wait_seconds`; `submitted`: the query
+    was just recorded by `submit` for `user`."""
     give_up = time.monotonic() + wait_seconds
 
     def read() -> QueryResult:
         with sessions() as session:
             return service.read_query(session=session, query_id=query_id, user=user)
 
-    def running() -> bool:
+    def finished() -> QueryResult | None:
+        """The result if the query no longer runs (one thread hop), else None: no result is
+        built while answers are still arriving."""
         with sessions() as session:
-            return service.is_running(session=session, query_id=query_id)
+            if service.is_running(session=session, query_id=query_id):
+                return None
+            return service.read_query(session=session, query_id=query_id, user=user)
 
     with signals.listen(query_key(str(query_id))) as event:
-        result = await anyio.to_thread.run_sync(read)  # authorises the reader, too
-        while result.status == "running":
-            remaining = give_up - time.monotonic()
-            if remaining <= 0:
-                break
+        # The submitter of a query just recorded needs no reading yet (nor an authorisation
+        # check: `submit` made it for them); any other reader is checked at once.
+        result = None if submitted else await anyio.to_thread.run_sync(read)
+        if result is not None and result.status != "running":
+            return result
+        done = await anyio.to_thread.run_sync(finished) if result is None else None
+        waited = False
+        while done is None and (remaining := give_up - time.monotonic()) > 0:
             await wait_event(event, min(settings.progress_poll_seconds, remaining))
             # Answers arrive in batches and each batch signals: check cheaply, and build the
             # result (progress combines what arrived) only when it is complete or time is up.
-            if not await anyio.to_thread.run_sync(running) or time.monotonic() >= give_up:
-                result = await anyio.to_thread.run_sync(read)
+            waited, done = True, await anyio.to_thread.run_sync(finished)
+        if done is not None:
+            return done
+        if result is None or waited:
+            result = await anyio.to_thread.run_sync(read)
         return result
 
 

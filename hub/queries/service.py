@@ -735,7 +735,13 @@ _completed = _CompletedResults()
 
 def is_running(*, session: Session, query_id: UUID) -> bool:
     """Still waiting for answers, and before its deadline (a cheap check: no result built)."""
-    row = read_only(session).get(QueryRow, str(query_id), populate_existing=True)
+    row = (
+        read_only(session)
+        .execute(
+            select(QueryRow.status, QueryRow.deadline).where(QueryRow.query_id == str(query_id))
+        )
+        .first()
+    )
     running = (
         row is not None
         and row.status == "running"

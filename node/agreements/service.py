@@ -10,14 +10,14 @@ import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from contracts import signing
@@ -715,11 +715,17 @@ def _error_code(response: httpx.Response) -> str:
 
 
 def _status_of(session: Session, agreement_id: str) -> AgreementStatus | None:
-    statuses = set(
+    return _standing(
         session.execute(
             select(AgreementRow.status).where(AgreementRow.agreement_id == agreement_id)
         ).scalars()
     )
+
+
+def _standing(statuses: Iterable[str]) -> AgreementStatus | None:
+    """The agreement's standing from its versions' statuses: revoked or suspended anywhere
+    wins, then active."""
+    statuses = set(statuses)
     for status in ("revoked", "suspended", "active"):
         if status in statuses:
             return status
@@ -757,15 +763,25 @@ def honoured_terms(
     A version is superseded once the hub has used a newer version this node signed: the hub
     only moves on when every party signed the amendment, so the old text is done with.
     """
-    row = session.get(AgreementRow, (agreement_id, version))
-    if row is None or row.digest != digest:
+    # One statement: every version's status (the agreement's standing), and the text of
+    # this version only.
+    rows = session.execute(
+        select(
+            AgreementRow.version,
+            AgreementRow.digest,
+            AgreementRow.status,
+            case((AgreementRow.version == version, AgreementRow.terms), else_=None),
+        ).where(AgreementRow.agreement_id == agreement_id)
+    ).all()
+    row = next((r for r in rows if r[0] == version), None)
+    if row is None or row[1] != digest:
         raise AgreementUnknown("this agreement version (and digest) is not signed at this node")
-    status = _status_of(session, agreement_id)
+    status = _standing(r[2] for r in rows)
     if status == "revoked":
         raise AgreementRevoked("the agreement is revoked at this node")
     if status == "suspended":
         raise AgreementSuspended("the agreement is suspended at this node")
-    terms = _parsed_terms(row.terms)
+    terms = _parsed_terms(row[3])
     validity = validity_at(terms, now)
     if validity == "not_yet_valid":
         raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")

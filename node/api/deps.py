@@ -30,7 +30,7 @@ async def check_request_text(request: Request) -> None:
     refuse_text(await edge.forbidden_in_request(request))
 
 
-def _settings(request: Request) -> NodeSettings:
+async def _settings(request: Request) -> NodeSettings:  # async: no thread hop
     settings: NodeSettings = request.app.state.settings
     return settings
 

@@ -18,14 +18,46 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from contracts import signing
 from contracts.v1 import DatasetContract
 from node.datasets.exceptions import ContractConflict, UnknownDataset
 from node.datasets.schemas import ImportMapping, Manifest
+from runtime.memo import Memo
 
 SALT_FILE = ".identifier-salt"
+T = TypeVar("T")
+
+
+class _ParsedFiles:
+    """Parsed contracts and manifests, read once per file: every query reads both.
+
+    They are never rewritten in place (a new version is a new file, placed by a link or a
+    rename, so a new inode), and a hit is checked against the file's inode, size and change
+    time on every read: a deleted or replaced file is read (or refused) afresh."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._memo = Memo[tuple[str, str, int, int, int], object](size)
+
+    def read(self, path: Path, parse: Callable[[str], T]) -> T:
+        stat = path.stat()
+        key = (parse.__qualname__, str(path), stat.st_ino, stat.st_size, stat.st_ctime_ns)
+        # Stored by this very parse (its name is in the key).
+        return self._memo.get(key, lambda: parse(path.read_text(encoding="utf-8")))  # type: ignore[return-value]
+
+
+_parsed = _ParsedFiles()
+
+
+def _contract(text: str) -> DatasetContract:
+    return DatasetContract.model_validate(json.loads(text))
+
+
+def _manifest(text: str) -> Manifest:
+    return Manifest.model_validate_json(text)
 
 
 def root(home: Path) -> Path:
@@ -64,8 +96,7 @@ def read_contract(home: Path, name: str, version: int | None = None) -> DatasetC
         version = versions[-1]
     if version is None or version not in versions:
         raise UnknownDataset(f"dataset {name} has no published contract of that version")
-    path = dataset_dir(home, name) / "contracts" / f"v{version}.json"
-    return DatasetContract.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    return _parsed.read(dataset_dir(home, name) / "contracts" / f"v{version}.json", _contract)
 
 
 def publish_contract(home: Path, contract: DatasetContract) -> bool:
@@ -144,7 +175,7 @@ def sha256(path: Path) -> str:
 def manifest(home: Path, name: str, version: int) -> Manifest:
     path = dataset_dir(home, name) / "versions" / str(version) / "manifest.json"
     try:
-        return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+        return _parsed.read(path, _manifest)
     except OSError as exc:
         raise UnknownDataset(f"dataset {name} has no import version {version}") from exc
 
