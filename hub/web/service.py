@@ -243,7 +243,9 @@ def terms_from_form(form: Mapping[str, Any], *, hub_id: str) -> AgreementTerms:
         "aggregation": _text(form, "aggregation") or "per_node",
         "collusion": _text(form, "collusion") or "0",
         "valid_from": _day(_text(form, "valid_from"), "valid_from"),
-        "valid_until": _day(_text(form, "valid_until"), "valid_until"),
+        # The form asks for the last day in force, included; the terms' bound is exclusive
+        # (`contracts.agreement_rules.validity_at`): in force until the next day begins.
+        "valid_until": _day(_text(form, "valid_until"), "valid_until") + timedelta(days=1),
     }
     try:
         return AgreementTerms.model_validate(data)

@@ -171,6 +171,8 @@ def test_drafting_form_becomes_terms() -> None:
         hub_id="hub-1",
     )
     assert terms.node_ids == ("np-a",)
+    # The form's "valid until" day is in force, included: the exclusive bound is the next day.
+    assert terms.valid_until == datetime(2027, 1, 1, tzinfo=UTC)
     assert terms.datasets[0].contract_version == 2
     assert terms.dims == ("sex", "group")
     assert (terms.aggregation, terms.collusion) == ("per_node", 0)
