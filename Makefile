@@ -68,6 +68,7 @@ check: lint types imports test
 bench: $(STAMP)
 	$(BIN)/python bench/dp_count.py
 	$(BIN)/python bench/federation.py
+	$(BIN)/python bench/federation_scale.py
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/dp_audit.py
 	$(BIN)/python bench/import_csv.py

@@ -8,10 +8,10 @@ result. Prints p50 and p95 per N and the ratio to N = 1 (target: 20 nodes <= 1.5
 All nodes share this machine's cores, so node compute that would run on N machines in a
 deployment runs here on two (and partly under one GIL): the first series ("real nodes")
 grows with N whatever the hub does. The second series ("hub path") separates what the hub
-itself adds per node: the nodes run in another process (a "fleet" serving every node over
-real localhost HTTP), each answering at once with a correctly signed release whose cells are
-its first real release's, computed by its real node app over its 100k rows. The third
-("remote nodes") has the fleet answer after a fixed delay (BENCH_NODE_LATENCY_MS, default
+itself adds per node: the nodes run in another process (bench/stub_nodes.py's fleet, serving
+every node over real localhost HTTP), each answering at once with a correctly signed release
+whose cells are its first real release's, computed by its real node app over its 100k rows.
+The third ("remote nodes") has the fleet answer after a fixed delay (BENCH_NODE_LATENCY_MS, default
 100: a WAN round trip plus the node's own compute on its own machine), which is what the hub
 sees in a deployment. In both, this process's CPU time is the hub's alone.
 
@@ -22,22 +22,19 @@ BENCH_SERIES ("real nodes", "hub path" or "remote nodes": run only that series).
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+import stub_nodes
 
-from contracts import signing
-from contracts.v1 import QueryRequest, Release, Signed, SignedAgreement
+from contracts.v1 import DatasetContract, SignedAgreement
 from contracts.v1.agreement import Aggregation
 from hub import home as hub_home
 from hub.app import create_app as create_hub_app
@@ -45,7 +42,6 @@ from hub.auth.tokens import create_token
 from hub.db import init_db, make_engine
 from hub.settings import HubSettings
 from node import home as node_home
-from node.agreements import service as node_agreements
 from node.app import create_app as create_node_app
 from node.datasets import service as node_datasets
 from node.settings import NodeSettings
@@ -57,6 +53,8 @@ SIZES = (1, 5, 20, 50)
 QUERIES = int(os.environ.get("BENCH_QUERIES", "15"))
 WARMUP = 2
 RHO = 0.0005
+# Larger fleets sign the agreement straight into the hub's database (stub_nodes.store_signatures).
+SIGN_DIRECTLY_ABOVE = 50
 NODE_LATENCY = float(os.environ.get("BENCH_NODE_LATENCY_MS", "100")) / 1000
 
 
@@ -66,111 +64,6 @@ class Routes(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self.routes[request.url.host].handle_async_request(request)
-
-
-JSON_HEADERS = {"content-type": "application/json"}
-
-
-class Instant:
-    """A node that answers at once: it verifies the hub's request, then signs a release whose
-    cells are its first real release's (computed by the real node app). What is left at the
-    hub is its own per-node work: signing, fan-out, verification, storing and combining."""
-
-    def __init__(self, home: Path, hub_jwk: dict[str, Any], latency: float) -> None:
-        self.inner = httpx.ASGITransport(app=create_node_app(NodeSettings(home=home)))
-        self.latency = latency
-        self.key = node_home.load_key(home)
-        self.hub_key = signing.load_public_key(hub_jwk)
-        self.template: Release | None = None
-
-    async def answer(self, body: bytes) -> bytes:
-        if self.template is None:
-            real = httpx.Request(
-                "POST", "http://node/v1/queries", content=body, headers=JSON_HEADERS
-            )
-            response = await self.inner.handle_async_request(real)
-            token = Signed.model_validate_json(await response.aread()).jws
-            self.template = Release.model_validate_json(signing.unverified_payload(token))
-            return Signed(jws=token).model_dump_json().encode()
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        query = signing.verify_model(
-            Signed.model_validate_json(body).jws, self.hub_key, QueryRequest
-        )
-        release = self.template.model_copy(
-            update={"query_id": query.query_id, "request_digest": signing.digest(query)}
-        )
-        return Signed(jws=signing.sign(release, self.key)).model_dump_json().encode()
-
-
-def run_fleet(config_path: str) -> None:
-    """The stub nodes' process: each node on its own localhost port, as each node of a
-    deployment is its own origin (the hub keeps a connection pool per origin)."""
-    config = json.loads(Path(config_path).read_text())
-    nodes: dict[int, Instant] = {}
-    sockets: list[socket.socket] = []
-    for home in config["homes"].values():
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        sockets.append(listener)
-        nodes[listener.getsockname()[1]] = Instant(Path(home), config["hub_jwk"], config["latency"])
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()  # startup: the nodes are ready
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # shutdown
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        content = await nodes[scope["server"][1]].answer(body)
-        headers = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    ports = dict(zip(config["homes"], nodes, strict=True))
-    written = Path(config["ready"] + ".tmp")
-    written.write_text(json.dumps(ports))
-    written.rename(config["ready"])  # whole, or not there yet
-    asyncio.run(server.serve(sockets=sockets))
-
-
-@contextlib.contextmanager
-def fleet(work: Path, homes: dict[str, Path], hub_jwk: dict[str, Any], latency: float) -> Any:
-    """Start the stub nodes' process; yields the base URL of each node."""
-    config, ready = work / "fleet.json", work / "fleet-ports.json"
-    ready.unlink(missing_ok=True)
-    config.write_text(
-        json.dumps(
-            {
-                "ready": str(ready),
-                "latency": latency,
-                "hub_jwk": hub_jwk,
-                "homes": {node_id: str(home) for node_id, home in homes.items()},
-            }
-        )
-    )
-    process = subprocess.Popen([sys.executable, __file__, "--fleet", str(config)])
-    try:
-        while not ready.exists():
-            if process.poll() is not None:
-                raise RuntimeError("the stub nodes' process exited")
-            time.sleep(0.05)
-        ports: dict[str, int] = json.loads(ready.read_text())
-        for port in ports.values():  # listening once uvicorn has started on every socket
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                time.sleep(0.05)
-        yield {node_id: f"http://127.0.0.1:{port}" for node_id, port in ports.items()}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -208,9 +101,17 @@ async def run_size(
         node_home.pin_hub(home, hub_id=identity.hub_id, public_jwk=identity.public_jwk)
         node_datasets.import_frame(home=home, contract=node.contract, frame=node.frame)
         homes[node.node_id] = home
+    stubs = [
+        stub_nodes.home_node(homes[n.node_id], organisation=n.organisation, country=n.country)
+        for n in nodes
+    ]
     with contextlib.ExitStack() as stack:
         if replay:
-            urls = stack.enter_context(fleet(work, homes, identity.public_jwk, latency))
+            urls = stack.enter_context(
+                stub_nodes.fleet(
+                    stubs, hub_jwk=identity.public_jwk, work=work / f"fleet-{tag}", latency=latency
+                )
+            )
             transport: httpx.AsyncBaseTransport | None = None
         else:
             urls = {node_id: f"http://{node_id}.bench" for node_id in homes}
@@ -223,21 +124,29 @@ async def run_size(
                 }
             )
         return await measure(
-            settings, nodes, homes, urls, transport, aggregation=aggregation, queries=queries
+            settings,
+            stubs,
+            urls,
+            transport,
+            contract=nodes[0].contract,
+            aggregation=aggregation,
+            queries=queries,
         )
 
 
 async def measure(
     settings: HubSettings,
-    nodes: list[DemoNode],
-    homes: dict[str, Path],
+    nodes: Sequence[stub_nodes.StubNode],
     urls: dict[str, str],
     transport: httpx.AsyncBaseTransport | None,
     *,
+    contract: DatasetContract,
     aggregation: Aggregation = "per_node",
     queries: int = QUERIES,
+    warmup: int = WARMUP,
 ) -> tuple[list[float], list[float]]:
-    """Enroll the nodes, agree, and time the queries at the hub's API."""
+    """Enroll the nodes, agree on `contract`'s dataset, and time the queries at the hub's API:
+    latencies and this process's CPU seconds per query."""
     identity = hub_home.load_identity(settings.home)
     engine = make_engine(settings.effective_database_url)
     with init_db(engine)() as s:
@@ -254,20 +163,14 @@ async def measure(
         ) as hub,
     ):
         for node in nodes:
-            info = node_home.load_identity(homes[node.node_id])
             r = await hub.post(
                 "/v1/nodes",
-                json={
-                    "node_id": node.node_id,
-                    "name": node.organisation,
-                    "country": node.country,
-                    "url": urls[node.node_id],
-                    "public_jwk": info.public_jwk,
-                },
+                json=stub_nodes.registration(node, urls[node.node_id]),
                 headers={"Authorization": f"Bearer {admin}"},
             )
             r.raise_for_status()
-        terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
+        parties = stub_nodes.parties(nodes, contract)
+        terms = demo_terms(nodes=parties, hub_id=identity.hub_id)
         terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
         r = await hub.post(
             "/v1/agreements",
@@ -276,8 +179,10 @@ async def measure(
         )
         r.raise_for_status()
         signed = SignedAgreement.model_validate(r.json()["agreement"])
-        for node in nodes:
-            signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
+        if len(nodes) > SIGN_DIRECTLY_ABOVE:
+            stub_nodes.store_signatures(settings.effective_database_url, signed, nodes)
+        for node in nodes if len(nodes) <= SIGN_DIRECTLY_ABOVE else ():
+            signature = stub_nodes.agreement_signature(node, signed)
             r = await hub.post(
                 f"/v1/agreements/{terms.agreement_id}/signatures",
                 json=signature.model_dump(mode="json"),
@@ -286,12 +191,12 @@ async def measure(
             r.raise_for_status()
         spec: dict[str, Any] = {
             "agreement_id": terms.agreement_id,
-            "dataset": nodes[0].contract.name,
+            "dataset": contract.name,
             "measure": "count",
             "group_by": ["group", "sex"],
             "rho": RHO,
         }
-        for i in range(WARMUP + queries):
+        for i in range(warmup + queries):
             start, cpu_start = time.perf_counter(), time.process_time()
             r = await hub.post(
                 "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
@@ -302,7 +207,7 @@ async def measure(
                 raise RuntimeError(f"query not complete: {body.get('status')} {body.get('nodes')}")
             if body.get("aggregation") != aggregation and len(nodes) > 1:
                 raise RuntimeError(f"aggregated {body.get('aggregation')}, not {aggregation}")
-            if i >= WARMUP:
+            if i >= warmup:
                 latencies.append(elapsed)
                 cpu_times.append(cpu)
     return latencies, cpu_times
@@ -373,7 +278,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--fleet"]:
-        run_fleet(sys.argv[2])
-    else:
-        main()
+    main()

@@ -142,8 +142,9 @@ def _import_public_key(jwk: Any) -> OKPKey:
     return key
 
 
-def sign(model: BaseModel, key: OKPKey) -> str:
-    """Compact JWS over the model's canonical JSON, with the key id in the header."""
+def sign(model: BaseModel | dict[str, Any], key: OKPKey) -> str:
+    """Compact JWS over the model's (or JSON document's) canonical JSON, with the key id in
+    the header."""
     header = {"alg": ALGORITHM, "kid": key_id(key)}
     private = key.private_key
     if not isinstance(private, Ed25519PrivateKey):
@@ -224,9 +225,29 @@ def verify_model(token: str, key: OKPKey, model: type[M]) -> M:
 
 def unverified_header(token: str) -> dict[str, Any]:
     """The JWS header, to pick a key by `kid` before verifying. Never trust it alone."""
-    return _split(token)[0]
+    try:
+        header = json.loads(_part(token, 0))
+    except ValueError as exc:
+        raise SignatureInvalid("malformed JWS") from exc
+    if not isinstance(header, dict):
+        raise SignatureInvalid("malformed JWS")
+    return header
 
 
 def unverified_payload(token: str) -> bytes:
     """The JWS payload before verification, to read a self-signed key. Never trust it alone."""
-    return _split(token)[1]
+    return _part(token, 1)
+
+
+def _part(token: str, index: int) -> bytes:
+    # Only the part asked for is checked and decoded (a hub reads the header and payload of
+    # one release per node per query; `verify` checks the whole token).
+    if not isinstance(token, str):
+        raise SignatureInvalid("malformed JWS")
+    parts = token.split(".")
+    if len(parts) != 3 or not _B64URL.fullmatch(parts[index]):
+        raise SignatureInvalid("malformed JWS")
+    try:
+        return base64.urlsafe_b64decode(parts[index] + "=" * (-len(parts[index]) % 4))
+    except (ValueError, binascii.Error) as exc:
+        raise SignatureInvalid("malformed JWS") from exc

@@ -62,6 +62,11 @@ class HubSettings(SideSettings):
     node_retries: int = 2
     # First retry waits about this long, doubling each time (plus jitter).
     node_backoff_seconds: float = 0.2
+    # At most this many push deliveries in flight per hub process or worker (a query to
+    # 1,000 nodes sends in waves of this size).
+    node_concurrency: int = Field(default=256, ge=1)
+    # A node's answer larger than this many bytes is refused unread (`response_too_large`).
+    node_response_max_bytes: int = Field(default=1_100_000, ge=1024)
     # Delivery to nodes (hub/queries). Without a broker, deliveries run in the hub's own process
     # (the embedded default, used by `sauti demo`); with one, `sauti hub worker` runs them.
     celery_broker_url: str | None = None

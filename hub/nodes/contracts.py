@@ -7,6 +7,7 @@ queries against them (`hub.queries.planning.check_levels`).
 """
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -84,40 +85,93 @@ def store_published(
 def contracts_for(
     *, session: Session, node_ids: Iterable[str], dataset: str, version: int
 ) -> dict[str, DatasetContract]:
-    """The stored contract of `dataset` at `version` for each node that published it."""
+    """The stored contract of `dataset` at `version` for each node that published it.
+
+    Read per query for every node it names: the rows' digests are read, and a contract is
+    decoded and validated once per distinct digest in this process (nodes of one network
+    mostly publish the same contract), not once per node per query."""
     ids = list(node_ids)
     if not ids:
         return {}
-    rows = session.scalars(
-        select(NodeContract).where(
-            NodeContract.node_id.in_(ids),
-            NodeContract.dataset == dataset,
-            NodeContract.version == version,
-        )
+    where = (
+        NodeContract.node_id.in_(ids),
+        NodeContract.dataset == dataset,
+        NodeContract.version == version,
     )
+    rows = session.execute(select(NodeContract.node_id, NodeContract.digest).where(*where))
+    digests = {node_id: digest for node_id, digest in rows.all()}  # noqa: C416 (Rows, not pairs)
+    unknown = [node_id for node_id, digest in digests.items() if _parsed.get(digest) is None]
+    if unknown:
+        rows = session.execute(
+            select(NodeContract.digest, NodeContract.contract).where(
+                *where, NodeContract.node_id.in_(unknown)
+            )
+        )
+        for digest, raw in rows:
+            if _parsed.get(digest) is None:
+                try:
+                    _parsed.put(digest, DatasetContract.model_validate(raw))
+                except ValidationError:  # stored by an older hub under other rules: fetch again
+                    continue
     out: dict[str, DatasetContract] = {}
-    for row in rows:
-        try:
-            out[row.node_id] = DatasetContract.model_validate(row.contract)
-        except ValidationError:  # stored by an older hub under other rules: fetch again
-            continue
+    for node_id, digest in digests.items():
+        contract = _parsed.get(digest)
+        if contract is not None:
+            out[node_id] = contract
     return out
+
+
+class _ParsedContracts:
+    """Validated contracts by digest (the digest the hub computed when it stored them)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._items: dict[str, DatasetContract] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> DatasetContract | None:
+        with self._lock:
+            return self._items.get(digest)
+
+    def put(self, digest: str, contract: DatasetContract) -> None:
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.clear()
+            self._items[digest] = contract
+
+
+_parsed = _ParsedContracts()
 
 
 def missing(*, session: Session, node_ids: Iterable[str], dataset: str, version: int) -> list[str]:
     """Active push nodes among `node_ids` whose contract version the hub does not hold."""
     ids = list(node_ids)
-    held = set(contracts_for(session=session, node_ids=ids, dataset=dataset, version=version))
-    nodes = session.scalars(
-        select(Node).where(Node.node_id.in_(ids), Node.status == "active", Node.mode == "push")
+    if not ids:
+        return []
+    held = select(NodeContract.node_id).where(
+        NodeContract.node_id == Node.node_id,
+        NodeContract.dataset == dataset,
+        NodeContract.version == version,
     )
-    return [n.node_id for n in nodes if n.node_id not in held and n.url]
+    return list(
+        session.scalars(
+            select(Node.node_id).where(
+                Node.node_id.in_(ids),
+                Node.status == "active",
+                Node.mode == "push",
+                Node.url.is_not(None),
+                Node.url != "",
+                ~held.exists(),
+            )
+        )
+    )
 
 
 # A node whose contracts could not be fetched is not asked again for this long (kept with
 # the hub's node client, so per hub process): a dead node must not slow every page that
 # offers its levels.
 RETRY_AFTER_SECONDS = 60.0
+FETCH_CONCURRENCY = 64
 _failures: "WeakKeyDictionary[httpx.AsyncClient, dict[str, float]]" = WeakKeyDictionary()
 
 
@@ -150,9 +204,17 @@ async def fetch(
         for n, u in nodes
         if now - failed_at.get(n, -RETRY_AFTER_SECONDS) >= RETRY_AFTER_SECONDS
     ]
+    # Bounded, like deliveries: the first query to 1,000 new nodes must not open 1,000
+    # connections at once (and time them all out on a busy machine).
+    limiter = anyio.CapacityLimiter(FETCH_CONCURRENCY)
+
+    async def bounded(node_id: str, url: str) -> None:
+        async with limiter:
+            await one(node_id, url)
+
     async with anyio.create_task_group() as group:
         for node_id, url in due:
-            group.start_soon(one, node_id, url)
+            group.start_soon(bounded, node_id, url)
     return tokens
 
 
@@ -197,9 +259,14 @@ async def refresh(
     def todo() -> list[tuple[str, str]]:
         with sessions() as session:
             wanted = missing(session=session, node_ids=ids, dataset=dataset, version=version)
-            urls = {n.node_id: n.url for n in registry.list_nodes(session=session)}
+            if not wanted:
+                session.rollback()
+                return []
+            rows = session.execute(
+                select(Node.node_id, Node.url).where(Node.node_id.in_(wanted))
+            ).all()
             session.rollback()
-            return [(node_id, urls[node_id]) for node_id in wanted]
+            return [(node_id, url) for node_id, url in rows if url]
 
     nodes = await anyio.to_thread.run_sync(todo)
     if not nodes:

@@ -122,6 +122,9 @@ class InProcessDispatcher:
         self._queue: asyncio.Queue[queries.Outcome] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
         self._in_flight: set[tuple[str, str]] = set()
+        # Bounded fan-out: a query to 1,000 nodes holds at most this many connections and
+        # answers in memory at once; the others wait their turn (their deadline still runs).
+        self._slots = asyncio.Semaphore(settings.node_concurrency)
 
     async def dispatch(
         self,
@@ -187,9 +190,10 @@ class InProcessDispatcher:
         key = (call.query_id, call.node_id)
         self._in_flight.add(key)
         try:
-            result = await push.post_with_retries(
-                client=self._client, call=call, settings=self._settings
-            )
+            async with self._slots:
+                result = await push.post_with_retries(
+                    client=self._client, call=call, settings=self._settings
+                )
         except Exception as exc:  # never takes the hub down; recorded, so never resent
             log.error(
                 "delivery to node %s for query %s failed (%s)",

@@ -141,25 +141,34 @@ def plan_query(
     `aggregation="secure"` marks every request as one for secure aggregation: nodes then
     answer it only inside the hub's SecureInvite and SecureRoster, never as a plain query."""
     sent_spec = node_spec(spec)
+    if not targets:
+        return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=())
+    # One validated request; each node's differs only in its node id and nonce, so it is a
+    # copy of the template (no re-validation) and its canonical JSON a copy of the template's
+    # document: what stays per node is the Ed25519 signature the protocol binds to the node.
+    template = QueryRequest(
+        query_id=query_id,
+        hub_id=hub_id,
+        node_id=targets[0].node_id,
+        agreement_id=terms.agreement_id,
+        agreement_version=terms.version,
+        agreement_digest=agreement_digest,
+        spec=sent_spec,
+        rho=spec.rho,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+        nonce=secrets.token_hex(16),
+        # The node checks these against the agreement itself and records who spent.
+        analyst=analyst,
+        analyst_organisation=analyst_organisation,
+        dissemination=terms.dissemination,
+        aggregation=aggregation,
+    )
+    document = template.model_dump(mode="json")
     calls = []
     for target in targets:
-        request = QueryRequest(
-            query_id=query_id,
-            hub_id=hub_id,
-            node_id=target.node_id,
-            agreement_id=terms.agreement_id,
-            agreement_version=terms.version,
-            agreement_digest=agreement_digest,
-            spec=sent_spec,
-            rho=spec.rho,
-            issued_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
-            nonce=secrets.token_hex(16),
-            # The node checks these against the agreement itself and records who spent.
-            analyst=analyst,
-            analyst_organisation=analyst_organisation,
-            dissemination=terms.dissemination,
-            aggregation=aggregation,
-        )
-        calls.append(PlannedCall(target=target, request=request, jws=signing.sign(request, key)))
+        nonce = secrets.token_hex(16)
+        request = template.model_copy(update={"node_id": target.node_id, "nonce": nonce})
+        jws = signing.sign({**document, "node_id": target.node_id, "nonce": nonce}, key)
+        calls.append(PlannedCall(target=target, request=request, jws=jws))
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

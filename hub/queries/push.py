@@ -29,6 +29,7 @@ from hub.queries.calls import PushCall
 from hub.queries.exceptions import ReleaseRejected
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.releases import sent_digest, sent_request, verify_release
+from hub.queries.transport import ResponseTooLarge, post_node
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
@@ -255,7 +256,7 @@ async def post_with_retries(
         return CallOutcome(node_id=call.node_id, outcome=kind, error_code=code, message=message)
 
     url = f"{call.url}/v1/queries"
-    body = Signed(jws=call.jws).model_dump(mode="json")
+    body = Signed(jws=call.jws).model_dump_json().encode()
     # During a hub key rotation's overlap every push request carries the announcement, so
     # the node pins the new key on this contact (the request itself is signed with it).
     headers = rotation_headers(settings.home)
@@ -275,14 +276,24 @@ async def post_with_retries(
             )
         attempts += 1
         try:
-            response = await client.post(
+            status, content = await post_node(
+                client,
                 url,
-                json=body,
+                body,
                 headers=headers,
                 timeout=min(settings.node_timeout_seconds, remaining),
+                max_bytes=settings.node_response_max_bytes,
             )
-            if response.status_code >= 500:
+            if status >= 500:
                 raise _Retryable
+        except ResponseTooLarge:
+            log.warning(
+                "node %s answered query %s with too large a body", call.node_id, call.query_id
+            )
+            return replace(
+                outcome("failed", "response_too_large", "the node's answer is too large"),
+                attempts=attempts,
+            )
         except httpx.TimeoutException:
             last = outcome("timeout", "node_timeout", "the node did not answer in time")
             continue
@@ -291,29 +302,29 @@ async def post_with_retries(
             continue
         except _Retryable:
             # Kept with the node's own code when it gave one (`release_failed`, ...).
-            last = replace(_refused(call, response), outcome="failed")
-            if last.error_code == f"http_{response.status_code}":
+            last = replace(_refused(call, status, content), outcome="failed")
+            if last.error_code == f"http_{status}":
                 last = outcome("failed", "node_error", "the node answered with a server error")
             continue
-        if response.status_code >= 400:
-            return replace(_refused(call, response), attempts=attempts)
-        return replace(_verified(call, response), attempts=attempts)
+        if status >= 400:
+            return replace(_refused(call, status, content), attempts=attempts)
+        return replace(_verified(call, content), attempts=attempts)
     return replace(last, attempts=max(attempts, 1))
 
 
-def _refused(call: PushCall, response: httpx.Response) -> CallOutcome:
+def _refused(call: PushCall, status: int, content: bytes) -> CallOutcome:
     try:
-        error = ErrorResponse.model_validate_json(response.content).error
+        error = ErrorResponse.model_validate_json(content).error
         code, message = error.code[:100], error.message[:MAX_NODE_MESSAGE]
     except ValidationError:
-        code, message = f"http_{response.status_code}", "the node refused the request"
+        code, message = f"http_{status}", "the node refused the request"
     return CallOutcome(node_id=call.node_id, outcome="refused", error_code=code, message=message)
 
 
-def _verified(call: PushCall, response: httpx.Response) -> CallOutcome:
+def _verified(call: PushCall, content: bytes) -> CallOutcome:
     """Accept only a release signed by the pinned key that answers exactly what was sent."""
     try:
-        token = Signed.model_validate_json(response.content).jws
+        token = Signed.model_validate_json(content).jws
         release = verify_release(
             token=token,
             request=call.request,

@@ -107,12 +107,11 @@ class ParsedReleases:
                     del self._items[key]
             self._items[(query_id, node_id)] = release
 
-    def get(self, query_id: str, node_id: str, stored: dict[str, Any]) -> Release:
+    def peek(self, query_id: str, node_id: str) -> Release | None:
+        """The release if this process parsed it (None: read the stored payload)."""
         with self._lock:
             cached = self._items.get((query_id, node_id))
-        if cached is not None and str(cached.query_id) == query_id:
-            return cached
-        return Release.model_validate(stored)
+        return cached if cached is not None and str(cached.query_id) == query_id else None
 
 
 parsed_releases = ParsedReleases()

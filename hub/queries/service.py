@@ -13,8 +13,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import signing
 from contracts.v1 import (
@@ -221,8 +222,15 @@ def prepare_query(
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
     # One writer per query at a time (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE
-    # already serialises), so concurrent arrivals never overwrite each other's result.
-    row = session.get(QueryRow, query_id, with_for_update=True, populate_existing=True)
+    # already serialises), so concurrent arrivals never overwrite each other's result. The
+    # stored result (one status per node) is only ever replaced here, never read: deferred.
+    row = session.get(
+        QueryRow,
+        query_id,
+        with_for_update=True,
+        populate_existing=True,
+        options=[defer(QueryRow.result)],
+    )
     if row is None:
         raise QueryNotFound()
     return row
@@ -301,17 +309,66 @@ def record_outcomes(
     stored = [False] * len(outcomes)
     for query_id, indexes in by_query.items():
         row = _locked_query(session, query_id)
-        tasks = _tasks(session, query_id, releases=False)
-        by_node = {t.node_id: t for t in tasks}
+        # Only the batch's own tasks, without their payloads: a query of N nodes answered in
+        # B batches reads N task rows in all, not N per batch.
+        by_node = {
+            t.node_id: t
+            for t in session.scalars(
+                select(QueryNodeRow)
+                .where(
+                    QueryNodeRow.query_id == query_id,
+                    QueryNodeRow.node_id.in_({outcomes[i].node_id for i in indexes}),
+                )
+                .options(
+                    defer(QueryNodeRow.release),
+                    defer(QueryNodeRow.release_jws),
+                    defer(QueryNodeRow.request_jws),
+                )
+                .execution_options(populate_existing=True)
+            )
+        }
         events: list[audit.Event] = []
         for index in indexes:
             stored[index] = _apply(by_node, outcomes[index], now=now, events=events)
         audit.append_many(session=session, events=events)
-        if events and not any(t.outcome == "pending" for t in tasks):
-            # The last task closed: combine every stored release (this flushes the new ones).
-            _refresh(session, row, _tasks(session, query_id), now=now)
+        if events and not _pending(session, query_id):
+            # The last task closed: combine every stored release (flushed by the count).
+            _refresh(session, row, _tasks_to_combine(session, row), now=now)
     session.commit()
     return stored
+
+
+def _pending(session: Session, query_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(QueryNodeRow)
+            .where(QueryNodeRow.query_id == query_id, QueryNodeRow.outcome == "pending")
+        )
+        or 0
+    )
+
+
+def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
+    """The query's tasks for `_build`: a per-node query's stored releases are read only for
+    the answers this process has not verified and parsed itself (parsed_releases)."""
+    if (row.rules or {}).get("aggregation") == "secure":
+        return _tasks(session, row.query_id)
+    tasks = _tasks(session, row.query_id, releases=False)
+    unparsed = [
+        t.id
+        for t in tasks
+        if t.outcome == "ok" and parsed_releases.peek(row.query_id, t.node_id) is None
+    ]
+    if unparsed:
+        by_id = {t.id: t for t in tasks}
+        for chunk in range(0, len(unparsed), 500):
+            ids = unparsed[chunk : chunk + 500]
+            for task_id, release in session.execute(
+                select(QueryNodeRow.id, QueryNodeRow.release).where(QueryNodeRow.id.in_(ids))
+            ):
+                set_committed_value(by_id[task_id], "release", release)
+    return tasks
 
 
 def _apply(
@@ -442,13 +499,9 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     spec = QuerySpec.model_validate(row.spec)
     rules: dict[str, Any] = row.rules or {}
     answers = [
-        NodeAnswer(
-            node_id=t.node_id,
-            country=t.country or "",
-            release=parsed_releases.get(row.query_id, t.node_id, t.release),
-        )
+        NodeAnswer(node_id=t.node_id, country=t.country or "", release=release)
         for t in tasks
-        if t.outcome == "ok" and t.release is not None
+        if t.outcome == "ok" and (release := _release(row.query_id, t)) is not None
     ]
     secure = rules.get("aggregation") == "secure"
     contributions = [
@@ -489,6 +542,14 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         deadline=row.deadline if row.deadline is not None else None,
         completed_at=row.completed_at if row.completed_at is not None else None,
     )
+
+
+def _release(query_id: str, task: QueryNodeRow) -> Release | None:
+    """A task's verified release: parsed here already, else parsed from what is stored."""
+    parsed = parsed_releases.peek(query_id, task.node_id)
+    if parsed is not None:
+        return parsed
+    return None if task.release is None else Release.model_validate(task.release)
 
 
 def _cells(

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from hub.queries.transport import PerOriginTransport, node_client
+from hub.queries.transport import PerOriginTransport, ResponseTooLarge, node_client, post_node
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
@@ -66,5 +66,105 @@ def test_closed_transport_refuses_requests() -> None:
         await transport.aclose()
         with pytest.raises(RuntimeError):
             await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+
+    asyncio.run(run())
+
+
+async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Server:
+    """A server answering each request with the next scripted bytes; b"" closes instead."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            while answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                answer = answers.pop(0)
+                if not answer:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+CHUNKED = b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n'
+
+
+def test_deliveries_take_the_lean_path_with_lengths_chunks_and_keep_alive() -> None:
+    async def run() -> tuple[list[tuple[int, bytes]], list[int]]:
+        conns: list[int] = []
+        server = await _scripted([RESPONSE, CHUNKED, RESPONSE], conns)
+        port = server.sockets[0].getsockname()[1]
+        transport = PerOriginTransport()
+        got = []
+        async with server, node_client(timeout=5, transport=transport) as client:
+            for _ in range(3):
+                got.append(
+                    await post_node(
+                        client,
+                        f"http://127.0.0.1:{port}/v1/queries",
+                        b"{}",
+                        headers={},
+                        timeout=5,
+                        max_bytes=1000,
+                    )
+                )
+            assert transport.origins == []  # never through httpx's pools
+        return got, conns
+
+    got, conns = asyncio.run(run())
+    assert got == [(200, b"{}"), (200, b'{"a":1}'), (200, b"{}")]
+    assert len(conns) == 1
+
+
+def test_an_answer_over_the_limit_is_refused_unread_and_a_closed_connection_is_replaced() -> None:
+    big = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n" + b" " * 5000
+    big_chunks = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"400\r\n" + b" " * 1024
+
+    async def run() -> tuple[list[str], list[int]]:
+        conns: list[int] = []
+        # The second request finds its kept-alive connection closed by the server ("").
+        server = await _scripted([RESPONSE, b"", RESPONSE, big, big_chunks], conns)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        seen = []
+        async with server, node_client(timeout=5) as client:
+            for _ in range(4):
+                try:
+                    status, _ = await post_node(
+                        client, url, b"{}", headers={}, timeout=5, max_bytes=1000
+                    )
+                    seen.append(str(status))
+                except ResponseTooLarge:
+                    seen.append("too large")
+        return seen, conns
+
+    seen, conns = asyncio.run(run())
+    assert seen == ["200", "200", "too large", "too large"]
+    assert len(conns) == 3  # a new connection after the close and after each refusal
+
+
+def test_a_node_that_does_not_answer_times_out() -> None:
+    async def run() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                await reader.read()  # until the hub gives up and closes
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        async with server, node_client(timeout=5) as client:
+            with pytest.raises(httpx.TimeoutException):
+                await post_node(client, url, b"{}", headers={}, timeout=0.2, max_bytes=1000)
 
     asyncio.run(run())
