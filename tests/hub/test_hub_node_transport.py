@@ -70,7 +70,9 @@ def test_closed_transport_refuses_requests() -> None:
     asyncio.run(run())
 
 
-async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Server:
+async def _scripted(
+    answers: list[bytes], connections: list[int], heads: list[bytes] | None = None
+) -> asyncio.Server:
     """A server answering each request with the next scripted bytes; b"" closes instead, as
     does an answer saying `connection: close` once written."""
 
@@ -79,6 +81,8 @@ async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Ser
         try:
             while answers:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if heads is not None:
+                    heads.append(head.lower())
                 length = next(
                     int(line.split(b":")[1])
                     for line in head.split(b"\r\n")
@@ -178,3 +182,33 @@ def test_a_node_that_does_not_answer_times_out() -> None:
                 await post_node(client, url, b"{}", headers={}, timeout=0.2, max_bytes=1000)
 
     asyncio.run(run())
+
+
+def test_deliveries_keep_no_cookies_and_take_no_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A proxy nobody listens on: a delivery through it would fail.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    with_cookie = RESPONSE.replace(b"\r\n\r\n", b"\r\nset-cookie: s=1; Path=/\r\n\r\n", 1)
+
+    async def run() -> tuple[list[int], list[bytes]]:
+        conns: list[int] = []
+        heads: list[bytes] = []
+        server = await _scripted([with_cookie, RESPONSE], conns, heads)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        statuses = []
+        async with server, node_client(timeout=5) as client:
+            for _ in range(2):
+                status, _ = await post_node(
+                    client, url, b"{}", headers={"x-sauti": "1"}, timeout=5, max_bytes=1000
+                )
+                statuses.append(status)
+        return statuses, heads
+
+    statuses, heads = asyncio.run(run())
+    assert statuses == [200, 200]
+    assert len(heads) == 2
+    assert all(head.startswith(b"post /v1/queries http/1.1") for head in heads)
+    assert all(b"x-sauti: 1" in head for head in heads)
+    assert not any(b"cookie" in head for head in heads)
