@@ -43,7 +43,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with node_client(
-            timeout=settings.node_timeout_seconds, transport=transport
+            timeout=settings.node_timeout_seconds,
+            transport=transport,
+            concurrency=settings.node_concurrency,
         ) as client:
             state.client = client
             state.dispatcher = make_dispatcher(settings, client=client, state=state)

@@ -68,7 +68,10 @@ class WorkerRuntime:
                 ).start()
 
                 async def make() -> httpx.AsyncClient:
-                    return node_client(timeout=self.settings.node_timeout_seconds)
+                    return node_client(
+                        timeout=self.settings.node_timeout_seconds,
+                        concurrency=self.settings.node_concurrency,
+                    )
 
                 self._client = asyncio.run_coroutine_threadsafe(make(), loop).result()
                 self._loop = loop

@@ -70,14 +70,19 @@ def test_closed_transport_refuses_requests() -> None:
     asyncio.run(run())
 
 
-async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Server:
-    """A server answering each request with the next scripted bytes; b"" closes instead."""
+async def _scripted(
+    answers: list[bytes], connections: list[int], heads: list[bytes] | None = None
+) -> asyncio.Server:
+    """A server answering each request with the next scripted bytes; b"" closes instead, as
+    does an answer saying `connection: close` once written."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
         try:
             while answers:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if heads is not None:
+                    heads.append(head.lower())
                 length = next(
                     int(line.split(b":")[1])
                     for line in head.split(b"\r\n")
@@ -89,6 +94,8 @@ async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Ser
                     break
                 writer.write(answer)
                 await writer.drain()
+                if b"connection: close" in answer:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -98,17 +105,21 @@ async def _scripted(answers: list[bytes], connections: list[int]) -> asyncio.Ser
 
 
 CHUNKED = b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n'
+UNTIL_CLOSE = b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"b":2}'
+REDIRECT = (
+    b"HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:9/\r\ncontent-length: 0\r\n\r\n"
+)
 
 
 def test_deliveries_take_the_lean_path_with_lengths_chunks_and_keep_alive() -> None:
     async def run() -> tuple[list[tuple[int, bytes]], list[int]]:
         conns: list[int] = []
-        server = await _scripted([RESPONSE, CHUNKED, RESPONSE], conns)
+        server = await _scripted([RESPONSE, CHUNKED, REDIRECT, RESPONSE, UNTIL_CLOSE], conns)
         port = server.sockets[0].getsockname()[1]
         transport = PerOriginTransport()
         got = []
         async with server, node_client(timeout=5, transport=transport) as client:
-            for _ in range(3):
+            for _ in range(5):
                 got.append(
                     await post_node(
                         client,
@@ -123,12 +134,15 @@ def test_deliveries_take_the_lean_path_with_lengths_chunks_and_keep_alive() -> N
         return got, conns
 
     got, conns = asyncio.run(run())
-    assert got == [(200, b"{}"), (200, b'{"a":1}'), (200, b"{}")]
+    # A redirect is an answer like any other, never followed.
+    assert got == [(200, b"{}"), (200, b'{"a":1}'), (307, b""), (200, b"{}"), (200, b'{"b":2}')]
     assert len(conns) == 1
 
 
 def test_an_answer_over_the_limit_is_refused_unread_and_a_closed_connection_is_replaced() -> None:
-    big = b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n" + b" " * 5000
+    # Announced far over the limit, and only begun: waiting for the rest would time out.
+    big = b"HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n" + b" " * 100
+    # Streamed over the limit, never ended: refused once the limit is passed.
     big_chunks = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"400\r\n" + b" " * 1024
 
     async def run() -> tuple[list[str], list[int]]:
@@ -168,3 +182,33 @@ def test_a_node_that_does_not_answer_times_out() -> None:
                 await post_node(client, url, b"{}", headers={}, timeout=0.2, max_bytes=1000)
 
     asyncio.run(run())
+
+
+def test_deliveries_keep_no_cookies_and_take_no_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A proxy nobody listens on: a delivery through it would fail.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    with_cookie = RESPONSE.replace(b"\r\n\r\n", b"\r\nset-cookie: s=1; Path=/\r\n\r\n", 1)
+
+    async def run() -> tuple[list[int], list[bytes]]:
+        conns: list[int] = []
+        heads: list[bytes] = []
+        server = await _scripted([with_cookie, RESPONSE], conns, heads)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        statuses = []
+        async with server, node_client(timeout=5) as client:
+            for _ in range(2):
+                status, _ = await post_node(
+                    client, url, b"{}", headers={"x-sauti": "1"}, timeout=5, max_bytes=1000
+                )
+                statuses.append(status)
+        return statuses, heads
+
+    statuses, heads = asyncio.run(run())
+    assert statuses == [200, 200]
+    assert len(heads) == 2
+    assert all(head.startswith(b"post /v1/queries http/1.1") for head in heads)
+    assert all(b"x-sauti: 1" in head for head in heads)
+    assert not any(b"cookie" in head for head in heads)
