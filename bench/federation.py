@@ -46,6 +46,7 @@ from node.agreements import service as node_agreements
 from node.app import create_app as create_node_app
 from node.datasets import service as node_datasets
 from node.settings import NodeSettings
+from runtime.apps import settle_heap
 from sauti.demo.data import DemoNode, demo_nodes
 from sauti.demo.run import ANALYST_ORG, SECRETARIAT, demo_terms
 
@@ -213,6 +214,7 @@ async def measure(
     identity = hub_home.load_identity(settings.home)
     admin, analyst = tokens(settings)
     app = create_hub_app(settings, transport=transport)
+    settle_heap()  # as `sauti hub serve` and the hub's workers do once their app is built
     latencies: list[float] = []
     cpu_times: list[float] = []
     async with (

@@ -94,7 +94,9 @@ def create_app(
 def app_from_environment() -> FastAPI:
     """The app of one of `sauti hub serve --processes N`'s children: settings from HUB_HOME
     and the rest of the environment, as the parent read them."""
-    return create_app(HubSettings())  # home: HUB_HOME
+    app = create_app(HubSettings())  # home: HUB_HOME
+    apps.settle_heap()
+    return app
 
 
 def make_dispatcher(

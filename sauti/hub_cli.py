@@ -125,6 +125,7 @@ def serve(
     from hub.app import create_app
     from hub.exceptions import HubError
     from hub.settings import HubSettings
+    from runtime.apps import settle_heap
 
     settings = HubSettings(home=home)
     count = processes or settings.api_processes
@@ -135,6 +136,7 @@ def serve(
         application = create_app(settings)
     except HubError as exc:
         raise _fail(f"{exc.code}: {exc.message}") from exc
+    settle_heap()
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
     with data_free_logging():
         uvicorn.run(application, host=host, port=port, log_config=None)

@@ -102,12 +102,15 @@ def run_worker(home: Path, *, pool: str, concurrency: int, loglevel: str) -> Non
 
     from hub.queries.worker import create_celery
     from hub.settings import HubSettings
+    from runtime.apps import settle_heap
 
     settings = HubSettings(home=home)
     # Celery configures nothing itself when someone handles this signal: logs stay data-free.
     setup_logging.connect(lambda **_: None, weak=False)
+    celery = create_celery(settings)
+    settle_heap()
     with data_free_logging(loglevel):
-        create_celery(settings).worker_main(
+        celery.worker_main(
             [
                 "worker",
                 f"--pool={pool}",
