@@ -77,7 +77,7 @@ def postgres_url(
         yield postgres_databases.url(name)
     finally:
         _collect_abandoned_connections()
-        postgres_databases.drop_later(name)
+        postgres_databases.release(name)
 
 
 @pytest.fixture(scope="session")
