@@ -21,11 +21,35 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from runtime.db import UtcDateTime
 
+
+class _Hashing:
+    """The process's password hasher, and a hash of its own verified against when the
+    account does not exist, so a wrong user name costs as much time as a wrong password and
+    answers cannot be timed to find which names exist."""
+
+    hasher: PasswordHasher
+    dummy_hash: str
+
+    def __init__(self, hasher: PasswordHasher) -> None:
+        self.use(hasher)
+
+    def use(self, hasher: PasswordHasher) -> None:
+        self.hasher = hasher
+        self.dummy_hash = hasher.hash(secrets.token_urlsafe(16))
+
+
 # argon2id with the library's defaults (RFC 9106 low-memory profile: t=3, m=64 MiB, p=4).
-_hasher = PasswordHasher()
-# Verified against when the account does not exist, so a wrong user name costs as much
-# time as a wrong password and answers cannot be timed to find which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_hashing = _Hashing(PasswordHasher())
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Hash, verify and judge rehashing with `hasher` from now on, in this process.
+
+    For the test suite: its throwaway accounts use argon2id's cheapest parameters, since
+    they guard nothing and no test measures the work factor; production keeps the default.
+    """
+    _hashing.use(hasher)
+
 
 MAX_PASSWORD_LENGTH = 256
 # The most common passwords of public breach corpora (a short list is enough: the length
@@ -83,20 +107,21 @@ def login_name(username: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hashing.hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """True if `password` matches; with no hash (no account) still spends the same time."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        matches = _hashing.hasher.verify(password_hash or _hashing.dummy_hash, password)
+        return matches and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(password_hash: str) -> bool:
     """True when the hash was made with weaker parameters than today's defaults."""
-    return _hasher.check_needs_rehash(password_hash)
+    return _hashing.hasher.check_needs_rehash(password_hash)
 
 
 @dataclass(frozen=True)

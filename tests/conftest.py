@@ -9,12 +9,20 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from database_support import PostgresDatabases, Side, SqliteTemplates
+
+from runtime import credentials
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout=3"
+
+# The suite's accounts guard nothing and no test measures argon2's work factor: hash their
+# passwords with argon2id's cheapest parameters (a quarter of a CPU second less per login,
+# password change and account). Servers started as separate processes keep the default.
+credentials.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -77,7 +85,7 @@ def postgres_url(
         yield postgres_databases.url(name)
     finally:
         _collect_abandoned_connections()
-        postgres_databases.drop_later(name)
+        postgres_databases.release(name)
 
 
 @pytest.fixture(scope="session")
