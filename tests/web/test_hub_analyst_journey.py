@@ -140,6 +140,8 @@ def login(page: Page, site: Site, lang: str) -> None:
 def choose(page: Page, field: str, value: str) -> None:
     """Pick an option; the builder reloads its options (htmx) when the field drives them."""
     select = page.locator(f"#builder select[name={field}]")
+    if select.input_value() == value:
+        return  # already chosen (the only choice left): a person picks nothing here
     reloads = select.get_attribute("hx-post") is not None
     if reloads:
         with page.expect_response(lambda r: r.url.endswith("/analyst/options")):
