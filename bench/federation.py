@@ -146,6 +146,26 @@ def tokens(settings: HubSettings) -> tuple[str, str]:
     return admin, analyst
 
 
+async def propose(
+    hub: httpx.AsyncClient,
+    *,
+    admin: str,
+    parties: Sequence[Any],
+    hub_id: str,
+    aggregation: Aggregation,
+) -> SignedAgreement:
+    """The demo's agreement among `parties` (budget 10), proposed at the hub and signed by it."""
+    terms = demo_terms(nodes=parties, hub_id=hub_id)
+    terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
+    r = await hub.post(
+        "/v1/agreements",
+        json=terms.model_dump(mode="json"),
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    r.raise_for_status()
+    return SignedAgreement.model_validate(r.json()["agreement"])
+
+
 async def agree(
     hub: httpx.AsyncClient,
     *,
@@ -172,15 +192,10 @@ async def agree(
             headers={"Authorization": f"Bearer {admin}"},
         )
         r.raise_for_status()
-    terms = demo_terms(nodes=nodes, hub_id=identity.hub_id)
-    terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
-    r = await hub.post(
-        "/v1/agreements",
-        json=terms.model_dump(mode="json"),
-        headers={"Authorization": f"Bearer {admin}"},
+    signed = await propose(
+        hub, admin=admin, parties=nodes, hub_id=identity.hub_id, aggregation=aggregation
     )
-    r.raise_for_status()
-    signed = SignedAgreement.model_validate(r.json()["agreement"])
+    terms = signed.terms
     for node in nodes:
         signature = node_agreements.sign(home=homes[node.node_id], agreement=signed)
         r = await hub.post(
@@ -230,16 +245,14 @@ async def measure(
                 headers={"Authorization": f"Bearer {admin}"},
             )
             r.raise_for_status()
-        parties = stub_nodes.parties(nodes, contract)
-        terms = demo_terms(nodes=parties, hub_id=identity.hub_id)
-        terms = terms.model_copy(update={"rho_budget": 10.0, "aggregation": aggregation})
-        r = await hub.post(
-            "/v1/agreements",
-            json=terms.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {admin}"},
+        signed = await propose(
+            hub,
+            admin=admin,
+            parties=stub_nodes.parties(nodes, contract),
+            hub_id=identity.hub_id,
+            aggregation=aggregation,
         )
-        r.raise_for_status()
-        signed = SignedAgreement.model_validate(r.json()["agreement"])
+        terms = signed.terms
         if len(nodes) > SIGN_DIRECTLY_ABOVE:
             stub_nodes.store_signatures(settings.effective_database_url, signed, nodes)
         for node in nodes if len(nodes) <= SIGN_DIRECTLY_ABOVE else ():
