@@ -22,6 +22,7 @@ from contracts.v1 import SignedAgreement
 from node.agreements import service as node_agreements
 from sauti.demo.data import demo_nodes
 from sauti.demo.run import demo_terms, federation, hub_web_logins
+from tests.web.builder_support import choose
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 # The elements reaching past the right edge of the screen (what makes a page scroll sideways).
@@ -135,20 +136,6 @@ def login(page: Page, site: Site, lang: str) -> None:
     page.locator("input[name=password]").fill(site.password)
     page.locator("form[action='/login'] button[type=submit]").click()
     expect(page.locator("header.site .who")).to_contain_text("analyst")
-
-
-def choose(page: Page, field: str, value: str) -> None:
-    """Pick an option; the builder reloads its options (htmx) when the field drives them."""
-    select = page.locator(f"#builder select[name={field}]")
-    if select.input_value() == value:
-        return  # already chosen (the only choice left): a person picks nothing here
-    reloads = select.get_attribute("hx-post") is not None
-    if reloads:
-        with page.expect_response(lambda r: r.url.endswith("/analyst/options")):
-            select.select_option(value)
-        page.wait_for_load_state("networkidle")
-    else:
-        select.select_option(value)
 
 
 def build_and_run(page: Page, measure: str) -> None:

@@ -34,6 +34,7 @@ from hub.app import create_app
 from hub.home import init_home
 from hub.settings import HubSettings
 from sauti.serve import serve_in_thread
+from tests.web.builder_support import choose
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 # The elements reaching past the right edge of the screen (what makes a page scroll sideways).
@@ -168,8 +169,8 @@ def test_analyst_runs_a_query_and_sees_table_and_chart(page: Page, site: Site) -
     page.goto(f"{site.url}/analyst")
     expect(page.get_by_text("Budget left at the hub")).to_be_visible()
     check_page(page, "analyst-form")
-    page.get_by_label("Measure", exact=True).select_option("count")
-    page.get_by_label("Breakdown 1").select_option("sex")
+    choose(page, "measure", "count")
+    choose(page, "group_by_1", "sex")
     page.get_by_label("Privacy cost (rho)").fill("0.1")
     page.get_by_role("button", name="Run the query").click()
     expect(page.locator("#result-table")).to_be_visible(timeout=15_000)
@@ -188,7 +189,7 @@ def test_analyst_runs_a_query_and_sees_table_and_chart(page: Page, site: Site) -
 def test_node_status_updates_by_itself_until_complete(page: Page, site: Site) -> None:
     login(page, site, "amina")
     page.goto(f"{site.url}/analyst")
-    page.get_by_label("Breakdown 1").select_option("sex")
+    choose(page, "group_by_1", "sex")
     site.gate.clear()
     try:
         page.get_by_role("button", name="Run the query").click()

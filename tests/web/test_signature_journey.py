@@ -35,6 +35,7 @@ from node.settings import NodeSettings
 from node.web.i18n import translations as node_translations
 from sauti.serve import serve_in_thread
 from tests.node.conftest import contract, frame
+from tests.web.builder_support import choose
 from tests.web.guide_shots import languages, shot
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -255,8 +256,8 @@ def test_steward_signs_on_the_node_then_the_hub_and_an_analyst_use_it(
     _hub_login(page, fed, "amina", lang)
     page.goto(f"{fed.hub_url}/analyst?agreement_id={agreement_id}")
     check_page(page, f"hub-analyst-{lang}")
-    page.locator("#measure").select_option("count")
-    page.locator("#group_by_1").select_option("sex")
+    choose(page, "measure", "count")
+    choose(page, "group_by_1", "sex")
     page.locator("#rho").fill("0.1")
     page.locator("#rho").locator("xpath=ancestor::form").locator("button[type=submit]").last.click()
     expect(page.locator("#result-table")).to_be_visible(timeout=30_000)
