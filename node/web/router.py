@@ -20,7 +20,7 @@ from node.auth.exceptions import (
 from node.datasets import uploads
 from node.datasets.exceptions import ContractConflict, ContractInvalid
 from node.datasets.schemas import ValidationReport
-from node.exceptions import DatasetError
+from node.exceptions import DatasetError, NodeError
 from node.harmonisation.exceptions import HarmonisationError
 from node.settings import NodeSettings
 from node.web import fonts, forms, multipart, service, session
@@ -290,19 +290,23 @@ def _typed(form: UploadForm) -> dict[str, str]:
 async def import_dataset(request: Request, settings: SettingsDep, browser: SessionDep) -> Response:
     """Check an uploaded export against the dataset's newest contract, or import it."""
     form = UploadForm()
-    try:
-        staged = await _staged_form(request, settings, browser, form)
-    except _UPLOAD_REFUSALS as exc:
-        refused = forms.upload_error(exc, has_codebook=True)
+
+    async def refuse(exc: NodeError) -> Response:
+        """The datasets page again, with what was typed and why the upload was refused."""
         return await _datasets_page(
             request,
             settings,
             browser,
-            refused=refused,
+            refused=forms.upload_error(exc, has_codebook=True),
             form_id="import",
             typed=_typed(form),
             report=getattr(exc, "report", None),
         )
+
+    try:
+        staged = await _staged_form(request, settings, browser, form)
+    except _UPLOAD_REFUSALS as exc:
+        return await refuse(exc)
     try:
         mode = form.get("mode", "check")
         if mode not in ("check", "import"):
@@ -317,16 +321,7 @@ async def import_dataset(request: Request, settings: SettingsDep, browser: Sessi
             by=f"steward:{browser.steward.name}",
         )
     except _UPLOAD_REFUSALS as exc:
-        refused = forms.upload_error(exc, has_codebook=True)
-        return await _datasets_page(
-            request,
-            settings,
-            browser,
-            refused=refused,
-            form_id="import",
-            typed=_typed(form),
-            report=getattr(exc, "report", None),
-        )
+        return await refuse(exc)
     finally:
         uploads.discard(settings.home, staged.token)
     status = 200 if outcome.report.ok else 422
