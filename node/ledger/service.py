@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from contracts import budget as exact
@@ -28,6 +29,11 @@ from node.ledger.schemas import (
     SpendBy,
 )
 from node.settings import NodeSettings
+
+# The ledger's tables, for the Core statements of the per-query path.
+_BUDGETS = cast(Table, BudgetRow.__table__)
+_RELEASES = cast(Table, ReleaseRow.__table__)
+_CHARGES = cast(Table, BudgetCharge.__table__)
 
 # Who spent a budget when the request does not say (requests from hubs before v1 carried it).
 HUB = "hub"
@@ -81,28 +87,41 @@ def reserve(
     was spent.
     """
     now = _utc(now or datetime.now(UTC))
-    budget = session.execute(
-        select(BudgetRow).where(BudgetRow.agreement_id == terms.agreement_id).with_for_update()
-    ).scalar_one_or_none()
+    # Core statements on the session's connection: this runs for every query, and the ORM's
+    # unit of work (identity map, flush ordering) costs more than the statements themselves.
+    connection = session.connection()
+    agreement_id = terms.agreement_id
+    budget = connection.execute(
+        select(_BUDGETS.c.rho_spent)
+        .where(_BUDGETS.c.agreement_id == agreement_id)
+        .with_for_update()
+    ).first()
     if budget is None:
-        budget = BudgetRow(agreement_id=terms.agreement_id, rho_spent=exact.ZERO, queries=0)
-        session.add(budget)
-        session.flush()
-    existing = session.get(ReleaseRow, str(query_id))
+        connection.execute(
+            insert(_BUDGETS).values(agreement_id=agreement_id, rho_spent=exact.ZERO, queries=0)
+        )
+    lifetime = exact.ZERO if budget is None else budget[0]
+    qid = str(query_id)
+    existing = connection.execute(
+        select(_RELEASES.c.request_digest, _RELEASES.c.release).where(_RELEASES.c.query_id == qid)
+    ).first()
     if existing is not None:
-        if existing.request_digest != request_digest:
+        if existing[0] != request_digest:
             raise QueryIdConflict("this query id was already used for another request")
-        if existing.release is not None:
-            return Reservation(outcome="stored", release_jws=existing.release)
+        if existing[1] is not None:
+            return Reservation(outcome="stored", release_jws=existing[1])
         return Reservation(outcome="pending")
     cost = exact.rho(rho)
-    _check_covers(session, terms=terms, cost=cost, now=now, lifetime=budget.rho_spent)
-    budget.rho_spent = exact.add(budget.rho_spent, cost)
-    budget.queries += 1
-    session.add(
-        ReleaseRow(
-            query_id=str(query_id),
-            agreement_id=terms.agreement_id,
+    _check_covers(session, terms=terms, cost=cost, now=now, lifetime=lifetime)
+    connection.execute(
+        update(_BUDGETS)
+        .where(_BUDGETS.c.agreement_id == agreement_id)
+        .values(rho_spent=exact.add(lifetime, cost), queries=_BUDGETS.c.queries + 1)
+    )
+    connection.execute(
+        insert(_RELEASES).values(
+            query_id=qid,
+            agreement_id=agreement_id,
             request_digest=request_digest,
             rho=cost,
             created_at=now.isoformat(),
@@ -110,10 +129,10 @@ def reserve(
         )
     )
     info = charge or ChargeInfo(version=terms.version, dataset="", measure="")
-    session.add(
-        BudgetCharge(
-            query_id=str(query_id),
-            agreement_id=terms.agreement_id,
+    connection.execute(
+        insert(_CHARGES).values(
+            query_id=qid,
+            agreement_id=agreement_id,
             version=info.version,
             rho=cost,
             charged_at=now,
@@ -126,7 +145,6 @@ def reserve(
             group_by=json.dumps(list(info.group_by)),
         )
     )
-    session.flush()
     return Reservation(outcome="charged")
 
 
@@ -192,15 +210,17 @@ def stored_release(session: Session, *, query_id: UUID, request_digest: str) -> 
 
 def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:
     """Store the release if none is stored yet; returns the one stored (first writer wins)."""
-    result = session.execute(
-        update(ReleaseRow)
-        .where(ReleaseRow.query_id == str(query_id), ReleaseRow.release.is_(None))
+    # Core, as in `reserve`: an ORM-enabled UPDATE would also search the identity map.
+    connection = session.connection()
+    result = connection.execute(
+        update(_RELEASES)
+        .where(_RELEASES.c.query_id == str(query_id), _RELEASES.c.release.is_(None))
         .values(release=release_jws)
     )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    if result.rowcount == 1:
         return release_jws
-    stored = session.execute(
-        select(ReleaseRow.release).where(ReleaseRow.query_id == str(query_id))
+    stored: str | None = connection.execute(
+        select(_RELEASES.c.release).where(_RELEASES.c.query_id == str(query_id))
     ).scalar_one()
     assert stored is not None
     return stored
