@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import cast
 from uuid import UUID
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from contracts import budget as exact
@@ -17,7 +17,7 @@ from contracts.agreement_rules import budget_window, period_label
 from contracts.v1 import AgreementTerms
 from node.agreements.exceptions import AgreementUnknown
 from node.agreements.models import AgreementRow
-from node.db import exact_sum, transaction, url_for
+from node.db import ExactDecimal, exact_sum, transaction, url_for
 from node.ledger.exceptions import BudgetExhausted, QueryIdConflict
 from node.ledger.models import BudgetCharge, BudgetRow, ReleaseRow
 from node.ledger.schemas import (
@@ -34,6 +34,29 @@ from node.settings import NodeSettings
 _BUDGETS = cast(Table, BudgetRow.__table__)
 _RELEASES = cast(Table, ReleaseRow.__table__)
 _CHARGES = cast(Table, BudgetCharge.__table__)
+# Built once (SQLAlchemy then reuses their compiled form and cache keys): the statements of
+# every charge. The budget row's lock is FOR UPDATE on PostgreSQL (SQLite's BEGIN IMMEDIATE
+# already holds the write lock).
+_LOCK_BUDGET = (
+    select(_BUDGETS.c.rho_spent)
+    .where(_BUDGETS.c.agreement_id == bindparam("agreement"))
+    .with_for_update()
+)
+_INTENT = select(_RELEASES.c.request_digest, _RELEASES.c.release).where(
+    _RELEASES.c.query_id == bindparam("query")
+)
+_CHARGE_BUDGET = (
+    update(_BUDGETS)
+    .where(_BUDGETS.c.agreement_id == bindparam("agreement"))
+    .values(rho_spent=bindparam("spent", type_=ExactDecimal()), queries=_BUDGETS.c.queries + 1)
+)
+_INSERT_INTENT = insert(_RELEASES)
+_INSERT_CHARGE = insert(_CHARGES)
+_STORE = (
+    update(_RELEASES)
+    .where(_RELEASES.c.query_id == bindparam("query"), _RELEASES.c.release.is_(None))
+    .values(release=bindparam("release"))
+)
 
 # Who spent a budget when the request does not say (requests from hubs before v1 carried it).
 HUB = "hub"
@@ -91,20 +114,14 @@ def reserve(
     # unit of work (identity map, flush ordering) costs more than the statements themselves.
     connection = session.connection()
     agreement_id = terms.agreement_id
-    budget = connection.execute(
-        select(_BUDGETS.c.rho_spent)
-        .where(_BUDGETS.c.agreement_id == agreement_id)
-        .with_for_update()
-    ).first()
+    budget = connection.execute(_LOCK_BUDGET, {"agreement": agreement_id}).first()
     if budget is None:
         connection.execute(
-            insert(_BUDGETS).values(agreement_id=agreement_id, rho_spent=exact.ZERO, queries=0)
+            insert(_BUDGETS), {"agreement_id": agreement_id, "rho_spent": exact.ZERO, "queries": 0}
         )
     lifetime = exact.ZERO if budget is None else budget[0]
     qid = str(query_id)
-    existing = connection.execute(
-        select(_RELEASES.c.request_digest, _RELEASES.c.release).where(_RELEASES.c.query_id == qid)
-    ).first()
+    existing = connection.execute(_INTENT, {"query": qid}).first()
     if existing is not None:
         if existing[0] != request_digest:
             raise QueryIdConflict("this query id was already used for another request")
@@ -114,36 +131,36 @@ def reserve(
     cost = exact.rho(rho)
     _check_covers(session, terms=terms, cost=cost, now=now, lifetime=lifetime)
     connection.execute(
-        update(_BUDGETS)
-        .where(_BUDGETS.c.agreement_id == agreement_id)
-        .values(rho_spent=exact.add(lifetime, cost), queries=_BUDGETS.c.queries + 1)
+        _CHARGE_BUDGET, {"agreement": agreement_id, "spent": exact.add(lifetime, cost)}
     )
     connection.execute(
-        insert(_RELEASES).values(
-            query_id=qid,
-            agreement_id=agreement_id,
-            request_digest=request_digest,
-            rho=cost,
-            created_at=now.isoformat(),
-            release=None,
-        )
+        _INSERT_INTENT,
+        {
+            "query_id": qid,
+            "agreement_id": agreement_id,
+            "request_digest": request_digest,
+            "rho": cost,
+            "created_at": now.isoformat(),
+            "release": None,
+        },
     )
     info = charge or ChargeInfo(version=terms.version, dataset="", measure="")
     connection.execute(
-        insert(_CHARGES).values(
-            query_id=qid,
-            agreement_id=agreement_id,
-            version=info.version,
-            rho=cost,
-            charged_at=now,
-            period=period_label(terms, now),
-            analyst=info.analyst,
-            organisation=info.organisation,
-            dataset=info.dataset,
-            measure=info.measure,
-            column=info.column,
-            group_by=json.dumps(list(info.group_by)),
-        )
+        _INSERT_CHARGE,
+        {
+            "query_id": qid,
+            "agreement_id": agreement_id,
+            "version": info.version,
+            "rho": cost,
+            "charged_at": now,
+            "period": period_label(terms, now),
+            "analyst": info.analyst,
+            "organisation": info.organisation,
+            "dataset": info.dataset,
+            "measure": info.measure,
+            "column": info.column,
+            "group_by": json.dumps(list(info.group_by)),
+        },
     )
     return Reservation(outcome="charged")
 
@@ -212,16 +229,10 @@ def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:
     """Store the release if none is stored yet; returns the one stored (first writer wins)."""
     # Core, as in `reserve`: an ORM-enabled UPDATE would also search the identity map.
     connection = session.connection()
-    result = connection.execute(
-        update(_RELEASES)
-        .where(_RELEASES.c.query_id == str(query_id), _RELEASES.c.release.is_(None))
-        .values(release=release_jws)
-    )
+    result = connection.execute(_STORE, {"query": str(query_id), "release": release_jws})
     if result.rowcount == 1:
         return release_jws
-    stored: str | None = connection.execute(
-        select(_RELEASES.c.release).where(_RELEASES.c.query_id == str(query_id))
-    ).scalar_one()
+    stored: str | None = connection.execute(_INTENT, {"query": str(query_id)}).one()[1]
     assert stored is not None
     return stored
 
