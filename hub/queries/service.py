@@ -9,16 +9,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import signing
 from contracts.v1 import (
+    AgreementTerms,
     NodeStatus,
     QueryResult,
     QuerySpec,
@@ -88,11 +89,15 @@ def prepare_query(
     max_ttl_seconds: int,
     query_id: UUID | None = None,
     now: datetime | None = None,
+    active: tuple[AgreementTerms, str] | None = None,
 ) -> Prepared:
-    """Check the spec, sign one request per node, record the query and its pending tasks."""
+    """Check the spec, sign one request per node, record the query and its pending tasks.
+
+    `active`: the agreement's active version (terms, digest) as already read in `session`'s
+    transaction, if the caller read it."""
     if ttl_seconds > max_ttl_seconds:
         raise TtlTooLong(max_ttl_seconds)
-    terms, digest = active_version(session=session, agreement_id=spec.agreement_id)
+    terms, digest = active or active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
     nodes = session.scalars(
         select(Node).where(Node.node_id.in_(terms.node_ids), Node.status == "active")
@@ -162,8 +167,6 @@ def prepare_query(
             "aggregation_note": aggregation.note,
         },
     )
-    session.add(row)
-    session.flush()
     tasks = [
         QueryNodeRow(
             query_id=qid,
@@ -177,7 +180,6 @@ def prepare_query(
         )
         for call in plan.calls
     ]
-    session.add_all(tasks)
     audit.append(
         session=session,
         actor=f"user:{user.name}",
@@ -197,8 +199,12 @@ def prepare_query(
             "deadline": deadline.isoformat(),
         },
     )
-    session.flush()
     _refresh(session, row, tasks, now=now)
+    # The query and its tasks go in as they stand now, in one INSERT each (Core: the ORM's
+    # unit of work would flush them, then UPDATE the result `_refresh` just set).
+    connection = session.connection()
+    connection.execute(insert(_QUERIES), [_row_values(row, _QUERIES)])
+    connection.execute(insert(_TASKS), [_row_values(t, _TASKS) for t in tasks])
     session.commit()
     if aggregation.secure:
         return Prepared(
@@ -218,6 +224,16 @@ def prepare_query(
             now=now,
         ),
     )
+
+
+_QUERIES = cast(Table, QueryRow.__table__)
+_TASKS = cast(Table, QueryNodeRow.__table__)
+
+
+def _row_values(row: QueryRow | QueryNodeRow, table: Table) -> dict[str, Any]:
+    """A new row's column values (an autoincremented key is left to the database)."""
+    generated = table.autoincrement_column
+    return {c.key: getattr(row, c.key) for c in table.columns if c is not generated}
 
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
