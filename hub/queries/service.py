@@ -203,8 +203,9 @@ def prepare_query(
     # The query and its tasks go in as they stand now, in one INSERT each (Core: the ORM's
     # unit of work would flush them, then UPDATE the result `_refresh` just set).
     connection = session.connection()
-    connection.execute(insert(_QUERIES), [_row_values(row, _QUERIES)])
-    connection.execute(insert(_TASKS), [_row_values(t, _TASKS) for t in tasks])
+    connection.execute(_INSERT_QUERY, [_row_values(row)])
+    if tasks:  # (an empty parameter list would insert one row of defaults)
+        connection.execute(_INSERT_TASKS, [_row_values(t) for t in tasks])
     session.commit()
     if aggregation.secure:
         return Prepared(
@@ -226,12 +227,14 @@ def prepare_query(
     )
 
 
-_QUERIES = cast(Table, QueryRow.__table__)
-_TASKS = cast(Table, QueryNodeRow.__table__)
+# Built once: a new query and its tasks, each as one INSERT.
+_INSERT_QUERY = insert(cast(Table, QueryRow.__table__))
+_INSERT_TASKS = insert(cast(Table, QueryNodeRow.__table__))
 
 
-def _row_values(row: QueryRow | QueryNodeRow, table: Table) -> dict[str, Any]:
+def _row_values(row: QueryRow | QueryNodeRow) -> dict[str, Any]:
     """A new row's column values (an autoincremented key is left to the database)."""
+    table = cast(Table, type(row).__table__)
     generated = table.autoincrement_column
     return {c.key: getattr(row, c.key) for c in table.columns if c is not generated}
 
