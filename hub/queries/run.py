@@ -132,9 +132,7 @@ async def wait_for(
         """The result if the query no longer runs (one thread hop), else None: no result is
         built while answers are still arriving."""
         with sessions() as session:
-            if service.is_running(session=session, query_id=query_id):
-                return None
-            return service.read_query(session=session, query_id=query_id, user=user)
+            return service.finished_result(session=session, query_id=query_id, user=user)
 
     with signals.listen(query_key(str(query_id))) as event:
         # The submitter of a query just recorded needs no reading yet (nor an authorisation

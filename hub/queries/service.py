@@ -740,11 +740,15 @@ class _CompletedResults:
             self._items[query_id] = result
 
     def get(self, row: QueryRow) -> QueryResult | None:
+        return self.peek(row.query_id, status=row.status, at=row.completed_at)
+
+    def peek(self, query_id: str, *, status: str, at: datetime | None) -> QueryResult | None:
+        """The result remembered for `query_id` if it matches this status and completion."""
         with self._lock:
-            cached = self._items.get(row.query_id)
-        if cached is None or row.completed_at is None:
+            cached = self._items.get(query_id)
+        if cached is None or at is None:
             return None
-        if cached.status != row.status or cached.completed_at != row.completed_at:
+        if cached.status != status or cached.completed_at != at:
             return None
         return cached
 
@@ -752,22 +756,32 @@ class _CompletedResults:
 _completed = _CompletedResults()
 
 
-def is_running(*, session: Session, query_id: UUID) -> bool:
-    """Still waiting for answers, and before its deadline (a cheap check: no result built)."""
-    row = (
+def finished_result(*, session: Session, query_id: UUID, user: User) -> QueryResult | None:
+    """None while the query still waits for answers before its deadline, else its result.
+
+    One light statement in the common cases (running, or completed in this process: the
+    result built then is reused, so the stored JSON is not read and validated again); the
+    full `read_query` otherwise."""
+    found = (
         read_only(session)
         .execute(
-            select(QueryRow.status, QueryRow.deadline).where(QueryRow.query_id == str(query_id))
+            select(
+                QueryRow.organisation, QueryRow.status, QueryRow.deadline, QueryRow.completed_at
+            ).where(QueryRow.query_id == str(query_id))
         )
         .first()
     )
-    running = (
-        row is not None
-        and row.status == "running"
-        and (row.deadline is None or row.deadline > datetime.now(UTC))
-    )
     session.rollback()
-    return running
+    if found is not None:
+        due = found.deadline is not None and found.deadline <= datetime.now(UTC)
+        if found.status == "running" and not due:
+            return None
+        cached = _completed.peek(str(query_id), status=found.status, at=found.completed_at)
+        if cached is not None:
+            if user.role not in READ_ALL_ROLES and found.organisation != user.organisation:
+                raise QueryOfOtherOrg()
+            return cached
+    return read_query(session=session, query_id=query_id, user=user)
 
 
 def list_queries(*, session: Session, user: User) -> list[QuerySummary]:
