@@ -4,7 +4,7 @@ principal a bearer token stands for."""
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from hub.audit import service as audit
@@ -23,7 +23,7 @@ from hub.auth.exceptions import (
     TokenUnknown,
     UserExists,
 )
-from hub.auth.models import ApiToken, Organisation, UserRow
+from hub.auth.models import ApiToken, Organisation, RoleGrant, UserRow
 from hub.auth.organisations import org_or_create
 from hub.auth.schemas import (
     ROLES,
@@ -209,13 +209,41 @@ def revoke_token(
     return _token_read(session, row)
 
 
+_LOOKUP = (
+    select(
+        ApiToken.id,
+        ApiToken.name,
+        ApiToken.organisation,
+        ApiToken.role,
+        ApiToken.scope,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.user_id,
+        UserRow.username,
+        UserRow.disabled_at,
+        Organisation.slug,
+        exists()
+        .where(
+            RoleGrant.user_id == ApiToken.user_id,
+            RoleGrant.role == ApiToken.role,
+            RoleGrant.scope.is_not_distinct_from(ApiToken.scope),
+        )
+        .label("held"),
+    )
+    .outerjoin(UserRow, UserRow.id == ApiToken.user_id)
+    .outerjoin(Organisation, Organisation.id == UserRow.organisation_id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+    .limit(1)
+)
+
+
 def authenticate(*, session: Session, token: str | None, now: datetime | None = None) -> User:
     """The principal behind a bearer token: acting only as the token's role and scope."""
     if not token:
         raise TokenUnknown()
-    row = session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == credentials.secret_digest(token))
-    ).first()
+    # One statement, every request: the token, its user, organisation and whether the user
+    # still holds the token's role (read each time: revocation takes effect at once).
+    row = session.execute(_LOOKUP, {"digest": credentials.secret_digest(token)}).first()
     if row is None:
         raise TokenUnknown()
     now = now or utc_now()
@@ -232,21 +260,16 @@ def authenticate(*, session: Session, token: str | None, now: datetime | None = 
             role=cast(Role, row.role),
             roles=(cast(Role, row.role),),
         )
-    user = session.get(UserRow, row.user_id)
-    held = user is not None and any(
-        g.role == row.role and g.scope == row.scope for g in grants_of(session, row.user_id)
-    )
-    if user is None or user.disabled_at is not None or not held:
+    if row.username is None or row.disabled_at is not None or not row.held:
         # The user was disabled or lost the role since: the token no longer acts for them.
         raise TokenRevoked(f"token:{row.id}")
-    org = session.get(Organisation, user.organisation_id)
-    assert org is not None
+    assert row.slug is not None
     scope = row.scope or ""
     return User(
         token_id=row.id,
-        user_id=user.id,
-        name=user.username,
-        organisation=org.slug,
+        user_id=row.user_id,
+        name=row.username,
+        organisation=row.slug,
         role=cast(Role, row.role),
         roles=(cast(Role, row.role),),
         node_ids=(scope.removeprefix("node:"),) if scope.startswith("node:") else (),

@@ -1,6 +1,7 @@
 """Submit a query and wait (a bounded time) for it: the async side of `hub.queries.service`."""
 
 import time
+from functools import partial
 from uuid import UUID
 
 import anyio.to_thread
@@ -8,10 +9,9 @@ import httpx
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.v1 import QueryResult, QuerySpec
+from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
 from hub.agreements.service import active_version
 from hub.auth.schemas import User
-from hub.db import read_only
 from hub.exceptions import HubError
 from hub.home import HubIdentity
 from hub.nodes import contracts
@@ -40,11 +40,18 @@ async def submit(
     dataset version are fetched first (read only: nothing is asked of them but their
     public contracts), so the spec is checked against them too.
     """
-    if client is not None and spec.module_version is None:
-        await refresh_contracts(sessions=sessions, client=client, settings=settings, spec=spec)
+    fetching = client is not None and spec.module_version is None
 
-    def prepare() -> service.Prepared:
+    def prepare(*, look: bool) -> service.Prepared | tuple[tuple[str, str], ...]:
+        """The prepared query; with `look`, first the contracts the hub lacks, if any (then
+        nothing is prepared). One thread hop and one transaction in the steady state, which
+        reads the agreement's active version once for both."""
         with sessions() as session:
+            active = None
+            if look:
+                nodes, active = _missing_contracts(session, spec)
+                if nodes:
+                    return nodes
             return service.prepare_query(
                 session=session,
                 spec=spec,
@@ -53,9 +60,21 @@ async def submit(
                 key=key,
                 ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
                 max_ttl_seconds=settings.max_request_ttl_seconds,
+                active=active,
             )
 
-    prepared = await anyio.to_thread.run_sync(prepare)
+    prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
+    if not isinstance(prepared, service.Prepared):
+        assert client is not None
+        await contracts.fetch_and_store(
+            sessions=sessions,
+            client=client,
+            nodes=prepared,
+            timeout=min(settings.node_timeout_seconds, 5.0),
+            skew_seconds=settings.node_clock_skew_seconds,
+        )
+        prepared = await anyio.to_thread.run_sync(partial(prepare, look=False))
+    assert isinstance(prepared, service.Prepared)
     qid = str(prepared.query_id)
     if prepared.secure:
         await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
@@ -71,41 +90,24 @@ async def submit(
     return prepared.query_id
 
 
-async def refresh_contracts(
-    *,
-    sessions: sessionmaker[Session],
-    client: httpx.AsyncClient,
-    settings: HubSettings,
-    spec: QuerySpec,
-) -> None:
-    """Fetch the contracts the agreement's dataset version needs and the hub lacks (one
-    read-only transaction finds them: in the steady state, the whole cost of this step)."""
-
-    def todo() -> tuple[tuple[str, str], ...]:
-        with sessions() as session:
-            read_only(session)
-            try:
-                terms, _ = active_version(session=session, agreement_id=spec.agreement_id)
-            except HubError:
-                return ()  # refused properly by the checks that follow
-            version = next(
-                (d.contract_version for d in terms.datasets if d.name == spec.dataset), None
-            )
-            if version is None:
-                return ()
-            return tuple(
-                contracts.missing(
-                    session=session, node_ids=terms.node_ids, dataset=spec.dataset, version=version
-                )
-            )
-
-    await contracts.fetch_and_store(
-        sessions=sessions,
-        client=client,
-        nodes=await anyio.to_thread.run_sync(todo),
-        timeout=min(settings.node_timeout_seconds, 5.0),
-        skew_seconds=settings.node_clock_skew_seconds,
+def _missing_contracts(
+    session: Session, spec: QuerySpec
+) -> tuple[tuple[tuple[str, str], ...], tuple[AgreementTerms, str] | None]:
+    """The (node, url) pairs whose contract for the agreement's dataset version the hub lacks,
+    and the agreement's active version as read for it (None if it has none: the checks that
+    follow refuse the query properly)."""
+    try:
+        active = active_version(session=session, agreement_id=spec.agreement_id)
+    except HubError:
+        return (), None
+    terms = active[0]
+    version = next((d.contract_version for d in terms.datasets if d.name == spec.dataset), None)
+    if version is None:
+        return (), active
+    missing = contracts.missing(
+        session=session, node_ids=terms.node_ids, dataset=spec.dataset, version=version
     )
+    return tuple(missing), active
 
 
 async def wait_for(
@@ -130,9 +132,7 @@ async def wait_for(
         """The result if the query no longer runs (one thread hop), else None: no result is
         built while answers are still arriving."""
         with sessions() as session:
-            if service.is_running(session=session, query_id=query_id):
-                return None
-            return service.read_query(session=session, query_id=query_id, user=user)
+            return service.finished_result(session=session, query_id=query_id, user=user)
 
     with signals.listen(query_key(str(query_id))) as event:
         # The submitter of a query just recorded needs no reading yet (nor an authorisation

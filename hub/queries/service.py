@@ -9,16 +9,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import signing
 from contracts.v1 import (
+    AgreementTerms,
     NodeStatus,
     QueryResult,
     QuerySpec,
@@ -88,11 +89,15 @@ def prepare_query(
     max_ttl_seconds: int,
     query_id: UUID | None = None,
     now: datetime | None = None,
+    active: tuple[AgreementTerms, str] | None = None,
 ) -> Prepared:
-    """Check the spec, sign one request per node, record the query and its pending tasks."""
+    """Check the spec, sign one request per node, record the query and its pending tasks.
+
+    `active`: the agreement's active version (terms, digest) as already read in `session`'s
+    transaction, if the caller read it."""
     if ttl_seconds > max_ttl_seconds:
         raise TtlTooLong(max_ttl_seconds)
-    terms, digest = active_version(session=session, agreement_id=spec.agreement_id)
+    terms, digest = active or active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
     nodes = session.scalars(
         select(Node).where(Node.node_id.in_(terms.node_ids), Node.status == "active")
@@ -162,8 +167,6 @@ def prepare_query(
             "aggregation_note": aggregation.note,
         },
     )
-    session.add(row)
-    session.flush()
     tasks = [
         QueryNodeRow(
             query_id=qid,
@@ -177,7 +180,6 @@ def prepare_query(
         )
         for call in plan.calls
     ]
-    session.add_all(tasks)
     audit.append(
         session=session,
         actor=f"user:{user.name}",
@@ -197,8 +199,13 @@ def prepare_query(
             "deadline": deadline.isoformat(),
         },
     )
-    session.flush()
     _refresh(session, row, tasks, now=now)
+    # The query and its tasks go in as they stand now, in one INSERT each (Core: the ORM's
+    # unit of work would flush them, then UPDATE the result `_refresh` just set).
+    connection = session.connection()
+    connection.execute(_INSERT_QUERY, [_row_values(row)])
+    if tasks:  # (an empty parameter list would insert one row of defaults)
+        connection.execute(_INSERT_TASKS, [_row_values(t) for t in tasks])
     session.commit()
     if aggregation.secure:
         return Prepared(
@@ -218,6 +225,18 @@ def prepare_query(
             now=now,
         ),
     )
+
+
+# Built once: a new query and its tasks, each as one INSERT.
+_INSERT_QUERY = insert(cast(Table, QueryRow.__table__))
+_INSERT_TASKS = insert(cast(Table, QueryNodeRow.__table__))
+
+
+def _row_values(row: QueryRow | QueryNodeRow) -> dict[str, Any]:
+    """A new row's column values (an autoincremented key is left to the database)."""
+    table = cast(Table, type(row).__table__)
+    generated = table.autoincrement_column
+    return {c.key: getattr(row, c.key) for c in table.columns if c is not generated}
 
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
@@ -721,11 +740,15 @@ class _CompletedResults:
             self._items[query_id] = result
 
     def get(self, row: QueryRow) -> QueryResult | None:
+        return self.peek(row.query_id, status=row.status, at=row.completed_at)
+
+    def peek(self, query_id: str, *, status: str, at: datetime | None) -> QueryResult | None:
+        """The result remembered for `query_id` if it matches this status and completion."""
         with self._lock:
-            cached = self._items.get(row.query_id)
-        if cached is None or row.completed_at is None:
+            cached = self._items.get(query_id)
+        if cached is None or at is None:
             return None
-        if cached.status != row.status or cached.completed_at != row.completed_at:
+        if cached.status != status or cached.completed_at != at:
             return None
         return cached
 
@@ -733,22 +756,32 @@ class _CompletedResults:
 _completed = _CompletedResults()
 
 
-def is_running(*, session: Session, query_id: UUID) -> bool:
-    """Still waiting for answers, and before its deadline (a cheap check: no result built)."""
-    row = (
+def finished_result(*, session: Session, query_id: UUID, user: User) -> QueryResult | None:
+    """None while the query still waits for answers before its deadline, else its result.
+
+    One light statement in the common cases (running, or completed in this process: the
+    result built then is reused, so the stored JSON is not read and validated again); the
+    full `read_query` otherwise."""
+    found = (
         read_only(session)
         .execute(
-            select(QueryRow.status, QueryRow.deadline).where(QueryRow.query_id == str(query_id))
+            select(
+                QueryRow.organisation, QueryRow.status, QueryRow.deadline, QueryRow.completed_at
+            ).where(QueryRow.query_id == str(query_id))
         )
         .first()
     )
-    running = (
-        row is not None
-        and row.status == "running"
-        and (row.deadline is None or row.deadline > datetime.now(UTC))
-    )
     session.rollback()
-    return running
+    if found is not None:
+        due = found.deadline is not None and found.deadline <= datetime.now(UTC)
+        if found.status == "running" and not due:
+            return None
+        cached = _completed.peek(str(query_id), status=found.status, at=found.completed_at)
+        if cached is not None:
+            if user.role not in READ_ALL_ROLES and found.organisation != user.organisation:
+                raise QueryOfOtherOrg()
+            return cached
+    return read_query(session=session, query_id=query_id, user=user)
 
 
 def list_queries(*, session: Session, user: User) -> list[QuerySummary]:

@@ -17,7 +17,7 @@ from typing import Literal
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, exists, select, update
 from sqlalchemy.orm import Session
 
 from contracts import signing
@@ -755,6 +755,20 @@ def _parsed_terms(text: str) -> AgreementTerms:
     return AgreementTerms.model_validate_json(text)
 
 
+_HONOURED = select(
+    AgreementRow.version,
+    AgreementRow.digest,
+    AgreementRow.status,
+    case((AgreementRow.version == bindparam("version"), AgreementRow.terms), else_=None),
+    exists()
+    .where(
+        BudgetCharge.agreement_id == bindparam("agreement"),
+        BudgetCharge.version > bindparam("version"),
+    )
+    .label("newer"),
+).where(AgreementRow.agreement_id == bindparam("agreement"))
+
+
 def honoured_terms(
     session: Session, *, agreement_id: str, version: int, digest: str, now: datetime
 ) -> AgreementTerms:
@@ -763,16 +777,13 @@ def honoured_terms(
     A version is superseded once the hub has used a newer version this node signed: the hub
     only moves on when every party signed the amendment, so the old text is done with.
     """
-    # One statement: every version's status (the agreement's standing), and the text of
-    # this version only.
-    rows = session.execute(
-        select(
-            AgreementRow.version,
-            AgreementRow.digest,
-            AgreementRow.status,
-            case((AgreementRow.version == version, AgreementRow.terms), else_=None),
-        ).where(AgreementRow.agreement_id == agreement_id)
-    ).all()
+    # One statement: every version's status (the agreement's standing), the text of this
+    # version only, and whether a newer version was charged here (built once: per query).
+    rows = (
+        session.connection()
+        .execute(_HONOURED, {"agreement": agreement_id, "version": version})
+        .all()
+    )
     row = next((r for r in rows if r[0] == version), None)
     if row is None or row[1] != digest:
         raise AgreementUnknown("this agreement version (and digest) is not signed at this node")
@@ -787,12 +798,7 @@ def honoured_terms(
         raise AgreementNotYetValid("term valid_from: the agreement is not valid yet")
     if validity == "expired":
         raise AgreementExpired("term valid_until: the agreement has expired")
-    newer = session.execute(
-        select(BudgetCharge.id)
-        .where(BudgetCharge.agreement_id == agreement_id, BudgetCharge.version > version)
-        .limit(1)
-    ).first()
-    if newer is not None:
+    if row[4]:
         raise AgreementSuperseded("a newer version of this agreement is in use at this node")
     return terms
 

@@ -3,9 +3,10 @@
 A push query is counted and timed here (`node.metrics.observing_query`), around the
 transport-agnostic handler that the pull loop (node/sync) calls the same way."""
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Response
 from starlette.concurrency import run_in_threadpool
 
 from contracts.v1 import OfferAnswer, Signed
@@ -25,7 +26,7 @@ async def query(
     body: Signed,
     settings: SettingsDep,
     hub_key_rotation: Annotated[str | None, Header(alias=HUB_KEY_ROTATION_HEADER)] = None,
-) -> Signed:
+) -> Response:
     # Blocking work (DB, polars, OpenDP) runs in the thread pool, off the event loop.
     if hub_key_rotation is not None:
         # The hub announces a new key with the first request it signs with it.
@@ -33,9 +34,15 @@ async def query(
     return await run_in_threadpool(_answer, settings, body)
 
 
-def _answer(settings: NodeSettings, signed: Signed) -> Signed:
+def _answer(settings: NodeSettings, signed: Signed) -> Response:
     with metrics.observing_query():
-        return handle_query(settings=settings, signed=signed, on_verified=metrics.hub_heard)
+        answer = handle_query(settings=settings, signed=signed, on_verified=metrics.hub_heard)
+    # The `Signed` document as its bytes: the signed release is sent as it was stored, not
+    # validated and serialised again on the way out.
+    return Response(
+        content=b'{"jws":' + json.dumps(answer.jws).encode() + b"}",
+        media_type="application/json",
+    )
 
 
 @router.post("/secure/offers", response_model=OfferAnswer, tags=["secure aggregation"])

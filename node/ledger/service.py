@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from contracts import budget as exact
@@ -16,7 +17,7 @@ from contracts.agreement_rules import budget_window, period_label
 from contracts.v1 import AgreementTerms
 from node.agreements.exceptions import AgreementUnknown
 from node.agreements.models import AgreementRow
-from node.db import exact_sum, transaction, url_for
+from node.db import ExactDecimal, exact_sum, transaction, url_for
 from node.ledger.exceptions import BudgetExhausted, QueryIdConflict
 from node.ledger.models import BudgetCharge, BudgetRow, ReleaseRow
 from node.ledger.schemas import (
@@ -28,6 +29,34 @@ from node.ledger.schemas import (
     SpendBy,
 )
 from node.settings import NodeSettings
+
+# The ledger's tables, for the Core statements of the per-query path.
+_BUDGETS = cast(Table, BudgetRow.__table__)
+_RELEASES = cast(Table, ReleaseRow.__table__)
+_CHARGES = cast(Table, BudgetCharge.__table__)
+# Built once (SQLAlchemy then reuses their compiled form and cache keys): the statements of
+# every charge. The budget row's lock is FOR UPDATE on PostgreSQL (SQLite's BEGIN IMMEDIATE
+# already holds the write lock).
+_LOCK_BUDGET = (
+    select(_BUDGETS.c.rho_spent)
+    .where(_BUDGETS.c.agreement_id == bindparam("agreement"))
+    .with_for_update()
+)
+_INTENT = select(_RELEASES.c.request_digest, _RELEASES.c.release).where(
+    _RELEASES.c.query_id == bindparam("query")
+)
+_CHARGE_BUDGET = (
+    update(_BUDGETS)
+    .where(_BUDGETS.c.agreement_id == bindparam("agreement"))
+    .values(rho_spent=bindparam("spent", type_=ExactDecimal()), queries=_BUDGETS.c.queries + 1)
+)
+_INSERT_INTENT = insert(_RELEASES)
+_INSERT_CHARGE = insert(_CHARGES)
+_STORE = (
+    update(_RELEASES)
+    .where(_RELEASES.c.query_id == bindparam("query"), _RELEASES.c.release.is_(None))
+    .values(release=bindparam("release"))
+)
 
 # Who spent a budget when the request does not say (requests from hubs before v1 carried it).
 HUB = "hub"
@@ -81,52 +110,58 @@ def reserve(
     was spent.
     """
     now = _utc(now or datetime.now(UTC))
-    budget = session.execute(
-        select(BudgetRow).where(BudgetRow.agreement_id == terms.agreement_id).with_for_update()
-    ).scalar_one_or_none()
+    # Core statements on the session's connection: this runs for every query, and the ORM's
+    # unit of work (identity map, flush ordering) costs more than the statements themselves.
+    connection = session.connection()
+    agreement_id = terms.agreement_id
+    budget = connection.execute(_LOCK_BUDGET, {"agreement": agreement_id}).first()
     if budget is None:
-        budget = BudgetRow(agreement_id=terms.agreement_id, rho_spent=exact.ZERO, queries=0)
-        session.add(budget)
-        session.flush()
-    existing = session.get(ReleaseRow, str(query_id))
+        connection.execute(
+            insert(_BUDGETS), {"agreement_id": agreement_id, "rho_spent": exact.ZERO, "queries": 0}
+        )
+    lifetime = exact.ZERO if budget is None else budget[0]
+    qid = str(query_id)
+    existing = connection.execute(_INTENT, {"query": qid}).first()
     if existing is not None:
-        if existing.request_digest != request_digest:
+        if existing[0] != request_digest:
             raise QueryIdConflict("this query id was already used for another request")
-        if existing.release is not None:
-            return Reservation(outcome="stored", release_jws=existing.release)
+        if existing[1] is not None:
+            return Reservation(outcome="stored", release_jws=existing[1])
         return Reservation(outcome="pending")
     cost = exact.rho(rho)
-    _check_covers(session, terms=terms, cost=cost, now=now, lifetime=budget.rho_spent)
-    budget.rho_spent = exact.add(budget.rho_spent, cost)
-    budget.queries += 1
-    session.add(
-        ReleaseRow(
-            query_id=str(query_id),
-            agreement_id=terms.agreement_id,
-            request_digest=request_digest,
-            rho=cost,
-            created_at=now.isoformat(),
-            release=None,
-        )
+    _check_covers(session, terms=terms, cost=cost, now=now, lifetime=lifetime)
+    connection.execute(
+        _CHARGE_BUDGET, {"agreement": agreement_id, "spent": exact.add(lifetime, cost)}
+    )
+    connection.execute(
+        _INSERT_INTENT,
+        {
+            "query_id": qid,
+            "agreement_id": agreement_id,
+            "request_digest": request_digest,
+            "rho": cost,
+            "created_at": now.isoformat(),
+            "release": None,
+        },
     )
     info = charge or ChargeInfo(version=terms.version, dataset="", measure="")
-    session.add(
-        BudgetCharge(
-            query_id=str(query_id),
-            agreement_id=terms.agreement_id,
-            version=info.version,
-            rho=cost,
-            charged_at=now,
-            period=period_label(terms, now),
-            analyst=info.analyst,
-            organisation=info.organisation,
-            dataset=info.dataset,
-            measure=info.measure,
-            column=info.column,
-            group_by=json.dumps(list(info.group_by)),
-        )
+    connection.execute(
+        _INSERT_CHARGE,
+        {
+            "query_id": qid,
+            "agreement_id": agreement_id,
+            "version": info.version,
+            "rho": cost,
+            "charged_at": now,
+            "period": period_label(terms, now),
+            "analyst": info.analyst,
+            "organisation": info.organisation,
+            "dataset": info.dataset,
+            "measure": info.measure,
+            "column": info.column,
+            "group_by": json.dumps(list(info.group_by)),
+        },
     )
-    session.flush()
     return Reservation(outcome="charged")
 
 
@@ -192,16 +227,12 @@ def stored_release(session: Session, *, query_id: UUID, request_digest: str) -> 
 
 def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:
     """Store the release if none is stored yet; returns the one stored (first writer wins)."""
-    result = session.execute(
-        update(ReleaseRow)
-        .where(ReleaseRow.query_id == str(query_id), ReleaseRow.release.is_(None))
-        .values(release=release_jws)
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    # Core, as in `reserve`: an ORM-enabled UPDATE would also search the identity map.
+    connection = session.connection()
+    result = connection.execute(_STORE, {"query": str(query_id), "release": release_jws})
+    if result.rowcount == 1:
         return release_jws
-    stored = session.execute(
-        select(ReleaseRow.release).where(ReleaseRow.query_id == str(query_id))
-    ).scalar_one()
+    stored: str | None = connection.execute(_INTENT, {"query": str(query_id)}).one()[1]
     assert stored is not None
     return stored
 

@@ -15,7 +15,7 @@ ledger. Whichever commits second sees the other's row and is refused, rolled bac
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,10 +24,13 @@ from node.ledger.models import BudgetRow, ReleaseRow
 from node.queries.exceptions import QueryModeConflict
 from node.queries.models import SecureQueryRow
 
+# Built once, run on the session's connection: every plain query runs it.
+_SECURE_ID = select(SecureQueryRow.query_id).where(SecureQueryRow.query_id == bindparam("query"))
+
 
 def check_plain(session: Session, *, query_id: UUID) -> None:
     """After `ledger.reserve` (budget row locked): refuse an id used for secure aggregation."""
-    if session.get(SecureQueryRow, str(query_id)) is not None:
+    if session.connection().execute(_SECURE_ID, {"query": str(query_id)}).first() is not None:
         raise _conflict()
 
 
