@@ -43,7 +43,7 @@ system-deps:
 # it imports again, a third of the suite's start-up CPU.
 TEST_WORKERS ?= auto
 test: $(STAMP) system-deps
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The pictures in the role guides are taken by the browser journeys, in all five languages;
 # run after changing a page the guides show, and commit the pictures with the change.
