@@ -30,7 +30,9 @@ from hub.web.templating import render, request_language
 router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
 # While nodes are still answering, the result page asks for progress at once and the hub
 # holds that request until the query completes or this long has passed (a long poll): the
-# result shows the moment it is ready, and a running query costs one request a second.
+# result shows the moment it is ready, and a running query costs one request a second. The
+# page also asks every POLL_SECONDS (htmx drops a tick while a request is out), so a failed
+# request is retried.
 POLL_SECONDS = 1
 # Which builder field a hub refusal belongs next to (the rest show above the form).
 FIELD_OF_CODE = {
