@@ -28,7 +28,11 @@ from hub.web.exceptions import QueryStillRunning
 from hub.web.templating import render, request_language
 
 router = APIRouter(dependencies=[Depends(mark_web)], include_in_schema=False)
-# How often the result page asks for progress while nodes are still answering.
+# While nodes are still answering, the result page asks for progress at once and the hub
+# holds that request until the query completes or this long has passed (a long poll): the
+# result shows the moment it is ready, and a running query costs one request a second. The
+# page also asks every POLL_SECONDS (htmx drops a tick while a request is out), so a failed
+# request is retried.
 POLL_SECONDS = 1
 # Which builder field a hub refusal belongs next to (the rest show above the form).
 FIELD_OF_CODE = {
@@ -156,21 +160,23 @@ def _built(request: Request, viewer: Viewer, state: StateDep, form: object) -> b
         )
 
 
-async def _result(state: StateDep, viewer: Viewer, query_id: UUID) -> QueryResult:
+async def _result(
+    state: StateDep, viewer: Viewer, query_id: UUID, *, wait_seconds: float = 0
+) -> QueryResult:
     return await run.view(
         sessions=state.sessions,
         signals=state.signals,
         settings=state.settings,
         query_id=query_id,
         user=viewer.user,
-        wait_seconds=0,
+        wait_seconds=wait_seconds,
     )
 
 
 async def _view(
-    request: Request, state: StateDep, viewer: Viewer, query_id: UUID
+    request: Request, state: StateDep, viewer: Viewer, query_id: UUID, *, wait_seconds: float = 0
 ) -> results.ResultView:
-    result = await _result(state, viewer, query_id)
+    result = await _result(state, viewer, query_id, wait_seconds=wait_seconds)
     lang = request_language(request)
 
     def build() -> results.ResultView:
@@ -197,7 +203,7 @@ async def query_page(
     return render(
         request,
         "query.html",
-        {"viewer": viewer, "view": view, "poll_seconds": POLL_SECONDS},
+        {"viewer": viewer, "view": view},
     )
 
 
@@ -205,12 +211,13 @@ async def query_page(
 async def query_progress(
     request: Request, query_id: UUID, viewer: AnalystViewer, state: StateDep
 ) -> Response:
-    """The status and result fragment; it keeps polling itself while the query runs."""
-    view = await _view(request, state, viewer, query_id)
+    """The status and result fragment, once the query completes or POLL_SECONDS have passed;
+    it asks again by itself while the query runs."""
+    view = await _view(request, state, viewer, query_id, wait_seconds=POLL_SECONDS)
     return render(
         request,
         "_result.html",
-        {"viewer": viewer, "view": view, "poll_seconds": POLL_SECONDS},
+        {"viewer": viewer, "view": view},
     )
 
 

@@ -47,11 +47,32 @@ def celery_env(redis_url: str, database_url: str) -> dict[str, str]:
     }
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free port for a server another process will bind, from below the kernel's ephemeral
+    range: a port from bind(0) is free only until the next bind(0) picks it, and a server
+    process takes seconds to start on a loaded machine (a node lost its port so to a server
+    that a test on the other xdist worker started meanwhile)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        # From the OS's randomness: a test that seeds `random` must not make workers agree.
+        port = low - 1 - secrets.randbelow(min(12_000, low - 1024))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that range is full: what the kernel gives
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        fallback: int = sock.getsockname()[1]
+        return fallback
 
 
 @contextmanager

@@ -9,7 +9,6 @@ parameters in the exception), then reads everything the server wrote.
 
 import hashlib
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation_procs import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -39,16 +39,9 @@ FORBIDDEN_IN_LOGS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _serving(command: list[str], log: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=os.environ

@@ -27,6 +27,7 @@ import re
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,14 @@ def _text(value: Any) -> str:
 
 
 def read_form(path: Path) -> Form:
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    """The form at `path`, parsed once per content (collection and fixtures read the same
+    forms; the Liberian one's thousand styled empty columns take a CPU second a read)."""
+    return _read_form(path, path.read_bytes())
+
+
+@cache
+def _read_form(path: Path, content: bytes) -> Form:
+    book = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     sheets = {ws.title.strip().lower(): ws for ws in book.worksheets}
 
     def rows(name: str) -> list[dict[str, str]]:
