@@ -7,7 +7,7 @@ worker's loop; each has one shared `httpx.AsyncClient`.
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -164,8 +164,12 @@ async def deliver(
     settings: HubSettings,
     query_id: str,
     node_id: str,
+    record: Callable[[queries.Outcome], Awaitable[bool]] | None = None,
 ) -> bool:
     """Deliver one task and record its outcome (a Celery task's work); True if stored.
+
+    `record`: the process's group-committing writer (`hub.queries.recorder.Recorder.record`);
+    without it, the outcome is recorded in a transaction of its own.
 
     Never raises: a delivery that fails in the hub itself is recorded as `failed` with
     `delivery_failed` (resending it would fail the same way until the deadline), and one
@@ -189,6 +193,8 @@ async def deliver(
         log.error("delivery to node %s for query %s failed (%s)", node_id, query_id, _name(exc))
         result = delivery_failed(node_id)
     outcome = to_outcome(call, result)
+    if record is not None:
+        return await record(outcome)
     (stored,) = await anyio.to_thread.run_sync(partial(record_safely, sessions, [outcome]))
     if not stored:
         log.warning("late or duplicate answer from node %s for query %s dropped", node_id, query_id)

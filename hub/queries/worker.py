@@ -14,7 +14,9 @@ messages kills the worker (kombu 5.7 restores them on a dead connection, unguard
 messages come back every visibility timeout.
 
 Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
-Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`.
+Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`,
+and one `Recorder` on it: the answers its deliveries bring are written together (group
+commit), so its threads never queue on a query row or the audit head one answer at a time.
 """
 
 import asyncio
@@ -31,6 +33,7 @@ from hub.db import init_db, make_engine
 from hub.queries import push, secure
 from hub.queries import service as queries
 from hub.queries.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
+from hub.queries.recorder import Recorder
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
 
@@ -51,6 +54,7 @@ class WorkerRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._recorder: Recorder | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -84,6 +88,15 @@ class WorkerRuntime:
     @property
     def client(self) -> httpx.AsyncClient:
         return self._start()[1]
+
+    @property
+    def recorder(self) -> Recorder:
+        """The process's one writer of node answers (group commit: `hub.queries.recorder`)."""
+        sessions = self.sessions
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = Recorder(sessions=sessions)
+            return self._recorder
 
 
 def create_celery(settings: HubSettings) -> Celery:
@@ -136,6 +149,7 @@ def create_celery(settings: HubSettings) -> Celery:
                     settings=settings,
                     query_id=query_id,
                     node_id=node_id,
+                    record=runtime.recorder.record,
                 )
             )
         except Exception as exc:
