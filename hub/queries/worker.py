@@ -15,8 +15,9 @@ messages come back every visibility timeout.
 
 Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
 Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`,
-and one `Recorder` on it: the answers its deliveries bring are written together (group
-commit), so its threads never queue on a query row or the audit head one answer at a time.
+and one `Recorder` and one `CallLoader` on it: the answers its deliveries bring are written
+together (group commit), so its threads never queue on a query row or the audit head one
+answer at a time, and the deliveries of one query, received together, are read together.
 """
 
 import asyncio
@@ -33,7 +34,7 @@ from hub.db import init_db, make_engine
 from hub.queries import push, secure
 from hub.queries import service as queries
 from hub.queries.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
-from hub.queries.recorder import Recorder
+from hub.queries.recorder import CallLoader, Recorder
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
 
@@ -55,6 +56,7 @@ class WorkerRuntime:
         self._client: httpx.AsyncClient | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._recorder: Recorder | None = None
+        self._loader: CallLoader | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -97,6 +99,15 @@ class WorkerRuntime:
             if self._recorder is None:
                 self._recorder = Recorder(sessions=sessions)
             return self._recorder
+
+    @property
+    def loader(self) -> CallLoader:
+        """The process's reader of deliveries to start (one transaction per group)."""
+        sessions = self.sessions
+        with self._lock:
+            if self._loader is None:
+                self._loader = CallLoader(sessions=sessions)
+            return self._loader
 
 
 def create_celery(settings: HubSettings) -> Celery:
@@ -149,6 +160,7 @@ def create_celery(settings: HubSettings) -> Celery:
                     settings=settings,
                     query_id=query_id,
                     node_id=node_id,
+                    load=runtime.loader.load,
                     record=runtime.recorder.record,
                 )
             )
