@@ -9,10 +9,10 @@ queries completed per second in a window after a warm-up. The worker counts run 
 other and 1 process again at the end, so drift of the (shared) machine's load shows.
 
 Each round also prints what does not depend on the machine's load: CPU milliseconds per
-completed query of the hub API processes, the worker processes, the stub fleet and this
-client (from /proc, over the whole round), PostgreSQL commits per query (pg_stat_database of
-this run's database) and the mean number of the hub's sessions waiting on a lock (sampled
-from pg_stat_activity every 0.2 s).
+completed query of the hub API processes, the worker processes, the stub fleet, this client
+and the PostgreSQL backends of the hub's sessions (from /proc, over the whole round),
+PostgreSQL commits per query (pg_stat_database of this run's database) and the mean number
+of the hub's sessions waiting on a lock (sampled from pg_stat_activity every 0.2 s).
 
 Ends with `target workers-2-vs-1: VALUE (limit 1.6) PASS|FAIL`: throughput with 2 worker
 processes ÷ with 1 (the mean of both 1-process runs).
@@ -145,6 +145,14 @@ class Probe:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def backend_cpu(self) -> float:
+        """CPU seconds so far of the database's server processes (its sessions' backends)."""
+        pids = self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (self._database,),
+        ).fetchall()
+        return sum(_own_cpu(int(pid)) for (pid,) in pids)
+
     def _sample(self) -> None:
         with psycopg.connect(self._conn.info.dsn, autocommit=True) as conn:
             while not self._stop.wait(0.2):
@@ -172,20 +180,29 @@ class Probe:
 
 
 def usage(api: int, worker: int, probe: Probe) -> tuple[float, ...]:
-    """CPU seconds so far of the API processes, the workers, the fleet and this client;
-    the database's commits."""
+    """CPU seconds so far of the API processes, the workers, the fleet, this client and the
+    database's backends (those connected now: pooled sessions live through a round); the
+    database's commits."""
     me = os.getpid()
     fleet = tree_cpu(me, skip=frozenset({api, worker})) - _own_cpu(me)
-    return tree_cpu(api), tree_cpu(worker), fleet, _own_cpu(me), probe.commits()
+    return (
+        tree_cpu(api),
+        tree_cpu(worker),
+        fleet,
+        _own_cpu(me),
+        probe.backend_cpu(),
+        probe.commits(),
+    )
 
 
 def per_query(before: tuple[float, ...], after: tuple[float, ...], queries: int) -> str:
-    api, workers, fleet, client, commits = (
+    api, workers, fleet, client, database, commits = (
         (a - b) / max(queries, 1) for a, b in zip(after, before, strict=True)
     )
     return (
         f"CPU ms per query: API {api * 1000:.1f}, workers {workers * 1000:.1f}, "
-        f"stubs {fleet * 1000:.1f}, client {client * 1000:.1f}; commits per query {commits:.1f}"
+        f"stubs {fleet * 1000:.1f}, client {client * 1000:.1f}, "
+        f"PostgreSQL {database * 1000:.1f}; commits per query {commits:.1f}"
     )
 
 
