@@ -35,6 +35,7 @@ from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.nodes import contracts as node_contracts
 from hub.nodes.models import Node
+from hub.queries import progress
 from hub.queries.calls import PushCall, planned_push_calls
 from hub.queries.combine import (
     NodeAnswer,
@@ -357,6 +358,7 @@ def record_outcomes(
                 events=events_by_query[query_id],
             )
     audit.append_many(session=session, events=[e for q in by_query for e in events_by_query[q]])
+    progress.announce(session, changed)
     session.commit()
     return stored
 
@@ -480,6 +482,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
     _refresh(session, row, tasks, now=now, events=events)
     # The shared audit head is locked for the append and the commit only.
     audit.append_many(session=session, events=events)
+    progress.announce(session, [query_id])
     session.commit()
     return True
 
@@ -730,6 +733,7 @@ def settle_secure(
     row.rules = rules
     audit.append_many(session=session, events=events)
     _refresh(session, row, tasks, now=now)
+    progress.announce(session, [query_id])
     session.commit()
 
 
