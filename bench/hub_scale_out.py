@@ -422,8 +422,10 @@ def main() -> None:
     print(f"after: {loadavg()}")
     if 4 in by_count:
         print(f"4 processes ÷ 1: {by_count[4] / one:.2f}")
-    ratio = by_count[2] / one
-    print(f"target workers-2-vs-1: {ratio:.2f} (limit 1.6) {'PASS' if ratio >= 1.6 else 'FAIL'}")
+    if 2 in by_count:
+        ratio = by_count[2] / one
+        verdict = "PASS" if ratio >= 1.6 else "FAIL"
+        print(f"target workers-2-vs-1: {ratio:.2f} (limit 1.6) {verdict}")
 
 
 if __name__ == "__main__":
