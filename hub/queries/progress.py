@@ -23,7 +23,8 @@ CHANNEL = "sauti_query_progress"
 # A notification's payload is at most 8000 bytes: query ids (36 characters) per notification.
 IDS_PER_NOTIFICATION = 200
 RECONNECT_SECONDS = 2.0
-CHECK_STOP_SECONDS = 1.0
+# How long closing waits at most for the listener to notice (an app stopping, a test ending).
+CHECK_STOP_SECONDS = 0.25
 
 
 def announce(session: Session, query_ids: Iterable[str]) -> None:
