@@ -1,8 +1,11 @@
-"""The hub's Celery app: Redis broker and result backend from HubSettings, two tasks.
+"""The hub's Celery app: Redis broker and result backend from HubSettings, its tasks.
 
-`sauti.hub.deliver(query_id, node_id)` pushes one node its request (one task per node per
-query); `sauti.hub.finalize(query_id)` completes a query at its deadline (kept for messages
-queued by older hubs: the hub now arms deadlines itself). Both are idempotent: a task sent
+`sauti.hub.deliver_many(query_id, node_ids)` pushes each of up to `DELIVERY_BATCH` nodes its
+request, each delivery on its own (one message per query, or per batch of a large one);
+`sauti.hub.deliver(query_id, node_id)` pushes one node (kept for messages queued by older
+hubs); `sauti.hub.secure(query_id)` runs a secure aggregation query;
+`sauti.hub.finalize(query_id)` completes a query at its deadline (kept for messages
+queued by older hubs: the hub now arms deadlines itself). All are idempotent: a task sent
 again finds the node's task already closed, or resends the same signed request, which the
 node answers from its stored release.
 
@@ -33,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import init_db, make_engine
 from hub.queries import push, secure
 from hub.queries import service as queries
-from hub.queries.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
+from hub.queries.dispatch import DELIVER_MANY_TASK, DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
 from hub.queries.recorder import CallLoader, Recorder
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
@@ -167,6 +170,33 @@ def create_celery(settings: HubSettings) -> Celery:
         except Exception as exc:
             log.error("task %s for query %s failed (%s)", DELIVER_TASK, query_id, _name(exc))
             return False
+
+    @app.task(name=DELIVER_MANY_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def deliver_many(query_id: str, node_ids: list[str]) -> int:
+        """Each node's delivery on its own (a slow node holds up no other); how many were
+        stored. Returns once every outcome is recorded (or left to the sweeper)."""
+
+        async def each() -> list[bool]:
+            return await asyncio.gather(
+                *(
+                    push.deliver(
+                        client=runtime.client,
+                        sessions=runtime.sessions,
+                        settings=settings,
+                        query_id=query_id,
+                        node_id=node_id,
+                        load=runtime.loader.load,
+                        record=runtime.recorder.record,
+                    )
+                    for node_id in node_ids
+                )
+            )
+
+        try:
+            return sum(runtime.run(each()))
+        except Exception as exc:
+            log.error("task %s for query %s failed (%s)", DELIVER_MANY_TASK, query_id, _name(exc))
+            return 0
 
     @app.task(name=SECURE_TASK, shared=False)  # type: ignore[untyped-decorator]
     def secure_query(query_id: str) -> None:
