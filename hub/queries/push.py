@@ -196,7 +196,7 @@ async def deliver(
     """Deliver one task and record its outcome (a Celery task's work); True if stored.
 
     `load` and `record`: the process's grouped reader and group-committing writer
-    (`hub.queries.recorder`); without them, the task is read and its outcome recorded in
+    (`hub.queries.batching`); without them, the task is read and its outcome recorded in
     transactions of its own.
 
     Never raises: a delivery that fails in the hub itself is recorded as `failed` with

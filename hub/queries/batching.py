@@ -2,7 +2,7 @@
 
 Each answer used to be recorded in a transaction of its own, which locks its query row and
 then the hub's audit head: the 20 answers of one query queued on one row, every answer of
-every query queued on the head, and more worker processes only added waiters. A `Recorder`
+every query queued on the head, and more worker processes only added waiters. A `BatchRecorder`
 is the one writer of its process: answers handed to it while it writes wait and go together
 in the next transaction (`hub.queries.push.record_safely`: one lock of the batch's query
 rows, one append to the chain), so a process's transactions follow the rate of commits the
@@ -94,7 +94,7 @@ class Batcher(Generic[In, Out]):
         await asyncio.gather(task, return_exceptions=True)
 
 
-class Recorder:
+class BatchRecorder:
     """The process's one writer of node answers."""
 
     def __init__(self, *, sessions: sessionmaker[Session]) -> None:
