@@ -8,12 +8,19 @@ process submit count queries (wait for each to complete, submit the next); throu
 queries completed per second in a window after a warm-up. The worker counts run one after the
 other and 1 process again at the end, so drift of the (shared) machine's load shows.
 
+Each round also prints what does not depend on the machine's load: CPU milliseconds per
+completed query of the hub API processes, the worker processes, the stub fleet, this client
+and the PostgreSQL backends of the hub's sessions (from /proc, over the whole round),
+PostgreSQL commits per query (pg_stat_database of this run's database) and the mean number
+of the hub's sessions waiting on a lock (sampled from pg_stat_activity every 0.2 s).
+
 Ends with `target workers-2-vs-1: VALUE (limit 1.6) PASS|FAIL`: throughput with 2 worker
 processes ÷ with 1 (the mean of both 1-process runs).
 
 Environment: BENCH_QUICK=1 (shorter windows), BENCH_WINDOW_SECONDS, BENCH_CLIENTS (default
 12), BENCH_NODES (20), BENCH_NODE_LATENCY_MS (100), BENCH_WORKER_CONCURRENCY (threads per
-worker process, 32), BENCH_API_PROCESSES (2), BENCH_REDIS_URL (redis://127.0.0.1:6379/12).
+worker process, 32), BENCH_API_PROCESSES (2), BENCH_REDIS_URL (redis://127.0.0.1:6379/12),
+BENCH_ROUNDS (the worker counts in order, 1,2,4,1; the target needs 1 and 2).
 """
 
 import asyncio
@@ -25,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,6 +42,7 @@ from typing import Any
 import httpx
 import migrations
 import polars as pl
+import psycopg
 import stub_nodes
 
 from contracts.v1 import SignedAgreement
@@ -51,7 +60,7 @@ LATENCY = float(os.environ.get("BENCH_NODE_LATENCY_MS", "100")) / 1000
 CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "32"))
 API_PROCESSES = int(os.environ.get("BENCH_API_PROCESSES", "2"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-ROUNDS = (1, 2, 4, 1)
+ROUNDS = tuple(int(n) for n in os.environ.get("BENCH_ROUNDS", "1,2,4,1").split(","))
 RHO = 0.01
 SAUTI = str(Path(sys.executable).with_name("sauti"))
 START_SECONDS = 300
@@ -85,6 +94,116 @@ def process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu(pid: int, *, skip: frozenset[int] = frozenset()) -> float:
+    """CPU seconds used so far by `pid` and its live descendants (not those in `skip`)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in skip:
+            continue
+        total += _own_cpu(current)
+        todo += _children(current)
+    return total
+
+
+class Probe:
+    """Commits of one database and its sessions waiting on a lock, sampled in a thread."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self._conn = psycopg.connect(admin_url, autocommit=True)
+        self._database = database
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def commits(self) -> int:
+        row = self._conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self._database,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def backend_cpu(self) -> float:
+        """CPU seconds so far of the database's server processes (its sessions' backends)."""
+        pids = self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (self._database,),
+        ).fetchall()
+        return sum(_own_cpu(int(pid)) for (pid,) in pids)
+
+    def _sample(self) -> None:
+        with psycopg.connect(self._conn.info.dsn, autocommit=True) as conn:
+            while not self._stop.wait(0.2):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s AND wait_event_type = 'Lock'",
+                    (self._database,),
+                ).fetchone()
+                self._samples.append(int(row[0]) if row else 0)
+
+    def start(self) -> None:
+        self._samples, self._stop = [], threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float:
+        """The mean number of sessions waiting on a lock since `start`."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return statistics.mean(self._samples) if self._samples else 0.0
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def usage(api: int, worker: int, probe: Probe) -> tuple[float, ...]:
+    """CPU seconds so far of the API processes, the workers, the fleet, this client and the
+    database's backends (those connected now: pooled sessions live through a round); the
+    database's commits."""
+    me = os.getpid()
+    fleet = tree_cpu(me, skip=frozenset({api, worker})) - _own_cpu(me)
+    return (
+        tree_cpu(api),
+        tree_cpu(worker),
+        fleet,
+        _own_cpu(me),
+        probe.backend_cpu(),
+        probe.commits(),
+    )
+
+
+def per_query(before: tuple[float, ...], after: tuple[float, ...], queries: int) -> str:
+    api, workers, fleet, client, database, commits = (
+        (a - b) / max(queries, 1) for a, b in zip(after, before, strict=True)
+    )
+    return (
+        f"CPU ms per query: API {api * 1000:.1f}, workers {workers * 1000:.1f}, "
+        f"stubs {fleet * 1000:.1f}, client {client * 1000:.1f}, "
+        f"PostgreSQL {database * 1000:.1f}; commits per query {commits:.1f}"
+    )
 
 
 def wait_until(ready: Any, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -148,10 +267,11 @@ def enroll(
 
 async def load(
     url: str, analyst: dict[str, str], spec: dict[str, Any]
-) -> tuple[int, float, float, int]:
+) -> tuple[int, float, float, int, int]:
     """Closed loop. The window opens once every client has completed its first query (the
     pipeline is full and the first contacts are made) and lasts WINDOW seconds: queries
-    completed in it, its length, the median latency of those, and failures."""
+    completed in it, its length, the median latency of those, failures, and the queries
+    completed in all (the window's and the others)."""
     warmed = asyncio.Event()
     first_done = 0
     window: list[float] = []
@@ -185,12 +305,46 @@ async def load(
     async with httpx.AsyncClient(base_url=url, timeout=300, headers=analyst) as hub:
         await asyncio.gather(*(client(hub) for _ in range(CLIENTS)))
     inside = [took for end, took in done if window[0] <= end < window[0] + WINDOW]
-    return len(inside), WINDOW, statistics.median(inside) if inside else 0.0, failures
+    median = statistics.median(inside) if inside else 0.0
+    return len(inside), WINDOW, median, failures, len(done)
 
 
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def measure(
+    count: int,
+    *,
+    hub: Path,
+    env: dict[str, str],
+    log: Path,
+    api: int,
+    url: str,
+    probe: Probe,
+    headers: dict[str, str],
+    spec: dict[str, Any],
+) -> tuple[int, float, float, str]:
+    """One round with `count` worker processes: queries in the window, queries/s, p50, and
+    what the round cost per query."""
+    args = [SAUTI, "hub", "worker", "--home", str(hub), "--pool", "threads"]
+    args += ["--concurrency", str(CONCURRENCY), "--processes", str(count)]
+    with process(args, env=env, log=log) as worker:
+        wait_until(
+            lambda: log.read_text(errors="replace").count(" ready.") >= count,
+            worker,
+            f"{count} worker process(es)",
+        )
+        before = usage(api, worker.pid, probe)
+        probe.start()
+        completed, window, p50, failures, total = asyncio.run(load(url, headers, spec))
+        waiting = probe.stop()
+        after = usage(api, worker.pid, probe)
+    if failures:
+        raise RuntimeError(f"{failures} queries did not complete")
+    details = f"{per_query(before, after, total)}; {waiting:.2f} sessions waiting on a lock (mean)"
+    return completed, completed / window, p50, details
 
 
 def main() -> None:
@@ -240,36 +394,38 @@ def main() -> None:
         )
         analyst_headers = {"Authorization": f"Bearer {analyst}"}
         rates: list[tuple[int, float]] = []
+        probe = Probe(migrations.ADMIN.format(user=user), database_url.rsplit("/", 1)[1])
+        stack.callback(probe.close)
         print(f"{'workers':>8} {'queries':>8} {'q/s':>7} {'vs 1':>6} {'p50 s':>8}  load")
         for count in ROUNDS:
             log = work / f"worker-{count}-{len(rates)}.log"
-            args = [SAUTI, "hub", "worker", "--home", str(hub_dir), "--pool", "threads"]
-            args += ["--concurrency", str(CONCURRENCY), "--processes", str(count)]
-            with process(args, env=env, log=log) as worker:
-                wait_until(
-                    lambda log=log, count=count: (
-                        log.read_text(errors="replace").count(" ready.") >= count
-                    ),
-                    worker,
-                    f"{count} worker process(es)",
-                )
-                completed, window, p50, failures = asyncio.run(load(url, analyst_headers, spec))
-            if failures:
-                raise RuntimeError(f"{failures} queries did not complete")
-            rate = completed / window
+            completed, rate, p50, details = measure(
+                count,
+                hub=hub_dir,
+                env=env,
+                log=log,
+                api=api.pid,
+                url=url,
+                probe=probe,
+                headers=analyst_headers,
+                spec=spec,
+            )
             rates.append((count, rate))
             first = rates[0][1] or float("nan")
             print(
                 f"{count:>8} {completed:>8} {rate:>7.2f} {rate / first:>5.2f}x "
-                f"{p50:>8.2f}  {os.getloadavg()[0]:.2f}",
+                f"{p50:>8.2f}  {os.getloadavg()[0]:.2f}\n{'':>8} {details}",
                 flush=True,
             )
     one = statistics.mean(r for c, r in rates if c == 1) or float("nan")
     by_count = {c: r for c, r in rates if c != 1}
     print(f"after: {loadavg()}")
-    print(f"4 processes ÷ 1: {by_count[4] / one:.2f}")
-    ratio = by_count[2] / one
-    print(f"target workers-2-vs-1: {ratio:.2f} (limit 1.6) {'PASS' if ratio >= 1.6 else 'FAIL'}")
+    if 4 in by_count:
+        print(f"4 processes ÷ 1: {by_count[4] / one:.2f}")
+    if 2 in by_count:
+        ratio = by_count[2] / one
+        verdict = "PASS" if ratio >= 1.6 else "FAIL"
+        print(f"target workers-2-vs-1: {ratio:.2f} (limit 1.6) {verdict}")
 
 
 if __name__ == "__main__":

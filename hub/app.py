@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 import httpx
 from fastapi import Depends, FastAPI
 
@@ -19,6 +20,7 @@ from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
 from hub.nodes.router import router as nodes_router
 from hub.queries.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
+from hub.queries.progress import ProgressListener
 from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
 from hub.queries.transport import node_client
@@ -56,9 +58,15 @@ def create_app(
                 after=settings.redispatch_seconds,
             )
             sweeper.start()
+            listener = None
+            if ProgressListener.wanted(engine):
+                listener = ProgressListener(engine=engine, signals=state.signals)
+                listener.start()
             try:
                 yield
             finally:
+                if listener is not None:
+                    await anyio.to_thread.run_sync(listener.close)
                 await sweeper.close()
                 await state.dispatcher.close()
                 state.dispatcher = None

@@ -95,6 +95,9 @@ class HubSettings(SideSettings):
     query_wait_seconds: float = 60
     # How often a waiting request re-reads progress written by another process.
     progress_poll_seconds: float = 0.1
+    # How often instead while that progress is signalled (PostgreSQL: each API process listens
+    # for notifications the recording transactions send; this re-read is the fallback).
+    progress_fallback_seconds: float = 1.0
     enrollment_token_ttl_hours: float = 72
     key_overlap_seconds: int = 7 * 86400
     node_clock_skew_seconds: int = 300

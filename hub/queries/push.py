@@ -7,7 +7,7 @@ worker's loop; each has one shared `httpx.AsyncClient`.
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -58,8 +58,35 @@ def load_push_calls(
     *, session: Session, query_id: str, node_ids: Sequence[str] | None = None
 ) -> list[PushCall]:
     """The pending tasks of push nodes (all, or `node_ids`), read in one go before any I/O."""
+    calls = _push_calls(read_only(session), query_id=query_id, node_ids=node_ids)
+    session.rollback()
+    return calls
+
+
+def load_calls(
+    sessions: sessionmaker[Session], wanted: Sequence[tuple[str, str]]
+) -> list[PushCall | None]:
+    """The pending push deliveries for these (query id, node id) pairs, read in one
+    transaction (one read per query, whatever the number of its nodes); None where there is
+    none to make (closed already, a pull node, a node removed...)."""
+    by_query: dict[str, list[str]] = {}
+    for query_id, node_id in wanted:
+        by_query.setdefault(query_id, []).append(node_id)
+    found: dict[tuple[str, str], PushCall] = {}
+    with sessions() as session:
+        read_only(session)
+        for query_id, node_ids in by_query.items():
+            for call in _push_calls(session, query_id=query_id, node_ids=node_ids):
+                found[(query_id, call.node_id)] = call
+        session.rollback()
+    return [found.get(pair) for pair in wanted]
+
+
+def _push_calls(
+    session: Session, *, query_id: str, node_ids: Sequence[str] | None
+) -> list[PushCall]:
     now = datetime.now(UTC)
-    query = read_only(session).get(QueryRow, query_id)
+    query = session.get(QueryRow, query_id)
     stmt = select(QueryNodeRow).where(
         QueryNodeRow.query_id == query_id, QueryNodeRow.outcome == "pending"
     )
@@ -94,7 +121,6 @@ def load_push_calls(
                     request_digest=sent_digest(task.request_jws),
                 )
             )
-    session.rollback()
     return calls
 
 
@@ -164,22 +190,32 @@ async def deliver(
     settings: HubSettings,
     query_id: str,
     node_id: str,
+    load: Callable[[str, str], Awaitable[PushCall | None]] | None = None,
+    record: Callable[[queries.Outcome], Awaitable[bool]] | None = None,
 ) -> bool:
     """Deliver one task and record its outcome (a Celery task's work); True if stored.
+
+    `load` and `record`: the process's grouped reader and group-committing writer
+    (`hub.queries.batching`); without them, the task is read and its outcome recorded in
+    transactions of its own.
 
     Never raises: a delivery that fails in the hub itself is recorded as `failed` with
     `delivery_failed` (resending it would fail the same way until the deadline), and one
     whose outcome cannot be recorded is left to the sweeper, which sends it again."""
 
-    def load() -> list[PushCall]:
+    def load_one() -> list[PushCall]:
         with sessions() as session:
             return load_push_calls(session=session, query_id=query_id, node_ids=[node_id])
 
-    try:
-        calls = await anyio.to_thread.run_sync(load)
-    except Exception as exc:
-        log.error("loading query %s for node %s failed (%s)", query_id, node_id, _name(exc))
-        return False
+    if load is not None:
+        found = await load(query_id, node_id)
+        calls = [found] if found is not None else []
+    else:
+        try:
+            calls = await anyio.to_thread.run_sync(load_one)
+        except Exception as exc:
+            log.error("loading query %s for node %s failed (%s)", query_id, node_id, _name(exc))
+            return False
     if not calls:
         return False
     (call,) = calls
@@ -189,6 +225,8 @@ async def deliver(
         log.error("delivery to node %s for query %s failed (%s)", node_id, query_id, _name(exc))
         result = delivery_failed(node_id)
     outcome = to_outcome(call, result)
+    if record is not None:
+        return await record(outcome)
     (stored,) = await anyio.to_thread.run_sync(partial(record_safely, sessions, [outcome]))
     if not stored:
         log.warning("late or duplicate answer from node %s for query %s dropped", node_id, query_id)

@@ -143,7 +143,12 @@ async def wait_for(
         done = await anyio.to_thread.run_sync(finished) if result is None else None
         waited = False
         while done is None and (remaining := give_up - time.monotonic()) > 0:
-            await wait_event(event, min(settings.progress_poll_seconds, remaining))
+            poll = (
+                settings.progress_fallback_seconds
+                if signals.remote_progress
+                else settings.progress_poll_seconds
+            )
+            await wait_event(event, min(poll, remaining))
             # Answers arrive in batches and each batch signals: check cheaply, and build the
             # result (progress combines what arrived) only when it is complete or time is up.
             waited, done = True, await anyio.to_thread.run_sync(finished)

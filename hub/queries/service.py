@@ -36,6 +36,7 @@ from hub.harmonisation.service import variable_answers
 from hub.home import HubIdentity
 from hub.nodes import contracts as node_contracts
 from hub.nodes.models import Node
+from hub.queries import progress
 from hub.queries.calls import PushCall, planned_push_calls
 from hub.queries.combine import (
     NodeAnswer,
@@ -317,58 +318,102 @@ def record_outcomes(
 ) -> list[bool]:
     """Record answers that arrived together in one transaction (group commit).
 
-    Per query in the batch, the query row is locked and its tasks read once, whatever the
-    number of answers; the verified release is stored with its task at once and progress
-    reads combine what has arrived; the combined result itself is written when a query's
-    last task closes, so N arrivals cost O(N) work, not O(N^2), under the query's lock."""
+    The batch's query rows are locked in one statement, in query-id order (the one order
+    every writer takes them in, before the audit head: two processes recording batches that
+    share queries never each hold what the other waits for); the batch's tasks are read in
+    one statement and their pending counts in another, whatever the number of queries and
+    answers. The verified release is stored with its task at once and progress reads combine
+    what has arrived; the combined result itself is written when a query's last task closes,
+    so N arrivals cost O(N) work, not O(N^2), under the query's lock. The audit entries of
+    the whole batch are appended last, in one statement right before the commit: the head,
+    which every writer of the hub shares, is held for that append and the commit only, not
+    for the reads and the combining."""
     now = now or datetime.now(UTC)
     by_query: dict[str, list[int]] = {}
     for index, item in enumerate(outcomes):
         by_query.setdefault(item.query_id, []).append(index)
     stored = [False] * len(outcomes)
-    # Every query row is locked before the audit head, in one order: two processes recording
-    # batches that share queries would otherwise each hold what the other waits for.
-    rows = {query_id: _locked_query(session, query_id) for query_id in sorted(by_query)}
+    rows = _locked_queries(session, sorted(by_query))
+    # Only the batch's own tasks, without their payloads: a query of N nodes answered in B
+    # batches reads N task rows in all, not N per batch. (A superset filter, narrowed here:
+    # portable where row-value IN is not.)
+    wanted = {(item.query_id, item.node_id) for item in outcomes}
+    tasks: dict[tuple[str, str], QueryNodeRow] = {}
+    for task in session.scalars(
+        select(QueryNodeRow)
+        .where(
+            QueryNodeRow.query_id.in_(list(by_query)),
+            QueryNodeRow.node_id.in_(list({item.node_id for item in outcomes})),
+        )
+        .options(
+            defer(QueryNodeRow.release),
+            defer(QueryNodeRow.release_jws),
+            defer(QueryNodeRow.request_jws),
+        )
+        .execution_options(populate_existing=True)
+    ):
+        if (task.query_id, task.node_id) in wanted:
+            tasks[(task.query_id, task.node_id)] = task
+    events_by_query: dict[str, list[audit.Event]] = {}
     for query_id, indexes in by_query.items():
-        row = rows[query_id]
-        # Only the batch's own tasks, without their payloads: a query of N nodes answered in
-        # B batches reads N task rows in all, not N per batch.
-        by_node = {
-            t.node_id: t
-            for t in session.scalars(
-                select(QueryNodeRow)
-                .where(
-                    QueryNodeRow.query_id == query_id,
-                    QueryNodeRow.node_id.in_({outcomes[i].node_id for i in indexes}),
-                )
-                .options(
-                    defer(QueryNodeRow.release),
-                    defer(QueryNodeRow.release_jws),
-                    defer(QueryNodeRow.request_jws),
-                )
-                .execution_options(populate_existing=True)
-            )
-        }
-        events: list[audit.Event] = []
+        events = events_by_query.setdefault(query_id, [])
         for index in indexes:
-            stored[index] = _apply(by_node, outcomes[index], now=now, events=events)
-        audit.append_many(session=session, events=events)
-        if events and not _pending(session, query_id):
-            # The last task closed: combine every stored release (flushed by the count).
-            _refresh(session, row, _tasks_to_combine(session, row), now=now)
+            item = outcomes[index]
+            stored[index] = _apply(
+                tasks.get((query_id, item.node_id)), item, now=now, events=events
+            )
+    changed = [query_id for query_id, events in events_by_query.items() if events]
+    # Flushes the closed tasks first (autoflush), so the counts see them.
+    pending = _pending_counts(session, changed)
+    for query_id in changed:
+        if not pending.get(query_id):
+            # The last task closed: combine every stored release.
+            row = rows[query_id]
+            _refresh(
+                session,
+                row,
+                _tasks_to_combine(session, row),
+                now=now,
+                events=events_by_query[query_id],
+            )
+    audit.append_many(session=session, events=[e for q in by_query for e in events_by_query[q]])
+    progress.announce(session, changed)
     session.commit()
     return stored
 
 
-def _pending(session: Session, query_id: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(QueryNodeRow)
-            .where(QueryNodeRow.query_id == query_id, QueryNodeRow.outcome == "pending")
+def _locked_queries(session: Session, query_ids: list[str]) -> dict[str, QueryRow]:
+    """`_locked_query` for several queries in one statement, locked in `query_ids` order
+    (sorted by the caller: the order every writer locks query rows in)."""
+    if len(query_ids) == 1:
+        return {query_ids[0]: _locked_query(session, query_ids[0])}
+    rows = {
+        row.query_id: row
+        for row in session.scalars(
+            select(QueryRow)
+            .where(QueryRow.query_id.in_(query_ids))
+            .order_by(QueryRow.query_id)
+            .options(defer(QueryRow.result))
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
-        or 0
-    )
+    }
+    if len(rows) != len(query_ids):
+        raise QueryNotFound()
+    return rows
+
+
+def _pending_counts(session: Session, query_ids: list[str]) -> dict[str, int]:
+    if not query_ids:
+        return {}
+    return {
+        query_id: int(count)
+        for query_id, count in session.execute(
+            select(QueryNodeRow.query_id, func.count())
+            .where(QueryNodeRow.query_id.in_(query_ids), QueryNodeRow.outcome == "pending")
+            .group_by(QueryNodeRow.query_id)
+        )
+    }
 
 
 def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
@@ -394,9 +439,8 @@ def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
 
 
 def _apply(
-    by_node: dict[str, QueryNodeRow], item: Outcome, *, now: datetime, events: list[audit.Event]
+    task: QueryNodeRow | None, item: Outcome, *, now: datetime, events: list[audit.Event]
 ) -> bool:
-    task = by_node.get(item.node_id)
     if task is None or task.outcome != "pending":
         return False
     task.outcome, task.error_code, task.message = item.outcome, item.error_code, item.message
@@ -431,6 +475,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
         session.rollback()
         return False
     tasks = _tasks(session, query_id)
+    events: list[audit.Event] = []
     for task in tasks:
         if task.outcome != "pending":
             continue
@@ -441,27 +486,44 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
             task.outcome, task.error_code = "timeout", "node_timeout"
             task.message = "the node did not answer before the deadline"
         task.answered_at = now
-        audit.append(
-            session=session,
-            actor="hub",
-            action="query.node_outcome",
-            object=f"query:{query_id}",
-            details={"node": task.node_id, "outcome": task.outcome, "error_code": task.error_code},
+        events.append(
+            audit.Event(
+                actor="hub",
+                action="query.node_outcome",
+                object=f"query:{query_id}",
+                details={
+                    "node": task.node_id,
+                    "outcome": task.outcome,
+                    "error_code": task.error_code,
+                },
+            )
         )
-    _refresh(session, row, tasks, now=now)
+    _refresh(session, row, tasks, now=now, events=events)
+    # The shared audit head is locked for the append and the commit only.
+    audit.append_many(session=session, events=events)
+    progress.announce(session, [query_id])
     session.commit()
     return True
 
 
-def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now: datetime) -> None:
-    """Recombine what has arrived and store it; complete the query once no task is pending."""
+def _refresh(
+    session: Session,
+    row: QueryRow,
+    tasks: list[QueryNodeRow],
+    *,
+    now: datetime,
+    events: list[audit.Event] | None = None,
+) -> None:
+    """Recombine what has arrived and store it; complete the query once no task is pending.
+
+    With `events`, the completion's audit entry is added there (the caller appends it with
+    the rest of its transaction's entries), else appended at once."""
     pending = any(t.outcome == "pending" for t in tasks)
     if not pending and row.completed_at is None:
         row.completed_at = now
     result = _safe_build(row, tasks)
     if not pending:
-        audit.append(
-            session=session,
+        completed = audit.Event(
             actor="hub",
             action="query.completed",
             object=f"query:{row.query_id}",
@@ -471,6 +533,10 @@ def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now:
                 "asked": len(tasks),
             },
         )
+        if events is None:
+            audit.append_many(session=session, events=[completed])
+        else:
+            events.append(completed)
     row.status = result.status
     row.result = result.model_dump(mode="json")
     if not pending:
@@ -686,6 +752,7 @@ def settle_secure(
     row.rules = rules
     audit.append_many(session=session, events=events)
     _refresh(session, row, tasks, now=now)
+    progress.announce(session, [query_id])
     session.commit()
 
 

@@ -1,7 +1,9 @@
 """Wake waiting requests in this process when a query progresses or a pull task appears.
 
-Progress written by another process (a Celery worker) is not signalled: waiters also re-read
-the database every `progress_poll_seconds`, so a missed signal costs at most that long.
+Progress written by another process (a Celery worker, another API process) is signalled by
+`hub.queries.progress` on PostgreSQL (`remote_progress` is True while it listens); waiters
+also re-read the database (every `progress_poll_seconds`, or `progress_fallback_seconds`
+while remote progress is heard), so a missed signal costs at most that long.
 """
 
 import asyncio
@@ -14,6 +16,8 @@ class Signals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        # True while progress recorded by other processes is signalled here too.
+        self.remote_progress = False
 
     @contextmanager
     def listen(self, key: str) -> Iterator[asyncio.Event]:
@@ -38,6 +42,13 @@ class Signals:
         for loop, event in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
+
+    def notify_all(self) -> None:
+        """Wake every waiter (they re-read: what changed meanwhile may not be signalled)."""
+        with self._lock:
+            keys = list(self._waiters)
+        for key in keys:
+            self.notify(key)
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> None:

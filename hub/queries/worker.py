@@ -1,8 +1,11 @@
-"""The hub's Celery app: Redis broker and result backend from HubSettings, two tasks.
+"""The hub's Celery app: Redis broker and result backend from HubSettings, its tasks.
 
-`sauti.hub.deliver(query_id, node_id)` pushes one node its request (one task per node per
-query); `sauti.hub.finalize(query_id)` completes a query at its deadline (kept for messages
-queued by older hubs: the hub now arms deadlines itself). Both are idempotent: a task sent
+`sauti.hub.deliver_many(query_id, node_ids)` pushes each of up to `DELIVERY_BATCH` nodes its
+request, each delivery on its own (one message per query, or per batch of a large one);
+`sauti.hub.deliver(query_id, node_id)` pushes one node (kept for messages queued by older
+hubs); `sauti.hub.secure(query_id)` runs a secure aggregation query;
+`sauti.hub.finalize(query_id)` completes a query at its deadline (kept for messages
+queued by older hubs: the hub now arms deadlines itself). All are idempotent: a task sent
 again finds the node's task already closed, or resends the same signed request, which the
 node answers from its stored release.
 
@@ -14,7 +17,10 @@ messages kills the worker (kombu 5.7 restores them on a dead connection, unguard
 messages come back every visibility timeout.
 
 Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
-Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`.
+Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`,
+and one `BatchRecorder` and one `CallLoader` on it: the answers its deliveries bring are written
+together (group commit), so its threads never queue on a query row or the audit head one
+answer at a time, and the deliveries of one query, received together, are read together.
 """
 
 import asyncio
@@ -30,7 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import init_db, make_engine
 from hub.queries import push, secure
 from hub.queries import service as queries
-from hub.queries.dispatch import DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
+from hub.queries.batching import BatchRecorder, CallLoader
+from hub.queries.dispatch import DELIVER_MANY_TASK, DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
 
@@ -51,6 +58,8 @@ class WorkerRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._recorder: BatchRecorder | None = None
+        self._loader: CallLoader | None = None
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -84,6 +93,24 @@ class WorkerRuntime:
     @property
     def client(self) -> httpx.AsyncClient:
         return self._start()[1]
+
+    @property
+    def recorder(self) -> BatchRecorder:
+        """The process's one writer of node answers (group commit: `hub.queries.batching`)."""
+        sessions = self.sessions
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = BatchRecorder(sessions=sessions)
+            return self._recorder
+
+    @property
+    def loader(self) -> CallLoader:
+        """The process's reader of deliveries to start (one transaction per group)."""
+        sessions = self.sessions
+        with self._lock:
+            if self._loader is None:
+                self._loader = CallLoader(sessions=sessions)
+            return self._loader
 
 
 def create_celery(settings: HubSettings) -> Celery:
@@ -136,11 +163,40 @@ def create_celery(settings: HubSettings) -> Celery:
                     settings=settings,
                     query_id=query_id,
                     node_id=node_id,
+                    load=runtime.loader.load,
+                    record=runtime.recorder.record,
                 )
             )
         except Exception as exc:
             log.error("task %s for query %s failed (%s)", DELIVER_TASK, query_id, _name(exc))
             return False
+
+    @app.task(name=DELIVER_MANY_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def deliver_many(query_id: str, node_ids: list[str]) -> int:
+        """Each node's delivery on its own (a slow node holds up no other); how many were
+        stored. Returns once every outcome is recorded (or left to the sweeper)."""
+
+        async def each() -> list[bool]:
+            return await asyncio.gather(
+                *(
+                    push.deliver(
+                        client=runtime.client,
+                        sessions=runtime.sessions,
+                        settings=settings,
+                        query_id=query_id,
+                        node_id=node_id,
+                        load=runtime.loader.load,
+                        record=runtime.recorder.record,
+                    )
+                    for node_id in node_ids
+                )
+            )
+
+        try:
+            return sum(runtime.run(each()))
+        except Exception as exc:
+            log.error("task %s for query %s failed (%s)", DELIVER_MANY_TASK, query_id, _name(exc))
+            return 0
 
     @app.task(name=SECURE_TASK, shared=False)  # type: ignore[untyped-decorator]
     def secure_query(query_id: str) -> None:

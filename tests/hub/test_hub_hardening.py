@@ -208,6 +208,7 @@ def test_celery_tasks_log_and_record_instead_of_raising(
     monkeypatch.setattr(fanout, "deliver", broken)
     monkeypatch.setattr(service, "finalize_due", broken)
     assert celery_app.tasks[dispatch.DELIVER_TASK].run("q", "ke-a") is False
+    assert celery_app.tasks[dispatch.DELIVER_MANY_TASK].run("q", ["ke-a", "ke-b"]) == 0
     assert celery_app.tasks[dispatch.FINALIZE_TASK].run("q") is False
     # A secure query whose run fails in the hub: closed as failed, not left to its deadline.
     secure_terms = make_terms(sim_nodes, agreement_id="lnob-secure", aggregation="secure")

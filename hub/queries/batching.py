@@ -1,0 +1,147 @@
+"""Group commit of node answers (and grouped reads of deliveries) in a worker process.
+
+Each answer used to be recorded in a transaction of its own, which locks its query row and
+then the hub's audit head: the 20 answers of one query queued on one row, every answer of
+every query queued on the head, and more worker processes only added waiters. A `BatchRecorder`
+is the one writer of its process: answers handed to it while it writes wait and go together
+in the next transaction (`hub.queries.push.record_safely`: one lock of the batch's query
+rows, one append to the chain), so a process's transactions follow the rate of commits the
+database can make, not the rate of answers. No window is waited for: an answer that arrives
+alone is written at once; batches grow only when writes are the bottleneck. A `CallLoader`
+does the same for the reads that start deliveries: the tasks of one query, received
+together, are read in one transaction.
+
+The guarantees are those of `record_outcomes`, per answer: a task closes once (only a
+`pending` task takes an outcome), and `record` returns only once its answer is durable (or
+was refused as late or duplicate, or could not be stored: the sweeper then sends it again).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Generic, TypeVar
+
+import anyio.to_thread
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.queries import push
+from hub.queries import service as queries
+from hub.queries.calls import PushCall
+
+log = logging.getLogger("hub.federation")
+# A batch is bounded so one transaction never holds many query rows for long.
+MAX_BATCH = 500
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class Batcher(Generic[In, Out]):
+    """Runs `work` (blocking: in a thread) over the items handed to `run` from coroutines of
+    one event loop: one run at a time, each over everything handed in while the previous
+    one ran. `work` returns one result per item, in order, and never raises."""
+
+    def __init__(self, work: Callable[[list[In]], list[Out]]) -> None:
+        self._work = work
+        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]] | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, item: In) -> Out:
+        if self._queue is None or self._task is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.ensure_future(self._loop(self._queue))
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        # Shielded: a caller cancelled while its item is in a run (a shutdown) leaves the run
+        # to finish; an answer is never half recorded, nor recorded twice.
+        return await asyncio.shield(future)
+
+    async def _loop(self, queue: asyncio.Queue[tuple[In, asyncio.Future[Out]] | None]) -> None:
+        while True:
+            first = await queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            while not queue.empty() and len(batch) < MAX_BATCH:
+                item = queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                results = await anyio.to_thread.run_sync(self._work, [i for i, _ in batch])
+            except BaseException as exc:  # never leaves a caller waiting
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            if stop:
+                return
+
+    async def close(self) -> None:
+        """Finish what was handed in until now, then stop (a later `run` starts again)."""
+        if self._task is None or self._queue is None:
+            return
+        queue, task = self._queue, self._task
+        self._queue = self._task = None
+        queue.put_nowait(None)
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class BatchRecorder:
+    """The process's one writer of node answers."""
+
+    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+        self._batcher = Batcher(partial(_record, sessions))
+
+    async def record(self, outcome: queries.Outcome) -> bool:
+        """True once `outcome` is stored; False if it was not (see `push.record_safely`)."""
+        return await self._batcher.run(outcome)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+
+class CallLoader:
+    """Reads the deliveries to start: those handed in together, in one transaction."""
+
+    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+        self._batcher = Batcher(partial(_load, sessions))
+
+    async def load(self, query_id: str, node_id: str) -> PushCall | None:
+        """The pending push delivery of `node_id` for `query_id`, or None (closed, a pull
+        node, removed...)."""
+        return await self._batcher.run((query_id, node_id))
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+
+def _record(sessions: sessionmaker[Session], outcomes: list[queries.Outcome]) -> list[bool]:
+    try:
+        stored = push.record_safely(sessions, outcomes)
+    except Exception as exc:  # record_safely already tried each answer on its own
+        log.error("recording %d node answers failed (%s)", len(outcomes), type(exc).__name__)
+        return [False] * len(outcomes)
+    for item, ok in zip(outcomes, stored, strict=True):
+        if not ok:
+            log.warning(
+                "late or duplicate answer from node %s for query %s dropped",
+                item.node_id,
+                item.query_id,
+            )
+    return stored
+
+
+def _load(sessions: sessionmaker[Session], wanted: list[tuple[str, str]]) -> list[PushCall | None]:
+    try:
+        return push.load_calls(sessions, wanted)
+    except Exception as exc:  # the sweeper sends them again
+        log.error("loading %d deliveries failed (%s)", len(wanted), type(exc).__name__)
+        return [None] * len(wanted)

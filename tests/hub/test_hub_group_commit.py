@@ -1,0 +1,160 @@
+"""A worker process's answers recorded together (group commit), on SQLite and PostgreSQL, and
+progress recorded by one process waking the waiters of another (PostgreSQL notifications).
+
+* Answers to several queries handed to one `BatchRecorder` at once: each task closes once (a
+  duplicate in the same batch is refused), each query completes once, with one outcome
+  entry per node and one completion entry, and the hub's chain verifies.
+* A `CallLoader` reads the deliveries of several queries together; closed ones are None.
+* A notification is sent only by a transaction that commits, and wakes the waiters of that
+  query in a process that listens.
+"""
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from hub_support import ANALYST_ORG, Hub
+from sqlalchemy import Engine, select
+
+from contracts.v1 import QuerySpec
+from hub.audit import service as audit
+from hub.auth.schemas import User
+from hub.db import init_db, make_engine
+from hub.home import load_identity, load_key
+from hub.queries import service
+from hub.queries.batching import BatchRecorder, CallLoader
+from hub.queries.models import QueryNodeRow, QueryRow
+from hub.queries.progress import ProgressListener, announce
+from hub.queries.signals import Signals, query_key
+from hub.settings import HubSettings
+
+ANALYST = User(name="ana", organisation=ANALYST_ORG, role="analyst")
+
+
+def _prepare(settings: HubSettings) -> tuple[str, list[str]]:
+    spec = QuerySpec(agreement_id="lnob-2026", dataset="lnob_household", measure="count", rho=0.2)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            prepared = service.prepare_query(
+                session=session,
+                spec=spec,
+                user=ANALYST,
+                identity=load_identity(settings.home),
+                key=load_key(settings.home),
+                ttl_seconds=60,
+                max_ttl_seconds=settings.max_request_ttl_seconds,
+            )
+            return str(prepared.query_id), list(prepared.push_nodes)
+    finally:
+        engine.dispose()
+
+
+def test_answers_to_several_queries_recorded_together_close_each_task_once(
+    federation: Hub,
+) -> None:
+    settings = federation.settings
+    queries = [_prepare(settings) for _ in range(3)]
+    outcomes = [
+        service.Outcome(
+            query_id=query_id,
+            node_id=node_id,
+            outcome="refused",
+            error_code="budget_exhausted",
+            message="no budget left",
+        )
+        for query_id, nodes in queries
+        for node_id in nodes
+    ]
+    duplicate = outcomes[0]
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = init_db(engine)
+
+        async def run() -> tuple[list[bool], list[object]]:
+            loader = CallLoader(sessions=sessions)
+            recorder = BatchRecorder(sessions=sessions)
+            wanted = [(o.query_id, o.node_id) for o in outcomes]
+            calls = await asyncio.gather(*(loader.load(q, n) for q, n in wanted))
+            stored = await asyncio.gather(*(recorder.record(o) for o in [*outcomes, duplicate]))
+            again = await asyncio.gather(*(loader.load(q, n) for q, n in wanted[:2]))
+            await recorder.close()
+            await loader.close()
+            assert [(c.query_id, c.node_id) for c in calls if c is not None] == wanted
+            return stored, list(again)
+
+        stored, again = asyncio.run(run())
+        # Each answer is stored once; the duplicate handed in with them is refused, and
+        # closed tasks are no longer deliveries to make.
+        assert stored == [True] * len(outcomes) + [False]
+        assert again == [None, None]
+        with sessions() as session:
+            for query_id, _ in queries:
+                row = session.get(QueryRow, query_id)
+                assert row is not None
+                assert row.completed_at is not None
+                tasks = session.scalars(
+                    select(QueryNodeRow).where(QueryNodeRow.query_id == query_id)
+                ).all()
+                assert {t.outcome for t in tasks} == {"refused"}
+            entries = audit.entries(session=session)
+            assert audit.verify_chain(session=session) is None
+        actions = Counter((e.action, e.object) for e in entries)
+        for query_id, nodes in queries:
+            assert actions[("query.node_outcome", f"query:{query_id}")] == len(nodes)
+            assert actions[("query.completed", f"query:{query_id}")] == 1
+        # Per query in the chain: its outcomes, then its completion.
+        for query_id, _ in queries:
+            mine = [e.action for e in entries if e.object == f"query:{query_id}"]
+            assert mine[-1] == "query.completed"
+            assert "query.completed" not in mine[:-1]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def test_committed_progress_wakes_waiters_in_a_listening_process(pg_engine: Engine) -> None:
+    assert ProgressListener.wanted(pg_engine)
+    sessions = init_db(pg_engine)
+    signals = Signals()
+    listener = ProgressListener(engine=pg_engine, signals=signals)
+    listener.start()
+    try:
+        listening = threading.Event()
+
+        async def run() -> bool:
+            while not signals.remote_progress:
+                await asyncio.sleep(0.05)
+            listening.set()
+            with (
+                signals.listen(query_key("committed")) as woken,
+                signals.listen(query_key("rolled-back")) as other,
+            ):
+
+                def write() -> None:
+                    with sessions() as session:
+                        announce(session, ["rolled-back"])
+                        session.rollback()
+                    with sessions() as session:
+                        announce(session, ["committed"])
+                        session.commit()
+
+                await asyncio.to_thread(write)
+                await asyncio.wait_for(woken.wait(), timeout=30)
+                # Notifications arrive in commit order: one from the rolled-back
+                # transaction would have come first.
+                return other.is_set()
+
+        assert asyncio.run(asyncio.wait_for(run(), timeout=60)) is False
+        assert listening.is_set()
+    finally:
+        listener.close()
+    assert signals.remote_progress is False
