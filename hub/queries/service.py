@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, type_coerce, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -48,7 +48,7 @@ from hub.queries.contract_check import check_levels
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.planning import NodeTarget, check_spec, plan_query, select_targets
-from hub.queries.releases import parsed_releases, sent_request, stored_payload
+from hub.queries.releases import parsed_releases, sent_request, stored_payload_text
 from hub.queries.schemas import QuerySummary
 from hub.queries.secure_combine import (
     aggregate,
@@ -56,6 +56,7 @@ from hub.queries.secure_combine import (
     plan_aggregation,
     secure_cells,
 )
+from runtime.db import JsonText
 
 log = logging.getLogger("hub.queries")
 # Roles that may read every organisation's queries.
@@ -262,6 +263,8 @@ class Outcome:
     release: Release | None = None
     release_jws: str | None = None
     attempts: int | None = None
+    # The verified payload of `release_jws` as text, if the verifier has it (else decoded).
+    release_json: str | None = None
 
 
 def record_outcome(
@@ -312,33 +315,103 @@ def record_outcomes(
     rows = {query_id: _locked_query(session, query_id) for query_id in sorted(by_query)}
     for query_id, indexes in by_query.items():
         row = rows[query_id]
-        # Only the batch's own tasks, without their payloads: a query of N nodes answered in
-        # B batches reads N task rows in all, not N per batch.
-        by_node = {
-            t.node_id: t
-            for t in session.scalars(
-                select(QueryNodeRow)
-                .where(
-                    QueryNodeRow.query_id == query_id,
-                    QueryNodeRow.node_id.in_({outcomes[i].node_id for i in indexes}),
-                )
-                .options(
-                    defer(QueryNodeRow.release),
-                    defer(QueryNodeRow.release_jws),
-                    defer(QueryNodeRow.request_jws),
-                )
-                .execution_options(populate_existing=True)
-            )
-        }
         events: list[audit.Event] = []
-        for index in indexes:
-            stored[index] = _apply(by_node, outcomes[index], now=now, events=events)
+        for index, closed in _close_tasks(session, query_id, outcomes, indexes, now, events):
+            stored[index] = closed
         audit.append_many(session=session, events=events)
         if events and not _pending(session, query_id):
-            # The last task closed: combine every stored release (flushed by the count).
+            # The last task closed: combine every stored release.
             _refresh(session, row, _tasks_to_combine(session, row), now=now)
     session.commit()
     return stored
+
+
+_TASKS: Table = QueryNodeRow.__table__  # type: ignore[assignment]  # a mapped class's Table
+_CLOSE_VALUES = {
+    "outcome": bindparam("b_outcome"),
+    "error_code": bindparam("b_error_code"),
+    "message": bindparam("b_message"),
+    "answered_at": bindparam("b_answered_at", type_=_TASKS.c.answered_at.type),
+    "attempts": bindparam("b_attempts"),
+    "sent_at": bindparam("b_sent_at", type_=_TASKS.c.sent_at.type),
+}
+# Only a pending task takes an outcome (the query row is locked, so this is belt and braces).
+_CLOSE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.outcome == "pending")
+    .values(_CLOSE_VALUES)
+)
+_CLOSE_WITH_RELEASE = _CLOSE.values(
+    release_jws=bindparam("b_release_jws"),
+    # The verified payload is the release's canonical JSON: stored as that text, not parsed
+    # and serialised again.
+    release=type_coerce(bindparam("b_release"), JsonText()),
+)
+
+
+def _close_tasks(  # noqa: PLR0917 (private; called once)
+    session: Session,
+    query_id: str,
+    outcomes: list[Outcome],
+    indexes: list[int],
+    now: datetime,
+    events: list[audit.Event],
+) -> list[tuple[int, bool]]:
+    """Close the pending tasks these outcomes answer, with one executemany per kind (Core
+    statements: no ORM object per node). Reads only the batch's own open tasks, without
+    their payloads: a query of N nodes answered in B batches reads N task rows in all."""
+    open_tasks = {
+        r.node_id: r
+        for r in session.execute(
+            select(_TASKS.c.id, _TASKS.c.node_id, _TASKS.c.attempts, _TASKS.c.sent_at).where(
+                _TASKS.c.query_id == query_id,
+                _TASKS.c.outcome == "pending",
+                _TASKS.c.node_id.in_({outcomes[i].node_id for i in indexes}),
+            )
+        )
+    }
+    plain: list[dict[str, Any]] = []
+    answered: list[dict[str, Any]] = []
+    closed: list[tuple[int, bool]] = []
+    for index in indexes:
+        item = outcomes[index]
+        # Popped: a second answer from the same node in this batch finds its task closed.
+        task = open_tasks.pop(item.node_id, None)
+        closed.append((index, task is not None))
+        if task is None:
+            continue
+        params: dict[str, Any] = {
+            "b_id": task.id,
+            "b_outcome": item.outcome,
+            "b_error_code": item.error_code,
+            "b_message": item.message,
+            "b_answered_at": now,
+            "b_attempts": task.attempts + (item.attempts or 0),
+            "b_sent_at": task.sent_at or now if item.attempts is not None else task.sent_at,
+        }
+        if item.release is not None and item.release_jws is not None:
+            params["b_release_jws"] = item.release_jws
+            params["b_release"] = item.release_json or stored_payload_text(item.release_jws)
+            answered.append(params)
+            parsed_releases.remember(item.query_id, item.node_id, item.release)
+        else:
+            plain.append(params)
+        events.append(
+            audit.Event(
+                actor="hub",
+                action="query.node_outcome",
+                object=f"query:{item.query_id}",
+                details={
+                    "node": item.node_id,
+                    "outcome": item.outcome,
+                    "error_code": item.error_code,
+                },
+            )
+        )
+    for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
+        if params_list:
+            session.execute(statement, params_list)
+    return closed
 
 
 def _pending(session: Session, query_id: str) -> int:
@@ -372,36 +445,6 @@ def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
             ):
                 set_committed_value(by_id[task_id], "release", release)
     return tasks
-
-
-def _apply(
-    by_node: dict[str, QueryNodeRow], item: Outcome, *, now: datetime, events: list[audit.Event]
-) -> bool:
-    task = by_node.get(item.node_id)
-    if task is None or task.outcome != "pending":
-        return False
-    task.outcome, task.error_code, task.message = item.outcome, item.error_code, item.message
-    task.answered_at = now
-    if item.attempts is not None:
-        task.attempts, task.sent_at = task.attempts + item.attempts, task.sent_at or now
-    if item.release is not None and item.release_jws is not None:
-        task.release_jws = item.release_jws
-        # The signed payload is the release's canonical JSON: decoding it is the model's dump.
-        task.release = stored_payload(item.release_jws)
-        parsed_releases.remember(item.query_id, item.node_id, item.release)
-    events.append(
-        audit.Event(
-            actor="hub",
-            action="query.node_outcome",
-            object=f"query:{item.query_id}",
-            details={
-                "node": item.node_id,
-                "outcome": item.outcome,
-                "error_code": item.error_code,
-            },
-        )
-    )
-    return True
 
 
 def finalize_due(*, session: Session, query_id: str, now: datetime | None = None) -> bool:
