@@ -19,6 +19,7 @@ from hub.harmonisation.router import router as modules_router
 from hub.home import load_identity, load_key
 from hub.nodes.router import router as nodes_router
 from hub.queries.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
+from hub.queries.recorder import Recorder
 from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
 from hub.queries.transport import node_client
@@ -48,6 +49,7 @@ def create_app(
             concurrency=settings.node_concurrency,
         ) as client:
             state.client = client
+            state.recorder = Recorder(sessions=state.sessions, signals=state.signals)
             state.dispatcher = make_dispatcher(settings, client=client, state=state)
             sweeper = Sweeper(
                 sessions=state.sessions,
@@ -61,7 +63,9 @@ def create_app(
             finally:
                 await sweeper.close()
                 await state.dispatcher.close()
+                await state.recorder.close()
                 state.dispatcher = None
+                state.recorder = None
                 state.client = None
         engine.dispose()
 
@@ -113,5 +117,9 @@ def make_dispatcher(
             signals=state.signals,
         )
     return InProcessDispatcher(
-        client=client, sessions=state.sessions, settings=settings, signals=state.signals
+        client=client,
+        sessions=state.sessions,
+        settings=settings,
+        signals=state.signals,
+        recorder=state.recorder,
     )

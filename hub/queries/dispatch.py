@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.queries import push, secure
 from hub.queries import service as queries
 from hub.queries.calls import PushCall
+from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals, query_key
 from hub.settings import HubSettings
 
@@ -100,9 +101,7 @@ class Deadlines:
 class InProcessDispatcher:
     """Deliveries as tasks on the hub's event loop; call `dispatch` from that loop.
 
-    Answers go through one recorder task that writes whatever has arrived in one
-    transaction (group commit): N nodes answering together cost a few commits, not N, and
-    writers never meet at SQLite's lock (where they would sleep in coarse busy steps).
+    Answers go to the process's `Recorder` (group commit), which pull answers share.
     """
 
     def __init__(
@@ -112,6 +111,7 @@ class InProcessDispatcher:
         sessions: sessionmaker[Session],
         settings: HubSettings,
         signals: Signals,
+        recorder: Recorder | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -119,8 +119,8 @@ class InProcessDispatcher:
         self._signals = signals
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines(sessions=sessions, signals=signals)
-        self._queue: asyncio.Queue[queries.Outcome] = asyncio.Queue()
-        self._recorder: asyncio.Task[None] | None = None
+        self._recorder = recorder or Recorder(sessions=sessions, signals=signals)
+        self._own_recorder = recorder is None
         self._in_flight: set[tuple[str, str]] = set()
         # Bounded fan-out: a query to 1,000 nodes holds at most this many connections and
         # answers in memory at once; the others wait their turn (their deadline still runs).
@@ -134,8 +134,6 @@ class InProcessDispatcher:
         deadline: datetime,
         calls: Sequence[PushCall] = (),
     ) -> None:
-        if self._recorder is None:
-            self._recorder = asyncio.ensure_future(self._record_loop())
         if push_nodes and not calls:
 
             def load() -> list[PushCall]:
@@ -148,8 +146,6 @@ class InProcessDispatcher:
         self._deadlines.arm(query_id, deadline)
 
     async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
-        if self._recorder is None:
-            self._recorder = asyncio.ensure_future(self._record_loop())
         by_query: dict[str, list[str]] = {}
         for query_id, node_id in tasks:
             if (query_id, node_id) not in self._in_flight:  # still trying: leave it be
@@ -202,30 +198,9 @@ class InProcessDispatcher:
                 type(exc).__name__,
             )
             result = push.delivery_failed(call.node_id)
-        await self._queue.put(push.to_outcome(call, result))
-
-    async def _record_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await asyncio.to_thread(self._record, batch)
-            except Exception as exc:  # record_safely already tried each answer on its own
-                log.error("recording %d node answers failed (%s)", len(batch), type(exc).__name__)
-            for item in batch:
-                self._in_flight.discard((item.query_id, item.node_id))
-                self._signals.notify(query_key(item.query_id))
-
-    def _record(self, batch: list[queries.Outcome]) -> None:
-        stored = push.record_safely(self._sessions, batch)
-        for item, ok in zip(batch, stored, strict=True):
-            if not ok:
-                log.warning(
-                    "late or duplicate answer from node %s for query %s dropped",
-                    item.node_id,
-                    item.query_id,
-                )
+        self._recorder.submit(
+            push.to_outcome(call, result), on_recorded=lambda: self._in_flight.discard(key)
+        )
 
     async def close(self) -> None:
         await self._deadlines.close()
@@ -237,11 +212,8 @@ class InProcessDispatcher:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._recorder is not None:
-            while not self._queue.empty():
-                await asyncio.to_thread(self._record, [self._queue.get_nowait()])
-            self._recorder.cancel()
-            await asyncio.gather(self._recorder, return_exceptions=True)
+        if self._own_recorder:
+            await self._recorder.close()
 
 
 class CeleryDispatcher:
