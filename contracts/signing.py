@@ -187,40 +187,62 @@ def sign_variants(
     """One compact JWS per variant of `document`: each variant replaces some of its top-level
     string fields (the same fields in every variant), e.g. a request per node that differs
     only in its node id and nonce. Every token is byte-for-byte `sign({**document,
-    **variant}, key)`; the canonical JSON is written once and each variant's plain ASCII
+    **variant}, key)`; the canonical JSON is written once (`Template`) and each variant's
     values are put into it, so per variant only the encoding and the signature are left."""
-    private = key.private_key
     items = iter(variants)
     first = next(items, None)
     if first is None:
         return
-    if not isinstance(private, Ed25519PrivateKey):
-        for variant in (first, *items):
-            yield sign({**document, **variant}, key)
-        return
-    protected = _protected(key)
-    marks = {name: f"sauti-variant-{secrets.token_hex(16)}" for name in first}
-    template = canonical_json({**document, **marks})
-    parts = [template]
-    order = []
-    # Split the template at each mark (in the order the marks appear in it), once.
-    for name, mark in sorted(marks.items(), key=lambda m: template.find(m[1].encode())):
-        quoted = b'"' + mark.encode() + b'"'
-        head, found, tail = parts[-1].partition(quoted)
-        if not found or quoted in tail or quoted in head:
-            parts = []
-            break
-        parts[-1:] = [head, tail]
-        order.append(name)
+    template = Template(document, first.keys())
     for variant in (first, *items):
-        values = [variant[name] for name in order]
-        if not parts or variant.keys() != first.keys() or not all(map(_plain, values)):
-            yield sign({**document, **variant}, key)
-            continue
-        payload = bytearray(parts[0])
-        for value, tail in zip(values, parts[1:], strict=True):
+        yield sign_canonical(template.fill(variant), key)
+
+
+def sign_canonical(payload: bytes, key: OKPKey) -> str:
+    """`sign` of a document whose canonical JSON the caller already has (`Template.fill`,
+    `canonical_json`): the bytes must be exactly that."""
+    private = key.private_key
+    if not isinstance(private, Ed25519PrivateKey):
+        header = {"alg": ALGORITHM, "kid": key_id(key)}
+        return str(jws.serialize_compact(header, payload, key, algorithms=[ALGORITHM]))
+    return _sign_bytes(payload, private, _protected(key))
+
+
+class Template:
+    """The canonical JSON of `document` with some top-level string fields left open: `fill`
+    gives `canonical_json({**document, **values})`, byte for byte, by putting the values'
+    JSON strings into bytes written once (plain printable ASCII values; anything else, or
+    other fields, is written in full)."""
+
+    def __init__(self, document: dict[str, Any], fields: Iterable[str]) -> None:
+        self._document = document
+        self._fields = frozenset(fields)
+        marks = {name: f"sauti-variant-{secrets.token_hex(16)}" for name in self._fields}
+        text = canonical_json({**document, **marks})
+        parts = [text]
+        order: list[str] = []
+        # Split at each mark, in the order the marks appear (each exactly once, or give up).
+        for name, mark in sorted(marks.items(), key=lambda m: text.find(m[1].encode())):
+            quoted = b'"' + mark.encode() + b'"'
+            head, found, tail = parts[-1].partition(quoted)
+            if not found or quoted in tail or quoted in head:
+                parts, order = [], []
+                break
+            parts[-1:] = [head, tail]
+            order.append(name)
+        self._parts = parts
+        self._order = order
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        if not self._parts or values.keys() != self._fields:
+            return canonical_json({**self._document, **values})
+        ordered = [values[name] for name in self._order]
+        if not all(map(_plain, ordered)):
+            return canonical_json({**self._document, **values})
+        payload = bytearray(self._parts[0])
+        for value, tail in zip(ordered, self._parts[1:], strict=True):
             payload += b'"' + value.encode("ascii") + b'"' + tail
-        yield _sign_bytes(bytes(payload), private, protected)
+        return bytes(payload)
 
 
 _PLAIN = re.compile(r"[ !#-\[\]-~]*")

@@ -145,3 +145,19 @@ def test_sign_variants_writes_what_sign_writes(values: list[str]) -> None:
     assert list(signing.sign_variants({**document, "spec": "stub-0001"}, key, variants[:1])) == [
         signing.sign({**document, "spec": "stub-0001", **variants[0]}, key)
     ]
+
+
+def test_a_template_fills_to_the_canonical_json_of_the_whole_document() -> None:
+    document = {"a": 1.5, "z": ["x"], "query_id": "", "released_at": "", "nested": {"q": 1}}
+    template = signing.Template(document, ("query_id", "released_at"))
+    for values in (
+        {"query_id": "q-1", "released_at": "2026-12-07T09:00:00.5Z"},
+        {"query_id": 'with "quote"', "released_at": "ü"},  # written in full
+        {"query_id": "q-2"},  # another set of fields: written in full
+    ):
+        assert template.fill(values) == signing.canonical_json({**document, **values})
+    key = signing.generate_key()
+    payload = template.fill({"query_id": "q", "released_at": "t"})
+    assert signing.sign_canonical(payload, key) == signing.sign(
+        {**document, "query_id": "q", "released_at": "t"}, key
+    )
