@@ -7,15 +7,15 @@ process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, bindparam, func, select, type_coerce, update
+from sqlalchemy import Table, bindparam, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session, defer
-from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import signing
 from contracts.v1 import (
@@ -76,6 +76,22 @@ class Prepared:
     push_calls: tuple[PushCall, ...] = ()
     # Secure aggregation: the nodes are run together by hub.queries.secure, not pushed.
     secure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What combining reads of a task, from plain columns (no ORM object per node)."""
+
+    node_id: str
+    country: str | None
+    outcome: str
+    error_code: str | None = None
+    message: str | None = None
+    release: dict[str, Any] | None = None
+    release_jws: str | None = None
+
+
+Task = QueryNodeRow | TaskView
 
 
 def prepare_query(
@@ -165,20 +181,33 @@ def prepare_query(
     )
     session.add(row)
     session.flush()
+    modes_sent = {
+        call.target.node_id: "secure"
+        if aggregation.secure
+        else modes.get(call.target.node_id, "push")
+        for call in plan.calls
+    }
+    # One executemany of plain rows (no ORM object per node); combining reads `TaskView`s.
+    session.execute(
+        insert(_TASKS),
+        [
+            {
+                "query_id": qid,
+                "node_id": call.target.node_id,
+                "country": call.target.country,
+                "mode": modes_sent[call.target.node_id],
+                "outcome": "pending",
+                "request_jws": call.jws,
+                "expires_at": call.request.expires_at,
+                "attempts": 0,
+            }
+            for call in plan.calls
+        ],
+    )
     tasks = [
-        QueryNodeRow(
-            query_id=qid,
-            node_id=call.target.node_id,
-            country=call.target.country,
-            mode="secure" if aggregation.secure else modes.get(call.target.node_id, "push"),
-            outcome="pending",
-            request_jws=call.jws,
-            expires_at=call.request.expires_at,
-            attempts=0,
-        )
+        TaskView(node_id=call.target.node_id, country=call.target.country, outcome="pending")
         for call in plan.calls
     ]
-    session.add_all(tasks)
     audit.append(
         session=session,
         actor=f"user:{user.name}",
@@ -207,8 +236,8 @@ def prepare_query(
         )
     return Prepared(
         query_id=plan.query_id,
-        push_nodes=tuple(t.node_id for t in tasks if t.mode != "pull"),
-        pull_nodes=tuple(t.node_id for t in tasks if t.mode == "pull"),
+        push_nodes=tuple(n for n, mode in modes_sent.items() if mode != "pull"),
+        pull_nodes=tuple(n for n, mode in modes_sent.items() if mode == "pull"),
         deadline=deadline,
         push_calls=planned_push_calls(
             query_id=qid,
@@ -425,26 +454,48 @@ def _pending(session: Session, query_id: str) -> int:
     )
 
 
-def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
-    """The query's tasks for `_build`: a per-node query's stored releases are read only for
-    the answers this process has not verified and parsed itself (parsed_releases)."""
-    if (row.rules or {}).get("aggregation") == "secure":
-        return _tasks(session, row.query_id)
-    tasks = _tasks(session, row.query_id, releases=False)
-    unparsed = [
-        t.id
-        for t in tasks
-        if t.outcome == "ok" and parsed_releases.peek(row.query_id, t.node_id) is None
+def _tasks_to_combine(session: Session, row: QueryRow) -> list[Task]:
+    """The query's tasks for `_build`, as plain `TaskView`s read by one Core statement: a
+    per-node query's stored releases are read only for the answers this process has not
+    verified and parsed itself (parsed_releases); a secure query's signed contributions are."""
+    secure = (row.rules or {}).get("aggregation") == "secure"
+    columns = [
+        _TASKS.c.id,
+        _TASKS.c.node_id,
+        _TASKS.c.country,
+        _TASKS.c.outcome,
+        _TASKS.c.error_code,
+        _TASKS.c.message,
     ]
-    if unparsed:
-        by_id = {t.id: t for t in tasks}
-        for chunk in range(0, len(unparsed), 500):
-            ids = unparsed[chunk : chunk + 500]
-            for task_id, release in session.execute(
-                select(QueryNodeRow.id, QueryNodeRow.release).where(QueryNodeRow.id.in_(ids))
-            ):
-                set_committed_value(by_id[task_id], "release", release)
-    return tasks
+    if secure:
+        columns.append(_TASKS.c.release_jws)
+    rows = session.execute(
+        select(*columns).where(_TASKS.c.query_id == row.query_id).order_by(_TASKS.c.id)
+    ).all()
+    releases: dict[int, dict[str, Any] | None] = {}
+    unparsed = [
+        r.id
+        for r in rows
+        if not secure
+        and r.outcome == "ok"
+        and parsed_releases.peek(row.query_id, r.node_id) is None
+    ]
+    for chunk in range(0, len(unparsed), 500):
+        ids = unparsed[chunk : chunk + 500]
+        stored = select(_TASKS.c.id, _TASKS.c.release).where(_TASKS.c.id.in_(ids))
+        releases.update(dict(session.execute(stored).all()))
+    return [
+        TaskView(
+            node_id=r.node_id,
+            country=r.country,
+            outcome=r.outcome,
+            error_code=r.error_code,
+            message=r.message,
+            release=releases.get(r.id),
+            release_jws=r.release_jws if secure else None,
+        )
+        for r in rows
+    ]
 
 
 def finalize_due(*, session: Session, query_id: str, now: datetime | None = None) -> bool:
@@ -477,7 +528,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
     return True
 
 
-def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now: datetime) -> None:
+def _refresh(session: Session, row: QueryRow, tasks: Sequence[Task], *, now: datetime) -> None:
     """Recombine what has arrived and store it; complete the query once no task is pending."""
     pending = any(t.outcome == "pending" for t in tasks)
     if not pending and row.completed_at is None:
@@ -501,7 +552,7 @@ def _refresh(session: Session, row: QueryRow, tasks: list[QueryNodeRow], *, now:
         _completed.remember(row.query_id, result)
 
 
-def _safe_build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _safe_build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     """`_build`, or, when the verified answers cannot be combined (a node's release that is
     signed and answers the request but whose cells do not add up), the result without cells
     and status `failed`: one poisoned release must not stop its query from completing, nor
@@ -515,7 +566,7 @@ def _safe_build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         return _uncombined(row, tasks)
 
 
-def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _uncombined(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     pending = any(t.outcome == "pending" for t in tasks)
     return QueryResult(
         query_id=UUID(row.query_id),
@@ -540,7 +591,7 @@ def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     )
 
 
-def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     """The result as the tasks stand: combined over the nodes that answered, none imputed."""
     spec = QuerySpec.model_validate(row.spec)
     rules: dict[str, Any] = row.rules or {}
@@ -590,7 +641,7 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     )
 
 
-def _release(query_id: str, task: QueryNodeRow) -> Release | None:
+def _release(query_id: str, task: Task) -> Release | None:
     """A task's verified release: parsed here already, else parsed from what is stored."""
     parsed = parsed_releases.peek(query_id, task.node_id)
     if parsed is not None:
