@@ -226,7 +226,7 @@ class Stub:
             from node.settings import NodeSettings  # noqa: PLC0415
 
             self.real = httpx.ASGITransport(app=create_app(NodeSettings(home=Path(node.home))))
-        self.templates: dict[str, Release] = {}
+        self.templates: dict[str, tuple[Release, signing.Template]] = {}
 
     async def query(self, body: bytes) -> tuple[int, bytes]:
         try:
@@ -244,25 +244,27 @@ class Stub:
         template = await self._template(request, body)
         if template is None:
             return 422, _error("measure_not_supported", "a stub node answers counts only")
+        release, canonical = template
         query_id = uuid.uuid4() if self.fault == "other_query" else request.query_id
-        release = template.model_copy(
-            update={
-                "query_id": query_id,
-                "request_digest": hashlib.sha256(payload).hexdigest(),
-                "released_at": datetime.now(UTC),
-            }
-        )
-        token = (
-            _forged(release, self.key)
-            if self.fault == "forged"
-            else signing.sign(release, self.key)
-        )
-        content = Signed(jws=token).model_dump_json().encode()
+        bound = {
+            "query_id": str(query_id),
+            "request_digest": hashlib.sha256(payload).hexdigest(),
+            "released_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if self.fault == "forged":
+            token = _forged(release.model_copy(update=bound), self.key)
+        else:
+            # Signed for this very request with the node's own key; the release's canonical
+            # JSON is written once per query shape and only these three values change.
+            token = signing.sign_canonical(canonical.fill(bound), self.key)
+        content = b'{"jws":"' + token.encode("ascii") + b'"}'
         if self.fault == "oversized":
             content = content[:-2] + b" " * 2_000_000 + content[-2:]
         return 200, content
 
-    async def _template(self, request: QueryRequest, body: bytes) -> Release | None:
+    async def _template(
+        self, request: QueryRequest, body: bytes
+    ) -> tuple[Release, signing.Template] | None:
         shape = request.spec.model_dump_json(exclude={"rho"}) + repr(request.rho)
         cached = self.templates.get(shape)
         if cached is not None:
@@ -275,9 +277,12 @@ class Stub:
             made: Release | None = Release.model_validate_json(signing.unverified_payload(token))
         else:
             made = synthetic_release(request, self.node)
-        if made is not None:
-            self.templates[shape] = made
-        return made
+        if made is None:
+            return None
+        document = made.model_dump(mode="json")
+        template = signing.Template(document, ("query_id", "request_digest", "released_at"))
+        self.templates[shape] = (made, template)
+        return made, template
 
     async def contracts(self) -> tuple[int, bytes]:
         if self.real is not None:

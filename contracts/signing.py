@@ -7,6 +7,9 @@ import hashlib
 import json
 import math
 import re
+import secrets
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import rfc8785
@@ -145,16 +148,109 @@ def _import_public_key(jwk: Any) -> OKPKey:
 def sign(model: BaseModel | dict[str, Any], key: OKPKey) -> str:
     """Compact JWS over the model's (or JSON document's) canonical JSON, with the key id in
     the header."""
-    header = {"alg": ALGORITHM, "kid": key_id(key)}
     private = key.private_key
     if not isinstance(private, Ed25519PrivateKey):
+        header = {"alg": ALGORITHM, "kid": key_id(key)}
         payload = canonical_json(model)
         return str(jws.serialize_compact(header, payload, key, algorithms=[ALGORITHM]))
+    return _sign_bytes(canonical_json(model), private, _protected(key))
+
+
+def _sign_bytes(payload: bytes, private: Ed25519PrivateKey, protected: bytes) -> str:
     # The same bytes joserfc writes (its header JSON, unpadded base64url), without its
     # per-call registry and header checks, which cost more than the Ed25519 signature.
-    protected = json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode()
-    signing_input = _b64(protected) + b"." + _b64(canonical_json(model))
+    signing_input = protected + b"." + _b64(payload)
     return (signing_input + b"." + _b64(private.sign(signing_input))).decode("ascii")
+
+
+# The encoded protected header of each signing key object, so a hub signing one request per
+# node computes the key's RFC 7638 thumbprint once, not once per signature. Keyed by the
+# object's id and checked through a weak reference: an id reused by another key never hits.
+_PROTECTED: dict[int, tuple["weakref.ReferenceType[OKPKey]", bytes]] = {}
+
+
+def _protected(key: OKPKey) -> bytes:
+    cached = _PROTECTED.get(id(key))
+    if cached is not None and cached[0]() is key:
+        return cached[1]
+    header = {"alg": ALGORITHM, "kid": key_id(key)}
+    encoded = _b64(json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode())
+    if len(_PROTECTED) >= 256:
+        _PROTECTED.clear()
+    _PROTECTED[id(key)] = (weakref.ref(key), encoded)
+    return encoded
+
+
+def sign_variants(
+    document: dict[str, Any], key: OKPKey, variants: Iterable[Mapping[str, str]]
+) -> Iterator[str]:
+    """One compact JWS per variant of `document`: each variant replaces some of its top-level
+    string fields (the same fields in every variant), e.g. a request per node that differs
+    only in its node id and nonce. Every token is byte-for-byte `sign({**document,
+    **variant}, key)`; the canonical JSON is written once (`Template`) and each variant's
+    values are put into it, so per variant only the encoding and the signature are left."""
+    items = iter(variants)
+    first = next(items, None)
+    if first is None:
+        return
+    template = Template(document, first.keys())
+    for variant in (first, *items):
+        yield sign_canonical(template.fill(variant), key)
+
+
+def sign_canonical(payload: bytes, key: OKPKey) -> str:
+    """`sign` of a document whose canonical JSON the caller already has (`Template.fill`,
+    `canonical_json`): the bytes must be exactly that."""
+    private = key.private_key
+    if not isinstance(private, Ed25519PrivateKey):
+        header = {"alg": ALGORITHM, "kid": key_id(key)}
+        return str(jws.serialize_compact(header, payload, key, algorithms=[ALGORITHM]))
+    return _sign_bytes(payload, private, _protected(key))
+
+
+class Template:
+    """The canonical JSON of `document` with some top-level string fields left open: `fill`
+    gives `canonical_json({**document, **values})`, byte for byte, by putting the values'
+    JSON strings into bytes written once (plain printable ASCII values; anything else, or
+    other fields, is written in full)."""
+
+    def __init__(self, document: dict[str, Any], fields: Iterable[str]) -> None:
+        self._document = document
+        self._fields = frozenset(fields)
+        marks = {name: f"sauti-variant-{secrets.token_hex(16)}" for name in self._fields}
+        text = canonical_json({**document, **marks})
+        parts = [text]
+        order: list[str] = []
+        # Split at each mark, in the order the marks appear (each exactly once, or give up).
+        for name, mark in sorted(marks.items(), key=lambda m: text.find(m[1].encode())):
+            quoted = b'"' + mark.encode() + b'"'
+            head, found, tail = parts[-1].partition(quoted)
+            if not found or quoted in tail or quoted in head:
+                parts, order = [], []
+                break
+            parts[-1:] = [head, tail]
+            order.append(name)
+        self._parts = parts
+        self._order = order
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        if not self._parts or values.keys() != self._fields:
+            return canonical_json({**self._document, **values})
+        ordered = [values[name] for name in self._order]
+        if not all(map(_plain, ordered)):
+            return canonical_json({**self._document, **values})
+        payload = bytearray(self._parts[0])
+        for value, tail in zip(ordered, self._parts[1:], strict=True):
+            payload += b'"' + value.encode("ascii") + b'"' + tail
+        return bytes(payload)
+
+
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _plain(value: object) -> bool:
+    """A string whose canonical JSON is itself in quotes: printable ASCII, no `"` or `\\`."""
+    return isinstance(value, str) and _PLAIN.fullmatch(value) is not None
 
 
 def _b64(data: bytes) -> bytes:
@@ -172,6 +268,12 @@ def verify(token: str, key: OKPKey) -> bytes:
     # algorithm: three unpadded base64url parts, a JSON object header with `alg` "Ed25519",
     # no `crit` extensions we would have to understand, the signature over the first two.
     header, payload, signature = _split(token)
+    return _verify_parts(token, header, payload, signature, public)
+
+
+def _verify_parts(
+    token: str, header: dict[str, Any], payload: bytes, signature: bytes, public: Ed25519PublicKey
+) -> bytes:
     if header.get("alg") != ALGORITHM:
         raise SignatureInvalid("unexpected signature algorithm")
     if "crit" in header or header.get("b64", True) is not True:
@@ -194,24 +296,45 @@ def _verify_with_joserfc(token: str, key: OKPKey) -> bytes:
     return bytes(obj.payload)
 
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64url_decode(part: str) -> bytes:
+    """An unpadded base64url part (RFC 7515), strictly: any character outside the URL-safe
+    alphabet, padding included, is refused (SignatureInvalid), as a pattern check would, but
+    in one C pass over the part (a release is kilobytes; the hub decodes one per node)."""
+    if not part.isascii() or "+" in part or "/" in part or "=" in part:
+        raise SignatureInvalid("malformed JWS")
+    data = part.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(part) % 4)
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (ValueError, binascii.Error) as exc:
+        raise SignatureInvalid("malformed JWS") from exc
+
+
+def _parts(token: str) -> list[str]:
+    if not isinstance(token, str):
+        raise SignatureInvalid("malformed JWS")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise SignatureInvalid("malformed JWS")
+    return parts
+
+
+def _header(encoded: str) -> dict[str, Any]:
+    try:
+        header = json.loads(_b64url_decode(encoded))
+    except ValueError as exc:
+        raise SignatureInvalid("malformed JWS") from exc
+    if not isinstance(header, dict):
+        raise SignatureInvalid("malformed JWS")
+    return header
 
 
 def _split(token: str) -> tuple[dict[str, Any], bytes, bytes]:
     """Header, payload and signature of a compact JWS, decoded but not verified."""
-    if not isinstance(token, str):
-        raise SignatureInvalid("malformed JWS")
-    parts = token.split(".")
-    if len(parts) != 3 or not all(_B64URL.fullmatch(part) for part in parts):
-        raise SignatureInvalid("malformed JWS")
-    try:
-        decoded = [base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in parts]
-        header = json.loads(decoded[0])
-    except (ValueError, binascii.Error) as exc:
-        raise SignatureInvalid("malformed JWS") from exc
-    if not isinstance(header, dict):
-        raise SignatureInvalid("malformed JWS")
-    return header, decoded[1], decoded[2]
+    parts = _parts(token)
+    return _header(parts[0]), _b64url_decode(parts[1]), _b64url_decode(parts[2])
 
 
 def verify_model(token: str, key: OKPKey, model: type[M]) -> M:
@@ -225,29 +348,24 @@ def verify_model(token: str, key: OKPKey, model: type[M]) -> M:
 
 def unverified_header(token: str) -> dict[str, Any]:
     """The JWS header, to pick a key by `kid` before verifying. Never trust it alone."""
-    try:
-        header = json.loads(_part(token, 0))
-    except ValueError as exc:
-        raise SignatureInvalid("malformed JWS") from exc
-    if not isinstance(header, dict):
-        raise SignatureInvalid("malformed JWS")
-    return header
+    return _header(_parts(token)[0])
 
 
 def unverified_payload(token: str) -> bytes:
     """The JWS payload before verification, to read a self-signed key. Never trust it alone."""
-    return _part(token, 1)
+    # Only the part asked for is decoded (`verify` checks the whole token).
+    return _b64url_decode(_parts(token)[1])
 
 
-def _part(token: str, index: int) -> bytes:
-    # Only the part asked for is checked and decoded (a hub reads the header and payload of
-    # one release per node per query; `verify` checks the whole token).
-    if not isinstance(token, str):
-        raise SignatureInvalid("malformed JWS")
-    parts = token.split(".")
-    if len(parts) != 3 or not _B64URL.fullmatch(parts[index]):
-        raise SignatureInvalid("malformed JWS")
-    try:
-        return base64.urlsafe_b64decode(parts[index] + "=" * (-len(parts[index]) % 4))
-    except (ValueError, binascii.Error) as exc:
-        raise SignatureInvalid("malformed JWS") from exc
+def verify_by_kid(token: str, keys: Callable[[str], OKPKey | None]) -> bytes:
+    """`verify` with the key that `keys` gives for the token's `kid` (None, or no `kid`:
+    SignatureInvalid): the header is decoded once, for choosing the key and checking it."""
+    header, payload, signature = _split(token)
+    kid = header.get("kid")
+    key = keys(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise SignatureInvalid("not signed with a known key")
+    public = key.public_key
+    if not isinstance(public, Ed25519PublicKey):
+        return _verify_with_joserfc(token, key)
+    return _verify_parts(token, header, payload, signature, public)

@@ -21,6 +21,7 @@ from hub.home import load_identity, load_key
 from hub.nodes.router import router as nodes_router
 from hub.queries.dispatch import CeleryDispatcher, Dispatcher, InProcessDispatcher, Sweeper
 from hub.queries.progress import ProgressListener
+from hub.queries.recorder import Recorder
 from hub.queries.router import pull_router
 from hub.queries.router import router as queries_router
 from hub.queries.transport import node_client
@@ -50,6 +51,7 @@ def create_app(
             concurrency=settings.node_concurrency,
         ) as client:
             state.client = client
+            state.recorder = Recorder(sessions=state.sessions, signals=state.signals)
             state.dispatcher = make_dispatcher(settings, client=client, state=state)
             sweeper = Sweeper(
                 sessions=state.sessions,
@@ -69,7 +71,9 @@ def create_app(
                     await anyio.to_thread.run_sync(listener.close)
                 await sweeper.close()
                 await state.dispatcher.close()
+                await state.recorder.close()
                 state.dispatcher = None
+                state.recorder = None
                 state.client = None
         engine.dispose()
 
@@ -121,5 +125,9 @@ def make_dispatcher(
             signals=state.signals,
         )
     return InProcessDispatcher(
-        client=client, sessions=state.sessions, settings=settings, signals=state.signals
+        client=client,
+        sessions=state.sessions,
+        settings=settings,
+        signals=state.signals,
+        recorder=state.recorder,
     )

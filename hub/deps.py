@@ -21,6 +21,7 @@ from hub.auth.tokens import authenticate
 from hub.db import read_only
 from hub.home import HubIdentity
 from hub.queries.dispatch import Dispatcher
+from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals
 from hub.settings import HubSettings
 from runtime import edge
@@ -37,6 +38,8 @@ class HubState:
     client: httpx.AsyncClient | None = None
     # Push deliveries and deadlines (in process, or on Celery); set while the lifespan runs.
     dispatcher: Dispatcher | None = None
+    # Group commit of node answers (push outcomes and pull answers); set while it runs.
+    recorder: Recorder | None = None
     signals: Signals = field(default_factory=Signals)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Dialect, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -47,6 +47,31 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else utc(value)
+
+
+class JsonText(TypeDecorator[str]):
+    """A JSON column's value given as its JSON text, bound as is: for a document that
+    arrives as JSON (a verified, signed payload), where parsing it only for the driver to
+    serialise it again costs more than the rest of storing it. Use it on the bind only
+    (`type_coerce(bindparam(...), JsonText())`); the column stays `JSON` and reads back
+    parsed. The text must be valid JSON: it is not checked here.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[str | None], Any]:
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            from psycopg.types.json import Json  # noqa: PLC0415 (PostgreSQL engines only)
+
+            return lambda text: None if text is None else Json(text, dumps=_as_is)
+        if dialect.name == "sqlite":  # JSON is TEXT there
+            return lambda text: text
+        raise NotImplementedError(f"JsonText on {dialect.name}+{dialect.driver}")
+
+
+def _as_is(text: Any) -> str:
+    return str(text)
 
 
 # A transaction started with this execution option only reads (see `read_only`).

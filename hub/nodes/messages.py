@@ -44,11 +44,11 @@ async def node_call(request: Request, work: Callable[[], T]) -> T:
     try:
         return await anyio.to_thread.run_sync(work)
     except HubError as exc:
-        _log_refusal(request, exc)
+        log_refusal(request, exc)
         raise
 
 
-def _log_refusal(request: Request, exc: HubError) -> None:
+def log_refusal(request: Request, exc: HubError) -> None:
     peer = request.client.host if request.client else "unknown"
     log.warning("refused %s from %s: %s", request.url.path, peer, exc.code)
 
@@ -57,8 +57,8 @@ async def read_body(request: Request, model: type[M]) -> M:
     try:
         return await _read(request, model)
     except HubError as exc:
-        _log_refusal(request, exc)
+        log_refusal(request, exc)
         raise
     except StarletteHTTPException as exc:  # the app's body limit
-        _log_refusal(request, HubError("", code=HTTP_CODES.get(exc.status_code, "refused")))
+        log_refusal(request, HubError("", code=HTTP_CODES.get(exc.status_code, "refused")))
         raise

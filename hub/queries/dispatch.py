@@ -10,6 +10,7 @@ queries whose deadline passed; the database, not the broker, is the record of wh
 """
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.queries import push, secure
 from hub.queries import service as queries
 from hub.queries.calls import PushCall
+from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals, query_key
 from hub.settings import HubSettings
 
@@ -100,9 +102,7 @@ class Deadlines:
 class InProcessDispatcher:
     """Deliveries as tasks on the hub's event loop; call `dispatch` from that loop.
 
-    Answers go through one recorder task that writes whatever has arrived in one
-    transaction (group commit): N nodes answering together cost a few commits, not N, and
-    writers never meet at SQLite's lock (where they would sleep in coarse busy steps).
+    Answers go to the process's `Recorder` (group commit), which pull answers share.
     """
 
     def __init__(
@@ -112,6 +112,7 @@ class InProcessDispatcher:
         sessions: sessionmaker[Session],
         settings: HubSettings,
         signals: Signals,
+        recorder: Recorder | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -119,12 +120,16 @@ class InProcessDispatcher:
         self._signals = signals
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines(sessions=sessions, signals=signals)
-        self._queue: asyncio.Queue[queries.Outcome] = asyncio.Queue()
-        self._recorder: asyncio.Task[None] | None = None
+        self._recorder = recorder or Recorder(sessions=sessions, signals=signals)
+        self._own_recorder = recorder is None
         self._in_flight: set[tuple[str, str]] = set()
         # Bounded fan-out: a query to 1,000 nodes holds at most this many connections and
-        # answers in memory at once; the others wait their turn (their deadline still runs).
-        self._slots = asyncio.Semaphore(settings.node_concurrency)
+        # answers in memory at once; the others wait their turn in order (their deadline
+        # still runs). A queue, not a semaphore: 1,000 tasks waiting on an asyncio.Semaphore
+        # cost O(N) per acquire (it scans its waiters), O(N^2) per query.
+        self._waiting: collections.deque[PushCall] = collections.deque()
+        self._running = 0
+        self._limit = max(1, settings.node_concurrency)
 
     async def dispatch(
         self,
@@ -134,8 +139,6 @@ class InProcessDispatcher:
         deadline: datetime,
         calls: Sequence[PushCall] = (),
     ) -> None:
-        if self._recorder is None:
-            self._recorder = asyncio.ensure_future(self._record_loop())
         if push_nodes and not calls:
 
             def load() -> list[PushCall]:
@@ -143,13 +146,10 @@ class InProcessDispatcher:
                     return push.load_push_calls(session=session, query_id=query_id)
 
             calls = await asyncio.to_thread(load)
-        for call in calls:
-            self._spawn(self._deliver(call))
+        self._enqueue(calls)
         self._deadlines.arm(query_id, deadline)
 
     async def redeliver(self, *, tasks: Sequence[tuple[str, str]]) -> None:
-        if self._recorder is None:
-            self._recorder = asyncio.ensure_future(self._record_loop())
         by_query: dict[str, list[str]] = {}
         for query_id, node_id in tasks:
             if (query_id, node_id) not in self._in_flight:  # still trying: leave it be
@@ -160,8 +160,7 @@ class InProcessDispatcher:
                 with self._sessions() as session:
                     return push.load_push_calls(session=session, query_id=qid, node_ids=nids)
 
-            for call in await asyncio.to_thread(load):
-                self._spawn(self._deliver(call))
+            self._enqueue(await asyncio.to_thread(load))
 
     async def secure(self, *, query_id: str, deadline: datetime) -> None:
         self._spawn(self._secure(query_id))
@@ -185,15 +184,24 @@ class InProcessDispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _enqueue(self, calls: Sequence[PushCall]) -> None:
+        for call in calls:
+            # In flight until its outcome is recorded: the sweeper never resends it meanwhile.
+            self._in_flight.add((call.query_id, call.node_id))
+        self._waiting.extend(calls)
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        while self._running < self._limit and self._waiting:
+            self._running += 1
+            self._spawn(self._deliver(self._waiting.popleft()))
+
     async def _deliver(self, call: PushCall) -> None:
-        # In flight until its outcome is recorded: the sweeper never resends it meanwhile.
         key = (call.query_id, call.node_id)
-        self._in_flight.add(key)
         try:
-            async with self._slots:
-                result = await push.post_with_retries(
-                    client=self._client, call=call, settings=self._settings
-                )
+            result = await push.post_with_retries(
+                client=self._client, call=call, settings=self._settings
+            )
         except Exception as exc:  # never takes the hub down; recorded, so never resent
             log.error(
                 "delivery to node %s for query %s failed (%s)",
@@ -202,46 +210,28 @@ class InProcessDispatcher:
                 type(exc).__name__,
             )
             result = push.delivery_failed(call.node_id)
-        await self._queue.put(push.to_outcome(call, result))
-
-    async def _record_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await asyncio.to_thread(self._record, batch)
-            except Exception as exc:  # record_safely already tried each answer on its own
-                log.error("recording %d node answers failed (%s)", len(batch), type(exc).__name__)
-            for item in batch:
-                self._in_flight.discard((item.query_id, item.node_id))
-                self._signals.notify(query_key(item.query_id))
-
-    def _record(self, batch: list[queries.Outcome]) -> None:
-        stored = push.record_safely(self._sessions, batch)
-        for item, ok in zip(batch, stored, strict=True):
-            if not ok:
-                log.warning(
-                    "late or duplicate answer from node %s for query %s dropped",
-                    item.node_id,
-                    item.query_id,
-                )
+        finally:
+            self._running -= 1
+            self._start_waiting()
+        self._recorder.submit(
+            push.to_outcome(call, result), on_recorded=lambda: self._in_flight.discard(key)
+        )
 
     async def close(self) -> None:
         await self._deadlines.close()
-        if self._tasks:
-            # Let deliveries in flight record their outcome (each is bounded by the node
-            # timeout): a cancelled one would leave its database thread running past shutdown.
-            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_SECONDS)
+        # Let deliveries in flight (and those they start) record their outcome, each bounded
+        # by the node timeout: a cancelled one would leave its database thread running past
+        # shutdown. What is still waiting then stays pending: the sweeper sends it again.
+        give_up = asyncio.get_running_loop().time() + CLOSE_GRACE_SECONDS
+        while self._tasks and (left := give_up - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(list(self._tasks), timeout=left)
+        self._waiting.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._recorder is not None:
-            while not self._queue.empty():
-                await asyncio.to_thread(self._record, [self._queue.get_nowait()])
-            self._recorder.cancel()
-            await asyncio.gather(self._recorder, return_exceptions=True)
+        if self._own_recorder:
+            await self._recorder.close()
 
 
 class CeleryDispatcher:

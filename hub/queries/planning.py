@@ -144,8 +144,9 @@ def plan_query(
     if not targets:
         return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=())
     # One validated request; each node's differs only in its node id and nonce, so it is a
-    # copy of the template (no re-validation) and its canonical JSON a copy of the template's
-    # document: what stays per node is the Ed25519 signature the protocol binds to the node.
+    # copy of the template (no re-validation) and its canonical JSON is written once with the
+    # two values put in per node (`signing.sign_variants`): what stays per node is encoding
+    # and the Ed25519 signature the protocol binds to the node.
     template = QueryRequest(
         query_id=query_id,
         hub_id=hub_id,
@@ -165,10 +166,18 @@ def plan_query(
         aggregation=aggregation,
     )
     document = template.model_dump(mode="json")
-    calls = []
-    for target in targets:
-        nonce = secrets.token_hex(16)
-        request = template.model_copy(update={"node_id": target.node_id, "nonce": nonce})
-        jws = signing.sign({**document, "node_id": target.node_id, "nonce": nonce}, key)
-        calls.append(PlannedCall(target=target, request=request, jws=jws))
+    nonces = [secrets.token_hex(16) for _ in targets]
+    tokens = signing.sign_variants(
+        document,
+        key,
+        ({"node_id": t.node_id, "nonce": nonce} for t, nonce in zip(targets, nonces, strict=True)),
+    )
+    calls = [
+        PlannedCall(
+            target=target,
+            request=template.model_copy(update={"node_id": target.node_id, "nonce": nonce}),
+            jws=jws,
+        )
+        for target, nonce, jws in zip(targets, nonces, tokens, strict=True)
+    ]
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

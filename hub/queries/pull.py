@@ -71,8 +71,10 @@ def collect_tasks(
     return TaskBatch(tasks=tasks)
 
 
-def accept_release(*, session: Session, signed: Signed) -> str:
-    """Verify a node's release against its open task and store it; returns the query id."""
+def release_outcome(*, session: Session, signed: Signed) -> queries.Outcome:
+    """A node's release, verified against its open task, as the outcome to record (by the
+    process's `Recorder`, with whatever else arrived: the same batched path as push answers).
+    Refusals raise; nothing is stored here."""
     now = datetime.now(UTC)
     node, release = verify_node_message(session=session, token=signed.jws, model=Release, now=now)
     task, query = _open_task(session, node=node, query_id=str(release.query_id))
@@ -85,23 +87,19 @@ def accept_release(*, session: Session, signed: Signed) -> str:
         contract_version=int(version) if version is not None else None,
         request_digest=sent_digest(task.request_jws),
     )
-    qid = str(release.query_id)
     session.rollback()
-    if not queries.record_outcome(
-        session=session,
-        query_id=qid,
+    return queries.Outcome(
+        query_id=str(release.query_id),
         node_id=node.node_id,
         outcome="ok",
         release=release,
         release_jws=signed.jws,
-        now=now,
-    ):
-        raise TaskUnknown()
-    return qid
+    )
 
 
-def accept_refusal(*, session: Session, signed: Signed) -> str:
-    """A pull node's signed refusal: the task closes as refused with the node's own reason."""
+def refusal_outcome(*, session: Session, signed: Signed) -> queries.Outcome:
+    """A pull node's signed refusal, checked against its open task, as the outcome to record:
+    the task closes as refused with the node's own reason."""
     now = datetime.now(UTC)
     node, refusal = verify_node_message(
         session=session, token=signed.jws, model=TaskRefusal, now=now
@@ -109,19 +107,14 @@ def accept_refusal(*, session: Session, signed: Signed) -> str:
     task, _query = _open_task(session, node=node, query_id=str(refusal.query_id))
     if refusal.request_digest != sent_digest(task.request_jws):
         raise ReleaseRejected("the refusal does not answer the request that was sent")
-    qid = str(refusal.query_id)
     session.rollback()
-    if not queries.record_outcome(
-        session=session,
-        query_id=qid,
+    return queries.Outcome(
+        query_id=str(refusal.query_id),
         node_id=node.node_id,
         outcome="refused",
         error_code=refusal.code,
         message=refusal.message,
-        now=now,
-    ):
-        raise TaskUnknown()
-    return qid
+    )
 
 
 def _open_task(session: Session, *, node: Node, query_id: str) -> tuple[QueryNodeRow, QueryRow]:

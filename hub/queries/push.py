@@ -28,7 +28,7 @@ from hub.queries import service as queries
 from hub.queries.calls import PushCall
 from hub.queries.exceptions import ReleaseRejected
 from hub.queries.models import QueryNodeRow, QueryRow
-from hub.queries.releases import sent_digest, sent_request, verify_release
+from hub.queries.releases import sent_digest, sent_request, verified_release
 from hub.queries.transport import ResponseTooLarge, post_node
 from hub.settings import HubSettings
 
@@ -48,6 +48,8 @@ class CallOutcome:
     release: Release | None = None
     release_jws: str | None = None
     attempts: int = 1
+    # The verified payload of `release_jws` (the release's canonical JSON), as stored.
+    release_json: str | None = None
 
 
 class _Retryable(Exception):
@@ -180,6 +182,7 @@ def to_outcome(call: PushCall, result: CallOutcome) -> queries.Outcome:
         release=result.release,
         release_jws=result.release_jws,
         attempts=result.attempts,
+        release_json=result.release_json,
     )
 
 
@@ -294,7 +297,8 @@ async def post_with_retries(
         return CallOutcome(node_id=call.node_id, outcome=kind, error_code=code, message=message)
 
     url = f"{call.url}/v1/queries"
-    body = Signed(jws=call.jws).model_dump_json().encode()
+    # `Signed(jws=...)` as JSON; the token is the hub's own (base64url and dots: no escaping).
+    body = b'{"jws":"' + call.jws.encode("ascii") + b'"}'
     # During a hub key rotation's overlap every push request carries the announcement, so
     # the node pins the new key on this contact (the request itself is signed with it).
     headers = rotation_headers(settings.home)
@@ -363,7 +367,7 @@ def _verified(call: PushCall, content: bytes) -> CallOutcome:
     """Accept only a release signed by the pinned key that answers exactly what was sent."""
     try:
         token = Signed.model_validate_json(content).jws
-        release = verify_release(
+        release, payload = verified_release(
             token=token,
             request=call.request,
             keys=call.keys,
@@ -376,4 +380,10 @@ def _verified(call: PushCall, content: bytes) -> CallOutcome:
         return CallOutcome(
             node_id=call.node_id, outcome="failed", error_code="release_invalid", message=message
         )
-    return CallOutcome(node_id=call.node_id, outcome="ok", release=release, release_jws=token)
+    return CallOutcome(
+        node_id=call.node_id,
+        outcome="ok",
+        release=release,
+        release_jws=token,
+        release_json=payload.decode("utf-8"),
+    )

@@ -1,10 +1,10 @@
 """Accept a node's release only if a pinned key signed it and it answers what was sent."""
 
 import hashlib
-import json
 import threading
 from typing import Any, TypeVar
 
+from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ValidationError
 
 from contracts import signing
@@ -27,24 +27,60 @@ def verify_release(
     """`keys` maps key ids to the node's pinned public JWKs (current and, in overlap, previous).
 
     `request_digest`: the digest of `request` if the caller has it (`sent_digest`)."""
-    release = verify_signed(token=token, keys=keys, model=Release)
-    return check_release(
+    release, _payload = verified_release(
+        token=token,
+        request=request,
+        keys=keys,
+        contract_version=contract_version,
+        request_digest=request_digest,
+    )
+    return release
+
+
+def verified_release(
+    *,
+    token: str,
+    request: QueryRequest,
+    keys: dict[str, dict[str, Any]],
+    contract_version: int | None,
+    request_digest: str | None = None,
+) -> tuple[Release, bytes]:
+    """`verify_release`, with the verified payload (the release's canonical JSON) as signed,
+    which is what the hub stores: it is never parsed and serialised again for that."""
+    payload = verified_payload(token=token, keys=keys)
+    release = _parse(payload, Release)
+    check_release(
         release,
         request=request,
         contract_version=contract_version,
         request_digest=request_digest,
     )
+    return release, payload
 
 
 def verify_signed(*, token: str, keys: dict[str, dict[str, Any]], model: type[M]) -> M:
     """A node message signed by one of its pinned `keys`, parsed as `model`."""
+    return _parse(verified_payload(token=token, keys=keys), model)
+
+
+def verified_payload(*, token: str, keys: dict[str, dict[str, Any]]) -> bytes:
+    """The payload of a node message signed by one of its pinned `keys` (by the header's
+    `kid`), checked before anything in it is parsed."""
+
+    def pinned(kid: str) -> OKPKey | None:
+        jwk = keys.get(kid)
+        return None if jwk is None else signing.load_public_key(jwk)
+
     try:
-        kid = signing.unverified_header(token).get("kid")
-        jwk = keys.get(kid) if isinstance(kid, str) else None
-        if jwk is None:
-            raise ReleaseRejected("the node's answer is not signed with its pinned key")
-        return signing.verify_model(token, signing.load_public_key(jwk), model)
-    except (ValidationError, ContractError) as exc:
+        return signing.verify_by_kid(token, pinned)
+    except ContractError as exc:
+        raise ReleaseRejected("the node's answer does not verify with its pinned key") from exc
+
+
+def _parse(payload: bytes, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
         raise ReleaseRejected("the node's answer does not verify with its pinned key") from exc
 
 
@@ -84,10 +120,9 @@ def sent_digest(request_jws: str) -> str:
     return hashlib.sha256(signing.unverified_payload(request_jws)).hexdigest()
 
 
-def stored_payload(release_jws: str) -> dict[str, Any]:
-    """A verified release's payload as stored with its task (JSON decoding, no model pass)."""
-    payload: dict[str, Any] = json.loads(signing.unverified_payload(release_jws))
-    return payload
+def stored_payload_text(release_jws: str) -> str:
+    """A verified release's payload as stored with its task: its canonical JSON text."""
+    return signing.unverified_payload(release_jws).decode("utf-8")
 
 
 class ParsedReleases:

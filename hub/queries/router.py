@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts.v1 import QueryResult, QuerySpec, Signed, TaskBatch
-from hub.deps import Analyst, CurrentUser, SessionDep, StateDep
+from hub.deps import Analyst, CurrentUser, HubState, SessionDep, StateDep
 from hub.exceptions import HubSetupError
 from hub.home import rotation_headers
 from hub.nodes import messages
 from hub.queries import pull, run, service
+from hub.queries.exceptions import TaskUnknown
 from hub.queries.schemas import QuerySummary
 from hub.queries.signals import node_key, query_key, wait_event
 
@@ -143,23 +144,41 @@ async def poll(request: Request, response: Response, state: StateDep) -> TaskBat
 async def post_release(request: Request, state: StateDep) -> Answered:
     signed = await messages.read_body(request, Signed)
 
-    def work() -> str:
+    def check() -> service.Outcome:
         with state.sessions() as session:
-            return pull.accept_release(session=session, signed=signed)
+            return pull.release_outcome(session=session, signed=signed)
 
-    query_id = await messages.node_call(request, work)
-    state.signals.notify(query_key(query_id))
-    return Answered(query_id=query_id)
+    return await _record_answer(request, state, await messages.node_call(request, check))
 
 
 @pull_router.post("/v1/federation/refusals", status_code=202)
 async def post_refusal(request: Request, state: StateDep) -> Answered:
     signed = await messages.read_body(request, Signed)
 
-    def work() -> str:
+    def check() -> service.Outcome:
         with state.sessions() as session:
-            return pull.accept_refusal(session=session, signed=signed)
+            return pull.refusal_outcome(session=session, signed=signed)
 
-    query_id = await messages.node_call(request, work)
-    state.signals.notify(query_key(query_id))
-    return Answered(query_id=query_id)
+    return await _record_answer(request, state, await messages.node_call(request, check))
+
+
+async def _record_answer(request: Request, state: HubState, outcome: service.Outcome) -> Answered:
+    """A pull node's checked answer, recorded in the process's next batch of answers (the
+    push deliveries' group commit); a task closed meanwhile (a duplicate, or the deadline
+    passed) is refused as unknown and stores nothing."""
+    if state.recorder is not None:
+        stored = await state.recorder.record(outcome)
+    else:  # outside the app's lifespan (no event loop task to batch with)
+
+        def record() -> bool:
+            with state.sessions() as session:
+                (done,) = service.record_outcomes(session=session, outcomes=[outcome])
+                return done
+
+        stored = await anyio.to_thread.run_sync(record)
+        state.signals.notify(query_key(outcome.query_id))
+    if not stored:
+        refusal = TaskUnknown()
+        messages.log_refusal(request, refusal)
+        raise refusal
+    return Answered(query_id=outcome.query_id)

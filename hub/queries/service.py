@@ -7,15 +7,15 @@ process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session, defer
-from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts import signing
 from contracts.v1 import (
@@ -50,7 +50,7 @@ from hub.queries.contract_check import check_levels
 from hub.queries.exceptions import QueryNotFound, QueryOfOtherOrg, TtlTooLong
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.planning import NodeTarget, check_spec, plan_query, select_targets
-from hub.queries.releases import parsed_releases, sent_request, stored_payload
+from hub.queries.releases import parsed_releases, sent_request, stored_payload_text
 from hub.queries.schemas import QuerySummary
 from hub.queries.secure_combine import (
     aggregate,
@@ -58,6 +58,7 @@ from hub.queries.secure_combine import (
     plan_aggregation,
     secure_cells,
 )
+from runtime.db import JsonText
 
 log = logging.getLogger("hub.queries")
 # Roles that may read every organisation's queries.
@@ -77,6 +78,22 @@ class Prepared:
     push_calls: tuple[PushCall, ...] = ()
     # Secure aggregation: the nodes are run together by hub.queries.secure, not pushed.
     secure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """What combining reads of a task, from plain columns (no ORM object per node)."""
+
+    node_id: str
+    country: str | None
+    outcome: str
+    error_code: str | None = None
+    message: str | None = None
+    release: dict[str, Any] | None = None
+    release_jws: str | None = None
+
+
+Task = QueryNodeRow | TaskView
 
 
 def prepare_query(
@@ -168,17 +185,14 @@ def prepare_query(
             "aggregation_note": aggregation.note,
         },
     )
+    modes_sent = {
+        call.target.node_id: "secure"
+        if aggregation.secure
+        else modes.get(call.target.node_id, "push")
+        for call in plan.calls
+    }
     tasks = [
-        QueryNodeRow(
-            query_id=qid,
-            node_id=call.target.node_id,
-            country=call.target.country,
-            mode="secure" if aggregation.secure else modes.get(call.target.node_id, "push"),
-            outcome="pending",
-            request_jws=call.jws,
-            expires_at=call.request.expires_at,
-            attempts=0,
-        )
+        TaskView(node_id=call.target.node_id, country=call.target.country, outcome="pending")
         for call in plan.calls
     ]
     audit.append(
@@ -205,8 +219,24 @@ def prepare_query(
     # unit of work would flush them, then UPDATE the result `_refresh` just set).
     connection = session.connection()
     connection.execute(_INSERT_QUERY, [_row_values(row)])
-    if tasks:  # (an empty parameter list would insert one row of defaults)
-        connection.execute(_INSERT_TASKS, [_row_values(t) for t in tasks])
+    if plan.calls:  # (an empty parameter list would insert one row of defaults)
+        # Plain rows, one executemany (no ORM object per node); combining reads `TaskView`s.
+        connection.execute(
+            _INSERT_TASKS,
+            [
+                {
+                    "query_id": qid,
+                    "node_id": call.target.node_id,
+                    "country": call.target.country,
+                    "mode": modes_sent[call.target.node_id],
+                    "outcome": "pending",
+                    "request_jws": call.jws,
+                    "expires_at": call.request.expires_at,
+                    "attempts": 0,
+                }
+                for call in plan.calls
+            ],
+        )
     session.commit()
     if aggregation.secure:
         return Prepared(
@@ -214,8 +244,8 @@ def prepare_query(
         )
     return Prepared(
         query_id=plan.query_id,
-        push_nodes=tuple(t.node_id for t in tasks if t.mode != "pull"),
-        pull_nodes=tuple(t.node_id for t in tasks if t.mode == "pull"),
+        push_nodes=tuple(n for n, mode in modes_sent.items() if mode != "pull"),
+        pull_nodes=tuple(n for n, mode in modes_sent.items() if mode == "pull"),
         deadline=deadline,
         push_calls=planned_push_calls(
             query_id=qid,
@@ -229,15 +259,14 @@ def prepare_query(
 
 
 # Built once: a new query and its tasks, each as one INSERT.
+_TASKS = cast(Table, QueryNodeRow.__table__)
 _INSERT_QUERY = insert(cast(Table, QueryRow.__table__))
-_INSERT_TASKS = insert(cast(Table, QueryNodeRow.__table__))
+_INSERT_TASKS = insert(_TASKS)
 
 
-def _row_values(row: QueryRow | QueryNodeRow) -> dict[str, Any]:
-    """A new row's column values (an autoincremented key is left to the database)."""
-    table = cast(Table, type(row).__table__)
-    generated = table.autoincrement_column
-    return {c.key: getattr(row, c.key) for c in table.columns if c is not generated}
+def _row_values(row: QueryRow) -> dict[str, Any]:
+    """A new row's column values."""
+    return {c.key: getattr(row, c.key) for c in cast(Table, QueryRow.__table__).columns}
 
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
@@ -282,6 +311,8 @@ class Outcome:
     release: Release | None = None
     release_jws: str | None = None
     attempts: int | None = None
+    # The verified payload of `release_jws` as text, if the verifier has it (else decoded).
+    release_json: str | None = None
 
 
 def record_outcome(
@@ -334,36 +365,50 @@ def record_outcomes(
         by_query.setdefault(item.query_id, []).append(index)
     stored = [False] * len(outcomes)
     rows = _locked_queries(session, sorted(by_query))
-    # Only the batch's own tasks, without their payloads: a query of N nodes answered in B
-    # batches reads N task rows in all, not N per batch. (A superset filter, narrowed here:
-    # portable where row-value IN is not.)
+    # Only the batch's own open tasks, without their payloads, in one statement: a query of N
+    # nodes answered in B batches reads N task rows in all, not N per batch. (A superset
+    # filter, narrowed here: portable where row-value IN is not.)
     wanted = {(item.query_id, item.node_id) for item in outcomes}
-    tasks: dict[tuple[str, str], QueryNodeRow] = {}
-    for task in session.scalars(
-        select(QueryNodeRow)
-        .where(
-            QueryNodeRow.query_id.in_(list(by_query)),
-            QueryNodeRow.node_id.in_(list({item.node_id for item in outcomes})),
-        )
-        .options(
-            defer(QueryNodeRow.release),
-            defer(QueryNodeRow.release_jws),
-            defer(QueryNodeRow.request_jws),
-        )
-        .execution_options(populate_existing=True)
-    ):
-        if (task.query_id, task.node_id) in wanted:
-            tasks[(task.query_id, task.node_id)] = task
-    events_by_query: dict[str, list[audit.Event]] = {}
-    for query_id, indexes in by_query.items():
-        events = events_by_query.setdefault(query_id, [])
-        for index in indexes:
-            item = outcomes[index]
-            stored[index] = _apply(
-                tasks.get((query_id, item.node_id)), item, now=now, events=events
+    open_tasks = {
+        (task.query_id, task.node_id): task
+        for task in session.execute(
+            select(
+                _TASKS.c.id,
+                _TASKS.c.query_id,
+                _TASKS.c.node_id,
+                _TASKS.c.attempts,
+                _TASKS.c.sent_at,
+            ).where(
+                _TASKS.c.query_id.in_(list(by_query)),
+                _TASKS.c.node_id.in_(list({item.node_id for item in outcomes})),
+                _TASKS.c.outcome == "pending",
             )
+        )
+        if (task.query_id, task.node_id) in wanted
+    }
+    events_by_query: dict[str, list[audit.Event]] = {query_id: [] for query_id in by_query}
+    plain: list[dict[str, Any]] = []
+    answered: list[dict[str, Any]] = []
+    for index, item in enumerate(outcomes):
+        # Popped: a second answer from the same node in this batch finds its task closed.
+        task = open_tasks.pop((item.query_id, item.node_id), None)
+        if task is None:
+            continue  # a duplicate, or an answer after the deadline: nothing stored
+        stored[index] = True
+        params = _close_params(task.id, task.attempts, task.sent_at, item, now=now)
+        if item.release is not None and item.release_jws is not None:
+            params["b_release_jws"] = item.release_jws
+            params["b_release"] = item.release_json or stored_payload_text(item.release_jws)
+            answered.append(params)
+            parsed_releases.remember(item.query_id, item.node_id, item.release)
+        else:
+            plain.append(params)
+        events_by_query[item.query_id].append(_outcome_event(item))
+    # Core executemany, one per kind of outcome: no ORM object per node.
+    for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
+        if params_list:
+            session.execute(statement, params_list)
     changed = [query_id for query_id, events in events_by_query.items() if events]
-    # Flushes the closed tasks first (autoflush), so the counts see them.
     pending = _pending_counts(session, changed)
     for query_id in changed:
         if not pending.get(query_id):
@@ -380,6 +425,52 @@ def record_outcomes(
     progress.announce(session, changed)
     session.commit()
     return stored
+
+
+_CLOSE_VALUES = {
+    "outcome": bindparam("b_outcome"),
+    "error_code": bindparam("b_error_code"),
+    "message": bindparam("b_message"),
+    "answered_at": bindparam("b_answered_at", type_=_TASKS.c.answered_at.type),
+    "attempts": bindparam("b_attempts"),
+    "sent_at": bindparam("b_sent_at", type_=_TASKS.c.sent_at.type),
+}
+# Only a pending task takes an outcome (the query row is locked, so this is belt and braces).
+_CLOSE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.outcome == "pending")
+    .values(_CLOSE_VALUES)
+)
+_CLOSE_WITH_RELEASE = _CLOSE.values(
+    release_jws=bindparam("b_release_jws"),
+    # The verified payload is the release's canonical JSON: stored as that text, not parsed
+    # and serialised again.
+    release=type_coerce(bindparam("b_release"), JsonText()),
+)
+
+
+def _close_params(
+    task_id: int, attempts: int, sent_at: datetime | None, item: Outcome, *, now: datetime
+) -> dict[str, Any]:
+    """`_CLOSE`'s parameters for the open task `item` answers."""
+    return {
+        "b_id": task_id,
+        "b_outcome": item.outcome,
+        "b_error_code": item.error_code,
+        "b_message": item.message,
+        "b_answered_at": now,
+        "b_attempts": attempts + (item.attempts or 0),
+        "b_sent_at": sent_at or now if item.attempts is not None else sent_at,
+    }
+
+
+def _outcome_event(item: Outcome) -> audit.Event:
+    return audit.Event(
+        actor="hub",
+        action="query.node_outcome",
+        object=f"query:{item.query_id}",
+        details={"node": item.node_id, "outcome": item.outcome, "error_code": item.error_code},
+    )
 
 
 def _locked_queries(session: Session, query_ids: list[str]) -> dict[str, QueryRow]:
@@ -416,55 +507,48 @@ def _pending_counts(session: Session, query_ids: list[str]) -> dict[str, int]:
     }
 
 
-def _tasks_to_combine(session: Session, row: QueryRow) -> list[QueryNodeRow]:
-    """The query's tasks for `_build`: a per-node query's stored releases are read only for
-    the answers this process has not verified and parsed itself (parsed_releases)."""
-    if (row.rules or {}).get("aggregation") == "secure":
-        return _tasks(session, row.query_id)
-    tasks = _tasks(session, row.query_id, releases=False)
-    unparsed = [
-        t.id
-        for t in tasks
-        if t.outcome == "ok" and parsed_releases.peek(row.query_id, t.node_id) is None
+def _tasks_to_combine(session: Session, row: QueryRow) -> list[Task]:
+    """The query's tasks for `_build`, as plain `TaskView`s read by one Core statement: a
+    per-node query's stored releases are read only for the answers this process has not
+    verified and parsed itself (parsed_releases); a secure query's signed contributions are."""
+    secure = (row.rules or {}).get("aggregation") == "secure"
+    columns = [
+        _TASKS.c.id,
+        _TASKS.c.node_id,
+        _TASKS.c.country,
+        _TASKS.c.outcome,
+        _TASKS.c.error_code,
+        _TASKS.c.message,
     ]
-    if unparsed:
-        by_id = {t.id: t for t in tasks}
-        for chunk in range(0, len(unparsed), 500):
-            ids = unparsed[chunk : chunk + 500]
-            for task_id, release in session.execute(
-                select(QueryNodeRow.id, QueryNodeRow.release).where(QueryNodeRow.id.in_(ids))
-            ):
-                set_committed_value(by_id[task_id], "release", release)
-    return tasks
-
-
-def _apply(
-    task: QueryNodeRow | None, item: Outcome, *, now: datetime, events: list[audit.Event]
-) -> bool:
-    if task is None or task.outcome != "pending":
-        return False
-    task.outcome, task.error_code, task.message = item.outcome, item.error_code, item.message
-    task.answered_at = now
-    if item.attempts is not None:
-        task.attempts, task.sent_at = task.attempts + item.attempts, task.sent_at or now
-    if item.release is not None and item.release_jws is not None:
-        task.release_jws = item.release_jws
-        # The signed payload is the release's canonical JSON: decoding it is the model's dump.
-        task.release = stored_payload(item.release_jws)
-        parsed_releases.remember(item.query_id, item.node_id, item.release)
-    events.append(
-        audit.Event(
-            actor="hub",
-            action="query.node_outcome",
-            object=f"query:{item.query_id}",
-            details={
-                "node": item.node_id,
-                "outcome": item.outcome,
-                "error_code": item.error_code,
-            },
+    if secure:
+        columns.append(_TASKS.c.release_jws)
+    rows = session.execute(
+        select(*columns).where(_TASKS.c.query_id == row.query_id).order_by(_TASKS.c.id)
+    ).all()
+    releases: dict[int, dict[str, Any] | None] = {}
+    unparsed = [
+        r.id
+        for r in rows
+        if not secure
+        and r.outcome == "ok"
+        and parsed_releases.peek(row.query_id, r.node_id) is None
+    ]
+    for chunk in range(0, len(unparsed), 500):
+        ids = unparsed[chunk : chunk + 500]
+        stored = select(_TASKS.c.id, _TASKS.c.release).where(_TASKS.c.id.in_(ids))
+        releases.update(dict(session.execute(stored).all()))
+    return [
+        TaskView(
+            node_id=r.node_id,
+            country=r.country,
+            outcome=r.outcome,
+            error_code=r.error_code,
+            message=r.message,
+            release=releases.get(r.id),
+            release_jws=r.release_jws if secure else None,
         )
-    )
-    return True
+        for r in rows
+    ]
 
 
 def finalize_due(*, session: Session, query_id: str, now: datetime | None = None) -> bool:
@@ -509,7 +593,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
 def _refresh(
     session: Session,
     row: QueryRow,
-    tasks: list[QueryNodeRow],
+    tasks: Sequence[Task],
     *,
     now: datetime,
     events: list[audit.Event] | None = None,
@@ -543,7 +627,7 @@ def _refresh(
         _completed.remember(row.query_id, result)
 
 
-def _safe_build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _safe_build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     """`_build`, or, when the verified answers cannot be combined (a node's release that is
     signed and answers the request but whose cells do not add up), the result without cells
     and status `failed`: one poisoned release must not stop its query from completing, nor
@@ -557,7 +641,7 @@ def _safe_build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
         return _uncombined(row, tasks)
 
 
-def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _uncombined(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     pending = any(t.outcome == "pending" for t in tasks)
     return QueryResult(
         query_id=UUID(row.query_id),
@@ -582,7 +666,7 @@ def _uncombined(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     )
 
 
-def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
+def _build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     """The result as the tasks stand: combined over the nodes that answered, none imputed."""
     spec = QuerySpec.model_validate(row.spec)
     rules: dict[str, Any] = row.rules or {}
@@ -632,7 +716,7 @@ def _build(row: QueryRow, tasks: list[QueryNodeRow]) -> QueryResult:
     )
 
 
-def _release(query_id: str, task: QueryNodeRow) -> Release | None:
+def _release(query_id: str, task: Task) -> Release | None:
     """A task's verified release: parsed here already, else parsed from what is stored."""
     parsed = parsed_releases.peek(query_id, task.node_id)
     if parsed is not None:

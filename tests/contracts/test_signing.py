@@ -104,3 +104,60 @@ def test_verify_refuses_malformed_compact_tokens() -> None:
             signing.verify(token, pub)
     with pytest.raises(SignatureInvalid):
         signing.unverified_header(f"{head}.{payload}")
+    for token in malformed[2:]:
+        with pytest.raises(SignatureInvalid):
+            signing.verify_by_kid(token, lambda _kid: pub)
+    for part in (f"{payload}=", f"{payload}+", f"{payload}\u00e9", f" {payload}"):
+        with pytest.raises(SignatureInvalid):
+            signing.unverified_payload(f"{head}.{part}.{sig}")
+
+
+def test_verify_by_kid_picks_the_key_named_in_the_header() -> None:
+    key, other = signing.generate_key(), signing.generate_key()
+    keys = {signing.key_id(k): signing.load_public_key(signing.public_jwk(k)) for k in (key, other)}
+    token = signing.sign(ErrorBody(code="x", message="y"), key)
+    assert signing.verify_by_kid(token, keys.get) == signing.verify(
+        token, keys[signing.key_id(key)]
+    )
+    with pytest.raises(SignatureInvalid):  # a kid no key is pinned under
+        signing.verify_by_kid(token, {}.get)
+    # The other pinned key under this key's kid: only the signature check tells.
+    with pytest.raises(SignatureInvalid):
+        signing.verify_by_kid(token, lambda _kid: keys[signing.key_id(other)])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["stub-0001", "stub-0002", "node with spaces ~!#[]"],
+        ["ünïcode", 'quote " inside', "back\\slash", "new\nline", "\x00"],  # the slow path
+    ],
+)
+def test_sign_variants_writes_what_sign_writes(values: list[str]) -> None:
+    # Ed25519 signatures are deterministic: the same bytes signed give the same token.
+    key = signing.generate_key()
+    document = {"query_id": "q", "node_id": "", "nonce": "", "rho": 0.5, "delta": 1e-7, "n": [1]}
+    variants = [{"node_id": value, "nonce": f"n{i}"} for i, value in enumerate(values)]
+    tokens = list(signing.sign_variants(document, key, variants))
+    assert tokens == [signing.sign({**document, **v}, key) for v in variants]
+    assert list(signing.sign_variants(document, key, [])) == []
+    # A document whose own text holds a variant's value is still written field by field.
+    assert list(signing.sign_variants({**document, "spec": "stub-0001"}, key, variants[:1])) == [
+        signing.sign({**document, "spec": "stub-0001", **variants[0]}, key)
+    ]
+
+
+def test_a_template_fills_to_the_canonical_json_of_the_whole_document() -> None:
+    document = {"a": 1.5, "z": ["x"], "query_id": "", "released_at": "", "nested": {"q": 1}}
+    template = signing.Template(document, ("query_id", "released_at"))
+    for values in (
+        {"query_id": "q-1", "released_at": "2026-12-07T09:00:00.5Z"},
+        {"query_id": 'with "quote"', "released_at": "ü"},  # written in full
+        {"query_id": "q-2"},  # another set of fields: written in full
+    ):
+        assert template.fill(values) == signing.canonical_json({**document, **values})
+    key = signing.generate_key()
+    payload = template.fill({"query_id": "q", "released_at": "t"})
+    assert signing.sign_canonical(payload, key) == signing.sign(
+        {**document, "query_id": "q", "released_at": "t"}, key
+    )
