@@ -1,19 +1,9 @@
-"""Group commit of node answers (and grouped reads of deliveries) in a worker process.
+"""Group commit: one run at a time over whatever was handed in meanwhile (`Batcher`).
 
-Each answer used to be recorded in a transaction of its own, which locks its query row and
-then the hub's audit head: the 20 answers of one query queued on one row, every answer of
-every query queued on the head, and more worker processes only added waiters. A `BatchRecorder`
-is the one writer of its process: answers handed to it while it writes wait and go together
-in the next transaction (`hub.queries.push.record_safely`: one lock of the batch's query
-rows, one append to the chain), so a process's transactions follow the rate of commits the
-database can make, not the rate of answers. No window is waited for: an answer that arrives
-alone is written at once; batches grow only when writes are the bottleneck. A `CallLoader`
-does the same for the reads that start deliveries: the tasks of one query, received
-together, are read in one transaction.
-
-The guarantees are those of `record_outcomes`, per answer: a task closes once (only a
-`pending` task takes an outcome), and `record` returns only once its answer is durable (or
-was refused as late or duplicate, or could not be stored: the sweeper then sends it again).
+The answers a hub process records (`hub.queries.recorder.Recorder`) and the deliveries a
+worker process starts (`CallLoader`: the tasks of one query, received together, read in one
+transaction) go through a `Batcher`: no window is waited for, an item that arrives alone
+runs at once, and batches grow only when the database is the bottleneck.
 """
 
 import asyncio
@@ -26,7 +16,6 @@ import anyio.to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.queries import push
-from hub.queries import service as queries
 from hub.queries.calls import PushCall
 
 log = logging.getLogger("hub.federation")
@@ -94,20 +83,6 @@ class Batcher(Generic[In, Out]):
         await asyncio.gather(task, return_exceptions=True)
 
 
-class BatchRecorder:
-    """The process's one writer of node answers."""
-
-    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
-        self._batcher = Batcher(partial(_record, sessions))
-
-    async def record(self, outcome: queries.Outcome) -> bool:
-        """True once `outcome` is stored; False if it was not (see `push.record_safely`)."""
-        return await self._batcher.run(outcome)
-
-    async def close(self) -> None:
-        await self._batcher.close()
-
-
 class CallLoader:
     """Reads the deliveries to start: those handed in together, in one transaction."""
 
@@ -121,22 +96,6 @@ class CallLoader:
 
     async def close(self) -> None:
         await self._batcher.close()
-
-
-def _record(sessions: sessionmaker[Session], outcomes: list[queries.Outcome]) -> list[bool]:
-    try:
-        stored = push.record_safely(sessions, outcomes)
-    except Exception as exc:  # record_safely already tried each answer on its own
-        log.error("recording %d node answers failed (%s)", len(outcomes), type(exc).__name__)
-        return [False] * len(outcomes)
-    for item, ok in zip(outcomes, stored, strict=True):
-        if not ok:
-            log.warning(
-                "late or duplicate answer from node %s for query %s dropped",
-                item.node_id,
-                item.query_id,
-            )
-    return stored
 
 
 def _load(sessions: sessionmaker[Session], wanted: list[tuple[str, str]]) -> list[PushCall | None]:

@@ -213,9 +213,10 @@ class InProcessDispatcher:
         finally:
             self._running -= 1
             self._start_waiting()
-        self._recorder.submit(
-            push.to_outcome(call, result), on_recorded=lambda: self._in_flight.discard(key)
-        )
+        try:
+            await self._recorder.record(push.to_outcome(call, result))
+        finally:
+            self._in_flight.discard(key)
 
     async def close(self) -> None:
         await self._deadlines.close()

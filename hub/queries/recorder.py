@@ -1,22 +1,30 @@
-"""Group commit of node answers in a hub process: push deliveries and pull answers alike.
+"""Group commit of node answers: one writer per hub process, push and pull answers alike.
 
-Whatever has arrived since the last write is recorded in one transaction
-(`service.record_outcomes`: the query row locked and the batch's tasks read once per query,
-one executemany per kind of outcome, one audit append), so N nodes answering together cost a
-few commits, not N, and writers never meet at SQLite's lock (where they would sleep in coarse
-busy steps). Push outcomes are handed over and forgotten (`submit`); a pull node's answer
-waits for its own result (`record`), so the node hears whether it was stored.
+Each answer used to be recorded in a transaction of its own, which locks its query row and
+then the hub's audit head: the 20 answers of one query queued on one row, every answer of
+every query queued on the head, and more worker processes only added waiters. A `Recorder`
+is the one writer of its process (the API process's in-process deliveries and pull answers,
+or a Celery worker process's deliveries): answers handed to it while it writes wait and go
+together in the next transaction (`service.record_outcomes`: the batch's query rows locked
+in one statement, one executemany per kind of outcome, one append to the chain), so a
+process's transactions follow the rate of commits the database can make, not the rate of
+answers (`hub.queries.batching.Batcher`: no window is waited for).
+
+The guarantees are those of `record_outcomes`, per answer: a task closes once (only a
+`pending` task takes an outcome), and `record` returns only once its answer is durable (or
+was refused as late or duplicate, or could not be stored: the sweeper then sends it again).
+One poisoned answer never loses the others: a batch that fails is recorded answer by answer.
 """
 
-import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.queries import push
 from hub.queries import service as queries
+from hub.queries.batching import Batcher
 from hub.queries.signals import Signals, query_key
 
 log = logging.getLogger("hub.federation")
@@ -25,99 +33,73 @@ log = logging.getLogger("hub.federation")
 @dataclass(frozen=True)
 class _Item:
     outcome: queries.Outcome
-    # A pull answer's waiter (None: a push outcome, recorded as `push.record_safely` does).
-    waiter: asyncio.Future[bool] | None
-    on_recorded: Callable[[], None] | None = None
+    # A pull node's answer: a failure to record it is raised to the node (which sends it
+    # again), not stored as `record_failed` as a push delivery's is.
+    pull: bool
 
 
 class Recorder:
-    """One writer task per event loop; call from that loop."""
+    """The process's one writer of node answers; call from one event loop."""
 
-    def __init__(self, *, sessions: sessionmaker[Session], signals: Signals) -> None:
-        self._sessions = sessions
+    def __init__(self, *, sessions: sessionmaker[Session], signals: Signals | None = None) -> None:
+        self._batcher: Batcher[_Item, bool | Exception] = Batcher(partial(_record, sessions))
         self._signals = signals
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def submit(
-        self, outcome: queries.Outcome, *, on_recorded: Callable[[], None] | None = None
-    ) -> None:
-        """Record a push outcome with the next batch; `on_recorded` runs once it was written
-        (or dropped as late or duplicate, or failed as `record_failed`)."""
-        self._start()
-        self._queue.put_nowait(_Item(outcome, None, on_recorded))
 
     async def record(self, outcome: queries.Outcome) -> bool:
-        """Record a pull node's answer with the next batch: True if stored, False if its task
-        was already closed (a duplicate, or after the deadline); raises what recording it on
-        its own raised (the node sends it again)."""
-        self._start()
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(outcome, waiter))
-        return await waiter
+        """A push delivery's outcome: True once stored; False if it was not (a late or
+        duplicate answer, or the database away: see `push.record_safely`)."""
+        result = await self._run(_Item(outcome, pull=False))
+        return result is True
 
-    def _start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+    async def record_pull(self, outcome: queries.Outcome) -> bool:
+        """A pull node's answer: True if stored, False if its task was already closed (a
+        duplicate, or after the deadline); raises what recording it on its own raised."""
+        result = await self._run(_Item(outcome, pull=True))
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    async def _loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            await self._write(batch)
-
-    async def _write(self, batch: list[_Item]) -> None:
-        while not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        try:
-            results = await asyncio.to_thread(self._record, batch)
-        except Exception as exc:  # each item was tried on its own already
-            log.error("recording %d node answers failed (%s)", len(batch), type(exc).__name__)
-            results = [exc] * len(batch)
-        for item, result in zip(batch, results, strict=True):
-            if item.waiter is not None and not item.waiter.done():
-                if isinstance(result, BaseException):
-                    item.waiter.set_exception(result)
-                else:
-                    item.waiter.set_result(result)
-            elif result is False:
-                log.warning(
-                    "late or duplicate answer from node %s for query %s dropped",
-                    item.outcome.node_id,
-                    item.outcome.query_id,
-                )
-            if item.on_recorded is not None:
-                item.on_recorded()
+    async def _run(self, item: _Item) -> bool | Exception:
+        result = await self._batcher.run(item)
+        if self._signals is not None:
             self._signals.notify(query_key(item.outcome.query_id))
-
-    def _record(self, batch: list[_Item]) -> list[bool | Exception]:
-        outcomes = [item.outcome for item in batch]
-        try:
-            with self._sessions() as session:
-                return list(queries.record_outcomes(session=session, outcomes=outcomes))
-        except Exception as exc:
-            log.error("recording %d node answers together failed (%s)", len(batch), _name(exc))
-        # One poisoned answer never loses the others: each on its own.
-        results: list[bool | Exception] = []
-        for item in batch:
-            if item.waiter is None:
-                results.append(push.record_safely(self._sessions, [item.outcome])[0])
-                continue
-            try:
-                with self._sessions() as session:
-                    (stored,) = queries.record_outcomes(session=session, outcomes=[item.outcome])
-                results.append(stored)
-            except Exception as exc:
-                results.append(exc)
-        return results
+        return result
 
     async def close(self) -> None:
-        """Write what is queued, then stop."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        while not self._queue.empty():
-            await self._write([self._queue.get_nowait()])
+        """Write what was handed in until now, then stop."""
+        await self._batcher.close()
+
+
+def _record(sessions: sessionmaker[Session], batch: list[_Item]) -> list[bool | Exception]:
+    outcomes = [item.outcome for item in batch]
+    try:
+        with sessions() as session:
+            results: list[bool | Exception] = list(
+                queries.record_outcomes(session=session, outcomes=outcomes)
+            )
+    except Exception as exc:
+        log.error("recording %d node answers together failed (%s)", len(batch), _name(exc))
+        results = [_record_alone(sessions, item) for item in batch]
+    for item, result in zip(batch, results, strict=True):
+        if result is False:
+            log.warning(
+                "late or duplicate answer from node %s for query %s dropped",
+                item.outcome.node_id,
+                item.outcome.query_id,
+            )
+    return results
+
+
+def _record_alone(sessions: sessionmaker[Session], item: _Item) -> bool | Exception:
+    if not item.pull:
+        return push.record_safely(sessions, [item.outcome])[0]
+    try:
+        with sessions() as session:
+            (stored,) = queries.record_outcomes(session=session, outcomes=[item.outcome])
+    except Exception as exc:
+        log.error("recording a pull answer failed (%s)", _name(exc))
+        return exc
+    return stored
 
 
 def _name(exc: BaseException) -> str:

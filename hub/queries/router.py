@@ -167,7 +167,7 @@ async def _record_answer(request: Request, state: HubState, outcome: service.Out
     push deliveries' group commit); a task closed meanwhile (a duplicate, or the deadline
     passed) is refused as unknown and stores nothing."""
     if state.recorder is not None:
-        stored = await state.recorder.record(outcome)
+        stored = await state.recorder.record_pull(outcome)
     else:  # outside the app's lifespan (no event loop task to batch with)
 
         def record() -> bool:

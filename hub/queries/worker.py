@@ -18,7 +18,7 @@ messages come back every visibility timeout.
 
 Run it with `sauti hub worker` (solo or threads pool: polars under prefork can deadlock).
 Each worker process keeps one event loop in a thread with one shared `httpx.AsyncClient`,
-and one `BatchRecorder` and one `CallLoader` on it: the answers its deliveries bring are written
+and one `Recorder` and one `CallLoader` on it: the answers its deliveries bring are written
 together (group commit), so its threads never queue on a query row or the audit head one
 answer at a time, and the deliveries of one query, received together, are read together.
 """
@@ -36,8 +36,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db import init_db, make_engine
 from hub.queries import push, secure
 from hub.queries import service as queries
-from hub.queries.batching import BatchRecorder, CallLoader
+from hub.queries.batching import CallLoader
 from hub.queries.dispatch import DELIVER_MANY_TASK, DELIVER_TASK, FINALIZE_TASK, SECURE_TASK
+from hub.queries.recorder import Recorder
 from hub.queries.transport import node_client
 from hub.settings import HubSettings
 
@@ -58,7 +59,7 @@ class WorkerRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._sessions: sessionmaker[Session] | None = None
-        self._recorder: BatchRecorder | None = None
+        self._recorder: Recorder | None = None
         self._loader: CallLoader | None = None
 
     @property
@@ -95,12 +96,12 @@ class WorkerRuntime:
         return self._start()[1]
 
     @property
-    def recorder(self) -> BatchRecorder:
-        """The process's one writer of node answers (group commit: `hub.queries.batching`)."""
+    def recorder(self) -> Recorder:
+        """The process's one writer of node answers (group commit: `hub.queries.recorder`)."""
         sessions = self.sessions
         with self._lock:
             if self._recorder is None:
-                self._recorder = BatchRecorder(sessions=sessions)
+                self._recorder = Recorder(sessions=sessions)
             return self._recorder
 
     @property

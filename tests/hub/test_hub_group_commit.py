@@ -1,7 +1,7 @@
 """A worker process's answers recorded together (group commit), on SQLite and PostgreSQL, and
 progress recorded by one process waking the waiters of another (PostgreSQL notifications).
 
-* Answers to several queries handed to one `BatchRecorder` at once: each task closes once (a
+* Answers to several queries handed to one `Recorder` at once: each task closes once (a
   duplicate in the same batch is refused), each query completes once, with one outcome
   entry per node and one completion entry, and the hub's chain verifies.
 * A `CallLoader` reads the deliveries of several queries together; closed ones are None.
@@ -24,9 +24,10 @@ from hub.auth.schemas import User
 from hub.db import init_db, make_engine
 from hub.home import load_identity, load_key
 from hub.queries import service
-from hub.queries.batching import BatchRecorder, CallLoader
+from hub.queries.batching import CallLoader
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.progress import ProgressListener, announce
+from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals, query_key
 from hub.settings import HubSettings
 
@@ -75,7 +76,7 @@ def test_answers_to_several_queries_recorded_together_close_each_task_once(
 
         async def run() -> tuple[list[bool], list[object]]:
             loader = CallLoader(sessions=sessions)
-            recorder = BatchRecorder(sessions=sessions)
+            recorder = Recorder(sessions=sessions)
             wanted = [(o.query_id, o.node_id) for o in outcomes]
             calls = await asyncio.gather(*(loader.load(q, n) for q, n in wanted))
             stored = await asyncio.gather(*(recorder.record(o) for o in [*outcomes, duplicate]))
