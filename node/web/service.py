@@ -663,7 +663,8 @@ def draft_staged(
                 levels=fields.get(f"levels__{name}", ""),
                 lower=lower,
                 upper=upper,
-                policy=column.bounds_policy if column is not None else "refuse",
+                policy=_typed_policy(fields, name)
+                or (column.bounds_policy if column is not None else "refuse"),
                 estimated="" if rho is None else f"{lower},{upper},{rho:g}",
                 **_shared_row(name, column, mapping, fields, wrong) if proposed.shared else {},
             )
@@ -684,6 +685,13 @@ def draft_staged(
         errors=errors,
         typed_version=typed if "version" in wrong else "",
     )
+
+
+def _typed_policy(fields: Mapping[str, str], column: str) -> str | None:
+    """What the steward chose for values outside `column`'s bounds, if the form sent a valid
+    choice: a form refused for another field shows it again, not the draft's default."""
+    policy = fields.get(f"policy__{column}")
+    return policy if policy in ("clip", "refuse") else None
 
 
 def _shared_row(

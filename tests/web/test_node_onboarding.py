@@ -232,10 +232,14 @@ def test_review_errors_stay_beside_their_fields_as_typed_and_publish_nothing(
     )
     assert page.status_code == 200, page.text[-800:]
     fields = _fields(page.text)
+    # The other choice than the draft's for values outside the bounds: kept when refused.
+    drafted = re.search(r'<option value="(clip|refuse)" selected>', page.text)
+    chosen = "refuse" if drafted is not None and drafted.group(1) == "clip" else "clip"
     typed = {
         **fields,
         "lower__income": "ten",
         "upper__income": "5000",
+        "policy__income": chosen,
         "version": "first",
         "title": "Household incomes",
         "action": "publish",
@@ -250,6 +254,7 @@ def test_review_errors_stay_beside_their_fields_as_typed_and_publish_nothing(
     assert re.search(r'id="review-version"[^>]*value="first" aria-invalid="true"', html)
     assert "Write a number, like 0 or 12.5." in html
     assert 'value="Household incomes"' in html
+    assert f'<option value="{chosen}" selected>' in html
     assert store.contract_versions(settings.home, "incomes") == []
     # Bounds the wrong way round: named at the lower bound, in Swahili.
     client.client.cookies.set("sauti_lang", "sw")
@@ -268,6 +273,7 @@ def test_review_errors_stay_beside_their_fields_as_typed_and_publish_nothing(
     income = datasets.get_contract(home=settings.home, name="incomes").column("income")
     assert income is not None
     assert (income.lower, income.upper) == (0, 10000)
+    assert income.bounds_policy == chosen
 
 
 def test_planted_respondent_never_leaves_the_browser_onboarding(
