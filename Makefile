@@ -38,14 +38,12 @@ system-deps:
 # `--dist loadfile` keeps each test module on one worker, in order: module-scoped fixtures
 # (Playwright's browser, a served site) are built once, and no test is moved away from
 # the tests before it. A bare `.venv/bin/pytest` stays a single process.
-# Modules are handed out in collection order (`--no-loadscope-reorder`), which
-# tests/conftest.py sets: the slowest first, so both workers finish together.
 # Bytecode is cached (even where PYTHONDONTWRITEBYTECODE is set in the environment): without
 # it every worker and every `sauti` or server process the tests start compiles each module
 # it imports again, a third of the suite's start-up CPU.
 TEST_WORKERS ?= auto
 test: $(STAMP) system-deps
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The pictures in the role guides are taken by the browser journeys, in all five languages;
 # run after changing a page the guides show, and commit the pictures with the change.

@@ -3,7 +3,6 @@
 import gc
 import os
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,53 +23,6 @@ PG_ADMIN_DSN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout
 # passwords with argon2id's cheapest parameters (a quarter of a CPU second less per login,
 # password change and account). Servers started as separate processes keep the default.
 credentials.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-# Seconds each of the slowest modules takes on its own on a quiet 2-core machine (setup, calls
-# and teardown, `--durations=0`), to the nearest few. `make test` hands whole modules to its
-# workers in collection order (`--dist loadfile --no-loadscope-reorder`) and ends when the
-# busier worker ends: these go first, longest first, and the many short modules fill in
-# behind them, so no long module starts while the other worker has nothing left to do.
-# xdist's own order (most tests first) put these one- and two-test modules last.
-SLOW_MODULES = {
-    "tests/e2e/test_e2e_scale_out.py": 50,
-    "tests/e2e/test_e2e_federation.py": 46,
-    "tests/web/test_assessment_browser.py": 45,
-    "tests/node/test_privacy_statistics.py": 45,
-    "tests/web/test_hub_analyst_journey.py": 40,
-    "tests/deploy/test_split_installs.py": 35,
-    "tests/e2e/test_e2e_thousand_nodes.py": 25,
-    "tests/web/test_hub_audit_browser.py": 20,
-    "tests/node/test_survey_exports.py": 20,
-    "tests/e2e/test_e2e_demo.py": 20,
-    "tests/e2e/test_e2e_federation_redis.py": 19,
-    "tests/node/test_secure_noise.py": 18,
-    "tests/web/test_signature_journey.py": 16,
-    "tests/hub/test_hub_fuzz.py": 15,
-    "tests/web/test_node_onboarding_browser.py": 15,
-    "tests/deploy/test_migrations.py": 15,
-    "tests/web/test_guides_browser.py": 13,
-    "tests/web/test_guides.py": 13,
-    "tests/web/test_node_browser.py": 12,
-    "tests/e2e/test_readme_commands.py": 8,
-    "tests/e2e/test_e2e_logs.py": 8,
-    "tests/node/test_node_fuzz.py": 8,
-    "tests/hub/test_hub_checkpoints_secure.py": 7,
-    "tests/e2e/test_e2e_canary.py": 6,
-    "tests/e2e/test_e2e_secure_celery.py": 6,
-    "tests/node/test_ledger_races.py": 5,
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slowest modules first (SLOW_MODULES), then the others by their number of tests, as
-    xdist would order them; every module's tests keep their order."""
-    sizes = Counter(_module(item) for item in items)
-    items.sort(key=lambda item: (-SLOW_MODULES.get(_module(item), 0), -sizes[_module(item)]))
-
-
-def _module(item: pytest.Item) -> str:
-    return item.nodeid.split("::", 1)[0]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
