@@ -403,7 +403,9 @@ def record_outcomes(
             parsed_releases.remember(item.query_id, item.node_id, item.release)
         else:
             plain.append(params)
-        events_by_query[item.query_id].append(_outcome_event(item))
+        events_by_query[item.query_id].append(
+            _outcome_event(item.query_id, item.node_id, item.outcome, item.error_code)
+        )
     # Core executemany, one per kind of outcome: no ORM object per node.
     for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
         if params_list:
@@ -464,12 +466,15 @@ def _close_params(
     }
 
 
-def _outcome_event(item: Outcome) -> audit.Event:
+def _outcome_event(
+    query_id: str, node_id: str, outcome: str, error_code: str | None
+) -> audit.Event:
+    """The audit entry of a node's task closing (an answer, a failure, the deadline)."""
     return audit.Event(
         actor="hub",
         action="query.node_outcome",
-        object=f"query:{item.query_id}",
-        details={"node": item.node_id, "outcome": item.outcome, "error_code": item.error_code},
+        object=f"query:{query_id}",
+        details={"node": node_id, "outcome": outcome, "error_code": error_code},
     )
 
 
@@ -570,18 +575,7 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
             task.outcome, task.error_code = "timeout", "node_timeout"
             task.message = "the node did not answer before the deadline"
         task.answered_at = now
-        events.append(
-            audit.Event(
-                actor="hub",
-                action="query.node_outcome",
-                object=f"query:{query_id}",
-                details={
-                    "node": task.node_id,
-                    "outcome": task.outcome,
-                    "error_code": task.error_code,
-                },
-            )
-        )
+        events.append(_outcome_event(query_id, task.node_id, task.outcome, task.error_code))
     _refresh(session, row, tasks, now=now, events=events)
     # The shared audit head is locked for the append and the commit only.
     audit.append_many(session=session, events=events)
