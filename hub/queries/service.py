@@ -315,35 +315,6 @@ class Outcome:
     release_json: str | None = None
 
 
-def record_outcome(
-    *,
-    session: Session,
-    query_id: str,
-    node_id: str,
-    outcome: NodeOutcome,
-    error_code: str | None = None,
-    message: str | None = None,
-    release: Release | None = None,
-    release_jws: str | None = None,
-    attempts: int | None = None,
-    now: datetime | None = None,
-) -> bool:
-    """Close one node's task. False (nothing stored) if it was already closed: a duplicate,
-    or an answer that arrived after the deadline."""
-    item = Outcome(
-        query_id=query_id,
-        node_id=node_id,
-        outcome=outcome,
-        error_code=error_code,
-        message=message,
-        release=release,
-        release_jws=release_jws,
-        attempts=attempts,
-    )
-    (stored,) = record_outcomes(session=session, outcomes=[item], now=now)
-    return stored
-
-
 def record_outcomes(
     *, session: Session, outcomes: list[Outcome], now: datetime | None = None
 ) -> list[bool]:
