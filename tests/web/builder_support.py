@@ -30,6 +30,10 @@ def choose(page: Page, field: str, value: str) -> None:
         page.evaluate(ARM)
         with page.expect_response(lambda r: r.url.endswith("/analyst/options")):
             select.select_option(value)
-        page.wait_for_function("() => window.__builderSettled === true")
+        # Settled, and no htmx request still out: the settle may have been another swap's.
+        page.wait_for_function(
+            "() => window.__builderSettled === true"
+            " && document.querySelector('.htmx-request') === null"
+        )
     else:
         select.select_option(value)
