@@ -689,7 +689,13 @@ def draft_staged(
 
 def _typed_policy(fields: Mapping[str, str], column: str) -> str | None:
     """What the steward chose for values outside `column`'s bounds, if the form sent a valid
-    choice: a form refused for another field shows it again, not the draft's default."""
+    choice beside bounds they typed: a form refused for another field shows it again, not the
+    draft's default. With both bounds empty the select showed the default of a column without
+    bounds, not a choice: the draft's own policy stands (a fresh private guess clips)."""
+    if not (
+        fields.get(f"lower__{column}", "").strip() or fields.get(f"upper__{column}", "").strip()
+    ):
+        return None
     policy = fields.get(f"policy__{column}")
     return policy if policy in ("clip", "refuse") else None
 

@@ -324,3 +324,45 @@ def test_dp_estimated_bounds_stay_marked_through_the_review(
     own = datasets.get_contract(home=node.home, name="incomes2").column("income")
     assert own is not None
     assert (own.lower, own.upper, own.bounds_rho) == (0, 15000, None)
+
+
+def test_a_private_bounds_guess_that_fails_once_leaves_no_stale_policy_behind(
+    node: Node, steward: WebClient, scorecard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private guess of income's bounds draws fresh noise on each review: failing on the
+    first page (no bounds, the select shows 'refuse') and succeeding on the next, the draft's
+    own 'clip' stands, so the planted out-of-range income is clipped, not refused."""
+    from node.privacy import bounds  # noqa: PLC0415
+
+    guess: dict[str, tuple[float, float] | None] = {"income": None}
+    monkeypatch.setattr(bounds, "propose_bounds", lambda *_a, **_k: guess["income"])
+    _survey, _form, csv_path, _xlsx = scorecard
+    token = steward.csrf("/steward/datasets")
+    page = steward.post(
+        "/steward/datasets/draft",
+        data={"csrf_token": token, "dataset": "scorecard"},
+        files={"upload": ("scorecard.csv", csv_path.read_bytes(), "text/csv")},
+    )
+    assert page.status_code == 200, page.text[-500:]
+    fields = _fields(page.text)
+    assert (fields["lower__income"], fields["upper__income"]) == ("", "")
+    assert fields["policy__income"] == "refuse"  # the default shown beside no bounds
+    guess["income"] = (0.0, 200.0)
+    shown = steward.post("/steward/datasets/draft/review", data={**fields, "action": "show:ward"})
+    assert shown.status_code == 200
+    fields = _fields(shown.text)
+    assert (fields["lower__income"], fields["upper__income"], fields["policy__income"]) == (
+        "0",
+        "200",
+        "clip",
+    )
+    levels = "Gatwekera, Kianda, Makina, Soweto East"
+    published = steward.post(
+        "/steward/datasets/draft/review",
+        data={**fields, "levels__ward": levels, "action": "publish_import"},
+    )
+    assert published.status_code == 200, published.text[-800:]
+    assert "Imported." in published.text
+    income = datasets.get_contract(home=node.home, name="scorecard").column("income")
+    assert income is not None
+    assert (income.lower, income.upper, income.bounds_policy) == (0, 200, "clip")
