@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -101,6 +102,10 @@ def handle_query(
         with transaction(url) as session:
             accepted = accept(session, identity, request, settings=settings, now=now)
             terms, spec = accepted.terms, accepted.spec
+            # The exact pass draws no noise, and its result stays in this process until the
+            # charge below is durable: it runs beside the ledger's statements and commit (an
+            # fsync) instead of after them. Dropped if the charge is refused or not needed.
+            exact_pass = _exact_pass(accepted, spec=spec, rho=request.rho)
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
@@ -117,6 +122,7 @@ def handle_query(
         audit_refusal(url, code=exc.code, details=base, request=request, home=settings.home)
         raise
     if reservation.outcome == "stored":
+        exact_pass.cancel()  # answered before: the stored release is the answer
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
 
@@ -133,15 +139,10 @@ def handle_query(
         charged_now=reservation.outcome == "charged",
     )
     try:
-        exact = engine.measure_exact(
-            data=accepted.scan(),
-            contract=accepted.contract,
-            spec=spec,
-            rho=request.rho,
-            source=accepted.source,
-        )
+        exact = exact_pass.result()
     except Exception as exc:  # no noise drawn yet: the charge goes back
         raise failed(exc, noise_drawn=False) from None
+    # The charge is durable (committed above): only now is noise drawn.
     try:
         computed = engine.release_exact(
             exact,
@@ -184,6 +185,27 @@ def handle_query(
         )
     log.info("query %s answered", request.query_id)
     return Signed(jws=stored)
+
+
+# Threads for exact passes that run beside a query's ledger transaction (`handle_query`). A
+# handler waits for its own pass and a pass never waits for a handler, so a full pool only
+# queues; its size bounds the polars passes that run at once (each is multi-threaded).
+_EXACT_PASSES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sauti-exact")
+
+
+def _exact_pass(accepted: "Accepted", *, spec: QuerySpec, rho: float) -> "Future[engine.Exact]":
+    """Start the exact (noise-free) pass of an accepted request in the background."""
+
+    def measure() -> engine.Exact:
+        return engine.measure_exact(
+            data=accepted.scan(),
+            contract=accepted.contract,
+            spec=spec,
+            rho=rho,
+            source=accepted.source,
+        )
+
+    return _EXACT_PASSES.submit(measure)
 
 
 def release_failed(
