@@ -102,10 +102,6 @@ def handle_query(
         with transaction(url) as session:
             accepted = accept(session, identity, request, settings=settings, now=now)
             terms, spec = accepted.terms, accepted.spec
-            # The exact pass draws no noise, and its result stays in this process until the
-            # charge below is durable: it runs beside the ledger's statements and commit (an
-            # fsync) instead of after them. Dropped if the charge is refused or not needed.
-            exact_pass = _exact_pass(accepted, spec=spec, rho=request.rho)
             reservation = ledger.reserve(
                 session,
                 query_id=request.query_id,
@@ -118,11 +114,18 @@ def handle_query(
             # Under the budget lock reserve took; a conflict rolls the charge back whole.
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
+            # The exact pass draws no noise and its result stays in this process until the
+            # charge is durable: it runs while the commit below syncs the charge to disk
+            # (the transaction's last step) instead of after it.
+            exact_pass = (
+                None
+                if reservation.outcome == "stored"
+                else _exact_pass(accepted, spec=spec, rho=request.rho)
+            )
     except NodeError as exc:
         audit_refusal(url, code=exc.code, details=base, request=request, home=settings.home)
         raise
-    if reservation.outcome == "stored":
-        exact_pass.cancel()  # answered before: the stored release is the answer
+    if exact_pass is None:  # answered before: the stored release is the answer
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
 
