@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -115,12 +115,13 @@ def handle_query(
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
             # The exact pass draws no noise and its result stays in this process until the
-            # charge is durable: it runs while the commit below syncs the charge to disk
-            # (the transaction's last step) instead of after it.
+            # charge is durable: its query runs (in polars' threads) while the commit below
+            # syncs the charge to disk, instead of after it. Only for a request charged now
+            # or before: a stored answer or a refusal never starts one.
             exact_pass = (
                 None
                 if reservation.outcome == "stored"
-                else _exact_pass(accepted, spec=spec, rho=request.rho)
+                else _start_exact(accepted, spec=spec, rho=request.rho)
             )
     except NodeError as exc:
         audit_refusal(url, code=exc.code, details=base, request=request, home=settings.home)
@@ -142,7 +143,7 @@ def handle_query(
         charged_now=reservation.outcome == "charged",
     )
     try:
-        exact = exact_pass.result()
+        exact = exact_pass()
     except Exception as exc:  # no noise drawn yet: the charge goes back
         raise failed(exc, noise_drawn=False) from None
     # The charge is durable (committed above): only now is noise drawn.
@@ -190,25 +191,36 @@ def handle_query(
     return Signed(jws=stored)
 
 
-# Threads for exact passes that run beside a query's ledger transaction (`handle_query`). A
-# handler waits for its own pass and a pass never waits for a handler, so a full pool only
-# queues; its size bounds the polars passes that run at once (each is multi-threaded).
-_EXACT_PASSES = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sauti-exact")
+# Threads that only collect exact passes' polars queries (`_start_exact`); a handler waits
+# for its own, never the reverse, so a busy pool only queues. Its size bounds the passes
+# that run at once (each is multi-threaded inside polars).
+_COLLECTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sauti-exact")
 
 
-def _exact_pass(accepted: "Accepted", *, spec: QuerySpec, rho: float) -> "Future[engine.Exact]":
-    """Start the exact (noise-free) pass of an accepted request in the background."""
-
-    def measure() -> engine.Exact:
-        return engine.measure_exact(
+def _start_exact(
+    accepted: "Accepted", *, spec: QuerySpec, rho: float
+) -> Callable[[], engine.Exact]:
+    """The exact (noise-free) pass of an accepted request: checked and planned here, its
+    query started on a collecting thread (polars releases the GIL as it runs); calling the
+    result waits for it. Never raises: a failure is raised by that call, where a failed
+    pass returns its charge."""
+    try:
+        query, finish = engine.prepare_exact(
             data=accepted.scan(),
             contract=accepted.contract,
             spec=spec,
             rho=rho,
             source=accepted.source,
         )
+        running = _COLLECTS.submit(query.collect)
+    except Exception as exc:
+        failure = exc
 
-    return _EXACT_PASSES.submit(measure)
+        def fail() -> engine.Exact:
+            raise failure
+
+        return fail
+    return lambda: finish(running.result())
 
 
 def release_failed(
