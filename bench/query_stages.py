@@ -47,6 +47,8 @@ NODE_TARGETS = [
     ("node.ledger.service", "reserve", "node: ledger reserve (statements)"),
     ("node.queries.service", "audit_accepted", "node: audit accepted (3 entries)"),
     ("node.privacy.engine", "measure_exact", "node: DP exact pass (polars)"),
+    ("node.queries.service", "_start_exact", "node: DP exact pass: plan, collect started"),
+    ("node.privacy.engine", "_entry_vectors", "node: DP exact pass: collected, placed"),
     ("node.privacy.engine", "release_exact", "node: DP noise + cells"),
     ("contracts.signing", "sign", "node: sign release"),
     ("node.ledger.service", "store_release", "node: store release (statement)"),
@@ -68,7 +70,9 @@ HUB_TARGETS = [
 
 def _wrap(module: str, attribute: str, label: str) -> None:
     owner = importlib.import_module(module)
-    original = getattr(owner, attribute)
+    original = getattr(owner, attribute, None)
+    if original is None:  # another version of the code (an A/B copy): nothing to time
+        return
     wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(original):
 
