@@ -115,9 +115,9 @@ def handle_query(
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
             # The exact pass draws no noise and its result stays in this process until the
-            # charge is durable: its query runs (in polars' threads) while the commit below
-            # syncs the charge to disk, instead of after it. Only for a request charged now
-            # or before: a stored answer or a refusal never starts one.
+            # charge is durable: planned here, its query is collected on another thread
+            # while the commit below syncs the charge to disk, instead of after it. Only for
+            # a request charged now or before: a stored answer or a refusal starts none.
             exact_pass = (
                 None
                 if reservation.outcome == "stored"
