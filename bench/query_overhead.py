@@ -26,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import federation
@@ -58,15 +59,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def served_node(home: Path) -> Iterator[tuple[str, int]]:
-    """`sauti node serve` in its own process; yields its URL and process id."""
+def served_node(
+    home: Path, *, command: list[str] | None = None, extra: Sequence[str] = ()
+) -> Iterator[tuple[str, int]]:
+    """`sauti node serve` in its own process; yields its URL and process id.
+
+    `command` replaces `sauti node serve` (bench/query_stages.py: the same server with timing
+    wrappers); it gets the home, the port and `extra` as its arguments."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sauti = Path(sys.executable).with_name("sauti")
+    argv = (
+        [str(sauti), "node", "serve", "--home", str(home), "--port", str(port)]
+        if command is None
+        else [*command, str(home), str(port), *extra]
+    )
     log = (home / "bench-serve.log").open("wb")  # its access log, not this bench's output
     process = subprocess.Popen(
-        [sauti, "node", "serve", "--home", str(home), "--port", str(port)],
+        argv,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -85,8 +96,21 @@ def served_node(home: Path) -> Iterator[tuple[str, int]]:
         log.close()
 
 
-async def run_rows(work: Path, node: DemoNode, rows: int) -> dict[str, list[float]]:
-    """Interleaved bare and end-to-end queries over one node holding `rows` rows."""
+Serve = Callable[[Path], contextlib.AbstractContextManager[tuple[str, int]]]
+Ask = Callable[[Callable[[], Awaitable[httpx.Response]]], Awaitable[httpx.Response]]
+
+
+async def _ask(post: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    return await post()
+
+
+async def run_rows(
+    work: Path, node: DemoNode, rows: int, *, serve: Serve = served_node, ask: Ask = _ask
+) -> dict[str, list[float]]:
+    """Interleaved bare and end-to-end queries over one node holding `rows` rows.
+
+    `serve` starts the node process; `ask` sends each end-to-end query (query_stages wraps
+    both to stamp them)."""
     hub_dir, home = work / f"hub-{rows}", work / f"node-{rows}"
     identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
     settings = HubSettings(home=hub_dir, request_ttl_seconds=600)
@@ -98,7 +122,7 @@ async def run_rows(work: Path, node: DemoNode, rows: int) -> dict[str, list[floa
     admin, analyst = federation.tokens(settings)
     times: dict[str, list[float]] = {"bare": [], "e2e": [], "bare_cpu": [], "hub_cpu": []}
     app = create_hub_app(settings)
-    with served_node(home) as (url, pid):
+    with serve(home) as (url, pid):
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
@@ -134,8 +158,13 @@ async def run_rows(work: Path, node: DemoNode, rows: int) -> dict[str, list[floa
                 bare_s, bare_cpu = time.perf_counter() - start, time.process_time() - cpu
                 node_before = cpu_seconds(pid)
                 start, cpu = time.perf_counter(), time.process_time()
-                r = await hub.post(
-                    "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
+                r = await ask(
+                    partial(
+                        hub.post,
+                        "/v1/queries",
+                        json=spec,
+                        headers={"Authorization": f"Bearer {analyst}"},
+                    )
                 )
                 e2e_s, hub_cpu = time.perf_counter() - start, time.process_time() - cpu
                 if r.json().get("status") != "complete":

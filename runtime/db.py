@@ -105,6 +105,10 @@ def make_engine(
         # WAL: one fsync per commit instead of a rollback journal's several, and readers
         # never wait for the writer.
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit syncs the WAL, so a committed charge or audit entry survives
+        # power loss. Set, not left to the build's default (some SQLite builds default WAL
+        # databases to NORMAL, which syncs only at checkpoints and may lose the last commits).
+        dbapi_connection.execute("PRAGMA synchronous=FULL")
         if on_sqlite_connect is not None:
             on_sqlite_connect(dbapi_connection)
 

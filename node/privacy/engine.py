@@ -31,7 +31,7 @@ Privacy argument (why the noise below suffices):
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -201,6 +201,22 @@ def measure_exact(
     per-row clamp is skipped when that range already lies within the bounds (clamping is
     then the identity): the argument is unchanged, the query is cheaper.
     """
+    query, finish = prepare_exact(data=data, contract=contract, spec=spec, rho=rho, source=source)
+    return finish(query.collect())
+
+
+def prepare_exact(
+    *,
+    data: pl.LazyFrame,
+    contract: DatasetContract,
+    spec: QuerySpec,
+    rho: float,
+    source: Path | None = None,
+) -> tuple[pl.LazyFrame, Callable[[pl.DataFrame], Exact]]:
+    """`measure_exact` in two steps: the checks, the plan and its one polars query (not run),
+    and what turns the query's collected result into the `Exact`. The node collects the
+    query on another thread while its ledger commit syncs to disk: collecting releases the
+    GIL, and all the Python work stays here and in `finish`."""
     check_spec(contract=contract, spec=spec)
     plan = _plan(contract, spec, rho)
     clamp = True
@@ -208,8 +224,13 @@ def measure_exact(
         stat = source.stat()
         low, high = _observed_range(str(source), stat.st_mtime_ns, stat.st_size, str(spec.column))
         clamp = not (low is None or high is None or (plan.low <= low and high <= plan.high))
-    values = _aggregate(data, contract, spec, plan, clamp=clamp)
-    return Exact(spec, plan, tuple(_keys(contract, list(spec.group_by))), values)
+    query, inner = _aggregate_query(data, contract, spec, plan, clamp=clamp)
+    keys = tuple(_keys(contract, list(spec.group_by)))
+
+    def finish(result: pl.DataFrame) -> Exact:
+        return Exact(spec, plan, keys, _entry_vectors(result, contract, spec, plan, inner=inner))
+
+    return query, finish
 
 
 def release_exact(
@@ -440,7 +461,16 @@ def _observed_range(
 def _aggregate(
     data: pl.LazyFrame, contract: DatasetContract, spec: QuerySpec, plan: _Plan, *, clamp: bool
 ) -> dict[str, list[float]]:
-    """Exact components per entry, in entry order (key-major, inner axis minor), one pass.
+    """Exact components per entry, in entry order (key-major, inner axis minor), one pass."""
+    query, inner = _aggregate_query(data, contract, spec, plan, clamp=clamp)
+    return _entry_vectors(query.collect(), contract, spec, plan, inner=inner)
+
+
+def _aggregate_query(
+    data: pl.LazyFrame, contract: DatasetContract, spec: QuerySpec, plan: _Plan, *, clamp: bool
+) -> tuple[pl.LazyFrame, bool]:
+    """The one pass computing the exact components per group (`_entry_vectors` places them
+    in entry order), and whether it has an inner axis.
 
     The only row-level work is the filters and the aggregation itself: rows that must not
     count (a null dim, share column or measured value) fall in a null group or are skipped
@@ -476,12 +506,18 @@ def _aggregate(
         aggs.append((clamped if w is None else w * clamped).sum().cast(pl.Float64).alias(TOTAL))
     # Group on the dims (as stored), then place each group in the entry vector: the index
     # arithmetic runs over the groups, not the rows.
-    result = (frame.group_by(by).agg(aggs) if by else frame.select(aggs)).collect()
+    return (frame.group_by(by).agg(aggs) if by else frame.select(aggs)), inner is not None
+
+
+def _entry_vectors(
+    result: pl.DataFrame, contract: DatasetContract, spec: QuerySpec, plan: _Plan, *, inner: bool
+) -> dict[str, list[float]]:
+    """Exact components per entry, in entry order (key-major, inner axis minor)."""
     index: pl.Expr = pl.lit(0, dtype=pl.Int64)
     for i, dim in enumerate(spec.group_by):
         code = pl.col(f"__k{i}").to_physical().cast(pl.Int64)
         index = index * len(_column(contract, dim).level_codes) + code
-    index = index * plan.inner + (pl.col(INNER) if inner is not None else 0)
+    index = index * plan.inner + (pl.col(INNER) if inner else 0)
     result = result.with_columns(index.alias(IDX)).filter(pl.col(IDX).is_not_null())
     if TOTAL in result.columns:
         center = (plan.low + plan.high) / 2

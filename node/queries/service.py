@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -113,10 +114,19 @@ def handle_query(
             # Under the budget lock reserve took; a conflict rolls the charge back whole.
             modes.check_plain(session, query_id=request.query_id)
             audit_accepted(session, base, request, reservation)
+            # The exact pass draws no noise and its result stays in this process until the
+            # charge is durable: planned here, its query is collected on another thread
+            # while the commit below syncs the charge to disk, instead of after it. Only for
+            # a request charged now or before: a stored answer or a refusal starts none.
+            exact_pass = (
+                None
+                if reservation.outcome == "stored"
+                else _start_exact(accepted, spec=spec, rho=request.rho)
+            )
     except NodeError as exc:
         audit_refusal(url, code=exc.code, details=base, request=request, home=settings.home)
         raise
-    if reservation.outcome == "stored":
+    if exact_pass is None:  # answered before: the stored release is the answer
         assert reservation.release_jws is not None
         return Signed(jws=reservation.release_jws)
 
@@ -133,15 +143,10 @@ def handle_query(
         charged_now=reservation.outcome == "charged",
     )
     try:
-        exact = engine.measure_exact(
-            data=accepted.scan(),
-            contract=accepted.contract,
-            spec=spec,
-            rho=request.rho,
-            source=accepted.source,
-        )
+        exact = exact_pass()
     except Exception as exc:  # no noise drawn yet: the charge goes back
         raise failed(exc, noise_drawn=False) from None
+    # The charge is durable (committed above): only now is noise drawn.
     try:
         computed = engine.release_exact(
             exact,
@@ -184,6 +189,38 @@ def handle_query(
         )
     log.info("query %s answered", request.query_id)
     return Signed(jws=stored)
+
+
+# Threads that only collect exact passes' polars queries (`_start_exact`); a handler waits
+# for its own, never the reverse, so a busy pool only queues. Its size bounds the passes
+# that run at once (each is multi-threaded inside polars).
+_COLLECTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sauti-exact")
+
+
+def _start_exact(
+    accepted: "Accepted", *, spec: QuerySpec, rho: float
+) -> Callable[[], engine.Exact]:
+    """The exact (noise-free) pass of an accepted request: checked and planned here, its
+    query started on a collecting thread (polars releases the GIL as it runs); calling the
+    result waits for it. Never raises: a failure is raised by that call, where a failed
+    pass returns its charge."""
+    try:
+        query, finish = engine.prepare_exact(
+            data=accepted.scan(),
+            contract=accepted.contract,
+            spec=spec,
+            rho=rho,
+            source=accepted.source,
+        )
+        running = _COLLECTS.submit(query.collect)
+    except Exception as exc:
+        failure = exc
+
+        def fail() -> engine.Exact:
+            raise failure
+
+        return fail
+    return lambda: finish(running.result())
 
 
 def release_failed(

@@ -12,7 +12,8 @@
 * A request signed for secure aggregation replayed to the plain route is refused uncharged,
   and a query id used in one mode is refused in the other.
 * A release that fails once charged answers `release_failed` and the node goes on; its charge
-  is returned when no noise was drawn, kept when noise may have been drawn.
+  is returned when no noise was drawn, kept when noise may have been drawn. No noise is drawn
+  before the charge is committed.
 No refusal changes a budget.
 """
 
@@ -38,7 +39,7 @@ from node.home import load_identity
 from node.ledger import service as ledger
 from node.ledger.service import budget_report
 from node.metrics import HUB_LAST_SEEN
-from node.privacy import engine
+from node.privacy import engine, mechanisms
 from node.queries import modes
 from node.security import UNVERIFIED, RateLimitedLog
 from tests.node.conftest import HUB_ID, Node, make_node, terms
@@ -285,6 +286,26 @@ def test_a_release_that_fails_after_noise_keeps_its_charge(
     # A retry under the same id is answered, without a second charge.
     assert node.post(request).status_code == 200
     assert spent(node) == (1, Decimal("0.1"))
+
+
+def test_noise_is_drawn_only_once_the_charge_is_durable(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact pass runs beside the ledger transaction (node.queries.service); the first
+    noise draw still comes after that transaction committed: another transaction then sees
+    the charge, and the chain ends with its entry."""
+    seen: list[tuple[tuple[int, Decimal], str]] = []
+    draw = mechanisms.release
+
+    def observed(**kwargs: Any) -> Any:
+        if not seen:
+            last = audit.entries(database_url=node.settings.db_url)[-1]
+            seen.append((spent(node), last.action))
+        return draw(**kwargs)
+
+    monkeypatch.setattr(mechanisms, "release", observed)
+    assert node.post(node.request()).status_code == 200
+    assert seen == [((1, Decimal("0.1")), "budget_charged")]
 
 
 def test_a_secure_contribution_that_fails_before_noise_returns_its_charge(
