@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from hub_support import ANALYST_ORG, Hub
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from contracts.v1 import QuerySpec
 from hub.audit import service as audit
@@ -159,3 +159,47 @@ def test_committed_progress_wakes_waiters_in_a_listening_process(pg_engine: Engi
     finally:
         listener.close()
     assert signals.remote_progress is False
+
+
+def test_a_listener_cut_off_reconnects_and_stops_when_closed(pg_engine: Engine) -> None:
+    """The database drops the listening connection: waiters are woken (they re-read), the
+    listener reconnects and hears later progress; closed, its thread has ended."""
+    sessions = init_db(pg_engine)
+    signals = Signals()
+    listener = ProgressListener(engine=pg_engine, signals=signals)
+    listener.start()
+    try:
+
+        async def run() -> None:
+            while not signals.remote_progress:
+                await asyncio.sleep(0.05)
+            with signals.listen(query_key("cut")) as cut:
+
+                def terminate() -> None:
+                    with pg_engine.connect() as connection:
+                        connection.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+                            )
+                        )
+
+                await asyncio.to_thread(terminate)
+                await asyncio.wait_for(cut.wait(), timeout=30)  # woken to re-read
+            while not signals.remote_progress:  # listening again
+                await asyncio.sleep(0.05)
+            with signals.listen(query_key("later")) as later:
+
+                def write() -> None:
+                    with sessions() as session:
+                        announce(session, ["later"])
+                        session.commit()
+
+                await asyncio.to_thread(write)
+                await asyncio.wait_for(later.wait(), timeout=30)
+
+        asyncio.run(asyncio.wait_for(run(), timeout=60))
+    finally:
+        listener.close()
+    assert listener._thread is not None
+    assert not listener._thread.is_alive()
