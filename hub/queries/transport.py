@@ -143,6 +143,10 @@ class NodeSessions:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
+                # `post` bounds each exchange with asyncio.timeout: aiohttp's own total
+                # timeout (300 s by default) only added a second timer per request. Its
+                # connect timeout (only while connecting) is kept, as before.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
                 # Answers are signed JSON bytes, verified as sent: never decoded here.
                 auto_decompress=False,
                 skip_auto_headers=("Accept-Encoding",),
