@@ -358,7 +358,7 @@ async def post_with_retries(
             continue
         if status >= 400:
             return replace(_refused(call, status, content), attempts=attempts)
-        return replace(_verified(call, content), attempts=attempts)
+        return _verified(call, content, attempts=attempts)
     return replace(last, attempts=max(attempts, 1))
 
 
@@ -371,7 +371,7 @@ def _refused(call: PushCall, status: int, content: bytes) -> CallOutcome:
     return CallOutcome(node_id=call.node_id, outcome="refused", error_code=code, message=message)
 
 
-def _verified(call: PushCall, content: bytes) -> CallOutcome:
+def _verified(call: PushCall, content: bytes, *, attempts: int = 1) -> CallOutcome:
     """Accept only a release signed by the pinned key that answers exactly what was sent."""
     try:
         token = Signed.model_validate_json(content).jws
@@ -386,12 +386,17 @@ def _verified(call: PushCall, content: bytes) -> CallOutcome:
         message = exc.message if isinstance(exc, ReleaseRejected) else "not a signed release"
         log.warning("node %s sent an invalid release for query %s", call.node_id, call.query_id)
         return CallOutcome(
-            node_id=call.node_id, outcome="failed", error_code="release_invalid", message=message
+            node_id=call.node_id,
+            outcome="failed",
+            error_code="release_invalid",
+            message=message,
+            attempts=attempts,
         )
     return CallOutcome(
         node_id=call.node_id,
         outcome="ok",
         release=release,
         release_jws=token,
+        attempts=attempts,
         release_json=payload.decode("utf-8"),
     )
