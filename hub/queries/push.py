@@ -7,7 +7,7 @@ worker's loop; each has one shared `httpx.AsyncClient`.
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -289,9 +289,16 @@ def _name(exc: BaseException) -> str:
 
 
 async def post_with_retries(
-    *, client: httpx.AsyncClient, call: PushCall, settings: HubSettings
+    *,
+    client: httpx.AsyncClient,
+    call: PushCall,
+    settings: HubSettings,
+    headers: Mapping[str, str] | None = None,
 ) -> CallOutcome:
-    """One outcome; never raises for a node's failure. Stops retrying at the deadline."""
+    """One outcome; never raises for a node's failure. Stops retrying at the deadline.
+
+    `headers`: `rotation_headers` as read once for a batch of deliveries sent together
+    (read here when not given), after their requests were signed."""
 
     def outcome(kind: NodeOutcome, code: str, message: str) -> CallOutcome:
         return CallOutcome(node_id=call.node_id, outcome=kind, error_code=code, message=message)
@@ -301,7 +308,8 @@ async def post_with_retries(
     body = b'{"jws":"' + call.jws.encode("ascii") + b'"}'
     # During a hub key rotation's overlap every push request carries the announcement, so
     # the node pins the new key on this contact (the request itself is signed with it).
-    headers = rotation_headers(settings.home)
+    if headers is None:
+        headers = rotation_headers(settings.home)
     last = outcome("failed", "node_unreachable", "the node could not be reached")
     attempts = 0
     for attempt in range(settings.node_retries + 1):
@@ -350,7 +358,7 @@ async def post_with_retries(
             continue
         if status >= 400:
             return replace(_refused(call, status, content), attempts=attempts)
-        return replace(_verified(call, content), attempts=attempts)
+        return _verified(call, content, attempts=attempts)
     return replace(last, attempts=max(attempts, 1))
 
 
@@ -363,7 +371,7 @@ def _refused(call: PushCall, status: int, content: bytes) -> CallOutcome:
     return CallOutcome(node_id=call.node_id, outcome="refused", error_code=code, message=message)
 
 
-def _verified(call: PushCall, content: bytes) -> CallOutcome:
+def _verified(call: PushCall, content: bytes, *, attempts: int = 1) -> CallOutcome:
     """Accept only a release signed by the pinned key that answers exactly what was sent."""
     try:
         token = Signed.model_validate_json(content).jws
@@ -378,12 +386,17 @@ def _verified(call: PushCall, content: bytes) -> CallOutcome:
         message = exc.message if isinstance(exc, ReleaseRejected) else "not a signed release"
         log.warning("node %s sent an invalid release for query %s", call.node_id, call.query_id)
         return CallOutcome(
-            node_id=call.node_id, outcome="failed", error_code="release_invalid", message=message
+            node_id=call.node_id,
+            outcome="failed",
+            error_code="release_invalid",
+            message=message,
+            attempts=attempts,
         )
     return CallOutcome(
         node_id=call.node_id,
         outcome="ok",
         release=release,
         release_jws=token,
+        attempts=attempts,
         release_json=payload.decode("utf-8"),
     )

@@ -4,7 +4,10 @@ import hashlib
 import threading
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
+from nacl.bindings import crypto_sign_BYTES, crypto_sign_open
+from nacl.exceptions import CryptoError
 from pydantic import BaseModel, ValidationError
 
 from contracts import signing
@@ -14,6 +17,23 @@ from hub.queries.combine import result_dims
 from hub.queries.exceptions import ReleaseRejected
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _sodium_check(public: Ed25519PublicKey, signature: bytes, signed: bytes) -> bool:
+    """libsodium's Ed25519 verification: RFC 8032's, stricter than OpenSSL's only where a
+    signature was made to be ambiguous (non-canonical encodings, small-order points), and
+    half its CPU. The hub checks one release signature per node per query (issue #25)."""
+    if len(signature) != crypto_sign_BYTES:
+        return False
+    try:
+        crypto_sign_open(signature + signed, public.public_bytes_raw())
+    except CryptoError:
+        return False
+    return True
+
+
+# Every signature the hub process checks (`contracts.signing.verify`, `verify_by_kid`).
+signing.use_ed25519_check(_sodium_check)
 
 
 def verify_release(
@@ -126,27 +146,51 @@ def stored_payload_text(release_jws: str) -> str:
 
 
 class ParsedReleases:
-    """Releases verified in this process, by (query id, node id), so recombining a query as
-    its answers arrive does not parse every stored release again. Bounded; a miss (another
-    process verified it, or it was evicted) parses the stored payload, which is the same."""
+    """Releases verified in this process, by query and node, so combining a query's answers
+    does not parse every stored release again. Held while the query is open: `forget` drops
+    a query's releases once its result is built (a completed result is kept as built, and
+    each release is dozens of objects that every full garbage collection would walk again:
+    4,096 releases kept past their queries were most of a 1,000-node hub's heap and a third
+    of its CPU per query). Bounded; a miss (another process verified it, it was evicted or
+    forgotten) parses the stored payload, which is the same."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], Release] = {}
+        self._items: dict[str, dict[str, Release]] = {}
+        self._count = 0
 
     def remember(self, query_id: str, node_id: str, release: Release) -> None:
         with self._lock:
-            if len(self._items) >= self._size:
-                for key in list(self._items)[: self._size // 4]:
-                    del self._items[key]
-            self._items[(query_id, node_id)] = release
+            if self._count >= self._size:
+                self._evict(query_id)
+            by_node = self._items.setdefault(query_id, {})
+            self._count += node_id not in by_node
+            by_node[node_id] = release
+
+    def _evict(self, keep: str) -> None:
+        # The oldest other queries first (dicts keep insertion order), then, for one query
+        # larger than the bound, the oldest quarter of its own.
+        goal = self._size * 3 // 4
+        for query_id in [q for q in self._items if q != keep]:
+            if self._count <= goal:
+                return
+            self._count -= len(self._items.pop(query_id))
+        own = self._items.get(keep, {})
+        for node_id in list(own)[: max(self._count - goal, 0)]:
+            del own[node_id]
+            self._count -= 1
 
     def peek(self, query_id: str, node_id: str) -> Release | None:
         """The release if this process parsed it (None: read the stored payload)."""
         with self._lock:
-            cached = self._items.get((query_id, node_id))
+            cached = self._items.get(query_id, {}).get(node_id)
         return cached if cached is not None and str(cached.query_id) == query_id else None
+
+    def forget(self, query_id: str) -> None:
+        """Drop a query's releases: its result is built (`service._refresh` at completion)."""
+        with self._lock:
+            self._count -= len(self._items.pop(query_id, {}))
 
 
 parsed_releases = ParsedReleases()

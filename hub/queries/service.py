@@ -590,6 +590,9 @@ def _refresh(
     row.result = result.model_dump(mode="json")
     if not pending:
         _completed.remember(row.query_id, result)
+        # Combined and stored: its parsed releases are not read again (should this
+        # transaction not commit, the next combining parses the stored ones).
+        parsed_releases.forget(row.query_id)
 
 
 def _safe_build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
@@ -841,19 +844,33 @@ def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
 class _CompletedResults:
     """Completed results built in this process, so reading one (the submitter's wait, each
     poll) does not validate the stored JSON again. A result is fixed once its query completes;
-    an entry counts only if it matches the row's status and completion time."""
+    an entry counts only if it matches the row's status and completion time.
 
-    def __init__(self, size: int = 1024) -> None:
+    Bounded by the results' size (one per node status and cell, besides the result), not
+    their count: every result held is objects each full garbage collection walks, and 1,024
+    results of 1,000 nodes each were millions of them."""
+
+    def __init__(self, size: int = 8192) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._items: dict[str, QueryResult] = {}
+        self._items: dict[str, tuple[QueryResult, int]] = {}
+        self._held = 0
 
     def remember(self, query_id: str, result: QueryResult) -> None:
+        weight = 1 + len(result.nodes) + len(result.cells)
         with self._lock:
-            if len(self._items) >= self._size:
-                for key in list(self._items)[: self._size // 4]:
-                    del self._items[key]
-            self._items[query_id] = result
+            previous = self._items.pop(query_id, None)
+            if previous is not None:
+                self._held -= previous[1]
+            # The oldest first (dicts keep insertion order), down to three quarters.
+            goal = max(self._size * 3 // 4 - weight, 0)
+            if self._held + weight > self._size:
+                for key in list(self._items):
+                    if self._held <= goal:
+                        break
+                    self._held -= self._items.pop(key)[1]
+            self._items[query_id] = (result, weight)
+            self._held += weight
 
     def get(self, row: QueryRow) -> QueryResult | None:
         return self.peek(row.query_id, status=row.status, at=row.completed_at)
@@ -861,7 +878,8 @@ class _CompletedResults:
     def peek(self, query_id: str, *, status: str, at: datetime | None) -> QueryResult | None:
         """The result remembered for `query_id` if it matches this status and completion."""
         with self._lock:
-            cached = self._items.get(query_id)
+            item = self._items.get(query_id)
+        cached = None if item is None else item[0]
         if cached is None or at is None:
             return None
         if cached.status != status or cached.completed_at != at:

@@ -39,8 +39,18 @@ class Signals:
         """Safe from any thread."""
         with self._lock:
             waiters = list(self._waiters.get(key, ()))
+        if not waiters:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for loop, event in waiters:
-            if not loop.is_closed():
+            if loop is running:
+                # On the waiter's own loop (the recorder notifies once per answer): set it
+                # here, without a write to the loop's wake-up pipe each time.
+                event.set()
+            elif not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
     def notify_all(self) -> None:

@@ -143,12 +143,18 @@ class NodeSessions:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
-                # Answers are signed JSON bytes, verified as sent: never decoded here.
+                # `post` bounds each exchange with asyncio.timeout: aiohttp's own total
+                # timeout (300 s by default) only added a second timer per request. Its
+                # connect timeout (only while connecting) is kept, as before.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+                # Answers are signed JSON bytes, verified as sent: never decoded here, and
+                # asked for as they are (`identity` set here, not aiohttp's default dropped
+                # with skip_auto_headers, which rebuilt a header dict on every request).
                 auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),
                 headers={
                     "Content-Type": "application/json",
                     "Accept": "application/json",
+                    "Accept-Encoding": "identity",
                     "User-Agent": "sauti-hub",
                 },
             )
@@ -210,7 +216,11 @@ async def _post(
     headers: Mapping[str, str],
     max_bytes: int,
 ) -> tuple[int, bytes]:
-    async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+    # No per-request headers in the common case (no rotation under way): aiohttp then only
+    # copies the session's.
+    async with session.post(
+        url, data=body, headers=headers or None, allow_redirects=False
+    ) as response:
         length = response.content_length
         if length is not None and length > max_bytes:
             response.close()  # the connection goes with the unread answer
