@@ -23,12 +23,14 @@ $(STAMP): pyproject.toml requirements.lock | $(UV)
 demo: $(STAMP)
 	$(BIN)/sauti demo $(DEMO_ARGS)
 
-# Browser tests drive Debian's Chromium (Playwright cannot download browsers here) and the
-# fact-sheet tests render PDFs with pdftoppm: install both from Debian when they are missing.
-SYSTEM_PACKAGES := chromium poppler-utils
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here), in its
+# headless shell (a fifth less CPU; the guide pictures are taken in the full browser), and
+# the fact-sheet tests render PDFs with pdftoppm: install them from Debian when missing.
+SYSTEM_PACKAGES := chromium chromium-headless-shell poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v chromium >/dev/null && command -v pdftoppm >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromium-headless-shell >/dev/null && \
+		command -v pdftoppm >/dev/null || \
 		{ $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null || \
 		  { $(SUDO) apt-get update >/dev/null && \
 		    $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } || \

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from sauti.cli import app as full_cli
 from sauti.demo.data import demo_nodes
 from sauti.demo.run import ANALYST_ORG, SECRETARIAT, demo_terms
 from sauti.serve import serve_in_thread
-from tests.e2e.federation_procs import free_port, process
+from tests.e2e.federation_procs import free_port, process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".tools" / "bin" / "uv"
@@ -271,16 +270,9 @@ def test_a_node_from_the_node_install_answers_a_hub_from_the_full_install(
         assert "the hub has received the signature" in signed
 
         serve = [str(node_venv / "bin" / "sauti"), "node", "serve", "--home", str(home)]
-        with process([*serve, "--port", str(port)], env={}, log=tmp_path / "node.log"):
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, (tmp_path / "node.log").read_text()
-                time.sleep(0.2)
+        node_log = tmp_path / "node.log"
+        with process([*serve, "--port", str(port)], env={}, log=node_log) as served:
+            wait_healthy(f"http://127.0.0.1:{port}", served, node_log, timeout=120)
             spec = {
                 "agreement_id": terms.agreement_id,
                 "dataset": demo.contract.name,

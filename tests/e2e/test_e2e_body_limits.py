@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.federation_procs import free_port, process
+from tests.e2e.federation_procs import free_port, process, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -69,12 +69,7 @@ def test_four_concurrent_100_mb_bodies_leave_the_node_memory_flat(tmp_path: Path
     args = [SAUTI, "node", "serve", "--home", str(home), "--port", str(port)]
     with process(args, env={}, log=log) as proc:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                threading.Event().wait(0.1)
+        wait_healthy(url, proc, log, timeout=60)
         # Warm the paths a refusal takes, then take the baseline.
         for _ in range(3):
             httpx.post(f"{url}/v1/queries", json={"jws": "a.b.c"})

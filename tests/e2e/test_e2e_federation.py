@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -58,18 +59,33 @@ TTL_SECONDS = 12
 
 
 class Faulty:
-    """Wrap a node app's POST /v1/queries: `flaky`, `slow` or `forged` (see the module doc)."""
+    """Wrap a node app's POST /v1/queries: `flaky`, `slow` or `forged` (see the module doc).
+
+    A slow node answers `delay` seconds late, or at once after `release()`: a server stopping
+    waits for the requests it is answering, and a node still sleeping when its test is done
+    would hold the test that long for nothing.
+    """
 
     def __init__(self, app: ASGIApp, mode: str, *, delay: float = 0) -> None:
         self.app, self.mode, self.delay = app, mode, delay
         self.failures = 0
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        """From now on a slow node answers at once, the requests it is holding included."""
+        self.released.set()
+
+    async def _late(self) -> None:
+        until = time.monotonic() + self.delay
+        while not self.released.is_set() and (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/queries" or self.mode == "ok":
             await self.app(scope, receive, send)
             return
         if self.mode == "slow":
-            await asyncio.sleep(self.delay)
+            await self._late()
         messages: list[Message] = []
 
         async def capture(message: Message) -> None:
@@ -200,6 +216,7 @@ def test_federation_with_celery_push_pull_and_faults(
                 create_node_app(NodeSettings(home=homes[node_id])), mode, delay=TTL_SECONDS + 4
             )
             node_urls[node_id] = stack.enter_context(serve_in_thread(app)).url
+            stack.callback(app.release)  # before its server stops (see Faulty)
 
         # Enrollment: a one-time token per node from the secretariat, `sauti node enroll`.
         for node_id, (mode, _source) in NODES.items():
@@ -230,7 +247,8 @@ def test_federation_with_celery_push_pull_and_faults(
             )
             assert response.status_code == 201, response.text
 
-        pull_args = [SAUTI, "node", "pull", "--home", str(homes["ke-pull"]), "--wait", "5"]
+        # A short long-poll: a stopped pull node ends only once its poll in flight returns.
+        pull_args = [SAUTI, "node", "pull", "--home", str(homes["ke-pull"]), "--wait", "1"]
         puller = ExitStack()
         puller.enter_context(process(pull_args, env={}, log=logs["pull"]))
         # The short deadline below starts with the query: let the pull node's first poll

@@ -12,14 +12,13 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from federation_procs import free_port
+from federation_procs import free_port, wait_healthy
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +47,7 @@ def _serving(command: list[str], log: Path) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+            wait_healthy(url, proc, log, timeout=60)
             yield url
         finally:
             proc.terminate()
