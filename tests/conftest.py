@@ -12,7 +12,6 @@ import pytest
 from argon2 import PasswordHasher
 from database_support import PostgresDatabases, Side, SqliteTemplates
 
-from hub.queries import progress
 from runtime import credentials
 
 if TYPE_CHECKING:
@@ -24,13 +23,6 @@ PG_ADMIN_DSN = "host=127.0.0.1 port=5432 dbname=test user={user} connect_timeout
 # passwords with argon2id's cheapest parameters (a quarter of a CPU second less per login,
 # password change and account). Servers started as separate processes keep the default.
 credentials.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-# A hub app on PostgreSQL stops its progress listener when its lifespan ends, and the
-# listener notices between two waits for notifications: up to a quarter of a second for
-# every such app a test starts and stops (hundreds of them). In the tests it notices within
-# 20 ms; servers started as separate processes keep the default.
-assert progress.CHECK_STOP_SECONDS >= 0.02
-progress.CHECK_STOP_SECONDS = 0.02
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
