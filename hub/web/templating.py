@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from hub.web.i18n import (
     LANGUAGE_COOKIE,
@@ -18,6 +18,7 @@ from hub.web.i18n import (
     format_significant,
     translations,
 )
+from runtime.pages import shared_templates
 
 # The catalogue of the page being rendered: set around each render (renders are synchronous).
 _current: ContextVar[gettext.NullTranslations | None] = ContextVar(
@@ -54,7 +55,8 @@ def _when(value: datetime | None) -> str:
 @cache
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("hub.web", "templates"),
+        # The hub's pages, then what both sides' pages share (the role guides' macros).
+        loader=ChoiceLoader([PackageLoader("hub.web", "templates"), shared_templates()]),
         autoescape=select_autoescape(["html"], default=True),
         trim_blocks=True,
         lstrip_blocks=True,

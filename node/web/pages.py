@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from node.api.errors import STATUS_BY_CODE
 from node.auth.exceptions import PasswordChangeRequired
@@ -24,10 +24,12 @@ from node.settings import NodeSettings
 from node.web import i18n
 from node.web.exceptions import LoginRequired
 from node.web.session import LANGUAGE_COOKIE, PREFIX, BrowserSession
+from runtime.pages import shared_templates
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
+    # The node's pages, then what both sides' pages share (the role guides' macros).
+    loader=ChoiceLoader([FileSystemLoader(TEMPLATES), shared_templates()]),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
