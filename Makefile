@@ -40,7 +40,7 @@ system-deps:
 		    $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } || \
 		  echo "warning: could not install $(SYSTEM_PACKAGES); browser and PDF tests will skip"; }
 
-# The suite runs in one pytest-xdist worker process per core (`TEST_WORKERS=0`: one process).
+# The suite runs in pytest-xdist worker processes, one more than cores (`TEST_WORKERS=0`: one process).
 # `--dist loadfile` keeps each test module on one worker, in order: module-scoped fixtures
 # (Playwright's browser, a served site) are built once, and no test is moved away from
 # the tests before it. A bare `.venv/bin/pytest` stays a single process.
