@@ -15,8 +15,8 @@ $(UV):
 # requirements.lock pins every dependency (and dev tool) with hashes; the project itself
 # goes in editable, without resolving anything further. Dependencies are compiled to
 # bytecode as they are installed (on every core, ~8 s on a fresh clone): otherwise the
-# first `make test` compiles them as it imports them, in several processes at once (~80 s
-# of CPU more than a second run), and a steward's first `sauti` command waits for it.
+# first `make test` compiles them as it imports them, in several processes at once, and a
+# steward's first `sauti` command waits for it.
 $(STAMP): pyproject.toml requirements.lock | $(UV)
 	test -x $(BIN)/python || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes --compile-bytecode \
