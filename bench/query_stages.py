@@ -13,7 +13,9 @@ a profiling aid, not in `make bench`.
 
 Environment: BENCH_STAGES_ROWS (default 100000), BENCH_REPETITIONS (default 15),
 BENCH_STAGES_PROFILE (a path: cProfile stats of the node's query handler thread, written there),
-BENCH_STAGES_PROFILE_LOOP (a path: the same for the node's event loop thread: HTTP, routing).
+BENCH_STAGES_PROFILE_LOOP (a path: the same for the node's event loop thread: HTTP, routing),
+BENCH_STAGES_PROFILE_CPU=1 (both profiles count thread CPU time, not wall time: no waits for
+the GIL, the disk or polars' threads).
 """
 
 import asyncio
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 LOOP_WARMUP = 10  # requests the node serves before its event loop is profiled
+PROFILE_TIMER = time.thread_time if os.environ.get("BENCH_STAGES_PROFILE_CPU") == "1" else None
 Span = tuple[str, float, float]
 SPANS: list[Span] = []
 now = time.perf_counter
@@ -130,7 +133,7 @@ def node_main() -> None:
 
     create = node.app.create_app
     loop = os.environ.get("BENCH_STAGES_PROFILE_LOOP")
-    loop_profiler = cProfile.Profile()
+    loop_profiler = _profiler()
     served = [0]
 
     def create_app(settings: Any) -> Any:
@@ -159,11 +162,15 @@ def node_main() -> None:
     node_cli.serve(home=home, host="127.0.0.1", port=port)
 
 
+def _profiler() -> cProfile.Profile:
+    return cProfile.Profile() if PROFILE_TIMER is None else cProfile.Profile(PROFILE_TIMER)
+
+
 def _profile_handler(path: Path) -> None:
     """cProfile the node's query handler (its thread only), stats written after each query."""
     import node.api.queries as module  # noqa: PLC0415
 
-    profiler = cProfile.Profile()
+    profiler = _profiler()
     original = module._answer
 
     calls = [0]
