@@ -101,8 +101,10 @@ def serve(
     import uvicorn
 
     from node.app import create_app
+    from runtime.apps import settle_heap
 
     application = create_app(settings_for(home))
+    settle_heap()  # as `sauti hub serve`: start-up's objects out of the collector's walks
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
     with data_free_logging():
         uvicorn.run(application, host=host, port=port, log_config=None)
