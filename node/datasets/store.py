@@ -42,11 +42,16 @@ class _ParsedFiles:
     def __init__(self, size: int = 512) -> None:
         self._memo = Memo[tuple[str, str, int, int, int], object](size)
 
-    def read(self, path: Path, parse: Callable[[str], T]) -> T:
-        stat = path.stat()
-        key = (parse.__qualname__, str(path), stat.st_ino, stat.st_size, stat.st_ctime_ns)
+    def read(self, path: str | Path, parse: Callable[[str], T]) -> T:
+        stat = os.stat(path)
+        key = (parse.__qualname__, os.fspath(path), stat.st_ino, stat.st_size, stat.st_ctime_ns)
         # Stored by this very parse (its name is in the key).
-        return self._memo.get(key, lambda: parse(path.read_text(encoding="utf-8")))  # type: ignore[return-value]
+        return self._memo.get(key, lambda: parse(_read_text(path)))  # type: ignore[return-value]
+
+
+def _read_text(path: str | Path) -> str:
+    with open(path, encoding="utf-8") as file:
+        return file.read()
 
 
 _parsed = _ParsedFiles()
@@ -75,19 +80,27 @@ def names(home: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _numbered(folder: Path, prefix: str = "", suffix: str = "") -> list[int]:
-    if not folder.exists():
+# Every query reads the store (`current`, `read_contract`): these helpers join and list with
+# plain strings, which costs a fraction of building a `pathlib.Path` per step.
+def _folder(home: Path, name: str, *parts: str) -> str:
+    return os.path.join(home, "datasets", name, *parts)
+
+
+def _numbered(folder: str | Path, prefix: str = "", suffix: str = "") -> list[int]:
+    try:
+        children = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):  # missing, or not a folder: none here
         return []
     found = []
-    for child in folder.iterdir():
-        stem = child.name.removeprefix(prefix).removesuffix(suffix)
-        if child.name.startswith(prefix) and child.name.endswith(suffix) and stem.isdigit():
+    for child in children:
+        stem = child.removeprefix(prefix).removesuffix(suffix)
+        if child.startswith(prefix) and child.endswith(suffix) and stem.isdigit():
             found.append(int(stem))
     return sorted(found)
 
 
 def contract_versions(home: Path, name: str) -> list[int]:
-    return _numbered(dataset_dir(home, name) / "contracts", "v", ".json")
+    return _numbered(_folder(home, name, "contracts"), "v", ".json")
 
 
 def read_contract(home: Path, name: str, version: int | None = None) -> DatasetContract:
@@ -96,7 +109,7 @@ def read_contract(home: Path, name: str, version: int | None = None) -> DatasetC
         version = versions[-1]
     if version is None or version not in versions:
         raise UnknownDataset(f"dataset {name} has no published contract of that version")
-    return _parsed.read(dataset_dir(home, name) / "contracts" / f"v{version}.json", _contract)
+    return _parsed.read(_folder(home, name, "contracts", f"v{version}.json"), _contract)
 
 
 def publish_contract(home: Path, contract: DatasetContract) -> bool:
@@ -143,8 +156,18 @@ def version_dir(home: Path, name: str, version: int) -> Path:
 
 def version_dirs(home: Path, name: str) -> list[int]:
     """Complete import versions: a folder counts once its manifest is in place."""
-    folder = dataset_dir(home, name) / "versions"
-    return [v for v in _numbered(folder) if (folder / str(v) / "manifest.json").exists()]
+    folder = _folder(home, name, "versions")
+    return [v for v in _numbered(folder) if _exists(os.path.join(folder, str(v), "manifest.json"))]
+
+
+def _exists(path: str) -> bool:
+    """`Path.exists()` for a string: missing (or under a non-directory) is False, other
+    errors raise."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def write_manifest(home: Path, manifest: Manifest) -> None:
@@ -173,7 +196,7 @@ def sha256(path: Path) -> str:
 
 
 def manifest(home: Path, name: str, version: int) -> Manifest:
-    path = dataset_dir(home, name) / "versions" / str(version) / "manifest.json"
+    path = _folder(home, name, "versions", str(version), "manifest.json")
     try:
         return _parsed.read(path, _manifest)
     except OSError as exc:
