@@ -195,17 +195,14 @@ def prepare_query(
     contract_version = spec.module_version or next(
         d.contract_version for d in terms.datasets if d.name == spec.dataset
     )
-    row = QueryRow(
+    row = QueryView(
         query_id=qid,
-        analyst=user.name,
         organisation=user.organisation,
-        agreement_id=terms.agreement_id,
-        agreement_version=terms.version,
         spec=spec.model_dump(mode="json"),
         status="running",
-        result=None,
         created_at=now,
         deadline=deadline,
+        completed_at=None,
         rules={
             "min_cell_size": terms.min_cell_size,
             "max_ci_relative_width": terms.max_ci_relative_width,
@@ -243,11 +240,20 @@ def prepare_query(
             "deadline": deadline.isoformat(),
         },
     )
-    completion = _refresh(session, row, tasks, now=now)
-    # The query and its tasks go in as they stand now, in one INSERT each (Core: the ORM's
-    # unit of work would flush them, then UPDATE the result `_refresh` just set).
+    result, completion = _settle(session, row, tasks, now=now)
+    # The query and its tasks go in as they stand now, in one INSERT each (Core, from plain
+    # values: no ORM object, unit of work or flush).
     connection = session.connection()
-    connection.execute(_INSERT_QUERY, [_row_values(row)])
+    connection.execute(
+        _INSERT_QUERY,
+        {
+            **{f.name: getattr(row, f.name) for f in fields(QueryView)},
+            "analyst": user.name,
+            "agreement_id": terms.agreement_id,
+            "agreement_version": terms.version,
+            "result": result.model_dump_json(),
+        },
+    )
     if plan.calls:  # (an empty parameter list would insert one row of defaults)
         # Plain rows, one executemany (no ORM object per node); combining reads `TaskView`s.
         connection.execute(
@@ -295,13 +301,11 @@ _ACTIVE_NODES = select(Node).where(
     Node.node_id.in_(bindparam("b_node_ids", expanding=True)), Node.status == "active"
 )
 _TASKS = cast(Table, QueryNodeRow.__table__)
-_INSERT_QUERY = insert(cast(Table, QueryRow.__table__))
+_INSERT_QUERY = insert(cast(Table, QueryRow.__table__)).values(
+    # The result's JSON text, bound as is (`JsonText`), not dumped to a dict and encoded.
+    result=type_coerce(bindparam("result"), JsonText())
+)
 _INSERT_TASKS = insert(_TASKS)
-
-
-def _row_values(row: QueryRow) -> dict[str, Any]:
-    """A new row's column values."""
-    return {c.key: getattr(row, c.key) for c in cast(Table, QueryRow.__table__).columns}
 
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
@@ -636,6 +640,35 @@ def _refresh(
     the rest of its transaction's entries), else appended at once. A completion is returned
     for the caller to remember once its transaction commits (so a result served from this
     process's memory is always one the database holds)."""
+    result, completion = _settle(session, row, tasks, now=now, events=events)
+    if isinstance(row, QueryRow):
+        row.result = result.model_dump(mode="json")
+        return completion
+    # A Core UPDATE (the row was read under its lock by `_locked_queries`); the result's
+    # JSON is written once, as text, and kept as the response's body.
+    body = result.model_dump_json().encode()
+    session.connection().execute(
+        _UPDATE_QUERY,
+        {
+            "b_query_id": row.query_id,
+            "b_status": row.status,
+            "b_result": body.decode(),
+            "b_completed_at": row.completed_at,
+        },
+    )
+    return None if completion is None else _Completion(row.query_id, result, body)
+
+
+def _settle(
+    session: Session,
+    row: Query,
+    tasks: Sequence[Task],
+    *,
+    now: datetime,
+    events: list[audit.Event] | None = None,
+) -> tuple[QueryResult, _Completion | None]:
+    """`_refresh` up to writing the result: `row`'s status and completion time set, the
+    result built, the completion's audit entry added (see `_refresh`)."""
     pending = any(t.outcome == "pending" for t in tasks)
     if not pending and row.completed_at is None:
         row.completed_at = now
@@ -656,28 +689,12 @@ def _refresh(
         else:
             events.append(completed)
     row.status = result.status
-    body = None
-    if isinstance(row, QueryRow):
-        row.result = result.model_dump(mode="json")
-    else:
-        # A Core UPDATE (the row was read under its lock by `_locked_queries`); the result's
-        # JSON is written once, as text, and kept as the response's body.
-        body = result.model_dump_json().encode()
-        session.connection().execute(
-            _UPDATE_QUERY,
-            {
-                "b_query_id": row.query_id,
-                "b_status": row.status,
-                "b_result": body.decode(),
-                "b_completed_at": row.completed_at,
-            },
-        )
     if pending:
-        return None
-    # Combined and stored: its parsed releases are not read again (should this
-    # transaction not commit, the next combining parses the stored ones).
+        return result, None
+    # Combined: its parsed releases are not read again (should this transaction not commit,
+    # the next combining parses the stored ones).
     parsed_releases.forget(row.query_id)
-    return _Completion(row.query_id, result, body)
+    return result, _Completion(row.query_id, result)
 
 
 def _safe_build(row: Query, tasks: Sequence[Task]) -> QueryResult:
