@@ -68,6 +68,7 @@ HUB_TARGETS = [
     ("hub.queries.recorder", "_record", "hub: recorder's run (thread)"),
     ("hub.queries.service", "completed_here", "hub: result completed here?"),
     ("hub.queries.service", "result_body", "hub: response body"),
+    ("hub.queries.run", "wait_event", "hub: submitter waits for a signal"),
 ]
 
 

@@ -413,7 +413,7 @@ def record_outcomes(
     # Core executemany, one per kind of outcome: no ORM object per node.
     for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
         if params_list:
-            session.execute(statement, params_list)
+            session.connection().execute(statement, params_list)
     changed = [query_id for query_id, events in events_by_query.items() if events]
     pending = _pending_counts(session, changed)
     completions = []
