@@ -68,6 +68,10 @@ HUB_TARGETS = [
     ("hub.queries.service", "record_outcomes", "hub: record answer (statements)"),
     ("hub.queries.service", "finished_result", "hub: finished? / combine"),
     ("hub.queries.run", "wait_for", "hub: wait for result"),
+    ("hub.queries.recorder", "_record", "hub: recorder's run (thread)"),
+    ("hub.queries.service", "completed_here", "hub: result completed here?"),
+    ("hub.queries.service", "result_body", "hub: response body"),
+    ("hub.queries.run", "wait_event", "hub: submitter waits for a signal"),
 ]
 
 

@@ -8,11 +8,12 @@ is kept as that party's standing: that node refuses, the others still answer.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -590,11 +591,8 @@ def active_version(
     digest: a version's text never changes under its digest (`update_draft` re-digests it).
     Signatures and standings are read every time.
     """
-    rows = session.execute(
-        select(AgreementVersion.version, AgreementVersion.digest, AgreementVersion.state)
-        .where(AgreementVersion.agreement_id == agreement_id)
-        .order_by(AgreementVersion.version.desc())
-    ).all()
+    connection = session.connection()
+    rows = connection.execute(_ACTIVE_VERSIONS, {"b_agreement_id": agreement_id}).all()
     if not rows:
         raise AgreementNotFound()
     hub_status: str | None = None
@@ -602,21 +600,44 @@ def active_version(
         if state == "draft":
             continue
         terms = _terms_of(session, agreement_id=agreement_id, version=version, digest=digest)
-        signers = session.scalars(
-            select(AgreementSignatureRow.signer).where(
-                AgreementSignatureRow.agreement_id == agreement_id,
-                AgreementSignatureRow.version == version,
-            )
-        ).all()
-        if status_of(terms, signers, at=at)[0] != "active":
+        signers = connection.execute(
+            _SIGNERS, {"b_agreement_id": agreement_id, "b_version": version}
+        ).scalars()
+        if status_of(terms, signers.all(), at=at)[0] != "active":
             continue
         if hub_status is None:
-            hub = _standings(session, agreement_id).get(terms.hub_id)
+            hub = _latest_standings(
+                connection.execute(_STANDINGS, {"b_agreement_id": agreement_id})
+            ).get(terms.hub_id)
             hub_status = hub.status if hub is not None else ""
         if hub_status not in ("revoked", "suspended"):
             return terms, digest
     raise AgreementNotActive()
 
+
+# The query path's statements, built once (Core: no ORM compile step per query).
+_VERSIONS = cast(Table, AgreementVersion.__table__)
+_SIGNATURES = cast(Table, AgreementSignatureRow.__table__)
+_STATUS_CHANGES = cast(Table, AgreementStatusRow.__table__)
+_ACTIVE_VERSIONS = (
+    select(_VERSIONS.c.version, _VERSIONS.c.digest, _VERSIONS.c.state)
+    .where(_VERSIONS.c.agreement_id == bindparam("b_agreement_id"))
+    .order_by(_VERSIONS.c.version.desc())
+)
+_SIGNERS = select(_SIGNATURES.c.signer).where(
+    _SIGNATURES.c.agreement_id == bindparam("b_agreement_id"),
+    _SIGNATURES.c.version == bindparam("b_version"),
+)
+_STANDINGS = (
+    select(
+        _STATUS_CHANGES.c.party,
+        _STATUS_CHANGES.c.status,
+        _STATUS_CHANGES.c.at,
+        _STATUS_CHANGES.c.reason,
+    )
+    .where(_STATUS_CHANGES.c.agreement_id == bindparam("b_agreement_id"))
+    .order_by(_STATUS_CHANGES.c.at, _STATUS_CHANGES.c.id)
+)
 
 # Parsed terms by (agreement, version, digest): the query path reads them on every query.
 _terms = Memo[tuple[str, int, str], AgreementTerms](256)
@@ -661,11 +682,13 @@ def _version(session: Session, agreement_id: str, version: int) -> AgreementVers
 
 
 def _standings(session: Session, agreement_id: str) -> dict[str, PartyStanding]:
-    rows = session.scalars(
-        select(AgreementStatusRow)
-        .where(AgreementStatusRow.agreement_id == agreement_id)
-        .order_by(AgreementStatusRow.at, AgreementStatusRow.id)
+    return _latest_standings(
+        session.connection().execute(_STANDINGS, {"b_agreement_id": agreement_id})
     )
+
+
+def _latest_standings(rows: Iterable[Any]) -> dict[str, PartyStanding]:
+    """Each party's standing from its status changes in order (revocation is final)."""
     latest: dict[str, PartyStanding] = {}
     for row in rows:
         if row.party in latest and latest[row.party].status == "revoked":

@@ -10,14 +10,14 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import anyio
 import anyio.to_thread
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,18 +114,17 @@ def contracts_for(
     ids = list(node_ids)
     if not ids:
         return {}
-    where = (
-        NodeContract.node_id.in_(ids),
-        NodeContract.dataset == dataset,
-        NodeContract.version == version,
+    found = session.connection().execute(
+        _DIGESTS, {"b_node_ids": ids, "b_dataset": dataset, "b_version": version}
     )
-    rows = session.execute(select(NodeContract.node_id, NodeContract.digest).where(*where))
-    digests = {node_id: digest for node_id, digest in rows.all()}  # noqa: C416 (Rows, not pairs)
+    digests = {node_id: digest for node_id, digest in found.all()}  # noqa: C416 (Rows, not pairs)
     unknown = [node_id for node_id, digest in digests.items() if _parsed.peek(digest) is None]
     if unknown:
         rows = session.execute(
             select(NodeContract.digest, NodeContract.contract).where(
-                *where, NodeContract.node_id.in_(unknown)
+                NodeContract.node_id.in_(unknown),
+                NodeContract.dataset == dataset,
+                NodeContract.version == version,
             )
         )
         for digest, raw in rows:
@@ -156,22 +155,34 @@ def missing(
     ids = list(node_ids)
     if not ids:
         return []
-    held = select(NodeContract.node_id).where(
-        NodeContract.node_id == Node.node_id,
-        NodeContract.dataset == dataset,
-        NodeContract.version == version,
-    )
-    rows = session.execute(
-        select(Node.node_id, Node.url).where(
-            Node.node_id.in_(ids),
-            Node.status == "active",
-            Node.mode == "push",
-            Node.url.is_not(None),
-            Node.url != "",
-            ~held.exists(),
-        )
+    rows = session.connection().execute(
+        _MISSING, {"b_node_ids": ids, "b_dataset": dataset, "b_version": version}
     )
     return [(node_id, url) for node_id, url in rows]
+
+
+# The query path's statements, built once (Core: no ORM compile step per query).
+_NODES = cast(Table, Node.__table__)
+_CONTRACTS = cast(Table, NodeContract.__table__)
+_DIGESTS = select(_CONTRACTS.c.node_id, _CONTRACTS.c.digest).where(
+    _CONTRACTS.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
+    _CONTRACTS.c.dataset == bindparam("b_dataset"),
+    _CONTRACTS.c.version == bindparam("b_version"),
+)
+_MISSING = select(_NODES.c.node_id, _NODES.c.url).where(
+    _NODES.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
+    _NODES.c.status == "active",
+    _NODES.c.mode == "push",
+    _NODES.c.url.is_not(None),
+    _NODES.c.url != "",
+    ~select(_CONTRACTS.c.node_id)
+    .where(
+        _CONTRACTS.c.node_id == _NODES.c.node_id,
+        _CONTRACTS.c.dataset == bindparam("b_dataset"),
+        _CONTRACTS.c.version == bindparam("b_version"),
+    )
+    .exists(),
+)
 
 
 # A node whose contracts could not be fetched is not asked again for this long (kept with

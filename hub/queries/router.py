@@ -29,23 +29,26 @@ Wait = Annotated[
 @router.post(
     "",
     status_code=201,
+    response_model=QueryResult,
     responses={202: {"model": QueryResult, "description": "still running: progress so far"}},
 )
-async def submit_query(  # noqa: PLR0917 - FastAPI maps each parameter
+async def submit_query(
     spec: QuerySpec,
     user: Analyst,
     state: StateDep,
-    response: Response,
     wait: Wait = None,
     ttl_seconds: Annotated[
         int | None,
         Query(ge=1, description="Deadline in seconds; the nodes' tasks expire with it."),
     ] = None,
-) -> QueryResult:
-    """201 with the complete result, or 202 with progress if it is still running after `wait`."""
+) -> Response:
+    """201 with the complete result, or 202 with progress if it is still running after `wait`.
+
+    The body is the result's JSON as written when the query completed (serialised once, not
+    validated and serialised again on the way out)."""
     if state.dispatcher is None:
         raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
-    query_id = await run.submit(
+    result = await run.submit_and_wait(
         sessions=state.sessions,
         dispatcher=state.dispatcher,
         signals=state.signals,
@@ -55,20 +58,14 @@ async def submit_query(  # noqa: PLR0917 - FastAPI maps each parameter
         user=user,
         spec=spec,
         ttl_seconds=ttl_seconds,
+        wait_seconds=state.settings.query_wait_seconds if wait is None else wait,
         client=state.client,
     )
-    result = await run.wait_for(
-        sessions=state.sessions,
-        signals=state.signals,
-        settings=state.settings,
-        query_id=query_id,
-        user=user,
-        wait_seconds=state.settings.query_wait_seconds if wait is None else wait,
-        submitted=True,
+    return Response(
+        service.result_body(result),
+        status_code=202 if result.status == "running" else 201,
+        media_type="application/json",
     )
-    if result.status == "running":
-        response.status_code = 202
-    return result
 
 
 @router.get("")

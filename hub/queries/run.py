@@ -1,8 +1,9 @@
 """Submit a query and wait (a bounded time) for it: the async side of `hub.queries.service`."""
 
+import asyncio
 import time
 from functools import partial
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import anyio.to_thread
 import httpx
@@ -33,8 +34,11 @@ async def submit(
     spec: QuerySpec,
     ttl_seconds: int | None,
     client: httpx.AsyncClient | None = None,
+    query_id: UUID | None = None,
 ) -> UUID:
     """Every check runs before any query is sent; refusals raise and send nothing.
+
+    `query_id`: the id to record the query under (default: a new one).
 
     With `client`, the contracts of push nodes the hub does not hold yet for the agreement's
     dataset version are fetched first (read only: nothing is asked of them but their
@@ -61,6 +65,7 @@ async def submit(
                 ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
                 max_ttl_seconds=settings.max_request_ttl_seconds,
                 active=active,
+                query_id=query_id,
             )
 
     prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
@@ -110,6 +115,54 @@ def _missing_contracts(
     return tuple(missing), active
 
 
+async def submit_and_wait(
+    *,
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    signals: Signals,
+    settings: HubSettings,
+    identity: HubIdentity,
+    key: OKPKey,
+    user: User,
+    spec: QuerySpec,
+    ttl_seconds: int | None,
+    wait_seconds: float,
+    client: httpx.AsyncClient | None = None,
+) -> QueryResult:
+    """`submit`, then its result once complete, or its progress after `wait_seconds`.
+
+    The query's signal is listened for before anything is sent, so no answer can be missed
+    and nothing needs reading before the first signal; a query this process completed is
+    served from the result it built then (committed first), without a thread hop or a read.
+    """
+    query_id = uuid4()
+    with signals.listen(query_key(str(query_id))) as event:
+        await submit(
+            sessions=sessions,
+            dispatcher=dispatcher,
+            signals=signals,
+            settings=settings,
+            identity=identity,
+            key=key,
+            user=user,
+            spec=spec,
+            ttl_seconds=ttl_seconds,
+            client=client,
+            query_id=query_id,
+        )
+        return await _wait(
+            event,
+            sessions=sessions,
+            signals=signals,
+            settings=settings,
+            query_id=query_id,
+            user=user,
+            wait_seconds=wait_seconds,
+            progress=None,
+            submitter=True,
+        )
+
+
 async def wait_for(
     *,
     sessions: sessionmaker[Session],
@@ -118,10 +171,46 @@ async def wait_for(
     query_id: UUID,
     user: User,
     wait_seconds: float,
-    submitted: bool = False,
 ) -> QueryResult:
-    """The result once complete, or its progress after `wait_seconds`; `submitted`: the query
-    was just recorded by `submit` for `user`."""
+    """The result once complete, or its progress after `wait_seconds`."""
+
+    def read() -> QueryResult:
+        with sessions() as session:
+            return service.read_query(session=session, query_id=query_id, user=user)
+
+    with signals.listen(query_key(str(query_id))) as event:
+        # Checked at once: the reader may not see this query (its organisation's, or a role
+        # that reads all).
+        result = await anyio.to_thread.run_sync(read)
+        if result.status != "running":
+            return result
+        return await _wait(
+            event,
+            sessions=sessions,
+            signals=signals,
+            settings=settings,
+            query_id=query_id,
+            user=user,
+            wait_seconds=wait_seconds,
+            progress=result,
+            submitter=False,
+        )
+
+
+async def _wait(
+    event: asyncio.Event,
+    *,
+    sessions: sessionmaker[Session],
+    signals: Signals,
+    settings: HubSettings,
+    query_id: UUID,
+    user: User,
+    wait_seconds: float,
+    progress: QueryResult | None,
+    submitter: bool,
+) -> QueryResult:
+    """Wait on `event` (listened for since before the query could progress) until the query
+    is finished or `wait_seconds` pass; `progress`: what was read before waiting, if any."""
     give_up = time.monotonic() + wait_seconds
 
     def read() -> QueryResult:
@@ -134,29 +223,27 @@ async def wait_for(
         with sessions() as session:
             return service.finished_result(session=session, query_id=query_id, user=user)
 
-    with signals.listen(query_key(str(query_id))) as event:
-        # The submitter of a query just recorded needs no reading yet (nor an authorisation
-        # check: `submit` made it for them); any other reader is checked at once.
-        result = None if submitted else await anyio.to_thread.run_sync(read)
-        if result is not None and result.status != "running":
-            return result
-        done = await anyio.to_thread.run_sync(finished) if result is None else None
-        waited = False
-        while done is None and (remaining := give_up - time.monotonic()) > 0:
-            poll = (
-                settings.progress_fallback_seconds
-                if signals.remote_progress
-                else settings.progress_poll_seconds
-            )
-            await wait_event(event, min(poll, remaining))
-            # Answers arrive in batches and each batch signals: check cheaply, and build the
-            # result (progress combines what arrived) only when it is complete or time is up.
-            waited, done = True, await anyio.to_thread.run_sync(finished)
-        if done is not None:
-            return done
-        if result is None or waited:
-            result = await anyio.to_thread.run_sync(read)
-        return result
+    # (A query with no node to ask completed when it was recorded.)
+    done = service.completed_here(query_id) if submitter else None
+    waited = False
+    while done is None and (remaining := give_up - time.monotonic()) > 0:
+        poll = (
+            settings.progress_fallback_seconds
+            if signals.remote_progress
+            else settings.progress_poll_seconds
+        )
+        await wait_event(event, min(poll, remaining))
+        waited = True
+        # Answers arrive in batches and each batch signals: check cheaply, and build the
+        # result (progress combines what arrived) only when it is complete or time is up.
+        done = service.completed_here(query_id) if submitter else None
+        if done is None:
+            done = await anyio.to_thread.run_sync(finished)
+    if done is not None:
+        return done
+    if progress is None or waited:
+        progress = await anyio.to_thread.run_sync(read)
+    return progress
 
 
 async def view(

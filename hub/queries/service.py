@@ -8,7 +8,7 @@ process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -96,6 +96,37 @@ class TaskView:
 Task = QueryNodeRow | TaskView
 
 
+@dataclass(slots=True)
+class QueryView:
+    """What recording and combining read of a query row, from plain columns (a Core read
+    under the row's lock): no ORM object, identity map or flush per recorded batch."""
+
+    query_id: str
+    organisation: str
+    spec: dict[str, Any]
+    status: str
+    created_at: datetime
+    deadline: datetime | None
+    completed_at: datetime | None
+    rules: dict[str, Any] | None
+
+
+Query = QueryRow | QueryView
+
+
+@dataclass(frozen=True, slots=True)
+class _Completion:
+    """A query completed in a transaction: remembered (`_completed`) once that commits."""
+
+    query_id: str
+    result: QueryResult
+    # The result's JSON as stored, if it was written as text: also the response's body.
+    body: bytes | None = None
+
+    def remember(self) -> None:
+        _completed.remember(self.query_id, self.result, self.body)
+
+
 def prepare_query(
     *,
     session: Session,
@@ -117,9 +148,7 @@ def prepare_query(
         raise TtlTooLong(max_ttl_seconds)
     terms, digest = active or active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
-    nodes = session.scalars(
-        select(Node).where(Node.node_id.in_(terms.node_ids), Node.status == "active")
-    ).all()
+    nodes = session.scalars(_ACTIVE_NODES, {"b_node_ids": list(terms.node_ids)}).all()
     modes = {n.node_id: n.mode for n in nodes}
     targets = select_targets(
         spec=spec,
@@ -166,17 +195,14 @@ def prepare_query(
     contract_version = spec.module_version or next(
         d.contract_version for d in terms.datasets if d.name == spec.dataset
     )
-    row = QueryRow(
+    row = QueryView(
         query_id=qid,
-        analyst=user.name,
         organisation=user.organisation,
-        agreement_id=terms.agreement_id,
-        agreement_version=terms.version,
         spec=spec.model_dump(mode="json"),
         status="running",
-        result=None,
         created_at=now,
         deadline=deadline,
+        completed_at=None,
         rules={
             "min_cell_size": terms.min_cell_size,
             "max_ci_relative_width": terms.max_ci_relative_width,
@@ -214,11 +240,20 @@ def prepare_query(
             "deadline": deadline.isoformat(),
         },
     )
-    _refresh(session, row, tasks, now=now)
-    # The query and its tasks go in as they stand now, in one INSERT each (Core: the ORM's
-    # unit of work would flush them, then UPDATE the result `_refresh` just set).
+    result, completion = _settle(session, row, tasks, now=now)
+    # The query and its tasks go in as they stand now, in one INSERT each (Core, from plain
+    # values: no ORM object, unit of work or flush).
     connection = session.connection()
-    connection.execute(_INSERT_QUERY, [_row_values(row)])
+    connection.execute(
+        _INSERT_QUERY,
+        {
+            **{f.name: getattr(row, f.name) for f in fields(QueryView)},
+            "analyst": user.name,
+            "agreement_id": terms.agreement_id,
+            "agreement_version": terms.version,
+            "result": result.model_dump_json(),
+        },
+    )
     if plan.calls:  # (an empty parameter list would insert one row of defaults)
         # Plain rows, one executemany (no ORM object per node); combining reads `TaskView`s.
         connection.execute(
@@ -238,6 +273,8 @@ def prepare_query(
             ],
         )
     session.commit()
+    if completion is not None:  # no node to ask: complete at once
+        completion.remember()
     if aggregation.secure:
         return Prepared(
             query_id=plan.query_id, push_nodes=(), pull_nodes=(), deadline=deadline, secure=True
@@ -258,15 +295,17 @@ def prepare_query(
     )
 
 
-# Built once: a new query and its tasks, each as one INSERT.
+# Built once: the agreement's active nodes (ORM rows: deliveries read their keys); a new
+# query and its tasks, each as one INSERT.
+_ACTIVE_NODES = select(Node).where(
+    Node.node_id.in_(bindparam("b_node_ids", expanding=True)), Node.status == "active"
+)
 _TASKS = cast(Table, QueryNodeRow.__table__)
-_INSERT_QUERY = insert(cast(Table, QueryRow.__table__))
+_INSERT_QUERY = insert(cast(Table, QueryRow.__table__)).values(
+    # The result's JSON text, bound as is (`JsonText`), not dumped to a dict and encoded.
+    result=type_coerce(bindparam("result"), JsonText())
+)
 _INSERT_TASKS = insert(_TASKS)
-
-
-def _row_values(row: QueryRow) -> dict[str, Any]:
-    """A new row's column values."""
-    return {c.key: getattr(row, c.key) for c in cast(Table, QueryRow.__table__).columns}
 
 
 def _locked_query(session: Session, query_id: str) -> QueryRow:
@@ -342,18 +381,12 @@ def record_outcomes(
     wanted = {(item.query_id, item.node_id) for item in outcomes}
     open_tasks = {
         (task.query_id, task.node_id): task
-        for task in session.execute(
-            select(
-                _TASKS.c.id,
-                _TASKS.c.query_id,
-                _TASKS.c.node_id,
-                _TASKS.c.attempts,
-                _TASKS.c.sent_at,
-            ).where(
-                _TASKS.c.query_id.in_(list(by_query)),
-                _TASKS.c.node_id.in_(list({item.node_id for item in outcomes})),
-                _TASKS.c.outcome == "pending",
-            )
+        for task in session.connection().execute(
+            _OPEN_TASKS,
+            {
+                "b_query_ids": list(by_query),
+                "b_node_ids": list({item.node_id for item in outcomes}),
+            },
         )
         if (task.query_id, task.node_id) in wanted
     }
@@ -380,23 +413,28 @@ def record_outcomes(
     # Core executemany, one per kind of outcome: no ORM object per node.
     for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
         if params_list:
-            session.execute(statement, params_list)
+            session.connection().execute(statement, params_list)
     changed = [query_id for query_id, events in events_by_query.items() if events]
     pending = _pending_counts(session, changed)
+    completions = []
     for query_id in changed:
         if not pending.get(query_id):
             # The last task closed: combine every stored release.
             row = rows[query_id]
-            _refresh(
+            completion = _refresh(
                 session,
                 row,
                 _tasks_to_combine(session, row),
                 now=now,
                 events=events_by_query[query_id],
             )
+            if completion is not None:
+                completions.append(completion)
     audit.append_many(session=session, events=[e for q in by_query for e in events_by_query[q]])
     progress.announce(session, changed)
     session.commit()
+    for completion in completions:
+        completion.remember()
     return stored
 
 
@@ -449,25 +487,35 @@ def _outcome_event(
     )
 
 
-def _locked_queries(session: Session, query_ids: list[str]) -> dict[str, QueryRow]:
-    """`_locked_query` for several queries in one statement, locked in `query_ids` order
-    (sorted by the caller: the order every writer locks query rows in)."""
-    if len(query_ids) == 1:
-        return {query_ids[0]: _locked_query(session, query_ids[0])}
+def _locked_queries(session: Session, query_ids: list[str]) -> dict[str, QueryView]:
+    """`_locked_query` for several queries in one prebuilt Core statement, locked in
+    `query_ids` order (sorted by the caller: the order every writer locks query rows in)."""
     rows = {
-        row.query_id: row
-        for row in session.scalars(
-            select(QueryRow)
-            .where(QueryRow.query_id.in_(query_ids))
-            .order_by(QueryRow.query_id)
-            .options(defer(QueryRow.result))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        row.query_id: QueryView(**row._asdict())
+        for row in session.connection().execute(_LOCK_QUERIES, {"b_query_ids": query_ids})
     }
     if len(rows) != len(query_ids):
         raise QueryNotFound()
     return rows
+
+
+_QUERIES = cast(Table, QueryRow.__table__)
+# The stored result (one status per node) is only ever replaced, never read, here.
+_LOCK_QUERIES = (
+    select(*(_QUERIES.c[f.name] for f in fields(QueryView)))
+    .where(_QUERIES.c.query_id.in_(bindparam("b_query_ids", expanding=True)))
+    .order_by(_QUERIES.c.query_id)
+    .with_for_update()
+)
+_UPDATE_QUERY = (
+    update(_QUERIES)
+    .where(_QUERIES.c.query_id == bindparam("b_query_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=type_coerce(bindparam("b_result"), JsonText()),
+        completed_at=bindparam("b_completed_at", type_=_QUERIES.c.completed_at.type),
+    )
+)
 
 
 def _pending_counts(session: Session, query_ids: list[str]) -> dict[str, int]:
@@ -475,32 +523,54 @@ def _pending_counts(session: Session, query_ids: list[str]) -> dict[str, int]:
         return {}
     return {
         query_id: int(count)
-        for query_id, count in session.execute(
-            select(QueryNodeRow.query_id, func.count())
-            .where(QueryNodeRow.query_id.in_(query_ids), QueryNodeRow.outcome == "pending")
-            .group_by(QueryNodeRow.query_id)
+        for query_id, count in session.connection().execute(
+            _PENDING_COUNTS, {"b_query_ids": query_ids}
         )
     }
 
 
-def _tasks_to_combine(session: Session, row: QueryRow) -> list[Task]:
+# Built once (Core, expanding IN lists): the statements every recorded batch runs.
+_OPEN_TASKS = select(
+    _TASKS.c.id, _TASKS.c.query_id, _TASKS.c.node_id, _TASKS.c.attempts, _TASKS.c.sent_at
+).where(
+    _TASKS.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
+    _TASKS.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
+    _TASKS.c.outcome == "pending",
+)
+_PENDING_COUNTS = (
+    select(_TASKS.c.query_id, func.count())
+    .where(
+        _TASKS.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
+        _TASKS.c.outcome == "pending",
+    )
+    .group_by(_TASKS.c.query_id)
+)
+_TASK_COLUMNS = (
+    _TASKS.c.id,
+    _TASKS.c.node_id,
+    _TASKS.c.country,
+    _TASKS.c.outcome,
+    _TASKS.c.error_code,
+    _TASKS.c.message,
+)
+_QUERY_TASKS = {
+    secure: select(*_TASK_COLUMNS, *([_TASKS.c.release_jws] if secure else []))
+    .where(_TASKS.c.query_id == bindparam("b_query_id"))
+    .order_by(_TASKS.c.id)
+    for secure in (False, True)
+}
+_STORED_RELEASES = select(_TASKS.c.id, _TASKS.c.release).where(
+    _TASKS.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
+def _tasks_to_combine(session: Session, row: Query) -> list[Task]:
     """The query's tasks for `_build`, as plain `TaskView`s read by one Core statement: a
     per-node query's stored releases are read only for the answers this process has not
     verified and parsed itself (parsed_releases); a secure query's signed contributions are."""
     secure = (row.rules or {}).get("aggregation") == "secure"
-    columns = [
-        _TASKS.c.id,
-        _TASKS.c.node_id,
-        _TASKS.c.country,
-        _TASKS.c.outcome,
-        _TASKS.c.error_code,
-        _TASKS.c.message,
-    ]
-    if secure:
-        columns.append(_TASKS.c.release_jws)
-    rows = session.execute(
-        select(*columns).where(_TASKS.c.query_id == row.query_id).order_by(_TASKS.c.id)
-    ).all()
+    connection = session.connection()
+    rows = connection.execute(_QUERY_TASKS[secure], {"b_query_id": row.query_id}).all()
     releases: dict[int, dict[str, Any] | None] = {}
     unparsed = [
         r.id
@@ -510,9 +580,8 @@ def _tasks_to_combine(session: Session, row: QueryRow) -> list[Task]:
         and parsed_releases.peek(row.query_id, r.node_id) is None
     ]
     for chunk in range(0, len(unparsed), 500):
-        ids = unparsed[chunk : chunk + 500]
-        stored = select(_TASKS.c.id, _TASKS.c.release).where(_TASKS.c.id.in_(ids))
-        releases.update(dict(session.execute(stored).all()))
+        stored = connection.execute(_STORED_RELEASES, {"b_ids": unparsed[chunk : chunk + 500]})
+        releases.update(dict(stored.all()))
     return [
         TaskView(
             node_id=r.node_id,
@@ -547,26 +616,59 @@ def finalize_due(*, session: Session, query_id: str, now: datetime | None = None
             task.message = "the node did not answer before the deadline"
         task.answered_at = now
         events.append(_outcome_event(query_id, task.node_id, task.outcome, task.error_code))
-    _refresh(session, row, tasks, now=now, events=events)
+    completion = _refresh(session, row, tasks, now=now, events=events)
     # The shared audit head is locked for the append and the commit only.
     audit.append_many(session=session, events=events)
     progress.announce(session, [query_id])
     session.commit()
+    if completion is not None:
+        completion.remember()
     return True
 
 
 def _refresh(
     session: Session,
-    row: QueryRow,
+    row: Query,
     tasks: Sequence[Task],
     *,
     now: datetime,
     events: list[audit.Event] | None = None,
-) -> None:
+) -> _Completion | None:
     """Recombine what has arrived and store it; complete the query once no task is pending.
 
     With `events`, the completion's audit entry is added there (the caller appends it with
-    the rest of its transaction's entries), else appended at once."""
+    the rest of its transaction's entries), else appended at once. A completion is returned
+    for the caller to remember once its transaction commits (so a result served from this
+    process's memory is always one the database holds)."""
+    result, completion = _settle(session, row, tasks, now=now, events=events)
+    if isinstance(row, QueryRow):
+        row.result = result.model_dump(mode="json")
+        return completion
+    # A Core UPDATE (the row was read under its lock by `_locked_queries`); the result's
+    # JSON is written once, as text, and kept as the response's body.
+    body = result.model_dump_json().encode()
+    session.connection().execute(
+        _UPDATE_QUERY,
+        {
+            "b_query_id": row.query_id,
+            "b_status": row.status,
+            "b_result": body.decode(),
+            "b_completed_at": row.completed_at,
+        },
+    )
+    return None if completion is None else _Completion(row.query_id, result, body)
+
+
+def _settle(
+    session: Session,
+    row: Query,
+    tasks: Sequence[Task],
+    *,
+    now: datetime,
+    events: list[audit.Event] | None = None,
+) -> tuple[QueryResult, _Completion | None]:
+    """`_refresh` up to writing the result: `row`'s status and completion time set, the
+    result built, the completion's audit entry added (see `_refresh`)."""
     pending = any(t.outcome == "pending" for t in tasks)
     if not pending and row.completed_at is None:
         row.completed_at = now
@@ -587,15 +689,15 @@ def _refresh(
         else:
             events.append(completed)
     row.status = result.status
-    row.result = result.model_dump(mode="json")
-    if not pending:
-        _completed.remember(row.query_id, result)
-        # Combined and stored: its parsed releases are not read again (should this
-        # transaction not commit, the next combining parses the stored ones).
-        parsed_releases.forget(row.query_id)
+    if pending:
+        return result, None
+    # Combined: its parsed releases are not read again (should this transaction not commit,
+    # the next combining parses the stored ones).
+    parsed_releases.forget(row.query_id)
+    return result, _Completion(row.query_id, result)
 
 
-def _safe_build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
+def _safe_build(row: Query, tasks: Sequence[Task]) -> QueryResult:
     """`_build`, or, when the verified answers cannot be combined (a node's release that is
     signed and answers the request but whose cells do not add up), the result without cells
     and status `failed`: one poisoned release must not stop its query from completing, nor
@@ -609,7 +711,7 @@ def _safe_build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
         return _uncombined(row, tasks)
 
 
-def _uncombined(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
+def _uncombined(row: Query, tasks: Sequence[Task]) -> QueryResult:
     pending = any(t.outcome == "pending" for t in tasks)
     return QueryResult(
         query_id=UUID(row.query_id),
@@ -634,7 +736,7 @@ def _uncombined(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
     )
 
 
-def _build(row: QueryRow, tasks: Sequence[Task]) -> QueryResult:
+def _build(row: Query, tasks: Sequence[Task]) -> QueryResult:
     """The result as the tasks stand: combined over the nodes that answered, none imputed."""
     spec = QuerySpec.model_validate(row.spec)
     rules: dict[str, Any] = row.rules or {}
@@ -803,9 +905,11 @@ def settle_secure(
         rules.update(secure_attempts=attempts, secure_completed=bool(contributions))
     row.rules = rules
     audit.append_many(session=session, events=events)
-    _refresh(session, row, tasks, now=now)
+    completion = _refresh(session, row, tasks, now=now)
     progress.announce(session, [query_id])
     session.commit()
+    if completion is not None:
+        completion.remember()
 
 
 def read_query(*, session: Session, query_id: UUID, user: User) -> QueryResult:
@@ -853,24 +957,46 @@ class _CompletedResults:
     def __init__(self, size: int = 8192) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._items: dict[str, tuple[QueryResult, int]] = {}
+        self._items: dict[str, tuple[QueryResult, bytes | None, int]] = {}
         self._held = 0
 
-    def remember(self, query_id: str, result: QueryResult) -> None:
+    def remember(self, query_id: str, result: QueryResult, body: bytes | None = None) -> None:
+        """`result` completed `query_id` in a transaction that committed; `body`: its JSON."""
         weight = 1 + len(result.nodes) + len(result.cells)
         with self._lock:
             previous = self._items.pop(query_id, None)
             if previous is not None:
-                self._held -= previous[1]
+                self._held -= previous[2]
             # The oldest first (dicts keep insertion order), down to three quarters.
             goal = max(self._size * 3 // 4 - weight, 0)
             if self._held + weight > self._size:
                 for key in list(self._items):
                     if self._held <= goal:
                         break
-                    self._held -= self._items.pop(key)[1]
-            self._items[query_id] = (result, weight)
+                    self._held -= self._items.pop(key)[2]
+            self._items[query_id] = (result, body, weight)
             self._held += weight
+
+    def completed(self, query_id: str) -> QueryResult | None:
+        """The result this process completed `query_id` with (committed), if it holds it."""
+        with self._lock:
+            item = self._items.get(query_id)
+        return None if item is None else item[0]
+
+    def body(self, result: QueryResult) -> bytes:
+        """`result`'s JSON: kept from when it was stored, if this is the result held for its
+        query; else serialised now (and kept with it)."""
+        query_id = str(result.query_id)
+        with self._lock:
+            item = self._items.get(query_id)
+        if item is not None and item[0] is result and item[1] is not None:
+            return item[1]
+        body = result.model_dump_json().encode()
+        if item is not None and item[0] is result:
+            with self._lock:
+                if self._items.get(query_id) is item:
+                    self._items[query_id] = (result, body, item[2])
+        return body
 
     def get(self, row: QueryRow) -> QueryResult | None:
         return self.peek(row.query_id, status=row.status, at=row.completed_at)
@@ -888,6 +1014,17 @@ class _CompletedResults:
 
 
 _completed = _CompletedResults()
+
+
+def completed_here(query_id: UUID) -> QueryResult | None:
+    """The result, if this process completed the query (and its transaction committed): no
+    database read and no authorisation check, so only for the query's own submitter."""
+    return _completed.completed(str(query_id))
+
+
+def result_body(result: QueryResult) -> bytes:
+    """`result` as the JSON an API response carries, serialised once per completed result."""
+    return _completed.body(result)
 
 
 def finished_result(*, session: Session, query_id: UUID, user: User) -> QueryResult | None:

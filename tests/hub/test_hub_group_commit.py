@@ -5,20 +5,24 @@ progress recorded by one process waking the waiters of another (PostgreSQL notif
   duplicate in the same batch is refused), each query completes once, with one outcome
   entry per node and one completion entry, and the hub's chain verifies.
 * A `CallLoader` reads the deliveries of several queries together; closed ones are None.
+* A completed result is served from this process's memory only once its transaction
+  commits, and its response body is the JSON the database holds.
 * A notification is sent only by a transaction that commits, and wakes the waiters of that
   query in a process that listens.
 """
 
 import asyncio
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from uuid import UUID
 
 import pytest
 from hub_support import ANALYST_ORG, Hub
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 
-from contracts.v1 import QuerySpec
+from contracts.v1 import QueryResult, QuerySpec
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import init_db, make_engine
@@ -203,3 +207,50 @@ def test_a_listener_cut_off_reconnects_and_stops_when_closed(pg_engine: Engine) 
         listener.close()
     assert listener._thread is not None
     assert not listener._thread.is_alive()
+
+
+def test_a_completed_result_is_served_from_memory_only_once_its_transaction_commits(
+    federation: Hub,
+) -> None:
+    """The submitter is served the result its process completed without reading the
+    database, so that result is remembered only after the recording transaction commits;
+    the response body is the JSON the database holds."""
+    settings = federation.settings
+    query_id, nodes = _prepare(settings)
+    outcomes = [
+        service.Outcome(
+            query_id=query_id,
+            node_id=node_id,
+            outcome="refused",
+            error_code="budget_exhausted",
+            message="no budget left",
+        )
+        for node_id in nodes
+    ]
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = init_db(engine)
+
+        def refuse_commit(session: object) -> None:
+            raise RuntimeError("the disk is full")
+
+        with sessions() as session:
+            event.listen(session, "before_commit", refuse_commit)
+            with pytest.raises(RuntimeError):
+                service.record_outcomes(session=session, outcomes=outcomes)
+        assert service.completed_here(UUID(query_id)) is None
+        with sessions() as session:
+            assert service.record_outcomes(session=session, outcomes=outcomes) == [True] * len(
+                outcomes
+            )
+        result = service.completed_here(UUID(query_id))
+        assert result is not None
+        assert result.status != "running"
+        with sessions() as session:
+            row = session.get(QueryRow, query_id)
+            assert row is not None
+            assert row.status == result.status
+            assert json.loads(service.result_body(result)) == row.result
+        assert QueryResult.model_validate_json(service.result_body(result)) == result
+    finally:
+        engine.dispose()
