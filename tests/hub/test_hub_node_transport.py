@@ -212,3 +212,58 @@ def test_deliveries_keep_no_cookies_and_take_no_proxy_from_the_environment(
     assert all(head.startswith(b"post /v1/queries http/1.1") for head in heads)
     assert all(b"x-sauti: 1" in head for head in heads)
     assert not any(b"cookie" in head for head in heads)
+
+
+def test_informational_answers_are_skipped_and_a_204_has_no_body() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + RESPONSE
+    empty = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    async def run() -> list[tuple[int, bytes]]:
+        conns: list[int] = []
+        server = await _scripted([early, empty, RESPONSE], conns)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        async with server, node_client(timeout=5) as client:
+            return [
+                await post_node(client, url, b"{}", headers={}, timeout=5, max_bytes=1000)
+                for _ in range(3)
+            ]
+
+    assert asyncio.run(run()) == [(200, b"{}"), (204, b""), (200, b"{}")]
+
+
+def test_deliveries_beyond_the_concurrency_wait_their_turn() -> None:
+    async def run() -> tuple[int, list[int]]:
+        active = [0]
+        peak = [0]
+
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                    active[0] += 1
+                    peak[0] = max(peak[0], active[0])
+                    await asyncio.sleep(0.05)
+                    active[0] -= 1
+                    writer.write(RESPONSE)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        async with server, node_client(timeout=5, concurrency=2) as client:
+            got = await asyncio.gather(
+                *(
+                    post_node(client, url, b"{}", headers={}, timeout=5, max_bytes=1000)
+                    for _ in range(6)
+                )
+            )
+        return peak[0], [status for status, _ in got]
+
+    peak, statuses = asyncio.run(run())
+    assert statuses == [200] * 6
+    assert peak == 2
