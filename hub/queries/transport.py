@@ -27,6 +27,8 @@ httpx.
 
 import asyncio
 import collections
+import logging
+import resource
 import ssl
 import time
 from collections.abc import Mapping
@@ -46,6 +48,43 @@ MAX_IDLE_PER_NODE = 8
 MAX_HEAD_BYTES = 64 * 1024
 MAX_TARGETS = 16_384
 _Origin = tuple[str, str, int]
+# File descriptors left for everything but node connections (database, listening sockets,
+# logs, other clients) when the process's open-file limit bounds them.
+FD_RESERVE = 128
+
+log = logging.getLogger("hub.federation")
+_warned: set[tuple[int, int]] = set()
+
+
+def open_file_limit() -> int | None:
+    """The process's soft limit on open files (`ulimit -n`); None if unlimited."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def bounded_concurrency(concurrency: int) -> int:
+    """`concurrency` (HUB_NODE_CONCURRENCY), lowered if need be so that as many connections
+    in flight and as many kept idle fit the open-file limit with `FD_RESERVE` to spare: past
+    it, connecting fails (EMFILE) and deliveries would end `node_unreachable`."""
+    limit = open_file_limit()
+    if limit is None:
+        return max(1, concurrency)
+    bounded = max(1, min(concurrency, (limit - FD_RESERVE) // 2))
+    if bounded < concurrency and (concurrency, limit) not in _warned:
+        _warned.add((concurrency, limit))
+        log.warning(
+            "HUB_NODE_CONCURRENCY %d lowered to %d: the open-file limit is %d (ulimit -n)",
+            concurrency,
+            bounded,
+            limit,
+        )
+    return bounded
+
+
+def idle_room(concurrency: int) -> int:
+    """Connections that may be kept idle besides `concurrency` in flight (open-file limit)."""
+    limit = open_file_limit()
+    return 1 << 30 if limit is None else max(0, limit - FD_RESERVE - concurrency)
 
 
 class ResponseTooLarge(httpx.TransportError):
@@ -144,7 +183,10 @@ class NodeConnections:
 
     def __init__(self, tls: ssl.SSLContext, *, concurrency: int) -> None:
         self._tls = tls
-        self._slots = _Slots(max(1, concurrency))
+        concurrency = bounded_concurrency(concurrency)
+        self._slots = _Slots(concurrency)
+        self._max_idle = idle_room(concurrency)
+        self._idle_count = 0
         self._per_origin: dict[_Origin, _Slots] = {}
         self._idle: dict[_Origin, list[_Exchange]] = {}
         self._busy: set[_Exchange] = set()
@@ -252,6 +294,7 @@ class NodeConnections:
         now = time.monotonic()
         while idle:
             exchange = idle.pop()
+            self._idle_count -= 1
             if exchange.usable(now):
                 return exchange
             exchange.close()
@@ -285,8 +328,9 @@ class NodeConnections:
             if kept and not self._closed:
                 exchange.idle_since = time.monotonic()
                 idle = self._idle.setdefault(origin, [])
-                if len(idle) < MAX_IDLE_PER_NODE:
+                if len(idle) < MAX_IDLE_PER_NODE and self._idle_count < self._max_idle:
                     idle.append(exchange)
+                    self._idle_count += 1
                     self._arm_sweep()
                 else:
                     exchange.close()
@@ -304,6 +348,7 @@ class NodeConnections:
         for origin in list(self._idle):
             idle = self._idle[origin]
             kept = [e for e in idle if e.usable(now)]
+            self._idle_count -= len(idle) - len(kept)
             for exchange in idle:
                 if exchange not in kept:
                     exchange.close()
@@ -319,6 +364,7 @@ class NodeConnections:
         idle = self._idle.get(exchange.origin)
         if idle is not None and exchange in idle:
             idle.remove(exchange)
+            self._idle_count -= 1
             if not idle:
                 del self._idle[exchange.origin]
 
@@ -331,6 +377,7 @@ class NodeConnections:
             for exchange in idle:
                 exchange.close()
         self._idle.clear()
+        self._idle_count = 0
         for exchange in list(self._busy):
             exchange.close()
 

@@ -267,3 +267,18 @@ def test_deliveries_beyond_the_concurrency_wait_their_turn() -> None:
     peak, statuses = asyncio.run(run())
     assert statuses == [200] * 6
     assert peak == 2
+
+
+def test_concurrency_fits_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource  # noqa: PLC0415
+
+    from hub.queries import transport  # noqa: PLC0415
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
+    # Half of what the reserve leaves in flight, the rest for idle kept-alive connections.
+    assert transport.bounded_concurrency(4096) == (1024 - transport.FD_RESERVE) // 2
+    assert transport.bounded_concurrency(256) == 256
+    assert transport.idle_room(256) == 1024 - transport.FD_RESERVE - 256
+    unlimited = resource.RLIM_INFINITY
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (unlimited, unlimited))
+    assert transport.bounded_concurrency(4096) == 4096
