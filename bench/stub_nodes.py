@@ -420,7 +420,11 @@ def serve(config_path: str) -> None:
             status, content = await stub.contracts()
         else:
             status, content = 404, _error("not_found", "a stub node serves queries only")
-        headers = [(b"content-type", b"application/json")]
+        # With its length, as a node's app (Starlette) sends it: not chunked.
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(content)).encode()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

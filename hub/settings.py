@@ -64,7 +64,10 @@ class HubSettings(SideSettings):
     # First retry waits about this long, doubling each time (plus jitter).
     node_backoff_seconds: float = 0.2
     # At most this many push deliveries in flight per hub process or worker (a query to
-    # 1,000 nodes sends in waves of this size).
+    # 1,000 nodes sends in waves of this size), lowered to half of what the open-file limit
+    # (ulimit -n) leaves after 128 (the other half for kept-alive connections). More pays only
+    # where nodes' latency, not the hub's CPU, bounds a query; each holds up to
+    # node_response_max_bytes.
     node_concurrency: int = Field(default=256, ge=1)
     # A node's answer larger than this many bytes is refused unread (`response_too_large`).
     node_response_max_bytes: int = Field(default=1_100_000, ge=1024)

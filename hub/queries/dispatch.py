@@ -26,6 +26,7 @@ from hub.queries import service as queries
 from hub.queries.calls import PushCall
 from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals, query_key
+from hub.queries.transport import bounded_concurrency
 from hub.settings import HubSettings
 
 log = logging.getLogger("hub.federation")
@@ -130,7 +131,7 @@ class InProcessDispatcher:
         # cost O(N) per acquire (it scans its waiters), O(N^2) per query.
         self._waiting: collections.deque[tuple[PushCall, Mapping[str, str]]] = collections.deque()
         self._running = 0
-        self._limit = max(1, settings.node_concurrency)
+        self._limit = bounded_concurrency(settings.node_concurrency)
 
     async def dispatch(
         self,

@@ -28,7 +28,7 @@ from hub.auth.schemas import User
 from hub.db import init_db, make_engine
 from hub.home import load_identity, load_key
 from hub.queries import service
-from hub.queries.batching import CallLoader
+from hub.queries.batching import Batcher, CallLoader
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.progress import ProgressListener, announce
 from hub.queries.recorder import Recorder
@@ -254,3 +254,31 @@ def test_a_completed_result_is_served_from_memory_only_once_its_transaction_comm
         assert QueryResult.model_validate_json(service.result_body(result)) == result
     finally:
         engine.dispose()
+
+
+def test_a_caller_cancelled_mid_run_leaves_the_run_to_finish_once() -> None:
+    started, release = threading.Event(), threading.Event()
+    runs: list[list[int]] = []
+
+    def work(items: list[int]) -> list[int]:
+        started.set()
+        release.wait(5)
+        runs.append(items)
+        return [i * 10 for i in items]
+
+    async def run() -> tuple[bool, int]:
+        batcher: Batcher[int, int] = Batcher(work)
+        caller = asyncio.ensure_future(batcher.run(1))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        caller.cancel()
+        await asyncio.gather(caller, return_exceptions=True)
+        release.set()
+        after = await batcher.run(2)  # the next run starts once the first one finished
+        await batcher.close()
+        return caller.cancelled(), after
+
+    cancelled, after = asyncio.run(run())
+    assert cancelled
+    assert after == 20
+    assert runs == [[1], [2]]  # the cancelled caller's item ran once, whole

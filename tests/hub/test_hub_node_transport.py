@@ -1,11 +1,25 @@
 """The hub's node client keeps one connection pool per node origin, over real sockets."""
 
 import asyncio
+import ipaddress
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from hub.queries.transport import PerOriginTransport, ResponseTooLarge, node_client, post_node
+from hub.queries.transport import (
+    NodeConnections,
+    PerOriginTransport,
+    ResponseTooLarge,
+    node_client,
+    post_node,
+)
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
@@ -212,3 +226,145 @@ def test_deliveries_keep_no_cookies_and_take_no_proxy_from_the_environment(
     assert all(head.startswith(b"post /v1/queries http/1.1") for head in heads)
     assert all(b"x-sauti: 1" in head for head in heads)
     assert not any(b"cookie" in head for head in heads)
+
+
+def test_informational_answers_are_skipped_and_a_204_has_no_body() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + RESPONSE
+    empty = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    async def run() -> list[tuple[int, bytes]]:
+        conns: list[int] = []
+        server = await _scripted([early, empty, RESPONSE], conns)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        async with server, node_client(timeout=5) as client:
+            return [
+                await post_node(client, url, b"{}", headers={}, timeout=5, max_bytes=1000)
+                for _ in range(3)
+            ]
+
+    assert asyncio.run(run()) == [(200, b"{}"), (204, b""), (200, b"{}")]
+
+
+def test_deliveries_beyond_the_concurrency_wait_their_turn() -> None:
+    async def run() -> tuple[int, list[int]]:
+        active = [0]
+        peak = [0]
+
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    await reader.readexactly(length)
+                    active[0] += 1
+                    peak[0] = max(peak[0], active[0])
+                    await asyncio.sleep(0.05)
+                    active[0] -= 1
+                    writer.write(RESPONSE)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/queries"
+        async with server, node_client(timeout=5, concurrency=2) as client:
+            got = await asyncio.gather(
+                *(
+                    post_node(client, url, b"{}", headers={}, timeout=5, max_bytes=1000)
+                    for _ in range(6)
+                )
+            )
+        return peak[0], [status for status, _ in got]
+
+    peak, statuses = asyncio.run(run())
+    assert statuses == [200] * 6
+    assert peak == 2
+
+
+def test_concurrency_fits_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource  # noqa: PLC0415
+
+    from hub.queries import transport  # noqa: PLC0415
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
+    # Half of what the reserve leaves in flight, the rest for idle kept-alive connections.
+    assert transport.bounded_concurrency(4096) == (1024 - transport.FD_RESERVE) // 2
+    assert transport.bounded_concurrency(256) == 256
+    assert transport.idle_room(256) == 1024 - transport.FD_RESERVE - 256
+    unlimited = resource.RLIM_INFINITY
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (unlimited, unlimited))
+    assert transport.bounded_concurrency(4096) == 4096
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "node.pem", tmp_path / "node.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_deliveries_over_tls_check_the_node_certificate(tmp_path: Path) -> None:
+    cert_path, key_path = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_path, key_path)
+
+    async def run() -> tuple[tuple[int, bytes], str]:
+        handler = await asyncio.start_server(_answer, "127.0.0.1", 0, ssl=server_tls)
+        url = f"https://127.0.0.1:{handler.sockets[0].getsockname()[1]}/v1/queries"
+        trusting = ssl.create_default_context(cafile=str(cert_path))
+        async with handler:
+            trusted = NodeConnections(trusting, concurrency=4)
+            got = await trusted.post(url, b"{}", headers={}, timeout=5, max_bytes=1000)
+            await trusted.aclose()
+            untrusted = NodeConnections(ssl.create_default_context(), concurrency=4)
+            try:
+                await untrusted.post(url, b"{}", headers={}, timeout=5, max_bytes=1000)
+                refused = "answered"
+            except httpx.ConnectError:
+                refused = "refused"
+            await untrusted.aclose()
+        return got, refused
+
+    got, refused = asyncio.run(run())
+    assert got == (200, b"{}")
+    assert refused == "refused"  # a certificate the hub does not trust: never spoken to
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(RESPONSE)
+        await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
