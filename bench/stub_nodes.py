@@ -430,7 +430,13 @@ def serve(config_path: str) -> None:
 
     server = uvicorn.Server(
         uvicorn.Config(
-            app, log_level="warning", lifespan="on", backlog=BACKLOG, timeout_keep_alive=600
+            app,
+            log_level="warning",
+            lifespan="on",
+            backlog=BACKLOG,
+            timeout_keep_alive=600,
+            # As real nodes serve (sauti node serve): h11, whose request heads are bounded.
+            http="h11",
         )
     )
     ports = {stub.node.node_id: port for port, stub in by_port.items()}

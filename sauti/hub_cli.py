@@ -138,8 +138,11 @@ def serve(
         raise _fail(f"{exc.code}: {exc.message}") from exc
     settle_heap()
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
+    # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
+    # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
+    # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
     with data_free_logging():
-        uvicorn.run(application, host=host, port=port, log_config=None)
+        uvicorn.run(application, host=host, port=port, log_config=None, http="h11")
 
 
 def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: int) -> None:
@@ -171,6 +174,8 @@ def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: 
             host=host,
             port=port,
             workers=processes,
+            # h11: see `serve` above.
+            http="h11",
             # A spawned child imports the whole command before it answers its first health
             # check: seconds on a loaded machine, beyond uvicorn's 5 s default (it would be
             # killed and started again forever).

@@ -106,8 +106,11 @@ def serve(
     application = create_app(settings_for(home))
     settle_heap()  # as `sauti hub serve`: start-up's objects out of the collector's walks
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
+    # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
+    # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
+    # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
     with data_free_logging():
-        uvicorn.run(application, host=host, port=port, log_config=None)
+        uvicorn.run(application, host=host, port=port, log_config=None, http="h11")
 
 
 @token_app.command("create")

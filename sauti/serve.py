@@ -56,6 +56,10 @@ def serve_in_thread(
             access_log=access_log,
             # Keep-alive clients must not hold the shutdown (and the thread join) hostage.
             timeout_graceful_shutdown=5,
+            # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
+            # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
+            # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
+            http="h11",
         )
         server = uvicorn.Server(config)
         # uvicorn only installs signal handlers on the main thread, so none are touched here.

@@ -13,10 +13,10 @@ query (issue #25), and aiohttp's request machinery (a ClientRequest, a header mu
 connector key and acquisition, a ClientResponse and its StreamReader per exchange) ≈0.18 ms
 of a 0.23 ms exchange on this machine. `NodeConnections` speaks just what a delivery needs
 of HTTP/1.1 on asyncio protocols, ≈0.06 ms an exchange: one POST with a length; an answer
-with a length, chunked, or ended by the connection's close, read as it arrives with no
-reader object in between; an answer over `max_bytes` refused unread (announced) or as soon
-as the stream passes it; a status line and headers of at most 64 KiB; informational (1xx)
-answers skipped; kept-alive connections per node (idle ones closed after
+with a length, chunked, or ended by the connection's close, parsed by httptools (llhttp) as
+it arrives with no reader object in between; an answer over `max_bytes` refused unread
+(announced) or as soon as the stream passes it; a status line and headers of at most 64 KiB;
+informational (1xx) answers skipped; kept-alive connections per node (idle ones closed after
 `KEEPALIVE_SECONDS`), at most HUB_NODE_CONCURRENCY exchanges in all and
 `MAX_CONNECTIONS_PER_NODE` per node, the others waiting in order; TLS with the httpx
 client's context; no redirects, no cookies, no proxies or netrc from the environment (the
@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import httptools
 import httpx
 
 # An idle connection is reused for this long (httpx's default keep-alive expiry).
@@ -437,9 +438,22 @@ class _Stale(Exception):
 
 
 class _Exchange(asyncio.Protocol):
-    """One connection to a node: one request at a time, its answer parsed as it arrives
-    (status line and headers up to `MAX_HEAD_BYTES`; a body by length, chunked, or until the
-    connection closes; never more than `max_bytes` of it)."""
+    """One connection to a node: one request at a time, its answer read as it arrives by
+    httptools (llhttp, the C parser uvicorn serves with), which checks the status line,
+    headers, lengths and chunks (extensions and trailers included) and says whether the
+    connection may be kept (`should_keep_alive`). Kept here: the heads of an answer (any
+    informational ones and the final one) at most `MAX_HEAD_BYTES` in all, fed no further
+    until the head is complete; an announced length over `max_bytes` refused unread and a
+    streamed body as soon as it passes it; bytes carrying no body (chunk lines, trailers) at
+    most `MAX_HEAD_BYTES` in a row, as httptools holds a header or trailer whole; 1xx skipped
+    (101 refused); any byte past the answer makes the connection not kept.
+
+    A body ended by the connection's close (neither length nor chunked) is the one answer
+    llhttp cannot finish here: httptools does not bind `llhttp_finish`, its end-of-input
+    call. Nodes never send one (uvicorn, with h11 or httptools, answers an HTTP/1.1 request
+    with a length or chunked), but an HTTP/1.0 server or proxy in front of a node may, and
+    the hub read them before; so the end of such a body is taken here, on a clean close
+    only (a reset is a cut answer)."""
 
     def __init__(self, pool: NodeConnections, origin: _Origin) -> None:
         self.pool = pool
@@ -449,18 +463,22 @@ class _Exchange(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._closed = False
         self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
-        self._buffer = bytearray()
+        self._parser = httptools.HttpResponseParser(self)
         self._max_bytes = 0
         self._received = False
-        # The answer being read: its status, whether the connection stays open after it,
-        # and how its body ends (`_length` bytes, chunked, or at the connection's end).
-        self._status = 0
-        self._keep = False
+        # The answer being read: the head's room left while it lasts, the announced length,
+        # whether it is chunked, its status, its body so far, bytes in a row with no body,
+        # and once complete whether the connection stays open after it.
+        self._in_head = True
+        self._head_room = MAX_HEAD_BYTES
         self._length: int | None = None
         self._chunked = False
-        self._until_close = False
-        self._in_body = False
-        self._content = bytearray()
+        self._status = 0
+        self._body: list[bytes] = []
+        self._size = 0
+        self._stalled = 0
+        self._complete = False
+        self._keep = False
 
     # asyncio.Protocol
 
@@ -473,11 +491,20 @@ class _Exchange(asyncio.Protocol):
             self.close()  # bytes while idle: the node spoke out of turn
             return
         self._received = True
-        self._buffer += data
         try:
-            self._advance(eof=False)
+            self._feed(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self._complete:
+                # A callback's own error (too large, refused) or llhttp's: not valid HTTP.
+                cause = exc.__context__
+                self._fail(cause if isinstance(cause, Exception) else _BadAnswer())
+                return
+            self._keep = False  # bytes past the answer: the connection is not reused
         except Exception as exc:  # handed to the waiting request
             self._fail(exc)
+            return
+        if self._complete:
+            self._done(keep=self._keep)
 
     def eof_received(self) -> bool:
         self._ended()
@@ -504,11 +531,12 @@ class _Exchange(asyncio.Protocol):
             raise _Stale
         self.reused, fresh = True, not self.reused
         self._waiter = asyncio.get_running_loop().create_future()
-        self._buffer.clear()
         self._max_bytes = max_bytes
-        self._received = self._in_body = self._chunked = self._until_close = False
+        self._received = self._chunked = self._complete = False
+        self._in_head, self._head_room = True, MAX_HEAD_BYTES
         self._length = None
-        self._content = bytearray()
+        self._body = []
+        self._size = self._stalled = 0
         self._transport.write(request)
         try:
             return await self._waiter
@@ -519,131 +547,76 @@ class _Exchange(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    # parsing
+    # reading (httptools calls the on_* methods from feed_data)
 
-    def _advance(self, *, eof: bool) -> None:
-        if not self._in_body:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
-                    raise _BadAnswer
-                if eof:
-                    raise _BadAnswer
+    def _feed(self, data: bytes) -> None:
+        parser = self._parser
+        if self._in_head:
+            room = self._head_room
+            if len(data) <= room:
+                self._head_room = room - len(data)
+                parser.feed_data(data)
                 return
-            if end > MAX_HEAD_BYTES:
+            # The head must end within its room: fed that far, then the rest if it did.
+            view = memoryview(data)
+            parser.feed_data(view[:room])
+            if self._in_head:
                 raise _BadAnswer
-            head = bytes(self._buffer[:end])
-            del self._buffer[: end + 4]
-            if not self._head(head):
-                self._advance(eof=eof)  # an informational (1xx) answer: the real one follows
-                return
-        if self._chunked:
-            self._chunks(eof=eof)
-        elif self._until_close:
-            self._content += self._buffer
-            self._buffer.clear()
-            if len(self._content) > self._max_bytes:
-                raise ResponseTooLarge("the node's answer is too large")
-            if eof:
-                self._done(keep=False)
+            parser.feed_data(view[room:])
+            return
+        size = self._size
+        parser.feed_data(data)
+        if self._size > size or self._complete:
+            self._stalled = 0
         else:
-            assert self._length is not None
-            if len(self._buffer) >= self._length:
-                self._content = self._buffer[: self._length]
-                extra = len(self._buffer) > self._length
-                self._done(keep=self._keep and not extra)
-            elif eof:
+            self._stalled += len(data)
+            if self._stalled > MAX_HEAD_BYTES:
                 raise _BadAnswer
 
-    def _head(self, head: bytes) -> bool:
-        """Reads a status line and headers; False for an informational answer (skipped)."""
-        lines = head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not (code.isdigit() and len(code) == 3):
-            raise _BadAnswer
-        status = int(code)
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _BadAnswer  # a second answer: caught as bytes past the first
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer: ignored
+        name = name.lower()
+        if name == b"content-length":
+            self._length = int(value)  # digits, no duplicates: llhttp checked
+        elif name == b"transfer-encoding":
+            if not value.strip().lower().endswith(b"chunked"):
+                raise _BadAnswer  # another coding: never asked for
+            self._chunked = True
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if parser.get_http_version() not in ("1.1", "1.0") or status == 101:
+            raise _BadAnswer  # nothing here asks to switch protocols
         if 100 <= status < 200:
-            if status == 101:
-                raise _BadAnswer  # nothing here asks to switch protocols
-            return False
-        length: int | None = None
-        chunked = False
-        keep = version == "HTTP/1.1"
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise _BadAnswer
-            name, value = name.strip().lower(), value.strip()
-            if name == "content-length":
-                if not value.isdigit() or (length is not None and int(value) != length):
-                    raise _BadAnswer
-                length = int(value)
-            elif name == "transfer-encoding":
-                chunked = value.lower().endswith("chunked")
-                if not chunked:
-                    raise _BadAnswer  # another coding: never asked for
-            elif name == "connection":
-                tokens = {t.strip() for t in value.lower().split(",")}
-                keep = "close" not in tokens and (keep or "keep-alive" in tokens)
-        self._status, self._in_body = status, True
-        if status in (204, 304):
-            length, chunked = 0, False
-        if chunked:
-            # A length alongside chunking is ignored (RFC 9112 6.3); the connection goes.
-            self._chunked, self._keep = True, keep and length is None
-        elif length is not None:
-            if length > self._max_bytes:
-                raise ResponseTooLarge("the node's answer is too large")
-            self._length, self._keep = length, keep
-        else:
-            self._until_close, self._keep = True, False
-        return True
+            return  # informational: its message ends here, the answer follows
+        self._status, self._in_head = status, False
+        length = self._length
+        if length is not None and length > self._max_bytes and status not in (204, 304):
+            raise ResponseTooLarge("the node's answer is too large")
 
-    def _chunks(self, *, eof: bool) -> None:
-        buffer = self._buffer
-        while True:
-            line_end = buffer.find(b"\r\n")
-            if line_end < 0:
-                if len(buffer) > 1024 or eof:
-                    raise _BadAnswer
-                return
-            if self._length is None:  # a chunk's size line
-                size_text = bytes(buffer[:line_end]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise _BadAnswer from None
-                if size < 0 or not size_text.isalnum():
-                    raise _BadAnswer
-                if size == 0:
-                    # Trailers (ignored) up to an empty line, then the end.
-                    end = buffer.find(b"\r\n\r\n", line_end)
-                    if end < 0:
-                        if len(buffer) > MAX_HEAD_BYTES or eof:
-                            raise _BadAnswer
-                        return
-                    self._done(keep=self._keep and len(buffer) == end + 4)
-                    return
-                if len(self._content) + size > self._max_bytes:
-                    raise ResponseTooLarge("the node's answer is too large")
-                del buffer[: line_end + 2]
-                self._length = size
-                continue
-            if len(buffer) < self._length + 2:
-                if eof:
-                    raise _BadAnswer
-                return
-            if buffer[self._length : self._length + 2] != b"\r\n":
-                raise _BadAnswer
-            self._content += buffer[: self._length]
-            del buffer[: self._length + 2]
-            self._length = None
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self._max_bytes:
+            raise ResponseTooLarge("the node's answer is too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._in_head:  # an informational answer ended
+            self._length, self._chunked = None, False
+            return
+        self._complete = True
+        self._keep = self._parser.should_keep_alive()
 
     def _done(self, *, keep: bool) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result((self._status, bytes(self._content), keep))
+            waiter.set_result((self._status, b"".join(self._body), keep))
 
     def _fail(self, exc: BaseException) -> None:
         waiter = self._waiter
@@ -660,13 +633,10 @@ class _Exchange(asyncio.Protocol):
         if not self._received:
             self._fail(_Stale() if exc is None or isinstance(exc, OSError) else exc)
             return
-        try:
-            self._advance(eof=True)
-        except Exception as error:  # handed to the waiting request
-            self._fail(error)
+        if exc is None and not self._in_head and self._length is None and not self._chunked:
+            self._done(keep=False)  # a body ended by the close (see the class's docstring)
             return
-        if not waiter.done():
-            self._fail(httpx.ReadError("the node closed the connection mid-answer"))
+        self._fail(httpx.ReadError("the node closed the connection mid-answer"))
 
 
 class _BadAnswer(Exception):

@@ -2,8 +2,9 @@
 
 Four 100 MB bodies at once to `/v1/queries` cost a node about 1.2 GB before the body limit.
 Here `sauti node serve` runs as the real command on a free port, four clients stream 100 MB
-each at the same time (two declaring their length, two chunked), and the node's resident
-memory, read from /proc while they run, stays within 50 MB of what it was before. No
+each at the same time (two declaring their length, two chunked) and a fifth a 100 MB header
+line, and the node's resident memory, read from /proc while they run, stays within 50 MB of
+what it was before; the header is refused with 400. No
 timing is asserted: the clients stop when the node answers or closes.
 """
 
@@ -57,6 +58,24 @@ def _send(port: int, *, chunked: bool, answers: list[bytes]) -> None:
             answers.append(b"")
 
 
+def _send_endless_head(port: int, answers: list[bytes]) -> None:
+    """Stream a 100 MB header line; stop at once when the node answers or closes."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /v1/queries HTTP/1.1\r\nHost: node\r\nX-Pad: ")
+        sent = 0
+        try:
+            while sent < BODY_BYTES:
+                sock.sendall(CHUNK)
+                sent += len(CHUNK)
+        except OSError:
+            pass  # the node answered and closed
+        sock.settimeout(30)
+        try:
+            answers.append(sock.recv(4096))
+        except OSError:
+            answers.append(b"")
+
+
 def test_four_concurrent_100_mb_bodies_leave_the_node_memory_flat(tmp_path: Path) -> None:
     home = tmp_path / "node"
     subprocess.run(
@@ -93,6 +112,8 @@ def test_four_concurrent_100_mb_bodies_leave_the_node_memory_flat(tmp_path: Path
             )
             for i in range(4)
         ]
+        heads: list[bytes] = []
+        senders.append(threading.Thread(target=_send_endless_head, args=(port, heads)))
         for sender in senders:
             sender.start()
         for sender in senders:
@@ -109,3 +130,7 @@ def test_four_concurrent_100_mb_bodies_leave_the_node_memory_flat(tmp_path: Path
     for answer in answers:
         if answer:  # an answer the node got out before closing names the limit
             assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    # A head that never ends is refused once past h11's bound (uvicorn's httptools server
+    # has none: it would read on, growing).
+    assert len(heads) == 1
+    assert heads[0].startswith(b"HTTP/1.1 400"), heads[0][:200]

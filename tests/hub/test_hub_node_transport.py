@@ -368,3 +368,196 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         pass
     finally:
         writer.close()
+
+
+class _Wire(asyncio.Transport):
+    """A socket's stand-in: writes go nowhere, closing is noted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _read(
+    answer: bytes, *, max_bytes: int = 1000, step: int = 0, end: str = ""
+) -> tuple[int, bytes, bool]:
+    """What one exchange reads of `answer` fed in pieces of `step` bytes (0: at once), then
+    the node's clean close (`end="eof"`) or a reset (`end="reset"`): the status, the body
+    and whether the connection may be reused."""
+    from hub.queries import transport  # noqa: PLC0415
+
+    async def run() -> tuple[int, bytes, bool]:
+        pool = transport.NodeConnections(httpx.create_ssl_context(), concurrency=4)
+        exchange = transport._Exchange(pool, ("http", "127.0.0.1", 1))
+        wire = _Wire()
+        exchange.connection_made(wire)
+        sent = asyncio.ensure_future(exchange.send(b"POST / HTTP/1.1\r\n\r\n", max_bytes))
+        await asyncio.sleep(0)
+        size = step or len(answer) or 1
+        for start in range(0, len(answer), size):
+            exchange.data_received(answer[start : start + size])
+        if end == "eof":
+            exchange.eof_received()
+            exchange.connection_lost(None)
+        elif end == "reset":
+            exchange.connection_lost(ConnectionResetError())
+        status, body, keep = await asyncio.wait_for(sent, 1)
+        # Bytes past the answer in a later read close the connection (out of turn).
+        return status, body, keep and not wire.closed
+
+    return asyncio.run(run())
+
+
+def _head(*headers: str, status: str = "200 OK") -> bytes:
+    return ("\r\n".join((f"HTTP/1.1 {status}", *headers)) + "\r\n\r\n").encode()
+
+
+CHUNKED_EXTRAS = _head("transfer-encoding: chunked") + (
+    b'3;name=value;x="a b"\r\n{"a\r\n4\r\n":1}\r\n0;last\r\nx-trailer: 1\r\nx-other: 2\r\n\r\n'
+)
+
+
+@pytest.mark.parametrize("step", [0, 1, 2, 7])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (RESPONSE, (200, b"{}", True)),
+        (CHUNKED, (200, b'{"a":1}', True)),
+        (CHUNKED_EXTRAS, (200, b'{"a":1}', True)),
+        # Informational answers are skipped, whatever their headers.
+        (_head(status="100 Continue") + RESPONSE, (200, b"{}", True)),
+        (
+            _head("link: </x>", "content-length: 99999", status="103 Early") + RESPONSE,
+            (200, b"{}", True),
+        ),
+        # A 204 or 304 has no body, whatever its length says.
+        (_head("content-length: 5000", status="204 No Content"), (204, b"", True)),
+        (_head("content-length: 0", status="304 Not Modified"), (304, b"", True)),
+        # The connection goes after `connection: close`, an HTTP/1.0 answer, or bytes past
+        # the answer (a second answer, or more body than announced).
+        (_head("connection: close", "content-length: 2") + b"{}", (200, b"{}", False)),
+        (RESPONSE.replace(b"HTTP/1.1", b"HTTP/1.0"), (200, b"{}", False)),
+        (
+            _head("connection: keep-alive", "content-length: 2").replace(b"1.1", b"1.0") + b"{}",
+            (200, b"{}", True),
+        ),
+        (RESPONSE + RESPONSE, (200, b"{}", False)),
+        (_head("content-length: 1") + b"{}", (200, b"{", False)),
+        (_head("connection: close", "content-length: 1") + b"{}", (200, b"{", False)),
+        # A 200 announcing an upgrade it does not make is a 200.
+        (
+            _head("upgrade: x", "connection: upgrade", "content-length: 2") + b"{}",
+            (200, b"{}", True),
+        ),
+    ],
+)
+def test_answers_are_read_whole_however_they_are_split(
+    answer: bytes, expected: tuple[int, bytes, bool], step: int
+) -> None:
+    assert _read(answer, step=step) == expected
+
+
+@pytest.mark.parametrize("step", [0, 1, 5])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"FOO/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\ncontent-length: 0\n\n",
+        _head("no colon here", "content-length: 0"),
+        _head("content-length: 2", "content-length: 2") + b"{}",
+        _head("content-length: 2", "content-length: 3") + b"{}",
+        _head("content-length: -2") + b"{}",
+        _head("content-length: 2", "transfer-encoding: chunked") + b"0\r\n\r\n",
+        _head("transfer-encoding: gzip") + b"{}",
+        _head("transfer-encoding: chunked") + b"zz\r\n{}\r\n0\r\n\r\n",
+        _head("transfer-encoding: chunked") + b"2\r\n{}XX0\r\n\r\n",
+        # Nothing here asks to switch protocols.
+        _head("upgrade: x", "connection: upgrade", status="101 Switching Protocols") + b"x",
+    ],
+)
+def test_malformed_answers_are_protocol_errors(answer: bytes, step: int) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(answer, step=step, end="eof")
+
+
+def test_the_head_is_bounded() -> None:
+    from hub.queries.transport import MAX_HEAD_BYTES  # noqa: PLC0415
+
+    def answer(head_size: int) -> bytes:
+        base = _head("content-length: 2", "x-pad: ")
+        return base.replace(b"x-pad: ", b"x-pad: " + b"p" * (head_size - len(base))) + b"{}"
+
+    for step in (0, 1000, 4096):
+        assert len(_head("content-length: 2")) < MAX_HEAD_BYTES
+        assert _read(answer(MAX_HEAD_BYTES), step=step) == (200, b"{}", True)
+        with pytest.raises(httpx.RemoteProtocolError):
+            _read(answer(MAX_HEAD_BYTES + 1), step=step)
+    # Informational heads count with the answer's own.
+    early = _head("x-pad: " + "p" * (MAX_HEAD_BYTES // 2), status="103 Early")
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(early + early + RESPONSE)
+    # A head that never ends is refused once past the bound, not waited for.
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(b"HTTP/1.1 200 OK\r\nx-pad: " + b"p" * MAX_HEAD_BYTES, step=8192)
+
+
+def test_trailers_and_chunk_lines_are_bounded() -> None:
+    from hub.queries.transport import MAX_HEAD_BYTES  # noqa: PLC0415
+
+    endless_trailer = _head("transfer-encoding: chunked") + b"2\r\n{}\r\n0\r\nx-t: "
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(endless_trailer + b"t" * 2 * MAX_HEAD_BYTES, step=4096)
+    long_extension = _head("transfer-encoding: chunked") + b"2;x="
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(long_extension + b"e" * 2 * MAX_HEAD_BYTES, step=4096)
+
+
+@pytest.mark.parametrize("step", [0, 1, 100])
+def test_answers_over_the_limit_are_refused_by_length_or_as_they_pass_it(step: int) -> None:
+    # Announced: refused at the head, before any of the body.
+    with pytest.raises(ResponseTooLarge):
+        _read(_head("content-length: 1001"), step=step)
+    assert _read(_head("content-length: 1000") + b"x" * 1000, step=step)[1] == b"x" * 1000
+    # Streamed, chunked or until the close: refused once past the limit, never ended.
+    chunks = _head("transfer-encoding: chunked") + b"1f4\r\n" + b"x" * 500 + b"\r\n"
+    with pytest.raises(ResponseTooLarge):
+        _read(chunks + b"1f5\r\n" + b"x" * 501, step=step)
+    assert _read(chunks + chunks[chunks.index(b"1f4") :] + b"0\r\n\r\n", step=step) == (
+        200,
+        b"x" * 1000,
+        True,
+    )
+    with pytest.raises(ResponseTooLarge):
+        _read(_head("connection: close") + b"x" * 1001, step=step)
+
+
+def test_an_answer_ended_by_the_close_is_read_and_a_cut_one_is_a_read_error() -> None:
+    until_close = _head() + b'{"b":2}'
+    for step in (0, 1):
+        assert _read(until_close, step=step, end="eof") == (200, b'{"b":2}', False)
+    # A reset is no end: the answer may be cut.
+    with pytest.raises(httpx.ReadError):
+        _read(until_close, end="reset")
+    for cut in (
+        _head("content-length: 10") + b"{}",
+        _head("transfer-encoding: chunked") + b"4\r\n{}",
+        _head("transfer-encoding: chunked") + b"2\r\n{}\r\n",
+        _head("transfer-encoding: chunked") + b"2\r\n{}\r\n0\r\nx-t: 1\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-le",
+    ):
+        for end in ("eof", "reset"):
+            with pytest.raises(httpx.ReadError):
+                _read(cut, end=end)
+
+
+def test_a_new_connection_closed_unanswered_is_a_protocol_error() -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(b"", end="eof")

@@ -1,5 +1,6 @@
 """`serve_in_thread`: a real socket, a URL that answers, and no thread left behind."""
 
+import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,22 @@ def test_serves_on_a_free_port_and_stops() -> None:
     assert _server_threads() == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{handle.url}/ping")
+
+
+def test_a_request_head_past_the_bound_is_refused() -> None:
+    # h11 refuses a head past 16 KiB; uvicorn's httptools server would take any (unbounded)
+    # and answer 200.
+    with serve_in_thread(make_app()) as handle:
+        port = int(handle.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            try:
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (1 << 20))
+                sock.sendall(b"\r\n\r\n")
+                answer = sock.recv(4096)
+            except OSError:
+                answer = b""  # refused and reset while the head was still going out
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert httpx.get(f"{handle.url}/ping").status_code == 200
 
 
 def test_two_servers_get_distinct_ports() -> None:
