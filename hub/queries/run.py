@@ -174,14 +174,10 @@ async def wait_for(
 ) -> QueryResult:
     """The result once complete, or its progress after `wait_seconds`."""
 
-    def read() -> QueryResult:
-        with sessions() as session:
-            return service.read_query(session=session, query_id=query_id, user=user)
-
     with signals.listen(query_key(str(query_id))) as event:
         # Checked at once: the reader may not see this query (its organisation's, or a role
         # that reads all).
-        result = await anyio.to_thread.run_sync(read)
+        result = await anyio.to_thread.run_sync(_read, sessions, query_id, user)
         if result.status != "running":
             return result
         return await _wait(
@@ -195,6 +191,12 @@ async def wait_for(
             progress=result,
             submitter=False,
         )
+
+
+def _read(sessions: sessionmaker[Session], query_id: UUID, user: User) -> QueryResult:
+    """The query as `user` may see it (progress or result), in one transaction."""
+    with sessions() as session:
+        return service.read_query(session=session, query_id=query_id, user=user)
 
 
 async def _wait(
@@ -212,10 +214,6 @@ async def _wait(
     """Wait on `event` (listened for since before the query could progress) until the query
     is finished or `wait_seconds` pass; `progress`: what was read before waiting, if any."""
     give_up = time.monotonic() + wait_seconds
-
-    def read() -> QueryResult:
-        with sessions() as session:
-            return service.read_query(session=session, query_id=query_id, user=user)
 
     def finished() -> QueryResult | None:
         """The result if the query no longer runs (one thread hop), else None: no result is
@@ -242,7 +240,7 @@ async def _wait(
     if done is not None:
         return done
     if progress is None or waited:
-        progress = await anyio.to_thread.run_sync(read)
+        progress = await anyio.to_thread.run_sync(_read, sessions, query_id, user)
     return progress
 
 
