@@ -2,10 +2,11 @@
 
 Each stub node has its own Ed25519 key and its own origin (a localhost port), as each node
 of a deployment is its own machine; the fleet runs in one or more separate processes
-(uvicorn, one listening socket per node), so the CPU of the process that starts it is the
-hub's alone. A stub answers `POST /v1/queries` after `latency` seconds (an asyncio sleep:
-1,000 concurrent requests cost nothing while they wait) with a release signed by its own
-key and bound to that very request (query id, node id, request digest), so the hub's checks
+(HTTP/1.1 on asyncio protocols and httptools, one listening socket per node), so the CPU of
+the process that starts it is the hub's alone. A stub answers `POST /v1/queries` after
+`latency` seconds (an asyncio sleep: 1,000 concurrent requests cost nothing while they
+wait) with a release signed by its own key and bound to that very request (query id, node
+id, request digest), so the hub's checks
 run for real; it serves its signed public contracts at `GET /v1/contracts`.
 
 Releases: a stub made from a real node home (`StubNode.home`) answers its first request
@@ -44,13 +45,16 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httptools
 import httpx
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.jwk import OKPKey
+from nacl.bindings import crypto_sign_BYTES, crypto_sign_open
+from nacl.exceptions import CryptoError
 
 from contracts import signing
 from contracts.v1 import (
@@ -230,24 +234,26 @@ class Stub:
 
     async def query(self, body: bytes) -> tuple[int, bytes]:
         try:
-            token = Signed.model_validate_json(body).jws
+            token = json.loads(body)["jws"]
             payload = signing.verify(token, self.hub_key)
         except Exception:  # a node refuses what its pinned hub did not sign
             return 403, _error("request_invalid", "not signed by the pinned hub")
-        request = QueryRequest.model_validate_json(payload)
-        if request.node_id != self.node.node_id:
+        # A node validates the whole request; a stub reads what it answers with (the request
+        # is the hub's own, verified above) and builds the model once per query shape.
+        request = json.loads(payload)
+        if request["node_id"] != self.node.node_id:
             return 403, _error("request_invalid", "the request names another node")
         if self.fault == "silent":
             await asyncio.sleep(3600)
         if self.latency:
             await asyncio.sleep(self.latency)
-        template = await self._template(request, body)
+        template = await self._template(request, payload, body)
         if template is None:
             return 422, _error("measure_not_supported", "a stub node answers counts only")
         release, canonical = template
-        query_id = uuid.uuid4() if self.fault == "other_query" else request.query_id
+        query_id = str(uuid.uuid4()) if self.fault == "other_query" else request["query_id"]
         bound = {
-            "query_id": str(query_id),
+            "query_id": query_id,
             "request_digest": hashlib.sha256(payload).hexdigest(),
             "released_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
@@ -263,9 +269,10 @@ class Stub:
         return 200, content
 
     async def _template(
-        self, request: QueryRequest, body: bytes
+        self, request: dict[str, Any], payload: bytes, body: bytes
     ) -> tuple[Release, signing.Template] | None:
-        shape = request.spec.model_dump_json(exclude={"rho"}) + repr(request.rho)
+        spec = {k: v for k, v in request["spec"].items() if k != "rho"}
+        shape = json.dumps(spec, sort_keys=True) + repr(request["rho"])
         cached = self.templates.get(shape)
         if cached is not None:
             return cached
@@ -276,7 +283,7 @@ class Stub:
             token = Signed.model_validate_json(await response.aread()).jws
             made: Release | None = Release.model_validate_json(signing.unverified_payload(token))
         else:
-            made = synthetic_release(request, self.node)
+            made = synthetic_release(QueryRequest.model_validate_json(payload), self.node)
         if made is None:
             return None
         document = made.model_dump(mode="json")
@@ -370,6 +377,16 @@ def synthetic_release(request: QueryRequest, node: StubNode) -> Release | None:
     )
 
 
+def _sodium_check(public: Any, signature: bytes, signed: bytes) -> bool:
+    if len(signature) != crypto_sign_BYTES:
+        return False
+    try:
+        crypto_sign_open(signature + signed, public.public_bytes_raw())
+    except CryptoError:
+        return False
+    return True
+
+
 def _error(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
@@ -377,6 +394,9 @@ def _error(code: str, message: str) -> bytes:
 def serve(config_path: str) -> None:
     """One fleet process: a listening socket per node, one event loop for them all."""
     config = json.loads(Path(config_path).read_text())
+    # The hub's request signatures checked with libsodium, as the hub checks releases: a
+    # node on its own machine may use either; on the bench's shared cores the cheaper one.
+    signing.use_ed25519_check(_sodium_check)
     faults: dict[str, str] = config.get("faults", {})
     by_port: dict[int, Stub] = {}
     sockets: list[socket.socket] = []
@@ -400,50 +420,90 @@ def serve(config_path: str) -> None:
             fault=faults.get(node.node_id),
         )
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()  # startup: the nodes are ready
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # shutdown
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        stub = by_port[scope["server"][1]]
-        route = (scope["method"], scope["path"])
-        if route == ("POST", "/v1/queries"):
-            status, content = await stub.query(body)
-        elif route == ("GET", "/v1/contracts"):
-            status, content = await stub.contracts()
-        else:
-            status, content = 404, _error("not_found", "a stub node serves queries only")
-        # With its length, as a node's app (Starlette) sends it: not chunked.
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+    async def answer(stub: Stub, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
+        route = (method, path)
+        if route == (b"POST", b"/v1/queries"):
+            return await stub.query(body)
+        if route == (b"GET", b"/v1/contracts"):
+            return await stub.contracts()
+        return 404, _error("not_found", "a stub node serves queries only")
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_level="warning",
-            lifespan="on",
-            backlog=BACKLOG,
-            timeout_keep_alive=600,
-            # As real nodes serve (sauti node serve): h11, whose request heads are bounded.
-            http="h11",
-        )
-    )
-    ports = {stub.node.node_id: port for port, stub in by_port.items()}
-    written = Path(config["ready"] + ".tmp")
-    written.write_text(json.dumps(ports))
-    written.rename(config["ready"])  # whole, or not there yet
-    asyncio.run(server.serve(sockets=sockets))
+    async def serve_all() -> None:
+        loop = asyncio.get_running_loop()
+        servers = [
+            await loop.create_server(partial(_StubProtocol, stub, answer), sock=s, backlog=BACKLOG)
+            for s in sockets
+            for stub in (by_port[s.getsockname()[1]],)
+        ]
+        ports = {stub.node.node_id: port for port, stub in by_port.items()}
+        written = Path(config["ready"] + ".tmp")
+        written.write_text(json.dumps(ports))
+        written.rename(config["ready"])  # whole, or not there yet
+        await asyncio.gather(*(server.serve_forever() for server in servers))
+
+    asyncio.run(serve_all())
+
+
+class _StubProtocol(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection to a stub node, on httptools (llhttp): a fleet
+    process stands in for nodes on machines of their own, so what it spends per answer on
+    the hub's two cores should be what the bench asks of it, not a server framework's
+    per-request machinery (uvicorn with h11 was about half of it). Answers carry their
+    length, as a node's app (Starlette) sends them; requests are answered in order."""
+
+    def __init__(self, stub: Stub, answer: Any) -> None:
+        self.stub, self.answer = stub, answer
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+        self.queue: asyncio.Queue[tuple[bytes, bytes, bytes, bool]] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method()
+        keep_alive = self.parser.should_keep_alive()
+        self.queue.put_nowait((method, self.url, b"".join(self.body), keep_alive))
+        self.url, self.body = b"", []
+
+    async def _work(self) -> None:
+        while True:
+            method, url, body, keep_alive = await self.queue.get()
+            status, content = await self.answer(self.stub, method, url.split(b"?", 1)[0], body)
+            if self.transport is None:
+                return
+            reason = {200: b"OK", 403: b"Forbidden", 404: b"Not Found"}.get(status, b"Error")
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                % (status, reason, len(content))
+                + content
+            )
+            if not keep_alive:
+                self.transport.close()
+                return
 
 
 def _config(node: StubNode) -> dict[str, Any]:
@@ -494,8 +554,8 @@ def fleet(
             started.append((subprocess.Popen(command), ready))
         urls: dict[str, str] = {}
         for process, ready in started:
-            # The sockets listen before the file is written: a request made before uvicorn
-            # takes over waits in the kernel's queue.
+            # The sockets listen before the file is written: a request made before the event
+            # loop takes over waits in the kernel's queue.
             while not ready.exists():
                 if process.poll() is not None:
                     raise RuntimeError("a stub nodes' process exited")
