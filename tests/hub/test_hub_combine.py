@@ -257,3 +257,52 @@ def test_missing_nodes_are_not_imputed_and_status_says_so() -> None:
     assert result_status(asked=3, answered=1) == "partial"
     assert result_status(asked=3, answered=0) == "failed"
     assert combine(spec=spec(), answers=[], min_cell_size=10, max_ci_relative_width=None) == ()
+
+
+@pytest.mark.parametrize("group_by", [("sex",), ("country", "sex"), ("sex", "node")])
+@pytest.mark.parametrize("min_cell_size", [0, 30])
+def test_counts_pooled_in_one_pass_equal_the_cell_by_cell_combination(
+    group_by: tuple[str, ...], min_cell_size: int
+) -> None:
+    # The count path (`_counts`) must give exactly what the general one (`_by_cell`) gives:
+    # suppressed cells, single contributors, structural zeros, variances given or not, a key
+    # repeated in one release (the last one counts), several countries.
+    import random  # noqa: PLC0415
+
+    from hub.queries import combine as combining  # noqa: PLC0415
+
+    rng = random.Random(25)
+    answers = []
+    for i in range(40):
+        cells = []
+        for key in rng.sample(["f", "m", "x", "u"], rng.randint(1, 4)):
+            estimate = float(rng.randint(0, 80)) + rng.random()
+            if rng.random() < 0.1:
+                cells.append(Cell(key=(key,), status="suppressed", reason="below_min_cell_size"))
+                continue
+            cell = ok(key, estimate, sigma=rng.choice([1.0, 2.0, 3.5]))
+            if rng.random() < 0.5:
+                cell = cell.model_copy(update={"variance": rng.random() * 9})
+            cells.append(cell)
+        if rng.random() < 0.1:
+            cells.append(ok(cells[0].key[0], 5.0))
+        answers.append(answer(f"n{i:02d}", rng.choice(["KE", "NP", "BD"]), cells))
+    s = spec(group_by=group_by)
+    pooled = combine(
+        spec=s, answers=answers, min_cell_size=min_cell_size, max_ci_relative_width=0.8
+    )
+    partitions: dict[tuple[str, ...], list[NodeAnswer]] = {}
+    for a in sorted(answers, key=lambda a: a.node_id):
+        split = tuple(
+            (a.country if d == "country" else a.node_id)
+            for d in group_by
+            if d in ("country", "node")
+        )
+        partitions.setdefault(split, []).append(a)
+    by_cell = tuple(
+        cell
+        for split in sorted(partitions)
+        for cell in combining._by_cell(s, split, partitions[split], min_cell_size, 0.8)
+    )
+    assert pooled == by_cell
+    assert {c.status for c in pooled} == {"ok", "suppressed"}
