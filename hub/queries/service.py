@@ -14,7 +14,7 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, bindparam, func, insert, select, type_coerce, update
+from sqlalchemy import Table, bindparam, insert, select, type_coerce, update
 from sqlalchemy.orm import Session, defer
 
 from contracts import signing
@@ -415,10 +415,10 @@ def record_outcomes(
         if params_list:
             session.connection().execute(statement, params_list)
     changed = [query_id for query_id, events in events_by_query.items() if events]
-    pending = _pending_counts(session, changed)
+    pending = _still_pending(session, changed)
     completions = []
     for query_id in changed:
-        if not pending.get(query_id):
+        if query_id not in pending:
             # The last task closed: combine every stored release.
             row = rows[query_id]
             completion = _refresh(
@@ -518,15 +518,13 @@ _UPDATE_QUERY = (
 )
 
 
-def _pending_counts(session: Session, query_ids: list[str]) -> dict[str, int]:
+def _still_pending(session: Session, query_ids: list[str]) -> set[str]:
+    """Which of the queries still have a pending task: whether, not how many, so each
+    query's tasks are read only up to its first pending one (counting read all of a
+    1,000-node query's tasks for every recorded batch)."""
     if not query_ids:
-        return {}
-    return {
-        query_id: int(count)
-        for query_id, count in session.connection().execute(
-            _PENDING_COUNTS, {"b_query_ids": query_ids}
-        )
-    }
+        return set()
+    return set(session.connection().execute(_STILL_PENDING, {"b_query_ids": query_ids}).scalars())
 
 
 # Built once (Core, expanding IN lists): the statements every recorded batch runs.
@@ -537,13 +535,11 @@ _OPEN_TASKS = select(
     _TASKS.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
     _TASKS.c.outcome == "pending",
 )
-_PENDING_COUNTS = (
-    select(_TASKS.c.query_id, func.count())
-    .where(
-        _TASKS.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
-        _TASKS.c.outcome == "pending",
-    )
-    .group_by(_TASKS.c.query_id)
+_STILL_PENDING = select(_QUERIES.c.query_id).where(
+    _QUERIES.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
+    select(_TASKS.c.id)
+    .where(_TASKS.c.query_id == _QUERIES.c.query_id, _TASKS.c.outcome == "pending")
+    .exists(),
 )
 _TASK_COLUMNS = (
     _TASKS.c.id,
