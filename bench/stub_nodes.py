@@ -221,6 +221,10 @@ class Stub:
     ) -> None:
         self.node = node
         self.key = OKPKey.import_key(node.private_jwk)
+        private = self.key.private_key
+        assert isinstance(private, Ed25519PrivateKey)
+        self.private = private
+        self.protected = signing.sign_canonical(b"{}", self.key).split(".", 1)[0].encode()
         self.hub_key = signing.load_public_key(hub_jwk)
         self.latency = latency
         self.fault = fault
@@ -262,17 +266,24 @@ class Stub:
         else:
             # Signed for this very request with the node's own key; the release's canonical
             # JSON is written once per query shape and only these three values change.
-            token = signing.sign_canonical(canonical.fill(bound), self.key)
+            token = self._sign(canonical.fill(bound))
         content = b'{"jws":"' + token.encode("ascii") + b'"}'
         if self.fault == "oversized":
             content = content[:-2] + b" " * 2_000_000 + content[-2:]
         return 200, content
 
+    def _sign(self, payload: bytes) -> str:
+        """`signing.sign_canonical(payload, self.key)`, byte for byte, with this key's
+        protected header encoded once (signing's own cache holds 256 keys; a fleet process
+        serves 500 and more, so it recomputed the key's thumbprint for most answers)."""
+        signing_input = self.protected + b"." + _b64(payload)
+        return (signing_input + b"." + _b64(self.private.sign(signing_input))).decode("ascii")
+
     async def _template(
         self, request: dict[str, Any], payload: bytes, body: bytes
     ) -> tuple[Release, signing.Template] | None:
-        spec = {k: v for k, v in request["spec"].items() if k != "rho"}
-        shape = json.dumps(spec, sort_keys=True) + repr(request["rho"])
+        # The request is canonical JSON (sorted keys), so equal specs have equal reprs.
+        shape = repr(request["spec"]) + repr(request["rho"])
         cached = self.templates.get(shape)
         if cached is not None:
             return cached
