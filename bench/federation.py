@@ -27,7 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +223,13 @@ async def measure(
     aggregation: Aggregation = "per_node",
     queries: int = QUERIES,
     warmup: int = WARMUP,
+    other_cpu: Callable[[], float] | None = None,
+    other_cpu_times: list[float] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Enroll the nodes, agree on `contract`'s dataset, and time the queries at the hub's API:
-    latencies and this process's CPU seconds per query."""
+    latencies and this process's CPU seconds per query. With `other_cpu` (CPU seconds of
+    other processes so far, e.g. a stub fleet's), each query's share of it is appended to
+    `other_cpu_times`."""
     identity = hub_home.load_identity(settings.home)
     admin, analyst = tokens(settings)
     app = create_hub_app(settings, transport=transport)
@@ -272,10 +276,12 @@ async def measure(
         }
         for i in range(warmup + queries):
             start, cpu_start = time.perf_counter(), time.process_time()
+            other_start = other_cpu() if other_cpu is not None else 0.0
             r = await hub.post(
                 "/v1/queries", json=spec, headers={"Authorization": f"Bearer {analyst}"}
             )
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            other = other_cpu() - other_start if other_cpu is not None else 0.0
             body = r.json()
             if body.get("status") != "complete":
                 raise RuntimeError(f"query not complete: {body.get('status')} {body.get('nodes')}")
@@ -284,6 +290,8 @@ async def measure(
             if i >= warmup:
                 latencies.append(elapsed)
                 cpu_times.append(cpu)
+                if other_cpu_times is not None:
+                    other_cpu_times.append(other)
     return latencies, cpu_times
 
 

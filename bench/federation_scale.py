@@ -39,8 +39,9 @@ FLEET_PROCESSES = int(os.environ.get("BENCH_FLEET_PROCESSES", "2"))
 WARMUP = 1
 
 
-async def run(work: Path, n: int) -> tuple[list[float], list[float]]:
-    """Latencies and this process's CPU seconds of each query at `n` stub nodes."""
+async def run(work: Path, n: int) -> tuple[list[float], list[float], list[float]]:
+    """Latencies, this process's CPU seconds and the stub fleet's of each query at `n` stub
+    nodes."""
     hub_dir = work / f"hub-{n}"
     identity = hub_home.init_home(hub_dir, hub_id="bench-hub")
     # A deadline well past what any query here takes: every node answers within it.
@@ -53,7 +54,8 @@ async def run(work: Path, n: int) -> tuple[list[float], list[float]]:
         latency=LATENCY,
         processes=min(FLEET_PROCESSES, n),
     ) as urls:
-        return await federation.measure(
+        fleet_cpu: list[float] = []
+        latencies, cpu = await federation.measure(
             settings,
             nodes,
             urls,
@@ -61,7 +63,10 @@ async def run(work: Path, n: int) -> tuple[list[float], list[float]]:
             contract=make_contract(COUNTRIES[0]),
             queries=QUERIES,
             warmup=WARMUP,
+            other_cpu=stub_nodes.children_cpu_seconds,
+            other_cpu_times=fleet_cpu,
         )
+        return latencies, cpu, fleet_cpu
 
 
 def target(name: str, value: float, limit: float, *, at_most: bool = True) -> str:
@@ -75,24 +80,27 @@ def main() -> None:
         f"p50: latency at the hub of POST /v1/queries until the complete result, {QUERIES} "
         f"queries per N after {WARMUP} warm-up; nodes answer after {LATENCY * 1000:.0f} ms "
         f"from {FLEET_PROCESSES} fleet process(es); CPU ms: this process's (the hub's) CPU "
-        "per query"
+        "per query; fleet ms/node: the stub fleet's processes' CPU per answer (they stand in "
+        "for nodes on machines of their own, but share this one's cores)"
     )
     print(
-        f"{'N':>5} {'p50 ms':>9} {'p50 / N=1':>10} {'CPU ms':>9} {'CPU ms/node':>12} {'setup s':>8}"
+        f"{'N':>5} {'p50 ms':>9} {'p50 / N=1':>10} {'CPU ms':>9} {'CPU ms/node':>12} "
+        f"{'fleet ms/node':>14} {'setup s':>8}"
     )
     p50s: dict[int, float] = {}
     cpu_per_node: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="sauti-bench-scale-") as tmp:
         for n in sizes:
             start = time.perf_counter()
-            latencies, cpu = asyncio.run(run(Path(tmp), n))
+            latencies, cpu, fleet_cpu = asyncio.run(run(Path(tmp), n))
             setup = time.perf_counter() - start - sum(latencies)
             p50s[n] = statistics.median(latencies) * 1000
             cpu_ms = statistics.median(cpu) * 1000
             cpu_per_node[n] = cpu_ms / n
             print(
                 f"{n:>5} {p50s[n]:>9.1f} {p50s[n] / p50s[1]:>9.2f}x {cpu_ms:>9.1f} "
-                f"{cpu_per_node[n]:>12.3f} {setup:>8.1f}",
+                f"{cpu_per_node[n]:>12.3f} {statistics.median(fleet_cpu) * 1000 / n:>14.3f} "
+                f"{setup:>8.1f}",
                 flush=True,
             )
     print()

@@ -15,7 +15,8 @@ cells for every later request (bench/federation.py); any other stub answers `cou
 with cells over its contract's levels (noise scale from the request's rho) and refuses other
 measures with a node-style 422. A request the hub did not sign is refused (403).
 
-Interface (the parent process: a benchmark or a test):
+Interface (the parent process: a benchmark or a test; `children_cpu_seconds()` reads what the
+fleet's processes have used):
 
     nodes = stub_nodes(1000)                      # keys and demo contracts, made here
     with fleet(nodes, hub_jwk=identity.public_jwk, work=tmp, latency=0.1) as urls:
@@ -37,6 +38,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -525,6 +527,20 @@ def _config(node: StubNode) -> dict[str, Any]:
         "contracts": [c.model_dump(mode="json") for c in node.contracts],
         "home": node.home,
     }
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's live child processes (a
+    benchmark's stub fleet): read from /proc, 0 where it is not there."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 @contextlib.contextmanager
