@@ -247,7 +247,7 @@ class Stub:
         # A node validates the whole request; a stub reads what it answers with (the request
         # is the hub's own, verified above) and builds the model once per query shape.
         request = json.loads(payload)
-        if request["node_id"] != self.node.node_id:
+        if not isinstance(request, dict) or request.get("node_id") != self.node.node_id:
             return 403, _error("request_invalid", "the request names another node")
         if self.fault == "silent":
             await asyncio.sleep(3600)
@@ -505,7 +505,10 @@ class _StubProtocol(asyncio.Protocol):
     async def _work(self) -> None:
         while True:
             method, url, body, keep_alive = await self.queue.get()
-            status, content = await self.answer(self.stub, method, url.split(b"?", 1)[0], body)
+            try:
+                status, content = await self.answer(self.stub, method, url.split(b"?", 1)[0], body)
+            except Exception:  # as a server answers what its app raised
+                status, content = 500, _error("internal", "the stub node failed")
             if self.transport is None:
                 return
             reason = {200: b"OK", 403: b"Forbidden", 404: b"Not Found"}.get(status, b"Error")
