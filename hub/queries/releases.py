@@ -3,6 +3,7 @@
 import hashlib
 import threading
 from typing import Any, TypeVar
+from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from joserfc.jwk import OKPKey
@@ -186,6 +187,16 @@ class ParsedReleases:
         with self._lock:
             cached = self._items.get(query_id, {}).get(node_id)
         return cached if cached is not None and str(cached.query_id) == query_id else None
+
+    def of(self, query_id: str) -> dict[str, Release]:
+        """`peek` for all of a query's releases parsed here at once, by node id (a copy):
+        combining 1,000 answers takes the lock once, not once per node."""
+        with self._lock:
+            held = dict(self._items.get(query_id, {}))
+        if not held:
+            return held
+        wanted = UUID(query_id)
+        return {node_id: r for node_id, r in held.items() if r.query_id == wanted}
 
     def forget(self, query_id: str) -> None:
         """Drop a query's releases: its result is built (`service._refresh` at completion)."""

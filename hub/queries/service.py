@@ -568,13 +568,8 @@ def _tasks_to_combine(session: Session, row: Query) -> list[Task]:
     connection = session.connection()
     rows = connection.execute(_QUERY_TASKS[secure], {"b_query_id": row.query_id}).all()
     releases: dict[int, dict[str, Any] | None] = {}
-    unparsed = [
-        r.id
-        for r in rows
-        if not secure
-        and r.outcome == "ok"
-        and parsed_releases.peek(row.query_id, r.node_id) is None
-    ]
+    parsed = {} if secure else parsed_releases.of(row.query_id)
+    unparsed = [r.id for r in rows if not secure and r.outcome == "ok" and r.node_id not in parsed]
     for chunk in range(0, len(unparsed), 500):
         stored = connection.execute(_STORED_RELEASES, {"b_ids": unparsed[chunk : chunk + 500]})
         releases.update(dict(stored.all()))
@@ -736,10 +731,11 @@ def _build(row: Query, tasks: Sequence[Task]) -> QueryResult:
     """The result as the tasks stand: combined over the nodes that answered, none imputed."""
     spec = QuerySpec.model_validate(row.spec)
     rules: dict[str, Any] = row.rules or {}
+    parsed = parsed_releases.of(row.query_id)
     answers = [
         NodeAnswer(node_id=t.node_id, country=t.country or "", release=release)
         for t in tasks
-        if t.outcome == "ok" and (release := _release(row.query_id, t)) is not None
+        if t.outcome == "ok" and (release := _release(parsed, t)) is not None
     ]
     secure = rules.get("aggregation") == "secure"
     contributions = [
@@ -782,11 +778,12 @@ def _build(row: Query, tasks: Sequence[Task]) -> QueryResult:
     )
 
 
-def _release(query_id: str, task: Task) -> Release | None:
-    """A task's verified release: parsed here already, else parsed from what is stored."""
-    parsed = parsed_releases.peek(query_id, task.node_id)
-    if parsed is not None:
-        return parsed
+def _release(parsed: dict[str, Release], task: Task) -> Release | None:
+    """A task's verified release: parsed here already (`parsed`: the query's, from
+    `parsed_releases.of`), else parsed from what is stored."""
+    found = parsed.get(task.node_id)
+    if found is not None:
+        return found
     return None if task.release is None else Release.model_validate(task.release)
 
 
