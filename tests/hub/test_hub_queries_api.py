@@ -197,3 +197,32 @@ def test_persistent_5xx_and_garbage_fail_without_leaking(federation: Hub) -> Non
     assert federation.nodes["ke-a"].calls == 3  # first try + node_retries
     assert result["status"] == "partial"
     assert "html" not in str(result)
+
+
+def test_query_routes_check_the_token_every_request(federation: Hub) -> None:
+    """The query routes' one-hop user dependency: a token revoked between two requests is
+    refused on the next one (read each time, never cached), the role is checked, and an
+    unauthenticated request is refused before its body or parameters are looked at."""
+    first = post(federation)
+    assert first.status_code == 201, first.text
+    query_id = first.json()["query_id"]
+    assert post(federation, who="auditor").status_code == 403  # no analyst role
+    unauthenticated = federation.client.post(
+        "/v1/queries?wait=-1", json={"not": "a spec"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert unauthenticated.status_code == 401
+    admin = federation.headers("admin")
+    tokens = federation.client.get("/v1/tokens", headers=admin).json()
+    (analyst,) = [t for t in tokens if t["name"] == "ana"]
+    revoked = federation.client.request(
+        "DELETE", f"/v1/tokens/{analyst['token_id']}", headers=admin
+    )
+    assert revoked.status_code == 200, revoked.text
+    calls = total_calls(federation)
+    again = post(federation)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "token_revoked"
+    assert total_calls(federation) == calls  # nothing sent
+    read = federation.client.get(f"/v1/queries/{query_id}", headers=federation.headers("analyst"))
+    assert read.status_code == 401
+    assert read.json()["error"]["code"] == "token_revoked"
