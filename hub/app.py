@@ -41,6 +41,7 @@ def create_app(
         identity=load_identity(settings.home),
         key=load_key(settings.home),
         sessions=init_db(engine),
+        engine=engine,
     )
 
     @asynccontextmanager

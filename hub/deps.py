@@ -11,13 +11,14 @@ from fastapi import Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
 from hub.auth.sessions import authenticate_session, session_cookie_name
-from hub.auth.tokens import authenticate
+from hub.auth.tokens import authenticate, authenticate_on
 from hub.db import read_only
 from hub.home import HubIdentity
 from hub.queries.dispatch import Dispatcher
@@ -25,6 +26,7 @@ from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals
 from hub.settings import HubSettings
 from runtime import edge
+from runtime.db import READ_ONLY_OPTION
 
 
 @dataclass
@@ -35,6 +37,7 @@ class HubState:
     identity: HubIdentity
     key: OKPKey
     sessions: sessionmaker[Session]
+    engine: Engine  # the sessions' (for the token lookup, which needs no ORM session)
     client: httpx.AsyncClient | None = None
     # Push deliveries and deadlines (in process, or on Celery); set while the lifespan runs.
     dispatcher: Dispatcher | None = None
@@ -175,6 +178,18 @@ def _authenticated(
     credentials: HTTPAuthorizationCredentials | None,
     form_csrf: str | None,
 ) -> User:
+    """`get_current_user` with a session of its own; a bearer token is looked up on a bare
+    connection in a read-only transaction (an ORM session's set-up and teardown cost twice
+    the statement: measured ≈0.15 ms of ≈0.3 ms per request)."""
+    if credentials is not None or not request.cookies.get(session_cookie_name(state.settings)):
+        # Closing the connection ends its read transaction (the pool rolls it back).
+        with state.engine.connect() as connection:
+            user = authenticate_on(
+                connection.execution_options(**{READ_ONLY_OPTION: True}),
+                token=credentials.credentials if credentials else None,
+            )
+        request.state.sauti_user = user
+        return user
     with state.sessions() as session:
         return get_current_user(request, state, session, credentials, form_csrf)
 
@@ -183,7 +198,7 @@ def one_hop_user(*roles: Role) -> Callable[..., Awaitable[User]]:
     """`CurrentUser` (and `require(*roles)` if any) as one dependency, for the routes every
     query takes: the same checks in the same order, but the session is made, used and closed
     in the one thread hop the token lookup needs, and FastAPI solves one dependency (plus the
-    bearer scheme, which documents the route's security) instead of six. Measured: ≈0.4 ms
+    bearer scheme, which documents the route's security) instead of seven. Measured: ≈0.4 ms
     of the hub's CPU per request at FastAPI 0.165, whose dependency solving costs per node."""
 
     async def dependency(
