@@ -10,10 +10,8 @@ import httpx
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
-from hub.agreements.service import active_version
+from contracts.v1 import QueryResult, QuerySpec
 from hub.auth.schemas import User
-from hub.exceptions import HubError
 from hub.home import HubIdentity
 from hub.nodes import contracts
 from hub.queries import service
@@ -46,16 +44,11 @@ async def submit(
     """
     fetching = client is not None and spec.module_version is None
 
-    def prepare(*, look: bool) -> service.Prepared | tuple[tuple[str, str], ...]:
-        """The prepared query; with `look`, first the contracts the hub lacks, if any (then
-        nothing is prepared). One thread hop and one transaction in the steady state, which
-        reads the agreement's active version once for both."""
+    def prepare(*, look: bool) -> service.Prepared:
+        """The prepared query, in one thread hop and one transaction; with `look`, it raises
+        `ContractsMissing` instead if the hub lacks a push node's contract (then nothing is
+        prepared)."""
         with sessions() as session:
-            active = None
-            if look:
-                nodes, active = _missing_contracts(session, spec)
-                if nodes:
-                    return nodes
             return service.prepare_query(
                 session=session,
                 spec=spec,
@@ -64,22 +57,22 @@ async def submit(
                 key=key,
                 ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
                 max_ttl_seconds=settings.max_request_ttl_seconds,
-                active=active,
                 query_id=query_id,
+                fetch_missing=look,
             )
 
-    prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
-    if not isinstance(prepared, service.Prepared):
+    try:
+        prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
+    except service.ContractsMissing as missing:
         assert client is not None
         await contracts.fetch_and_store(
             sessions=sessions,
             client=client,
-            nodes=prepared,
+            nodes=missing.nodes,
             timeout=min(settings.node_timeout_seconds, 5.0),
             skew_seconds=settings.node_clock_skew_seconds,
         )
         prepared = await anyio.to_thread.run_sync(partial(prepare, look=False))
-    assert isinstance(prepared, service.Prepared)
     qid = str(prepared.query_id)
     if prepared.secure:
         await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
@@ -93,26 +86,6 @@ async def submit(
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))
     return prepared.query_id
-
-
-def _missing_contracts(
-    session: Session, spec: QuerySpec
-) -> tuple[tuple[tuple[str, str], ...], tuple[AgreementTerms, str] | None]:
-    """The (node, url) pairs whose contract for the agreement's dataset version the hub lacks,
-    and the agreement's active version as read for it (None if it has none: the checks that
-    follow refuse the query properly)."""
-    try:
-        active = active_version(session=session, agreement_id=spec.agreement_id)
-    except HubError:
-        return (), None
-    terms = active[0]
-    version = next((d.contract_version for d in terms.datasets if d.name == spec.dataset), None)
-    if version is None:
-        return (), active
-    missing = contracts.missing(
-        session=session, node_ids=terms.node_ids, dataset=spec.dataset, version=version
-    )
-    return tuple(missing), active
 
 
 async def submit_and_wait(
