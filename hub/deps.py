@@ -1,14 +1,16 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 import anyio.to_thread
 import httpx
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
 from sqlalchemy import Engine
@@ -217,9 +219,64 @@ def one_hop_user(*roles: Role) -> Callable[..., Awaitable[User]]:
     return dependency
 
 
-# The query routes' own: as `CurrentUser` and `Analyst`, in one dependency each.
+@dataclass(frozen=True)
+class Caller:
+    """A request's credentials, not checked yet: a route whose work needs a thread hop anyway
+    checks them there (`user`), before that work, instead of in a hop of their own."""
+
+    request: Request
+    state: HubState
+    credentials: HTTPAuthorizationCredentials | None
+    form_csrf: str | None
+
+    def user(self, *roles: Role) -> User:
+        """What `CurrentUser` (and `require(*roles)`) gives, checked now (blocking: run it in
+        a worker thread)."""
+        user = _authenticated(self.request, self.state, self.credentials, self.form_csrf)
+        if roles and not any(user.has(role) for role in roles):
+            raise RoleForbidden(roles)
+        return user
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    return Caller(request, request.app.state.hub, credentials, await _form_csrf(request))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def checked_first(*roles: Role) -> type[APIRoute]:
+    """The route class of a route that takes a `CallerDep` and checks it in its own hop.
+
+    Keeps `CurrentUser`'s order of refusals: a request FastAPI refuses before the endpoint
+    runs (a body or parameter that does not validate) is refused as unauthenticated or
+    forbidden first if it is either; control characters, which the app's first dependency
+    refuses before any authentication, are still refused as they were.
+    """
+
+    class CheckedFirst(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def checked(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except RequestValidationError:
+                    if not await edge.forbidden_in_request(request):
+                        caller = await get_caller(request, await _bearer(request))
+                        await anyio.to_thread.run_sync(partial(caller.user, *roles))
+                    raise
+
+            return checked
+
+    return CheckedFirst
+
+
+# The query reading route's own: as `CurrentUser`, in one dependency.
 QueryReader = Annotated[User, Depends(one_hop_user())]
-QueryAnalyst = Annotated[User, Depends(one_hop_user("analyst"))]
 
 AdminOrSecretariat = Annotated[User, Depends(require("admin", "secretariat"))]
 Secretariat = Annotated[User, Depends(require("secretariat", "admin"))]

@@ -1,6 +1,7 @@
 """Routes of analyst queries: submit (answers at once or after a short wait), read progress."""
 
 import time
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,7 +10,15 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts.v1 import QueryResult, QuerySpec, Signed, TaskBatch
-from hub.deps import CurrentUser, HubState, QueryAnalyst, QueryReader, SessionDep, StateDep
+from hub.deps import (
+    CallerDep,
+    CurrentUser,
+    HubState,
+    QueryReader,
+    SessionDep,
+    StateDep,
+    checked_first,
+)
 from hub.exceptions import HubSetupError
 from hub.home import rotation_headers
 from hub.nodes import messages
@@ -26,16 +35,9 @@ Wait = Annotated[
 ]
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=QueryResult,
-    responses={202: {"model": QueryResult, "description": "still running: progress so far"}},
-)
 async def submit_query(
-    request: Request,
     spec: QuerySpec,
-    user: QueryAnalyst,
+    caller: CallerDep,
     wait: Wait = None,
     ttl_seconds: Annotated[
         int | None,
@@ -45,9 +47,13 @@ async def submit_query(
     """201 with the complete result, or 202 with progress if it is still running after `wait`.
 
     The body is the result's JSON as written when the query completed (serialised once, not
-    validated and serialised again on the way out)."""
-    state: HubState = request.app.state.hub  # (not `StateDep`: one dependency less to solve)
+    validated and serialised again on the way out).
+
+    The caller is checked (as `Analyst`) in the thread hop that prepares the query, first,
+    not in one of its own; refusals keep their order (`checked_first`)."""
+    state = caller.state
     if state.dispatcher is None:
+        await anyio.to_thread.run_sync(caller.user, "analyst")
         raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
     result = await run.submit_and_wait(
         sessions=state.sessions,
@@ -56,7 +62,7 @@ async def submit_query(
         settings=state.settings,
         identity=state.identity,
         key=state.key,
-        user=user,
+        user=partial(caller.user, "analyst"),
         spec=spec,
         ttl_seconds=ttl_seconds,
         wait_seconds=state.settings.query_wait_seconds if wait is None else wait,
@@ -67,6 +73,17 @@ async def submit_query(
         status_code=202 if result.status == "running" else 201,
         media_type="application/json",
     )
+
+
+router.add_api_route(
+    "",
+    submit_query,
+    methods=["POST"],
+    status_code=201,
+    response_model=QueryResult,
+    responses={202: {"model": QueryResult, "description": "still running: progress so far"}},
+    route_class_override=checked_first("analyst"),
+)
 
 
 @router.get("")

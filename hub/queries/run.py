@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 from functools import partial
+from typing import cast
 from uuid import UUID, uuid4
 
 import anyio.to_thread
@@ -42,17 +44,55 @@ async def submit(
     dataset version are fetched first (read only: nothing is asked of them but their
     public contracts), so the spec is checked against them too.
     """
+    query_id, _ = await _submit(
+        sessions=sessions,
+        dispatcher=dispatcher,
+        signals=signals,
+        settings=settings,
+        identity=identity,
+        key=key,
+        user=user,
+        spec=spec,
+        ttl_seconds=ttl_seconds,
+        client=client,
+        query_id=query_id,
+    )
+    return query_id
+
+
+async def _submit(
+    *,
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    signals: Signals,
+    settings: HubSettings,
+    identity: HubIdentity,
+    key: OKPKey,
+    user: User | Callable[[], User],
+    spec: QuerySpec,
+    ttl_seconds: int | None,
+    client: httpx.AsyncClient | None = None,
+    query_id: UUID | None = None,
+) -> tuple[UUID, User]:
+    """`submit`, and the user it ran for. `user` may be the check that gives it (blocking):
+    it then runs first in the prepare's thread hop, so checking the caller costs no hop of
+    its own, and a refused caller is refused before anything is read or recorded.
+    """
     fetching = client is not None and spec.module_version is None
+    checked = user if isinstance(user, User) else None
 
     def prepare(*, look: bool) -> service.Prepared:
         """The prepared query, in one thread hop and one transaction; with `look`, it raises
         `ContractsMissing` instead if the hub lacks a push node's contract (then nothing is
         prepared)."""
+        nonlocal checked
+        if checked is None:
+            checked = cast(Callable[[], User], user)()
         with sessions() as session:
             return service.prepare_query(
                 session=session,
                 spec=spec,
-                user=user,
+                user=checked,
                 identity=identity,
                 key=key,
                 ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
@@ -73,10 +113,11 @@ async def submit(
             skew_seconds=settings.node_clock_skew_seconds,
         )
         prepared = await anyio.to_thread.run_sync(partial(prepare, look=False))
+    assert checked is not None
     qid = str(prepared.query_id)
     if prepared.secure:
         await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
-        return prepared.query_id
+        return prepared.query_id, checked
     await dispatcher.dispatch(
         query_id=qid,
         push_nodes=prepared.push_nodes,
@@ -85,7 +126,7 @@ async def submit(
     )
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))
-    return prepared.query_id
+    return prepared.query_id, checked
 
 
 async def submit_and_wait(
@@ -96,13 +137,14 @@ async def submit_and_wait(
     settings: HubSettings,
     identity: HubIdentity,
     key: OKPKey,
-    user: User,
+    user: User | Callable[[], User],
     spec: QuerySpec,
     ttl_seconds: int | None,
     wait_seconds: float,
     client: httpx.AsyncClient | None = None,
 ) -> QueryResult:
-    """`submit`, then its result once complete, or its progress after `wait_seconds`.
+    """`submit`, then its result once complete, or its progress after `wait_seconds`;
+    `user` may be the check that gives it (see `_submit`).
 
     The query's signal is listened for before anything is sent, so no answer can be missed
     and nothing needs reading before the first signal; a query this process completed is
@@ -110,7 +152,7 @@ async def submit_and_wait(
     """
     query_id = uuid4()
     with signals.listen(query_key(str(query_id))) as event:
-        await submit(
+        _, checked = await _submit(
             sessions=sessions,
             dispatcher=dispatcher,
             signals=signals,
@@ -129,7 +171,7 @@ async def submit_and_wait(
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=user,
+            user=checked,
             wait_seconds=wait_seconds,
             progress=None,
             submitter=True,

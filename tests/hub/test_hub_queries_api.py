@@ -200,17 +200,28 @@ def test_persistent_5xx_and_garbage_fail_without_leaking(federation: Hub) -> Non
 
 
 def test_query_routes_check_the_token_every_request(federation: Hub) -> None:
-    """The query routes' one-hop user dependency: a token revoked between two requests is
-    refused on the next one (read each time, never cached), the role is checked, and an
-    unauthenticated request is refused before its body or parameters are looked at."""
+    """The query routes check the caller in the hop that does their work: a token revoked
+    between two requests is refused on the next one (read each time, never cached), the role
+    is checked, and refusals keep their order."""
     first = post(federation)
     assert first.status_code == 201, first.text
     query_id = first.json()["query_id"]
     assert post(federation, who="auditor").status_code == 403  # no analyst role
-    unauthenticated = federation.client.post(
-        "/v1/queries?wait=-1", json={"not": "a spec"}, headers={"Authorization": "Bearer nope"}
+    # Refusals in CurrentUser's order: the caller before the body and parameters...
+    nope = {"Authorization": "Bearer nope"}
+    invalid = {"json": {"not": "a spec"}}
+    for who, expected in ((nope, 401), (federation.headers("auditor"), 403), ({}, 401)):
+        refused = federation.client.post("/v1/queries?wait=-1", headers=who, **invalid)
+        assert refused.status_code == expected, refused.text
+    refused = federation.client.post(
+        "/v1/queries", headers=federation.headers("analyst"), **invalid
     )
-    assert unauthenticated.status_code == 401
+    assert refused.status_code == 422
+    # ... and control characters before the caller (the app's first check).
+    refused = federation.client.post(
+        "/v1/queries", json={**SPEC, "dataset": "a\x00b"}, headers=nope
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
     admin = federation.headers("admin")
     tokens = federation.client.get("/v1/tokens", headers=admin).json()
     (analyst,) = [t for t in tokens if t["name"] == "ana"]
