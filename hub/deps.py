@@ -242,7 +242,9 @@ async def get_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    return Caller(request, request.app.state.hub, credentials, await _form_csrf(request))
+    caller = Caller(request, request.app.state.hub, credentials, await _form_csrf(request))
+    request.state.sauti_caller = caller  # for `checked_first`: the dependencies were solved
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -251,10 +253,11 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 def checked_first(*roles: Role) -> type[APIRoute]:
     """The route class of a route that takes a `CallerDep` and checks it in its own hop.
 
-    Keeps `CurrentUser`'s order of refusals: a request FastAPI refuses before the endpoint
-    runs (a body or parameter that does not validate) is refused as unauthenticated or
-    forbidden first if it is either; control characters, which the app's first dependency
-    refuses before any authentication, are still refused as they were.
+    Keeps `CurrentUser`'s order of refusals: a body or parameter that does not validate,
+    which FastAPI refuses after solving the dependencies (so after `CurrentUser`), is refused
+    as unauthenticated or forbidden first if it is either; what FastAPI refuses before
+    them (a body that is not JSON; control characters, the app's first dependency) is
+    refused as it was, before any authentication.
     """
 
     class CheckedFirst(APIRoute):
@@ -265,8 +268,8 @@ def checked_first(*roles: Role) -> type[APIRoute]:
                 try:
                     return await handler(request)
                 except RequestValidationError:
-                    if not await edge.forbidden_in_request(request):
-                        caller = await get_caller(request, await _bearer(request))
+                    caller = getattr(request.state, "sauti_caller", None)
+                    if isinstance(caller, Caller):
                         await anyio.to_thread.run_sync(partial(caller.user, *roles))
                     raise
 

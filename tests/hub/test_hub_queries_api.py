@@ -217,7 +217,11 @@ def test_query_routes_check_the_token_every_request(federation: Hub) -> None:
         "/v1/queries", headers=federation.headers("analyst"), **invalid
     )
     assert refused.status_code == 422
-    # ... and control characters before the caller (the app's first check).
+    # ... and a body that is not JSON, or control characters, before the caller.
+    refused = federation.client.post(
+        "/v1/queries", content=b"{not json", headers={**nope, "content-type": "application/json"}
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
     refused = federation.client.post(
         "/v1/queries", json={**SPEC, "dataset": "a\x00b"}, headers=nope
     )
