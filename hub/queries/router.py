@@ -14,7 +14,6 @@ from hub.deps import (
     CallerDep,
     CurrentUser,
     HubState,
-    QueryReader,
     SessionDep,
     StateDep,
     checked_first,
@@ -91,20 +90,24 @@ def list_queries(user: CurrentUser, session: SessionDep) -> list[QuerySummary]:
     return service.list_queries(session=session, user=user)
 
 
-@router.get("/{query_id}")
-async def get_query(
-    request: Request, query_id: UUID, user: QueryReader, wait: Wait = None
-) -> QueryResult:
-    """The result, or its progress (`status: running`, per-node `pending`); `wait` long-polls."""
-    state: HubState = request.app.state.hub
+async def get_query(query_id: UUID, caller: CallerDep, wait: Wait = None) -> QueryResult:
+    """The result, or its progress (`status: running`, per-node `pending`); `wait` long-polls.
+
+    The caller is checked (as `CurrentUser`) in the first read's thread hop, first."""
+    state = caller.state
     return await run.view(
         sessions=state.sessions,
         signals=state.signals,
         settings=state.settings,
         query_id=query_id,
-        user=user,
+        user=caller.user,
         wait_seconds=wait or 0,
     )
+
+
+router.add_api_route(
+    "/{query_id}", get_query, methods=["GET"], route_class_override=checked_first()
+)
 
 
 # --- pull mode: node-facing, signed by the node's key (no API token) ------------------------

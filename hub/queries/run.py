@@ -188,24 +188,50 @@ async def wait_for(
     wait_seconds: float,
 ) -> QueryResult:
     """The result once complete, or its progress after `wait_seconds`."""
+    result, _ = await _wait_for(
+        sessions=sessions,
+        signals=signals,
+        settings=settings,
+        query_id=query_id,
+        user=user,
+        wait_seconds=wait_seconds,
+    )
+    return result
+
+
+async def _wait_for(
+    *,
+    sessions: sessionmaker[Session],
+    signals: Signals,
+    settings: HubSettings,
+    query_id: UUID,
+    user: User | Callable[[], User],
+    wait_seconds: float,
+) -> tuple[QueryResult, User]:
+    """`wait_for`, and the user it ran for; `user` may be the check that gives it (blocking:
+    it runs first in the first read's thread hop, as in `_submit`)."""
+
+    def first_read() -> tuple[QueryResult, User]:
+        reader = user if isinstance(user, User) else user()
+        return _read(sessions, query_id, reader), reader
 
     with signals.listen(query_key(str(query_id))) as event:
         # Checked at once: the reader may not see this query (its organisation's, or a role
         # that reads all).
-        result = await anyio.to_thread.run_sync(_read, sessions, query_id, user)
+        result, reader = await anyio.to_thread.run_sync(first_read)
         if result.status != "running":
-            return result
+            return result, reader
         return await _wait(
             event,
             sessions=sessions,
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=user,
+            user=reader,
             wait_seconds=wait_seconds,
             progress=result,
             submitter=False,
-        )
+        ), reader
 
 
 def _read(sessions: sessionmaker[Session], query_id: UUID, user: User) -> QueryResult:
@@ -265,11 +291,12 @@ async def view(
     signals: Signals,
     settings: HubSettings,
     query_id: UUID,
-    user: User,
+    user: User | Callable[[], User],
     wait_seconds: float,
 ) -> QueryResult:
-    """`wait_for`, and a completed result's reading is logged (progress reads are not)."""
-    result = await wait_for(
+    """`wait_for`, and a completed result's reading is logged (progress reads are not);
+    `user` may be the check that gives it (see `_wait_for`)."""
+    result, reader = await _wait_for(
         sessions=sessions,
         signals=signals,
         settings=settings,
@@ -281,7 +308,7 @@ async def view(
 
         def record() -> None:
             with sessions() as session:
-                service.record_view(session=session, query_id=query_id, user=user)
+                service.record_view(session=session, query_id=query_id, user=reader)
 
         await anyio.to_thread.run_sync(record)
     return result

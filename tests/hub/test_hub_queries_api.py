@@ -217,6 +217,9 @@ def test_query_routes_check_the_token_every_request(federation: Hub) -> None:
         "/v1/queries", headers=federation.headers("analyst"), **invalid
     )
     assert refused.status_code == 422
+    for who, expected in ((nope, 401), (federation.headers("analyst"), 422)):
+        refused = federation.client.get("/v1/queries/not-a-uuid?wait=-1", headers=who)
+        assert refused.status_code == expected, refused.text
     # ... and a body that is not JSON, or control characters, before the caller.
     refused = federation.client.post(
         "/v1/queries", content=b"{not json", headers={**nope, "content-type": "application/json"}
