@@ -41,6 +41,7 @@ def create_app(
         identity=load_identity(settings.home),
         key=load_key(settings.home),
         sessions=init_db(engine),
+        engine=engine,
     )
 
     @asynccontextmanager
@@ -84,10 +85,14 @@ def create_app(
     install_error_handlers(app)
     metrics.install(app, settings, state.sessions)
     apps.install_edge(app, body_max_bytes=settings.body_max_bytes)
-    app.include_router(nodes_router)
-    app.include_router(pull_router)
-    app.include_router(agreements_router)
+    # The query routes first: a request is matched against the routes in order (twice, in
+    # FastAPI's included routers: once to pick the router, once inside it), and these are
+    # the ones asked on every query (analysts' submits and reads, pull nodes' polls and
+    # answers). No other route's path overlaps theirs, so the order changes no match.
     app.include_router(queries_router)
+    app.include_router(pull_router)
+    app.include_router(nodes_router)
+    app.include_router(agreements_router)
     app.include_router(audit_router)
     app.include_router(audit_checkpoints_router)
     app.include_router(auth_router)

@@ -1,23 +1,26 @@
 """FastAPI dependencies declared once: state, sessions, the current user and role checks."""
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 import anyio.to_thread
 import httpx
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from joserfc.jwk import OKPKey
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.v1.base import MAX_VERSION
 from hub.auth.exceptions import CsrfFailed, PasswordChangeRequired, RoleForbidden
 from hub.auth.schemas import Role, User
 from hub.auth.sessions import authenticate_session, session_cookie_name
-from hub.auth.tokens import authenticate
+from hub.auth.tokens import authenticate, authenticate_on
 from hub.db import read_only
 from hub.home import HubIdentity
 from hub.queries.dispatch import Dispatcher
@@ -25,6 +28,7 @@ from hub.queries.recorder import Recorder
 from hub.queries.signals import Signals
 from hub.settings import HubSettings
 from runtime import edge
+from runtime.db import READ_ONLY_OPTION
 
 
 @dataclass
@@ -35,6 +39,7 @@ class HubState:
     identity: HubIdentity
     key: OKPKey
     sessions: sessionmaker[Session]
+    engine: Engine  # the sessions' (for the token lookup, which needs no ORM session)
     client: httpx.AsyncClient | None = None
     # Push deliveries and deadlines (in process, or on Celery); set while the lifespan runs.
     dispatcher: Dispatcher | None = None
@@ -167,6 +172,87 @@ def require(*roles: Role) -> Callable[[User], Awaitable[User]]:
         return user
 
     return check
+
+
+def _authenticated(
+    request: Request,
+    state: HubState,
+    credentials: HTTPAuthorizationCredentials | None,
+    form_csrf: str | None,
+) -> User:
+    """`get_current_user` with a session of its own; a bearer token is looked up on a bare
+    connection in a read-only transaction (an ORM session's set-up and teardown cost twice
+    the statement: measured ≈0.15 ms of ≈0.3 ms per request)."""
+    if credentials is not None or not request.cookies.get(session_cookie_name(state.settings)):
+        # Closing the connection ends its read transaction (the pool rolls it back).
+        with state.engine.connect() as connection:
+            user = authenticate_on(
+                connection.execution_options(**{READ_ONLY_OPTION: True}),
+                token=credentials.credentials if credentials else None,
+            )
+        request.state.sauti_user = user
+        return user
+    with state.sessions() as session:
+        return get_current_user(request, state, session, credentials, form_csrf)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A request's credentials, not checked yet: a route whose work needs a thread hop anyway
+    checks them there (`user`), before that work, instead of in a hop of their own."""
+
+    request: Request
+    state: HubState
+    credentials: HTTPAuthorizationCredentials | None
+    form_csrf: str | None
+
+    def user(self, *roles: Role) -> User:
+        """What `CurrentUser` (and `require(*roles)`) gives, checked now (blocking: run it in
+        a worker thread)."""
+        user = _authenticated(self.request, self.state, self.credentials, self.form_csrf)
+        if roles and not any(user.has(role) for role in roles):
+            raise RoleForbidden(roles)
+        return user
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    caller = Caller(request, request.app.state.hub, credentials, await _form_csrf(request))
+    request.state.sauti_caller = caller  # for `checked_first`: the dependencies were solved
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def checked_first(*roles: Role) -> type[APIRoute]:
+    """The route class of a route that takes a `CallerDep` and checks it in its own hop.
+
+    Keeps `CurrentUser`'s order of refusals: a body or parameter that does not validate,
+    which FastAPI refuses after solving the dependencies (so after `CurrentUser`), is refused
+    as unauthenticated or forbidden first if it is either; what FastAPI refuses before
+    them (a body that is not JSON; control characters, the app's first dependency) is
+    refused as it was, before any authentication.
+    """
+
+    class CheckedFirst(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def checked(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except RequestValidationError:
+                    caller = getattr(request.state, "sauti_caller", None)
+                    if isinstance(caller, Caller):
+                        await anyio.to_thread.run_sync(partial(caller.user, *roles))
+                    raise
+
+            return checked
+
+    return CheckedFirst
 
 
 AdminOrSecretariat = Annotated[User, Depends(require("admin", "secretariat"))]

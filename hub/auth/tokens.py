@@ -4,7 +4,7 @@ principal a bearer token stands for."""
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from hub.audit import service as audit
@@ -239,11 +239,18 @@ _LOOKUP = (
 
 def authenticate(*, session: Session, token: str | None, now: datetime | None = None) -> User:
     """The principal behind a bearer token: acting only as the token's role and scope."""
+    return authenticate_on(session.connection(), token=token, now=now)
+
+
+def authenticate_on(
+    connection: Connection, *, token: str | None, now: datetime | None = None
+) -> User:
+    """`authenticate` on a connection (Core: no ORM session is needed to read one row)."""
     if not token:
         raise TokenUnknown()
     # One statement, every request: the token, its user, organisation and whether the user
     # still holds the token's role (read each time: revocation takes effect at once).
-    row = session.execute(_LOOKUP, {"digest": credentials.secret_digest(token)}).first()
+    row = connection.execute(_LOOKUP, {"digest": credentials.secret_digest(token)}).first()
     if row is None:
         raise TokenUnknown()
     now = now or utc_now()

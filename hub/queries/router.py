@@ -1,6 +1,7 @@
 """Routes of analyst queries: submit (answers at once or after a short wait), read progress."""
 
 import time
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -9,7 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from contracts.v1 import QueryResult, QuerySpec, Signed, TaskBatch
-from hub.deps import Analyst, CurrentUser, HubState, SessionDep, StateDep
+from hub.deps import (
+    CallerDep,
+    CurrentUser,
+    HubState,
+    SessionDep,
+    StateDep,
+    checked_first,
+)
 from hub.exceptions import HubSetupError
 from hub.home import rotation_headers
 from hub.nodes import messages
@@ -26,16 +34,9 @@ Wait = Annotated[
 ]
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=QueryResult,
-    responses={202: {"model": QueryResult, "description": "still running: progress so far"}},
-)
 async def submit_query(
     spec: QuerySpec,
-    user: Analyst,
-    state: StateDep,
+    caller: CallerDep,
     wait: Wait = None,
     ttl_seconds: Annotated[
         int | None,
@@ -45,8 +46,13 @@ async def submit_query(
     """201 with the complete result, or 202 with progress if it is still running after `wait`.
 
     The body is the result's JSON as written when the query completed (serialised once, not
-    validated and serialised again on the way out)."""
+    validated and serialised again on the way out).
+
+    The caller is checked (as `Analyst`) in the thread hop that prepares the query, first,
+    not in one of its own; refusals keep their order (`checked_first`)."""
+    state = caller.state
     if state.dispatcher is None:
+        await anyio.to_thread.run_sync(caller.user, "analyst")
         raise HubSetupError("the hub's dispatcher is not running", code="hub_not_started")
     result = await run.submit_and_wait(
         sessions=state.sessions,
@@ -55,7 +61,7 @@ async def submit_query(
         settings=state.settings,
         identity=state.identity,
         key=state.key,
-        user=user,
+        user=partial(caller.user, "analyst"),
         spec=spec,
         ttl_seconds=ttl_seconds,
         wait_seconds=state.settings.query_wait_seconds if wait is None else wait,
@@ -68,24 +74,40 @@ async def submit_query(
     )
 
 
+router.add_api_route(
+    "",
+    submit_query,
+    methods=["POST"],
+    status_code=201,
+    response_model=QueryResult,
+    responses={202: {"model": QueryResult, "description": "still running: progress so far"}},
+    route_class_override=checked_first("analyst"),
+)
+
+
 @router.get("")
 def list_queries(user: CurrentUser, session: SessionDep) -> list[QuerySummary]:
     return service.list_queries(session=session, user=user)
 
 
-@router.get("/{query_id}")
-async def get_query(
-    query_id: UUID, user: CurrentUser, state: StateDep, wait: Wait = None
-) -> QueryResult:
-    """The result, or its progress (`status: running`, per-node `pending`); `wait` long-polls."""
+async def get_query(query_id: UUID, caller: CallerDep, wait: Wait = None) -> QueryResult:
+    """The result, or its progress (`status: running`, per-node `pending`); `wait` long-polls.
+
+    The caller is checked (as `CurrentUser`) in the first read's thread hop, first."""
+    state = caller.state
     return await run.view(
         sessions=state.sessions,
         signals=state.signals,
         settings=state.settings,
         query_id=query_id,
-        user=user,
+        user=caller.user,
         wait_seconds=wait or 0,
     )
+
+
+router.add_api_route(
+    "/{query_id}", get_query, methods=["GET"], route_class_override=checked_first()
+)
 
 
 # --- pull mode: node-facing, signed by the node's key (no API token) ------------------------

@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 from functools import partial
+from typing import cast
 from uuid import UUID, uuid4
 
 import anyio.to_thread
@@ -10,10 +12,8 @@ import httpx
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.v1 import AgreementTerms, QueryResult, QuerySpec
-from hub.agreements.service import active_version
+from contracts.v1 import QueryResult, QuerySpec
 from hub.auth.schemas import User
-from hub.exceptions import HubError
 from hub.home import HubIdentity
 from hub.nodes import contracts
 from hub.queries import service
@@ -44,46 +44,80 @@ async def submit(
     dataset version are fetched first (read only: nothing is asked of them but their
     public contracts), so the spec is checked against them too.
     """
-    fetching = client is not None and spec.module_version is None
+    query_id, _ = await _submit(
+        sessions=sessions,
+        dispatcher=dispatcher,
+        signals=signals,
+        settings=settings,
+        identity=identity,
+        key=key,
+        user=user,
+        spec=spec,
+        ttl_seconds=ttl_seconds,
+        client=client,
+        query_id=query_id,
+    )
+    return query_id
 
-    def prepare(*, look: bool) -> service.Prepared | tuple[tuple[str, str], ...]:
-        """The prepared query; with `look`, first the contracts the hub lacks, if any (then
-        nothing is prepared). One thread hop and one transaction in the steady state, which
-        reads the agreement's active version once for both."""
+
+async def _submit(
+    *,
+    sessions: sessionmaker[Session],
+    dispatcher: Dispatcher,
+    signals: Signals,
+    settings: HubSettings,
+    identity: HubIdentity,
+    key: OKPKey,
+    user: User | Callable[[], User],
+    spec: QuerySpec,
+    ttl_seconds: int | None,
+    client: httpx.AsyncClient | None = None,
+    query_id: UUID | None = None,
+) -> tuple[UUID, User]:
+    """`submit`, and the user it ran for. `user` may be the check that gives it (blocking):
+    it then runs first in the prepare's thread hop, so checking the caller costs no hop of
+    its own, and a refused caller is refused before anything is read or recorded.
+    """
+    fetching = client is not None and spec.module_version is None
+    checked = user if isinstance(user, User) else None
+
+    def prepare(*, look: bool) -> service.Prepared:
+        """The prepared query, in one thread hop and one transaction; with `look`, it raises
+        `ContractsMissing` instead if the hub lacks a push node's contract (then nothing is
+        prepared)."""
+        nonlocal checked
+        if checked is None:
+            checked = cast(Callable[[], User], user)()
         with sessions() as session:
-            active = None
-            if look:
-                nodes, active = _missing_contracts(session, spec)
-                if nodes:
-                    return nodes
             return service.prepare_query(
                 session=session,
                 spec=spec,
-                user=user,
+                user=checked,
                 identity=identity,
                 key=key,
                 ttl_seconds=ttl_seconds or settings.request_ttl_seconds,
                 max_ttl_seconds=settings.max_request_ttl_seconds,
-                active=active,
                 query_id=query_id,
+                fetch_missing=look,
             )
 
-    prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
-    if not isinstance(prepared, service.Prepared):
+    try:
+        prepared = await anyio.to_thread.run_sync(partial(prepare, look=fetching))
+    except service.ContractsMissing as missing:
         assert client is not None
         await contracts.fetch_and_store(
             sessions=sessions,
             client=client,
-            nodes=prepared,
+            nodes=missing.nodes,
             timeout=min(settings.node_timeout_seconds, 5.0),
             skew_seconds=settings.node_clock_skew_seconds,
         )
         prepared = await anyio.to_thread.run_sync(partial(prepare, look=False))
-    assert isinstance(prepared, service.Prepared)
+    assert checked is not None
     qid = str(prepared.query_id)
     if prepared.secure:
         await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
-        return prepared.query_id
+        return prepared.query_id, checked
     await dispatcher.dispatch(
         query_id=qid,
         push_nodes=prepared.push_nodes,
@@ -92,27 +126,7 @@ async def submit(
     )
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))
-    return prepared.query_id
-
-
-def _missing_contracts(
-    session: Session, spec: QuerySpec
-) -> tuple[tuple[tuple[str, str], ...], tuple[AgreementTerms, str] | None]:
-    """The (node, url) pairs whose contract for the agreement's dataset version the hub lacks,
-    and the agreement's active version as read for it (None if it has none: the checks that
-    follow refuse the query properly)."""
-    try:
-        active = active_version(session=session, agreement_id=spec.agreement_id)
-    except HubError:
-        return (), None
-    terms = active[0]
-    version = next((d.contract_version for d in terms.datasets if d.name == spec.dataset), None)
-    if version is None:
-        return (), active
-    missing = contracts.missing(
-        session=session, node_ids=terms.node_ids, dataset=spec.dataset, version=version
-    )
-    return tuple(missing), active
+    return prepared.query_id, checked
 
 
 async def submit_and_wait(
@@ -123,13 +137,14 @@ async def submit_and_wait(
     settings: HubSettings,
     identity: HubIdentity,
     key: OKPKey,
-    user: User,
+    user: User | Callable[[], User],
     spec: QuerySpec,
     ttl_seconds: int | None,
     wait_seconds: float,
     client: httpx.AsyncClient | None = None,
 ) -> QueryResult:
-    """`submit`, then its result once complete, or its progress after `wait_seconds`.
+    """`submit`, then its result once complete, or its progress after `wait_seconds`;
+    `user` may be the check that gives it (see `_submit`).
 
     The query's signal is listened for before anything is sent, so no answer can be missed
     and nothing needs reading before the first signal; a query this process completed is
@@ -137,7 +152,7 @@ async def submit_and_wait(
     """
     query_id = uuid4()
     with signals.listen(query_key(str(query_id))) as event:
-        await submit(
+        _, checked = await _submit(
             sessions=sessions,
             dispatcher=dispatcher,
             signals=signals,
@@ -156,7 +171,7 @@ async def submit_and_wait(
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=user,
+            user=checked,
             wait_seconds=wait_seconds,
             progress=None,
             submitter=True,
@@ -173,24 +188,50 @@ async def wait_for(
     wait_seconds: float,
 ) -> QueryResult:
     """The result once complete, or its progress after `wait_seconds`."""
+    result, _ = await _wait_for(
+        sessions=sessions,
+        signals=signals,
+        settings=settings,
+        query_id=query_id,
+        user=user,
+        wait_seconds=wait_seconds,
+    )
+    return result
+
+
+async def _wait_for(
+    *,
+    sessions: sessionmaker[Session],
+    signals: Signals,
+    settings: HubSettings,
+    query_id: UUID,
+    user: User | Callable[[], User],
+    wait_seconds: float,
+) -> tuple[QueryResult, User]:
+    """`wait_for`, and the user it ran for; `user` may be the check that gives it (blocking:
+    it runs first in the first read's thread hop, as in `_submit`)."""
+
+    def first_read() -> tuple[QueryResult, User]:
+        reader = user if isinstance(user, User) else user()
+        return _read(sessions, query_id, reader), reader
 
     with signals.listen(query_key(str(query_id))) as event:
         # Checked at once: the reader may not see this query (its organisation's, or a role
         # that reads all).
-        result = await anyio.to_thread.run_sync(_read, sessions, query_id, user)
+        result, reader = await anyio.to_thread.run_sync(first_read)
         if result.status != "running":
-            return result
+            return result, reader
         return await _wait(
             event,
             sessions=sessions,
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=user,
+            user=reader,
             wait_seconds=wait_seconds,
             progress=result,
             submitter=False,
-        )
+        ), reader
 
 
 def _read(sessions: sessionmaker[Session], query_id: UUID, user: User) -> QueryResult:
@@ -250,11 +291,12 @@ async def view(
     signals: Signals,
     settings: HubSettings,
     query_id: UUID,
-    user: User,
+    user: User | Callable[[], User],
     wait_seconds: float,
 ) -> QueryResult:
-    """`wait_for`, and a completed result's reading is logged (progress reads are not)."""
-    result = await wait_for(
+    """`wait_for`, and a completed result's reading is logged (progress reads are not);
+    `user` may be the check that gives it (see `_wait_for`)."""
+    result, reader = await _wait_for(
         sessions=sessions,
         signals=signals,
         settings=settings,
@@ -266,7 +308,7 @@ async def view(
 
         def record() -> None:
             with sessions() as session:
-                service.record_view(session=session, query_id=query_id, user=user)
+                service.record_view(session=session, query_id=query_id, user=reader)
 
         await anyio.to_thread.run_sync(record)
     return result

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, defer
 
 from contracts import signing
 from contracts.v1 import (
-    AgreementTerms,
     NodeStatus,
     QueryResult,
     QuerySpec,
@@ -80,6 +79,14 @@ class Prepared:
     secure: bool = False
 
 
+class ContractsMissing(Exception):
+    """Push nodes (id, url) a query would ask whose contract the hub does not hold yet."""
+
+    def __init__(self, nodes: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(f"{len(nodes)} node contracts to fetch")
+        self.nodes = nodes
+
+
 @dataclass(frozen=True, slots=True)
 class TaskView:
     """What combining reads of a task, from plain columns (no ORM object per node)."""
@@ -138,15 +145,16 @@ def prepare_query(
     max_ttl_seconds: int,
     query_id: UUID | None = None,
     now: datetime | None = None,
-    active: tuple[AgreementTerms, str] | None = None,
+    fetch_missing: bool = False,
 ) -> Prepared:
     """Check the spec, sign one request per node, record the query and its pending tasks.
 
-    `active`: the agreement's active version (terms, digest) as already read in `session`'s
-    transaction, if the caller read it."""
+    `fetch_missing`: raise `ContractsMissing` (nothing recorded) if a push node it would ask
+    has no stored contract for the agreement's dataset version, so the caller can fetch them
+    first. Found from the contracts the level check reads anyway: no statement of its own."""
     if ttl_seconds > max_ttl_seconds:
         raise TtlTooLong(max_ttl_seconds)
-    terms, digest = active or active_version(session=session, agreement_id=spec.agreement_id)
+    terms, digest = active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
     nodes = session.scalars(_ACTIVE_NODES, {"b_node_ids": list(terms.node_ids)}).all()
     modes = {n.node_id: n.mode for n in nodes}
@@ -159,16 +167,22 @@ def prepare_query(
         ],
     )
     if spec.module_version is None:
-        # A level no node's contract knows never leaves the hub (no node called, no budget).
-        check_levels(
-            spec=spec,
-            contracts=node_contracts.contracts_for(
-                session=session,
-                node_ids=[t.node_id for t in targets],
-                dataset=spec.dataset,
-                version=next(d.contract_version for d in terms.datasets if d.name == spec.dataset),
-            ),
+        contracts = node_contracts.contracts_for(
+            session=session,
+            node_ids=[t.node_id for t in targets],
+            dataset=spec.dataset,
+            version=next(d.contract_version for d in terms.datasets if d.name == spec.dataset),
         )
+        if fetch_missing and (
+            lacking := tuple(
+                (t.node_id, t.url)
+                for t in targets
+                if t.node_id not in contracts and modes.get(t.node_id) == "push" and t.url
+            )
+        ):
+            raise ContractsMissing(lacking)
+        # A level no node's contract knows never leaves the hub (no node called, no budget).
+        check_levels(spec=spec, contracts=contracts)
     now = now or datetime.now(UTC)
     aggregation = plan_aggregation(
         terms=terms, spec=spec, modes=[modes.get(t.node_id, "push") for t in targets]

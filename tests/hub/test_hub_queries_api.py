@@ -197,3 +197,50 @@ def test_persistent_5xx_and_garbage_fail_without_leaking(federation: Hub) -> Non
     assert federation.nodes["ke-a"].calls == 3  # first try + node_retries
     assert result["status"] == "partial"
     assert "html" not in str(result)
+
+
+def test_query_routes_check_the_token_every_request(federation: Hub) -> None:
+    """The query routes check the caller in the hop that does their work: a token revoked
+    between two requests is refused on the next one (read each time, never cached), the role
+    is checked, and refusals keep their order."""
+    first = post(federation)
+    assert first.status_code == 201, first.text
+    query_id = first.json()["query_id"]
+    assert post(federation, who="auditor").status_code == 403  # no analyst role
+    # Refusals in CurrentUser's order: the caller before the body and parameters...
+    nope = {"Authorization": "Bearer nope"}
+    invalid = {"json": {"not": "a spec"}}
+    for who, expected in ((nope, 401), (federation.headers("auditor"), 403), ({}, 401)):
+        refused = federation.client.post("/v1/queries?wait=-1", headers=who, **invalid)
+        assert refused.status_code == expected, refused.text
+    refused = federation.client.post(
+        "/v1/queries", headers=federation.headers("analyst"), **invalid
+    )
+    assert refused.status_code == 422
+    for who, expected in ((nope, 401), (federation.headers("analyst"), 422)):
+        refused = federation.client.get("/v1/queries/not-a-uuid?wait=-1", headers=who)
+        assert refused.status_code == expected, refused.text
+    # ... and a body that is not JSON, or control characters, before the caller.
+    refused = federation.client.post(
+        "/v1/queries", content=b"{not json", headers={**nope, "content-type": "application/json"}
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
+    refused = federation.client.post(
+        "/v1/queries", json={**SPEC, "dataset": "a\x00b"}, headers=nope
+    )
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "invalid_request")
+    admin = federation.headers("admin")
+    tokens = federation.client.get("/v1/tokens", headers=admin).json()
+    (analyst,) = [t for t in tokens if t["name"] == "ana"]
+    revoked = federation.client.request(
+        "DELETE", f"/v1/tokens/{analyst['token_id']}", headers=admin
+    )
+    assert revoked.status_code == 200, revoked.text
+    calls = total_calls(federation)
+    again = post(federation)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "token_revoked"
+    assert total_calls(federation) == calls  # nothing sent
+    read = federation.client.get(f"/v1/queries/{query_id}", headers=federation.headers("analyst"))
+    assert read.status_code == 401
+    assert read.json()["error"]["code"] == "token_revoked"
