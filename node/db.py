@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Numeric, Text
+from sqlalchemy import Connection, Dialect, Engine, Numeric, Text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -17,14 +17,17 @@ from contracts import budget
 from node.exceptions import SchemaOutOfDate
 from node.settings import NodeSettings
 from runtime import db
-from runtime.db import after_commit
+from runtime.db import SessionLike, after_commit, connection_of
 from runtime.migrations import Schema
 
 __all__ = [
     "SCHEMA",
     "Base",
     "ExactDecimal",
+    "SessionLike",
     "after_commit",
+    "connection_of",
+    "core_transaction",
     "dispose_engines",
     "engine_for",
     "exact_sum",
@@ -145,6 +148,14 @@ def transaction(url: str) -> Iterator[Session]:
     error; hooks registered with `after_commit` run once it has committed."""
     with db.transaction(engine_for(url), info={DATABASE_URL: url}) as session:
         yield session
+
+
+@contextmanager
+def core_transaction(url: str) -> Iterator[Connection]:
+    """`transaction` on a Core connection, without the ORM session (`runtime.db.
+    core_transaction`): for the query path, whose statements are all Core."""
+    with db.core_transaction(engine_for(url), info={DATABASE_URL: url}) as connection:
+        yield connection
 
 
 def url_for(*, home: Path, settings: NodeSettings | None = None) -> str:

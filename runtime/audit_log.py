@@ -29,6 +29,7 @@ from contracts.v1.audit import (
     next_entry,
     stored_entry,
 )
+from runtime.db import SessionLike, connection_of
 
 BATCH = 5000
 
@@ -121,7 +122,8 @@ class AuditLog:
     """Appends to and reads one side's chain, over its entry and head tables.
 
     `after_append(session, head_seq)` runs after every append, inside its transaction (the
-    node signs a checkpoint that falls due there).
+    node signs a checkpoint that falls due there). Appends take the session of a
+    `runtime.db.transaction` or the connection of a `core_transaction`.
     """
 
     def __init__(
@@ -129,7 +131,7 @@ class AuditLog:
         *,
         entries: type[EntryColumns],
         head: type[HeadColumns],
-        after_append: Callable[[Session, int], None] | None = None,
+        after_append: Callable[[SessionLike, int], None] | None = None,
     ) -> None:
         self.entries = entries
         self.head_table = head
@@ -156,7 +158,7 @@ class AuditLog:
 
     def append(
         self,
-        session: Session,
+        session: SessionLike,
         *,
         actor: str,
         action: str,
@@ -170,7 +172,7 @@ class AuditLog:
         event = Event(actor=actor, action=action, object=object, details=details or {})
         return self.append_many(session, [event])[-1]
 
-    def append_many(self, session: Session, events: Sequence[Event]) -> list[int]:
+    def append_many(self, session: SessionLike, events: Sequence[Event]) -> list[int]:
         """Append entries in order in the caller's transaction; returns their sequence numbers.
 
         The head is locked once per transaction, so events that belong to one decision cost
@@ -192,14 +194,14 @@ class AuditLog:
             )
             rows.append(_row_values(entry))
             tip.seq, tip.hash = entry.seq, entry.hash
-        connection = session.connection()
+        connection = connection_of(session)
         connection.execute(self._insert, rows)
         connection.execute(self._move_head, {"tip_seq": tip.seq, "tip_hash": tip.hash})
         if self.after_append is not None:
             self.after_append(session, tip.seq)
         return [row["seq"] for row in rows]
 
-    def locked_tip(self, session: Session) -> Tip:
+    def locked_tip(self, session: SessionLike) -> Tip:
         """The head, locked for the rest of the caller's transaction.
 
         Locked once per transaction (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE already holds
@@ -210,12 +212,12 @@ class AuditLog:
         cached = session.info.get(_TIP_KEY)
         if isinstance(cached, Tip) and cached.transaction is transaction:
             return cached
-        connection = session.connection()
+        connection = connection_of(session)
         found = connection.execute(self._lock_head).first()
         if found is None:
             try:
                 with session.begin_nested():
-                    session.connection().execute(
+                    connection_of(session).execute(
                         insert(self.head_table).values(id=1, seq=0, hash=GENESIS)
                     )
             except IntegrityError:

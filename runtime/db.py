@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import JSON, DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Dialect, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -193,8 +193,44 @@ def transaction(engine: Engine, *, info: dict[str, Any] | None = None) -> Iterat
             hook()
 
 
-def after_commit(session: Session, hook: Callable[[], None]) -> None:
-    """Run `hook` (once) after the `transaction` that `session` belongs to commits."""
+# What a service that runs only Core statements takes: the ORM session of a `transaction`,
+# or the connection of a `core_transaction` (both execute statements and keep `info`).
+SessionLike = Session | Connection
+
+
+def connection_of(work: SessionLike) -> Connection:
+    """The connection a session's (or a Core transaction's) statements run on."""
+    return work if isinstance(work, Connection) else work.connection()
+
+
+@contextmanager
+def core_transaction(engine: Engine, *, info: dict[str, Any] | None = None) -> Iterator[Connection]:
+    """`transaction` without the ORM: one write transaction on a pooled connection, committed
+    on success, rolled back on any error, `after_commit` hooks run once it has committed.
+    Every key this transaction puts in the connection's `info` (`info` itself, hooks, the
+    audit chain's locked tip) is removed when it ends: the next user of the pooled
+    connection starts without them.
+
+    For paths that run only Core statements (a node's query: charge, release, audit
+    entries), where the ORM session's own bookkeeping costs more than its statements.
+    """
+    with engine.connect() as connection:
+        kept = set(connection.info)
+        connection.info.update(info or {})
+        try:
+            with connection.begin():
+                yield connection
+            hooks: list[Callable[[], None]] = connection.info.get(_AFTER_COMMIT, [])
+        finally:
+            for key in set(connection.info) - kept:  # what this transaction put there
+                del connection.info[key]
+    for hook in hooks:
+        hook()
+
+
+def after_commit(session: SessionLike, hook: Callable[[], None]) -> None:
+    """Run `hook` (once) after the `transaction` (or `core_transaction`) that `session`
+    belongs to commits."""
     hooks: list[Callable[[], None]] = session.info.setdefault(_AFTER_COMMIT, [])
     if hook not in hooks:
         hooks.append(hook)

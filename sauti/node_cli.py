@@ -102,15 +102,17 @@ def serve(
 
     from node.app import create_app
     from runtime.apps import settle_heap
+    from runtime.http_server import BoundedHttpToolsProtocol
 
     application = create_app(settings_for(home))
     settle_heap()  # as `sauti hub serve`: start-up's objects out of the collector's walks
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
-    # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
-    # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
-    # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
+    # httptools (C) parses a query for less CPU than h11, with h11's bound on what it holds
+    # of an unfinished head (runtime.http_server; docs/architecture.md, issue #25).
     with data_free_logging():
-        uvicorn.run(application, host=host, port=port, log_config=None, http="h11")
+        uvicorn.run(
+            application, host=host, port=port, log_config=None, http=BoundedHttpToolsProtocol
+        )
 
 
 @token_app.command("create")

@@ -1,5 +1,6 @@
 """Run an ASGI app on a real localhost socket in a background thread (demo and e2e tests)."""
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -35,8 +36,12 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     log_level: str = "warning",
     access_log: bool = False,
+    http: type[asyncio.Protocol] | str = "h11",
 ) -> Iterator[ServerHandle]:
     """Serve `app` on a free port of `host` until the block exits, then stop and join.
+
+    `http` is uvicorn's HTTP protocol (`sauti node serve` runs
+    `runtime.http_server.BoundedHttpToolsProtocol`).
 
     The socket is bound before the server starts, so the port is known and owned by us:
     no window in which another process could take a port we picked.
@@ -56,10 +61,10 @@ def serve_in_thread(
             access_log=access_log,
             # Keep-alive clients must not hold the shutdown (and the thread join) hostage.
             timeout_graceful_shutdown=5,
-            # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
-            # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
-            # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
-            http="h11",
+            # h11 by default: uvicorn's own httptools server bounds no request head (h11 refuses
+            # one past 16 KiB), so an endless header would grow the server's memory and CPU
+            # unanswered; runtime.http_server's bounded one does not (docs/architecture.md).
+            http=http,
         )
         server = uvicorn.Server(config)
         # uvicorn only installs signal handlers on the main thread, so none are touched here.

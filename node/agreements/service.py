@@ -71,7 +71,7 @@ from node.agreements.schemas import (
 from node.audit import service as audit
 from node.datasets import service as datasets
 from node.datasets.exceptions import UnknownDataset
-from node.db import transaction, url_for
+from node.db import SessionLike, connection_of, transaction, url_for
 from node.exceptions import HubUnreachable
 from node.harmonisation import store as harmonisation_store
 from node.harmonisation.exceptions import HarmonisationError
@@ -770,7 +770,7 @@ _HONOURED = select(
 
 
 def honoured_terms(
-    session: Session, *, agreement_id: str, version: int, digest: str, now: datetime
+    session: SessionLike, *, agreement_id: str, version: int, digest: str, now: datetime
 ) -> AgreementTerms:
     """The terms of a version this node signed, if the agreement is in force now.
 
@@ -780,7 +780,7 @@ def honoured_terms(
     # One statement: every version's status (the agreement's standing), the text of this
     # version only, and whether a newer version was charged here (built once: per query).
     rows = (
-        session.connection()
+        connection_of(session)
         .execute(_HONOURED, {"agreement": agreement_id, "version": version})
         .all()
     )

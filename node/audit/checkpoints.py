@@ -16,12 +16,11 @@ import threading
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy.orm import Session
 
 from contracts.v1.audit import AuditCheckpoint
 from node.audit import service
 from node.audit.exceptions import CheckpointNotPublished
-from node.db import DATABASE_URL, after_commit
+from node.db import DATABASE_URL, SessionLike, after_commit
 from node.home import load_identity
 from node.settings import NodeSettings
 
@@ -41,7 +40,7 @@ class Checkpointer:
     _again: bool = False
     _thread: threading.Thread | None = None
 
-    def note(self, session: Session, head: int) -> None:
+    def note(self, session: SessionLike, head: int) -> None:
         every = self.settings.audit_checkpoint_every
         if self.next_due is None:
             self.next_due = service.next_due_after(service.latest_checkpoint_seq(session), every)
@@ -149,7 +148,7 @@ def sign_now(settings: NodeSettings) -> AuditCheckpoint:
     return made
 
 
-def note_append(session: Session, *, head: int) -> None:
+def note_append(session: SessionLike, *, head: int) -> None:
     """Called by every append with the head it moved to, inside its transaction."""
     url = session.info.get(DATABASE_URL)
     found = _checkpointers.get(url) if isinstance(url, str) else None
@@ -157,5 +156,5 @@ def note_append(session: Session, *, head: int) -> None:
         found.note(session, head)
 
 
-def _note_append(session: Session, head: int) -> None:
+def _note_append(session: SessionLike, head: int) -> None:
     note_append(session, head=head)

@@ -27,7 +27,7 @@ from contracts.v1.audit import (
 )
 from node.audit.exceptions import CheckpointNotPublished
 from node.audit.models import AuditHead, AuditRow, CheckpointRow
-from node.db import transaction
+from node.db import SessionLike, transaction
 from node.home import NodeIdentity, load_identity, load_key
 from node.ledger.models import BudgetRow
 from node.settings import NodeSettings
@@ -258,7 +258,7 @@ def next_due_after(seq: int, every: int) -> int:
     return (seq // every + 1) * every
 
 
-def latest_checkpoint_seq(session: Session) -> int:
+def latest_checkpoint_seq(session: SessionLike) -> int:
     """The newest checkpoint's sequence number (0: none yet), in the caller's transaction."""
     latest = session.execute(select(func.max(CheckpointRow.seq))).scalar_one()
     return int(latest or 0)

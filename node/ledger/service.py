@@ -17,7 +17,7 @@ from contracts.agreement_rules import budget_window, period_label
 from contracts.v1 import AgreementTerms
 from node.agreements.exceptions import AgreementUnknown
 from node.agreements.models import AgreementRow
-from node.db import ExactDecimal, exact_sum, transaction, url_for
+from node.db import ExactDecimal, SessionLike, connection_of, exact_sum, transaction, url_for
 from node.ledger.exceptions import BudgetExhausted, QueryIdConflict
 from node.ledger.models import BudgetCharge, BudgetRow, ReleaseRow
 from node.ledger.schemas import (
@@ -68,7 +68,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def spent_in_period(
-    session: Session, *, terms: AgreementTerms, now: datetime, lifetime: Decimal
+    session: SessionLike, *, terms: AgreementTerms, now: datetime, lifetime: Decimal
 ) -> tuple[Decimal, int]:
     """Rho spent (exactly) and queries charged under this agreement in `now`'s period."""
     start, end = budget_window(terms, now)
@@ -91,7 +91,7 @@ def spent_in_period(
 
 
 def reserve(
-    session: Session,
+    session: SessionLike,
     *,
     query_id: UUID,
     request_digest: str,
@@ -112,7 +112,7 @@ def reserve(
     now = _utc(now or datetime.now(UTC))
     # Core statements on the session's connection: this runs for every query, and the ORM's
     # unit of work (identity map, flush ordering) costs more than the statements themselves.
-    connection = session.connection()
+    connection = connection_of(session)
     agreement_id = terms.agreement_id
     budget = connection.execute(_LOCK_BUDGET, {"agreement": agreement_id}).first()
     if budget is None:
@@ -199,7 +199,7 @@ def check_covers(session: Session, *, terms: AgreementTerms, rho: float, now: da
 
 
 def _check_covers(
-    session: Session, *, terms: AgreementTerms, cost: Decimal, now: datetime, lifetime: Decimal
+    session: SessionLike, *, terms: AgreementTerms, cost: Decimal, now: datetime, lifetime: Decimal
 ) -> None:
     # Exact: a budget of 0.37 admits exactly 37 charges of 0.01, and never a 38th. For the
     # whole validity that is one locked row (no scan); a calendar period sums its charges.
@@ -225,10 +225,10 @@ def stored_release(session: Session, *, query_id: UUID, request_digest: str) -> 
     return existing.release
 
 
-def store_release(session: Session, *, query_id: UUID, release_jws: str) -> str:
+def store_release(session: SessionLike, *, query_id: UUID, release_jws: str) -> str:
     """Store the release if none is stored yet; returns the one stored (first writer wins)."""
     # Core, as in `reserve`: an ORM-enabled UPDATE would also search the identity map.
-    connection = session.connection()
+    connection = connection_of(session)
     result = connection.execute(_STORE, {"query": str(query_id), "release": release_jws})
     if result.rowcount == 1:
         return release_jws

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from node.db import SessionLike, connection_of
 from node.ledger.models import BudgetRow, ReleaseRow
 from node.queries.exceptions import QueryModeConflict
 from node.queries.models import SecureQueryRow
@@ -28,9 +29,9 @@ from node.queries.models import SecureQueryRow
 _SECURE_ID = select(SecureQueryRow.query_id).where(SecureQueryRow.query_id == bindparam("query"))
 
 
-def check_plain(session: Session, *, query_id: UUID) -> None:
+def check_plain(session: SessionLike, *, query_id: UUID) -> None:
     """After `ledger.reserve` (budget row locked): refuse an id used for secure aggregation."""
-    if session.connection().execute(_SECURE_ID, {"query": str(query_id)}).first() is not None:
+    if connection_of(session).execute(_SECURE_ID, {"query": str(query_id)}).first() is not None:
         raise _conflict()
 
 

@@ -12,7 +12,6 @@ from uuid import UUID
 
 import polars as pl
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from contracts import signing
 from contracts.agreement_rules import filter_refusal
@@ -33,7 +32,7 @@ from node.agreements import service as agreements
 from node.agreements.exceptions import AgreementUnknown
 from node.audit import service as audit
 from node.datasets import service as datasets
-from node.db import transaction
+from node.db import SessionLike, core_transaction, transaction
 from node.exceptions import NodeError
 from node.harmonisation import service as harmonisation
 from node.home import NodeIdentity, hub_keys, load_identity, load_key
@@ -99,7 +98,8 @@ def handle_query(
     }
     request_digest = signing.digest(request)
     try:
-        with transaction(url) as session:
+        # Core transactions (no ORM session): every statement of the query path is Core.
+        with core_transaction(url) as session:
             accepted = accept(session, identity, request, settings=settings, now=now)
             terms, spec = accepted.terms, accepted.spec
             reservation = ledger.reserve(
@@ -180,7 +180,7 @@ def handle_query(
         token = signing.sign(release, load_key(settings.home))
     except Exception as exc:  # noise may have been drawn: budget stays spent (trust model)
         raise failed(exc, noise_drawn=True) from None
-    with transaction(url) as session:
+    with core_transaction(url) as session:
         stored = ledger.store_release(session, query_id=request.query_id, release_jws=token)
         # A concurrent twin may have stored first: its release wins and ours is discarded.
         action = "release_stored" if stored == token else "release_discarded"
@@ -294,7 +294,7 @@ class Accepted:
 
 
 def accept(
-    session: Session,
+    session: SessionLike,
     identity: NodeIdentity,
     request: QueryRequest,
     *,

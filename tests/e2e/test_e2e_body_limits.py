@@ -130,7 +130,7 @@ def test_four_concurrent_100_mb_bodies_leave_the_node_memory_flat(tmp_path: Path
     for answer in answers:
         if answer:  # an answer the node got out before closing names the limit
             assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    # A head that never ends is refused once past h11's bound (uvicorn's httptools server
-    # has none: it would read on, growing).
+    # A head that never ends is refused once past the server's bound (runtime.http_server:
+    # h11's 16 KiB; uvicorn's own httptools server has none and would read on, growing).
     assert len(heads) == 1
     assert heads[0].startswith(b"HTTP/1.1 400"), heads[0][:200]
