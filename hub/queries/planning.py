@@ -1,5 +1,6 @@
 """Check a query against its agreement and plan one signed request per node (pure)."""
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ class PlannedCall:
     target: NodeTarget
     request: QueryRequest
     jws: str
+    # SHA-256 hex of the signed payload (the request's canonical JSON): `signing.digest` of
+    # `request`, which the node's release must quote.
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -167,17 +171,18 @@ def plan_query(
     )
     document = template.model_dump(mode="json")
     nonces = [secrets.token_hex(16) for _ in targets]
-    tokens = signing.sign_variants(
-        document,
-        key,
-        ({"node_id": t.node_id, "nonce": nonce} for t, nonce in zip(targets, nonces, strict=True)),
-    )
-    calls = [
-        PlannedCall(
-            target=target,
-            request=template.model_copy(update={"node_id": target.node_id, "nonce": nonce}),
-            jws=jws,
+    # `signing.sign_variants`, unrolled: the payload each token signs is also the request's
+    # digest, taken here rather than decoded back out of the token.
+    canonical = signing.Template(document, ("node_id", "nonce"))
+    calls = []
+    for target, nonce in zip(targets, nonces, strict=True):
+        payload = canonical.fill({"node_id": target.node_id, "nonce": nonce})
+        calls.append(
+            PlannedCall(
+                target=target,
+                request=template.model_copy(update={"node_id": target.node_id, "nonce": nonce}),
+                jws=signing.sign_canonical(payload, key),
+                digest=hashlib.sha256(payload).hexdigest(),
+            )
         )
-        for target, nonce, jws in zip(targets, nonces, tokens, strict=True)
-    ]
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

@@ -133,3 +133,29 @@ def test_plan_signs_one_request_per_node_with_full_rho() -> None:
         assert request.expires_at - request.issued_at == timedelta(seconds=300)
         nonces.add(request.nonce)
     assert len(nonces) == 2
+
+
+def test_each_token_is_the_plain_signature_of_its_request_and_carries_its_digest() -> None:
+    """Planning writes the canonical JSON once and splices each node's values in: every token
+    is still byte for byte `signing.sign(request, key)` (Ed25519 is deterministic), i.e. what
+    the node verifies, and the digest handed to deliveries is `signing.digest(request)`."""
+    key = signing.generate_key()
+    terms = make_terms(NODES)
+    plan = plan_query(
+        query_id=uuid4(),
+        spec=spec(filters=[Filter(column="sex", levels=("female",))]),
+        terms=terms,
+        agreement_digest=signing.digest(terms),
+        targets=targets(),
+        hub_id="test-hub",
+        key=key,
+        now=datetime.now(UTC),
+        ttl_seconds=300,
+        analyst="ana",
+        analyst_organisation=ANALYST_ORG,
+    )
+    assert len(plan.calls) == 2
+    for call in plan.calls:
+        assert call.jws == signing.sign(call.request, key)
+        assert call.digest == signing.digest(call.request)
+        assert signing.verify_model(call.jws, key, QueryRequest) == call.request
