@@ -63,7 +63,7 @@ def planned_push_calls(
                 url=node.url,
                 jws=call.jws,
                 request=call.request,
-                keys=dict(node_keys(node, now=now)),
+                keys=node_keys(node, now=now),  # a new dict per call
                 contract_version=contract_version,
                 deadline=deadline,
                 request_digest=call.digest,

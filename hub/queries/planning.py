@@ -149,8 +149,8 @@ def plan_query(
         return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=())
     # One validated request; each node's differs only in its node id and nonce, so it is a
     # copy of the template (no re-validation) and its canonical JSON is written once with the
-    # two values put in per node (`signing.sign_variants`): what stays per node is encoding
-    # and the Ed25519 signature the protocol binds to the node.
+    # two values put in per node (`signing.Template`, as `signing.sign_variants` does): what
+    # stays per node is encoding and the Ed25519 signature the protocol binds to the node.
     template = QueryRequest(
         query_id=query_id,
         hub_id=hub_id,
@@ -171,8 +171,8 @@ def plan_query(
     )
     document = template.model_dump(mode="json")
     nonces = [secrets.token_hex(16) for _ in targets]
-    # `signing.sign_variants`, unrolled: the payload each token signs is also the request's
-    # digest, taken here rather than decoded back out of the token.
+    # `signing.sign_variants`, unrolled: the bytes each token signs also give the request's
+    # digest (the release must quote it), taken here instead of decoded back out of the token.
     canonical = signing.Template(document, ("node_id", "nonce"))
     calls = []
     for target, nonce in zip(targets, nonces, strict=True):
