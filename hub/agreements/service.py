@@ -13,18 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import (
-    ColumnElement,
-    Label,
-    Table,
-    bindparam,
-    func,
-    literal,
-    null,
-    select,
-    union_all,
-)
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -603,32 +592,23 @@ def active_version(
     Signatures and standings are read every time.
     """
     connection = session.connection()
-    rows = connection.execute(_ACTIVE_READ, {"b_agreement_id": agreement_id}).all()
-    versions = sorted(((r.version, r.digest, r.state) for r in rows if r.kind == "v"), reverse=True)
-    if not versions:
+    rows = connection.execute(_ACTIVE_VERSIONS, {"b_agreement_id": agreement_id}).all()
+    if not rows:
         raise AgreementNotFound()
-    # The newest proposed version's signers came with the versions; an older one's (read only
-    # when a newer one is not active) are read on their own.
-    signed_version = next((r.version for r in rows if r.kind == "s"), None)
-    newest_signers = [r.signer for r in rows if r.kind == "s"]
     hub_status: str | None = None
-    for version, digest, state in versions:
+    for version, digest, state in rows:
         if state == "draft":
             continue
         terms = _terms_of(session, agreement_id=agreement_id, version=version, digest=digest)
-        if version == signed_version:
-            signers = newest_signers
-        else:
-            signers = list(
-                connection.execute(
-                    _SIGNERS, {"b_agreement_id": agreement_id, "b_version": version}
-                ).scalars()
-            )
-        if status_of(terms, signers, at=at)[0] != "active":
+        signers = connection.execute(
+            _SIGNERS, {"b_agreement_id": agreement_id, "b_version": version}
+        ).scalars()
+        if status_of(terms, signers.all(), at=at)[0] != "active":
             continue
         if hub_status is None:
-            changes = sorted((r for r in rows if r.kind == "h"), key=lambda r: (r.at, r.id))
-            hub = _latest_standings(changes).get(terms.hub_id)
+            hub = _latest_standings(
+                connection.execute(_STANDINGS, {"b_agreement_id": agreement_id})
+            ).get(terms.hub_id)
             hub_status = hub.status if hub is not None else ""
         if hub_status not in ("revoked", "suspended"):
             return terms, digest
@@ -639,66 +619,10 @@ def active_version(
 _VERSIONS = cast(Table, AgreementVersion.__table__)
 _SIGNATURES = cast(Table, AgreementSignatureRow.__table__)
 _STATUS_CHANGES = cast(Table, AgreementStatusRow.__table__)
-# One statement for the query path (`active_version`): the agreement's versions ("v"), the
-# signers of its newest version that is not a draft ("s": a signature names one version),
-# and its parties' status changes ("h"). Columns a part does not have are typed NULLs, so
-# each column reads back as its own type.
-_NEWEST_PROPOSED = (
-    select(func.max(_VERSIONS.c.version))
-    .where(_VERSIONS.c.agreement_id == bindparam("b_agreement_id"), _VERSIONS.c.state != "draft")
-    .scalar_subquery()
-)
-
-
-def _null(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    # PostgreSQL matches a UNION's columns by type: a NULL is cast to its column's.
-    return sql_cast(null(), column.type)
-
-
-def _typed_null(column: ColumnElement[Any], name: str) -> Label[Any]:
-    return _null(column).label(name)
-
-
-_ACTIVE_READ = union_all(
-    select(
-        literal("v").label("kind"),
-        _VERSIONS.c.version,
-        _VERSIONS.c.digest,
-        _VERSIONS.c.state,
-        _typed_null(_SIGNATURES.c.signer, "signer"),
-        _typed_null(_STATUS_CHANGES.c.party, "party"),
-        _typed_null(_STATUS_CHANGES.c.status, "status"),
-        _typed_null(_STATUS_CHANGES.c.at, "at"),
-        _typed_null(_STATUS_CHANGES.c.reason, "reason"),
-        _typed_null(_STATUS_CHANGES.c.id, "id"),
-    ).where(_VERSIONS.c.agreement_id == bindparam("b_agreement_id")),
-    select(
-        literal("s"),
-        _SIGNATURES.c.version,
-        _null(_VERSIONS.c.digest),
-        _null(_VERSIONS.c.state),
-        _SIGNATURES.c.signer,
-        _null(_STATUS_CHANGES.c.party),
-        _null(_STATUS_CHANGES.c.status),
-        _null(_STATUS_CHANGES.c.at),
-        _null(_STATUS_CHANGES.c.reason),
-        _null(_STATUS_CHANGES.c.id),
-    ).where(
-        _SIGNATURES.c.agreement_id == bindparam("b_agreement_id"),
-        _SIGNATURES.c.version == _NEWEST_PROPOSED,
-    ),
-    select(
-        literal("h"),
-        _null(_VERSIONS.c.version),
-        _null(_VERSIONS.c.digest),
-        _null(_VERSIONS.c.state),
-        _null(_SIGNATURES.c.signer),
-        _STATUS_CHANGES.c.party,
-        _STATUS_CHANGES.c.status,
-        _STATUS_CHANGES.c.at,
-        _STATUS_CHANGES.c.reason,
-        _STATUS_CHANGES.c.id,
-    ).where(_STATUS_CHANGES.c.agreement_id == bindparam("b_agreement_id")),
+_ACTIVE_VERSIONS = (
+    select(_VERSIONS.c.version, _VERSIONS.c.digest, _VERSIONS.c.state)
+    .where(_VERSIONS.c.agreement_id == bindparam("b_agreement_id"))
+    .order_by(_VERSIONS.c.version.desc())
 )
 _SIGNERS = select(_SIGNATURES.c.signer).where(
     _SIGNATURES.c.agreement_id == bindparam("b_agreement_id"),

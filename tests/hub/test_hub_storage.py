@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hub_support import SimNode, make_terms
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts import signing
@@ -185,63 +185,3 @@ def test_audit_chain_detects_edits_and_survives_concurrent_writers(
         s.commit()
         assert audit.verify_chain(session=s) == 7
     engine.dispose()
-
-
-def test_active_version_reads_in_one_statement_what_the_read_model_says(
-    session: Session, hub_settings: HubSettings, hub_home: HubIdentity
-) -> None:
-    """The query path's `active_version` reads versions, the newest proposed version's
-    signers and the parties' standings in one statement, and agrees with the read model:
-    the newest fully signed version, none while the hub is suspended, again once resumed."""
-    key = load_key(hub_settings.home)
-    ke, np_ = nodes(hub_home)
-    register(session, ke)
-    register(session, np_)
-    for version in (1, 2):
-        terms = make_terms([ke, np_], version=version)
-        read = agreements.create_agreement(
-            session=session, terms=terms, identity=hub_home, key=key, actor="t"
-        )
-        for node in (ke, np_):
-            signature = node.sign_agreement(terms.agreement_id, version, read.agreement.digest)
-            agreements.add_signature(session=session, signature=signature, actor="t")
-    session.commit()
-    agreements.active_version(session=session, agreement_id=terms.agreement_id)  # terms parsed
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]))
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        active, digest = agreements.active_version(session=session, agreement_id=terms.agreement_id)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    assert (active, digest) == (read.agreement.terms, read.agreement.digest)
-    assert active.version == 2
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
-    assert agreements.get_agreement(session=session, agreement_id=terms.agreement_id).status == (
-        "active"
-    )
-    agreements.set_hub_status(
-        session=session,
-        agreement_id=terms.agreement_id,
-        status="suspended",
-        identity=hub_home,
-        actor="t",
-    )
-    with pytest.raises(HubError) as info:
-        agreements.active_version(session=session, agreement_id=terms.agreement_id)
-    assert info.value.code == "agreement_not_active"
-    agreements.set_hub_status(
-        session=session,
-        agreement_id=terms.agreement_id,
-        status="active",
-        identity=hub_home,
-        actor="t",
-    )
-    assert agreements.active_version(session=session, agreement_id=terms.agreement_id)[1] == digest
-    with pytest.raises(HubError) as info:
-        agreements.active_version(session=session, agreement_id="no-such-agreement")
-    assert info.value.code == "agreement_not_found"
