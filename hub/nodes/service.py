@@ -4,7 +4,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ValidationError
@@ -283,7 +283,23 @@ def remove_node(*, session: Session, node_id: str, actor: str) -> NodeRead:
 # --- node-signed messages -----------------------------------------------------------------
 
 
-def node_keys(node: Node, *, now: datetime) -> dict[str, dict[str, Any]]:
+class KeyedNode(Protocol):
+    """What `node_keys` reads of a node: a `Node` row, or a Core row of those columns (the
+    query path reads plain rows: no ORM object per node)."""
+
+    @property
+    def kid(self) -> str: ...
+    @property
+    def public_jwk(self) -> dict[str, Any]: ...
+    @property
+    def previous_kid(self) -> str | None: ...
+    @property
+    def previous_jwk(self) -> dict[str, Any] | None: ...
+    @property
+    def previous_valid_until(self) -> datetime | None: ...
+
+
+def node_keys(node: KeyedNode, *, now: datetime) -> dict[str, dict[str, Any]]:
     """The keys that verify this node's signatures now: current, and the previous in overlap."""
     keys = {node.kid: node.public_jwk}
     if (

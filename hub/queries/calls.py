@@ -3,13 +3,11 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from contracts.v1 import QueryRequest
-from hub.nodes.models import Node
-from hub.nodes.service import node_keys
+from hub.nodes.service import KeyedNode, node_keys
 from hub.queries.planning import PlannedCall
-from hub.queries.releases import sent_digest
 
 
 @dataclass(frozen=True)
@@ -27,17 +25,31 @@ class PushCall:
     request_digest: str
 
 
+class PushNode(KeyedNode, Protocol):
+    """What a delivery reads of a node: a `Node` row or a Core row of those columns."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
 def planned_push_calls(
     *,
     query_id: str,
     calls: Sequence[PlannedCall],
-    nodes: Sequence[Node],
+    nodes: Sequence[PushNode],
     contract_version: int | None,
     deadline: datetime,
     now: datetime,
 ) -> tuple[PushCall, ...]:
     """The push deliveries of a query just planned, from the plan's own requests and the node
-    rows already read: the first dispatch needs no second read and no re-parsing."""
+    rows already read: the first dispatch needs no second read and no re-parsing (the digest
+    of each request is the one planning took of the bytes it signed)."""
     by_id = {n.node_id: n for n in nodes}
     out = []
     for call in calls:
@@ -51,10 +63,10 @@ def planned_push_calls(
                 url=node.url,
                 jws=call.jws,
                 request=call.request,
-                keys=dict(node_keys(node, now=now)),
+                keys=node_keys(node, now=now),  # a new dict per call
                 contract_version=contract_version,
                 deadline=deadline,
-                request_digest=sent_digest(call.jws),
+                request_digest=call.digest,
             )
         )
     return tuple(out)

@@ -156,7 +156,7 @@ def prepare_query(
         raise TtlTooLong(max_ttl_seconds)
     terms, digest = active_version(session=session, agreement_id=spec.agreement_id)
     check_spec(spec=spec, terms=terms, organisation=user.organisation)
-    nodes = session.scalars(_ACTIVE_NODES, {"b_node_ids": list(terms.node_ids)}).all()
+    nodes = session.connection().execute(_ACTIVE_NODES, {"b_node_ids": list(terms.node_ids)}).all()
     modes = {n.node_id: n.mode for n in nodes}
     targets = select_targets(
         spec=spec,
@@ -309,11 +309,26 @@ def prepare_query(
     )
 
 
-# Built once: the agreement's active nodes (ORM rows: deliveries read their keys); a new
-# query and its tasks, each as one INSERT.
-_ACTIVE_NODES = select(Node).where(
-    Node.node_id.in_(bindparam("b_node_ids", expanding=True)), Node.status == "active"
-)
+# Built once: the agreement's active nodes, as plain rows of what planning and deliveries read
+# (their keys included: no ORM object per node); a new query and its tasks, each as one INSERT.
+_NODES = cast(Table, Node.__table__)
+_ACTIVE_NODES = select(
+    *(
+        _NODES.c[name]
+        for name in (
+            "node_id",
+            "country",
+            "url",
+            "mode",
+            "status",
+            "kid",
+            "public_jwk",
+            "previous_kid",
+            "previous_jwk",
+            "previous_valid_until",
+        )
+    )
+).where(_NODES.c.node_id.in_(bindparam("b_node_ids", expanding=True)), _NODES.c.status == "active")
 _TASKS = cast(Table, QueryNodeRow.__table__)
 _INSERT_QUERY = insert(cast(Table, QueryRow.__table__)).values(
     # The result's JSON text, bound as is (`JsonText`), not dumped to a dict and encoded.

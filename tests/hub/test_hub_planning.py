@@ -1,7 +1,7 @@
 """Unit tests of `hub.queries.planning`: term checks and signed per-node requests."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 import pytest
@@ -10,7 +10,9 @@ from hub_support import ANALYST_ORG, make_terms
 from contracts import signing
 from contracts.v1 import Filter, QueryRequest, QuerySpec
 from hub.exceptions import HubError
+from hub.queries.calls import planned_push_calls
 from hub.queries.planning import NodeTarget, check_spec, node_spec, plan_query, select_targets
+from hub.queries.releases import sent_digest
 
 NODES = [("ke-a", "404"), ("np-a", "524")]
 
@@ -133,3 +135,84 @@ def test_plan_signs_one_request_per_node_with_full_rho() -> None:
         assert request.expires_at - request.issued_at == timedelta(seconds=300)
         nonces.add(request.nonce)
     assert len(nonces) == 2
+
+
+def test_each_token_is_the_plain_signature_of_its_request_and_carries_its_digest() -> None:
+    """Planning writes the canonical JSON once and splices each node's values in: every token
+    is still byte for byte `signing.sign(request, key)` (Ed25519 is deterministic), i.e. what
+    the node verifies, and the digest handed to deliveries is `signing.digest(request)`."""
+    key = signing.generate_key()
+    terms = make_terms(NODES)
+    plan = plan_query(
+        query_id=uuid4(),
+        spec=spec(filters=[Filter(column="sex", levels=("female",))]),
+        terms=terms,
+        agreement_digest=signing.digest(terms),
+        targets=targets(),
+        hub_id="test-hub",
+        key=key,
+        now=datetime.now(UTC),
+        ttl_seconds=300,
+        analyst="ana",
+        analyst_organisation=ANALYST_ORG,
+    )
+    assert len(plan.calls) == 2
+    for call in plan.calls:
+        assert call.jws == signing.sign(call.request, key)
+        assert call.digest == signing.digest(call.request)
+        assert signing.verify_model(call.jws, key, QueryRequest) == call.request
+
+
+def test_planned_deliveries_take_plain_rows_and_the_planned_digest() -> None:
+    """`planned_push_calls` reads Core rows (any object with a node's columns): the previous
+    key counts only during its overlap, pull and inactive nodes get no delivery, and each
+    delivery's digest is the one of the bytes its token signs."""
+    key = signing.generate_key()
+    now = datetime.now(UTC)
+    terms = make_terms(NODES)
+    plan = plan_query(
+        query_id=uuid4(),
+        spec=spec(),
+        terms=terms,
+        agreement_digest=signing.digest(terms),
+        targets=targets(),
+        hub_id="test-hub",
+        key=key,
+        now=now,
+        ttl_seconds=300,
+    )
+    old, new = signing.public_jwk(signing.generate_key()), signing.public_jwk(key)
+
+    def row(node_id: str, *, until: datetime, mode: str = "push") -> NodeRow:
+        return NodeRow(node_id, f"http://{node_id}", mode, "active", "new", new, "old", old, until)
+
+    rows = [row("ke-a", until=now + timedelta(seconds=60)), row("np-a", until=now)]
+    calls = planned_push_calls(
+        query_id=str(plan.query_id),
+        calls=plan.calls,
+        nodes=rows,
+        contract_version=1,
+        deadline=now,
+        now=now,
+    )
+    assert [sorted(c.keys) for c in calls] == [["new", "old"], ["new"]]
+    assert [c.request_digest for c in calls] == [sent_digest(c.jws) for c in calls]
+    pull = [row("ke-a", until=now, mode="pull")]
+    assert (
+        planned_push_calls(
+            query_id="q", calls=plan.calls, nodes=pull, contract_version=1, deadline=now, now=now
+        )
+        == ()
+    )
+
+
+class NodeRow(NamedTuple):
+    node_id: str
+    url: str
+    mode: str
+    status: str
+    kid: str
+    public_jwk: dict[str, Any]
+    previous_kid: str | None
+    previous_jwk: dict[str, Any] | None
+    previous_valid_until: datetime | None
