@@ -1,10 +1,10 @@
 """Submit a query and wait (a bounded time) for it: the async side of `hub.queries.service`."""
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import cast
 from uuid import UUID, uuid4
 
 import anyio.to_thread
@@ -30,7 +30,7 @@ async def submit(
     settings: HubSettings,
     identity: HubIdentity,
     key: OKPKey,
-    user: User,
+    user: User | Callable[[], User],
     spec: QuerySpec,
     ttl_seconds: int | None,
     client: httpx.AsyncClient | None = None,
@@ -43,51 +43,19 @@ async def submit(
     With `client`, the contracts of push nodes the hub does not hold yet for the agreement's
     dataset version are fetched first (read only: nothing is asked of them but their
     public contracts), so the spec is checked against them too.
-    """
-    query_id, _ = await _submit(
-        sessions=sessions,
-        dispatcher=dispatcher,
-        signals=signals,
-        settings=settings,
-        identity=identity,
-        key=key,
-        user=user,
-        spec=spec,
-        ttl_seconds=ttl_seconds,
-        client=client,
-        query_id=query_id,
-    )
-    return query_id
 
-
-async def _submit(
-    *,
-    sessions: sessionmaker[Session],
-    dispatcher: Dispatcher,
-    signals: Signals,
-    settings: HubSettings,
-    identity: HubIdentity,
-    key: OKPKey,
-    user: User | Callable[[], User],
-    spec: QuerySpec,
-    ttl_seconds: int | None,
-    client: httpx.AsyncClient | None = None,
-    query_id: UUID | None = None,
-) -> tuple[UUID, User]:
-    """`submit`, and the user it ran for. `user` may be the check that gives it (blocking):
-    it then runs first in the prepare's thread hop, so checking the caller costs no hop of
-    its own, and a refused caller is refused before anything is read or recorded.
+    `user` may be the check that gives it (blocking, see `once`): it then runs first in the
+    prepare's thread hop, so checking the caller costs no hop of its own, and a refused
+    caller is refused before anything is read or recorded.
     """
+    check = once(user)
     fetching = client is not None and spec.module_version is None
-    checked = user if isinstance(user, User) else None
 
     def prepare(*, look: bool) -> service.Prepared:
         """The prepared query, in one thread hop and one transaction; with `look`, it raises
         `ContractsMissing` instead if the hub lacks a push node's contract (then nothing is
         prepared)."""
-        nonlocal checked
-        if checked is None:
-            checked = cast(Callable[[], User], user)()
+        checked = check()
         with sessions() as session:
             return service.prepare_query(
                 session=session,
@@ -113,11 +81,10 @@ async def _submit(
             skew_seconds=settings.node_clock_skew_seconds,
         )
         prepared = await anyio.to_thread.run_sync(partial(prepare, look=False))
-    assert checked is not None
     qid = str(prepared.query_id)
     if prepared.secure:
         await dispatcher.secure(query_id=qid, deadline=prepared.deadline)
-        return prepared.query_id, checked
+        return prepared.query_id
     await dispatcher.dispatch(
         query_id=qid,
         push_nodes=prepared.push_nodes,
@@ -126,7 +93,7 @@ async def _submit(
     )
     for node_id in prepared.pull_nodes:
         signals.notify(node_key(node_id))
-    return prepared.query_id, checked
+    return prepared.query_id
 
 
 async def submit_and_wait(
@@ -144,22 +111,23 @@ async def submit_and_wait(
     client: httpx.AsyncClient | None = None,
 ) -> QueryResult:
     """`submit`, then its result once complete, or its progress after `wait_seconds`;
-    `user` may be the check that gives it (see `_submit`).
+    `user` may be the check that gives it (see `once`).
 
     The query's signal is listened for before anything is sent, so no answer can be missed
     and nothing needs reading before the first signal; a query this process completed is
     served from the result it built then (committed first), without a thread hop or a read.
     """
     query_id = uuid4()
+    check = once(user)
     with signals.listen(query_key(str(query_id))) as event:
-        _, checked = await _submit(
+        await submit(
             sessions=sessions,
             dispatcher=dispatcher,
             signals=signals,
             settings=settings,
             identity=identity,
             key=key,
-            user=user,
+            user=check,
             spec=spec,
             ttl_seconds=ttl_seconds,
             client=client,
@@ -171,7 +139,7 @@ async def submit_and_wait(
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=checked,
+            user=check(),  # checked by `submit` already: no blocking here
             wait_seconds=wait_seconds,
             progress=None,
             submitter=True,
@@ -184,54 +152,43 @@ async def wait_for(
     signals: Signals,
     settings: HubSettings,
     query_id: UUID,
-    user: User,
-    wait_seconds: float,
-) -> QueryResult:
-    """The result once complete, or its progress after `wait_seconds`."""
-    result, _ = await _wait_for(
-        sessions=sessions,
-        signals=signals,
-        settings=settings,
-        query_id=query_id,
-        user=user,
-        wait_seconds=wait_seconds,
-    )
-    return result
-
-
-async def _wait_for(
-    *,
-    sessions: sessionmaker[Session],
-    signals: Signals,
-    settings: HubSettings,
-    query_id: UUID,
     user: User | Callable[[], User],
     wait_seconds: float,
-) -> tuple[QueryResult, User]:
-    """`wait_for`, and the user it ran for; `user` may be the check that gives it (blocking:
-    it runs first in the first read's thread hop, as in `_submit`)."""
+) -> QueryResult:
+    """The result once complete, or its progress after `wait_seconds`; `user` may be the
+    check that gives it (blocking, see `once`: it runs first in the first read's thread hop,
+    as in `submit`)."""
+    check = once(user)
 
-    def first_read() -> tuple[QueryResult, User]:
-        reader = user if isinstance(user, User) else user()
-        return _read(sessions, query_id, reader), reader
+    def first_read() -> QueryResult:
+        return _read(sessions, query_id, check())
 
     with signals.listen(query_key(str(query_id))) as event:
         # Checked at once: the reader may not see this query (its organisation's, or a role
         # that reads all).
-        result, reader = await anyio.to_thread.run_sync(first_read)
+        result = await anyio.to_thread.run_sync(first_read)
         if result.status != "running":
-            return result, reader
+            return result
         return await _wait(
             event,
             sessions=sessions,
             signals=signals,
             settings=settings,
             query_id=query_id,
-            user=reader,
+            user=check(),  # checked by the first read already: no blocking here
             wait_seconds=wait_seconds,
             progress=result,
             submitter=False,
-        ), reader
+        )
+
+
+def once(user: User | Callable[[], User]) -> Callable[[], User]:
+    """The caller as a check that runs at most once: the routes pass the token's check
+    (blocking: a database read) so that it runs in the first thread hop that needs the
+    user, and later calls return the user it gave."""
+    if isinstance(user, User):
+        return lambda: user
+    return functools.cache(user)
 
 
 def _read(sessions: sessionmaker[Session], query_id: UUID, user: User) -> QueryResult:
@@ -295,20 +252,21 @@ async def view(
     wait_seconds: float,
 ) -> QueryResult:
     """`wait_for`, and a completed result's reading is logged (progress reads are not);
-    `user` may be the check that gives it (see `_wait_for`)."""
-    result, reader = await _wait_for(
+    `user` may be the check that gives it (see `once`)."""
+    check = once(user)
+    result = await wait_for(
         sessions=sessions,
         signals=signals,
         settings=settings,
         query_id=query_id,
-        user=user,
+        user=check,
         wait_seconds=wait_seconds,
     )
     if result.status != "running":
 
         def record() -> None:
             with sessions() as session:
-                service.record_view(session=session, query_id=query_id, user=reader)
+                service.record_view(session=session, query_id=query_id, user=check())
 
         await anyio.to_thread.run_sync(record)
     return result
