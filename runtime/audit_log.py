@@ -8,7 +8,6 @@ decides which transaction (the caller's, or one per batch) reads or writes.
 """
 
 import itertools
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from contracts.v1.audit import (
     AuditFilter,
     at_text,
     matches,
-    next_entry,
+    next_row,
     stored_entry,
 )
 from runtime.db import SessionLike, connection_of
@@ -183,7 +182,8 @@ class AuditLog:
         tip = self.locked_tip(session)
         rows = []
         for event in events:
-            entry = next_entry(
+            # Plain column values, hashed as `next_entry` hashes (no model per entry).
+            row = next_row(
                 prev_seq=tip.seq,
                 prev_hash=tip.hash,
                 at=datetime.now(UTC),
@@ -192,8 +192,8 @@ class AuditLog:
                 object=event.object,
                 details=event.details,
             )
-            rows.append(_row_values(entry))
-            tip.seq, tip.hash = entry.seq, entry.hash
+            rows.append(row)
+            tip.seq, tip.hash = row["seq"], row["hash"]
         connection = connection_of(session)
         connection.execute(self._insert, rows)
         connection.execute(self._move_head, {"tip_seq": tip.seq, "tip_hash": tip.hash})
@@ -352,19 +352,6 @@ class AuditLog:
             hash=row.hash,
             lenient=lenient,
         )
-
-
-def _row_values(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": at_text(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "object": entry.object,
-        "details": json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
 
 
 # --- the query parameters of both sides' audit routes ----------------------------------------
