@@ -41,7 +41,13 @@ def _rows() -> tuple[list[dict[str, Any]], list[Any]]:
     rows, entries = [], []
     seq, prev = 0, GENESIS
     for at, actor, action, obj, details in EVENTS:
-        common = dict(at=at, actor=actor, action=action, object=obj, details=details)
+        common: dict[str, Any] = {
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "object": obj,
+            "details": details,
+        }
         entry = next_entry(prev_seq=seq, prev_hash=prev, **common)
         row = next_row(prev_seq=seq, prev_hash=prev, **common)
         rows.append(row)
