@@ -14,7 +14,7 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, bindparam, insert, select, type_coerce, update
+from sqlalchemy import Table, bindparam, insert, null, select, type_coerce, union_all, update
 from sqlalchemy.orm import Session, defer
 
 from contracts import signing
@@ -392,18 +392,25 @@ def record_outcomes(
     # Only the batch's own open tasks, without their payloads, in one statement: a query of N
     # nodes answered in B batches reads N task rows in all, not N per batch. (A superset
     # filter, narrowed here: portable where row-value IN is not.)
+    # The same statement says which queries have a pending task of a node outside the batch
+    # (read after the query rows' locks are held: a fresh snapshot, not one taken before the
+    # wait), so which complete is known without a statement of its own (see `pending`).
     wanted = {(item.query_id, item.node_id) for item in outcomes}
-    open_tasks = {
-        (task.query_id, task.node_id): task
-        for task in session.connection().execute(
-            _OPEN_TASKS,
-            {
-                "b_query_ids": list(by_query),
-                "b_node_ids": list({item.node_id for item in outcomes}),
-            },
-        )
-        if (task.query_id, task.node_id) in wanted
-    }
+    open_tasks: dict[tuple[str, str], Any] = {}
+    pending: set[str] = set()
+    for task in session.connection().execute(
+        _OPEN_TASKS,
+        {
+            "b_query_ids": list(by_query),
+            "b_node_ids": list({item.node_id for item in outcomes}),
+        },
+    ):
+        if task.id is None or (task.query_id, task.node_id) not in wanted:
+            # Another node's pending task, or one of a batch node this query's answers
+            # did not come from: the query stays open.
+            pending.add(task.query_id)
+        else:
+            open_tasks[(task.query_id, task.node_id)] = task
     events_by_query: dict[str, list[audit.Event]] = {query_id: [] for query_id in by_query}
     plain: list[dict[str, Any]] = []
     answered: list[dict[str, Any]] = []
@@ -428,8 +435,9 @@ def record_outcomes(
     for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
         if params_list:
             session.connection().execute(statement, params_list)
+    # Every open task the batch answers is closed now (the query rows are locked): a query
+    # stays pending only through a task `_OPEN_TASKS` showed the batch does not close.
     changed = [query_id for query_id, events in events_by_query.items() if events]
-    pending = _still_pending(session, changed)
     completions = []
     for query_id in changed:
         if query_id not in pending:
@@ -532,28 +540,36 @@ _UPDATE_QUERY = (
 )
 
 
-def _still_pending(session: Session, query_ids: list[str]) -> set[str]:
-    """Which of the queries still have a pending task: whether, not how many, so each
-    query's tasks are read only up to its first pending one (counting read all of a
-    1,000-node query's tasks for every recorded batch)."""
-    if not query_ids:
-        return set()
-    return set(session.connection().execute(_STILL_PENDING, {"b_query_ids": query_ids}).scalars())
-
-
 # Built once (Core, expanding IN lists): the statements every recorded batch runs.
-_OPEN_TASKS = select(
-    _TASKS.c.id, _TASKS.c.query_id, _TASKS.c.node_id, _TASKS.c.attempts, _TASKS.c.sent_at
-).where(
-    _TASKS.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
-    _TASKS.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
-    _TASKS.c.outcome == "pending",
-)
-_STILL_PENDING = select(_QUERIES.c.query_id).where(
-    _QUERIES.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
-    select(_TASKS.c.id)
-    .where(_TASKS.c.query_id == _QUERIES.c.query_id, _TASKS.c.outcome == "pending")
-    .exists(),
+_B_QUERY_IDS = bindparam("b_query_ids", expanding=True)
+_B_NODE_IDS = bindparam("b_node_ids", expanding=True)
+_OTHERS = _TASKS.alias("others")
+# The batch's queries' pending tasks of the batch's nodes, then one row (id NULL) per query
+# that also has a pending task of a node outside the batch (once per query, not per task).
+_OPEN_TASKS = union_all(
+    select(
+        _TASKS.c.id, _TASKS.c.query_id, _TASKS.c.node_id, _TASKS.c.attempts, _TASKS.c.sent_at
+    ).where(
+        _TASKS.c.query_id.in_(_B_QUERY_IDS),
+        _TASKS.c.node_id.in_(_B_NODE_IDS),
+        _TASKS.c.outcome == "pending",
+    ),
+    select(
+        null().label("id"),
+        _QUERIES.c.query_id,
+        null().label("node_id"),
+        null().label("attempts"),
+        null().label("sent_at"),
+    ).where(
+        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
+        select(_OTHERS.c.id)
+        .where(
+            _OTHERS.c.query_id == _QUERIES.c.query_id,
+            _OTHERS.c.outcome == "pending",
+            _OTHERS.c.node_id.not_in(_B_NODE_IDS),
+        )
+        .exists(),
+    ),
 )
 _TASK_COLUMNS = (
     _TASKS.c.id,
