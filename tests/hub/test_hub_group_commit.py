@@ -293,7 +293,8 @@ def test_a_query_completes_only_with_its_last_task_whatever_the_batch_holds(
     that closes its last task completes it, once."""
     settings = federation.settings
     (first, nodes), (second, others) = _prepare(settings), _prepare(settings)
-    assert nodes == others and len(nodes) >= 2
+    assert nodes == others
+    assert len(nodes) >= 2
 
     def answer(query_id: str, node_id: str) -> service.Outcome:
         return service.Outcome(
@@ -321,7 +322,8 @@ def test_a_query_completes_only_with_its_last_task_whatever_the_batch_holds(
                 session=session, outcomes=[answer(first, nodes[0]), answer(second, nodes[1])]
             )
         assert stored == [True, True]
-        assert not completed(first) and not completed(second)
+        assert not completed(first)
+        assert not completed(second)
         # Every other node of the first query answers it (and a duplicate): it completes;
         # the second still waits for node 0, which is not in this batch at all.
         rest = [answer(first, node_id) for node_id in nodes[1:]]
@@ -330,7 +332,8 @@ def test_a_query_completes_only_with_its_last_task_whatever_the_batch_holds(
                 session=session, outcomes=[*rest, answer(first, nodes[0])]
             )
         assert stored == [True] * len(rest) + [False]
-        assert completed(first) and not completed(second)
+        assert completed(first)
+        assert not completed(second)
         rest = [answer(second, node_id) for node_id in nodes if node_id != nodes[1]]
         with sessions() as session:
             assert service.record_outcomes(session=session, outcomes=rest) == [True] * len(rest)
