@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from joserfc.jwk import OKPKey
 from sqlalchemy import Table, bindparam, insert, null, select, type_coerce, union_all, update
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.elements import BindParameter
 
 from contracts import signing
 from contracts.v1 import (
@@ -541,8 +542,8 @@ _UPDATE_QUERY = (
 
 
 # Built once (Core, expanding IN lists): the statements every recorded batch runs.
-_B_QUERY_IDS = bindparam("b_query_ids", expanding=True)
-_B_NODE_IDS = bindparam("b_node_ids", expanding=True)
+_B_QUERY_IDS: BindParameter[Any] = bindparam("b_query_ids", expanding=True)
+_B_NODE_IDS: BindParameter[Any] = bindparam("b_node_ids", expanding=True)
 _OTHERS = _TASKS.alias("others")
 # The batch's queries' pending tasks of the batch's nodes, then one row (id NULL) per query
 # that also has a pending task of a node outside the batch (once per query, not per task).
