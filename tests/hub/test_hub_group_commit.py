@@ -347,3 +347,38 @@ def test_a_query_completes_only_with_its_last_task_whatever_the_batch_holds(
             assert actions[("query.node_outcome", f"query:{query_id}")] == len(nodes)
     finally:
         engine.dispose()
+
+
+def test_a_query_closed_in_one_batch_is_combined_as_from_its_stored_tasks(
+    federation: Hub,
+) -> None:
+    """A query whose every task closes in one batch is combined from what the batch read:
+    the stored result is the one its stored tasks give."""
+    settings = federation.settings
+    query_id, nodes = _prepare(settings)
+    outcomes = [
+        service.Outcome(
+            query_id=query_id,
+            node_id=node_id,
+            outcome="refused" if n % 2 else "failed",
+            error_code="budget_exhausted" if n % 2 else "node_error",
+            message=f"reason {n}",
+        )
+        for n, node_id in enumerate(reversed(nodes))
+    ]
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = init_db(engine)
+        with sessions() as session:
+            assert service.record_outcomes(session=session, outcomes=outcomes) == [True] * len(
+                nodes
+            )
+        with sessions() as session:
+            row = session.get(QueryRow, query_id)
+            assert row is not None
+            assert row.completed_at is not None
+            rebuilt = service._build(row, service._tasks_to_combine(session, row))
+            assert row.result == rebuilt.model_dump(mode="json")
+            assert [n.node_id for n in rebuilt.nodes] == nodes
+    finally:
+        engine.dispose()
