@@ -158,9 +158,9 @@ class AuditLog:
             )
             .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
         )
-        # Database address -> the head this process last wrote there: a guess, never trusted
-        # (see `append_many`).
-        self._last_head: dict[str, tuple[int, str]] = {}
+        # Engine -> the head this process last wrote through it: a guess, never trusted (see
+        # `append_many`).
+        self._last_head: dict[int, tuple[int, str]] = {}
         # The head and the highest stored entry in one statement: one snapshot even where
         # each statement of a transaction sees its own (PostgreSQL's READ COMMITTED).
         self._snapshot = select(
@@ -414,8 +414,10 @@ def _chain_rows(seq: int, hash: str, events: Sequence[Event]) -> list[dict[str, 
     return rows
 
 
-def _database_key(connection: Connection) -> str:
-    return str(connection.engine.url)
+def _database_key(connection: Connection) -> int:
+    # The engine's identity (rendering its URL costs more than the statement saved): a
+    # reused id only makes a guess wrong, which the conditional UPDATE finds.
+    return id(connection.engine)
 
 
 # --- the query parameters of both sides' audit routes ----------------------------------------
