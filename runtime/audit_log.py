@@ -8,7 +8,6 @@ decides which transaction (the caller's, or one per batch) reads or writes.
 """
 
 import itertools
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 from sqlalchemy import Integer, String, Text, bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -26,7 +26,7 @@ from contracts.v1.audit import (
     AuditFilter,
     at_text,
     matches,
-    next_entry,
+    next_row,
     stored_entry,
 )
 from runtime.db import SessionLike, connection_of
@@ -148,6 +148,19 @@ class AuditLog:
             .where(head.id == 1)
             .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
         )
+        # The head moved only if it is still the one this process last wrote (`append_many`).
+        self._move_head_from = (
+            update(head)
+            .where(
+                head.id == 1,
+                head.seq == bindparam("was_seq"),
+                head.hash == bindparam("was_hash"),
+            )
+            .values(seq=bindparam("tip_seq"), hash=bindparam("tip_hash"))
+        )
+        # Engine -> the head this process last wrote through it: a guess, never trusted (see
+        # `append_many`).
+        self._last_head: dict[int, tuple[int, str]] = {}
         # The head and the highest stored entry in one statement: one snapshot even where
         # each statement of a transaction sees its own (PostgreSQL's READ COMMITTED).
         self._snapshot = select(
@@ -176,30 +189,61 @@ class AuditLog:
         """Append entries in order in the caller's transaction; returns their sequence numbers.
 
         The head is locked once per transaction, so events that belong to one decision cost
-        one round of statements and commit with it.
+        one round of statements and commit with it. A transaction's first append starts from
+        the head this process last wrote to the database and moves the head only if it is
+        still that one (a conditional UPDATE, which takes the head's lock as FOR UPDATE
+        would): one statement fewer than reading the head first. If another writer moved it
+        meanwhile (another process, a rolled-back transaction), nothing was changed and the
+        head is read under its lock as before.
         """
         if not events:
             return []
-        tip = self.locked_tip(session)
-        rows = []
-        for event in events:
-            entry = next_entry(
-                prev_seq=tip.seq,
-                prev_hash=tip.hash,
-                at=datetime.now(UTC),
-                actor=event.actor,
-                action=event.action,
-                object=event.object,
-                details=event.details,
-            )
-            rows.append(_row_values(entry))
-            tip.seq, tip.hash = entry.seq, entry.hash
         connection = connection_of(session)
+        tip = self._cached_tip(session)
+        rows: list[dict[str, Any]] | None = None
+        if tip is None:
+            guess = self._last_head.get(_database_key(connection))
+            if guess is not None:
+                rows = _chain_rows(guess[0], guess[1], events)
+                moved = connection.execute(
+                    self._move_head_from,
+                    {
+                        "tip_seq": rows[-1]["seq"],
+                        "tip_hash": rows[-1]["hash"],
+                        "was_seq": guess[0],
+                        "was_hash": guess[1],
+                    },
+                )
+                if moved.rowcount == 1:
+                    tip = self._keep_tip(session, rows[-1]["seq"], rows[-1]["hash"])
+                else:
+                    rows = None
+        if rows is None:
+            if tip is None:
+                tip = self.locked_tip(session)
+            rows = _chain_rows(tip.seq, tip.hash, events)
+            tip.seq, tip.hash = rows[-1]["seq"], rows[-1]["hash"]
+            connection.execute(self._move_head, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+        assert tip is not None
         connection.execute(self._insert, rows)
-        connection.execute(self._move_head, {"tip_seq": tip.seq, "tip_hash": tip.hash})
+        self._last_head[_database_key(connection)] = (tip.seq, tip.hash)
         if self.after_append is not None:
             self.after_append(session, tip.seq)
         return [row["seq"] for row in rows]
+
+    def _cached_tip(self, session: SessionLike) -> Tip | None:
+        """The head this transaction (innermost) already locked, if it did."""
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        cached = session.info.get(_TIP_KEY)
+        if isinstance(cached, Tip) and cached.transaction is transaction:
+            return cached
+        return None
+
+    def _keep_tip(self, session: SessionLike, seq: int, hash: str) -> Tip:
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        tip = Tip(transaction=transaction, seq=seq, hash=hash)
+        session.info[_TIP_KEY] = tip
+        return tip
 
     def locked_tip(self, session: SessionLike) -> Tip:
         """The head, locked for the rest of the caller's transaction.
@@ -208,9 +252,8 @@ class AuditLog:
         SQLite's write lock): later appends in it continue from the cache. Keyed by the
         innermost transaction, so a rolled-back savepoint never leaves it stale.
         """
-        transaction = session.get_nested_transaction() or session.get_transaction()
-        cached = session.info.get(_TIP_KEY)
-        if isinstance(cached, Tip) and cached.transaction is transaction:
+        cached = self._cached_tip(session)
+        if cached is not None:
             return cached
         connection = connection_of(session)
         found = connection.execute(self._lock_head).first()
@@ -223,9 +266,7 @@ class AuditLog:
             except IntegrityError:
                 pass  # another writer created it first; lock theirs
             found = connection.execute(self._lock_head).one()
-        tip = Tip(transaction=transaction, seq=found[0], hash=found[1])
-        session.info[_TIP_KEY] = tip
-        return tip
+        return self._keep_tip(session, found[0], found[1])
 
     def head(self, session: Session) -> tuple[int, str]:
         # Core, not session.get: appends move the head through Core, so an ORM copy could be
@@ -354,17 +395,29 @@ class AuditLog:
         )
 
 
-def _row_values(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": entry.seq,
-        "at": at_text(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "object": entry.object,
-        "details": json.dumps(entry.details, sort_keys=True, separators=(",", ":")),
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
+def _chain_rows(seq: int, hash: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The stored rows of `events`, chained on from the head (`seq`, `hash`): plain column
+    values, hashed as `next_entry` hashes (no model per entry)."""
+    rows = []
+    for event in events:
+        row = next_row(
+            prev_seq=seq,
+            prev_hash=hash,
+            at=datetime.now(UTC),
+            actor=event.actor,
+            action=event.action,
+            object=event.object,
+            details=event.details,
+        )
+        rows.append(row)
+        seq, hash = row["seq"], row["hash"]
+    return rows
+
+
+def _database_key(connection: Connection) -> int:
+    # The engine's identity (rendering its URL costs more than the statement saved): a
+    # reused id only makes a guess wrong, which the conditional UPDATE finds.
+    return id(connection.engine)
 
 
 # --- the query parameters of both sides' audit routes ----------------------------------------

@@ -153,6 +153,51 @@ def next_entry(
     )
 
 
+def next_row(
+    *,
+    prev_seq: int,
+    prev_hash: str,
+    at: datetime,
+    actor: str,
+    action: str,
+    object: str,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """`next_entry` as the column values both sides store (`at` as `at_text`, `details` as
+    canonical JSON text), built from plain values: the same hash over the same canonical
+    bytes, without a model validated and dumped per entry (appends sit on the query path).
+
+    Takes exactly what `next_entry` takes and refuses (ValueError) what it refuses (a non-text
+    actor, action or object, non-text keys in `details`), so the two agree entry for entry
+    (tests/contracts/test_audit_rows.py)."""
+    if not (isinstance(actor, str) and isinstance(action, str) and isinstance(object, str)):
+        raise ValueError("an audit entry's actor, action and object are text")
+    if not isinstance(details, dict) or not all(isinstance(key, str) for key in details):
+        raise ValueError("an audit entry's details are a mapping keyed by text")
+    moment = utc(at)
+    seq = prev_seq + 1
+    body = {
+        "seq": seq,
+        # What `next_entry`'s round trip through `at_text` gives back, printed the same way.
+        "at": moment.isoformat(),
+        "actor": actor,
+        "action": action,
+        "object": object,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return {
+        "seq": seq,
+        "at": moment.isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "object": object,
+        "details": json.dumps(details, sort_keys=True, separators=(",", ":")),
+        "prev_hash": prev_hash,
+        "hash": digest(body),
+    }
+
+
 class ChainProblem(WireModel):
     """Why a chain does not verify, naming the first sequence number that is wrong."""
 

@@ -5,17 +5,30 @@ Every function here is synchronous and takes a session; the transport (push deli
 process or on a Celery worker, pull hand-outs) lives beside it in `hub.queries`.
 """
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 from joserfc.jwk import OKPKey
-from sqlalchemy import Table, bindparam, insert, select, type_coerce, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    bindparam,
+    insert,
+    literal_column,
+    null,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.elements import BindParameter
 
 from contracts import signing
 from contracts.v1 import (
@@ -390,14 +403,15 @@ def record_outcomes(
 
     The batch's query rows are locked in one statement, in query-id order (the one order
     every writer takes them in, before the audit head: two processes recording batches that
-    share queries never each hold what the other waits for); the batch's tasks are read in
-    one statement and their pending counts in another, whatever the number of queries and
-    answers. The verified release is stored with its task at once and progress reads combine
-    what has arrived; the combined result itself is written when a query's last task closes,
-    so N arrivals cost O(N) work, not O(N^2), under the query's lock. The audit entries of
-    the whole batch are appended last, in one statement right before the commit: the head,
-    which every writer of the hub shares, is held for that append and the commit only, not
-    for the reads and the combining."""
+    share queries never each hold what the other waits for); the batch's open tasks, which
+    queries stay pending and which had tasks closed before are read in one statement,
+    whatever the number of queries and answers (a query whose tasks all close in the batch
+    is combined from what that statement read). The verified release is stored with its
+    task at once and progress reads combine what has arrived; the combined result itself
+    is written when a query's last task closes, so N arrivals cost O(N) work, not O(N^2),
+    under the query's lock. The audit entries of the whole batch are appended last, in one
+    statement right before the commit: the head, which every writer of the hub shares, is
+    held for that append and the commit only, not for the reads and the combining."""
     now = now or datetime.now(UTC)
     by_query: dict[str, list[int]] = {}
     for index, item in enumerate(outcomes):
@@ -407,18 +421,13 @@ def record_outcomes(
     # Only the batch's own open tasks, without their payloads, in one statement: a query of N
     # nodes answered in B batches reads N task rows in all, not N per batch. (A superset
     # filter, narrowed here: portable where row-value IN is not.)
-    wanted = {(item.query_id, item.node_id) for item in outcomes}
-    open_tasks = {
-        (task.query_id, task.node_id): task
-        for task in session.connection().execute(
-            _OPEN_TASKS,
-            {
-                "b_query_ids": list(by_query),
-                "b_node_ids": list({item.node_id for item in outcomes}),
-            },
-        )
-        if (task.query_id, task.node_id) in wanted
-    }
+    # The same statement says which queries have a pending task of a node outside the batch
+    # (read after the query rows' locks are held: a fresh snapshot, not one taken before the
+    # wait), so which complete is known without a statement of its own (see `pending`).
+    # And which have a task closed before this batch: a query with none, completed here,
+    # is combined from the tasks read here, without reading its tasks again.
+    open_tasks, pending, closed_before = _open_tasks(session, outcomes, list(by_query))
+    closed_here: dict[str, list[tuple[int, TaskView, str | None]]] = {}
     events_by_query: dict[str, list[audit.Event]] = {query_id: [] for query_id in by_query}
     plain: list[dict[str, Any]] = []
     answered: list[dict[str, Any]] = []
@@ -429,13 +438,25 @@ def record_outcomes(
             continue  # a duplicate, or an answer after the deadline: nothing stored
         stored[index] = True
         params = _close_params(task.id, task.attempts, task.sent_at, item, now=now)
+        release_text = None
         if item.release is not None and item.release_jws is not None:
             params["b_release_jws"] = item.release_jws
-            params["b_release"] = item.release_json or stored_payload_text(item.release_jws)
+            params["b_release"] = release_text = item.release_json or stored_payload_text(
+                item.release_jws
+            )
             answered.append(params)
             parsed_releases.remember(item.query_id, item.node_id, item.release)
         else:
             plain.append(params)
+        # The task as `_tasks_to_combine` would read it back once this batch's UPDATE ran.
+        closed = TaskView(
+            node_id=item.node_id,
+            country=task.country,
+            outcome=item.outcome,
+            error_code=item.error_code,
+            message=item.message,
+        )
+        closed_here.setdefault(item.query_id, []).append((task.id, closed, release_text))
         events_by_query[item.query_id].append(
             _outcome_event(item.query_id, item.node_id, item.outcome, item.error_code)
         )
@@ -443,20 +464,21 @@ def record_outcomes(
     for statement, params_list in ((_CLOSE, plain), (_CLOSE_WITH_RELEASE, answered)):
         if params_list:
             session.connection().execute(statement, params_list)
+    # Every open task the batch answers is closed now (the query rows are locked): a query
+    # stays pending only through a task `_OPEN_TASKS` showed the batch does not close.
     changed = [query_id for query_id, events in events_by_query.items() if events]
-    pending = _still_pending(session, changed)
     completions = []
     for query_id in changed:
         if query_id not in pending:
             # The last task closed: combine every stored release.
             row = rows[query_id]
-            completion = _refresh(
-                session,
-                row,
-                _tasks_to_combine(session, row),
-                now=now,
-                events=events_by_query[query_id],
+            secure = (row.rules or {}).get("aggregation") == "secure"
+            tasks = (
+                _closed_here(query_id, closed_here[query_id])
+                if query_id not in closed_before and not secure
+                else _tasks_to_combine(session, row)
             )
+            completion = _refresh(session, row, tasks, now=now, events=events_by_query[query_id])
             if completion is not None:
                 completions.append(completion)
     audit.append_many(session=session, events=[e for q in by_query for e in events_by_query[q]])
@@ -465,6 +487,47 @@ def record_outcomes(
     for completion in completions:
         completion.remember()
     return stored
+
+
+def _open_tasks(
+    session: Session, outcomes: list[Outcome], query_ids: list[str]
+) -> tuple[dict[tuple[str, str], Any], set[str], set[str]]:
+    """`_OPEN_TASKS` read: the open tasks the batch answers, by (query, node); the queries
+    that stay pending whatever the batch closes; the queries with a task closed before."""
+    wanted = {(item.query_id, item.node_id) for item in outcomes}
+    open_tasks: dict[tuple[str, str], Any] = {}
+    pending: set[str] = set()
+    closed_before: set[str] = set()
+    for task in session.connection().execute(
+        _OPEN_TASKS,
+        {
+            "b_query_ids": query_ids,
+            "b_node_ids": list({item.node_id for item in outcomes}),
+        },
+    ):
+        if task.id is None and task.flag == _CLOSED_BEFORE:
+            closed_before.add(task.query_id)
+        elif task.id is None or (task.query_id, task.node_id) not in wanted:
+            # Another node's pending task, or one of a batch node this query's answers
+            # did not come from: the query stays open.
+            pending.add(task.query_id)
+        else:
+            open_tasks[(task.query_id, task.node_id)] = task
+    return open_tasks, pending, closed_before
+
+
+def _closed_here(query_id: str, closed: list[tuple[int, TaskView, str | None]]) -> list[Task]:
+    """A query's tasks when this batch closed every one of them: as `_tasks_to_combine`
+    reads them (in task order, the stored release of an answer not parsed here)."""
+    parsed = parsed_releases.of(query_id)
+    tasks: list[Task] = []
+    for _, view, release_text in sorted(closed, key=lambda found: found[0]):
+        unparsed = view.outcome == "ok" and view.node_id not in parsed
+        if unparsed and release_text is not None:
+            tasks.append(replace(view, release=json.loads(release_text)))
+        else:
+            tasks.append(view)
+    return tasks
 
 
 _CLOSE_VALUES = {
@@ -547,28 +610,60 @@ _UPDATE_QUERY = (
 )
 
 
-def _still_pending(session: Session, query_ids: list[str]) -> set[str]:
-    """Which of the queries still have a pending task: whether, not how many, so each
-    query's tasks are read only up to its first pending one (counting read all of a
-    1,000-node query's tasks for every recorded batch)."""
-    if not query_ids:
-        return set()
-    return set(session.connection().execute(_STILL_PENDING, {"b_query_ids": query_ids}).scalars())
-
-
 # Built once (Core, expanding IN lists): the statements every recorded batch runs.
-_OPEN_TASKS = select(
-    _TASKS.c.id, _TASKS.c.query_id, _TASKS.c.node_id, _TASKS.c.attempts, _TASKS.c.sent_at
-).where(
-    _TASKS.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
-    _TASKS.c.node_id.in_(bindparam("b_node_ids", expanding=True)),
-    _TASKS.c.outcome == "pending",
-)
-_STILL_PENDING = select(_QUERIES.c.query_id).where(
-    _QUERIES.c.query_id.in_(bindparam("b_query_ids", expanding=True)),
-    select(_TASKS.c.id)
-    .where(_TASKS.c.query_id == _QUERIES.c.query_id, _TASKS.c.outcome == "pending")
-    .exists(),
+_B_QUERY_IDS: BindParameter[Any] = bindparam("b_query_ids", expanding=True)
+_B_NODE_IDS: BindParameter[Any] = bindparam("b_node_ids", expanding=True)
+_OTHERS = _TASKS.alias("others")
+# The batch's queries' pending tasks of the batch's nodes, then one row (id NULL) per query
+# that also has a pending task of a node outside the batch (once per query, not per task).
+_PENDING_ELSEWHERE, _CLOSED_BEFORE = 1, 2
+_OPEN_TASKS = union_all(
+    select(
+        _TASKS.c.id,
+        _TASKS.c.query_id,
+        _TASKS.c.node_id,
+        _TASKS.c.attempts,
+        _TASKS.c.sent_at,
+        _TASKS.c.country,
+        literal_column("0", Integer).label("flag"),
+    ).where(
+        _TASKS.c.query_id.in_(_B_QUERY_IDS),
+        _TASKS.c.node_id.in_(_B_NODE_IDS),
+        _TASKS.c.outcome == "pending",
+    ),
+    select(
+        null().label("id"),
+        _QUERIES.c.query_id,
+        null().label("node_id"),
+        null().label("attempts"),
+        null().label("sent_at"),
+        null().label("country"),
+        literal_column(str(_PENDING_ELSEWHERE), Integer).label("flag"),
+    ).where(
+        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
+        select(_OTHERS.c.id)
+        .where(
+            _OTHERS.c.query_id == _QUERIES.c.query_id,
+            _OTHERS.c.outcome == "pending",
+            _OTHERS.c.node_id.not_in(_B_NODE_IDS),
+        )
+        .exists(),
+    ),
+    # ... and one (id NULL) per query with a task closed before this batch.
+    select(
+        null().label("id"),
+        _QUERIES.c.query_id,
+        null().label("node_id"),
+        null().label("attempts"),
+        null().label("sent_at"),
+        null().label("country"),
+        literal_column(str(_CLOSED_BEFORE), Integer).label("flag"),
+    ).where(
+        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
+        select(_OTHERS.c.id)
+        .where(_OTHERS.c.query_id == _QUERIES.c.query_id, _OTHERS.c.outcome != "pending")
+        .exists(),
+    ),
 )
 _TASK_COLUMNS = (
     _TASKS.c.id,

@@ -282,3 +282,103 @@ def test_a_caller_cancelled_mid_run_leaves_the_run_to_finish_once() -> None:
     assert cancelled
     assert after == 20
     assert runs == [[1], [2]]  # the cancelled caller's item ran once, whole
+
+
+def test_a_query_completes_only_with_its_last_task_whatever_the_batch_holds(
+    federation: Hub,
+) -> None:
+    """Which queries a batch completes is read with its open tasks: a query whose other
+    node answers only another query of the batch (that node is in the batch, not its
+    answer), or whose other node is not in the batch at all, stays running; the batch
+    that closes its last task completes it, once."""
+    settings = federation.settings
+    (first, nodes), (second, others) = _prepare(settings), _prepare(settings)
+    assert nodes == others
+    assert len(nodes) >= 2
+
+    def answer(query_id: str, node_id: str) -> service.Outcome:
+        return service.Outcome(
+            query_id=query_id,
+            node_id=node_id,
+            outcome="refused",
+            error_code="budget_exhausted",
+            message="no budget left",
+        )
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = init_db(engine)
+
+        def completed(query_id: str) -> bool:
+            with sessions() as session:
+                row = session.get(QueryRow, query_id)
+                assert row is not None
+                return row.completed_at is not None
+
+        # Node 0 answers the first query, node 1 the second: each query still waits for
+        # a node that is in the batch.
+        with sessions() as session:
+            stored = service.record_outcomes(
+                session=session, outcomes=[answer(first, nodes[0]), answer(second, nodes[1])]
+            )
+        assert stored == [True, True]
+        assert not completed(first)
+        assert not completed(second)
+        # Every other node of the first query answers it (and a duplicate): it completes;
+        # the second still waits for node 0, which is not in this batch at all.
+        rest = [answer(first, node_id) for node_id in nodes[1:]]
+        with sessions() as session:
+            stored = service.record_outcomes(
+                session=session, outcomes=[*rest, answer(first, nodes[0])]
+            )
+        assert stored == [True] * len(rest) + [False]
+        assert completed(first)
+        assert not completed(second)
+        rest = [answer(second, node_id) for node_id in nodes if node_id != nodes[1]]
+        with sessions() as session:
+            assert service.record_outcomes(session=session, outcomes=rest) == [True] * len(rest)
+        assert completed(second)
+        with sessions() as session:
+            entries = audit.entries(session=session)
+            assert audit.verify_chain(session=session) is None
+        actions = Counter((e.action, e.object) for e in entries)
+        for query_id in (first, second):
+            assert actions[("query.completed", f"query:{query_id}")] == 1
+            assert actions[("query.node_outcome", f"query:{query_id}")] == len(nodes)
+    finally:
+        engine.dispose()
+
+
+def test_a_query_closed_in_one_batch_is_combined_as_from_its_stored_tasks(
+    federation: Hub,
+) -> None:
+    """A query whose every task closes in one batch is combined from what the batch read:
+    the stored result is the one its stored tasks give."""
+    settings = federation.settings
+    query_id, nodes = _prepare(settings)
+    outcomes = [
+        service.Outcome(
+            query_id=query_id,
+            node_id=node_id,
+            outcome="refused" if n % 2 else "failed",
+            error_code="budget_exhausted" if n % 2 else "node_error",
+            message=f"reason {n}",
+        )
+        for n, node_id in enumerate(reversed(nodes))
+    ]
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = init_db(engine)
+        with sessions() as session:
+            assert service.record_outcomes(session=session, outcomes=outcomes) == [True] * len(
+                nodes
+            )
+        with sessions() as session:
+            row = session.get(QueryRow, query_id)
+            assert row is not None
+            assert row.completed_at is not None
+            rebuilt = service._build(row, service._tasks_to_combine(session, row))
+            assert row.result == rebuilt.model_dump(mode="json")
+            assert [n.node_id for n in rebuilt.nodes] == nodes
+    finally:
+        engine.dispose()
