@@ -126,6 +126,7 @@ def serve(
     from hub.exceptions import HubError
     from hub.settings import HubSettings
     from runtime.apps import settle_heap
+    from runtime.http_server import BoundedHttpToolsProtocol
 
     settings = HubSettings(home=home)
     count = processes or settings.api_processes
@@ -138,11 +139,12 @@ def serve(
         raise _fail(f"{exc.code}: {exc.message}") from exc
     settle_heap()
     # log_config=None: uvicorn keeps this configuration (its own prints tracebacks).
-    # h11, not httptools (installed for the hub's node client): uvicorn's httptools server
-    # bounds no request head (h11 refuses one past 16 KiB), so an endless header would grow
-    # the server's memory and CPU unanswered (docs/architecture.md, issue #25).
+    # httptools with h11's bound on an unfinished head (uvicorn's own httptools server has
+    # none), as `sauti node serve`: `runtime.http_server`.
     with data_free_logging():
-        uvicorn.run(application, host=host, port=port, log_config=None, http="h11")
+        uvicorn.run(
+            application, host=host, port=port, log_config=None, http=BoundedHttpToolsProtocol
+        )
 
 
 def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: int) -> None:
@@ -153,6 +155,7 @@ def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: 
     from hub.exceptions import HubError
     from hub.home import load_identity, load_key
     from runtime import edge
+    from runtime.http_server import BoundedHttpToolsProtocol
 
     if settings.effective_database_url.startswith("sqlite"):
         raise _fail(
@@ -174,8 +177,9 @@ def _serve_processes(settings: HubSettings, *, host: str, port: int, processes: 
             host=host,
             port=port,
             workers=processes,
-            # h11: see `serve` above.
-            http="h11",
+            # Bounded httptools: see `serve` above (a module-level class: spawned children
+            # unpickle it by name).
+            http=BoundedHttpToolsProtocol,
             # A spawned child imports the whole command before it answers its first health
             # check: seconds on a loaded machine, beyond uvicorn's 5 s default (it would be
             # killed and started again forever).

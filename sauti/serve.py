@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.types import ASGIApp
 
+from runtime.http_server import BoundedHttpToolsProtocol
+
 STARTUP_TIMEOUT_SECONDS = 30.0
 SHUTDOWN_TIMEOUT_SECONDS = 30.0
 
@@ -36,12 +38,12 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     log_level: str = "warning",
     access_log: bool = False,
-    http: type[asyncio.Protocol] | str = "h11",
+    http: type[asyncio.Protocol] | str = BoundedHttpToolsProtocol,
 ) -> Iterator[ServerHandle]:
     """Serve `app` on a free port of `host` until the block exits, then stop and join.
 
-    `http` is uvicorn's HTTP protocol (`sauti node serve` runs
-    `runtime.http_server.BoundedHttpToolsProtocol`).
+    `http` is uvicorn's HTTP protocol: by default httptools with h11's bound on an unfinished
+    head (`runtime.http_server`), as `sauti hub serve` and `sauti node serve` run.
 
     The socket is bound before the server starts, so the port is known and owned by us:
     no window in which another process could take a port we picked.
@@ -61,9 +63,8 @@ def serve_in_thread(
             access_log=access_log,
             # Keep-alive clients must not hold the shutdown (and the thread join) hostage.
             timeout_graceful_shutdown=5,
-            # h11 by default: uvicorn's own httptools server bounds no request head (h11 refuses
-            # one past 16 KiB), so an endless header would grow the server's memory and CPU
-            # unanswered; runtime.http_server's bounded one does not (docs/architecture.md).
+            # Not uvicorn's own httptools server: it bounds no request head, so an endless header
+            # would grow the server's memory and CPU unanswered (docs/architecture.md).
             http=http,
         )
         server = uvicorn.Server(config)

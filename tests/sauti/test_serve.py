@@ -1,5 +1,6 @@
 """`serve_in_thread`: a real socket, a URL that answers, and no thread left behind."""
 
+import asyncio
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from runtime.http_server import BoundedHttpToolsProtocol
 from sauti.serve import ServerError, serve_in_thread
 
 
@@ -39,10 +41,11 @@ def test_serves_on_a_free_port_and_stops() -> None:
         httpx.get(f"{handle.url}/ping")
 
 
-def test_a_request_head_past_the_bound_is_refused() -> None:
-    # h11 refuses a head past 16 KiB; uvicorn's httptools server would take any (unbounded)
-    # and answer 200.
-    with serve_in_thread(make_app()) as handle:
+@pytest.mark.parametrize("http", [BoundedHttpToolsProtocol, "h11"])
+def test_a_request_head_past_the_bound_is_refused(http: type[asyncio.Protocol] | str) -> None:
+    # Both refuse a head past 16 KiB (the default, as `sauti hub serve` and `sauti node serve`
+    # run it, and h11); uvicorn's own httptools server would take any and answer 200.
+    with serve_in_thread(make_app(), http=http) as handle:
         port = int(handle.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             try:
