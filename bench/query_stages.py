@@ -62,8 +62,6 @@ HUB_TARGETS = [
     ("hub.deps", "authenticate", "hub: token lookup"),
     ("hub.deps", "authenticate_on", "hub: token lookup"),
     ("hub.queries.run", "submit", "hub: submit (checks, plan, sign, record, dispatch)"),
-    # (since issue #25's sixth round the route's path; it checks the caller in its hop)
-    ("hub.queries.run", "_submit", "hub: submit (checks, plan, sign, record, dispatch)"),
     ("hub.queries.service", "prepare_query", "hub: prepare (plan, sign, record)"),
     ("contracts.signing", "sign", "hub: sign request"),
     ("hub.queries.push", "post_with_retries", "hub: delivery"),
