@@ -111,6 +111,9 @@ class TaskView:
     message: str | None = None
     release: dict[str, Any] | None = None
     release_jws: str | None = None
+    # The release as this process verified and parsed it (`parsed_releases`), taken when the
+    # task was read, so `release` need not be: the cache may evict it before `_build` runs.
+    parsed: Release | None = None
 
 
 Task = QueryNodeRow | TaskView
@@ -522,8 +525,10 @@ def _closed_here(query_id: str, closed: list[tuple[int, TaskView, str | None]]) 
     parsed = parsed_releases.of(query_id)
     tasks: list[Task] = []
     for _, view, release_text in sorted(closed, key=lambda found: found[0]):
-        unparsed = view.outcome == "ok" and view.node_id not in parsed
-        if unparsed and release_text is not None:
+        held = parsed.get(view.node_id) if view.outcome == "ok" else None
+        if held is not None:
+            tasks.append(replace(view, parsed=held))
+        elif view.outcome == "ok" and release_text is not None:
             tasks.append(replace(view, release=json.loads(release_text)))
         else:
             tasks.append(view)
@@ -706,6 +711,7 @@ def _tasks_to_combine(session: Session, row: Query) -> list[Task]:
             message=r.message,
             release=releases.get(r.id),
             release_jws=r.release_jws if secure else None,
+            parsed=parsed.get(r.node_id) if r.outcome == "ok" else None,
         )
         for r in rows
     ]
@@ -903,9 +909,11 @@ def _build(row: Query, tasks: Sequence[Task]) -> QueryResult:
 
 
 def _release(parsed: dict[str, Release], task: Task) -> Release | None:
-    """A task's verified release: parsed here already (`parsed`: the query's, from
-    `parsed_releases.of`), else parsed from what is stored."""
-    found = parsed.get(task.node_id)
+    """A task's verified release: parsed here already (taken with the task when it was read,
+    or `parsed`: the query's, from `parsed_releases.of`), else parsed from what is stored."""
+    found = task.parsed if isinstance(task, TaskView) else None
+    if found is None:
+        found = parsed.get(task.node_id)
     if found is not None:
         return found
     return None if task.release is None else Release.model_validate(task.release)

@@ -22,7 +22,7 @@ import pytest
 from hub_support import ANALYST_ORG, Hub
 from sqlalchemy import Engine, event, select, text
 
-from contracts.v1 import QueryResult, QuerySpec
+from contracts.v1 import QueryResult, QuerySpec, Release
 from hub.audit import service as audit
 from hub.auth.schemas import User
 from hub.db import init_db, make_engine
@@ -32,10 +32,12 @@ from hub.queries.batching import Batcher, CallLoader
 from hub.queries.models import QueryNodeRow, QueryRow
 from hub.queries.progress import ProgressListener, announce
 from hub.queries.recorder import Recorder
+from hub.queries.releases import parsed_releases
 from hub.queries.signals import Signals, query_key
 from hub.settings import HubSettings
 
 ANALYST = User(name="ana", organisation=ANALYST_ORG, role="analyst")
+_SPEC = {"agreement_id": "lnob-2026", "dataset": "lnob_household", "measure": "count", "rho": 0.2}
 
 
 def _prepare(settings: HubSettings) -> tuple[str, list[str]]:
@@ -380,5 +382,42 @@ def test_a_query_closed_in_one_batch_is_combined_as_from_its_stored_tasks(
             rebuilt = service._build(row, service._tasks_to_combine(session, row))
             assert row.result == rebuilt.model_dump(mode="json")
             assert [n.node_id for n in rebuilt.nodes] == nodes
+    finally:
+        engine.dispose()
+
+
+def test_releases_evicted_from_the_cache_before_combining_are_still_combined(
+    federation: Hub,
+) -> None:
+    """`parsed_releases` is bounded and shared by the process's threads: a query's releases
+    may be evicted (another query's answers) after its tasks were read (which then skipped
+    their stored releases) and before they are combined. The tasks carry the releases they
+    were read with, so no answer is dropped from the result."""
+    spec = {**_SPEC, "group_by": ["sex"]}
+    response = federation.client.post(
+        "/v1/queries", json=spec, headers=federation.headers("analyst")
+    )
+    assert response.status_code == 201, response.text
+    result = response.json()
+    assert result["status"] == "complete"
+    query_id = result["query_id"]
+    engine = make_engine(federation.settings.effective_database_url)
+    try:
+        with init_db(engine)() as session:
+            row = session.get(QueryRow, query_id)
+            assert row is not None
+            for task in service._tasks_to_combine(session, row):
+                if task.release is not None:
+                    parsed_releases.remember(
+                        query_id, task.node_id, Release.model_validate(task.release)
+                    )
+            tasks = service._tasks_to_combine(session, row)
+            answered = [t for t in tasks if t.outcome == "ok"]
+            assert len(answered) >= 2
+            assert all(t.release is None for t in answered)  # taken from the cache
+            parsed_releases.forget(query_id)  # evicted before combining
+            rebuilt = service._build(row, tasks)
+            assert row.result == rebuilt.model_dump(mode="json")
+            assert rebuilt.status == "complete"
     finally:
         engine.dispose()
