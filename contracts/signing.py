@@ -183,19 +183,21 @@ def _protected(key: OKPKey) -> bytes:
 
 def sign_variants(
     document: dict[str, Any], key: OKPKey, variants: Iterable[Mapping[str, str]]
-) -> Iterator[str]:
-    """One compact JWS per variant of `document`: each variant replaces some of its top-level
-    string fields (the same fields in every variant), e.g. a request per node that differs
-    only in its node id and nonce. Every token is byte-for-byte `sign({**document,
-    **variant}, key)`; the canonical JSON is written once (`Template`) and each variant's
-    values are put into it, so per variant only the encoding and the signature are left."""
+) -> Iterator[tuple[str, str]]:
+    """One compact JWS per variant of `document`, with the SHA-256 hex of the bytes it signs
+    (`digest({**document, **variant})`): each variant replaces some of its top-level string
+    fields (the same fields in every variant), e.g. a request per node that differs only in
+    its node id and nonce. Every token is byte-for-byte `sign({**document, **variant}, key)`;
+    the canonical JSON is written once (`Template`) and each variant's values are put into
+    it, so per variant only the encoding, the signature and the digest are left."""
     items = iter(variants)
     first = next(items, None)
     if first is None:
         return
     template = Template(document, first.keys())
     for variant in (first, *items):
-        yield sign_canonical(template.fill(variant), key)
+        payload = template.fill(variant)
+        yield sign_canonical(payload, key), hashlib.sha256(payload).hexdigest()
 
 
 def sign_canonical(payload: bytes, key: OKPKey) -> str:

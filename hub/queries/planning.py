@@ -1,6 +1,5 @@
 """Check a query against its agreement and plan one signed request per node (pure)."""
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,7 +148,7 @@ def plan_query(
         return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=())
     # One validated request; each node's differs only in its node id and nonce, so it is a
     # copy of the template (no re-validation) and its canonical JSON is written once with the
-    # two values put in per node (`signing.Template`, as `signing.sign_variants` does): what
+    # two values put in per node (`signing.sign_variants`): what
     # stays per node is encoding and the Ed25519 signature the protocol binds to the node.
     template = QueryRequest(
         query_id=query_id,
@@ -171,18 +170,18 @@ def plan_query(
     )
     document = template.model_dump(mode="json")
     nonces = [secrets.token_hex(16) for _ in targets]
-    # `signing.sign_variants`, unrolled: the bytes each token signs also give the request's
-    # digest (the release must quote it), taken here instead of decoded back out of the token.
-    canonical = signing.Template(document, ("node_id", "nonce"))
-    calls = []
-    for target, nonce in zip(targets, nonces, strict=True):
-        payload = canonical.fill({"node_id": target.node_id, "nonce": nonce})
-        calls.append(
-            PlannedCall(
-                target=target,
-                request=template.model_copy(update={"node_id": target.node_id, "nonce": nonce}),
-                jws=signing.sign_canonical(payload, key),
-                digest=hashlib.sha256(payload).hexdigest(),
-            )
+    signed = signing.sign_variants(
+        document,
+        key,
+        ({"node_id": t.node_id, "nonce": nonce} for t, nonce in zip(targets, nonces, strict=True)),
+    )
+    calls = [
+        PlannedCall(
+            target=target,
+            request=template.model_copy(update={"node_id": target.node_id, "nonce": nonce}),
+            jws=jws,
+            digest=digest,  # of the bytes signed: the release must quote it
         )
+        for target, nonce, (jws, digest) in zip(targets, nonces, signed, strict=True)
+    ]
     return Plan(query_id=query_id, spec=spec, node_spec=sent_spec, calls=tuple(calls))

@@ -138,13 +138,15 @@ def test_sign_variants_writes_what_sign_writes(values: list[str]) -> None:
     key = signing.generate_key()
     document = {"query_id": "q", "node_id": "", "nonce": "", "rho": 0.5, "delta": 1e-7, "n": [1]}
     variants = [{"node_id": value, "nonce": f"n{i}"} for i, value in enumerate(values)]
-    tokens = list(signing.sign_variants(document, key, variants))
-    assert tokens == [signing.sign({**document, **v}, key) for v in variants]
+    signed = list(signing.sign_variants(document, key, variants))
+    assert [jws for jws, _ in signed] == [signing.sign({**document, **v}, key) for v in variants]
+    assert [digest for _, digest in signed] == [signing.digest({**document, **v}) for v in variants]
     assert list(signing.sign_variants(document, key, [])) == []
     # A document whose own text holds a variant's value is still written field by field.
-    assert list(signing.sign_variants({**document, "spec": "stub-0001"}, key, variants[:1])) == [
-        signing.sign({**document, "spec": "stub-0001", **variants[0]}, key)
-    ]
+    assert [
+        jws
+        for jws, _ in signing.sign_variants({**document, "spec": "stub-0001"}, key, variants[:1])
+    ] == [signing.sign({**document, "spec": "stub-0001", **variants[0]}, key)]
 
 
 def test_a_template_fills_to_the_canonical_json_of_the_whole_document() -> None:
