@@ -174,27 +174,25 @@ def next_row(
         raise ValueError("an audit entry's actor, action and object are text")
     if not isinstance(details, dict) or not all(isinstance(key, str) for key in details):
         raise ValueError("an audit entry's details are a mapping keyed by text")
-    moment = utc(at)
+    moment = utc(at)  # what `next_entry`'s round trip through `at_text` gives back
     seq = prev_seq + 1
-    body = {
-        "seq": seq,
-        # What `next_entry`'s round trip through `at_text` gives back, printed the same way.
-        "at": moment.isoformat(),
-        "actor": actor,
-        "action": action,
-        "object": object,
-        "details": details,
-        "prev_hash": prev_hash,
-    }
     return {
         "seq": seq,
-        "at": moment.isoformat(timespec="microseconds"),
+        "at": at_text(moment),
         "actor": actor,
         "action": action,
         "object": object,
         "details": json.dumps(details, sort_keys=True, separators=(",", ":")),
         "prev_hash": prev_hash,
-        "hash": digest(body),
+        "hash": entry_hash(
+            seq=seq,
+            at=moment,
+            actor=actor,
+            action=action,
+            object=object,
+            details=details,
+            prev_hash=prev_hash,
+        ),
     }
 
 
