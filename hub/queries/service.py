@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from joserfc.jwk import OKPKey
 from sqlalchemy import (
     Integer,
+    Select,
     Table,
     bindparam,
     insert,
@@ -619,9 +620,30 @@ _UPDATE_QUERY = (
 _B_QUERY_IDS: BindParameter[Any] = bindparam("b_query_ids", expanding=True)
 _B_NODE_IDS: BindParameter[Any] = bindparam("b_node_ids", expanding=True)
 _OTHERS = _TASKS.alias("others")
-# The batch's queries' pending tasks of the batch's nodes, then one row (id NULL) per query
-# that also has a pending task of a node outside the batch (once per query, not per task).
 _PENDING_ELSEWHERE, _CLOSED_BEFORE = 1, 2
+
+
+def _queries_flagged(flag: int, *task_conditions: Any) -> Select[Any]:
+    """One row (id NULL, `flag`) per batch query that has a task meeting `task_conditions`
+    (once per query, not per task), in `_OPEN_TASKS`' columns."""
+    return select(
+        null().label("id"),
+        _QUERIES.c.query_id,
+        null().label("node_id"),
+        null().label("attempts"),
+        null().label("sent_at"),
+        null().label("country"),
+        literal_column(str(flag), Integer).label("flag"),
+    ).where(
+        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
+        select(_OTHERS.c.id)
+        .where(_OTHERS.c.query_id == _QUERIES.c.query_id, *task_conditions)
+        .exists(),
+    )
+
+
+# The batch's queries' pending tasks of the batch's nodes; then the queries that also have a
+# pending task of a node outside the batch, and those with a task closed before this batch.
 _OPEN_TASKS = union_all(
     select(
         _TASKS.c.id,
@@ -636,39 +658,10 @@ _OPEN_TASKS = union_all(
         _TASKS.c.node_id.in_(_B_NODE_IDS),
         _TASKS.c.outcome == "pending",
     ),
-    select(
-        null().label("id"),
-        _QUERIES.c.query_id,
-        null().label("node_id"),
-        null().label("attempts"),
-        null().label("sent_at"),
-        null().label("country"),
-        literal_column(str(_PENDING_ELSEWHERE), Integer).label("flag"),
-    ).where(
-        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
-        select(_OTHERS.c.id)
-        .where(
-            _OTHERS.c.query_id == _QUERIES.c.query_id,
-            _OTHERS.c.outcome == "pending",
-            _OTHERS.c.node_id.not_in(_B_NODE_IDS),
-        )
-        .exists(),
+    _queries_flagged(
+        _PENDING_ELSEWHERE, _OTHERS.c.outcome == "pending", _OTHERS.c.node_id.not_in(_B_NODE_IDS)
     ),
-    # ... and one (id NULL) per query with a task closed before this batch.
-    select(
-        null().label("id"),
-        _QUERIES.c.query_id,
-        null().label("node_id"),
-        null().label("attempts"),
-        null().label("sent_at"),
-        null().label("country"),
-        literal_column(str(_CLOSED_BEFORE), Integer).label("flag"),
-    ).where(
-        _QUERIES.c.query_id.in_(_B_QUERY_IDS),
-        select(_OTHERS.c.id)
-        .where(_OTHERS.c.query_id == _QUERIES.c.query_id, _OTHERS.c.outcome != "pending")
-        .exists(),
-    ),
+    _queries_flagged(_CLOSED_BEFORE, _OTHERS.c.outcome != "pending"),
 )
 _TASK_COLUMNS = (
     _TASKS.c.id,
